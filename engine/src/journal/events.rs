@@ -1,0 +1,73 @@
+//! The run's event log (what the user sees in `mend show`).
+
+use anyhow::{Context, Result};
+use rusqlite::params;
+
+use super::{EventRecord, Journal, now_ms};
+
+impl Journal {
+    /// Appends an event to the run's log (`step_idx` None: about the run).
+    pub fn event(
+        &self,
+        run_id: &str,
+        step_idx: Option<u32>,
+        level: &str,
+        message: &str,
+    ) -> Result<()> {
+        let tx = self.write_tx()?;
+        tx.execute(
+            "INSERT INTO events (run_id, step_idx, at, level, message) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![run_id, step_idx, now_ms(), level, message],
+        )
+        .with_context(|| format!("cannot record an event of run {run_id}"))?;
+        tx.commit().context("cannot commit the event")?;
+        Ok(())
+    }
+
+    /// The run's events, by time then insertion.
+    pub fn events(&self, run_id: &str) -> Result<Vec<EventRecord>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT run_id, step_idx, at, level, message FROM events
+             WHERE run_id = ?1 ORDER BY at, id",
+        )?;
+        let events = stmt
+            .query_map([run_id], |row| {
+                Ok(EventRecord {
+                    run_id: row.get(0)?,
+                    step_idx: row.get(1)?,
+                    at: row.get(2)?,
+                    level: row.get(3)?,
+                    message: row.get(4)?,
+                })
+            })?
+            .collect::<rusqlite::Result<_>>()?;
+        Ok(events)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::new_run;
+    use super::*;
+
+    #[test]
+    fn events_in_order() {
+        let tmp = tempfile::tempdir().unwrap();
+        let j = Journal::open(tmp.path()).unwrap();
+        let run = j.new_run(&new_run("x")).unwrap();
+        let other = j.new_run(&new_run("y")).unwrap();
+        for i in 0..5 {
+            j.event(&run.id, (i % 2 == 1).then_some(i), "info", &format!("m{i}"))
+                .unwrap();
+        }
+        j.event(&other.id, None, "warn", "elsewhere").unwrap();
+        let evs = j.events(&run.id).unwrap();
+        let msgs: Vec<&str> = evs.iter().map(|e| e.message.as_str()).collect();
+        assert_eq!(msgs, ["m0", "m1", "m2", "m3", "m4"]);
+        assert_eq!(evs[1].step_idx, Some(1));
+        assert_eq!(evs[0].step_idx, None);
+        assert!(evs.windows(2).all(|w| w[0].at <= w[1].at));
+        assert_eq!(j.events(&other.id).unwrap()[0].level, "warn");
+        assert!(j.event("0000000000000000", None, "info", "x").is_err());
+    }
+}

@@ -1,0 +1,126 @@
+//! The journal's SQL schema, versioned with `PRAGMA user_version`.
+//!
+//! `MIGRATIONS[i]` takes a journal from version `i` to version `i + 1`; all
+//! pending migrations and the new `user_version` are applied in one
+//! transaction. Never edit a released migration: append a new one.
+
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+use rusqlite::{Connection, Transaction, TransactionBehavior};
+
+/// The schema version this build writes and understands.
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+const MIGRATIONS: &[&str] = &[
+    // 0 -> 1
+    r#"
+    CREATE TABLE runs (
+        id              TEXT    NOT NULL PRIMARY KEY,
+        runbook_name    TEXT    NOT NULL,
+        runbook_version TEXT    NOT NULL,
+        runbook_path    TEXT    NOT NULL,
+        runbook_sha256  TEXT    NOT NULL,
+        mode            TEXT    NOT NULL CHECK (mode IN ('run', 'rehearse')),
+        status          TEXT    NOT NULL CHECK (status IN ('running', 'rolling-back',
+                            'committed', 'failed', 'rolled-back', 'rollback-failed')),
+        params_json     TEXT    NOT NULL,
+        now             INTEGER NOT NULL,
+        started_at      INTEGER NOT NULL,
+        finished_at     INTEGER,
+        error           TEXT
+    ) STRICT;
+    CREATE INDEX runs_by_started ON runs (started_at);
+    CREATE INDEX runs_by_runbook ON runs (runbook_name, started_at);
+
+    CREATE TABLE steps (
+        run_id           TEXT    NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+        idx              INTEGER NOT NULL CHECK (idx >= 0),
+        step_id          TEXT    NOT NULL,
+        uses             TEXT    NOT NULL,
+        component_sha256 TEXT    NOT NULL,
+        status           TEXT    NOT NULL CHECK (status IN ('pending', 'planned',
+                             'applying', 'applied', 'verified', 'failed', 'undone')),
+        plan_json        TEXT,
+        started_at       INTEGER NOT NULL,
+        finished_at      INTEGER,
+        error            TEXT,
+        PRIMARY KEY (run_id, idx)
+    ) STRICT;
+
+    CREATE TABLE actions (
+        run_id      TEXT    NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+        step_idx    INTEGER NOT NULL CHECK (step_idx >= 0),
+        seq         INTEGER NOT NULL CHECK (seq >= 0),
+        action_json TEXT    NOT NULL,
+        reversible  INTEGER NOT NULL CHECK (reversible IN (0, 1)),
+        state       TEXT    NOT NULL CHECK (state IN ('intended', 'done', 'undoing',
+                        'undone', 'failed')),
+        undo_json   TEXT,
+        intended_at INTEGER NOT NULL,
+        done_at     INTEGER,
+        undone_at   INTEGER,
+        error       TEXT,
+        PRIMARY KEY (run_id, step_idx, seq)
+    ) STRICT;
+
+    CREATE TABLE events (
+        id       INTEGER PRIMARY KEY AUTOINCREMENT,
+        run_id   TEXT    NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+        step_idx INTEGER CHECK (step_idx >= 0),
+        at       INTEGER NOT NULL,
+        level    TEXT    NOT NULL,
+        message  TEXT    NOT NULL
+    ) STRICT;
+    CREATE INDEX events_by_run ON events (run_id, at, id);
+    "#,
+];
+
+/// The journal's `user_version`.
+pub fn user_version(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.pragma_query_value(None, "user_version", |row| row.get(0))
+}
+
+/// Refuses a journal written by a newer build.
+pub fn check_version(conn: &Connection, path: &Path) -> Result<i64> {
+    let version = user_version(conn)
+        .with_context(|| format!("cannot read the schema version of {}", path.display()))?;
+    if version > SCHEMA_VERSION {
+        bail!(
+            "journal {} has schema version {version}, but this build of mend only knows \
+             versions up to {SCHEMA_VERSION}; use a newer mend to read it",
+            path.display()
+        );
+    }
+    if version < 0 {
+        bail!(
+            "journal {} has an invalid schema version {version}",
+            path.display()
+        );
+    }
+    Ok(version)
+}
+
+/// Brings the schema up to `SCHEMA_VERSION` in one immediate transaction
+/// (re-checking the version under the write lock, so two processes opening a
+/// fresh journal at once do not both create the tables).
+pub fn migrate(conn: &Connection, path: &Path) -> Result<()> {
+    if check_version(conn, path)? == SCHEMA_VERSION {
+        return Ok(());
+    }
+    let tx = Transaction::new_unchecked(conn, TransactionBehavior::Immediate)?;
+    let from = check_version(&tx, path)?;
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(from as usize) {
+        tx.execute_batch(sql).with_context(|| {
+            format!(
+                "cannot migrate journal {} to schema version {}",
+                path.display(),
+                i + 1
+            )
+        })?;
+    }
+    tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+    tx.commit()
+        .with_context(|| format!("cannot commit the schema of {}", path.display()))?;
+    Ok(())
+}

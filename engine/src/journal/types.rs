@@ -1,0 +1,279 @@
+//! The journal's record types and the status enums, with their text forms.
+//!
+//! Every enum's text form (`as_str` / `FromStr` / SQL column value) equals
+//! its serde form: kebab-case (`"rolling-back"`, `"rollback-failed"`, ...).
+
+use std::fmt;
+use std::str::FromStr;
+
+use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
+
+/// A text value that names no variant of the enum it was parsed as.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UnknownVariant {
+    pub kind: &'static str,
+    pub value: String,
+}
+
+impl fmt::Display for UnknownVariant {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "unknown {} `{}`", self.kind, self.value)
+    }
+}
+
+impl std::error::Error for UnknownVariant {}
+
+/// Defines `as_str`, `ALL`, `Display`, `FromStr`, `ToSql` and `FromSql` for a
+/// fieldless enum from one table of (variant, text) pairs.
+macro_rules! text_enum {
+    ($ty:ident, $kind:literal, { $($variant:ident => $text:literal),+ $(,)? }) => {
+        impl $ty {
+            /// Every variant, in declaration order.
+            pub const ALL: &'static [$ty] = &[$($ty::$variant),+];
+
+            /// The text form, identical to the serde form.
+            pub const fn as_str(self) -> &'static str {
+                match self {
+                    $($ty::$variant => $text),+
+                }
+            }
+        }
+
+        impl fmt::Display for $ty {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl FromStr for $ty {
+            type Err = UnknownVariant;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                match s {
+                    $($text => Ok($ty::$variant),)+
+                    _ => Err(UnknownVariant { kind: $kind, value: s.to_owned() }),
+                }
+            }
+        }
+
+        impl ToSql for $ty {
+            fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+                Ok(ToSqlOutput::from(self.as_str()))
+            }
+        }
+
+        impl FromSql for $ty {
+            fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
+                value.as_str()?.parse().map_err(|e| FromSqlError::Other(Box::new(e)))
+            }
+        }
+    };
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RunMode {
+    Run,
+    Rehearse,
+}
+
+text_enum!(RunMode, "run mode", { Run => "run", Rehearse => "rehearse" });
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RunStatus {
+    Running,
+    RollingBack,
+    Committed,
+    /// Stopped, not rolled back (`on_failure = "stop"`).
+    Failed,
+    RolledBack,
+    RollbackFailed,
+}
+
+text_enum!(RunStatus, "run status", {
+    Running => "running",
+    RollingBack => "rolling-back",
+    Committed => "committed",
+    Failed => "failed",
+    RolledBack => "rolled-back",
+    RollbackFailed => "rollback-failed",
+});
+
+impl RunStatus {
+    /// Whether the run is over in this status (`finished_at` is set).
+    pub const fn is_terminal(self) -> bool {
+        !matches!(self, RunStatus::Running | RunStatus::RollingBack)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StepStatus {
+    Pending,
+    Planned,
+    Applying,
+    Applied,
+    Verified,
+    Failed,
+    Undone,
+}
+
+text_enum!(StepStatus, "step status", {
+    Pending => "pending",
+    Planned => "planned",
+    Applying => "applying",
+    Applied => "applied",
+    Verified => "verified",
+    Failed => "failed",
+    Undone => "undone",
+});
+
+impl StepStatus {
+    /// Whether the step has stopped doing work in this status (`finished_at`
+    /// is set): applied, verified, failed or undone.
+    pub const fn is_finished(self) -> bool {
+        !matches!(
+            self,
+            StepStatus::Pending | StepStatus::Planned | StepStatus::Applying
+        )
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ActionState {
+    Intended,
+    Done,
+    Undoing,
+    Undone,
+    Failed,
+}
+
+text_enum!(ActionState, "action state", {
+    Intended => "intended",
+    Done => "done",
+    Undoing => "undoing",
+    Undone => "undone",
+    Failed => "failed",
+});
+
+/// What `Journal::new_run` needs to start a run.
+pub struct NewRun<'a> {
+    pub runbook_name: &'a str,
+    pub runbook_version: &'a str,
+    pub runbook_path: &'a str,
+    pub runbook_sha256: &'a str,
+    pub mode: RunMode,
+    /// The `--set` values etc.
+    pub params_json: &'a str,
+    /// The run's logical clock, Unix seconds.
+    pub now: i64,
+}
+
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct RunRecord {
+    pub id: String,
+    pub runbook_name: String,
+    pub runbook_version: String,
+    pub runbook_path: String,
+    pub runbook_sha256: String,
+    pub mode: RunMode,
+    pub status: RunStatus,
+    pub params_json: String,
+    /// The run's logical clock, Unix seconds.
+    pub now: i64,
+    /// Unix milliseconds, real clock.
+    pub started_at: i64,
+    pub finished_at: Option<i64>,
+    pub error: Option<String>,
+}
+
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct StepRecord {
+    pub run_id: String,
+    pub idx: u32,
+    pub step_id: String,
+    pub uses: String,
+    pub component_sha256: String,
+    pub status: StepStatus,
+    pub plan_json: Option<String>,
+    pub started_at: i64,
+    pub finished_at: Option<i64>,
+    pub error: Option<String>,
+}
+
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct ActionRecord {
+    pub run_id: String,
+    pub step_idx: u32,
+    pub seq: u32,
+    pub action_json: String,
+    pub reversible: bool,
+    pub state: ActionState,
+    pub undo_json: Option<String>,
+    pub intended_at: i64,
+    pub done_at: Option<i64>,
+    pub undone_at: Option<i64>,
+    pub error: Option<String>,
+}
+
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct EventRecord {
+    pub run_id: String,
+    pub step_idx: Option<u32>,
+    pub at: i64,
+    pub level: String,
+    pub message: String,
+}
+
+/// One action to record as intended.
+pub struct NewAction<'a> {
+    pub seq: u32,
+    pub action_json: &'a str,
+    pub reversible: bool,
+    pub undo_json: Option<&'a str>,
+}
+
+/// Which runs `Journal::history` returns (all of them by default).
+#[derive(Clone, Debug, Default)]
+pub struct HistoryFilter {
+    pub runbook: Option<String>,
+    pub status: Option<RunStatus>,
+    pub limit: Option<usize>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn serde_text<T: serde::Serialize>(v: T) -> String {
+        serde_json::to_value(v)
+            .unwrap()
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    #[test]
+    fn text_form_equals_serde_form() {
+        for &s in RunStatus::ALL {
+            assert_eq!(s.as_str(), serde_text(s));
+            assert_eq!(s.as_str().parse::<RunStatus>().unwrap(), s);
+        }
+        for &s in RunMode::ALL {
+            assert_eq!(s.as_str(), serde_text(s));
+            assert_eq!(s.as_str().parse::<RunMode>().unwrap(), s);
+        }
+        for &s in StepStatus::ALL {
+            assert_eq!(s.as_str(), serde_text(s));
+            assert_eq!(s.as_str().parse::<StepStatus>().unwrap(), s);
+        }
+        for &s in ActionState::ALL {
+            assert_eq!(s.as_str(), serde_text(s));
+            assert_eq!(s.as_str().parse::<ActionState>().unwrap(), s);
+        }
+        assert_eq!(RunStatus::RollbackFailed.as_str(), "rollback-failed");
+        let err = "nope".parse::<RunStatus>().unwrap_err();
+        assert_eq!(err.to_string(), "unknown run status `nope`");
+    }
+}

@@ -1,0 +1,249 @@
+//! The typed, validated runbook.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::diagnostic::Span;
+
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+pub const DEFAULT_MEMORY: u64 = 256 << 20;
+pub const DEFAULT_RETRY_DELAY: Duration = Duration::from_secs(1);
+
+#[derive(Debug, Clone)]
+pub struct Runbook {
+    /// The path as given.
+    pub file: PathBuf,
+    /// The file's text, kept for rendering later diagnostics.
+    pub source: String,
+    /// Lowercase hex sha256 of the file's bytes.
+    pub sha256: String,
+    pub name: String,
+    pub version: String,
+    pub summary: String,
+    pub on_failure: OnFailure,
+    /// Final values: defaults overridden by `--set`.
+    pub params: BTreeMap<String, String>,
+    pub grants: BTreeMap<String, Grant>,
+    pub commands: BTreeMap<String, Command>,
+    pub steps: Vec<Step>,
+    pub rehearsal_commands: BTreeMap<String, StandIn>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnFailure {
+    #[default]
+    Rollback,
+    Stop,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Access {
+    Read,
+    Write,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Grant {
+    pub name: String,
+    /// Interpolated; a relative path has been resolved against the current
+    /// working directory. Not canonicalized, existence not checked.
+    pub path: PathBuf,
+    pub access: Access,
+    pub disposable: bool,
+    /// The grant's table (`[grants.NAME]` header or inline table).
+    pub span: Span,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Command {
+    pub name: String,
+    /// Interpolated.
+    pub program: String,
+    /// Allowed argument vectors, one glob pattern per argument. A vector whose
+    /// last element is exactly `**` matches zero or more further arguments.
+    pub allowed: Vec<Vec<String>>,
+    /// The command's table.
+    pub span: Span,
+}
+
+impl Command {
+    /// Whether `args` (not including the program) matches one allowed vector.
+    pub fn allows(&self, args: &[String]) -> bool {
+        self.allowed
+            .iter()
+            .any(|patterns| args_match(patterns, args))
+    }
+}
+
+/// Match an argument vector against one allowed pattern vector.
+pub fn args_match(patterns: &[String], args: &[String]) -> bool {
+    let (patterns, rest_ok) = match patterns.split_last() {
+        Some((last, init)) if last == "**" => (init, true),
+        _ => (patterns, false),
+    };
+    let len_ok = if rest_ok {
+        args.len() >= patterns.len()
+    } else {
+        args.len() == patterns.len()
+    };
+    len_ok && patterns.iter().zip(args).all(|(p, a)| glob_match(p, a))
+}
+
+/// `*` matches any run of characters (possibly empty), `?` exactly one;
+/// everything else matches itself.
+pub fn glob_match(pattern: &str, text: &str) -> bool {
+    let p: Vec<char> = pattern.chars().collect();
+    let t: Vec<char> = text.chars().collect();
+    let (mut pi, mut ti) = (0, 0);
+    // Position of the last `*` seen and the text position it resumed from.
+    let mut star: Option<(usize, usize)> = None;
+    while ti < t.len() {
+        if pi < p.len() && (p[pi] == '?' || (p[pi] != '*' && p[pi] == t[ti])) {
+            pi += 1;
+            ti += 1;
+        } else if pi < p.len() && p[pi] == '*' {
+            star = Some((pi, ti));
+            pi += 1;
+        } else if let Some((sp, st)) = star {
+            pi = sp + 1;
+            ti = st + 1;
+            star = Some((sp, st + 1));
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|&c| c == '*')
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StandIn {
+    pub program: String,
+    /// When `None` the original arguments are passed.
+    pub args: Option<Vec<String>>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Uses {
+    /// A bundled step, by name (without `std:`).
+    Std(String),
+    /// A component file; `path` is resolved against the runbook's directory.
+    File { path: PathBuf, sha256: String },
+}
+
+impl std::fmt::Display for Uses {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Uses::Std(name) => write!(f, "std:{name}"),
+            Uses::File { path, .. } => write!(f, "{}", path.display()),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Retry {
+    /// At least 1; default 1.
+    pub attempts: u32,
+    /// Default 1s.
+    pub delay: Duration,
+}
+
+impl Default for Retry {
+    fn default() -> Retry {
+        Retry {
+            attempts: 1,
+            delay: DEFAULT_RETRY_DELAY,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Step {
+    pub id: String,
+    pub uses: Uses,
+    pub grants: Vec<String>,
+    pub commands: Vec<String>,
+    pub urls: Vec<String>,
+    /// Interpolated; TOML datetimes become strings.
+    pub with: serde_json::Map<String, serde_json::Value>,
+    /// Span of each top-level `with` key's value.
+    pub with_spans: BTreeMap<String, Span>,
+    pub retry: Retry,
+    pub timeout: Duration,
+    pub memory: u64,
+    /// The step's `[[steps]]` header (or its inline table).
+    pub span: Span,
+    /// The `with` table, or `span` when absent.
+    pub with_span: Span,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(items: &[&str]) -> Vec<String> {
+        items.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn glob() {
+        assert!(glob_match("mastodon-*.service", "mastodon-web.service"));
+        assert!(glob_match("mastodon-*.service", "mastodon-.service"));
+        assert!(!glob_match("mastodon-*.service", "mastodon-web.socket"));
+        assert!(glob_match("a?c", "abc"));
+        assert!(glob_match("a?c", "aéc"));
+        assert!(!glob_match("a?c", "ac"));
+        assert!(glob_match("*", ""));
+        assert!(glob_match("", ""));
+        assert!(!glob_match("", "x"));
+        assert!(glob_match("*a*b*", "xxaxxbxx"));
+        assert!(!glob_match("*a*b", "xxaxxbxxc"));
+        assert!(glob_match("**", "anything"));
+        assert!(glob_match("x**y", "x/y"));
+    }
+
+    #[test]
+    fn allows() {
+        let cmd = Command {
+            name: "systemctl".into(),
+            program: "/usr/bin/systemctl".into(),
+            allowed: vec![
+                v(&["restart", "mastodon-*.service"]),
+                v(&["is-active", "**"]),
+                v(&["status", "unit-?"]),
+                v(&[]),
+            ],
+            span: Span::default(),
+        };
+        assert!(cmd.allows(&v(&["restart", "mastodon-web.service"])));
+        assert!(!cmd.allows(&v(&["restart", "mastodon-web.service", "x"])));
+        assert!(!cmd.allows(&v(&["restart"])));
+        assert!(!cmd.allows(&v(&["stop", "mastodon-web.service"])));
+        assert!(cmd.allows(&v(&["is-active"])));
+        assert!(cmd.allows(&v(&["is-active", "a", "b", "c"])));
+        assert!(!cmd.allows(&v(&["is-activex"])));
+        assert!(cmd.allows(&v(&["status", "unit-1"])));
+        assert!(!cmd.allows(&v(&["status", "unit-12"])));
+        assert!(cmd.allows(&v(&[])));
+        // `*` stays within one argument.
+        let only_star = Command {
+            allowed: vec![v(&["*"])],
+            ..cmd.clone()
+        };
+        assert!(only_star.allows(&v(&["a b"])));
+        assert!(!only_star.allows(&v(&["a", "b"])));
+        assert!(!only_star.allows(&v(&[])));
+    }
+
+    #[test]
+    fn uses_display() {
+        assert_eq!(Uses::Std("cache-cull".into()).to_string(), "std:cache-cull");
+        let f = Uses::File {
+            path: PathBuf::from("steps/x.wasm"),
+            sha256: String::new(),
+        };
+        assert_eq!(f.to_string(), "steps/x.wasm");
+    }
+}

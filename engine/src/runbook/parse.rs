@@ -1,0 +1,1307 @@
+//! From TOML text to the typed model: every key, type and cross-reference is
+//! checked here, collecting as many independent errors as possible.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_spanned::Spanned;
+use toml::de::{DeInteger, DeTable, DeValue};
+
+use super::diagnostic::{Diagnostic, Span};
+use super::interpolate::{InterpolateError, interpolate};
+use super::model::{
+    Access, Command, DEFAULT_MEMORY, DEFAULT_TIMEOUT, Grant, OnFailure, Retry, StandIn, Step, Uses,
+};
+use super::units::{parse_duration, parse_size};
+
+type Key<'i> = Spanned<Cow<'i, str>>;
+type Val<'i> = Spanned<DeValue<'i>>;
+
+const TOP_KEYS: &[&str] = &[
+    "runbook",
+    "params",
+    "grants",
+    "commands",
+    "steps",
+    "rehearsal",
+];
+const RUNBOOK_KEYS: &[&str] = &["name", "version", "summary", "on_failure"];
+const PARAM_KEYS: &[&str] = &["default", "required", "doc"];
+const GRANT_KEYS: &[&str] = &["path", "access", "disposable"];
+const COMMAND_KEYS: &[&str] = &["program", "args"];
+const STEP_KEYS: &[&str] = &[
+    "id", "uses", "sha256", "grants", "commands", "urls", "with", "retry", "timeout", "memory",
+];
+const RETRY_KEYS: &[&str] = &["attempts", "delay"];
+const REHEARSAL_KEYS: &[&str] = &["commands"];
+const STAND_IN_KEYS: &[&str] = &["program", "args"];
+
+/// What the loader hands to the parser.
+pub(crate) struct Input<'a> {
+    pub file: &'a Path,
+    pub source: &'a str,
+    pub sets: &'a [(String, String)],
+    pub bundled: &'a [&'a str],
+    /// Relative grant paths are resolved against this (the process's
+    /// current directory); `None` leaves them relative.
+    pub cwd: Option<&'a Path>,
+}
+
+/// Everything in a runbook except the file bookkeeping.
+pub(crate) struct Parsed {
+    pub name: String,
+    pub version: String,
+    pub summary: String,
+    pub on_failure: OnFailure,
+    pub params: BTreeMap<String, String>,
+    pub grants: BTreeMap<String, Grant>,
+    pub commands: BTreeMap<String, Command>,
+    pub steps: Vec<Step>,
+    pub rehearsal_commands: BTreeMap<String, StandIn>,
+}
+
+pub(crate) fn parse(input: &Input<'_>) -> Result<Parsed, Vec<Diagnostic>> {
+    let file = input.file.display().to_string();
+    let root = match DeTable::parse(input.source) {
+        Ok(root) => root.into_inner(),
+        Err(e) => return Err(vec![toml_error(&file, input.source, &e)]),
+    };
+    let mut cx = Ctx {
+        file,
+        source: input.source,
+        errors: Vec::new(),
+        params: BTreeMap::new(),
+    };
+    cx.check_keys(&root, TOP_KEYS, "at the top level");
+
+    let header = cx.runbook_table(&root);
+    let params = cx.params(&root, input.sets);
+    let grants = cx.grants(&root, input.cwd);
+    let commands = cx.commands(&root);
+    let steps = cx.steps(&root, input, &grants, &commands);
+    let rehearsal_commands = cx.rehearsal(&root, &commands);
+
+    let mut errors = cx.errors;
+    match header {
+        Some((name, version, summary, on_failure)) if errors.is_empty() => Ok(Parsed {
+            name,
+            version,
+            summary,
+            on_failure,
+            params,
+            grants: grants
+                .into_iter()
+                .filter_map(|(k, g)| Some((k, g?)))
+                .collect(),
+            commands: commands
+                .into_iter()
+                .filter_map(|(k, c)| Some((k, c?)))
+                .collect(),
+            steps,
+            rehearsal_commands,
+        }),
+        _ => {
+            // Position-less (command line) errors first, then source order.
+            errors.sort_by_key(|d| (d.line, d.column));
+            Err(errors)
+        }
+    }
+}
+
+fn toml_error(file: &str, source: &str, e: &toml::de::Error) -> Diagnostic {
+    let mut lines = e.message().trim().lines();
+    let first = lines.next().unwrap_or("syntax error");
+    let rest: Vec<&str> = lines.map(str::trim).filter(|l| !l.is_empty()).collect();
+    let hint = if first == "duplicate key" {
+        "a key can be set only once per table: remove or rename one".to_string()
+    } else if rest.is_empty() {
+        "fix the TOML syntax (see https://toml.io)".to_string()
+    } else {
+        rest.join("; ")
+    };
+    let message = format!("invalid TOML: {first}");
+    match e.span() {
+        Some(r) => Diagnostic::at(file, source, r.into(), message, Some(hint)),
+        None => Diagnostic::plain(file, message, Some(hint)),
+    }
+}
+
+fn sp<T>(s: &Spanned<T>) -> Span {
+    s.span().into()
+}
+
+/// Entries of a table in source order (the map itself is sorted by key).
+fn entries<'t, 'i>(t: &'t DeTable<'i>) -> Vec<(&'t Key<'i>, &'t Val<'i>)> {
+    let mut v: Vec<_> = t.iter().collect();
+    v.sort_by_key(|(k, _)| k.span().start);
+    v
+}
+
+/// "`a`, `b`, `c`", or "(none)".
+fn list<'a>(names: impl IntoIterator<Item = &'a str>) -> String {
+    let v: Vec<String> = names.into_iter().map(|n| format!("`{n}`")).collect();
+    if v.is_empty() {
+        "(none)".to_string()
+    } else {
+        v.join(", ")
+    }
+}
+
+fn describe(v: &DeValue<'_>) -> String {
+    match v {
+        DeValue::String(s) => {
+            let shown: String = s.chars().take(40).collect();
+            if shown.len() < s.len() {
+                format!("string {:?}…", shown)
+            } else {
+                format!("string {:?}", shown)
+            }
+        }
+        DeValue::Integer(i) => format!("integer {i}"),
+        DeValue::Float(f) => format!("float {f}"),
+        DeValue::Boolean(b) => format!("boolean {b}"),
+        DeValue::Datetime(d) => format!("datetime {d}"),
+        DeValue::Array(_) => "an array".to_string(),
+        DeValue::Table(_) => "a table".to_string(),
+    }
+}
+
+fn int(i: &DeInteger<'_>) -> Option<i64> {
+    i64::from_str_radix(i.as_str(), i.radix()).ok()
+}
+
+/// `[a-z0-9][a-z0-9-_]*`
+fn is_ident(s: &str) -> bool {
+    let mut chars = s.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+}
+
+/// Param names must be usable in `${NAME}` and `--set NAME=VALUE`.
+fn is_param_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+fn is_sha256(s: &str) -> bool {
+    s.len() == 64
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let sub = prev[j] + usize::from(ca != *cb);
+            cur.push(sub.min(prev[j + 1] + 1).min(cur[j] + 1));
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+/// The closest candidate, if it is close enough to be a likely typo.
+fn suggest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    let limit = ((word.chars().count() + 1) / 3).max(1);
+    candidates
+        .into_iter()
+        .map(|c| (edit_distance(word, c), c))
+        .filter(|(d, _)| *d <= limit)
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c)
+}
+
+struct Ctx<'a> {
+    file: String,
+    source: &'a str,
+    errors: Vec<Diagnostic>,
+    /// Declared params and their values (`None`: required, not given).
+    params: BTreeMap<String, Option<String>>,
+}
+
+impl Ctx<'_> {
+    fn error(&mut self, span: Span, message: impl Into<String>, hint: impl Into<Option<String>>) {
+        let d = Diagnostic::at(&self.file, self.source, span, message, hint.into());
+        self.errors.push(d);
+    }
+
+    fn plain(&mut self, message: impl Into<String>, hint: impl Into<Option<String>>) {
+        let d = Diagnostic::plain(&self.file, message, hint.into());
+        self.errors.push(d);
+    }
+
+    fn type_error(&mut self, label: &str, expected: &str, v: &Val<'_>) {
+        self.subject_type_error(&format!("`{label}`"), expected, v);
+    }
+
+    /// Like `type_error`, with the subject already phrased.
+    fn subject_type_error(&mut self, subject: &str, expected: &str, v: &Val<'_>) {
+        let mut hint = format!("change it to {expected}");
+        if let DeValue::String(found) = v.get_ref() {
+            // For a choice between quoted words, suggest the nearest one.
+            let options: Vec<&str> = expected.split('"').skip(1).step_by(2).collect();
+            if let Some(s) = suggest(found, options) {
+                hint = format!("did you mean \"{s}\"?");
+            }
+        }
+        self.error(
+            sp(v),
+            format!(
+                "{subject} must be {expected}, found {}",
+                describe(v.get_ref())
+            ),
+            hint,
+        );
+    }
+
+    fn check_keys(&mut self, t: &DeTable<'_>, allowed: &[&str], place: &str) {
+        for (k, _) in entries(t) {
+            if allowed.contains(&k.get_ref().as_ref()) {
+                continue;
+            }
+            let mut hint = format!("valid keys {place}: {}", list(allowed.iter().copied()));
+            if let Some(s) = suggest(k.get_ref(), allowed.iter().copied()) {
+                hint = format!("did you mean `{s}`? {hint}");
+            }
+            self.error(
+                sp(k),
+                format!("unknown key `{}` {place}", k.get_ref()),
+                hint,
+            );
+        }
+    }
+
+    fn table<'t, 'i>(&mut self, v: &'t Val<'i>, label: &str) -> Option<&'t DeTable<'i>> {
+        match v.get_ref() {
+            DeValue::Table(t) => Some(t),
+            _ => {
+                self.type_error(label, "a table", v);
+                None
+            }
+        }
+    }
+
+    /// A required key: reports it missing (at `owner`) when absent.
+    fn required<'t, 'i>(
+        &mut self,
+        t: &'t DeTable<'i>,
+        owner: Span,
+        key: &str,
+        place: &str,
+        hint: &str,
+    ) -> Option<&'t Val<'i>> {
+        let v = t.get(key);
+        if v.is_none() {
+            self.error(
+                owner,
+                format!("missing `{key}` {place}"),
+                Some(hint.to_string()),
+            );
+        }
+        v
+    }
+
+    fn string<'t>(&mut self, v: &'t Val<'_>, label: &str) -> Option<&'t str> {
+        match v.get_ref() {
+            DeValue::String(s) => Some(s),
+            _ => {
+                self.type_error(label, "a string", v);
+                None
+            }
+        }
+    }
+
+    fn nonempty_string<'t>(&mut self, v: &'t Val<'_>, label: &str) -> Option<&'t str> {
+        let s = self.string(v, label)?;
+        if s.trim().is_empty() {
+            self.error(sp(v), format!("`{label}` must not be empty"), None);
+            return None;
+        }
+        Some(s)
+    }
+
+    fn boolean(&mut self, v: &Val<'_>, label: &str) -> Option<bool> {
+        match v.get_ref() {
+            DeValue::Boolean(b) => Some(*b),
+            _ => {
+                self.type_error(label, "true or false", v);
+                None
+            }
+        }
+    }
+
+    /// A string that must be one of `options`; returns its index.
+    fn one_of(&mut self, v: &Val<'_>, label: &str, options: &[&str]) -> Option<usize> {
+        let found = match v.get_ref() {
+            DeValue::String(s) => options.iter().position(|o| o == s),
+            _ => None,
+        };
+        if found.is_none() {
+            let expected: Vec<String> = options.iter().map(|o| format!("{o:?}")).collect();
+            let expected = match expected.split_last() {
+                Some((last, init)) if !init.is_empty() => {
+                    format!("{} or {last}", init.join(", "))
+                }
+                _ => expected.join(""),
+            };
+            self.type_error(label, &expected, v);
+        }
+        found
+    }
+
+    fn strings(&mut self, v: &Val<'_>, label: &str) -> Option<Vec<(String, Span)>> {
+        let DeValue::Array(items) = v.get_ref() else {
+            self.type_error(label, "an array of strings", v);
+            return None;
+        };
+        let mut out = Vec::new();
+        let mut ok = true;
+        for item in items.iter() {
+            match item.get_ref() {
+                DeValue::String(s) => out.push((s.to_string(), sp(item))),
+                _ => {
+                    self.subject_type_error(&format!("each entry of `{label}`"), "a string", item);
+                    ok = false;
+                }
+            }
+        }
+        ok.then_some(out)
+    }
+
+    fn interp(&mut self, s: &str, span: Span, label: &str) -> Option<String> {
+        match interpolate(s, &self.params) {
+            Ok(v) => Some(v),
+            Err(InterpolateError::Unknown(name)) => {
+                let declared = if self.params.is_empty() {
+                    "the runbook declares no params".to_string()
+                } else {
+                    format!(
+                        "declared params: {}",
+                        list(self.params.keys().map(|k| k.as_str()))
+                    )
+                };
+                let mut hint = format!(
+                    "{declared}; declare it under [params], or write `$$` for a literal `$`"
+                );
+                if let Some(s) = suggest(&name, self.params.keys().map(|k| k.as_str())) {
+                    hint = format!("did you mean `${{{s}}}`? {hint}");
+                }
+                self.error(
+                    span,
+                    format!("`{label}` refers to `${{{name}}}`, which is not a declared param"),
+                    hint,
+                );
+                None
+            }
+            Err(InterpolateError::Unterminated) => {
+                self.error(
+                    span,
+                    format!("`{label}` has a `${{` without a closing `}}`"),
+                    "close it: `${NAME}`, or write `$$` for a literal `$`".to_string(),
+                );
+                None
+            }
+        }
+    }
+
+    fn runbook_table(&mut self, root: &DeTable<'_>) -> Option<(String, String, String, OnFailure)> {
+        let Some(v) = root.get("runbook") else {
+            self.plain(
+                "the runbook has no [runbook] table",
+                "add one at the top: [runbook] with `name`, `version` and `summary`".to_string(),
+            );
+            return None;
+        };
+        let t = self.table(v, "runbook")?;
+        let place = "in [runbook]";
+        self.check_keys(t, RUNBOOK_KEYS, place);
+        let owner = sp(v);
+        let name = self
+            .required(t, owner, "name", place, "add name = \"my-runbook\"")
+            .and_then(|v| {
+                let s = self.string(v, "name")?;
+                if !is_ident(s) {
+                    self.error(
+                        sp(v),
+                        format!("runbook name {s:?} must match [a-z0-9][a-z0-9-_]*"),
+                        "use lowercase letters, digits, `-` and `_`, starting with a letter or digit"
+                            .to_string(),
+                    );
+                    return None;
+                }
+                Some(s.to_string())
+            });
+        let version = self
+            .required(t, owner, "version", place, "add version = \"1.0.0\"")
+            .and_then(|v| self.nonempty_string(v, "version").map(str::to_string));
+        let summary = self
+            .required(
+                t,
+                owner,
+                "summary",
+                place,
+                "add summary = \"what this runbook does\"",
+            )
+            .and_then(|v| self.nonempty_string(v, "summary").map(str::to_string));
+        let on_failure = match t.get("on_failure") {
+            None => Some(OnFailure::Rollback),
+            Some(v) => self
+                .one_of(v, "on_failure", &["rollback", "stop"])
+                .map(|i| [OnFailure::Rollback, OnFailure::Stop][i]),
+        };
+        Some((name?, version?, summary?, on_failure?))
+    }
+
+    /// A param's bare default (or `default = ...`) in its string form.
+    fn param_value(&mut self, v: &Val<'_>, label: &str) -> Option<String> {
+        match v.get_ref() {
+            DeValue::String(s) => Some(s.to_string()),
+            DeValue::Integer(i) => Some(int(i).map_or_else(|| i.to_string(), |n| n.to_string())),
+            DeValue::Float(f) => Some(f.as_str().to_string()),
+            DeValue::Boolean(b) => Some(b.to_string()),
+            _ => {
+                self.type_error(label, "a string, integer, float or boolean", v);
+                None
+            }
+        }
+    }
+
+    /// Declared params, their defaults, `--set` overrides; fills `self.params`
+    /// and returns the final values.
+    fn params(
+        &mut self,
+        root: &DeTable<'_>,
+        sets: &[(String, String)],
+    ) -> BTreeMap<String, String> {
+        // (name, key span, required)
+        let mut decls: Vec<(String, Span, bool)> = Vec::new();
+        if let Some(v) = root.get("params")
+            && let Some(t) = self.table(v, "params")
+        {
+            for (k, v) in entries(t) {
+                let name = k.get_ref().to_string();
+                if !is_param_name(&name) {
+                    self.error(
+                        sp(k),
+                        format!("param name {name:?} can only use letters, digits, `-` and `_`"),
+                        "rename it; it is used as ${NAME} and --set NAME=VALUE".to_string(),
+                    );
+                }
+                let mut value = None;
+                let mut required = false;
+                match v.get_ref() {
+                    DeValue::Table(pt) => {
+                        self.check_keys(pt, PARAM_KEYS, &format!("in param `{name}`"));
+                        if let Some(d) = pt.get("default") {
+                            value = self.param_value(d, "default");
+                        }
+                        if let Some(r) = pt.get("required") {
+                            required = self.boolean(r, "required").unwrap_or(false);
+                            if required && pt.get("default").is_some() {
+                                self.error(
+                                    sp(r),
+                                    format!("param `{name}` is required but also has a `default`"),
+                                    "a param with a default always has a value: remove `required = true` or the `default`"
+                                        .to_string(),
+                                );
+                            }
+                        }
+                        if let Some(d) = pt.get("doc") {
+                            self.string(d, "doc");
+                        }
+                        // Neither a default nor required: an optional param whose
+                        // value is the empty string unless set.
+                        if !required && value.is_none() && pt.get("default").is_none() {
+                            value = Some(String::new());
+                        }
+                    }
+                    _ => value = self.param_value(v, &name),
+                }
+                self.params.insert(name.clone(), value);
+                decls.push((name, sp(k), required));
+            }
+        }
+
+        for (key, value) in sets {
+            match self.params.get_mut(key) {
+                Some(slot) => *slot = Some(value.clone()),
+                None => {
+                    let declared = if self.params.is_empty() {
+                        "the runbook declares no params".to_string()
+                    } else {
+                        format!(
+                            "declared params: {}",
+                            list(self.params.keys().map(|k| k.as_str()))
+                        )
+                    };
+                    let mut hint =
+                        format!("{declared} (this comes from the command line, not the file)");
+                    if let Some(s) = suggest(key, self.params.keys().map(|k| k.as_str())) {
+                        hint = format!("did you mean `--set {s}=...`? {hint}");
+                    }
+                    self.plain(
+                        format!("--set {key}=...: the runbook declares no param `{key}`"),
+                        hint,
+                    );
+                }
+            }
+        }
+
+        for (name, span, required) in decls {
+            if required && self.params.get(&name).is_some_and(Option::is_none) {
+                self.error(
+                    span,
+                    format!("param `{name}` is required but has no value"),
+                    format!("pass --set {name}=VALUE"),
+                );
+            }
+        }
+
+        self.params
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone().unwrap_or_default()))
+            .collect()
+    }
+
+    /// Every declared grant name, with its model when it is valid.
+    fn grants(
+        &mut self,
+        root: &DeTable<'_>,
+        cwd: Option<&Path>,
+    ) -> BTreeMap<String, Option<Grant>> {
+        let mut out = BTreeMap::new();
+        let Some(v) = root.get("grants") else {
+            return out;
+        };
+        let Some(t) = self.table(v, "grants") else {
+            return out;
+        };
+        for (k, v) in entries(t) {
+            let name = k.get_ref().to_string();
+            let grant = self.grant(&name, v, cwd);
+            out.insert(name, grant);
+        }
+        out
+    }
+
+    fn grant(&mut self, name: &str, v: &Val<'_>, cwd: Option<&Path>) -> Option<Grant> {
+        let t = self.table(v, &format!("grants.{name}"))?;
+        let place = format!("in [grants.{name}]");
+        self.check_keys(t, GRANT_KEYS, &place);
+        let path = self
+            .required(t, sp(v), "path", &place, "add path = \"/some/dir\"")
+            .and_then(|p| {
+                let s = self.string(p, "path")?;
+                let s = self.interp(s, sp(p), "path")?;
+                if s.is_empty() {
+                    self.error(
+                        sp(p),
+                        format!("grant `{name}` has an empty `path`"),
+                        "give a directory or file path (check the params it uses)".to_string(),
+                    );
+                    return None;
+                }
+                // Relative grant paths are resolved against the current working
+                // directory, not the runbook's: their values usually come from
+                // `--set` on the command line, where the user means "here".
+                // Not canonicalized and not checked for existence.
+                let path = PathBuf::from(s);
+                Some(match cwd {
+                    Some(cwd) if path.is_relative() => cwd.join(path),
+                    _ => path,
+                })
+            });
+        let access = self
+            .required(
+                t,
+                sp(v),
+                "access",
+                &place,
+                "add access = \"read\" or access = \"write\"",
+            )
+            .and_then(|a| self.one_of(a, "access", &["read", "write"]))
+            .map(|i| [Access::Read, Access::Write][i]);
+        let disposable = match t.get("disposable") {
+            None => Some(false),
+            Some(d) => self.boolean(d, "disposable"),
+        };
+        Some(Grant {
+            name: name.to_string(),
+            path: path?,
+            access: access?,
+            disposable: disposable?,
+            span: sp(v),
+        })
+    }
+
+    /// Every declared command name, with its model when it is valid.
+    fn commands(&mut self, root: &DeTable<'_>) -> BTreeMap<String, Option<Command>> {
+        let mut out = BTreeMap::new();
+        let Some(v) = root.get("commands") else {
+            return out;
+        };
+        let Some(t) = self.table(v, "commands") else {
+            return out;
+        };
+        for (k, v) in entries(t) {
+            let name = k.get_ref().to_string();
+            let command = self.command(&name, v);
+            out.insert(name, command);
+        }
+        out
+    }
+
+    fn command(&mut self, name: &str, v: &Val<'_>) -> Option<Command> {
+        let t = self.table(v, &format!("commands.{name}"))?;
+        let place = format!("in [commands.{name}]");
+        self.check_keys(t, COMMAND_KEYS, &place);
+        let program = self
+            .required(
+                t,
+                sp(v),
+                "program",
+                &place,
+                "add program = \"/usr/bin/NAME\"",
+            )
+            .and_then(|p| {
+                let s = self.nonempty_string(p, "program")?;
+                self.interp(s, sp(p), "program")
+            });
+        let args_hint =
+            "add args = [[\"status\", \"*\"]]: each entry is one allowed argument vector";
+        let allowed = self
+            .required(t, sp(v), "args", &place, args_hint)
+            .and_then(|a| self.allowed_args(name, a));
+        Some(Command {
+            name: name.to_string(),
+            program: program?,
+            allowed: allowed?,
+            span: sp(v),
+        })
+    }
+
+    fn allowed_args(&mut self, name: &str, a: &Val<'_>) -> Option<Vec<Vec<String>>> {
+        let DeValue::Array(entries) = a.get_ref() else {
+            self.type_error("args", "an array of allowed argument vectors", a);
+            return None;
+        };
+        if entries.is_empty() {
+            self.error(
+                sp(a),
+                format!("command `{name}` allows no arguments at all: `args` is empty"),
+                "list at least one allowed argument vector, e.g. args = [[\"status\", \"*\"]] or args = [\"status *\"]"
+                    .to_string(),
+            );
+            return None;
+        }
+        let mut out = Vec::new();
+        let mut ok = true;
+        for entry in entries.iter() {
+            let patterns: Vec<String> = match entry.get_ref() {
+                DeValue::String(s) => s.split_ascii_whitespace().map(str::to_string).collect(),
+                DeValue::Array(_) => match self.strings(entry, "args") {
+                    Some(v) => v.into_iter().map(|(s, _)| s).collect(),
+                    None => {
+                        ok = false;
+                        continue;
+                    }
+                },
+                _ => {
+                    self.subject_type_error(
+                        "each entry of `args`",
+                        "an array of patterns or a string",
+                        entry,
+                    );
+                    ok = false;
+                    continue;
+                }
+            };
+            if let Some((_, init)) = patterns.split_last()
+                && init.iter().any(|p| p == "**")
+            {
+                self.error(
+                    sp(entry),
+                    "`**` can only be the last pattern of an argument vector",
+                    "move it to the end (it matches any further arguments), or use `*` to match within one argument"
+                        .to_string(),
+                );
+                ok = false;
+                continue;
+            }
+            out.push(patterns);
+        }
+        ok.then_some(out)
+    }
+
+    fn steps(
+        &mut self,
+        root: &DeTable<'_>,
+        input: &Input<'_>,
+        grants: &BTreeMap<String, Option<Grant>>,
+        commands: &BTreeMap<String, Option<Command>>,
+    ) -> Vec<Step> {
+        let no_steps_hint = "add a [[steps]] table with `id` and `uses`".to_string();
+        let Some(v) = root.get("steps") else {
+            self.plain("the runbook has no steps", no_steps_hint);
+            return Vec::new();
+        };
+        let DeValue::Array(items) = v.get_ref() else {
+            self.type_error("steps", "an array of tables ([[steps]])", v);
+            return Vec::new();
+        };
+        if items.is_empty() {
+            self.error(sp(v), "the runbook has no steps", no_steps_hint);
+            return Vec::new();
+        }
+        let dir = input.file.parent().unwrap_or(Path::new(""));
+        let mut seen: BTreeMap<String, Span> = BTreeMap::new();
+        let mut out = Vec::new();
+        for (n, item) in items.iter().enumerate() {
+            let Some(t) = self.table(item, "steps") else {
+                continue;
+            };
+            if let Some(step) = self.step(n + 1, item, t, input, dir, &mut seen, grants, commands) {
+                out.push(step);
+            }
+        }
+        out
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn step(
+        &mut self,
+        number: usize,
+        item: &Val<'_>,
+        t: &DeTable<'_>,
+        input: &Input<'_>,
+        dir: &Path,
+        seen: &mut BTreeMap<String, Span>,
+        grants: &BTreeMap<String, Option<Grant>>,
+        commands: &BTreeMap<String, Option<Command>>,
+    ) -> Option<Step> {
+        let span = sp(item);
+        // How the step is called in messages: its id when it has a usable one.
+        let raw_id = t
+            .get("id")
+            .and_then(|v| v.get_ref().as_str())
+            .filter(|s| !s.is_empty());
+        let label = raw_id.map_or_else(|| format!("#{number}"), |id| format!("`{id}`"));
+        let place = format!("in step {label}");
+        self.check_keys(t, STEP_KEYS, &place);
+
+        let id = self
+            .required(t, span, "id", &place, "add id = \"my-step\" (unique within the runbook)")
+            .and_then(|v| {
+                let s = self.string(v, "id")?;
+                if s.is_empty() {
+                    self.error(
+                        sp(v),
+                        format!("step {label} has an empty `id`"),
+                        "give it a unique id matching [a-z0-9][a-z0-9-_]*".to_string(),
+                    );
+                    return None;
+                }
+                if !is_ident(s) {
+                    self.error(
+                        sp(v),
+                        format!("step id {s:?} must match [a-z0-9][a-z0-9-_]*"),
+                        "use lowercase letters, digits, `-` and `_`, starting with a letter or digit"
+                            .to_string(),
+                    );
+                    return None;
+                }
+                if let Some(first) = seen.get(s) {
+                    let line = self.source[..first.start.min(self.source.len())]
+                        .matches('\n')
+                        .count()
+                        + 1;
+                    self.error(
+                        sp(v),
+                        format!("duplicate step id `{s}`"),
+                        format!("step ids must be unique; `{s}` is first used on line {line}"),
+                    );
+                    return None;
+                }
+                seen.insert(s.to_string(), sp(v));
+                Some(s.to_string())
+            });
+
+        let uses = self
+            .required(
+                t,
+                span,
+                "uses",
+                &place,
+                "add uses = \"std:NAME\" or uses = \"path/to/step.wasm\" with a sha256 pin",
+            )
+            .and_then(|u| self.uses(u, t.get("sha256"), &label, input.bundled, dir));
+
+        let grant_names = self.references(t, "grants", &label, grants.keys(), |name| {
+            format!(
+                "declare it: [grants.{name}] with `path` and `access`, or remove it from the step"
+            )
+        });
+        let command_names = self.references(t, "commands", &label, commands.keys(), |name| {
+            format!("declare it: [commands.{name}] with `program` and `args`, or remove it from the step")
+        });
+        let urls = match t.get("urls") {
+            None => Some(Vec::new()),
+            Some(u) => self
+                .strings(u, "urls")
+                .map(|v| v.into_iter().map(|(s, _)| s).collect()),
+        };
+
+        let (with, with_span) = match t.get("with") {
+            None => (Some((serde_json::Map::new(), BTreeMap::new())), span),
+            Some(w) => (self.with(w), sp(w)),
+        };
+
+        let retry = match t.get("retry") {
+            None => Some(Retry::default()),
+            Some(r) => self.retry(r),
+        };
+        let timeout = match t.get("timeout") {
+            None => Some(DEFAULT_TIMEOUT),
+            Some(v) => self.duration(v, "timeout", false),
+        };
+        let memory = match t.get("memory") {
+            None => Some(DEFAULT_MEMORY),
+            Some(v) => self.memory(v),
+        };
+
+        let with = with?;
+        Some(Step {
+            id: id?,
+            uses: uses?,
+            grants: grant_names?,
+            commands: command_names?,
+            urls: urls?,
+            with: with.0,
+            with_spans: with.1,
+            retry: retry?,
+            timeout: timeout?,
+            memory: memory?,
+            span,
+            with_span,
+        })
+    }
+
+    fn uses(
+        &mut self,
+        u: &Val<'_>,
+        sha: Option<&Val<'_>>,
+        label: &str,
+        bundled: &[&str],
+        dir: &Path,
+    ) -> Option<Uses> {
+        let s = self.string(u, "uses")?;
+        if let Some(name) = s.strip_prefix("std:") {
+            let mut ok = true;
+            if !bundled.contains(&name) {
+                let mut hint = format!("bundled steps: {}", list(bundled.iter().copied()));
+                if let Some(s) = suggest(name, bundled.iter().copied()) {
+                    hint = format!("did you mean `std:{s}`? {hint}");
+                }
+                self.error(
+                    sp(u),
+                    format!("step {label} uses `std:{name}`, which is not a bundled step"),
+                    hint,
+                );
+                ok = false;
+            }
+            if let Some(sha) = sha {
+                self.error(
+                    sp(sha),
+                    format!(
+                        "step {label} pins a `sha256`, but bundled `std:` steps are not pinned"
+                    ),
+                    "remove the `sha256` line (the engine verifies its bundled steps)".to_string(),
+                );
+                ok = false;
+            }
+            return ok.then(|| Uses::Std(name.to_string()));
+        }
+        if !s.ends_with(".wasm") {
+            let hint = if bundled.contains(&s) {
+                format!("did you mean `std:{s}`?")
+            } else {
+                format!(
+                    "write `std:NAME` for a bundled step ({}) or a path ending in .wasm",
+                    list(bundled.iter().copied())
+                )
+            };
+            self.error(
+                sp(u),
+                format!("`uses` must be \"std:NAME\" or a path to a .wasm file, found {s:?}"),
+                hint,
+            );
+            return None;
+        }
+        let path = dir.join(s);
+        let Some(sha) = sha else {
+            self.error(
+                sp(u),
+                format!("step {label} uses a component file but has no `sha256` pin"),
+                format!(
+                    "add sha256 = \"<64 lowercase hex digits>\" next to `uses` (e.g. from `sha256sum {}`)",
+                    path.display()
+                ),
+            );
+            return None;
+        };
+        let digest = self.string(sha, "sha256")?;
+        if !is_sha256(digest) {
+            let hint = if is_sha256(&digest.to_ascii_lowercase()) {
+                "write it in lowercase".to_string()
+            } else {
+                format!(
+                    "it has {} characters; a sha256 is exactly 64 characters of 0-9 and a-f",
+                    digest.chars().count()
+                )
+            };
+            self.error(sp(sha), "`sha256` must be 64 lowercase hex digits", hint);
+            return None;
+        }
+        Some(Uses::File {
+            path,
+            sha256: digest.to_string(),
+        })
+    }
+
+    /// A step's `grants` or `commands`: names that must be declared.
+    fn references<'n>(
+        &mut self,
+        t: &DeTable<'_>,
+        key: &str,
+        label: &str,
+        declared: impl Iterator<Item = &'n String> + Clone,
+        hint: impl Fn(&str) -> String,
+    ) -> Option<Vec<String>> {
+        let Some(v) = t.get(key) else {
+            return Some(Vec::new());
+        };
+        let names = self.strings(v, key)?;
+        let what = &key[..key.len() - 1];
+        let mut ok = true;
+        let mut out: Vec<String> = Vec::new();
+        for (name, span) in names {
+            if !declared.clone().any(|d| *d == name) {
+                let mut h = hint(&name);
+                if let Some(s) = suggest(&name, declared.clone().map(|d| d.as_str())) {
+                    h = format!("did you mean `{s}`? {h}");
+                }
+                self.error(
+                    span,
+                    format!(
+                        "step {label} uses {what} `{name}`, which the runbook does not declare"
+                    ),
+                    h,
+                );
+                ok = false;
+            } else if out.contains(&name) {
+                self.error(
+                    span,
+                    format!("step {label} lists {what} `{name}` twice"),
+                    "remove the duplicate".to_string(),
+                );
+                ok = false;
+            } else {
+                out.push(name);
+            }
+        }
+        ok.then_some(out)
+    }
+
+    /// A step's `with` table as JSON, with the span of each top-level value.
+    #[allow(clippy::type_complexity)]
+    fn with(
+        &mut self,
+        w: &Val<'_>,
+    ) -> Option<(
+        serde_json::Map<String, serde_json::Value>,
+        BTreeMap<String, Span>,
+    )> {
+        let wt = self.table(w, "with")?;
+        let mut map = serde_json::Map::new();
+        let mut spans = BTreeMap::new();
+        let mut ok = true;
+        for (k, v) in entries(wt) {
+            match self.json(v, &format!("with.{}", k.get_ref())) {
+                Some(j) => {
+                    map.insert(k.get_ref().to_string(), j);
+                    spans.insert(k.get_ref().to_string(), sp(v));
+                }
+                None => ok = false,
+            }
+        }
+        ok.then_some((map, spans))
+    }
+
+    /// A `with` value as JSON; strings are interpolated.
+    fn json(&mut self, v: &Val<'_>, label: &str) -> Option<serde_json::Value> {
+        use serde_json::Value as J;
+        Some(match v.get_ref() {
+            DeValue::String(s) => J::String(self.interp(s, sp(v), label)?),
+            DeValue::Integer(i) => match int(i) {
+                Some(n) => J::from(n),
+                None => {
+                    self.error(
+                        sp(v),
+                        format!("`{label}` is out of range for a 64-bit integer"),
+                        None,
+                    );
+                    return None;
+                }
+            },
+            DeValue::Float(f) => match f
+                .as_str()
+                .parse::<f64>()
+                .ok()
+                .and_then(serde_json::Number::from_f64)
+            {
+                Some(n) => J::Number(n),
+                None => {
+                    self.error(
+                        sp(v),
+                        format!("`{label}` is {f}, which steps cannot receive"),
+                        "use a finite number, or pass it as a string".to_string(),
+                    );
+                    return None;
+                }
+            },
+            DeValue::Boolean(b) => J::Bool(*b),
+            DeValue::Datetime(d) => J::String(d.to_string()),
+            DeValue::Array(items) => {
+                let mut out = Vec::new();
+                let mut ok = true;
+                for (i, item) in items.iter().enumerate() {
+                    match self.json(item, &format!("{label}[{i}]")) {
+                        Some(j) => out.push(j),
+                        None => ok = false,
+                    }
+                }
+                if !ok {
+                    return None;
+                }
+                J::Array(out)
+            }
+            DeValue::Table(t) => {
+                let mut out = serde_json::Map::new();
+                let mut ok = true;
+                for (k, item) in entries(t) {
+                    match self.json(item, &format!("{label}.{}", k.get_ref())) {
+                        Some(j) => {
+                            out.insert(k.get_ref().to_string(), j);
+                        }
+                        None => ok = false,
+                    }
+                }
+                if !ok {
+                    return None;
+                }
+                J::Object(out)
+            }
+        })
+    }
+
+    fn retry(&mut self, r: &Val<'_>) -> Option<Retry> {
+        match r.get_ref() {
+            DeValue::Integer(_) => Some(Retry {
+                attempts: self.attempts(r, "retry")?,
+                ..Retry::default()
+            }),
+            DeValue::Table(t) => {
+                self.check_keys(t, RETRY_KEYS, "in `retry`");
+                let attempts = match t.get("attempts") {
+                    None => Some(Retry::default().attempts),
+                    Some(a) => self.attempts(a, "retry.attempts"),
+                };
+                let delay = match t.get("delay") {
+                    None => Some(Retry::default().delay),
+                    Some(d) => self.duration(d, "retry.delay", true),
+                };
+                Some(Retry {
+                    attempts: attempts?,
+                    delay: delay?,
+                })
+            }
+            _ => {
+                self.type_error(
+                    "retry",
+                    "an integer (attempts) or a table like { attempts = 5, delay = \"2s\" }",
+                    r,
+                );
+                None
+            }
+        }
+    }
+
+    fn attempts(&mut self, v: &Val<'_>, label: &str) -> Option<u32> {
+        let DeValue::Integer(i) = v.get_ref() else {
+            self.type_error(label, "an integer", v);
+            return None;
+        };
+        match int(i).and_then(|n| u32::try_from(n).ok()) {
+            Some(n) if n >= 1 => Some(n),
+            _ => {
+                self.error(
+                    sp(v),
+                    format!("`{label}` must be at least 1, found {i}"),
+                    "it counts attempts, including the first".to_string(),
+                );
+                None
+            }
+        }
+    }
+
+    fn duration(&mut self, v: &Val<'_>, label: &str, zero_ok: bool) -> Option<Duration> {
+        let hint = "write whole seconds (90) or a string like \"250ms\", \"90s\", \"5m\", \"1h\"";
+        let d = match v.get_ref() {
+            DeValue::Integer(i) => match int(i).and_then(|n| u64::try_from(n).ok()) {
+                Some(n) => Duration::from_secs(n),
+                None => {
+                    self.error(
+                        sp(v),
+                        format!("`{label}` must not be negative, found {i}"),
+                        hint.to_string(),
+                    );
+                    return None;
+                }
+            },
+            DeValue::String(s) => match parse_duration(s) {
+                Ok(d) => d,
+                Err(e) => {
+                    self.error(
+                        sp(v),
+                        format!("`{label}` is not a duration: {e}"),
+                        hint.to_string(),
+                    );
+                    return None;
+                }
+            },
+            _ => {
+                self.type_error(label, "a duration (seconds, or a string like \"90s\")", v);
+                return None;
+            }
+        };
+        if d.is_zero() && !zero_ok {
+            self.error(
+                sp(v),
+                format!("`{label}` must be longer than zero"),
+                hint.to_string(),
+            );
+            return None;
+        }
+        Some(d)
+    }
+
+    fn memory(&mut self, v: &Val<'_>) -> Option<u64> {
+        let hint = "write bytes (268435456) or a string like \"512KiB\", \"256MiB\", \"1GiB\"";
+        let n = match v.get_ref() {
+            DeValue::Integer(i) => match int(i).and_then(|n| u64::try_from(n).ok()) {
+                Some(n) => n,
+                None => {
+                    self.error(
+                        sp(v),
+                        format!("`memory` must not be negative, found {i}"),
+                        hint.to_string(),
+                    );
+                    return None;
+                }
+            },
+            DeValue::String(s) => match parse_size(s) {
+                Ok(n) => n,
+                Err(e) => {
+                    self.error(
+                        sp(v),
+                        format!("`memory` is not a size: {e}"),
+                        hint.to_string(),
+                    );
+                    return None;
+                }
+            },
+            _ => {
+                self.type_error("memory", "a size (bytes, or a string like \"256MiB\")", v);
+                return None;
+            }
+        };
+        if n == 0 {
+            self.error(sp(v), "`memory` must be more than zero", hint.to_string());
+            return None;
+        }
+        Some(n)
+    }
+
+    fn rehearsal(
+        &mut self,
+        root: &DeTable<'_>,
+        commands: &BTreeMap<String, Option<Command>>,
+    ) -> BTreeMap<String, StandIn> {
+        let mut out = BTreeMap::new();
+        let Some(v) = root.get("rehearsal") else {
+            return out;
+        };
+        let Some(t) = self.table(v, "rehearsal") else {
+            return out;
+        };
+        self.check_keys(t, REHEARSAL_KEYS, "in [rehearsal]");
+        let Some(cv) = t.get("commands") else {
+            return out;
+        };
+        let Some(ct) = self.table(cv, "rehearsal.commands") else {
+            return out;
+        };
+        for (k, v) in entries(ct) {
+            let name = k.get_ref().to_string();
+            if !commands.contains_key(&name) {
+                let mut hint = format!(
+                    "stand-ins replace declared commands; declared commands: {}",
+                    list(commands.keys().map(|c| c.as_str()))
+                );
+                if let Some(s) = suggest(&name, commands.keys().map(|c| c.as_str())) {
+                    hint = format!("did you mean `{s}`? {hint}");
+                }
+                self.error(
+                    sp(k),
+                    format!("rehearsal stand-in for command `{name}`, which the runbook does not declare"),
+                    hint,
+                );
+            }
+            let Some(st) = self.table(v, &format!("rehearsal.commands.{name}")) else {
+                continue;
+            };
+            let place = format!("in [rehearsal.commands.{name}]");
+            self.check_keys(st, STAND_IN_KEYS, &place);
+            let program = self
+                .required(
+                    st,
+                    sp(v),
+                    "program",
+                    &place,
+                    "add program = \"/bin/true\" (or another harmless stand-in)",
+                )
+                .and_then(|p| {
+                    let s = self.nonempty_string(p, "program")?;
+                    self.interp(s, sp(p), "program")
+                });
+            let args = match st.get("args") {
+                None => Some(None),
+                Some(a) => self
+                    .strings(a, "args")
+                    .map(|v| Some(v.into_iter().map(|(s, _)| s).collect())),
+            };
+            if let (Some(program), Some(args)) = (program, args) {
+                out.insert(name, StandIn { program, args });
+            }
+        }
+        out
+    }
+}

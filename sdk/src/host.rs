@@ -1,0 +1,91 @@
+//! What a step can ask of the host, behind one trait so that a test can use a
+//! [`FakeHost`](crate::testing::FakeHost) instead of the engine.
+
+use crate::bindings::mend::runbook::{clock, files, log, probe, progress};
+use crate::{Algorithm, CommandCall, Entry, HostError, Level, Output, Space};
+
+/// The host's helpers. In a component this is [`WasmHost`]; in a native test,
+/// [`testing::FakeHost`](crate::testing::FakeHost).
+pub trait Host {
+    /// The host's clock, seconds since the Unix epoch (`mend --now` fixes it).
+    fn now(&self) -> i64;
+    /// Walk `root` (a `GRANT/path` directory) recursively, calling `each` for
+    /// every entry; directories come before their contents. Symlinks are
+    /// reported, never followed.
+    fn walk(&self, root: &str, each: &mut dyn FnMut(Entry)) -> Result<(), HostError>;
+    /// The lowercase hex digest of a granted file, computed by the host.
+    fn digest(&self, path: &str, algorithm: Algorithm) -> Result<String, HostError>;
+    /// Free space on the filesystem that holds `path`.
+    fn free_space(&self, path: &str) -> Result<Space, HostError>;
+    /// Run an allowed command and capture its output.
+    fn probe(&self, command: &str, args: &[&str]) -> Result<Output, HostError>;
+    /// The HTTP status of an allowed URL.
+    fn http_status(&self, url: &str) -> Result<u16, HostError>;
+    /// Read a granted file whole.
+    fn read(&self, path: &str) -> Result<Vec<u8>, HostError>;
+    /// Log a message to the operator and the journal.
+    fn log(&self, level: Level, message: &str);
+    /// Report progress of long planning work.
+    fn progress(&self, label: &str, done: u64, total: u64);
+}
+
+/// The real host, through the component's imports.
+pub struct WasmHost;
+
+/// How many entries a walk asks for per host call.
+const WALK_BATCH: u32 = 4096;
+
+impl Host for WasmHost {
+    fn now(&self) -> i64 {
+        clock::now()
+    }
+    fn walk(&self, root: &str, each: &mut dyn FnMut(Entry)) -> Result<(), HostError> {
+        let walk = files::Walk::new(root);
+        loop {
+            let batch = walk.next(WALK_BATCH)?;
+            if batch.is_empty() {
+                return Ok(());
+            }
+            batch.into_iter().for_each(&mut *each);
+        }
+    }
+    fn digest(&self, path: &str, algorithm: Algorithm) -> Result<String, HostError> {
+        files::digest(path, algorithm)
+    }
+    fn free_space(&self, path: &str) -> Result<Space, HostError> {
+        files::free_space(path)
+    }
+    fn probe(&self, command: &str, args: &[&str]) -> Result<Output, HostError> {
+        probe::run(&CommandCall {
+            command: command.to_string(),
+            args: args.iter().map(|a| a.to_string()).collect(),
+        })
+    }
+    fn http_status(&self, url: &str) -> Result<u16, HostError> {
+        probe::http_status(url)
+    }
+    fn read(&self, path: &str) -> Result<Vec<u8>, HostError> {
+        // Grants are preopened at `/<grant>`.
+        std::fs::read(format!("/{path}")).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => HostError::NotFound(path.to_string()),
+            std::io::ErrorKind::PermissionDenied => HostError::Denied(format!("{path}: {e}")),
+            _ => HostError::Io(format!("{path}: {e}")),
+        })
+    }
+    fn log(&self, level: Level, message: &str) {
+        log::log(level, message)
+    }
+    fn progress(&self, label: &str, done: u64, total: u64) {
+        progress::report(label, done, total)
+    }
+}
+
+impl From<HostError> for crate::StepError {
+    fn from(e: HostError) -> Self {
+        crate::StepError {
+            message: e.to_string(),
+            hint: None,
+            param: None,
+        }
+    }
+}

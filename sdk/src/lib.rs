@@ -1,0 +1,166 @@
+//! Write a [mend](https://example.invalid/mend) runbook step.
+//!
+//! A step is a WebAssembly component that looks at the directories its runbook
+//! grants it (read-only) and returns a [`Plan`]: the actions the host should take.
+//! The host shows the plan, performs it, journals it and can undo it; the step
+//! never writes anything itself.
+//!
+//! ```ignore
+//! use mend_sdk::prelude::*;
+//!
+//! #[derive(serde::Deserialize)]
+//! struct Params { path: String }
+//!
+//! struct Tidy;
+//! impl Step for Tidy {
+//!     type Params = Params;
+//!     const NAME: &'static str = "tidy";
+//!     const VERSION: &'static str = "0.1.0";
+//!     const SUMMARY: &'static str = "Remove one file";
+//!     fn params() -> Vec<ParamSpec> { vec![ParamSpec::string("path", "the file to remove").required()] }
+//!     fn plan(_cx: &Context, p: Params, _host: &dyn Host) -> Result<Plan, StepError> {
+//!         Ok(Plan::builder().remove(&p.path, "asked to").build())
+//!     }
+//! }
+//! mend_sdk::export_step!(Tidy);
+//! ```
+//!
+//! A step crate is a `cdylib` built with `cargo build --target wasm32-wasip2`; the
+//! result is already a component. Its planning can be tested natively with
+//! [`testing::FakeHost`], without wasm and without the engine.
+#![deny(missing_docs)]
+
+extern crate self as mend_sdk;
+
+mod host;
+mod params;
+mod plan;
+pub mod testing;
+
+/// The generated bindings for the `mend:runbook/step` world. Step authors
+/// should not need them; they are public for the export macro.
+#[doc(hidden)]
+#[allow(missing_docs, clippy::all)]
+pub mod bindings {
+    wit_bindgen::generate!({
+        path: "../wit",
+        world: "step",
+        pub_export_macro: true,
+        export_macro_name: "__export_step_world",
+        default_bindings_module: "mend_sdk::bindings",
+        runtime_path: "mend_sdk::__private::wit_bindgen::rt",
+    });
+}
+
+pub use bindings::mend::runbook::files::{Algorithm, Entry, EntryKind, Space};
+pub use bindings::mend::runbook::log::Level;
+pub use bindings::mend::runbook::probe::Output;
+pub use bindings::mend::runbook::types::{
+    Access, Action, ActionKind, ArchiveFormat, Check, CommandCall, Context, CopyArgs, ExecArgs,
+    ExtractArgs, Fact, GrantInfo, HostError, ParamKind, ParamSpec, Plan, RenameArgs, StepError,
+    StepInfo, SwapArgs, WriteFileArgs,
+};
+pub use host::{Host, WasmHost};
+pub use params::ParamSpecExt;
+pub use plan::{PlanBuilder, StepErrorExt, human_bytes};
+
+/// Everything a step usually needs, in one `use`.
+pub mod prelude {
+    pub use crate::{
+        Access, Algorithm, Check, Context, Entry, EntryKind, Host, HostError, Level, ParamSpec,
+        ParamSpecExt, Plan, PlanBuilder, Step, StepError, StepErrorExt, human_bytes,
+    };
+    pub use serde::Deserialize;
+}
+
+/// A runbook step: what it is called, what it takes, and how it plans.
+pub trait Step {
+    /// The step's parameters, deserialized from the runbook's `with` table
+    /// (defaults from [`Step::params`] filled in first).
+    type Params: serde::de::DeserializeOwned;
+    /// Short name, e.g. `cache-cull`; bundled steps are used as `std:NAME`.
+    const NAME: &'static str;
+    /// The step's own version.
+    const VERSION: &'static str;
+    /// One line: what the step does.
+    const SUMMARY: &'static str;
+
+    /// The parameters the step accepts. The host checks the runbook's `with`
+    /// table against them (unknown keys, missing required ones, types) before
+    /// anything runs, and points at the runbook's line when one is wrong.
+    fn params() -> Vec<ParamSpec>;
+
+    /// Decide what to do. Grants are read-only here; return actions instead.
+    fn plan(cx: &Context, params: Self::Params, host: &dyn Host) -> Result<Plan, StepError>;
+
+    /// After the actions were applied: check that they worked. The host
+    /// retries a failing verify as the runbook's `retry` says.
+    fn verify(
+        _cx: &Context,
+        _params: Self::Params,
+        _host: &dyn Host,
+    ) -> Result<Vec<Check>, StepError> {
+        Ok(Vec::new())
+    }
+}
+
+/// Export a type that implements [`Step`] as the component's `step` world.
+#[macro_export]
+macro_rules! export_step {
+    ($step:ty) => {
+        #[doc(hidden)]
+        pub struct __MendStepExport;
+        impl $crate::bindings::Guest for __MendStepExport {
+            fn describe() -> $crate::StepInfo {
+                $crate::__private::describe::<$step>()
+            }
+            fn plan(
+                cx: $crate::Context,
+                params: ::std::string::String,
+            ) -> ::std::result::Result<$crate::Plan, $crate::StepError> {
+                $crate::__private::plan::<$step>(&cx, &params, &$crate::WasmHost)
+            }
+            fn verify(
+                cx: $crate::Context,
+                params: ::std::string::String,
+            ) -> ::std::result::Result<::std::vec::Vec<$crate::Check>, $crate::StepError> {
+                $crate::__private::verify::<$step>(&cx, &params, &$crate::WasmHost)
+            }
+        }
+        // Only a wasm build exports the world: a native build (unit tests)
+        // links no component exports.
+        #[cfg(target_arch = "wasm32")]
+        $crate::bindings::__export_step_world!(__MendStepExport);
+    };
+}
+
+/// Glue used by [`export_step!`] and [`testing`]; not a stable API.
+#[doc(hidden)]
+pub mod __private {
+    pub use wit_bindgen;
+
+    use crate::{Check, Context, Host, Plan, Step, StepError, StepInfo};
+
+    pub fn describe<S: Step>() -> StepInfo {
+        StepInfo {
+            name: S::NAME.to_string(),
+            version: S::VERSION.to_string(),
+            summary: S::SUMMARY.to_string(),
+            params: S::params(),
+        }
+    }
+
+    pub fn plan<S: Step>(cx: &Context, params: &str, host: &dyn Host) -> Result<Plan, StepError> {
+        let params = crate::params::parse::<S>(params)?;
+        S::plan(cx, params, host)
+    }
+
+    pub fn verify<S: Step>(
+        cx: &Context,
+        params: &str,
+        host: &dyn Host,
+    ) -> Result<Vec<Check>, StepError> {
+        let params = crate::params::parse::<S>(params)?;
+        S::verify(cx, params, host)
+    }
+}

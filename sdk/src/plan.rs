@@ -1,0 +1,213 @@
+//! Building a plan, one action per line.
+
+use crate::{
+    Action, ActionKind, ArchiveFormat, CommandCall, CopyArgs, ExecArgs, ExtractArgs, Fact, Plan,
+    RenameArgs, StepError, SwapArgs, WriteFileArgs,
+};
+
+impl Plan {
+    /// Start an empty plan.
+    pub fn builder() -> PlanBuilder {
+        PlanBuilder::default()
+    }
+}
+
+/// Collects actions, summary lines, checks and facts into a [`Plan`].
+/// Paths are `GRANT/relative/path`, as walk entries give them.
+#[derive(Default, Debug)]
+pub struct PlanBuilder {
+    plan: Option<Plan>,
+}
+
+impl PlanBuilder {
+    fn plan(&mut self) -> &mut Plan {
+        self.plan.get_or_insert_with(|| Plan {
+            actions: Vec::new(),
+            summary: Vec::new(),
+            checks: Vec::new(),
+            facts: Vec::new(),
+        })
+    }
+
+    fn push(mut self, kind: ActionKind, reason: &str) -> Self {
+        self.plan().actions.push(Action {
+            kind,
+            reason: reason.to_string(),
+        });
+        self
+    }
+
+    /// Remove a file, a symlink (not its target) or a tree.
+    pub fn remove(self, path: &str, reason: &str) -> Self {
+        self.push(ActionKind::Remove(path.to_string()), reason)
+    }
+    /// Move `src` to `dst` (which must not exist).
+    pub fn rename(self, src: &str, dst: &str, reason: &str) -> Self {
+        let args = RenameArgs {
+            src: src.into(),
+            dst: dst.into(),
+        };
+        self.push(ActionKind::Rename(args), reason)
+    }
+    /// Exchange two paths atomically.
+    pub fn swap(self, a: &str, b: &str, reason: &str) -> Self {
+        let args = SwapArgs {
+            a: a.into(),
+            b: b.into(),
+        };
+        self.push(ActionKind::Swap(args), reason)
+    }
+    /// Create a directory and its missing parents.
+    pub fn create_dir(self, path: &str, reason: &str) -> Self {
+        self.push(ActionKind::CreateDir(path.to_string()), reason)
+    }
+    /// Write a whole file (the old content is kept for undo).
+    pub fn write_file(self, path: &str, contents: impl Into<Vec<u8>>, reason: &str) -> Self {
+        let args = WriteFileArgs {
+            path: path.into(),
+            contents: contents.into(),
+            mode: None,
+        };
+        self.push(ActionKind::WriteFile(args), reason)
+    }
+    /// Copy a file or tree through a staging path.
+    pub fn copy(self, src: &str, dst: &str, reason: &str) -> Self {
+        let args = CopyArgs {
+            src: src.into(),
+            dst: dst.into(),
+        };
+        self.push(ActionKind::Copy(args), reason)
+    }
+    /// Unpack an archive into a new directory.
+    pub fn extract(self, archive: &str, dst: &str, format: ArchiveFormat, reason: &str) -> Self {
+        let args = ExtractArgs {
+            archive: archive.into(),
+            dst: dst.into(),
+            format,
+        };
+        self.push(ActionKind::Extract(args), reason)
+    }
+    /// Run an allowed command; `undo` (command, args) compensates it on rollback.
+    pub fn exec(
+        self,
+        command: &str,
+        args: &[&str],
+        undo: Option<(&str, &[&str])>,
+        reason: &str,
+    ) -> Self {
+        let call = |c: &str, a: &[&str]| CommandCall {
+            command: c.to_string(),
+            args: a.iter().map(|s| s.to_string()).collect(),
+        };
+        let args = ExecArgs {
+            call: call(command, args),
+            undo: undo.map(|(c, a)| call(c, a)),
+        };
+        self.push(ActionKind::Exec(args), reason)
+    }
+    /// A line for the operator, shown above the actions.
+    pub fn summary(mut self, line: impl Into<String>) -> Self {
+        self.plan().summary.push(line.into());
+        self
+    }
+    /// Announce a check that `verify` will make.
+    pub fn check(mut self, line: impl Into<String>) -> Self {
+        self.plan().checks.push(line.into());
+        self
+    }
+    /// Record a fact the plan relies on.
+    pub fn fact(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.plan().facts.push(Fact {
+            key: key.into(),
+            value: value.into(),
+        });
+        self
+    }
+    /// Add an action built elsewhere.
+    pub fn action(mut self, action: Action) -> Self {
+        self.plan().actions.push(action);
+        self
+    }
+    /// How many actions so far.
+    pub fn len(&self) -> usize {
+        self.plan.as_ref().map_or(0, |p| p.actions.len())
+    }
+    /// Whether no action was added yet.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// The finished plan.
+    pub fn build(mut self) -> Plan {
+        self.plan();
+        self.plan.take().expect("plan exists")
+    }
+}
+
+/// Constructors for [`StepError`].
+pub trait StepErrorExt: Sized {
+    /// An error with a message.
+    fn new(message: impl Into<String>) -> Self;
+    /// Say what the operator can do about it.
+    fn hint(self, hint: impl Into<String>) -> Self;
+    /// Name the `with` parameter at fault, so the host points at its line.
+    fn param(self, name: impl Into<String>) -> Self;
+}
+
+impl StepErrorExt for StepError {
+    fn new(message: impl Into<String>) -> Self {
+        StepError {
+            message: message.into(),
+            hint: None,
+            param: None,
+        }
+    }
+    fn hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+    fn param(mut self, name: impl Into<String>) -> Self {
+        self.param = Some(name.into());
+        self
+    }
+}
+
+/// Bytes in human units, as operators read them: `22.0 GB`, `512 B`.
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 6] = ["B", "kB", "MB", "GB", "TB", "PB"];
+    if n < 1000 {
+        return format!("{n} B");
+    }
+    let mut v = n as f64;
+    let mut unit = 0;
+    while v >= 1000.0 && unit < UNITS.len() - 1 {
+        v /= 1000.0;
+        unit += 1;
+    }
+    format!("{v:.1} {}", UNITS[unit])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn human_bytes_reads_like_df() {
+        assert_eq!(human_bytes(0), "0 B");
+        assert_eq!(human_bytes(999), "999 B");
+        assert_eq!(human_bytes(1000), "1.0 kB");
+        assert_eq!(human_bytes(22_000_000_000), "22.0 GB");
+    }
+
+    #[test]
+    fn builder_keeps_order() {
+        let plan = Plan::builder()
+            .create_dir("a/x", "one")
+            .remove("a/y", "two")
+            .summary("s")
+            .build();
+        assert_eq!(plan.actions.len(), 2);
+        assert!(matches!(plan.actions[0].kind, ActionKind::CreateDir(ref p) if p == "a/x"));
+        assert_eq!(plan.actions[1].reason, "two");
+        assert_eq!(plan.summary, vec!["s".to_string()]);
+    }
+}

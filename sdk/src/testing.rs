@@ -1,0 +1,252 @@
+//! Test a step's planning natively: a fake host with files, a clock and
+//! canned probe answers, and helpers that call a step as the engine would.
+//!
+//! ```ignore
+//! let host = FakeHost::new(1_700_000_000)
+//!     .grant("cache", Access::Write)
+//!     .file("cache/a.png", 1_000, 1_600_000_000);
+//! let plan = mend_sdk::testing::plan::<CacheCull>(&host, serde_json::json!({"days": 7})).unwrap();
+//! assert_eq!(plan.actions.len(), 1);
+//! ```
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+
+use crate::{
+    Access, Algorithm, Check, Context, Entry, EntryKind, GrantInfo, Host, HostError, Level,
+    Output, Plan, Space, Step, StepError,
+};
+
+#[derive(Clone, Debug)]
+enum Node {
+    File { data: Vec<u8>, size: u64, mtime: i64 },
+    Dir { mtime: i64 },
+    Symlink { target: String, mtime: i64 },
+}
+
+/// An in-memory host: grants, files, directories, symlinks, a fixed clock,
+/// canned probe and HTTP answers. Logs are kept for assertions.
+#[derive(Default)]
+pub struct FakeHost {
+    now: i64,
+    grants: Vec<GrantInfo>,
+    commands: Vec<String>,
+    nodes: BTreeMap<String, Node>,
+    probes: BTreeMap<String, Output>,
+    urls: BTreeMap<String, u16>,
+    free: BTreeMap<String, Space>,
+    logs: RefCell<Vec<(Level, String)>>,
+}
+
+impl FakeHost {
+    /// A host whose clock reads `now` (seconds since the Unix epoch).
+    pub fn new(now: i64) -> Self {
+        FakeHost {
+            now,
+            ..Default::default()
+        }
+    }
+    /// Grant a directory (its root exists, empty).
+    pub fn grant(mut self, name: &str, access: Access) -> Self {
+        self.grants.push(GrantInfo {
+            name: name.to_string(),
+            access,
+            disposable: false,
+        });
+        self.nodes
+            .insert(name.to_string(), Node::Dir { mtime: self.now });
+        self
+    }
+    /// Grant a disposable (cache) directory, writable.
+    pub fn disposable_grant(mut self, name: &str) -> Self {
+        self = self.grant(name, Access::Write);
+        self.grants.last_mut().expect("just pushed").disposable = true;
+        self
+    }
+    /// Allow a command name.
+    pub fn command(mut self, name: &str) -> Self {
+        self.commands.push(name.to_string());
+        self
+    }
+    fn parents(&mut self, path: &str) {
+        let mut at = 0;
+        while let Some(i) = path[at..].find('/') {
+            let dir = &path[..at + i];
+            self.nodes
+                .entry(dir.to_string())
+                .or_insert(Node::Dir { mtime: self.now });
+            at += i + 1;
+        }
+    }
+    /// A file of `size` bytes (zeros are not stored) modified at `mtime`.
+    pub fn file(mut self, path: &str, size: u64, mtime: i64) -> Self {
+        self.parents(path);
+        let node = Node::File {
+            data: Vec::new(),
+            size,
+            mtime,
+        };
+        self.nodes.insert(path.to_string(), node);
+        self
+    }
+    /// A file with content.
+    pub fn file_with(mut self, path: &str, data: impl Into<Vec<u8>>, mtime: i64) -> Self {
+        self.parents(path);
+        let data = data.into();
+        let size = data.len() as u64;
+        self.nodes
+            .insert(path.to_string(), Node::File { data, size, mtime });
+        self
+    }
+    /// An empty directory.
+    pub fn dir(mut self, path: &str, mtime: i64) -> Self {
+        self.parents(path);
+        self.nodes.insert(path.to_string(), Node::Dir { mtime });
+        self
+    }
+    /// A symlink (never followed by walk).
+    pub fn symlink(mut self, path: &str, target: &str) -> Self {
+        self.parents(path);
+        let node = Node::Symlink {
+            target: target.to_string(),
+            mtime: self.now,
+        };
+        self.nodes.insert(path.to_string(), node);
+        self
+    }
+    /// What `probe(command, args)` answers (args joined by spaces).
+    pub fn probe_answer(mut self, command: &str, args: &[&str], status: i32, stdout: &str) -> Self {
+        let key = probe_key(command, args);
+        let out = Output {
+            status,
+            stdout: stdout.to_string(),
+            stderr: String::new(),
+        };
+        self.probes.insert(key, out);
+        self
+    }
+    /// What `http_status(url)` answers.
+    pub fn url(mut self, url: &str, status: u16) -> Self {
+        self.urls.insert(url.to_string(), status);
+        self
+    }
+    /// What `free_space` answers for paths in `grant`.
+    pub fn free(mut self, grant: &str, available: u64, total: u64) -> Self {
+        self.free
+            .insert(grant.to_string(), Space { available, total });
+        self
+    }
+    /// The context the engine would pass to a step with this host's grants.
+    pub fn context(&self, step_id: &str) -> Context {
+        Context {
+            step_id: step_id.to_string(),
+            grants: self.grants.clone(),
+            commands: self.commands.clone(),
+            now: self.now,
+        }
+    }
+    /// Messages logged so far.
+    pub fn logs(&self) -> Vec<(Level, String)> {
+        self.logs.borrow().clone()
+    }
+    fn granted(&self, path: &str) -> Result<(), HostError> {
+        let grant = path.split('/').next().unwrap_or("");
+        if self.grants.iter().any(|g| g.name == grant) {
+            Ok(())
+        } else {
+            Err(HostError::Denied(format!("{path}: no grant `{grant}`")))
+        }
+    }
+}
+
+fn probe_key(command: &str, args: &[&str]) -> String {
+    std::iter::once(command)
+        .chain(args.iter().copied())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+impl Host for FakeHost {
+    fn now(&self) -> i64 {
+        self.now
+    }
+    fn walk(&self, root: &str, each: &mut dyn FnMut(Entry)) -> Result<(), HostError> {
+        self.granted(root)?;
+        let root = root.trim_end_matches('/');
+        if !matches!(self.nodes.get(root), Some(Node::Dir { .. })) {
+            return Err(HostError::NotFound(root.to_string()));
+        }
+        let prefix = format!("{root}/");
+        // BTreeMap order puts `a` before `a/b`: directories before contents.
+        for (path, node) in self.nodes.range(prefix.clone()..) {
+            if !path.starts_with(&prefix) {
+                break;
+            }
+            let (kind, size, mtime) = match node {
+                Node::File { size, mtime, .. } => (EntryKind::File, *size, *mtime),
+                Node::Dir { mtime } => (EntryKind::Dir, 0, *mtime),
+                Node::Symlink { target, mtime } => (EntryKind::Symlink, target.len() as u64, *mtime),
+            };
+            each(Entry {
+                path: path.clone(),
+                kind,
+                size,
+                mtime,
+                mtime_nanos: 0,
+            });
+        }
+        Ok(())
+    }
+    fn digest(&self, path: &str, _algorithm: Algorithm) -> Result<String, HostError> {
+        self.granted(path)?;
+        Err(HostError::Io(format!(
+            "{path}: the fake host does not hash; test digests through the engine"
+        )))
+    }
+    fn free_space(&self, path: &str) -> Result<Space, HostError> {
+        self.granted(path)?;
+        let grant = path.split('/').next().unwrap_or("");
+        Ok(self.free.get(grant).copied().unwrap_or(Space {
+            available: u64::MAX / 2,
+            total: u64::MAX,
+        }))
+    }
+    fn probe(&self, command: &str, args: &[&str]) -> Result<Output, HostError> {
+        if !self.commands.iter().any(|c| c == command) {
+            return Err(HostError::Denied(format!("command `{command}` not granted")));
+        }
+        self.probes
+            .get(&probe_key(command, args))
+            .cloned()
+            .ok_or_else(|| HostError::Invalid(format!("no canned answer for `{}`", probe_key(command, args))))
+    }
+    fn http_status(&self, url: &str) -> Result<u16, HostError> {
+        self.urls
+            .get(url)
+            .copied()
+            .ok_or_else(|| HostError::Denied(format!("url {url} not allowed")))
+    }
+    fn read(&self, path: &str) -> Result<Vec<u8>, HostError> {
+        self.granted(path)?;
+        match self.nodes.get(path) {
+            Some(Node::File { data, .. }) => Ok(data.clone()),
+            Some(_) => Err(HostError::Invalid(format!("{path} is not a file"))),
+            None => Err(HostError::NotFound(path.to_string())),
+        }
+    }
+    fn log(&self, level: Level, message: &str) {
+        self.logs.borrow_mut().push((level, message.to_string()));
+    }
+    fn progress(&self, _label: &str, _done: u64, _total: u64) {}
+}
+
+/// Plan with a step as the engine would: parameters as JSON (defaults filled
+/// in from the step's specs), the host's grants in the context.
+pub fn plan<S: Step>(host: &FakeHost, params: serde_json::Value) -> Result<Plan, StepError> {
+    crate::__private::plan::<S>(&host.context(S::NAME), &params.to_string(), host)
+}
+
+/// Verify with a step as the engine would.
+pub fn verify<S: Step>(host: &FakeHost, params: serde_json::Value) -> Result<Vec<Check>, StepError> {
+    crate::__private::verify::<S>(&host.context(S::NAME), &params.to_string(), host)
+}

@@ -1,0 +1,243 @@
+//! `std:cache-cull`: keep a cache directory in bounds, as Mastodon's
+//! `tootctl media remove --days N` would: remove files older than N days, or
+//! the oldest first until the tree fits a size budget, or both; then remove
+//! the directories that were left empty. Symlinks are never followed.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use mend_sdk::prelude::*;
+
+/// The runbook's `with` table.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Params {
+    /// `GRANT/dir` to cull.
+    path: String,
+    /// Remove files last modified more than this many days ago.
+    days: Option<u64>,
+    /// Then remove the oldest files until the tree holds at most this many bytes.
+    max_bytes: Option<u64>,
+    /// Glob patterns (on the path below `path`); when given, only matches are culled.
+    #[serde(default)]
+    include: Vec<String>,
+    /// Glob patterns of files never culled.
+    #[serde(default)]
+    exclude: Vec<String>,
+    /// Remove directories the cull leaves empty.
+    remove_empty_dirs: bool,
+}
+
+/// The step.
+pub struct CacheCull;
+
+struct File {
+    path: String,
+    size: u64,
+    mtime: i64,
+}
+
+impl Step for CacheCull {
+    type Params = Params;
+    const NAME: &'static str = "cache-cull";
+    const VERSION: &'static str = "0.1.0";
+    const SUMMARY: &'static str = "Remove cache files by age and size budget";
+
+    fn params() -> Vec<ParamSpec> {
+        vec![
+            ParamSpec::string("path", "GRANT/dir: the cache to cull").required(),
+            ParamSpec::integer("days", "remove files older than this many days"),
+            ParamSpec::integer("max_bytes", "then remove oldest files until at most this"),
+            ParamSpec::list("include", "only cull files matching these globs"),
+            ParamSpec::list("exclude", "never cull files matching these globs"),
+            ParamSpec::boolean("remove_empty_dirs", "remove directories left empty").default(true),
+        ]
+    }
+
+    fn plan(_cx: &Context, p: Params, host: &dyn Host) -> Result<Plan, StepError> {
+        if p.days.is_none() && p.max_bytes.is_none() {
+            return Err(StepError::new("nothing to cull by: neither `days` nor `max_bytes` is set")
+                .hint("set `days = 30` to cull by age, `max_bytes` for a size budget, or both"));
+        }
+        let root = p.path.trim_end_matches('/');
+        let mut files = Vec::new();
+        let mut dirs = BTreeSet::new();
+        host.walk(root, &mut |e| {
+            let rel = &e.path[root.len() + 1..];
+            match e.kind {
+                EntryKind::Dir => {
+                    dirs.insert(e.path);
+                }
+                EntryKind::File | EntryKind::Symlink if selected(rel, &p.include, &p.exclude) => {
+                    files.push(File { path: e.path, size: e.size, mtime: e.mtime })
+                }
+                _ => {}
+            }
+        })
+        .map_err(|e| StepError::from(e).param("path"))?;
+
+        let now = host.now();
+        let mut cull = vec![false; files.len()];
+        if let Some(days) = p.days {
+            let cut = now - (days as i64) * 86_400;
+            for (i, f) in files.iter().enumerate() {
+                cull[i] = f.mtime < cut;
+            }
+        }
+        if let Some(budget) = p.max_bytes {
+            let mut kept: u64 = files.iter().zip(&cull).filter(|(_, c)| !**c).map(|(f, _)| f.size).sum();
+            let mut order: Vec<usize> = (0..files.len()).filter(|&i| !cull[i]).collect();
+            order.sort_by_key(|&i| (files[i].mtime, files[i].path.clone()));
+            for i in order {
+                if kept <= budget {
+                    break;
+                }
+                cull[i] = true;
+                kept -= files[i].size;
+            }
+        }
+
+        // Per top-level subdirectory: what goes, what stays.
+        let mut per_dir: BTreeMap<&str, (u64, u64, u64)> = BTreeMap::new();
+        let mut plan = Plan::builder();
+        let mut left: BTreeMap<String, usize> = BTreeMap::new(); // dir -> entries kept
+        for (f, &c) in files.iter().zip(&cull) {
+            let rel = &f.path[root.len() + 1..];
+            let top = rel.split_once('/').map_or(".", |(t, _)| t);
+            let slot = per_dir.entry(top).or_default();
+            if c {
+                slot.0 += 1;
+                slot.1 += f.size;
+                let why = match p.days {
+                    Some(d) if f.mtime < now - (d as i64) * 86_400 => format!("older than {d} days"),
+                    _ => "over the size budget, oldest first".to_string(),
+                };
+                plan = plan.remove(&f.path, &why);
+            } else {
+                slot.2 += 1;
+                *left.entry(parent(&f.path).to_string()).or_default() += 1;
+            }
+        }
+        let (count, bytes) = per_dir.values().fold((0, 0), |a, v| (a.0 + v.0, a.1 + v.1));
+        for (top, (n, b, kept)) in &per_dir {
+            plan = plan.summary(format!("{top}: {n} files, {} to remove; {kept} kept", human_bytes(*b)));
+        }
+        plan = plan.summary(format!("total: {count} files, {}", human_bytes(bytes)));
+
+        if p.remove_empty_dirs {
+            // A directory is left empty when no kept file or kept directory is below it.
+            for d in &dirs {
+                if left.contains_key(d) {
+                    let mut up = parent(d);
+                    while up.len() > root.len() {
+                        left.entry(up.to_string()).or_default();
+                        up = parent(up);
+                    }
+                }
+            }
+            // Deepest first, so children go before parents.
+            let mut empty: Vec<&String> = dirs.iter().filter(|d| !left.contains_key(*d)).collect();
+            empty.sort_by_key(|d| std::cmp::Reverse(d.matches('/').count()));
+            for d in empty {
+                plan = plan.remove(d, "left empty");
+            }
+        }
+        Ok(plan.check(format!("{root} holds no culled file")).build())
+    }
+}
+
+fn parent(path: &str) -> &str {
+    path.rsplit_once('/').map_or("", |(p, _)| p)
+}
+
+fn selected(rel: &str, include: &[String], exclude: &[String]) -> bool {
+    (include.is_empty() || include.iter().any(|g| glob(g, rel)))
+        && !exclude.iter().any(|g| glob(g, rel))
+}
+
+/// `*` matches any run (also across `/`), `?` one character.
+fn glob(pattern: &str, text: &str) -> bool {
+    let (p, t): (Vec<char>, Vec<char>) = (pattern.chars().collect(), text.chars().collect());
+    let (mut pi, mut ti, mut star, mut mark) = (0, 0, None, 0);
+    while ti < t.len() {
+        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
+            pi += 1;
+            ti += 1;
+        } else if pi < p.len() && p[pi] == '*' {
+            star = Some(pi);
+            mark = ti;
+            pi += 1;
+        } else if let Some(s) = star {
+            pi = s + 1;
+            mark += 1;
+            ti = mark;
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|&c| c == '*')
+}
+
+mend_sdk::export_step!(CacheCull);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mend_sdk::testing::{FakeHost, plan};
+    use serde_json::json;
+
+    const NOW: i64 = 1_700_000_000;
+    const DAY: i64 = 86_400;
+
+    fn host() -> FakeHost {
+        FakeHost::new(NOW)
+            .disposable_grant("cache")
+            .file("cache/media/a/old.png", 1000, NOW - 40 * DAY)
+            .file("cache/media/a/new.png", 2000, NOW - DAY)
+            .file("cache/media/b/old.png", 3000, NOW - 31 * DAY)
+            .file("cache/cards/x.jpg", 500, NOW - 100 * DAY)
+            .file("cache/cards/keep.jpg", 500, NOW - 100 * DAY)
+    }
+
+    fn removed(plan: &Plan) -> Vec<String> {
+        plan.actions
+            .iter()
+            .map(|a| match &a.kind {
+                mend_sdk::ActionKind::Remove(p) => p.clone(),
+                other => panic!("unexpected {other:?}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn culls_by_age_and_empty_dirs() {
+        let p = plan::<CacheCull>(&host(), json!({"path": "cache", "days": 30, "exclude": ["*/keep.*"]})).unwrap();
+        assert_eq!(
+            removed(&p),
+            ["cache/cards/x.jpg", "cache/media/a/old.png", "cache/media/b/old.png", "cache/media/b"]
+        );
+        assert!(p.summary.contains(&"media: 2 files, 4.0 kB to remove; 1 kept".to_string()), "{:?}", p.summary);
+    }
+
+    #[test]
+    fn budget_takes_oldest_first() {
+        let p = plan::<CacheCull>(&host(), json!({"path": "cache", "max_bytes": 3000, "remove_empty_dirs": false})).unwrap();
+        // 7000 bytes in all; the oldest go until at most 3000 are left.
+        assert_eq!(
+            removed(&p),
+            ["cache/cards/keep.jpg", "cache/cards/x.jpg", "cache/media/a/old.png", "cache/media/b/old.png"]
+        );
+    }
+
+    #[test]
+    fn refuses_without_a_criterion() {
+        let e = plan::<CacheCull>(&host(), json!({"path": "cache"})).unwrap_err();
+        assert!(e.message.contains("neither `days` nor `max_bytes`"));
+    }
+
+    #[test]
+    fn glob_matches() {
+        assert!(glob("*.png", "a/b.png"));
+        assert!(glob("a/?.png", "a/b.png"));
+        assert!(!glob("*.png", "a/b.jpg"));
+    }
+}

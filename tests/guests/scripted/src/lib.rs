@@ -1,0 +1,105 @@
+//! Plans exactly the actions its runbook lists, so the engine's tests can
+//! drive every action kind (and hostile paths) from a TOML file:
+//!
+//! ```toml
+//! with = { actions = [
+//!   { remove = "data/old" }, { rename = ["data/a", "data/b"] }, { swap = ["data/x", "data/y"] },
+//!   { create_dir = "data/new" }, { write_file = ["data/f", "text"] }, { copy = ["data/a", "data/c"] },
+//!   { extract = ["data/r.tar.gz", "data/r", "tar-gz"] },
+//!   { exec = ["cmd", ["arg"]], undo = ["cmd", ["undo-arg"]] },
+//! ] }
+//! ```
+//! `fail_plan = "why"` fails planning; `verify = "fail"` fails every verify;
+//! `verify = "exists:GRANT/path"` passes once that path exists.
+use mend_sdk::prelude::*;
+use mend_sdk::{ActionKind, ArchiveFormat, Check};
+use serde_json::Value;
+
+#[derive(Deserialize)]
+pub struct Params {
+    #[serde(default)]
+    actions: Vec<serde_json::Map<String, Value>>,
+    fail_plan: Option<String>,
+    verify: Option<String>,
+    #[serde(default)]
+    log: Vec<String>,
+}
+
+fn s(v: &Value, i: usize) -> String {
+    v.get(i).and_then(Value::as_str).unwrap_or_default().to_string()
+}
+
+fn strs(v: Option<&Value>) -> Vec<String> {
+    v.and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
+        .unwrap_or_default()
+}
+
+fn call(v: &Value) -> mend_sdk::CommandCall {
+    mend_sdk::CommandCall { command: s(v, 0), args: strs(v.get(1)) }
+}
+
+pub struct Scripted;
+impl Step for Scripted {
+    type Params = Params;
+    const NAME: &'static str = "scripted";
+    const VERSION: &'static str = "0.1.0";
+    const SUMMARY: &'static str = "Plan the actions the runbook lists";
+    fn params() -> Vec<ParamSpec> {
+        vec![
+            ParamSpec::list("actions", "the actions to plan"),
+            ParamSpec::string("fail_plan", "fail planning with this message"),
+            ParamSpec::string("verify", "`fail`, or `exists:GRANT/path`"),
+            ParamSpec::list("log", "messages to log while planning"),
+        ]
+    }
+    fn plan(_: &Context, p: Params, host: &dyn Host) -> Result<Plan, StepError> {
+        for line in &p.log {
+            host.log(Level::Info, line);
+        }
+        if let Some(why) = p.fail_plan {
+            return Err(StepError::new(why).hint("this step fails on purpose"));
+        }
+        let mut plan = Plan::builder();
+        for a in &p.actions {
+            let (key, v) = a.iter().find(|(k, _)| *k != "undo").ok_or_else(|| StepError::new("empty action"))?;
+            let kind = match key.as_str() {
+                "remove" => ActionKind::Remove(v.as_str().unwrap_or_default().into()),
+                "create_dir" => ActionKind::CreateDir(v.as_str().unwrap_or_default().into()),
+                "rename" => ActionKind::Rename(mend_sdk::RenameArgs { src: s(v, 0), dst: s(v, 1) }),
+                "swap" => ActionKind::Swap(mend_sdk::SwapArgs { a: s(v, 0), b: s(v, 1) }),
+                "copy" => ActionKind::Copy(mend_sdk::CopyArgs { src: s(v, 0), dst: s(v, 1) }),
+                "write_file" => ActionKind::WriteFile(mend_sdk::WriteFileArgs {
+                    path: s(v, 0),
+                    contents: s(v, 1).into_bytes(),
+                    mode: None,
+                }),
+                "extract" => ActionKind::Extract(mend_sdk::ExtractArgs {
+                    archive: s(v, 0),
+                    dst: s(v, 1),
+                    format: match s(v, 2).as_str() {
+                        "tar" => ArchiveFormat::Tar,
+                        "tar-zst" => ArchiveFormat::TarZst,
+                        _ => ArchiveFormat::TarGz,
+                    },
+                }),
+                "exec" => ActionKind::Exec(mend_sdk::ExecArgs { call: call(v), undo: a.get("undo").map(call) }),
+                other => return Err(StepError::new(format!("unknown action `{other}`"))),
+            };
+            plan = plan.action(mend_sdk::Action { kind, reason: format!("scripted {key}") });
+        }
+        Ok(plan.build())
+    }
+    fn verify(_: &Context, p: Params, host: &dyn Host) -> Result<Vec<Check>, StepError> {
+        Ok(match p.verify.as_deref() {
+            Some("fail") => vec![Check { name: "scripted".into(), ok: false, detail: "fails on purpose".into() }],
+            Some(rule) if rule.starts_with("exists:") => {
+                let path = &rule["exists:".len()..];
+                let ok = host.read(path).is_ok();
+                vec![Check { name: format!("{path} exists"), ok, detail: String::new() }]
+            }
+            _ => Vec::new(),
+        })
+    }
+}
+mend_sdk::export_step!(Scripted);
