@@ -13,15 +13,24 @@ use std::cell::RefCell;
 use std::collections::BTreeMap;
 
 use crate::{
-    Access, Algorithm, Check, Context, Entry, EntryKind, GrantInfo, Host, HostError, Level,
-    Output, Plan, Space, Step, StepError,
+    Access, Algorithm, Check, Context, Entry, EntryKind, GrantInfo, Host, HostError, Level, Output,
+    Plan, Space, Step, StepError,
 };
 
 #[derive(Clone, Debug)]
 enum Node {
-    File { data: Vec<u8>, size: u64, mtime: i64 },
-    Dir { mtime: i64 },
-    Symlink { target: String, mtime: i64 },
+    File {
+        data: Vec<u8>,
+        size: u64,
+        mtime: i64,
+    },
+    Dir {
+        mtime: i64,
+    },
+    Symlink {
+        target: String,
+        mtime: i64,
+    },
 }
 
 /// An in-memory host: grants, files, directories, symlinks, a fixed clock,
@@ -185,7 +194,9 @@ impl Host for FakeHost {
             let (kind, size, mtime) = match node {
                 Node::File { size, mtime, .. } => (EntryKind::File, *size, *mtime),
                 Node::Dir { mtime } => (EntryKind::Dir, 0, *mtime),
-                Node::Symlink { target, mtime } => (EntryKind::Symlink, target.len() as u64, *mtime),
+                Node::Symlink { target, mtime } => {
+                    (EntryKind::Symlink, target.len() as u64, *mtime)
+                }
             };
             each(Entry {
                 path: path.clone(),
@@ -213,12 +224,19 @@ impl Host for FakeHost {
     }
     fn probe(&self, command: &str, args: &[&str]) -> Result<Output, HostError> {
         if !self.commands.iter().any(|c| c == command) {
-            return Err(HostError::Denied(format!("command `{command}` not granted")));
+            return Err(HostError::Denied(format!(
+                "command `{command}` not granted"
+            )));
         }
         self.probes
             .get(&probe_key(command, args))
             .cloned()
-            .ok_or_else(|| HostError::Invalid(format!("no canned answer for `{}`", probe_key(command, args))))
+            .ok_or_else(|| {
+                HostError::Invalid(format!(
+                    "no canned answer for `{}`",
+                    probe_key(command, args)
+                ))
+            })
     }
     fn http_status(&self, url: &str) -> Result<u16, HostError> {
         self.urls
@@ -247,6 +265,9 @@ pub fn plan<S: Step>(host: &FakeHost, params: serde_json::Value) -> Result<Plan,
 }
 
 /// Verify with a step as the engine would.
-pub fn verify<S: Step>(host: &FakeHost, params: serde_json::Value) -> Result<Vec<Check>, StepError> {
+pub fn verify<S: Step>(
+    host: &FakeHost,
+    params: serde_json::Value,
+) -> Result<Vec<Check>, StepError> {
     crate::__private::verify::<S>(&host.context(S::NAME), &params.to_string(), host)
 }

@@ -55,8 +55,10 @@ impl Step for CacheCull {
 
     fn plan(_cx: &Context, p: Params, host: &dyn Host) -> Result<Plan, StepError> {
         if p.days.is_none() && p.max_bytes.is_none() {
-            return Err(StepError::new("nothing to cull by: neither `days` nor `max_bytes` is set")
-                .hint("set `days = 30` to cull by age, `max_bytes` for a size budget, or both"));
+            return Err(StepError::new(
+                "nothing to cull by: neither `days` nor `max_bytes` is set",
+            )
+            .hint("set `days = 30` to cull by age, `max_bytes` for a size budget, or both"));
         }
         let root = p.path.trim_end_matches('/');
         let mut files = Vec::new();
@@ -68,7 +70,11 @@ impl Step for CacheCull {
                     dirs.insert(e.path);
                 }
                 EntryKind::File | EntryKind::Symlink if selected(rel, &p.include, &p.exclude) => {
-                    files.push(File { path: e.path, size: e.size, mtime: e.mtime })
+                    files.push(File {
+                        path: e.path,
+                        size: e.size,
+                        mtime: e.mtime,
+                    })
                 }
                 _ => {}
             }
@@ -84,7 +90,12 @@ impl Step for CacheCull {
             }
         }
         if let Some(budget) = p.max_bytes {
-            let mut kept: u64 = files.iter().zip(&cull).filter(|(_, c)| !**c).map(|(f, _)| f.size).sum();
+            let mut kept: u64 = files
+                .iter()
+                .zip(&cull)
+                .filter(|(_, c)| !**c)
+                .map(|(f, _)| f.size)
+                .sum();
             let mut order: Vec<usize> = (0..files.len()).filter(|&i| !cull[i]).collect();
             order.sort_by_key(|&i| (files[i].mtime, files[i].path.clone()));
             for i in order {
@@ -108,7 +119,9 @@ impl Step for CacheCull {
                 slot.0 += 1;
                 slot.1 += f.size;
                 let why = match p.days {
-                    Some(d) if f.mtime < now - (d as i64) * 86_400 => format!("older than {d} days"),
+                    Some(d) if f.mtime < now - (d as i64) * 86_400 => {
+                        format!("older than {d} days")
+                    }
                     _ => "over the size budget, oldest first".to_string(),
                 };
                 plan = plan.remove(&f.path, &why);
@@ -119,7 +132,10 @@ impl Step for CacheCull {
         }
         let (count, bytes) = per_dir.values().fold((0, 0), |a, v| (a.0 + v.0, a.1 + v.1));
         for (top, (n, b, kept)) in &per_dir {
-            plan = plan.summary(format!("{top}: {n} files, {} to remove; {kept} kept", human_bytes(*b)));
+            plan = plan.summary(format!(
+                "{top}: {n} files, {} to remove; {kept} kept",
+                human_bytes(*b)
+            ));
         }
         plan = plan.summary(format!("total: {count} files, {}", human_bytes(bytes)));
 
@@ -210,21 +226,44 @@ mod tests {
 
     #[test]
     fn culls_by_age_and_empty_dirs() {
-        let p = plan::<CacheCull>(&host(), json!({"path": "cache", "days": 30, "exclude": ["*/keep.*"]})).unwrap();
+        let p = plan::<CacheCull>(
+            &host(),
+            json!({"path": "cache", "days": 30, "exclude": ["*/keep.*"]}),
+        )
+        .unwrap();
         assert_eq!(
             removed(&p),
-            ["cache/cards/x.jpg", "cache/media/a/old.png", "cache/media/b/old.png", "cache/media/b"]
+            [
+                "cache/cards/x.jpg",
+                "cache/media/a/old.png",
+                "cache/media/b/old.png",
+                "cache/media/b"
+            ]
         );
-        assert!(p.summary.contains(&"media: 2 files, 4.0 kB to remove; 1 kept".to_string()), "{:?}", p.summary);
+        assert!(
+            p.summary
+                .contains(&"media: 2 files, 4.0 kB to remove; 1 kept".to_string()),
+            "{:?}",
+            p.summary
+        );
     }
 
     #[test]
     fn budget_takes_oldest_first() {
-        let p = plan::<CacheCull>(&host(), json!({"path": "cache", "max_bytes": 3000, "remove_empty_dirs": false})).unwrap();
+        let p = plan::<CacheCull>(
+            &host(),
+            json!({"path": "cache", "max_bytes": 3000, "remove_empty_dirs": false}),
+        )
+        .unwrap();
         // 7000 bytes in all; the oldest go until at most 3000 are left.
         assert_eq!(
             removed(&p),
-            ["cache/cards/keep.jpg", "cache/cards/x.jpg", "cache/media/a/old.png", "cache/media/b/old.png"]
+            [
+                "cache/cards/keep.jpg",
+                "cache/cards/x.jpg",
+                "cache/media/a/old.png",
+                "cache/media/b/old.png"
+            ]
         );
     }
 

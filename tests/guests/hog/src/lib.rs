@@ -15,8 +15,14 @@ impl Step for Hog {
     }
     fn plan(_: &Context, _: Params, _: &dyn Host) -> Result<Plan, StepError> {
         let big = vec![1u8; 1 << 30];
-        let sum: u64 = std::hint::black_box(&big).iter().step_by(4096).map(|&b| b as u64).sum();
-        Ok(Plan::builder().summary(format!("touched {sum} pages")).build())
+        let sum: u64 = std::hint::black_box(&big)
+            .iter()
+            .step_by(4096)
+            .map(|&b| b as u64)
+            .sum();
+        Ok(Plan::builder()
+            .summary(format!("touched {sum} pages"))
+            .build())
     }
 }
 mend_sdk::export_step!(Hog);

@@ -26,17 +26,28 @@ pub struct Params {
 }
 
 fn s(v: &Value, i: usize) -> String {
-    v.get(i).and_then(Value::as_str).unwrap_or_default().to_string()
+    v.get(i)
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string()
 }
 
 fn strs(v: Option<&Value>) -> Vec<String> {
     v.and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect()
+        })
         .unwrap_or_default()
 }
 
 fn call(v: &Value) -> mend_sdk::CommandCall {
-    mend_sdk::CommandCall { command: s(v, 0), args: strs(v.get(1)) }
+    mend_sdk::CommandCall {
+        command: s(v, 0),
+        args: strs(v.get(1)),
+    }
 }
 
 pub struct Scripted;
@@ -62,13 +73,25 @@ impl Step for Scripted {
         }
         let mut plan = Plan::builder();
         for a in &p.actions {
-            let (key, v) = a.iter().find(|(k, _)| *k != "undo").ok_or_else(|| StepError::new("empty action"))?;
+            let (key, v) = a
+                .iter()
+                .find(|(k, _)| *k != "undo")
+                .ok_or_else(|| StepError::new("empty action"))?;
             let kind = match key.as_str() {
                 "remove" => ActionKind::Remove(v.as_str().unwrap_or_default().into()),
                 "create_dir" => ActionKind::CreateDir(v.as_str().unwrap_or_default().into()),
-                "rename" => ActionKind::Rename(mend_sdk::RenameArgs { src: s(v, 0), dst: s(v, 1) }),
-                "swap" => ActionKind::Swap(mend_sdk::SwapArgs { a: s(v, 0), b: s(v, 1) }),
-                "copy" => ActionKind::Copy(mend_sdk::CopyArgs { src: s(v, 0), dst: s(v, 1) }),
+                "rename" => ActionKind::Rename(mend_sdk::RenameArgs {
+                    src: s(v, 0),
+                    dst: s(v, 1),
+                }),
+                "swap" => ActionKind::Swap(mend_sdk::SwapArgs {
+                    a: s(v, 0),
+                    b: s(v, 1),
+                }),
+                "copy" => ActionKind::Copy(mend_sdk::CopyArgs {
+                    src: s(v, 0),
+                    dst: s(v, 1),
+                }),
                 "write_file" => ActionKind::WriteFile(mend_sdk::WriteFileArgs {
                     path: s(v, 0),
                     contents: s(v, 1).into_bytes(),
@@ -83,20 +106,34 @@ impl Step for Scripted {
                         _ => ArchiveFormat::TarGz,
                     },
                 }),
-                "exec" => ActionKind::Exec(mend_sdk::ExecArgs { call: call(v), undo: a.get("undo").map(call) }),
+                "exec" => ActionKind::Exec(mend_sdk::ExecArgs {
+                    call: call(v),
+                    undo: a.get("undo").map(call),
+                }),
                 other => return Err(StepError::new(format!("unknown action `{other}`"))),
             };
-            plan = plan.action(mend_sdk::Action { kind, reason: format!("scripted {key}") });
+            plan = plan.action(mend_sdk::Action {
+                kind,
+                reason: format!("scripted {key}"),
+            });
         }
         Ok(plan.build())
     }
     fn verify(_: &Context, p: Params, host: &dyn Host) -> Result<Vec<Check>, StepError> {
         Ok(match p.verify.as_deref() {
-            Some("fail") => vec![Check { name: "scripted".into(), ok: false, detail: "fails on purpose".into() }],
+            Some("fail") => vec![Check {
+                name: "scripted".into(),
+                ok: false,
+                detail: "fails on purpose".into(),
+            }],
             Some(rule) if rule.starts_with("exists:") => {
                 let path = &rule["exists:".len()..];
                 let ok = host.read(path).is_ok();
-                vec![Check { name: format!("{path} exists"), ok, detail: String::new() }]
+                vec![Check {
+                    name: format!("{path} exists"),
+                    ok,
+                    detail: String::new(),
+                }]
             }
             _ => Vec::new(),
         })

@@ -1,0 +1,106 @@
+//! Unpacking tar archives entry by entry through cap-std, so an archive can
+//! no more leave its grant than a step can: `..`, absolute names and links
+//! that point outside are refused.
+
+use std::io::Read;
+use std::path::{Component, Path};
+
+use anyhow::{Context as _, Result, bail};
+use cap_std::fs::PermissionsExt as _;
+use cap_std::fs::{OpenOptions, Permissions};
+
+use crate::grants::Resolved;
+use crate::plan::Format;
+
+/// Extract `archive` into the new directory `dst`.
+pub fn extract(archive: &Resolved, dst: &Resolved, format: Format) -> Result<()> {
+    let file = archive
+        .grant
+        .dir
+        .open(archive.rel_path())
+        .with_context(|| format!("open {}/{}", archive.grant.name, archive.rel))?;
+    let reader: Box<dyn Read> = match format {
+        Format::Tar => Box::new(file),
+        Format::TarGz => Box::new(flate2::read::GzDecoder::new(file)),
+        Format::TarZst => Box::new(zstd::stream::read::Decoder::new(file)?),
+    };
+    dst.grant.dir.create_dir(dst.rel_path())?;
+    let out = dst.grant.dir.open_dir(dst.rel_path())?;
+    let mut tar = tar::Archive::new(reader);
+    let what = format!("{}/{}", archive.grant.name, archive.rel);
+    for entry in tar.entries().with_context(|| format!("read {what}"))? {
+        let mut entry = entry.with_context(|| format!("read {what}"))?;
+        let path = entry.path()?.into_owned();
+        if path
+            .components()
+            .any(|c| !matches!(c, Component::Normal(_) | Component::CurDir))
+        {
+            bail!(
+                "{what}: entry `{}` leaves the archive's directory; refusing it",
+                path.display()
+            );
+        }
+        let path = path
+            .components()
+            .filter(|c| matches!(c, Component::Normal(_)))
+            .collect::<std::path::PathBuf>();
+        if path.as_os_str().is_empty() {
+            continue;
+        }
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            out.create_dir_all(parent)?;
+        }
+        let mode = entry.header().mode().unwrap_or(0o644) & 0o7777;
+        match entry.header().entry_type() {
+            tar::EntryType::Directory => {
+                out.create_dir_all(&path)?;
+                out.set_permissions(&path, Permissions::from_mode(mode | 0o700))?;
+            }
+            tar::EntryType::Regular | tar::EntryType::Continuous => {
+                let mut opts = OpenOptions::new();
+                opts.write(true).create_new(true);
+                let mut f = out
+                    .open_with(&path, &opts)
+                    .with_context(|| format!("{what}: write {}", path.display()))?;
+                std::io::copy(&mut entry, &mut f)?;
+                f.set_permissions(Permissions::from_mode(mode))?;
+                f.sync_all()?;
+            }
+            tar::EntryType::Symlink => {
+                let target = entry
+                    .link_name()?
+                    .map(|t| t.into_owned())
+                    .unwrap_or_default();
+                if target.is_absolute() || escapes(&path, &target) {
+                    bail!(
+                        "{what}: symlink `{}` -> `{}` points out of the archive; refusing it",
+                        path.display(),
+                        target.display()
+                    );
+                }
+                out.symlink_contents(&target, &path)?;
+            }
+            other => bail!(
+                "{what}: entry `{}` is a {other:?}, which mend does not extract",
+                path.display()
+            ),
+        }
+    }
+    Ok(())
+}
+
+/// Whether a relative symlink target climbs above the archive's root.
+fn escapes(link: &Path, target: &Path) -> bool {
+    let mut depth = link.components().count() as i64 - 1;
+    for c in target.components() {
+        match c {
+            Component::ParentDir => depth -= 1,
+            Component::Normal(_) => depth += 1,
+            _ => {}
+        }
+        if depth < 0 {
+            return true;
+        }
+    }
+    false
+}

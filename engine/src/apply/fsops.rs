@@ -1,0 +1,242 @@
+//! File operations on checked paths, all through cap-std handles: nothing
+//! here can leave a grant, and nothing follows a symlink at the final
+//! component unless it says so.
+
+use std::io::Write;
+use std::path::Path;
+
+use anyhow::{Context as _, Result, bail};
+use cap_std::fs::PermissionsExt as _;
+use cap_std::fs::{Dir, OpenOptions, Permissions};
+use serde::{Deserialize, Serialize};
+
+use crate::grants::{Grants, Resolved};
+
+/// Whether a path exists (a dangling symlink exists).
+pub fn exists(r: &Resolved) -> Result<bool> {
+    match r.grant.dir.symlink_metadata(r.rel_path()) {
+        Ok(_) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e).with_context(|| format!("stat {}/{}", r.grant.name, r.rel)),
+    }
+}
+
+/// The inode of a path (not following a final symlink).
+pub fn ino(r: &Resolved) -> Result<u64> {
+    use cap_std::fs::MetadataExt as _;
+    Ok(r.grant
+        .dir
+        .symlink_metadata(r.rel_path())
+        .with_context(|| format!("stat {}/{}", r.grant.name, r.rel))?
+        .ino())
+}
+
+/// The permission bits of a path.
+pub fn mode(r: &Resolved) -> Result<u32> {
+    Ok(r.grant
+        .dir
+        .symlink_metadata(r.rel_path())?
+        .permissions()
+        .mode()
+        & 0o7777)
+}
+
+/// Create the parent directories of a path.
+pub fn ensure_parent(r: &Resolved) -> Result<()> {
+    if let Some((parent, _)) = r.rel.rsplit_once('/') {
+        r.grant
+            .dir
+            .create_dir_all(parent)
+            .with_context(|| format!("create {}/{parent}", r.grant.name))?;
+    }
+    Ok(())
+}
+
+/// Rename within one grant.
+pub fn rename(from: &Resolved, to: &Resolved) -> Result<()> {
+    from.grant
+        .dir
+        .rename(from.rel_path(), &to.grant.dir, to.rel_path())
+        .with_context(|| {
+            format!(
+                "rename {}/{} to {}/{}",
+                from.grant.name, from.rel, to.grant.name, to.rel
+            )
+        })
+}
+
+/// Remove a file, a symlink (not its target) or a tree.
+pub fn remove_any(r: &Resolved) -> Result<()> {
+    let md = r.grant.dir.symlink_metadata(r.rel_path())?;
+    let what = format!("remove {}/{}", r.grant.name, r.rel);
+    if md.is_dir() {
+        r.grant.dir.remove_dir_all(r.rel_path()).context(what)
+    } else {
+        r.grant.dir.remove_file(r.rel_path()).context(what)
+    }
+}
+
+fn split_parent<'a>(r: &'a Resolved) -> Result<(Dir, &'a str)> {
+    let (parent, leaf) = r.rel.rsplit_once('/').unwrap_or(("", r.rel));
+    let dir = if parent.is_empty() {
+        r.grant.dir.try_clone()?
+    } else {
+        r.grant.dir.open_dir(parent)?
+    };
+    Ok((dir, leaf))
+}
+
+/// Exchange two paths atomically (renameat2 RENAME_EXCHANGE), through
+/// handles on their parent directories.
+pub fn exchange(a: &Resolved, b: &Resolved) -> Result<()> {
+    let (da, la) = split_parent(a)?;
+    let (db, lb) = split_parent(b)?;
+    rustix::fs::renameat_with(&da, la, &db, lb, rustix::fs::RenameFlags::EXCHANGE).with_context(
+        || {
+            format!(
+                "swap {}/{} and {}/{}",
+                a.grant.name, a.rel, b.grant.name, b.rel
+            )
+        },
+    )
+}
+
+/// Write a whole file and make it durable before it is renamed into place.
+pub fn write_synced(r: &Resolved, contents: &[u8], mode: u32) -> Result<()> {
+    let mut opts = OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    let mut f = r
+        .grant
+        .dir
+        .open_with(r.rel_path(), &opts)
+        .with_context(|| format!("write {}/{}", r.grant.name, r.rel))?;
+    f.write_all(contents)?;
+    f.set_permissions(Permissions::from_mode(mode))?;
+    f.sync_all()?;
+    Ok(())
+}
+
+/// Refuse a copy that would not fit, before writing anything.
+pub fn check_space(dst: &Resolved, need: u64, what: &str) -> Result<()> {
+    let free = crate::sandbox::free_space_of(&dst.grant.dir)?;
+    // Headroom: 5% of the copy and at least 64 MiB stay free.
+    let headroom = (need / 20).max(64 << 20);
+    if free < need + headroom {
+        bail!(
+            "not enough space for {what}: it needs {} (with {} headroom), {} is free in grant `{}` ({})",
+            crate::output::bytes(need),
+            crate::output::bytes(headroom),
+            crate::output::bytes(free),
+            dst.grant.name,
+            dst.grant.root.display()
+        );
+    }
+    Ok(())
+}
+
+/// Copy a file, symlink or tree (permissions and modification times kept;
+/// symlinks copied as symlinks, never followed).
+pub fn copy_tree(src: &Resolved, dst: &Resolved) -> Result<()> {
+    copy_entry(
+        &src.grant.dir,
+        src.rel_path(),
+        &dst.grant.dir,
+        dst.rel_path(),
+    )
+    .with_context(|| {
+        format!(
+            "copy {}/{} to {}/{}",
+            src.grant.name, src.rel, dst.grant.name, dst.rel
+        )
+    })
+}
+
+/// Copy between two open directories (used by rehearsals for whole grants).
+pub fn copy_entry(sd: &Dir, sp: &Path, dd: &Dir, dp: &Path) -> Result<()> {
+    let md = sd.symlink_metadata(sp)?;
+    if md.is_symlink() {
+        let target = sd.read_link_contents(sp)?;
+        dd.symlink_contents(target, dp)?;
+        return Ok(());
+    }
+    if md.is_dir() {
+        dd.create_dir(dp)?;
+        let sub_s = sd.open_dir(sp)?;
+        let sub_d = dd.open_dir(dp)?;
+        for e in sub_s.entries()? {
+            let name = e?.file_name();
+            copy_entry(&sub_s, Path::new(&name), &sub_d, Path::new(&name))?;
+        }
+        dd.set_permissions(dp, md.permissions())?;
+        set_mtime(dd, dp, &md)?;
+        return Ok(());
+    }
+    let mut from = sd.open(sp)?;
+    let mut opts = OpenOptions::new();
+    opts.write(true).create_new(true);
+    let mut to = dd.open_with(dp, &opts)?;
+    std::io::copy(&mut from, &mut to)?;
+    to.set_permissions(md.permissions())?;
+    to.sync_all()?;
+    drop(to);
+    set_mtime(dd, dp, &md)
+}
+
+fn set_mtime(dir: &Dir, path: &Path, md: &cap_std::fs::Metadata) -> Result<()> {
+    use cap_std::fs::MetadataExt as _;
+    set_times(dir, path, md.mtime(), md.mtime_nsec() as u32)
+}
+
+fn set_times(dir: &Dir, path: &Path, secs: i64, nanos: u32) -> Result<()> {
+    let times = rustix::fs::Timestamps {
+        last_access: rustix::fs::Timespec {
+            tv_sec: 0,
+            tv_nsec: rustix::fs::UTIME_OMIT,
+        },
+        last_modification: rustix::fs::Timespec {
+            tv_sec: secs,
+            tv_nsec: nanos as _,
+        },
+    };
+    rustix::fs::utimensat(dir, path, &times, rustix::fs::AtFlags::SYMLINK_NOFOLLOW)?;
+    Ok(())
+}
+
+/// A directory's modification time, to put back after an undo.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DirTimes {
+    pub grant: String,
+    pub rel: String,
+    pub secs: i64,
+    pub nanos: u32,
+}
+
+/// Record the modification time of `rel` ("" for the grant's root).
+pub fn dir_times(dir: &Dir, grant: &str, rel: &str) -> Result<DirTimes> {
+    use cap_std::fs::MetadataExt as _;
+    let path = if rel.is_empty() { "." } else { rel };
+    let (secs, nanos) = match dir.metadata(path) {
+        Ok(md) => (md.mtime(), md.mtime_nsec() as u32),
+        // Created by the action itself: nothing to put back.
+        Err(_) => (-1, 0),
+    };
+    Ok(DirTimes {
+        grant: grant.to_string(),
+        rel: rel.to_string(),
+        secs,
+        nanos,
+    })
+}
+
+/// Put a directory's modification time back (when it still exists).
+pub fn restore_times(grants: &Grants, t: &DirTimes) -> Result<()> {
+    let Some(g) = grants.get(&t.grant) else {
+        return Ok(());
+    };
+    let path = Path::new(if t.rel.is_empty() { "." } else { &t.rel });
+    if t.secs < 0 || g.dir.metadata(path).is_err() {
+        return Ok(());
+    }
+    set_times(&g.dir, path, t.secs, t.nanos)
+        .with_context(|| format!("restore the time of {}/{}", t.grant, t.rel))
+}

@@ -1,0 +1,436 @@
+//! Performing and undoing actions with cap-std, inside their grants.
+//!
+//! Every `perform` is safe to repeat: a run killed between journaling an
+//! action as intended and as done performs it again on resume, and each
+//! operation first looks at the world (the trash entry exists, the
+//! destination is in place) and finishes only what is missing. What it needs
+//! to tell (the state before) is captured by [`prepare`] and journaled with
+//! the intent.
+
+mod extract;
+mod fsops;
+
+use std::time::Duration;
+
+use anyhow::{Context as _, Result, bail};
+use serde::{Deserialize, Serialize};
+
+use crate::commands::{Call, CommandPolicy};
+use crate::grants::{Grants, OwnedPath, Resolved};
+use crate::plan::Action;
+pub use fsops::{DirTimes, copy_entry as copy_between, dir_times, restore_times};
+
+/// Where trash and staging live inside each write grant.
+pub const TRASH: &str = ".mend-trash";
+/// Copies and extracts are built here, then renamed into place.
+pub const STAGING: &str = ".mend-staging";
+
+/// Names an action: its trash and staging entries are derived from it.
+#[derive(Clone, Debug)]
+pub struct Key<'a> {
+    pub run: &'a str,
+    pub step: u32,
+    pub seq: u32,
+}
+
+impl Key<'_> {
+    fn trash(&self) -> String {
+        format!("{TRASH}/{}/{}-{}", self.run, self.step, self.seq)
+    }
+    fn staging(&self) -> String {
+        format!("{STAGING}/{}/{}-{}", self.run, self.step, self.seq)
+    }
+}
+
+/// The world before an action, journaled with its intent.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Pre {
+    /// Whether the target existed.
+    pub existed: bool,
+    /// Inode of the first path of a swap.
+    pub ino: Option<u64>,
+    /// Directories created by a create-dir, outermost first.
+    #[serde(default)]
+    pub created: Vec<String>,
+    /// Modification times of the directories the action changes, restored on undo.
+    #[serde(default)]
+    pub dirs: Vec<DirTimes>,
+}
+
+/// How to undo a performed action.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(tag = "undo", rename_all = "kebab-case")]
+pub enum Undo {
+    /// Nothing was changed.
+    Nothing,
+    /// Cannot be undone (a disposable removal, an exec without compensation).
+    Irreversible,
+    /// Move the trash entry back to `path`.
+    Restore { trash: String, path: String },
+    /// Rename `from` back to `to`.
+    RenameBack { from: String, to: String },
+    /// Exchange the two paths again.
+    SwapBack { a: String, b: String },
+    /// Remove the directories created, innermost first.
+    RemoveDirs { dirs: Vec<String> },
+    /// Remove the file or tree the action created.
+    RemoveCreated { path: String },
+    /// Remove the new file, then move the old one back from the trash.
+    ReplaceBack { trash: String, path: String },
+    /// Run the compensating command.
+    Exec { call: Call },
+}
+
+/// What apply needs: the grants and commands of the step, the timeout for
+/// commands, and the free-space headroom for copies.
+pub struct ApplyCtx<'a> {
+    pub grants: &'a Grants,
+    pub commands: &'a CommandPolicy,
+    pub step: &'a str,
+    pub timeout: Duration,
+}
+
+fn writable<'a>(cx: &ApplyCtx<'a>, path: &'a str) -> Result<Resolved<'a>> {
+    cx.grants
+        .write(path)
+        .map_err(|e| anyhow::anyhow!("step `{}`: {e}", cx.step))
+}
+
+fn parent(path: &str) -> &str {
+    path.rsplit_once('/').map_or(path, |(p, _)| p)
+}
+
+/// Capture what undo and a repeated perform will need to know.
+pub fn prepare(cx: &ApplyCtx, action: &Action) -> Result<Pre> {
+    let g = cx.grants;
+    let mut pre = Pre::default();
+    let mut dirs = |paths: &[&str]| -> Result<()> {
+        for p in paths {
+            let r = g.write(p).map_err(|e| anyhow::anyhow!("{e}"))?;
+            pre.dirs
+                .push(dir_times(&r.grant.dir, &r.grant.name, parent(r.rel))?);
+        }
+        Ok(())
+    };
+    match action {
+        Action::Remove { path } | Action::CreateDir { path } | Action::WriteFile { path, .. } => {
+            dirs(&[path])?
+        }
+        Action::Rename { path, to } => dirs(&[path, to])?,
+        Action::Swap { path, with } => dirs(&[path, with])?,
+        Action::Copy { path, .. } | Action::Extract { path, .. } => dirs(&[path])?,
+        Action::Exec { .. } => {}
+    }
+    match action {
+        Action::WriteFile { path, .. }
+        | Action::Copy { path, .. }
+        | Action::Extract { path, .. } => {
+            let r = g.write(path).map_err(|e| anyhow::anyhow!("{e}"))?;
+            pre.existed = fsops::exists(&r)?;
+        }
+        Action::CreateDir { path } => {
+            let r = g.write(path).map_err(|e| anyhow::anyhow!("{e}"))?;
+            pre.existed = fsops::exists(&r)?;
+            // The missing directories, outermost first.
+            let mut missing = Vec::new();
+            let mut rel = r.rel;
+            while !rel.is_empty()
+                && !fsops::exists(&Resolved {
+                    grant: r.grant,
+                    rel,
+                })?
+            {
+                missing.push(format!("{}/{}", r.grant.name, rel));
+                rel = rel.rsplit_once('/').map_or("", |(p, _)| p);
+            }
+            missing.reverse();
+            pre.created = missing;
+        }
+        Action::Swap { path, .. } => {
+            let r = g.write(path).map_err(|e| anyhow::anyhow!("{e}"))?;
+            pre.ino = Some(fsops::ino(&r)?);
+        }
+        _ => {}
+    }
+    Ok(pre)
+}
+
+/// Perform an action (again, if a crash left it half done). Returns its undo.
+pub fn perform(cx: &ApplyCtx, key: &Key, action: &Action, pre: &Pre) -> Result<Undo> {
+    let g = cx.grants;
+    let w = |p| writable(cx, p);
+    match action {
+        Action::Remove { path } => {
+            let r = w(path)?;
+            let trash = OwnedPath {
+                grant: r.grant,
+                rel: key.trash(),
+            };
+            if r.grant.disposable {
+                if fsops::exists(&r)? {
+                    fsops::remove_any(&r)?;
+                }
+                return Ok(Undo::Irreversible);
+            }
+            if fsops::exists(&trash.borrow())? {
+                return Ok(Undo::Restore {
+                    trash: trash.display(),
+                    path: path.clone(),
+                });
+            }
+            if !fsops::exists(&r)? {
+                return Ok(Undo::Nothing);
+            }
+            fsops::ensure_parent(&trash.borrow())?;
+            fsops::rename(&r, &trash.borrow())?;
+            Ok(Undo::Restore {
+                trash: trash.display(),
+                path: path.clone(),
+            })
+        }
+        Action::Rename { path, to } => {
+            let a = w(path)?;
+            let b = w(to)?;
+            let (src, dst) = (fsops::exists(&a)?, fsops::exists(&b)?);
+            if !src && dst {
+                return Ok(Undo::RenameBack {
+                    from: to.clone(),
+                    to: path.clone(),
+                });
+            }
+            if dst {
+                bail!(
+                    "step `{}`: cannot rename {path} to {to}: {to} already exists",
+                    cx.step
+                );
+            }
+            fsops::ensure_parent(&b)?;
+            fsops::rename(&a, &b)?;
+            Ok(Undo::RenameBack {
+                from: to.clone(),
+                to: path.clone(),
+            })
+        }
+        Action::Swap { path, with } => {
+            let a = w(path)?;
+            let b = w(with)?;
+            if pre.ino.is_some() && fsops::ino(&a)? != pre.ino.unwrap_or_default() {
+                // Already exchanged before a crash.
+                return Ok(Undo::SwapBack {
+                    a: path.clone(),
+                    b: with.clone(),
+                });
+            }
+            fsops::exchange(&a, &b)?;
+            Ok(Undo::SwapBack {
+                a: path.clone(),
+                b: with.clone(),
+            })
+        }
+        Action::CreateDir { path } => {
+            let r = w(path)?;
+            r.grant
+                .dir
+                .create_dir_all(r.rel_path())
+                .with_context(|| format!("create {path}"))?;
+            let mut dirs = pre.created.clone();
+            dirs.reverse();
+            Ok(if dirs.is_empty() {
+                Undo::Nothing
+            } else {
+                Undo::RemoveDirs { dirs }
+            })
+        }
+        Action::WriteFile {
+            path,
+            contents,
+            mode,
+        } => {
+            let r = w(path)?;
+            let trash = OwnedPath {
+                grant: r.grant,
+                rel: key.trash(),
+            };
+            let staging = OwnedPath {
+                grant: r.grant,
+                rel: key.staging(),
+            };
+            if pre.existed && !fsops::exists(&trash.borrow())? {
+                // Keep the old content by a second name: the rename below
+                // then replaces the file atomically.
+                fsops::ensure_parent(&trash.borrow())?;
+                r.grant
+                    .dir
+                    .hard_link(r.rel_path(), &r.grant.dir, trash.borrow().rel_path())
+                    .with_context(|| format!("keep old {path} for undo"))?;
+            }
+            let mode = match mode {
+                Some(m) => *m,
+                None if pre.existed => fsops::mode(&trash.borrow()).unwrap_or(0o644),
+                None => 0o644,
+            };
+            fsops::ensure_parent(&staging.borrow())?;
+            fsops::write_synced(&staging.borrow(), contents, mode)?;
+            fsops::ensure_parent(&r)?;
+            fsops::rename(&staging.borrow(), &r)?;
+            Ok(if pre.existed {
+                Undo::ReplaceBack {
+                    trash: trash.display(),
+                    path: path.clone(),
+                }
+            } else {
+                Undo::RemoveCreated { path: path.clone() }
+            })
+        }
+        Action::Copy { from, path }
+        | Action::Extract {
+            archive: from,
+            path,
+            ..
+        } => {
+            let src = g
+                .read(from)
+                .map_err(|e| anyhow::anyhow!("step `{}`: {e}", cx.step))?;
+            let dst = w(path)?;
+            if fsops::exists(&dst)? {
+                if pre.existed {
+                    bail!(
+                        "step `{}`: {path} already exists; copies and extracts never overwrite",
+                        cx.step
+                    );
+                }
+                return Ok(Undo::RemoveCreated { path: path.clone() });
+            }
+            let staging = OwnedPath {
+                grant: dst.grant,
+                rel: key.staging(),
+            };
+            if fsops::exists(&staging.borrow())? {
+                fsops::remove_any(&staging.borrow())?;
+            }
+            fsops::ensure_parent(&staging.borrow())?;
+            let (need, _) = crate::plan::tree_size(&src.grant.dir, src.rel_path());
+            fsops::check_space(&dst, need, path)?;
+            match action {
+                Action::Extract { format, .. } => {
+                    extract::extract(&src, &staging.borrow(), *format)?
+                }
+                _ => fsops::copy_tree(&src, &staging.borrow())?,
+            }
+            fsops::ensure_parent(&dst)?;
+            fsops::rename(&staging.borrow(), &dst)?;
+            Ok(Undo::RemoveCreated { path: path.clone() })
+        }
+        Action::Exec { call, undo } => {
+            run_checked(cx, call)?;
+            Ok(match undo {
+                Some(u) => Undo::Exec { call: u.clone() },
+                None => Undo::Irreversible,
+            })
+        }
+    }
+}
+
+fn run_checked(cx: &ApplyCtx, call: &Call) -> Result<()> {
+    let out = cx
+        .commands
+        .run(cx.step, call, cx.timeout)
+        .map_err(anyhow::Error::msg)?;
+    if out.status != 0 {
+        let err = crate::output::sanitize(out.stderr.trim());
+        bail!(
+            "step `{}`: `{call}` exited with status {}{}",
+            cx.step,
+            out.status,
+            if err.is_empty() {
+                String::new()
+            } else {
+                format!(": {err}")
+            }
+        );
+    }
+    Ok(())
+}
+
+/// Undo a performed action, then put back the directory times it changed.
+/// Safe to repeat: an undo found already done does nothing.
+pub fn undo(cx: &ApplyCtx, undo: &Undo, pre: &Pre) -> Result<()> {
+    let g = cx.grants;
+    let w = |p| writable(cx, p);
+    match undo {
+        Undo::Nothing | Undo::Irreversible => {}
+        Undo::Restore { trash, path } => {
+            let (t, p) = (w(trash)?, w(path)?);
+            if fsops::exists(&t)? {
+                if fsops::exists(&p)? {
+                    bail!("cannot put {path} back: something new is in its place");
+                }
+                fsops::rename(&t, &p)?;
+            }
+        }
+        Undo::RenameBack { from, to } => {
+            let (f, t) = (w(from)?, w(to)?);
+            if fsops::exists(&f)? && !fsops::exists(&t)? {
+                fsops::rename(&f, &t)?;
+            }
+        }
+        Undo::SwapBack { a, b } => {
+            let (ra, rb) = (w(a)?, w(b)?);
+            if pre
+                .ino
+                .is_none_or(|ino| fsops::ino(&ra).map(|i| i != ino).unwrap_or(false))
+            {
+                fsops::exchange(&ra, &rb)?;
+            }
+        }
+        Undo::RemoveDirs { dirs } => {
+            for d in dirs {
+                let r = w(d)?;
+                if fsops::exists(&r)? {
+                    r.grant.dir.remove_dir(r.rel_path()).with_context(|| {
+                        format!("cannot remove {d}, created by this run: it is not empty (something else wrote there)")
+                    })?;
+                }
+            }
+        }
+        Undo::RemoveCreated { path } => {
+            let r = w(path)?;
+            if fsops::exists(&r)? {
+                fsops::remove_any(&r)?;
+            }
+        }
+        Undo::ReplaceBack { trash, path } => {
+            let (t, p) = (w(trash)?, w(path)?);
+            if fsops::exists(&t)? {
+                fsops::rename(&t, &p)?;
+            }
+        }
+        Undo::Exec { call } => run_checked(cx, call)?,
+    }
+    for d in &pre.dirs {
+        restore_times(g, d)?;
+    }
+    Ok(())
+}
+
+/// After a commit or a rollback: remove this run's trash and staging in every
+/// write grant, and the trash folders themselves when empty.
+pub fn purge(grants: &Grants, run: &str) -> Result<()> {
+    for g in grants
+        .iter()
+        .filter(|g| g.access == crate::runbook::Access::Write)
+    {
+        for top in [TRASH, STAGING] {
+            let mine = format!("{top}/{run}");
+            if g.dir.symlink_metadata(&mine).is_ok() {
+                g.dir
+                    .remove_dir_all(&mine)
+                    .with_context(|| format!("purge {}/{mine}", g.name))?;
+            }
+            if g.dir.remove_dir(top).is_err() {
+                // Not empty (another run's) or absent: leave it.
+            }
+        }
+    }
+    Ok(())
+}

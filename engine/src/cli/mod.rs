@@ -1,0 +1,283 @@
+//! The `mend` command line: parse, hand to the library, print, exit with a
+//! documented code ([`crate::exit`]).
+
+mod progress;
+mod render;
+pub use render::Out;
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+
+use crate::exit;
+use crate::journal::{HistoryFilter, Journal, RunMode, RunStatus};
+use crate::runner::{self, Failure, Settings};
+use crate::sandbox::Sandbox;
+
+/// Runbooks for self-hosted services: planned, sandboxed, journaled, undoable.
+#[derive(Parser, Debug)]
+#[command(name = "mend", version, about, max_term_width = 100)]
+pub struct Cli {
+    /// Where the journal and locks live [default: /var/lib/mend for root,
+    /// else $XDG_STATE_HOME/mend or ~/.local/state/mend]
+    #[arg(long, global = true, env = "MEND_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Where compiled steps are cached [default: /var/cache/mend for root,
+    /// else $XDG_CACHE_HOME/mend or ~/.cache/mend]
+    #[arg(long, global = true, env = "MEND_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Fix the clock steps see (seconds since the Unix epoch), for
+    /// reproducible plans and rehearsals
+    #[arg(long, global = true, value_name = "EPOCH")]
+    pub now: Option<i64>,
+    /// Print one JSON document instead of text
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// More logging on stderr (-v info, -vv debug)
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    pub command: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Cmd {
+    /// Show what a run would do. Changes nothing anywhere, the journal included
+    Plan {
+        runbook: PathBuf,
+        /// Set a runbook parameter (repeatable)
+        #[arg(long = "set", value_name = "KEY=VALUE", value_parser = parse_set)]
+        sets: Vec<(String, String)>,
+        /// List every action, not the first few of each step
+        #[arg(long)]
+        all: bool,
+    },
+    /// Run a runbook: plan, apply, verify each step; roll back on failure
+    Run {
+        runbook: PathBuf,
+        #[arg(long = "set", value_name = "KEY=VALUE", value_parser = parse_set)]
+        sets: Vec<(String, String)>,
+    },
+    /// Finish a run that was interrupted
+    Resume { run: String },
+    /// Undo a run that failed, stopped or was interrupted
+    Rollback { run: String },
+    /// Run on copies of the grants, roll back, and prove nothing is left changed
+    Rehearse {
+        runbook: PathBuf,
+        #[arg(long = "set", value_name = "KEY=VALUE", value_parser = parse_set)]
+        sets: Vec<(String, String)>,
+    },
+    /// Past runs, newest first
+    History {
+        /// Only runs of this runbook
+        #[arg(long)]
+        runbook: Option<String>,
+        /// Only runs with this status (running, committed, rolled-back, ...)
+        #[arg(long)]
+        status: Option<RunStatus>,
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
+    /// One run: its steps, actions and events
+    Show { run: String },
+    /// Check a runbook (and its steps' parameters) without running anything
+    Lint {
+        runbook: PathBuf,
+        #[arg(long = "set", value_name = "KEY=VALUE", value_parser = parse_set)]
+        sets: Vec<(String, String)>,
+    },
+    /// Generate a sandbox Mastodon instance and run the maintenance runbook on it
+    Demo {
+        /// Where to generate it [default: a new temporary directory]
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+}
+
+fn parse_set(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.trim().to_string(), v.to_string()))
+        .ok_or_else(|| format!("`{s}` is not KEY=VALUE"))
+}
+
+/// The default state directory: right for root and for a normal user.
+pub fn default_state_dir() -> PathBuf {
+    if rustix::process::geteuid().is_root() {
+        return PathBuf::from("/var/lib/mend");
+    }
+    xdg("XDG_STATE_HOME", ".local/state").join("mend")
+}
+
+fn default_cache_dir() -> PathBuf {
+    if rustix::process::geteuid().is_root() {
+        return PathBuf::from("/var/cache/mend");
+    }
+    xdg("XDG_CACHE_HOME", ".cache").join("mend")
+}
+
+fn xdg(var: &str, fallback: &str) -> PathBuf {
+    match std::env::var_os(var) {
+        Some(v) if !v.is_empty() => PathBuf::from(v),
+        _ => std::env::var_os("HOME")
+            .map(PathBuf::from)
+            .unwrap_or_else(std::env::temp_dir)
+            .join(fallback),
+    }
+}
+
+/// Parse the command line, run, print, and return the exit code.
+pub fn main() -> i32 {
+    let cli = Cli::parse();
+    let filter = match cli.verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("MEND_LOG")
+                .unwrap_or_else(|_| filter.into()),
+        )
+        .with_writer(std::io::stderr)
+        .without_time()
+        .init();
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return exit::INTERNAL;
+        }
+    };
+    rt.block_on(run(cli))
+}
+
+/// Output and exit code of a command.
+async fn run(cli: Cli) -> i32 {
+    let out = render::Out::new(cli.json);
+    let state_dir = cli.state_dir.clone().unwrap_or_else(default_state_dir);
+    let cache_dir = cli.cache_dir.clone().unwrap_or_else(default_cache_dir);
+    let sandbox = match Sandbox::new(Some(cache_dir)) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: cannot start the WebAssembly engine: {e:#}");
+            return exit::INTERNAL;
+        }
+    };
+    let reporter: Arc<dyn runner::Reporter> = if cli.json {
+        Arc::new(runner::Silent)
+    } else {
+        Arc::new(progress::Live::new(std::io::stderr().is_terminal()))
+    };
+    let sink_out = out.clone();
+    let settings = Settings {
+        state_dir,
+        now: cli.now,
+        sink: Some(Arc::new(move |step, level, msg| {
+            sink_out.step_log(step, level, msg)
+        })),
+        reporter,
+    };
+    let result = match cli.command {
+        Cmd::Plan { runbook, sets, all } => {
+            plan(&sandbox, &settings, &out, &runbook, &sets, all).await
+        }
+        Cmd::Lint { runbook, sets } => lint(&sandbox, &out, &runbook, &sets).await,
+        Cmd::Run { runbook, sets } => runner::run(
+            &sandbox,
+            &settings,
+            &runbook,
+            &sets,
+            RunMode::Run,
+            &Default::default(),
+        )
+        .await
+        .map(|o| out.run_outcome(&o)),
+        Cmd::Resume { run } => runner::resume(&sandbox, &settings, &run)
+            .await
+            .map(|o| out.run_outcome(&o)),
+        Cmd::Rollback { run } => runner::rollback(&sandbox, &settings, &run)
+            .await
+            .map(|(id, o)| out.rollback_outcome(&id, &o)),
+        Cmd::Rehearse { runbook, sets } => runner::rehearse(&sandbox, &settings, &runbook, &sets)
+            .await
+            .map(|r| out.rehearsal(&r)),
+        Cmd::History {
+            runbook,
+            status,
+            limit,
+        } => history(
+            &settings,
+            &out,
+            HistoryFilter {
+                runbook,
+                status,
+                limit: Some(limit),
+            },
+        ),
+        Cmd::Show { run } => show(&settings, &out, &run),
+        Cmd::Demo { dir } => crate::demo::demo(&sandbox, &settings, &out, dir).await,
+    };
+    match result {
+        Ok(code) => code,
+        Err(f) => out.failure(&f),
+    }
+}
+
+async fn plan(
+    sandbox: &Sandbox,
+    settings: &Settings,
+    out: &render::Out,
+    file: &std::path::Path,
+    sets: &[(String, String)],
+    all: bool,
+) -> Result<i32, Failure> {
+    let prepared = runner::prepare(sandbox, file, sets, &Default::default(), false).await?;
+    let now = runner::now(settings);
+    let mut steps = Vec::new();
+    for step in &prepared.steps {
+        let planned = runner::plan_step(sandbox, &prepared.runbook, step, now, settings).await;
+        steps.push((step, planned));
+    }
+    Ok(out.plan(&prepared, &steps, all))
+}
+
+async fn lint(
+    sandbox: &Sandbox,
+    out: &render::Out,
+    file: &std::path::Path,
+    sets: &[(String, String)],
+) -> Result<i32, Failure> {
+    let prepared = runner::prepare(sandbox, file, sets, &Default::default(), false).await?;
+    Ok(out.lint(&prepared))
+}
+
+fn history(settings: &Settings, out: &render::Out, filter: HistoryFilter) -> Result<i32, Failure> {
+    let runs = match Journal::open_existing(&settings.state_dir)? {
+        Some(j) => j.history(&filter)?,
+        None => Vec::new(),
+    };
+    Ok(out.history(&runs))
+}
+
+fn show(settings: &Settings, out: &render::Out, run: &str) -> Result<i32, Failure> {
+    let journal = Journal::open_existing(&settings.state_dir)?.ok_or_else(|| {
+        Failure::input(
+            run,
+            format!("no journal in {}", settings.state_dir.display()),
+            None,
+        )
+    })?;
+    let record = journal
+        .run(run)
+        .map_err(|e| Failure::input(run, format!("{e:#}"), None))?;
+    let steps = journal.steps(&record.id)?;
+    let actions = journal.actions(&record.id)?;
+    let events = journal.events(&record.id)?;
+    Ok(out.show(&record, &steps, &actions, &events))
+}

@@ -1,0 +1,474 @@
+//! What the operator reads: plans as checklists, outcomes that say where the
+//! run stands and what to do next, errors with the fix. `--json` prints one
+//! JSON document per command instead.
+
+use std::io::IsTerminal;
+
+use serde_json::json;
+
+use crate::exit;
+use crate::journal::{ActionRecord, EventRecord, RunRecord, RunStatus, StepRecord, format_utc};
+use crate::output::{bytes, count, sanitize};
+use crate::plan::{Planned, StepPlan};
+use crate::runner::{
+    Failure, PlanError, Prepared, PreparedStep, RehearsalReport, RollbackOutcome, RunOutcome,
+};
+use crate::sandbox::bindings::mend::runbook::log::Level;
+
+/// How many actions of a step a plan lists without `--all`.
+const SHOWN: usize = 12;
+
+/// Where output goes, and in which form.
+#[derive(Clone)]
+pub struct Out {
+    json: bool,
+    color: bool,
+}
+
+impl Out {
+    pub fn new(json: bool) -> Out {
+        let color = std::io::stdout().is_terminal()
+            && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+        Out { json, color }
+    }
+
+    fn paint(&self, code: &str, text: &str) -> String {
+        if self.color {
+            format!("\x1b[{code}m{text}\x1b[0m")
+        } else {
+            text.to_string()
+        }
+    }
+
+    fn print_json(&self, v: &serde_json::Value) {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(v).expect("JSON values serialize")
+        );
+    }
+
+    /// A step's log line, as it happens (stderr).
+    pub fn step_log(&self, step: &str, level: Level, msg: &str) {
+        if self.json && !matches!(level, Level::Warn | Level::Error) {
+            return;
+        }
+        let tag = match level {
+            Level::Debug => return,
+            Level::Info => "",
+            Level::Warn => "warning: ",
+            Level::Error => "error: ",
+        };
+        eprintln!("  [{step}] {tag}{msg}");
+    }
+
+    pub fn plan(
+        &self,
+        prepared: &Prepared,
+        steps: &[(
+            &PreparedStep,
+            Result<(StepPlan, Vec<(String, String)>), PlanError>,
+        )],
+        all: bool,
+    ) -> i32 {
+        let rb = &prepared.runbook;
+        let failed = steps.iter().any(|(_, r)| r.is_err());
+        if self.json {
+            let steps: Vec<_> = steps
+                .iter()
+                .map(|(s, r)| match r {
+                    Ok((p, _)) => json!({"id": s.def.id, "uses": s.def.uses.to_string(), "summary": p.summary, "actions": p.actions, "checks": p.checks, "facts": p.facts}),
+                    Err(e) => json!({"id": s.def.id, "uses": s.def.uses.to_string(), "error": e}),
+                })
+                .collect();
+            self.print_json(&json!({"runbook": {"name": rb.name, "version": rb.version, "sha256": rb.sha256}, "steps": steps}));
+            return if failed {
+                exit::STEP_FAILED
+            } else {
+                exit::SUCCESS
+            };
+        }
+        println!(
+            "plan: {} {} ({}, sha256 {})",
+            rb.name,
+            rb.version,
+            rb.file.display(),
+            &rb.sha256[..12]
+        );
+        println!(
+            "a plan changes nothing; at run time each step is planned again after the ones before it."
+        );
+        let (mut n_actions, mut n_bytes, mut n_irrev) = (0usize, 0u64, 0usize);
+        let total = steps.len();
+        for (i, (step, result)) in steps.iter().enumerate() {
+            println!();
+            println!(
+                "{} {}/{total} {} ({})",
+                self.paint("1", "step"),
+                i + 1,
+                self.paint("1", &step.def.id),
+                step.def.uses
+            );
+            let plan = match result {
+                Ok((p, _)) => p,
+                Err(e) => {
+                    println!("  {} {}", self.paint("31", "cannot plan:"), e);
+                    continue;
+                }
+            };
+            for line in &plan.summary {
+                println!("  {line}");
+            }
+            if plan.actions.is_empty() {
+                println!("  no actions");
+            }
+            let shown = if all {
+                plan.actions.len()
+            } else {
+                SHOWN.min(plan.actions.len())
+            };
+            let width = plan
+                .actions
+                .iter()
+                .take(shown)
+                .map(|a| a.action.target().chars().count())
+                .max()
+                .unwrap_or(0)
+                .min(60);
+            for a in plan.actions.iter().take(shown) {
+                println!("  {}", self.action_line(a, width));
+            }
+            if shown < plan.actions.len() {
+                println!(
+                    "  ... and {} more (--all lists every action)",
+                    count((plan.actions.len() - shown) as u64)
+                );
+            }
+            for c in &plan.checks {
+                println!("  then check: {c}");
+            }
+            n_actions += plan.actions.len();
+            n_bytes += plan.actions.iter().map(|a| a.bytes).sum::<u64>();
+            n_irrev += plan.actions.iter().filter(|a| !a.reversible).count();
+        }
+        println!();
+        let irrev = if n_irrev > 0 {
+            self.paint("33", &format!("; {} irreversible", count(n_irrev as u64)))
+        } else {
+            String::new()
+        };
+        println!(
+            "total: {} actions, {}{irrev}",
+            count(n_actions as u64),
+            bytes(n_bytes)
+        );
+        if failed {
+            println!(
+                "{}",
+                self.paint(
+                    "31",
+                    "some steps cannot plan: a run would stop there and roll back"
+                )
+            );
+            exit::STEP_FAILED
+        } else {
+            exit::SUCCESS
+        }
+    }
+
+    fn action_line(&self, a: &Planned, width: usize) -> String {
+        use crate::plan::Action as A;
+        let target = match &a.action {
+            A::Rename { path, to } => format!("{path} -> {to}"),
+            A::Swap { path, with } => format!("{path} <-> {with}"),
+            A::Copy { from, path } => format!("{from} -> {path}"),
+            A::Extract { archive, path, .. } => format!("{archive} -> {path}"),
+            A::Exec {
+                call,
+                undo: Some(u),
+            } => format!("{call} (undo: {u})"),
+            other => other.target(),
+        };
+        let size = match (&a.action, a.files) {
+            (A::Exec { .. } | A::CreateDir { .. } | A::Swap { .. }, _) => String::new(),
+            (_, f) if f > 1 => format!("{} files, {}", count(f), bytes(a.bytes)),
+            _ => bytes(a.bytes),
+        };
+        let mark = if a.reversible {
+            String::new()
+        } else {
+            self.paint("33", "  IRREVERSIBLE")
+        };
+        format!(
+            "{:<10} {target:<width$}  {size:>9}  {}{mark}",
+            a.action.kind(),
+            a.reason
+        )
+    }
+
+    pub fn lint(&self, prepared: &Prepared) -> i32 {
+        let rb = &prepared.runbook;
+        if self.json {
+            self.print_json(&json!({"ok": true, "runbook": {"name": rb.name, "version": rb.version, "sha256": rb.sha256}, "steps": prepared.steps.iter().map(|s| json!({"id": s.def.id, "uses": s.def.uses.to_string(), "component_sha256": s.loaded.sha256})).collect::<Vec<_>>()}));
+        } else {
+            println!(
+                "{}: ok ({} {}, {} steps)",
+                rb.file.display(),
+                rb.name,
+                rb.version,
+                prepared.steps.len()
+            );
+        }
+        exit::SUCCESS
+    }
+
+    pub fn run_outcome(&self, o: &RunOutcome) -> i32 {
+        let code = match (o.status, &o.rollback) {
+            (RunStatus::Committed, _) => exit::SUCCESS,
+            (RunStatus::RollbackFailed, _) => exit::ROLLBACK_FAILED,
+            (_, Some(r)) if r.failed.is_some() => exit::ROLLBACK_FAILED,
+            _ => exit::STEP_FAILED,
+        };
+        if self.json {
+            self.print_json(&json!({"run": o, "exit_code": code}));
+            return code;
+        }
+        match o.status {
+            RunStatus::Committed => println!(
+                "{} run {} of {}: {} steps, {} actions; committed",
+                self.paint("32", "done:"),
+                o.run_id,
+                o.runbook,
+                o.steps_done.len(),
+                count(o.actions_done)
+            ),
+            RunStatus::Failed => {
+                println!(
+                    "{} step `{}`: {}",
+                    self.paint("31", "failed:"),
+                    o.failed_step.as_deref().unwrap_or("?"),
+                    o.error.as_deref().unwrap_or("")
+                );
+                println!("the runbook says on_failure = \"stop\": nothing was rolled back.");
+                println!(
+                    "  = help: fix the cause and `mend resume {}`, or undo it with `mend rollback {}`",
+                    o.run_id, o.run_id
+                );
+            }
+            _ => {
+                if let Some(step) = &o.failed_step {
+                    println!(
+                        "{} step `{step}`: {}",
+                        self.paint("31", "failed:"),
+                        o.error.as_deref().unwrap_or("")
+                    );
+                }
+                if let Some(r) = &o.rollback {
+                    self.rollback_text(&o.run_id, r);
+                }
+            }
+        }
+        code
+    }
+
+    fn rollback_text(&self, run: &str, r: &RollbackOutcome) {
+        match &r.failed {
+            None => {
+                let steps = if r.steps_undone.is_empty() {
+                    "no step had changed anything".to_string()
+                } else {
+                    format!("steps {} rolled back", r.steps_undone.join(", "))
+                };
+                let left = if r.irreversible.is_empty() {
+                    "; nothing left changed".to_string()
+                } else {
+                    String::new()
+                };
+                println!(
+                    "rolled back run {run}: {} actions undone; {steps}{left}",
+                    count(r.undone)
+                );
+                if !r.irreversible.is_empty() {
+                    println!(
+                        "{} these could not be undone by design:",
+                        self.paint("33", "irreversible:")
+                    );
+                    for w in &r.irreversible {
+                        println!("  {w}");
+                    }
+                }
+            }
+            Some(f) => {
+                println!("{} {f}", self.paint("31", "rollback failed:"));
+                println!("still changed ({}):", r.not_undone.len());
+                for w in &r.not_undone {
+                    println!("  {w}");
+                }
+                println!(
+                    "  = help: fix the cause, then `mend rollback {run}` continues where it stopped"
+                );
+            }
+        }
+    }
+
+    pub fn rollback_outcome(&self, run: &str, r: &RollbackOutcome) -> i32 {
+        let code = if r.failed.is_some() {
+            exit::ROLLBACK_FAILED
+        } else {
+            exit::SUCCESS
+        };
+        if self.json {
+            self.print_json(&json!({"run_id": run, "rollback": r, "exit_code": code}));
+        } else {
+            self.rollback_text(run, r);
+        }
+        code
+    }
+
+    pub fn rehearsal(&self, r: &RehearsalReport) -> i32 {
+        let code = if r.ok {
+            exit::SUCCESS
+        } else {
+            exit::STEP_FAILED
+        };
+        if self.json {
+            self.print_json(&json!({"ok": r.ok, "report": r, "exit_code": code}));
+            return code;
+        }
+        if let Some(step) = &r.run.failed_step {
+            println!(
+                "{} step `{step}`: {}",
+                self.paint("31", "failed:"),
+                r.run.error.as_deref().unwrap_or("")
+            );
+        }
+        if let Some(rb) = &r.run.rollback {
+            println!("rolled back {} actions", count(rb.undone));
+            if let Some(f) = &rb.failed {
+                println!("{} {f}", self.paint("31", "rollback failed:"));
+            }
+        }
+        if !r.irreversible.is_empty() {
+            println!(
+                "irreversible by the plan ({}), not compared:",
+                r.irreversible.len()
+            );
+            for w in &r.irreversible {
+                println!("  {w}");
+            }
+        }
+        if r.ok {
+            println!(
+                "{} every grant is byte-identical to where it started ({} entries compared, metadata included)",
+                self.paint("32", "rehearsal passed:"),
+                count(r.files)
+            );
+        } else {
+            println!(
+                "{} {} differences after the rollback:",
+                self.paint("31", "rehearsal failed:"),
+                r.differences.len()
+            );
+            for d in &r.differences {
+                println!("  {d}");
+            }
+            println!("the copies are kept in {}", r.scratch.display());
+        }
+        code
+    }
+
+    pub fn history(&self, runs: &[RunRecord]) -> i32 {
+        if self.json {
+            self.print_json(&json!(runs));
+            return exit::SUCCESS;
+        }
+        if runs.is_empty() {
+            println!("no runs yet");
+        }
+        for r in runs {
+            println!(
+                "{}  {:<16} {:<28} {:<9} {}",
+                &r.id,
+                r.status.as_str(),
+                format!("{} {}", r.runbook_name, r.runbook_version),
+                format!("{:?}", r.mode).to_lowercase(),
+                format_utc(r.started_at / 1000)
+            );
+        }
+        exit::SUCCESS
+    }
+
+    pub fn show(
+        &self,
+        run: &RunRecord,
+        steps: &[StepRecord],
+        actions: &[ActionRecord],
+        events: &[EventRecord],
+    ) -> i32 {
+        if self.json {
+            self.print_json(
+                &json!({"run": run, "steps": steps, "actions": actions, "events": events}),
+            );
+            return exit::SUCCESS;
+        }
+        println!(
+            "run {} of {} {}: {}",
+            run.id,
+            run.runbook_name,
+            run.runbook_version,
+            run.status.as_str()
+        );
+        println!(
+            "  started {}{}",
+            format_utc(run.started_at / 1000),
+            run.finished_at
+                .map(|f| format!(", finished {}", format_utc(f / 1000)))
+                .unwrap_or_default()
+        );
+        if let Some(e) = &run.error {
+            println!("  error: {e}");
+        }
+        for s in steps {
+            let n = actions.iter().filter(|a| a.step_idx == s.idx).count();
+            println!(
+                "step {} {} ({}): {}, {} actions",
+                s.idx + 1,
+                s.step_id,
+                s.uses,
+                s.status.as_str(),
+                n
+            );
+        }
+        for e in events {
+            println!(
+                "  {} {} {}",
+                format_utc(e.at / 1000),
+                e.level,
+                sanitize(&e.message)
+            );
+        }
+        exit::SUCCESS
+    }
+
+    /// Print a failure and return its exit code.
+    pub fn failure(&self, f: &Failure) -> i32 {
+        let code = match f {
+            Failure::BadInput(_) => exit::BAD_INPUT,
+            Failure::Locked(_) => exit::LOCKED,
+            Failure::Internal(_) => exit::INTERNAL,
+        };
+        if self.json {
+            let body = match f {
+                Failure::BadInput(d) => json!({"error": "bad-input", "diagnostics": d}),
+                Failure::Locked(m) => json!({"error": "locked", "message": m}),
+                Failure::Internal(e) => json!({"error": "internal", "message": format!("{e:#}")}),
+            };
+            self.print_json(&json!({"exit_code": code, "failure": body}));
+        } else {
+            eprintln!("{f}");
+            if matches!(f, Failure::BadInput(_)) {
+                eprintln!("nothing was run and nothing changed.");
+            }
+        }
+        code
+    }
+}

@@ -1,0 +1,139 @@
+//! Running the commands a runbook allows: argument patterns checked, output
+//! captured within bounds, a deadline, and stand-ins during a rehearsal.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::process::{Command as Process, Stdio};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::runbook::{Command, StandIn};
+
+/// A command by its runbook name, with arguments.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Call {
+    pub command: String,
+    pub args: Vec<String>,
+}
+
+impl std::fmt::Display for Call {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.command)?;
+        for a in &self.args {
+            if a.is_empty() || a.contains(|c: char| c.is_whitespace() || c == '\'' || c == '"') {
+                write!(f, " '{}'", a.replace('\'', "'\\''"))?;
+            } else {
+                write!(f, " {a}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What a command printed, cut to bounds.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Output {
+    pub status: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+const STDOUT_CAP: usize = 1 << 20;
+const STDERR_CAP: usize = 64 << 10;
+
+/// The commands one step may run, and how.
+#[derive(Clone, Debug, Default)]
+pub struct CommandPolicy {
+    /// The runbook's commands that the step holds.
+    pub allowed: BTreeMap<String, Command>,
+    /// In a rehearsal: the stand-ins; a command without one is refused.
+    pub stand_ins: Option<BTreeMap<String, StandIn>>,
+}
+
+impl CommandPolicy {
+    /// Check a call against the step's commands and their argument patterns.
+    pub fn check(&self, step: &str, call: &Call) -> Result<(), String> {
+        let Some(cmd) = self.allowed.get(&call.command) else {
+            return Err(format!(
+                "step `{step}` may not run command `{}`; add \"{}\" to the step's `commands` (and declare [commands.{}])",
+                call.command, call.command, call.command
+            ));
+        };
+        if !cmd.allows(&call.args) {
+            let allowed: Vec<String> = cmd.allowed.iter().map(|a| a.join(" ")).collect();
+            return Err(format!(
+                "step `{step}`: `{call}` does not match the arguments [commands.{}] allows ({}); add a pattern to its `args` if it should",
+                call.command,
+                allowed.join(" | ")
+            ));
+        }
+        if let Some(stand_ins) = &self.stand_ins
+            && !stand_ins.contains_key(&call.command)
+        {
+            return Err(format!(
+                "rehearsal: command `{}` has no stand-in, so it is not run; add [rehearsal.commands.{}] with a `program` to run instead",
+                call.command, call.command
+            ));
+        }
+        Ok(())
+    }
+
+    /// Run a checked call, waiting at most `timeout`.
+    pub fn run(&self, step: &str, call: &Call, timeout: Duration) -> Result<Output, String> {
+        self.check(step, call)?;
+        let (program, args) = match self.stand_ins.as_ref().and_then(|s| s.get(&call.command)) {
+            Some(stand_in) => (
+                stand_in.program.clone(),
+                stand_in.args.clone().unwrap_or_else(|| call.args.clone()),
+            ),
+            None => (
+                self.allowed[&call.command].program.clone(),
+                call.args.clone(),
+            ),
+        };
+        run_program(&program, &args, timeout).map_err(|e| format!("step `{step}`: `{call}`: {e}"))
+    }
+}
+
+/// Run a program with a deadline, capturing bounded output.
+pub fn run_program(program: &str, args: &[String], timeout: Duration) -> Result<Output, String> {
+    let mut child = Process::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot start {program}: {e}"))?;
+    let reader = |mut r: Box<dyn Read + Send>, cap: usize| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            let _ = r.by_ref().take(cap as u64).read_to_end(&mut buf);
+            // Drain the rest so the child never blocks on a full pipe.
+            let _ = std::io::copy(&mut r, &mut std::io::sink());
+            String::from_utf8_lossy(&buf).into_owned()
+        })
+    };
+    let out = reader(Box::new(child.stdout.take().expect("piped")), STDOUT_CAP);
+    let err = reader(Box::new(child.stderr.take().expect("piped")), STDERR_CAP);
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
+            break status;
+        }
+        if start.elapsed() > timeout {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(format!(
+                "killed after {} s (the step's timeout)",
+                timeout.as_secs()
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    Ok(Output {
+        status: status.code().unwrap_or(-1),
+        stdout: out.join().unwrap_or_default(),
+        stderr: err.join().unwrap_or_default(),
+    })
+}

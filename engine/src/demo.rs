@@ -1,0 +1,180 @@
+//! `mend demo`: a sandbox Mastodon instance, generated, and the bundled
+//! maintenance runbook planned, rehearsed and run on it.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use anyhow::Context as _;
+
+use crate::cli::Out;
+use crate::journal::RunMode;
+use crate::runner::{self, Failure, Settings};
+use crate::sandbox::Sandbox;
+
+/// The runbook the demo runs, as shipped in runbooks/.
+pub const MAINTENANCE: &str = include_str!("../../runbooks/mastodon/maintenance.toml");
+
+const DAY: u64 = 86_400;
+
+/// Generate `root/mastodon/public/system` with remote caches of mixed ages and
+/// some local media, deterministically. Returns (files, bytes) written.
+pub fn generate(root: &Path, now: SystemTime) -> anyhow::Result<(u64, u64)> {
+    let system = root.join("mastodon/public/system");
+    let (mut files, mut bytes) = (0, 0);
+    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let trees: [(&str, usize, u64); 5] = [
+        ("cache/media_attachments/files", 240, 60_000),
+        ("cache/accounts/avatars", 120, 8_000),
+        ("cache/accounts/headers", 60, 30_000),
+        ("cache/preview_cards/images", 90, 20_000),
+        ("media_attachments/files", 40, 80_000), // local media: never culled
+    ];
+    for (dir, n, size) in trees {
+        for i in 0..n {
+            let r = next();
+            let sub = system
+                .join(dir)
+                .join(format!("{:03}/{:03}", r % 7, (r >> 8) % 5));
+            std::fs::create_dir_all(&sub)?;
+            let path = sub.join(format!(
+                "{:016x}.{}",
+                r,
+                if i % 3 == 0 { "png" } else { "jpg" }
+            ));
+            let len = size / 2 + (r >> 16) % size;
+            std::fs::write(&path, vec![(r & 0xff) as u8; len as usize])?;
+            let age = Duration::from_secs((r >> 24) % (60 * DAY));
+            std::fs::File::options()
+                .write(true)
+                .open(&path)?
+                .set_modified(now - age)?;
+            files += 1;
+            bytes += len;
+        }
+    }
+    Ok((files, bytes))
+}
+
+fn tree_bytes(p: &Path) -> (u64, u64) {
+    let mut stack = vec![p.to_path_buf()];
+    let (mut n, mut b) = (0, 0);
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let Ok(md) = e.metadata() else { continue };
+            if md.is_dir() {
+                stack.push(e.path());
+            } else {
+                n += 1;
+                b += md.len();
+            }
+        }
+    }
+    (n, b)
+}
+
+/// Run the demo and return the exit code.
+pub async fn demo(
+    sandbox: &Sandbox,
+    settings: &Settings,
+    out: &Out,
+    dir: Option<PathBuf>,
+) -> Result<i32, Failure> {
+    let root = match dir {
+        Some(d) => d,
+        None => std::env::temp_dir().join(format!("mend-demo-{}", std::process::id())),
+    };
+    if root.join("mastodon").exists() {
+        return Err(Failure::input(
+            &root.display().to_string(),
+            format!("{} already holds a demo instance", root.display()),
+            Some("pass an empty --dir".into()),
+        ));
+    }
+    std::fs::create_dir_all(&root).context("create the demo directory")?;
+    let now = settings.now.map_or_else(SystemTime::now, |s| {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(s as u64)
+    });
+    let (files, bytes) = generate(&root, now)?;
+    let runbook = root.join("maintenance.toml");
+    std::fs::write(&runbook, MAINTENANCE).context("write the demo runbook")?;
+    let settings = Settings {
+        state_dir: root.join("state"),
+        ..settings.clone()
+    };
+    let system = root.join("mastodon/public/system");
+    let sets = vec![("system".to_string(), system.display().to_string())];
+    let show = |what: &str| {
+        let (cn, cb) = tree_bytes(&system.join("cache"));
+        let (ln, lb) = tree_bytes(&system.join("media_attachments"));
+        println!(
+            "{what}: cache {} files, {}; local media {} files, {}",
+            crate::output::count(cn),
+            crate::output::bytes(cb),
+            crate::output::count(ln),
+            crate::output::bytes(lb)
+        );
+    };
+    println!(
+        "demo: a sandbox Mastodon instance in {} ({} files, {})",
+        root.display(),
+        crate::output::count(files),
+        crate::output::bytes(bytes)
+    );
+    println!(
+        "runbook: {} (the bundled runbooks/mastodon/maintenance.toml)\n",
+        runbook.display()
+    );
+    show("before");
+
+    println!("\n$ mend plan {} --set system=...", runbook.display());
+    let prepared = runner::prepare(sandbox, &runbook, &sets, &Default::default(), false).await?;
+    let mut steps = Vec::new();
+    for step in &prepared.steps {
+        steps.push((
+            step,
+            runner::plan_step(
+                sandbox,
+                &prepared.runbook,
+                step,
+                runner::now(&settings),
+                &settings,
+            )
+            .await,
+        ));
+    }
+    out.plan(&prepared, &steps, false);
+
+    println!("\n$ mend rehearse {} --set system=...", runbook.display());
+    let report = runner::rehearse(sandbox, &settings, &runbook, &sets).await?;
+    let code = out.rehearsal(&report);
+    if code != 0 {
+        return Ok(code);
+    }
+
+    println!("\n$ mend run {} --set system=...", runbook.display());
+    let outcome = runner::run(
+        sandbox,
+        &settings,
+        &runbook,
+        &sets,
+        RunMode::Run,
+        &Default::default(),
+    )
+    .await?;
+    let code = out.run_outcome(&outcome);
+    show("after");
+    println!(
+        "\nthe journal is in {}: try `mend --state-dir {} history` and `mend --state-dir {} show {}`",
+        settings.state_dir.display(),
+        settings.state_dir.display(),
+        settings.state_dir.display(),
+        &outcome.run_id[..8]
+    );
+    Ok(code)
+}

@@ -1,0 +1,17 @@
+//! Exit codes: what scripts and CI can rely on. Documented in README.md.
+
+/// The run (or plan, lint, rehearsal) succeeded.
+pub const SUCCESS: i32 = 0;
+/// A step failed; its run was rolled back (or stopped, when the runbook says
+/// `on_failure = "stop"`). Also: a rehearsal that did not end where it started.
+pub const STEP_FAILED: i32 = 1;
+/// Bad input: a runbook, a parameter, a pin or a command line that is wrong.
+/// Nothing was run and nothing changed.
+pub const BAD_INPUT: i32 = 2;
+/// A step failed and its rollback failed too: something is still changed.
+/// The message says what; `mend rollback RUN` tries again.
+pub const ROLLBACK_FAILED: i32 = 3;
+/// Another run of the same runbook holds the lock.
+pub const LOCKED: i32 = 4;
+/// mend itself failed (an I/O error on the journal, a bug).
+pub const INTERNAL: i32 = 70;

@@ -1,0 +1,224 @@
+//! The directories a step holds, opened once with cap-std, and the one place
+//! where a `GRANT/relative/path` string is checked and turned into a grant and
+//! a relative path. Every host file operation goes through here.
+
+use std::path::{Path, PathBuf};
+
+use cap_std::ambient_authority;
+use cap_std::fs::Dir;
+
+use crate::runbook::{self, Access};
+
+/// One granted directory, opened.
+#[derive(Debug)]
+pub struct GrantDir {
+    /// The grant's name in the runbook.
+    pub name: String,
+    /// Where it is on the host.
+    pub root: PathBuf,
+    /// Read or write.
+    pub access: Access,
+    /// Removals are unlinked at once, not kept for undo.
+    pub disposable: bool,
+    /// The open directory: every operation is relative to it and cannot leave it.
+    pub dir: Dir,
+}
+
+/// The grants of one step (or of a whole run), by name.
+#[derive(Debug, Default)]
+pub struct Grants {
+    dirs: Vec<GrantDir>,
+}
+
+/// Why a path was refused. The text names the path and what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum PathError {
+    #[error("path `{0}` is absolute; paths are GRANT/relative/path, e.g. `media/cache/x`")]
+    Absolute(String),
+    #[error("path `{0}` contains `..`; paths may not climb out of their grant")]
+    DotDot(String),
+    #[error("path `{0}` is not GRANT/relative/path (empty component, `.` or NUL)")]
+    Malformed(String),
+    #[error(
+        "path `{path}` is in grant `{grant}`, which this step does not hold; add \"{grant}\" to the step's `grants` (and declare [grants.{grant}])"
+    )]
+    NoGrant { path: String, grant: String },
+    #[error(
+        "path `{path}` is in grant `{grant}`, which is read-only; set `access = \"write\"` in [grants.{grant}] if the step must change it"
+    )]
+    ReadOnly { path: String, grant: String },
+    #[error(
+        "path `{path}` leaves grant `{grant}` through a symlink; mend never follows a symlink out of a grant"
+    )]
+    Escapes { path: String, grant: String },
+}
+
+/// A checked path: its grant and the relative rest ("" for the grant's root).
+#[derive(Debug, Clone, Copy)]
+pub struct Resolved<'a> {
+    pub grant: &'a GrantDir,
+    pub rel: &'a str,
+}
+
+impl Resolved<'_> {
+    /// The relative path for cap-std (`.` for the root).
+    pub fn rel_path(&self) -> &Path {
+        Path::new(if self.rel.is_empty() { "." } else { self.rel })
+    }
+}
+
+/// Split `GRANT/rel` and check its shape, without touching the filesystem.
+pub fn split(path: &str) -> Result<(&str, &str), PathError> {
+    if path.starts_with('/') {
+        return Err(PathError::Absolute(path.to_string()));
+    }
+    let trimmed = path.trim_end_matches('/');
+    let mut parts = trimmed.split('/');
+    for part in trimmed.split('/') {
+        if part == ".." {
+            return Err(PathError::DotDot(path.to_string()));
+        }
+        if part.is_empty() || part == "." || part.contains('\0') {
+            return Err(PathError::Malformed(path.to_string()));
+        }
+    }
+    let grant = parts.next().unwrap_or_default();
+    Ok((grant, &trimmed[grant.len()..].trim_start_matches('/')))
+}
+
+impl Grants {
+    /// Open the named grants of a runbook. A missing directory is an error
+    /// that names the grant and its path.
+    pub fn open<'a>(
+        runbook: &runbook::Runbook,
+        names: impl IntoIterator<Item = &'a String>,
+    ) -> anyhow::Result<Grants> {
+        let mut dirs = Vec::new();
+        for name in names {
+            let g = &runbook.grants[name];
+            let dir = Dir::open_ambient_dir(&g.path, ambient_authority()).map_err(|e| {
+                anyhow::anyhow!(
+                    "grant `{name}`: cannot open {}: {e}; create it or point the grant elsewhere (--set)",
+                    g.path.display()
+                )
+            })?;
+            dirs.push(GrantDir {
+                name: name.clone(),
+                root: g.path.clone(),
+                access: g.access,
+                disposable: g.disposable,
+                dir,
+            });
+        }
+        Ok(Grants { dirs })
+    }
+
+    /// All grants.
+    pub fn iter(&self) -> impl Iterator<Item = &GrantDir> {
+        self.dirs.iter()
+    }
+
+    /// A grant by name.
+    pub fn get(&self, name: &str) -> Option<&GrantDir> {
+        self.dirs.iter().find(|g| g.name == name)
+    }
+
+    /// Check a path for reading: shape, grant held, no symlink out of it.
+    pub fn read<'a>(&'a self, path: &'a str) -> Result<Resolved<'a>, PathError> {
+        let (grant, rel) = split(path)?;
+        let grant = self.get(grant).ok_or_else(|| PathError::NoGrant {
+            path: path.to_string(),
+            grant: grant.to_string(),
+        })?;
+        let r = Resolved { grant, rel };
+        check_parents(&r, path)?;
+        Ok(r)
+    }
+
+    /// Check a path for changing: as `read`, and the grant must be writable.
+    pub fn write<'a>(&'a self, path: &'a str) -> Result<Resolved<'a>, PathError> {
+        let r = self.read(path)?;
+        if r.grant.access != Access::Write {
+            return Err(PathError::ReadOnly {
+                path: path.to_string(),
+                grant: r.grant.name.clone(),
+            });
+        }
+        Ok(r)
+    }
+}
+
+/// Refuse a path whose existing parent directories lead out of the grant
+/// through a symlink. (cap-std refuses such escapes on every operation too;
+/// checking here refuses the whole plan before anything is done.)
+fn check_parents(r: &Resolved, path: &str) -> Result<(), PathError> {
+    let Some((parent, _)) = r.rel.rsplit_once('/') else {
+        return Ok(());
+    };
+    // A parent that does not exist yet is fine: check the part that does.
+    let mut p = Path::new(parent);
+    loop {
+        match r.grant.dir.canonicalize(p) {
+            Ok(_) => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => match p.parent() {
+                Some(up) if !up.as_os_str().is_empty() => p = up,
+                _ => return Ok(()),
+            },
+            Err(_) => {
+                return Err(PathError::Escapes {
+                    path: path.to_string(),
+                    grant: r.grant.name.clone(),
+                });
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shapes() {
+        assert_eq!(split("media/a/b").unwrap(), ("media", "a/b"));
+        assert_eq!(split("media").unwrap(), ("media", ""));
+        assert_eq!(split("media/").unwrap(), ("media", ""));
+        assert!(matches!(split("/etc/passwd"), Err(PathError::Absolute(_))));
+        assert!(matches!(split("media/../etc"), Err(PathError::DotDot(_))));
+        assert!(matches!(split("media//x"), Err(PathError::Malformed(_))));
+        assert!(matches!(split("media/./x"), Err(PathError::Malformed(_))));
+        assert!(matches!(split(""), Err(PathError::Malformed(_))));
+    }
+}
+
+/// A checked path that owns its relative part (for derived paths such as a
+/// trash entry).
+#[derive(Debug)]
+pub struct OwnedPath<'a> {
+    pub grant: &'a GrantDir,
+    pub rel: String,
+}
+
+impl<'a> Resolved<'a> {
+    /// Copy the relative part.
+    pub fn owned(&self) -> OwnedPath<'a> {
+        OwnedPath {
+            grant: self.grant,
+            rel: self.rel.to_string(),
+        }
+    }
+}
+
+impl OwnedPath<'_> {
+    /// Borrow as a [`Resolved`].
+    pub fn borrow(&self) -> Resolved<'_> {
+        Resolved {
+            grant: self.grant,
+            rel: &self.rel,
+        }
+    }
+    /// `GRANT/rel`.
+    pub fn display(&self) -> String {
+        format!("{}/{}", self.grant.name, self.rel)
+    }
+}

@@ -1,0 +1,21 @@
+//! mend: runbooks for self-hosted services, run as sandboxed WebAssembly
+//! steps with an enforced dry-run, a journal, resume and rollback.
+//!
+//! The binary is a thin CLI ([`cli`]) over this library. Data flows one way:
+//! runbook file -> [`runbook`] model -> for each step: [`sandbox`] (plan,
+//! read-only) -> [`plan`] (checked actions) -> [`apply`] (performed with
+//! cap-std) -> [`journal`].
+
+pub mod apply;
+pub mod bundled;
+pub mod cli;
+pub mod commands;
+pub mod demo;
+pub mod exit;
+pub mod grants;
+pub mod journal;
+pub mod output;
+pub mod plan;
+pub mod runbook;
+pub mod runner;
+pub mod sandbox;

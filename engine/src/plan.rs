@@ -1,0 +1,299 @@
+//! The host's view of a plan: each action a step proposed, checked against
+//! the step's grants, with its size and whether it can be undone.
+
+use serde::{Deserialize, Serialize};
+
+use crate::commands::Call;
+use crate::grants::{Grants, PathError};
+use crate::sandbox::wit;
+
+/// An archive format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Format {
+    Tar,
+    TarGz,
+    TarZst,
+}
+
+/// One change, as the host performs it. Paths are `GRANT/relative/path`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Action {
+    Remove {
+        path: String,
+    },
+    Rename {
+        path: String,
+        to: String,
+    },
+    Swap {
+        path: String,
+        with: String,
+    },
+    CreateDir {
+        path: String,
+    },
+    WriteFile {
+        path: String,
+        #[serde(with = "hex_bytes")]
+        contents: Vec<u8>,
+        mode: Option<u32>,
+    },
+    Copy {
+        from: String,
+        path: String,
+    },
+    Extract {
+        archive: String,
+        path: String,
+        format: Format,
+    },
+    Exec {
+        call: Call,
+        undo: Option<Call>,
+    },
+}
+
+mod hex_bytes {
+    pub fn serialize<S: serde::Serializer>(b: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&hex::encode(b))
+    }
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let s: String = serde::Deserialize::deserialize(d)?;
+        hex::decode(s).map_err(serde::de::Error::custom)
+    }
+}
+
+impl Action {
+    /// The path the action changes (or the command it runs).
+    pub fn target(&self) -> String {
+        match self {
+            Action::Remove { path }
+            | Action::Rename { path, .. }
+            | Action::Swap { path, .. }
+            | Action::CreateDir { path }
+            | Action::WriteFile { path, .. }
+            | Action::Copy { path, .. }
+            | Action::Extract { path, .. } => path.clone(),
+            Action::Exec { call, .. } => call.to_string(),
+        }
+    }
+
+    /// The kind as a word.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Action::Remove { .. } => "remove",
+            Action::Rename { .. } => "rename",
+            Action::Swap { .. } => "swap",
+            Action::CreateDir { .. } => "create-dir",
+            Action::WriteFile { .. } => "write-file",
+            Action::Copy { .. } => "copy",
+            Action::Extract { .. } => "extract",
+            Action::Exec { .. } => "exec",
+        }
+    }
+}
+
+impl From<wit::ActionKind> for Action {
+    fn from(k: wit::ActionKind) -> Action {
+        use wit::ActionKind as K;
+        let call = |c: wit::CommandCall| Call {
+            command: c.command,
+            args: c.args,
+        };
+        match k {
+            K::Remove(path) => Action::Remove { path },
+            K::Rename(a) => Action::Rename {
+                path: a.src,
+                to: a.dst,
+            },
+            K::Swap(a) => Action::Swap {
+                path: a.a,
+                with: a.b,
+            },
+            K::CreateDir(path) => Action::CreateDir { path },
+            K::WriteFile(a) => Action::WriteFile {
+                path: a.path,
+                contents: a.contents,
+                mode: a.mode,
+            },
+            K::Copy(a) => Action::Copy {
+                from: a.src,
+                path: a.dst,
+            },
+            K::Extract(a) => Action::Extract {
+                archive: a.archive,
+                path: a.dst,
+                format: match a.format {
+                    wit::ArchiveFormat::Tar => Format::Tar,
+                    wit::ArchiveFormat::TarGz => Format::TarGz,
+                    wit::ArchiveFormat::TarZst => Format::TarZst,
+                },
+            },
+            K::Exec(a) => Action::Exec {
+                call: call(a.call),
+                undo: a.undo.map(call),
+            },
+        }
+    }
+}
+
+/// An action in a plan, checked and sized.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Planned {
+    #[serde(flatten)]
+    pub action: Action,
+    /// Bytes the action moves, removes or writes (a tree's total).
+    pub bytes: u64,
+    /// Files it touches (a tree's count; 1 for a file).
+    pub files: u64,
+    /// Whether rollback can undo it.
+    pub reversible: bool,
+    /// The step's reason.
+    pub reason: String,
+}
+
+/// A step's plan as the host keeps it (and journals it).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct StepPlan {
+    pub actions: Vec<Planned>,
+    pub summary: Vec<String>,
+    pub checks: Vec<String>,
+    pub facts: Vec<(String, String)>,
+}
+
+/// Check every action of a step's plan against its grants and commands, and
+/// size it. The first refused action refuses the whole plan: nothing is done.
+pub fn check(
+    plan: wit::Plan,
+    grants: &Grants,
+    commands: &crate::commands::CommandPolicy,
+    step: &str,
+) -> Result<StepPlan, String> {
+    let mut out = StepPlan {
+        summary: plan
+            .summary
+            .iter()
+            .map(|s| crate::output::sanitize(s))
+            .collect(),
+        checks: plan
+            .checks
+            .iter()
+            .map(|s| crate::output::sanitize(s))
+            .collect(),
+        facts: plan.facts.into_iter().map(|f| (f.key, f.value)).collect(),
+        actions: Vec::with_capacity(plan.actions.len()),
+    };
+    let refuse = |e: PathError| format!("step `{step}`: {e}");
+    for a in plan.actions {
+        let reason = crate::output::sanitize(&a.reason);
+        let action = Action::from(a.kind);
+        let (bytes, files, reversible) = match &action {
+            Action::Remove { path } => {
+                let r = grants.write(path).map_err(refuse)?;
+                if r.rel.is_empty() {
+                    return Err(format!(
+                        "step `{step}`: refusing to remove the root of grant `{}`",
+                        r.grant.name
+                    ));
+                }
+                let (b, f) = tree_size(&r.grant.dir, r.rel_path());
+                (b, f, !r.grant.disposable)
+            }
+            Action::Rename { path, to } => {
+                let a = grants.write(path).map_err(refuse)?;
+                let b = grants.write(to).map_err(refuse)?;
+                same_grant(step, a.grant, b.grant)?;
+                let (bytes, f) = tree_size(&a.grant.dir, a.rel_path());
+                (bytes, f, true)
+            }
+            Action::Swap { path, with } => {
+                let a = grants.write(path).map_err(refuse)?;
+                let b = grants.write(with).map_err(refuse)?;
+                same_grant(step, a.grant, b.grant)?;
+                (0, 0, true)
+            }
+            Action::CreateDir { path } => {
+                grants.write(path).map_err(refuse)?;
+                (0, 0, true)
+            }
+            Action::WriteFile { path, contents, .. } => {
+                grants.write(path).map_err(refuse)?;
+                (contents.len() as u64, 1, true)
+            }
+            Action::Copy { from, path } => {
+                let src = grants.read(from).map_err(refuse)?;
+                grants.write(path).map_err(refuse)?;
+                let (b, f) = tree_size(&src.grant.dir, src.rel_path());
+                (b, f, true)
+            }
+            Action::Extract { archive, path, .. } => {
+                let src = grants.read(archive).map_err(refuse)?;
+                grants.write(path).map_err(refuse)?;
+                let (b, _) = tree_size(&src.grant.dir, src.rel_path());
+                (b, 1, true)
+            }
+            Action::Exec { call, undo } => {
+                commands.check(step, call)?;
+                if let Some(u) = undo {
+                    commands.check(step, u)?;
+                }
+                (0, 0, undo.is_some())
+            }
+        };
+        out.actions.push(Planned {
+            action,
+            bytes,
+            files,
+            reversible,
+            reason,
+        });
+    }
+    Ok(out)
+}
+
+fn same_grant(
+    step: &str,
+    a: &crate::grants::GrantDir,
+    b: &crate::grants::GrantDir,
+) -> Result<(), String> {
+    if a.name == b.name {
+        Ok(())
+    } else {
+        Err(format!(
+            "step `{step}`: a rename or swap must stay inside one grant (`{}` and `{}` differ); copy instead",
+            a.name, b.name
+        ))
+    }
+}
+
+/// Size and file count of a file or tree; symlinks count as themselves.
+pub fn tree_size(dir: &cap_std::fs::Dir, rel: &std::path::Path) -> (u64, u64) {
+    let Ok(md) = dir.symlink_metadata(rel) else {
+        return (0, 0);
+    };
+    if !md.is_dir() {
+        return (md.len(), 1);
+    }
+    let Ok(sub) = dir.open_dir(rel) else {
+        return (0, 0);
+    };
+    let mut stack = vec![sub];
+    let (mut bytes, mut files) = (0, 0);
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = d.entries() else { continue };
+        for e in entries.flatten() {
+            let Ok(md) = e.metadata() else { continue };
+            if md.is_dir() {
+                if let Ok(s) = e.open_dir() {
+                    stack.push(s);
+                }
+            } else {
+                bytes += md.len();
+                files += 1;
+            }
+        }
+    }
+    (bytes, files)
+}

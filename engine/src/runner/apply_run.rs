@@ -1,0 +1,654 @@
+//! `mend run` and `mend resume`: plan each step against the world its
+//! predecessors left, journal each action as intended, perform it, journal it
+//! as done, verify, and roll everything back when something fails.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::{
+    Failure, Prepared, PreparedStep, Settings, plan_step, prepare, rollback::rollback_prepared,
+};
+use crate::apply::{self, ApplyCtx, DirTimes, Key, Pre, Undo};
+use crate::journal::{
+    ActionState, Holder, Journal, NewAction, NewRun, RunLock, RunMode, RunStatus, StepStatus,
+};
+use crate::plan::{Planned, StepPlan};
+use crate::runbook::OnFailure;
+use crate::sandbox::Sandbox;
+
+pub use super::rollback::RollbackOutcome;
+
+/// How a run ended.
+#[derive(Debug, Serialize)]
+pub struct RunOutcome {
+    pub run_id: String,
+    pub runbook: String,
+    pub status: RunStatus,
+    /// Steps whose actions were all applied and verified.
+    pub steps_done: Vec<String>,
+    /// Actions performed (this invocation and, on resume, before).
+    pub actions_done: u64,
+    pub failed_step: Option<String>,
+    pub error: Option<String>,
+    pub rollback: Option<RollbackOutcome>,
+}
+
+/// What a run keeps in the journal to resume exactly: its inputs.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct RunInputs {
+    pub sets: Vec<(String, String)>,
+    /// Grants pointed elsewhere (a rehearsal's copies).
+    #[serde(default)]
+    pub grants: BTreeMap<String, PathBuf>,
+}
+
+/// A step's journaled plan, and the times of its grants' roots before it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SavedStep {
+    pub plan: StepPlan,
+    pub roots: Vec<DirTimes>,
+}
+
+/// The undo data journaled with an action.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Journaled {
+    pub pre: Pre,
+    pub undo: Option<Undo>,
+}
+
+/// Actions journaled per commit when they are many and small.
+const BATCH: usize = 256;
+
+/// A fault-injection seam for the crash tests: `MEND_CRASH_AT=PHASE:STEP:SEQ`
+/// kills this process with SIGKILL at that point, as a power cut would.
+pub(crate) fn crash_point(phase: &str, step: u32, seq: u32) {
+    if let Ok(at) = std::env::var("MEND_CRASH_AT")
+        && at == format!("{phase}:{step}:{seq}")
+    {
+        let _ =
+            rustix::process::kill_process(rustix::process::getpid(), rustix::process::Signal::KILL);
+        std::process::abort();
+    }
+}
+
+pub(crate) fn lock(settings: &Settings, name: &str) -> Result<RunLock, Failure> {
+    RunLock::acquire(&settings.state_dir, name, &Holder::current(None)).map_err(|e| match e {
+        crate::journal::LockError::Held { .. } => Failure::Locked(format!(
+            "{e}\n  = help: wait for it to finish; if its process is gone the lock is free again (a lock never outlives its process)"
+        )),
+        crate::journal::LockError::Io(e) => Failure::Internal(anyhow::anyhow!("cannot take the run lock in {}: {e}", settings.state_dir.display())),
+    })
+}
+
+/// Run a runbook from the start.
+pub async fn run(
+    sandbox: &Sandbox,
+    settings: &Settings,
+    file: &Path,
+    sets: &[(String, String)],
+    mode: RunMode,
+    grants: &BTreeMap<String, PathBuf>,
+) -> Result<RunOutcome, Failure> {
+    let prepared = prepare(sandbox, file, sets, grants, mode == RunMode::Rehearse).await?;
+    let mut lock = lock(settings, &prepared.runbook.name)?;
+    let journal = Journal::open(&settings.state_dir)?;
+    let inputs = RunInputs {
+        sets: sets.to_vec(),
+        grants: grants.clone(),
+    };
+    let now = super::now(settings);
+    let rb = &prepared.runbook;
+    let record = journal.new_run(&NewRun {
+        runbook_name: &rb.name,
+        runbook_version: &rb.version,
+        runbook_path: &absolute(&rb.file).to_string_lossy(),
+        runbook_sha256: &rb.sha256,
+        mode,
+        params_json: &serde_json::to_string(&inputs).map_err(anyhow::Error::from)?,
+        now,
+    })?;
+    lock.set_run_id(&record.id).map_err(anyhow::Error::from)?;
+    settings.reporter.line(&format!(
+        "run {} of {} {} ({} steps)",
+        record.id,
+        rb.name,
+        rb.version,
+        prepared.steps.len()
+    ));
+    drive(
+        sandbox, settings, &journal, &prepared, &record.id, now, mode,
+    )
+    .await
+}
+
+/// Finish a run that was interrupted (killed, crashed, out of space).
+pub async fn resume(
+    sandbox: &Sandbox,
+    settings: &Settings,
+    run: &str,
+) -> Result<RunOutcome, Failure> {
+    let (journal, record, prepared, _lock) = reopen(sandbox, settings, run).await?;
+    match record.status {
+        RunStatus::Running => {
+            settings.reporter.line(&format!(
+                "resuming run {} of {}",
+                record.id, record.runbook_name
+            ));
+            drive(
+                sandbox,
+                settings,
+                &journal,
+                &prepared,
+                &record.id,
+                record.now,
+                record.mode,
+            )
+            .await
+        }
+        RunStatus::RollingBack => {
+            settings
+                .reporter
+                .line(&format!("resuming the rollback of run {}", record.id));
+            let rb = rollback_prepared(settings, &journal, &prepared, &record.id).await?;
+            Ok(outcome(
+                &journal,
+                &prepared,
+                &record.id,
+                None,
+                None,
+                Some(rb),
+            )?)
+        }
+        other => Err(Failure::input(
+            &record.id,
+            format!(
+                "run {} is {}; there is nothing to resume",
+                record.id,
+                other.as_str()
+            ),
+            Some(format!("see it with `mend show {}`", record.id)),
+        )),
+    }
+}
+
+/// Open the journal, find a run, check its runbook is unchanged, prepare it
+/// again with the same inputs and take its lock.
+pub(crate) async fn reopen(
+    sandbox: &Sandbox,
+    settings: &Settings,
+    run: &str,
+) -> Result<(Journal, crate::journal::RunRecord, Prepared, RunLock), Failure> {
+    let journal = Journal::open_existing(&settings.state_dir)?.ok_or_else(|| {
+        Failure::input(
+            &settings.state_dir.display().to_string(),
+            format!("no journal in {}", settings.state_dir.display()),
+            Some("pass the --state-dir the run used".into()),
+        )
+    })?;
+    let record = journal
+        .run(run)
+        .map_err(|e| Failure::input(run, format!("{e:#}"), None))?;
+    let path = PathBuf::from(&record.runbook_path);
+    let bytes = std::fs::read(&path).map_err(|e| {
+        Failure::input(
+            &record.runbook_path,
+            format!("cannot read the run's runbook: {e}"),
+            Some("it must be where the run found it".into()),
+        )
+    })?;
+    let sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes));
+    if sha != record.runbook_sha256 {
+        return Err(Failure::input(
+            &record.runbook_path,
+            format!(
+                "the runbook changed since run {} started (sha256 {} then, {} now); resuming it could do something else",
+                record.id,
+                &record.runbook_sha256[..12],
+                &sha[..12]
+            ),
+            Some(format!(
+                "put the old runbook back to resume or roll back, or roll back with `mend rollback {}` using it",
+                record.id
+            )),
+        ));
+    }
+    let inputs: RunInputs = serde_json::from_str(&record.params_json).unwrap_or_default();
+    let prepared = prepare(
+        sandbox,
+        &path,
+        &inputs.sets,
+        &inputs.grants,
+        record.mode == RunMode::Rehearse,
+    )
+    .await?;
+    for s in journal.steps(&record.id)? {
+        if let Some(p) = prepared.steps.get(s.idx as usize)
+            && p.loaded.sha256 != s.component_sha256
+        {
+            return Err(Failure::input(
+                &record.runbook_path,
+                format!(
+                    "step `{}` is a different component than when run {} started",
+                    s.step_id, record.id
+                ),
+                Some(
+                    "use the mend binary (bundled steps) and .wasm files the run started with"
+                        .into(),
+                ),
+            ));
+        }
+    }
+    let mut lock = lock(settings, &record.runbook_name)?;
+    lock.set_run_id(&record.id).map_err(anyhow::Error::from)?;
+    Ok((journal, record, prepared, lock))
+}
+
+fn absolute(p: &Path) -> PathBuf {
+    std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
+}
+
+/// Apply steps from the first one not yet verified.
+async fn drive(
+    sandbox: &Sandbox,
+    settings: &Settings,
+    journal: &Journal,
+    prepared: &Prepared,
+    run_id: &str,
+    now: i64,
+    mode: RunMode,
+) -> Result<RunOutcome, Failure> {
+    let done: HashMap<u32, crate::journal::StepRecord> = journal
+        .steps(run_id)?
+        .into_iter()
+        .map(|s| (s.idx, s))
+        .collect();
+    let total = prepared.steps.len();
+    for step in &prepared.steps {
+        let prior = done.get(&step.idx);
+        if prior.is_some_and(|s| s.status == StepStatus::Verified) {
+            continue;
+        }
+        settings.reporter.line(&format!(
+            "step {}/{total} {} ({})",
+            step.idx + 1,
+            step.def.id,
+            step.def.uses
+        ));
+        match apply_step(
+            sandbox, settings, journal, prepared, step, prior, run_id, now,
+        )
+        .await
+        {
+            Ok(()) => {
+                journal.set_step_status(run_id, step.idx, StepStatus::Verified, None)?;
+            }
+            Err(StepFailed(message)) => {
+                journal.set_step_status(run_id, step.idx, StepStatus::Failed, Some(&message))?;
+                journal.event(run_id, Some(step.idx), "error", &message)?;
+                settings
+                    .reporter
+                    .line(&format!("step {} failed: {message}", step.def.id));
+                if prepared.runbook.on_failure == OnFailure::Stop {
+                    journal.set_run_status(run_id, RunStatus::Failed, Some(&message))?;
+                    return outcome(
+                        journal,
+                        prepared,
+                        run_id,
+                        Some(&step.def.id),
+                        Some(message),
+                        None,
+                    );
+                }
+                journal.set_run_status(run_id, RunStatus::RollingBack, Some(&message))?;
+                let rb = rollback_prepared(settings, journal, prepared, run_id).await?;
+                return outcome(
+                    journal,
+                    prepared,
+                    run_id,
+                    Some(&step.def.id),
+                    Some(message),
+                    Some(rb),
+                );
+            }
+        }
+    }
+    if mode == RunMode::Rehearse {
+        // A rehearsal never commits: it proves it can go back.
+        journal.set_run_status(run_id, RunStatus::RollingBack, None)?;
+        let rb = rollback_prepared(settings, journal, prepared, run_id).await?;
+        return outcome(journal, prepared, run_id, None, None, Some(rb));
+    }
+    for step in &prepared.steps {
+        apply::purge(&step.grants, run_id)?;
+    }
+    restore_roots(journal, prepared, run_id)?;
+    journal.set_run_status(run_id, RunStatus::Committed, None)?;
+    outcome(journal, prepared, run_id, None, None, None)
+}
+
+/// Put back the times of grant roots that trash and staging folders touched,
+/// earliest step last so its times win.
+pub(crate) fn restore_roots(
+    journal: &Journal,
+    prepared: &Prepared,
+    run_id: &str,
+) -> anyhow::Result<()> {
+    for rec in journal.steps(run_id)?.iter().rev() {
+        let Some(saved) = rec
+            .plan_json
+            .as_deref()
+            .and_then(|j| serde_json::from_str::<SavedStep>(j).ok())
+        else {
+            continue;
+        };
+        let Some(step) = prepared.steps.get(rec.idx as usize) else {
+            continue;
+        };
+        for t in &saved.roots {
+            apply::restore_times(&step.grants, t)?;
+        }
+    }
+    Ok(())
+}
+
+pub(crate) fn outcome(
+    journal: &Journal,
+    prepared: &Prepared,
+    run_id: &str,
+    failed_step: Option<&str>,
+    error: Option<String>,
+    rollback: Option<RollbackOutcome>,
+) -> Result<RunOutcome, Failure> {
+    let record = journal.run(run_id)?;
+    let steps = journal.steps(run_id)?;
+    let actions = journal.actions(run_id)?;
+    Ok(RunOutcome {
+        run_id: run_id.to_string(),
+        runbook: prepared.runbook.name.clone(),
+        status: record.status,
+        steps_done: steps
+            .iter()
+            .filter(|s| s.status == StepStatus::Verified)
+            .map(|s| s.step_id.clone())
+            .collect(),
+        actions_done: actions
+            .iter()
+            .filter(|a| {
+                matches!(
+                    a.state,
+                    ActionState::Done | ActionState::Undoing | ActionState::Undone
+                )
+            })
+            .count() as u64,
+        failed_step: failed_step.map(str::to_string),
+        error,
+        rollback,
+    })
+}
+
+struct StepFailed(String);
+
+impl From<anyhow::Error> for StepFailed {
+    fn from(e: anyhow::Error) -> Self {
+        StepFailed(format!("{e:#}"))
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn apply_step(
+    sandbox: &Sandbox,
+    settings: &Settings,
+    journal: &Journal,
+    prepared: &Prepared,
+    step: &PreparedStep,
+    prior: Option<&crate::journal::StepRecord>,
+    run_id: &str,
+    now: i64,
+) -> Result<(), StepFailed> {
+    // A step planned before a crash keeps its plan: planning again after some
+    // of its actions ran would plan something else.
+    let saved = prior
+        .and_then(|s| s.plan_json.as_deref())
+        .and_then(|j| serde_json::from_str::<SavedStep>(j).ok());
+    let saved = match saved {
+        Some(s) => s,
+        None => {
+            let (plan, logs) = plan_step(sandbox, &prepared.runbook, step, now, settings)
+                .await
+                .map_err(|e| StepFailed(e.to_string()))?;
+            for (level, msg) in &logs {
+                journal.event(run_id, Some(step.idx), level, msg)?;
+            }
+            let roots = step
+                .grants
+                .iter()
+                .filter(|g| g.access == crate::runbook::Access::Write)
+                .map(|g| apply::dir_times(&g.dir, &g.name, ""))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let saved = SavedStep { plan, roots };
+            let json = serde_json::to_string(&saved).map_err(anyhow::Error::from)?;
+            journal.save_step(
+                run_id,
+                step.idx,
+                &step.def.id,
+                &step.def.uses.to_string(),
+                &step.loaded.sha256,
+                &json,
+            )?;
+            for line in &saved.plan.summary {
+                settings.reporter.line(&format!("  {line}"));
+            }
+            saved
+        }
+    };
+    journal.set_step_status(run_id, step.idx, StepStatus::Applying, None)?;
+    let states: HashMap<u32, crate::journal::ActionRecord> = journal
+        .actions(run_id)?
+        .into_iter()
+        .filter(|a| a.step_idx == step.idx)
+        .map(|a| (a.seq, a))
+        .collect();
+    let cx = ApplyCtx {
+        grants: &step.grants,
+        commands: &step.commands,
+        step: &step.def.id,
+        timeout: step.limits.timeout,
+    };
+    let actions = &saved.plan.actions;
+    settings
+        .reporter
+        .actions_start(&step.def.id, actions.len() as u64);
+    let mut seq = 0usize;
+    while seq < actions.len() {
+        // A batch: consecutive actions that are cheap to journal together.
+        let mut end = seq + 1;
+        while end < actions.len()
+            && end - seq < BATCH
+            && batchable(&actions[end])
+            && batchable(&actions[seq])
+        {
+            end += 1;
+        }
+        let mut intents = Vec::new();
+        let mut pres = Vec::new();
+        for (i, planned) in actions.iter().enumerate().take(end).skip(seq) {
+            let i = i as u32;
+            match states.get(&i) {
+                Some(rec) if rec.state == ActionState::Done => pres.push(None),
+                Some(rec) => {
+                    let j: Journaled = rec
+                        .undo_json
+                        .as_deref()
+                        .and_then(|u| serde_json::from_str(u).ok())
+                        .unwrap_or_default();
+                    pres.push(Some(j.pre));
+                }
+                None => {
+                    let pre = apply::prepare(&cx, &planned.action)
+                        .map_err(|e| StepFailed(format!("step `{}`: {e:#}", step.def.id)))?;
+                    let action_json =
+                        serde_json::to_string(planned).map_err(anyhow::Error::from)?;
+                    let undo_json = serde_json::to_string(&Journaled {
+                        pre: pre.clone(),
+                        undo: None,
+                    })
+                    .map_err(anyhow::Error::from)?;
+                    intents.push((i, action_json, undo_json, planned.reversible));
+                    pres.push(Some(pre));
+                }
+            }
+        }
+        if !intents.is_empty() {
+            let new: Vec<NewAction> = intents
+                .iter()
+                .map(|(i, a, u, r)| NewAction {
+                    seq: *i,
+                    action_json: a,
+                    reversible: *r,
+                    undo_json: Some(u),
+                })
+                .collect();
+            journal.intend(run_id, step.idx, &new)?;
+        }
+        let mut done = Vec::new();
+        for (k, pre) in pres.into_iter().enumerate() {
+            let i = (seq + k) as u32;
+            let Some(pre) = pre else { continue };
+            crash_point("intent", step.idx, i);
+            let key = Key {
+                run: run_id,
+                step: step.idx,
+                seq: i,
+            };
+            let planned = &actions[seq + k];
+            match apply::perform(&cx, &key, &planned.action, &pre) {
+                Ok(undo) => {
+                    let json = serde_json::to_string(&Journaled {
+                        pre,
+                        undo: Some(undo),
+                    })
+                    .map_err(anyhow::Error::from)?;
+                    done.push((i, json));
+                    settings.reporter.action_done(planned.bytes);
+                    crash_point("perform", step.idx, i);
+                }
+                Err(e) => {
+                    // What was performed so far in the batch is done: say so first.
+                    let marks: Vec<(u32, Option<&str>)> =
+                        done.iter().map(|(i, j)| (*i, Some(j.as_str()))).collect();
+                    journal.mark_done(run_id, step.idx, &marks)?;
+                    let msg = format!("{e:#}");
+                    journal.set_action_state(
+                        run_id,
+                        step.idx,
+                        i,
+                        ActionState::Failed,
+                        Some(&msg),
+                    )?;
+                    settings.reporter.actions_end();
+                    return Err(StepFailed(format!(
+                        "{} {}: {msg}",
+                        planned.action.kind(),
+                        planned.action.target()
+                    )));
+                }
+            }
+        }
+        let marks: Vec<(u32, Option<&str>)> =
+            done.iter().map(|(i, j)| (*i, Some(j.as_str()))).collect();
+        if !marks.is_empty() {
+            journal.mark_done(run_id, step.idx, &marks)?;
+        }
+        seq = end;
+    }
+    settings.reporter.actions_end();
+    journal.set_step_status(run_id, step.idx, StepStatus::Applied, None)?;
+    verify(sandbox, settings, journal, step, run_id, now).await
+}
+
+/// Small actions whose intents and completions can share a commit.
+fn batchable(p: &Planned) -> bool {
+    use crate::plan::Action as A;
+    matches!(
+        p.action,
+        A::Remove { .. } | A::CreateDir { .. } | A::Rename { .. }
+    ) && p.bytes < (1 << 20)
+}
+
+async fn verify(
+    sandbox: &Sandbox,
+    settings: &Settings,
+    journal: &Journal,
+    step: &PreparedStep,
+    run_id: &str,
+    now: i64,
+) -> Result<(), StepFailed> {
+    let attempts = step.def.retry.attempts.max(1);
+    let mut last = String::new();
+    for attempt in 1..=attempts {
+        let host = super::host_ctx(step, now, settings);
+        let (result, _) = sandbox
+            .verify(
+                &step.loaded,
+                host,
+                step.limits,
+                super::context(step, now),
+                step.params_json.clone(),
+            )
+            .await
+            .map_err(|e| StepFailed(e.to_string()))?;
+        match result {
+            Ok(checks) => {
+                let failed: Vec<String> = checks
+                    .iter()
+                    .filter(|c| !c.ok)
+                    .map(|c| {
+                        crate::output::sanitize(&format!(
+                            "{}{}",
+                            c.name,
+                            if c.detail.is_empty() {
+                                String::new()
+                            } else {
+                                format!(" ({})", c.detail)
+                            }
+                        ))
+                    })
+                    .collect();
+                for c in &checks {
+                    let line = format!(
+                        "check {}: {}",
+                        if c.ok { "ok" } else { "FAILED" },
+                        crate::output::sanitize(&c.name)
+                    );
+                    journal.event(
+                        run_id,
+                        Some(step.idx),
+                        if c.ok { "info" } else { "warn" },
+                        &line,
+                    )?;
+                }
+                if failed.is_empty() {
+                    return Ok(());
+                }
+                last = format!("verify failed: {}", failed.join("; "));
+            }
+            Err(e) => last = format!("verify failed: {}", crate::output::sanitize(&e.message)),
+        }
+        if attempt < attempts {
+            settings.reporter.line(&format!(
+                "  {last}; retry {attempt}/{} in {:?}",
+                attempts - 1,
+                step.def.retry.delay
+            ));
+            tokio::time::sleep(step.def.retry.delay).await;
+        }
+    }
+    let _ = journal; // the caller records the failure
+    Err(StepFailed(format!(
+        "step `{}`: {last} (after {attempts} attempt{})",
+        step.def.id,
+        if attempts == 1 { "" } else { "s" }
+    )))
+}

@@ -1,0 +1,323 @@
+//! From a runbook file to a prepared run: the runbook validated, each step's
+//! component loaded (pinned, compiled once, cached), described, its `with`
+//! table checked against the step's own parameter specs, its grants opened.
+//! Then plan, run, resume, rollback and rehearse, all journaled.
+
+mod apply_run;
+mod check_params;
+mod rehearse;
+mod rollback;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Result;
+use serde::Serialize;
+
+use crate::commands::CommandPolicy;
+use crate::grants::Grants;
+use crate::plan::StepPlan;
+use crate::runbook::{Diagnostic, Runbook, Uses};
+use crate::sandbox::{HostCtx, Limits, LoadedStep, Sandbox, wit};
+
+pub use apply_run::{RunOutcome, resume, run};
+pub use rehearse::{RehearsalReport, rehearse};
+pub use rollback::{RollbackOutcome, rollback};
+
+/// Why a command did not succeed, in the terms of its exit code.
+#[derive(Debug, thiserror::Error)]
+pub enum Failure {
+    /// Bad input: nothing ran, nothing changed.
+    #[error("{}", render_diagnostics(.0))]
+    BadInput(Vec<Diagnostic>),
+    /// Another run holds the lock.
+    #[error("{0}")]
+    Locked(String),
+    /// mend itself failed.
+    #[error("{0:#}")]
+    Internal(#[from] anyhow::Error),
+}
+
+fn render_diagnostics(d: &[Diagnostic]) -> String {
+    d.iter()
+        .map(|d| d.to_string())
+        .collect::<Vec<_>>()
+        .join("\n\n")
+}
+
+impl Failure {
+    /// A bad-input failure without a runbook position.
+    pub fn input(file: &str, message: impl Into<String>, hint: Option<String>) -> Failure {
+        Failure::BadInput(vec![Diagnostic::plain(file, message, hint)])
+    }
+}
+
+/// Settings that hold for a whole invocation.
+#[derive(Clone)]
+pub struct Settings {
+    pub state_dir: PathBuf,
+    /// The host's clock for steps (`--now`), else the real one.
+    pub now: Option<i64>,
+    /// Where step log lines go as they happen.
+    pub sink: Option<crate::sandbox::LogSink>,
+    /// Live lines for the operator (step started, action done).
+    pub reporter: Arc<dyn Reporter>,
+}
+
+/// Live output of a run. The CLI draws it; tests and `--json` silence it.
+pub trait Reporter: Send + Sync {
+    /// A line of progress ("step 2/5 cull: 1,204 actions").
+    fn line(&self, text: &str);
+    /// Actions of a step are about to be applied.
+    fn actions_start(&self, _step: &str, _total: u64) {}
+    /// One more action applied.
+    fn action_done(&self, _bytes: u64) {}
+    /// The step's actions are all applied.
+    fn actions_end(&self) {}
+}
+
+/// A reporter that prints nothing.
+pub struct Silent;
+impl Reporter for Silent {
+    fn line(&self, _: &str) {}
+}
+
+/// A step, loaded and checked, ready to plan.
+pub struct PreparedStep {
+    pub idx: u32,
+    pub def: crate::runbook::Step,
+    pub loaded: LoadedStep,
+    pub info: wit::StepInfo,
+    pub params_json: String,
+    pub grants: Arc<Grants>,
+    pub commands: CommandPolicy,
+    pub limits: Limits,
+}
+
+/// A runbook with every step prepared.
+pub struct Prepared {
+    pub runbook: Runbook,
+    pub steps: Vec<PreparedStep>,
+}
+
+/// The names of the bundled steps.
+pub fn bundled_names() -> Vec<&'static str> {
+    crate::bundled::BUNDLED.iter().map(|(n, _)| *n).collect()
+}
+
+/// Load and check everything a run needs before anything runs: the runbook,
+/// each step's component (pin checked), its parameters, its grants.
+/// `grant_paths` overrides where grants point (rehearsals run on copies).
+pub async fn prepare(
+    sandbox: &Sandbox,
+    file: &Path,
+    sets: &[(String, String)],
+    grant_paths: &BTreeMap<String, PathBuf>,
+    stand_ins: bool,
+) -> Result<Prepared, Failure> {
+    let mut runbook = Runbook::load(file, sets, &bundled_names()).map_err(Failure::BadInput)?;
+    for (name, path) in grant_paths {
+        if let Some(g) = runbook.grants.get_mut(name) {
+            g.path = path.clone();
+        }
+    }
+    let mut steps = Vec::new();
+    let mut problems = Vec::new();
+    for (idx, def) in runbook.steps.iter().enumerate() {
+        let label = format!("step `{}` ({})", def.id, def.uses);
+        let bytes: std::borrow::Cow<[u8]> = match &def.uses {
+            Uses::Std(name) => match crate::bundled::get(name) {
+                Some(b) => b.into(),
+                None => unreachable!("the runbook checks std names"),
+            },
+            Uses::File { path, sha256 } => {
+                let bytes = std::fs::read(path).map_err(|e| {
+                    Failure::BadInput(vec![
+                        runbook.diagnostic(
+                            def.span,
+                            format!("{label}: cannot read {}: {e}", path.display()),
+                            Some(
+                                "build the step, or fix the `uses` path (relative to the runbook)"
+                                    .into(),
+                            ),
+                        ),
+                    ])
+                })?;
+                let actual = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes));
+                if &actual != sha256 {
+                    problems.push(runbook.diagnostic(
+                        def.span,
+                        format!("{label}: {} has sha256 {actual}, but the runbook pins {sha256}", path.display()),
+                        Some("if you rebuilt or updated the step on purpose, review it and pin the new digest: sha256 = \"".to_string() + &actual + "\""),
+                    ));
+                    continue;
+                }
+                bytes.into()
+            }
+        };
+        let loaded = sandbox.load(&label, &bytes).map_err(|e| {
+            Failure::BadInput(vec![runbook.diagnostic(def.span, format!("{e:#}"), None)])
+        })?;
+        let limits = Limits {
+            timeout: def.timeout,
+            memory: def.memory,
+        };
+        let empty = Arc::new(Grants::default());
+        let probe_ctx = HostCtx::new(
+            &def.id,
+            empty,
+            CommandPolicy::default(),
+            Vec::new(),
+            0,
+            def.timeout,
+        );
+        let info = sandbox
+            .describe(&loaded, probe_ctx, limits)
+            .await
+            .map_err(|e| {
+                Failure::BadInput(vec![runbook.diagnostic(def.span, e.to_string(), None)])
+            })?;
+        let params_json = match check_params::check(&runbook, def, &info) {
+            Ok(j) => j,
+            Err(mut d) => {
+                problems.append(&mut d);
+                continue;
+            }
+        };
+        let grants = Grants::open(&runbook, def.grants.iter()).map_err(|e| {
+            Failure::BadInput(vec![runbook.diagnostic(
+                def.span,
+                format!("step `{}`: {e:#}", def.id),
+                None,
+            )])
+        })?;
+        let commands = CommandPolicy {
+            allowed: def
+                .commands
+                .iter()
+                .map(|c| (c.clone(), runbook.commands[c].clone()))
+                .collect(),
+            stand_ins: stand_ins.then(|| runbook.rehearsal_commands.clone()),
+        };
+        steps.push(PreparedStep {
+            idx: idx as u32,
+            def: def.clone(),
+            loaded,
+            info,
+            params_json,
+            grants: Arc::new(grants),
+            commands,
+            limits,
+        });
+    }
+    if !problems.is_empty() {
+        return Err(Failure::BadInput(problems));
+    }
+    Ok(Prepared { runbook, steps })
+}
+
+/// The context a step sees.
+pub fn context(step: &PreparedStep, now: i64) -> wit::Context {
+    wit::Context {
+        step_id: step.def.id.clone(),
+        grants: step
+            .grants
+            .iter()
+            .map(|g| wit::GrantInfo {
+                name: g.name.clone(),
+                access: match g.access {
+                    crate::runbook::Access::Read => wit::Access::Read,
+                    crate::runbook::Access::Write => wit::Access::Write,
+                },
+                disposable: g.disposable,
+            })
+            .collect(),
+        commands: step.def.commands.clone(),
+        now,
+    }
+}
+
+fn host_ctx(step: &PreparedStep, now: i64, settings: &Settings) -> HostCtx {
+    let mut h = HostCtx::new(
+        &step.def.id,
+        step.grants.clone(),
+        step.commands.clone(),
+        step.def.urls.clone(),
+        now,
+        step.limits.timeout,
+    );
+    h.sink = settings.sink.clone();
+    h
+}
+
+/// Why planning a step failed.
+#[derive(Debug, Clone, Serialize)]
+pub struct PlanError {
+    pub step: String,
+    pub message: String,
+    pub hint: Option<String>,
+}
+
+impl std::fmt::Display for PlanError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.message)?;
+        if let Some(h) = &self.hint {
+            write!(f, "\n  = help: {h}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Plan one step against the world as it is now: read-only.
+pub async fn plan_step(
+    sandbox: &Sandbox,
+    runbook: &Runbook,
+    step: &PreparedStep,
+    now: i64,
+    settings: &Settings,
+) -> Result<(StepPlan, Vec<(String, String)>), PlanError> {
+    let err = |message: String, hint: Option<String>| PlanError {
+        step: step.def.id.clone(),
+        message,
+        hint,
+    };
+    let (result, host) = sandbox
+        .plan(
+            &step.loaded,
+            host_ctx(step, now, settings),
+            step.limits,
+            context(step, now),
+            step.params_json.clone(),
+        )
+        .await
+        .map_err(|e| err(e.to_string(), None))?;
+    let plan = result.map_err(|e| {
+        // Point at the parameter's line when the step names one.
+        let at = e
+            .param
+            .as_ref()
+            .and_then(|p| step.def.with_spans.get(p))
+            .map(|span| {
+                let d = runbook.diagnostic(*span, "", None);
+                format!(" ({}:{}:{})", d.file, d.line, d.column)
+            });
+        err(
+            format!(
+                "step `{}` cannot plan: {}{}",
+                step.def.id,
+                crate::output::sanitize(&e.message),
+                at.unwrap_or_default()
+            ),
+            e.hint.map(|h| crate::output::sanitize(&h)),
+        )
+    })?;
+    let checked = crate::plan::check(plan, &step.grants, &step.commands, &step.def.id)
+        .map_err(|m| err(m, None))?;
+    Ok((checked, host.logs))
+}
+
+/// The clock for a run.
+pub fn now(settings: &Settings) -> i64 {
+    settings.now.unwrap_or_else(crate::journal::now_secs)
+}

@@ -1,0 +1,242 @@
+//! `mend rehearse`: copy the granted directories into a scratch area, run the
+//! runbook there with command stand-ins, roll it back, and prove every copy
+//! is byte-identical (metadata included) to where it started, apart from
+//! what the plan declared irreversible.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use serde::Serialize;
+
+use super::apply_run::{RunOutcome, run};
+use super::{Failure, Settings, bundled_names};
+use crate::journal::{RunMode, RunStatus};
+use crate::runbook::Runbook;
+use crate::sandbox::Sandbox;
+
+/// What a rehearsal found.
+#[derive(Debug, Serialize)]
+pub struct RehearsalReport {
+    /// Whether every copy ended where it started.
+    pub ok: bool,
+    /// The run's own outcome (it rolls back even when all steps pass).
+    pub run: RunOutcome,
+    /// Paths that differ after the rollback ("media/x: content differs").
+    pub differences: Vec<String>,
+    /// Actions the plan called irreversible: their paths are not compared.
+    pub irreversible: Vec<String>,
+    /// Files compared.
+    pub files: u64,
+    /// Where the copies were (kept when the rehearsal failed).
+    pub scratch: PathBuf,
+}
+
+/// Rehearse a runbook on copies of its grants.
+pub async fn rehearse(
+    sandbox: &Sandbox,
+    settings: &Settings,
+    file: &Path,
+    sets: &[(String, String)],
+) -> Result<RehearsalReport, Failure> {
+    let runbook = Runbook::load(file, sets, &bundled_names()).map_err(Failure::BadInput)?;
+    let scratch = std::env::temp_dir().join(format!(
+        "mend-rehearsal-{}-{}",
+        runbook.name,
+        std::process::id()
+    ));
+    if scratch.exists() {
+        std::fs::remove_dir_all(&scratch).context("clear an old scratch area")?;
+    }
+    std::fs::create_dir_all(&scratch).context("create the scratch area")?;
+    let mut overrides = BTreeMap::new();
+    let mut before = BTreeMap::new();
+    for (name, g) in &runbook.grants {
+        let copy = scratch.join(name);
+        copy_dir(&g.path, &copy).with_context(|| {
+            format!(
+                "copy grant `{name}` ({}) for the rehearsal",
+                g.path.display()
+            )
+        })?;
+        before.insert(name.clone(), snapshot(&copy)?);
+        overrides.insert(name.clone(), copy);
+    }
+    settings.reporter.line(&format!(
+        "rehearsing {} on copies in {}",
+        runbook.name,
+        scratch.display()
+    ));
+    let outcome = run(sandbox, settings, file, sets, RunMode::Rehearse, &overrides).await?;
+    let irreversible = outcome
+        .rollback
+        .as_ref()
+        .map(|r| r.irreversible.clone())
+        .unwrap_or_default();
+    let skip: Vec<String> = irreversible
+        .iter()
+        .filter_map(|w| {
+            w.split_once(' ')
+                .map(|(_, rest)| rest.split_once(' ').map_or(rest, |(_, p)| p).to_string())
+        })
+        .collect();
+    let mut differences = Vec::new();
+    let mut files = 0;
+    for (name, copy) in &overrides {
+        let after = snapshot(copy)?;
+        let was = &before[name];
+        files += was.len() as u64;
+        for (path, meta) in was {
+            let full = format!("{name}{}{path}", if path.is_empty() { "" } else { "/" });
+            if skip
+                .iter()
+                .any(|s| full == *s || full.starts_with(&format!("{s}/")))
+            {
+                continue;
+            }
+            match after.get(path) {
+                None => differences.push(format!("{full}: missing after rollback")),
+                Some(m) if m != meta => {
+                    differences.push(format!("{full}: {}", describe_change(meta, m)))
+                }
+                _ => {}
+            }
+        }
+        for path in after.keys().filter(|p| !was.contains_key(*p)) {
+            let full = format!("{name}/{path}");
+            if !skip
+                .iter()
+                .any(|s| full == *s || full.starts_with(&format!("{s}/")))
+            {
+                differences.push(format!("{full}: left behind by the run"));
+            }
+        }
+    }
+    let ok = differences.is_empty()
+        && outcome.status == RunStatus::RolledBack
+        && outcome.error.is_none();
+    if ok {
+        let _ = std::fs::remove_dir_all(&scratch);
+    }
+    Ok(RehearsalReport {
+        ok,
+        run: outcome,
+        differences,
+        irreversible,
+        files,
+        scratch,
+    })
+}
+
+#[derive(Debug, PartialEq, Eq)]
+struct Meta {
+    kind: char,
+    mode: u32,
+    uid: u32,
+    gid: u32,
+    size: u64,
+    mtime: (i64, i64),
+    content: String,
+}
+
+fn describe_change(a: &Meta, b: &Meta) -> String {
+    let mut what = Vec::new();
+    if a.kind != b.kind {
+        what.push("type");
+    }
+    if a.content != b.content {
+        what.push("content");
+    }
+    if a.mode != b.mode {
+        what.push("mode");
+    }
+    if (a.uid, a.gid) != (b.uid, b.gid) {
+        what.push("owner");
+    }
+    if a.mtime != b.mtime {
+        what.push("mtime");
+    }
+    format!("{} differs", what.join(", "))
+}
+
+/// Every entry under `root` with its metadata and content hash.
+fn snapshot(root: &Path) -> anyhow::Result<BTreeMap<String, Meta>> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![(root.to_path_buf(), String::new())];
+    while let Some((path, rel)) = stack.pop() {
+        let md = std::fs::symlink_metadata(&path)?;
+        let ft = md.file_type();
+        let (kind, content) = if ft.is_symlink() {
+            (
+                'l',
+                std::fs::read_link(&path)?.to_string_lossy().into_owned(),
+            )
+        } else if ft.is_dir() {
+            for e in std::fs::read_dir(&path)? {
+                let e = e?;
+                let name = e.file_name().to_string_lossy().into_owned();
+                let child = if rel.is_empty() {
+                    name
+                } else {
+                    format!("{rel}/{name}")
+                };
+                stack.push((e.path(), child));
+            }
+            ('d', String::new())
+        } else if ft.is_file() {
+            let mut h = blake3::Hasher::new();
+            let mut f = std::fs::File::open(&path)?;
+            let mut buf = vec![0; 1 << 16];
+            loop {
+                let n = f.read(&mut buf)?;
+                if n == 0 {
+                    break;
+                }
+                h.update(&buf[..n]);
+            }
+            ('f', h.finalize().to_hex().to_string())
+        } else {
+            ('o', String::new())
+        };
+        out.insert(
+            rel,
+            Meta {
+                kind,
+                mode: md.mode(),
+                uid: md.uid(),
+                gid: md.gid(),
+                size: if kind == 'd' { 0 } else { md.size() },
+                mtime: (md.mtime(), md.mtime_nsec()),
+                content,
+            },
+        );
+    }
+    Ok(out)
+}
+
+/// Copy a directory tree with modes and modification times (symlinks as
+/// symlinks). A grant whose directory does not exist yet is created empty.
+fn copy_dir(from: &Path, to: &Path) -> anyhow::Result<()> {
+    if !from.exists() {
+        std::fs::create_dir_all(to)?;
+        return Ok(());
+    }
+    let parent = to.parent().context("scratch path has a parent")?;
+    let src = cap_std::fs::Dir::open_ambient_dir(
+        from.parent().unwrap_or(Path::new("/")),
+        cap_std::ambient_authority(),
+    )?;
+    let dst = cap_std::fs::Dir::open_ambient_dir(parent, cap_std::ambient_authority())?;
+    let name = from
+        .file_name()
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."));
+    crate::apply::copy_between(
+        &src,
+        &name,
+        &dst,
+        Path::new(to.file_name().context("scratch name")?),
+    )
+}

@@ -1,0 +1,202 @@
+//! Undoing a run: every performed action in reverse order, each journaled as
+//! undoing before and undone after, so a rollback killed half way resumes
+//! where it stopped and repeats no compensation that finished.
+
+use serde::Serialize;
+
+use super::apply_run::{Journaled, crash_point, reopen, restore_roots};
+use super::{Failure, Prepared, Settings};
+use crate::apply::{self, ApplyCtx, Key, Undo};
+use crate::journal::{ActionState, Journal, RunStatus, StepStatus};
+use crate::plan::Planned;
+use crate::sandbox::Sandbox;
+
+/// How a rollback ended.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct RollbackOutcome {
+    /// Actions undone.
+    pub undone: u64,
+    /// Steps whose actions were all undone.
+    pub steps_undone: Vec<String>,
+    /// Actions that could not be undone by design (disposable removals,
+    /// commands without compensation): "step: kind path".
+    pub irreversible: Vec<String>,
+    /// The undo that failed, if one did; the rollback stopped there.
+    pub failed: Option<String>,
+    /// Actions still changed after a failed rollback.
+    pub not_undone: Vec<String>,
+}
+
+/// `mend rollback RUN`: undo a run that failed, was stopped or was killed.
+pub async fn rollback(
+    sandbox: &Sandbox,
+    settings: &Settings,
+    run: &str,
+) -> Result<(String, RollbackOutcome), Failure> {
+    let (journal, record, prepared, _lock) = reopen(sandbox, settings, run).await?;
+    if matches!(record.status, RunStatus::RolledBack) {
+        return Err(Failure::input(
+            &record.id,
+            format!("run {} is already rolled back", record.id),
+            None,
+        ));
+    }
+    if record.status == RunStatus::Committed {
+        return Err(Failure::input(
+            &record.id,
+            format!(
+                "run {} is committed: its trash is purged, so it cannot be rolled back",
+                record.id
+            ),
+            Some("run a runbook that reverses it".into()),
+        ));
+    }
+    journal.set_run_status(&record.id, RunStatus::RollingBack, None)?;
+    let out = rollback_prepared(settings, &journal, &prepared, &record.id).await?;
+    Ok((record.id, out))
+}
+
+/// Undo what the journal says is performed, newest first.
+pub(crate) async fn rollback_prepared(
+    settings: &Settings,
+    journal: &Journal,
+    prepared: &Prepared,
+    run_id: &str,
+) -> Result<RollbackOutcome, Failure> {
+    let mut out = RollbackOutcome::default();
+    let mut actions = journal.actions(run_id)?;
+    actions.sort_by_key(|a| std::cmp::Reverse((a.step_idx, a.seq)));
+    let total = actions
+        .iter()
+        .filter(|a| a.state != ActionState::Undone)
+        .count();
+    if total > 0 {
+        settings
+            .reporter
+            .line(&format!("rolling back {total} actions"));
+    }
+    for (n, rec) in actions.iter().enumerate() {
+        let Some(step) = prepared.steps.get(rec.step_idx as usize) else {
+            continue;
+        };
+        let planned: Planned =
+            serde_json::from_str(&rec.action_json).map_err(anyhow::Error::from)?;
+        let what = format!(
+            "{}: {} {}",
+            step.def.id,
+            planned.action.kind(),
+            planned.action.target()
+        );
+        let mut j: Journaled = rec
+            .undo_json
+            .as_deref()
+            .and_then(|u| serde_json::from_str(u).ok())
+            .unwrap_or_default();
+        let cx = ApplyCtx {
+            grants: &step.grants,
+            commands: &step.commands,
+            step: &step.def.id,
+            timeout: step.limits.timeout,
+        };
+        match rec.state {
+            ActionState::Undone => continue,
+            ActionState::Failed => continue,
+            ActionState::Intended => {
+                // Killed between intent and done: the action may be half
+                // done. File actions are finished first (they are safe to
+                // repeat) so their undo is known; a command is not re-run.
+                if matches!(planned.action, crate::plan::Action::Exec { .. }) {
+                    journal.event(run_id, Some(rec.step_idx), "warn", &format!("{what}: killed before it was recorded done; its compensation is not run"))?;
+                    journal.set_action_state(
+                        run_id,
+                        rec.step_idx,
+                        rec.seq,
+                        ActionState::Undone,
+                        None,
+                    )?;
+                    continue;
+                }
+                let key = Key {
+                    run: run_id,
+                    step: rec.step_idx,
+                    seq: rec.seq,
+                };
+                match apply::perform(&cx, &key, &planned.action, &j.pre) {
+                    Ok(u) => j.undo = Some(u),
+                    Err(e) => {
+                        // It did not happen: nothing to undo.
+                        journal.event(
+                            run_id,
+                            Some(rec.step_idx),
+                            "info",
+                            &format!("{what}: not performed ({e:#})"),
+                        )?;
+                        journal.set_action_state(
+                            run_id,
+                            rec.step_idx,
+                            rec.seq,
+                            ActionState::Undone,
+                            None,
+                        )?;
+                        continue;
+                    }
+                }
+            }
+            ActionState::Done | ActionState::Undoing => {}
+        }
+        let undo = j.undo.clone().unwrap_or(Undo::Nothing);
+        if matches!(undo, Undo::Irreversible) {
+            out.irreversible.push(what.clone());
+        }
+        journal.set_action_state(run_id, rec.step_idx, rec.seq, ActionState::Undoing, None)?;
+        crash_point("undoing", rec.step_idx, rec.seq);
+        if let Err(e) = apply::undo(&cx, &undo, &j.pre) {
+            let msg = format!("{e:#}");
+            journal.set_action_state(
+                run_id,
+                rec.step_idx,
+                rec.seq,
+                ActionState::Failed,
+                Some(&msg),
+            )?;
+            out.failed = Some(format!("{what}: {msg}"));
+            out.not_undone = actions[n..]
+                .iter()
+                .filter(|a| matches!(a.state, ActionState::Done | ActionState::Undoing))
+                .filter_map(|a| {
+                    serde_json::from_str::<Planned>(&a.action_json)
+                        .ok()
+                        .map(|p| (a.step_idx, p))
+                })
+                .map(|(i, p)| {
+                    format!(
+                        "{}: {} {}",
+                        prepared
+                            .steps
+                            .get(i as usize)
+                            .map_or("?", |s| s.def.id.as_str()),
+                        p.action.kind(),
+                        p.action.target()
+                    )
+                })
+                .collect();
+            journal.set_run_status(run_id, RunStatus::RollbackFailed, Some(&msg))?;
+            return Ok(out);
+        }
+        crash_point("undo", rec.step_idx, rec.seq);
+        journal.set_action_state(run_id, rec.step_idx, rec.seq, ActionState::Undone, None)?;
+        out.undone += 1;
+    }
+    for step in &prepared.steps {
+        apply::purge(&step.grants, run_id)?;
+    }
+    restore_roots(journal, prepared, run_id)?;
+    for s in journal.steps(run_id)? {
+        if s.status != StepStatus::Pending {
+            journal.set_step_status(run_id, s.idx, StepStatus::Undone, None)?;
+            out.steps_undone.push(s.step_id);
+        }
+    }
+    journal.set_run_status(run_id, RunStatus::RolledBack, None)?;
+    Ok(out)
+}

@@ -1,0 +1,422 @@
+//! The host helpers a step imports: log, progress, clock, files (walk,
+//! digest, free space) and probe (allowed commands and URLs). Every path goes
+//! through [`Grants`]; every command through [`CommandPolicy`].
+
+use std::io::{Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::sync::Arc;
+use std::time::Duration;
+
+use cap_std::fs::Dir;
+use wasmtime::component::Resource;
+
+use super::StepState;
+use super::bindings::mend::runbook::{clock, files, log, probe, progress, types};
+use crate::commands::{Call, CommandPolicy};
+use crate::grants::Grants;
+use types::HostError;
+
+/// Where a step's log lines go as they happen: (step id, level, message).
+pub type LogSink = Arc<dyn Fn(&str, log::Level, &str) + Send + Sync>;
+/// Where a step's progress reports go: (step id, label, done, total).
+pub type ProgressSink = Arc<dyn Fn(&str, &str, u64, u64) + Send + Sync>;
+
+/// A step's log is cut after this many bytes, so a flood cannot fill memory.
+const LOG_CAP: usize = 1 << 20;
+/// One message is cut after this many bytes.
+const MESSAGE_CAP: usize = 4096;
+/// At most this many walk entries per call.
+const WALK_BATCH_CAP: u32 = 8192;
+
+/// What the host knows while a step runs.
+pub struct HostCtx {
+    pub step_id: String,
+    pub grants: Arc<Grants>,
+    pub commands: CommandPolicy,
+    pub urls: Vec<String>,
+    pub now: i64,
+    pub timeout: Duration,
+    /// (level, message) logged by the step, cut at [`LOG_CAP`].
+    pub logs: Vec<(String, String)>,
+    log_bytes: usize,
+    pub sink: Option<LogSink>,
+    pub progress: Option<ProgressSink>,
+}
+
+impl HostCtx {
+    /// A context for one step.
+    pub fn new(
+        step_id: &str,
+        grants: Arc<Grants>,
+        commands: CommandPolicy,
+        urls: Vec<String>,
+        now: i64,
+        timeout: Duration,
+    ) -> Self {
+        HostCtx {
+            step_id: step_id.to_string(),
+            grants,
+            commands,
+            urls,
+            now,
+            timeout,
+            logs: Vec::new(),
+            log_bytes: 0,
+            sink: None,
+            progress: None,
+        }
+    }
+}
+
+fn denied(e: crate::grants::PathError) -> HostError {
+    HostError::Denied(e.to_string())
+}
+
+fn io_error(path: &str, e: std::io::Error) -> HostError {
+    match e.kind() {
+        std::io::ErrorKind::NotFound => HostError::NotFound(path.to_string()),
+        std::io::ErrorKind::PermissionDenied => HostError::Denied(format!("{path}: {e}")),
+        _ => HostError::Io(format!("{path}: {e}")),
+    }
+}
+
+impl types::Host for StepState {}
+
+impl log::Host for StepState {
+    fn log(&mut self, level: log::Level, message: String) -> wasmtime::Result<()> {
+        let h = &mut self.host;
+        if h.log_bytes >= LOG_CAP {
+            return Ok(());
+        }
+        let mut message = crate::output::sanitize(&message);
+        if message.len() > MESSAGE_CAP {
+            let mut cut = MESSAGE_CAP;
+            while !message.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            message.truncate(cut);
+            message.push_str(" [cut]");
+        }
+        h.log_bytes += message.len();
+        if h.log_bytes >= LOG_CAP {
+            message = format!(
+                "log cut: step `{}` logged more than {} bytes",
+                h.step_id, LOG_CAP
+            );
+        }
+        if let Some(sink) = &h.sink {
+            sink(&h.step_id, level, &message);
+        }
+        let level = match level {
+            log::Level::Debug => "debug",
+            log::Level::Info => "info",
+            log::Level::Warn => "warn",
+            log::Level::Error => "error",
+        };
+        h.logs.push((level.to_string(), message));
+        Ok(())
+    }
+}
+
+impl progress::Host for StepState {
+    fn report(&mut self, label: String, done: u64, total: u64) -> wasmtime::Result<()> {
+        if let Some(p) = &self.host.progress {
+            p(
+                &self.host.step_id,
+                &crate::output::sanitize(&label),
+                done,
+                total,
+            );
+        }
+        Ok(())
+    }
+}
+
+impl clock::Host for StepState {
+    fn now(&mut self) -> wasmtime::Result<i64> {
+        Ok(self.host.now)
+    }
+}
+
+/// A walk in progress: a stack of open directories, each with its sorted,
+/// not yet reported entries.
+pub struct WalkState {
+    error: Option<HostError>,
+    stack: Vec<Frame>,
+}
+
+struct Frame {
+    dir: Dir,
+    prefix: String,
+    entries: std::vec::IntoIter<(String, files::EntryKind, u64, i64, u32)>,
+}
+
+fn frame(dir: Dir, prefix: String) -> std::io::Result<Frame> {
+    let mut entries = Vec::new();
+    for e in dir.entries()? {
+        let e = e?;
+        let Ok(name) = e.file_name().into_string() else {
+            tracing::warn!("walk: skipping a non-UTF-8 name in {prefix}");
+            continue;
+        };
+        // lstat: a symlink is reported as a symlink, never followed.
+        let md = e.metadata()?;
+        let ft = md.file_type();
+        let kind = if ft.is_symlink() {
+            files::EntryKind::Symlink
+        } else if ft.is_dir() {
+            files::EntryKind::Dir
+        } else if ft.is_file() {
+            files::EntryKind::File
+        } else {
+            files::EntryKind::Other
+        };
+        let (secs, nanos) = md
+            .modified()
+            .map(|t| t.into_std())
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or((0, 0), |d| (d.as_secs() as i64, d.subsec_nanos()));
+        entries.push((name, kind, md.len(), secs, nanos));
+    }
+    entries.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(Frame {
+        dir,
+        prefix,
+        entries: entries.into_iter(),
+    })
+}
+
+impl WalkState {
+    fn start(grants: &Grants, root: &str) -> WalkState {
+        let opened = grants.read(root).map_err(denied).and_then(|r| {
+            let dir = r
+                .grant
+                .dir
+                .open_dir(r.rel_path())
+                .map_err(|e| io_error(root, e))?;
+            frame(dir, root.trim_end_matches('/').to_string()).map_err(|e| io_error(root, e))
+        });
+        match opened {
+            Ok(f) => WalkState {
+                error: None,
+                stack: vec![f],
+            },
+            Err(e) => WalkState {
+                error: Some(e),
+                stack: Vec::new(),
+            },
+        }
+    }
+
+    fn next(&mut self, max: u32) -> Result<Vec<files::Entry>, HostError> {
+        if let Some(e) = self.error.take() {
+            return Err(e);
+        }
+        let mut out = Vec::new();
+        while out.len() < max.min(WALK_BATCH_CAP) as usize {
+            let Some(top) = self.stack.last_mut() else {
+                break;
+            };
+            let Some((name, kind, size, mtime, mtime_nanos)) = top.entries.next() else {
+                self.stack.pop();
+                continue;
+            };
+            let path = format!("{}/{}", top.prefix, name);
+            if kind == files::EntryKind::Dir {
+                let sub = top.dir.open_dir(&name).and_then(|d| frame(d, path.clone()));
+                match sub {
+                    Ok(f) => self.stack.push(f),
+                    Err(e) => return Err(io_error(&path, e)),
+                }
+            }
+            out.push(files::Entry {
+                path,
+                kind,
+                size,
+                mtime,
+                mtime_nanos,
+            });
+        }
+        Ok(out)
+    }
+}
+
+impl files::HostWalk for StepState {
+    fn new(&mut self, root: String) -> wasmtime::Result<Resource<WalkState>> {
+        let state = WalkState::start(&self.host.grants, &root);
+        Ok(self.table.push(state)?)
+    }
+    fn next(
+        &mut self,
+        walk: Resource<WalkState>,
+        max: u32,
+    ) -> wasmtime::Result<Result<Vec<files::Entry>, HostError>> {
+        Ok(self.table.get_mut(&walk)?.next(max))
+    }
+    fn drop(&mut self, walk: Resource<WalkState>) -> wasmtime::Result<()> {
+        self.table.delete(walk)?;
+        Ok(())
+    }
+}
+
+/// Hash a granted file natively.
+pub fn digest(
+    grants: &Grants,
+    path: &str,
+    algorithm: files::Algorithm,
+) -> Result<String, HostError> {
+    let r = grants.read(path).map_err(denied)?;
+    let mut file = r
+        .grant
+        .dir
+        .open(r.rel_path())
+        .map_err(|e| io_error(path, e))?;
+    let mut buf = vec![0u8; 1 << 20];
+    macro_rules! hash_with {
+        ($hasher:expr, $update:ident) => {{
+            let mut h = $hasher;
+            loop {
+                let n = file.read(&mut buf).map_err(|e| io_error(path, e))?;
+                if n == 0 {
+                    break;
+                }
+                h.$update(&buf[..n]);
+            }
+            h
+        }};
+    }
+    use sha2::Digest;
+    Ok(match algorithm {
+        files::Algorithm::Sha256 => hex::encode(hash_with!(sha2::Sha256::new(), update).finalize()),
+        files::Algorithm::Sha512 => hex::encode(hash_with!(sha2::Sha512::new(), update).finalize()),
+        files::Algorithm::Blake3 => hash_with!(blake3::Hasher::new(), update)
+            .finalize()
+            .to_hex()
+            .to_string(),
+    })
+}
+
+/// Free space where a granted path lives.
+pub fn free_space(grants: &Grants, path: &str) -> Result<files::Space, HostError> {
+    let r = grants.read(path).map_err(denied)?;
+    let dir = r
+        .grant
+        .dir
+        .open_dir(r.rel_path())
+        .or_else(|_| r.grant.dir.try_clone())
+        .map_err(|e| io_error(path, e))?;
+    let st = rustix::fs::fstatvfs(&dir).map_err(|e| io_error(path, e.into()))?;
+    Ok(files::Space {
+        available: free_space_of(&dir).map_err(|e| io_error(path, e))?,
+        total: st.f_blocks.saturating_mul(st.f_frsize),
+    })
+}
+
+impl files::Host for StepState {
+    fn digest(
+        &mut self,
+        path: String,
+        algorithm: files::Algorithm,
+    ) -> wasmtime::Result<Result<String, HostError>> {
+        Ok(digest(&self.host.grants, &path, algorithm))
+    }
+    fn free_space(&mut self, path: String) -> wasmtime::Result<Result<files::Space, HostError>> {
+        Ok(free_space(&self.host.grants, &path))
+    }
+}
+
+impl probe::Host for StepState {
+    fn run(
+        &mut self,
+        call: types::CommandCall,
+    ) -> wasmtime::Result<Result<probe::Output, HostError>> {
+        let h = &self.host;
+        let call = Call {
+            command: call.command,
+            args: call.args,
+        };
+        Ok(h.commands
+            .run(&h.step_id, &call, h.timeout)
+            .map(|o| probe::Output {
+                status: o.status,
+                stdout: o.stdout,
+                stderr: o.stderr,
+            })
+            .map_err(HostError::Denied))
+    }
+    fn http_status(&mut self, url: String) -> wasmtime::Result<Result<u16, HostError>> {
+        let h = &self.host;
+        if !h
+            .urls
+            .iter()
+            .any(|p| crate::runbook::model::glob_match(p, &url))
+        {
+            return Ok(Err(HostError::Denied(format!(
+                "step `{}` may not query {url}; add it to the step's `urls`",
+                h.step_id
+            ))));
+        }
+        Ok(http_get_status(
+            &url,
+            h.timeout.min(Duration::from_secs(30)),
+        ))
+    }
+}
+
+/// A plain HTTP/1.1 GET that returns the status code. `http://` only: health
+/// endpoints of services on the same machine.
+pub fn http_get_status(url: &str, timeout: Duration) -> Result<u16, HostError> {
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or_else(|| HostError::Invalid(format!("{url}: only http:// URLs are supported")))?;
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let path = if path.is_empty() { "/" } else { path };
+    let addr_text = if authority.contains(':') {
+        authority.to_string()
+    } else {
+        format!("{authority}:80")
+    };
+    let io = |e: std::io::Error| HostError::Io(format!("{url}: {e}"));
+    let addr = addr_text
+        .to_socket_addrs()
+        .map_err(io)?
+        .next()
+        .ok_or_else(|| HostError::Io(format!("{url}: no address")))?;
+    let mut s = TcpStream::connect_timeout(&addr, timeout).map_err(io)?;
+    s.set_read_timeout(Some(timeout)).map_err(io)?;
+    s.set_write_timeout(Some(timeout)).map_err(io)?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {authority}\r\nUser-Agent: mend\r\nConnection: close\r\n\r\n"
+    )
+    .map_err(io)?;
+    let mut head = [0u8; 64];
+    let mut n = 0;
+    while n < 12 {
+        let m = s.read(&mut head[n..]).map_err(io)?;
+        if m == 0 {
+            break;
+        }
+        n += m;
+    }
+    let line = String::from_utf8_lossy(&head[..n]);
+    line.split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| HostError::Io(format!("{url}: not an HTTP response: {line:?}")))
+}
+
+/// Bytes available to an unprivileged writer on the filesystem of `dir`.
+/// `MEND_FAKE_FREE_BYTES` overrides it: tests use it to rehearse a full disk
+/// without filling the machine's.
+pub fn free_space_of(dir: &Dir) -> std::io::Result<u64> {
+    if let Some(n) = std::env::var("MEND_FAKE_FREE_BYTES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        return Ok(n);
+    }
+    let st = rustix::fs::fstatvfs(dir)?;
+    Ok(st.f_bavail.saturating_mul(st.f_frsize))
+}
