@@ -49,6 +49,9 @@ pub struct CommandPolicy {
     pub allowed: BTreeMap<String, Command>,
     /// In a rehearsal: the stand-ins; a command without one is refused.
     pub stand_ins: Option<BTreeMap<String, StandIn>>,
+    /// `MEND_GRANT_<NAME>` for each of the step's grants: where it is now
+    /// (a rehearsal's copy, during a rehearsal).
+    pub env: Vec<(String, String)>,
 }
 
 impl CommandPolicy {
@@ -92,14 +95,21 @@ impl CommandPolicy {
                 call.args.clone(),
             ),
         };
-        run_program(&program, &args, timeout).map_err(|e| format!("step `{step}`: `{call}`: {e}"))
+        run_program(&program, &args, &self.env, timeout)
+            .map_err(|e| format!("step `{step}`: `{call}`: {e}"))
     }
 }
 
 /// Run a program with a deadline, capturing bounded output.
-pub fn run_program(program: &str, args: &[String], timeout: Duration) -> Result<Output, String> {
+pub fn run_program(
+    program: &str,
+    args: &[String],
+    env: &[(String, String)],
+    timeout: Duration,
+) -> Result<Output, String> {
     let mut child = Process::new(program)
         .args(args)
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

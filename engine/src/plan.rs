@@ -186,6 +186,9 @@ pub fn check(
         actions: Vec::with_capacity(plan.actions.len()),
     };
     let refuse = |e: PathError| format!("step `{step}`: {e}");
+    // Removals so far, so that a directory removed after its files (a cull
+    // that removes the folders it emptied) is not counted twice.
+    let mut removed: std::collections::BTreeMap<String, (u64, u64)> = Default::default();
     for a in plan.actions {
         let reason = crate::output::sanitize(&a.reason);
         let action = Action::from(a.kind);
@@ -198,7 +201,16 @@ pub fn check(
                         r.grant.name
                     ));
                 }
-                let (b, f) = tree_size(&r.grant.dir, r.rel_path());
+                let (mut b, mut f) = tree_size(&r.grant.dir, r.rel_path());
+                let below = format!("{path}/");
+                for (_, (eb, ef)) in removed
+                    .range(below.clone()..)
+                    .take_while(|(k, _)| k.starts_with(&below))
+                {
+                    b = b.saturating_sub(*eb);
+                    f = f.saturating_sub(*ef);
+                }
+                removed.insert(path.clone(), (b, f));
                 (b, f, !r.grant.disposable)
             }
             Action::Rename { path, to } => {

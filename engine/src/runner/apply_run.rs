@@ -285,6 +285,17 @@ async fn drive(
                 journal.set_step_status(run_id, step.idx, StepStatus::Verified, None)?;
             }
             Err(StepFailed(message)) => {
+                if !journal.steps(run_id)?.iter().any(|s| s.idx == step.idx) {
+                    // It failed before it had a plan: record it all the same.
+                    journal.save_step(
+                        run_id,
+                        step.idx,
+                        &step.def.id,
+                        &step.def.uses.to_string(),
+                        &step.loaded.sha256,
+                        "null",
+                    )?;
+                }
                 journal.set_step_status(run_id, step.idx, StepStatus::Failed, Some(&message))?;
                 journal.event(run_id, Some(step.idx), "error", &message)?;
                 settings

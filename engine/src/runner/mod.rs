@@ -199,6 +199,15 @@ pub async fn prepare(
                 .map(|c| (c.clone(), runbook.commands[c].clone()))
                 .collect(),
             stand_ins: stand_ins.then(|| runbook.rehearsal_commands.clone()),
+            env: grants
+                .iter()
+                .map(|g| {
+                    (
+                        format!("MEND_GRANT_{}", g.name.to_uppercase().replace('-', "_")),
+                        g.root.display().to_string(),
+                    )
+                })
+                .collect(),
         };
         steps.push(PreparedStep {
             idx: idx as u32,

@@ -63,6 +63,9 @@ impl Step for CacheCull {
         let root = p.path.trim_end_matches('/');
         let mut files = Vec::new();
         let mut dirs = BTreeSet::new();
+        // Entries that stay whatever happens (excluded, not matched, sockets):
+        // their directories are never empty.
+        let mut staying: Vec<String> = Vec::new();
         host.walk(root, &mut |e| {
             let rel = &e.path[root.len() + 1..];
             match e.kind {
@@ -76,7 +79,7 @@ impl Step for CacheCull {
                         mtime: e.mtime,
                     })
                 }
-                _ => {}
+                _ => staying.push(parent(&e.path).to_string()),
             }
         })
         .map_err(|e| StepError::from(e).param("path"))?;
@@ -111,6 +114,9 @@ impl Step for CacheCull {
         let mut per_dir: BTreeMap<&str, (u64, u64, u64)> = BTreeMap::new();
         let mut plan = Plan::builder();
         let mut left: BTreeMap<String, usize> = BTreeMap::new(); // dir -> entries kept
+        for dir in staying {
+            *left.entry(dir).or_default() += 1;
+        }
         for (f, &c) in files.iter().zip(&cull) {
             let rel = &f.path[root.len() + 1..];
             let top = rel.split_once('/').map_or(".", |(t, _)| t);

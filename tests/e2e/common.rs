@@ -1,0 +1,196 @@
+//! Helpers for driving the `mend` binary on generated fixtures.
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The binary under test.
+pub fn mend_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_mend")
+}
+
+/// Compiled components are cached here for the whole suite: a debug build
+/// compiles a component in about a second, so compile each once.
+pub fn shared_cache() -> PathBuf {
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("mend-component-cache")
+}
+
+/// The path and sha256 of a test guest component.
+pub fn guest(name: &str) -> (String, String) {
+    let path = mend::bundled::TEST_GUESTS
+        .iter()
+        .find(|(n, _)| *n == name)
+        .unwrap_or_else(|| panic!("no test guest {name}"))
+        .1;
+    let bytes = std::fs::read(path).expect("guest built by build.rs");
+    let sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes));
+    (path.to_string(), sha)
+}
+
+/// A scratch world: a root for grants, a state dir, a runbook file.
+pub struct Fixture {
+    pub dir: tempfile::TempDir,
+}
+
+/// What a mend invocation did.
+pub struct Ran {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Ran {
+    pub fn text(&self) -> String {
+        format!("{}\n{}", self.stdout, self.stderr)
+    }
+}
+
+impl Fixture {
+    pub fn new() -> Fixture {
+        Fixture {
+            dir: tempfile::tempdir().expect("tempdir"),
+        }
+    }
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+    pub fn state(&self) -> PathBuf {
+        self.path("state")
+    }
+    /// Write a file (and its parents).
+    pub fn write(&self, rel: &str, contents: &str) -> PathBuf {
+        let p = self.path(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, contents).unwrap();
+        p
+    }
+    /// Write a runbook; `{root}` in it becomes the fixture's directory and
+    /// `{guest:NAME}` the `uses` and `sha256` lines for a test guest.
+    pub fn runbook(&self, name: &str, text: &str) -> PathBuf {
+        let mut text = text.replace("{root}", &self.dir.path().display().to_string());
+        while let Some(start) = text.find("{guest:") {
+            let end = start + text[start..].find('}').unwrap();
+            let (path, sha) = guest(&text[start + 7..end]);
+            text.replace_range(
+                start..=end,
+                &format!("uses = \"{path}\"\nsha256 = \"{sha}\""),
+            );
+        }
+        self.write(name, &text)
+    }
+    /// Run mend with the fixture's state dir and the shared cache.
+    pub fn mend(&self, args: &[&str]) -> Ran {
+        self.mend_env(args, &[])
+    }
+    pub fn mend_env(&self, args: &[&str], env: &[(&str, &str)]) -> Ran {
+        let out: Output = Command::new(mend_bin())
+            .arg("--state-dir")
+            .arg(self.state())
+            .arg("--cache-dir")
+            .arg(shared_cache())
+            .args(args)
+            .envs(env.iter().copied())
+            .env("NO_COLOR", "1")
+            .output()
+            .expect("run mend");
+        Ran {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+}
+
+/// Every entry below `root`: type, mode, owner, size, content hash or link
+/// target, and (when `times`) the modification time in nanoseconds.
+pub fn tree(root: &Path, times: bool) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![(root.to_path_buf(), String::from("."))];
+    while let Some((p, rel)) = stack.pop() {
+        let md = std::fs::symlink_metadata(&p).unwrap();
+        let t = if times {
+            format!(" mtime={}.{:09}", md.mtime(), md.mtime_nsec())
+        } else {
+            String::new()
+        };
+        let what = if md.file_type().is_symlink() {
+            format!("link -> {}", std::fs::read_link(&p).unwrap().display())
+        } else if md.is_dir() {
+            for e in std::fs::read_dir(&p).unwrap() {
+                let e = e.unwrap();
+                stack.push((
+                    e.path(),
+                    format!("{rel}/{}", e.file_name().to_string_lossy()),
+                ));
+            }
+            "dir".to_string()
+        } else {
+            let bytes = std::fs::read(&p).unwrap();
+            format!(
+                "file {} {}",
+                bytes.len(),
+                hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes))
+            )
+        };
+        out.insert(
+            rel,
+            format!("{what} mode={:o} uid={}{t}", md.mode(), md.uid()),
+        );
+    }
+    out
+}
+
+/// A data grant with files, a subdirectory, and an archive to extract.
+pub fn populate(f: &Fixture) {
+    f.write("data/a.txt", "alpha\n");
+    f.write("data/b.txt", "bravo\n");
+    f.write("data/keep/c.txt", "charlie\n");
+    f.write("data/old/d.txt", "delta\n");
+    f.write("data/old/e.txt", "echo\n");
+    f.write("data/x/one", "x1\n");
+    f.write("data/y/two", "y2\n");
+    // A tar.gz to extract, made with the system's tar, byte-identical in
+    // every fixture (fixed times, no name or time in the gzip header).
+    f.write("src/release/app.txt", "release 2\n");
+    let script = format!(
+        "tar --mtime=2026-01-01 --owner=0 --group=0 --sort=name -cf - -C '{}' release | gzip -n > '{}'",
+        f.path("src").display(),
+        f.path("data/release.tar.gz").display()
+    );
+    let status = Command::new("sh").args(["-c", &script]).status().unwrap();
+    assert!(status.success());
+    // Fixed times, so that restored times can be compared.
+    let _ = Command::new("find")
+        .arg(f.path("data"))
+        .args([
+            "-exec",
+            "touch",
+            "-h",
+            "-d",
+            "2026-01-02 03:04:05",
+            "{}",
+            "+",
+        ])
+        .status();
+}
+
+/// Compare two trees and say how they differ.
+pub fn assert_same(a: &BTreeMap<String, String>, b: &BTreeMap<String, String>, what: &str) {
+    if a != b {
+        let mut diff = Vec::new();
+        for (k, v) in a {
+            match b.get(k) {
+                None => diff.push(format!("- {k}: {v}")),
+                Some(w) if w != v => diff.push(format!("~ {k}: {v}\n  now {w}")),
+                _ => {}
+            }
+        }
+        for (k, v) in b {
+            if !a.contains_key(k) {
+                diff.push(format!("+ {k}: {v}"));
+            }
+        }
+        panic!("{what}: trees differ:\n{}", diff.join("\n"));
+    }
+}

@@ -1,0 +1,365 @@
+//! Plan changes nothing; run commits; a failed run rolls back byte for
+//! byte; rehearse passes and fails for the right reasons.
+
+use crate::common::*;
+
+/// One step that does one of every action kind, and a second step whose
+/// verify can be made to fail.
+pub const KINDS: &str = r#"
+[runbook]
+name = "kinds"
+version = "1.0.0"
+summary = "every action kind"
+on_failure = "{on_failure}"
+
+[grants.data]
+path = "{root}/data"
+access = "write"
+
+[[steps]]
+id = "change"
+{guest:scripted}
+grants = ["data"]
+
+[steps.with]
+actions = [
+  { remove = "data/a.txt" },
+  { remove = "data/old" },
+  { rename = ["data/b.txt", "data/keep/b.txt"] },
+  { swap = ["data/x", "data/y"] },
+  { create_dir = "data/new/deep" },
+  { write_file = ["data/keep/c.txt", "changed\n"] },
+  { write_file = ["data/new/deep/f.txt", "fresh\n"] },
+  { copy = ["data/keep", "data/keep-copy"] },
+  { extract = ["data/release.tar.gz", "data/unpacked", "tar-gz"] },
+]
+
+[[steps]]
+id = "check"
+{guest:scripted}
+grants = ["data"]
+with = { verify = "{verify}" }
+"#;
+
+pub fn kinds(f: &Fixture, verify: &str, on_failure: &str) -> std::path::PathBuf {
+    populate(f);
+    f.runbook(
+        "kinds.toml",
+        &KINDS
+            .replace("{verify}", verify)
+            .replace("{on_failure}", on_failure),
+    )
+}
+
+#[test]
+fn plan_changes_nothing_and_lists_every_action() {
+    let f = Fixture::new();
+    let rb = kinds(&f, "pass", "rollback");
+    let before = tree(&f.path("data"), true);
+    let ran = f.mend(&["plan", rb.to_str().unwrap()]);
+    assert_eq!(ran.code, 0, "{}", ran.text());
+    assert_same(&before, &tree(&f.path("data"), true), "after plan");
+    assert!(!f.state().exists(), "plan created the state directory");
+    for line in [
+        "remove     data/a.txt",
+        "swap       data/x <-> data/y",
+        "extract    data/release.tar.gz -> data/unpacked",
+        "total: 9 actions",
+    ] {
+        assert!(
+            ran.stdout.contains(line),
+            "missing `{line}` in:\n{}",
+            ran.stdout
+        );
+    }
+    // The JSON form has the documented shape.
+    let ran = f.mend(&["--json", "plan", rb.to_str().unwrap()]);
+    let v: serde_json::Value = serde_json::from_str(&ran.stdout).expect("one JSON document");
+    assert_eq!(v["runbook"]["name"], "kinds");
+    let a = &v["steps"][0]["actions"][0];
+    assert_eq!(
+        (
+            a["kind"].as_str(),
+            a["path"].as_str(),
+            a["bytes"].as_u64(),
+            a["reversible"].as_bool()
+        ),
+        (Some("remove"), Some("data/a.txt"), Some(6), Some(true))
+    );
+    assert_eq!(v["steps"][0]["actions"].as_array().unwrap().len(), 9);
+}
+
+#[test]
+fn run_commits_every_action_kind() {
+    let f = Fixture::new();
+    let rb = kinds(&f, "pass", "rollback");
+    let ran = f.mend(&["run", rb.to_str().unwrap()]);
+    assert_eq!(ran.code, 0, "{}", ran.text());
+    let d = |p: &str| f.path("data").join(p);
+    assert!(!d("a.txt").exists() && !d("old").exists() && !d("b.txt").exists());
+    assert_eq!(std::fs::read_to_string(d("keep/b.txt")).unwrap(), "bravo\n");
+    assert_eq!(std::fs::read_to_string(d("x/two")).unwrap(), "y2\n");
+    assert_eq!(std::fs::read_to_string(d("y/one")).unwrap(), "x1\n");
+    assert_eq!(
+        std::fs::read_to_string(d("keep/c.txt")).unwrap(),
+        "changed\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(d("keep-copy/c.txt")).unwrap(),
+        "changed\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(d("new/deep/f.txt")).unwrap(),
+        "fresh\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(d("unpacked/release/app.txt")).unwrap(),
+        "release 2\n"
+    );
+    assert!(
+        !d(".mend-trash").exists() && !d(".mend-staging").exists(),
+        "trash left after commit"
+    );
+    let h = f.mend(&["--json", "history"]);
+    let runs: serde_json::Value = serde_json::from_str(&h.stdout).unwrap();
+    assert_eq!(runs[0]["status"], "committed");
+}
+
+#[test]
+fn failed_verify_rolls_back_byte_for_byte() {
+    let f = Fixture::new();
+    let rb = kinds(&f, "fail", "rollback");
+    let before = tree(&f.path("data"), true);
+    let ran = f.mend(&["run", rb.to_str().unwrap()]);
+    assert_eq!(ran.code, 1, "{}", ran.text());
+    assert!(
+        ran.stdout.contains("failed: step `check`"),
+        "{}",
+        ran.stdout
+    );
+    assert!(
+        ran.stdout
+            .contains("9 actions undone; steps change, check rolled back; nothing left changed"),
+        "{}",
+        ran.stdout
+    );
+    assert_same(&before, &tree(&f.path("data"), true), "after rollback");
+}
+
+#[test]
+fn stopped_run_rolls_back_on_request() {
+    let f = Fixture::new();
+    let rb = kinds(&f, "fail", "stop");
+    let before = tree(&f.path("data"), true);
+    let ran = f.mend(&["run", rb.to_str().unwrap()]);
+    assert_eq!(ran.code, 1, "{}", ran.text());
+    assert!(
+        ran.stdout.contains("nothing was rolled back"),
+        "{}",
+        ran.stdout
+    );
+    assert!(
+        f.path("data/new/deep/f.txt").exists(),
+        "the stopped run's changes stay"
+    );
+    let h: serde_json::Value =
+        serde_json::from_str(&f.mend(&["--json", "history"]).stdout).unwrap();
+    let id = h[0]["id"].as_str().unwrap().to_string();
+    assert_eq!(h[0]["status"], "failed");
+    let ran = f.mend(&["rollback", &id[..6]]);
+    assert_eq!(ran.code, 0, "{}", ran.text());
+    assert_same(&before, &tree(&f.path("data"), true), "after mend rollback");
+    let again = f.mend(&["rollback", &id]);
+    assert_eq!(again.code, 2, "{}", again.text());
+    assert!(
+        again.text().contains("already rolled back"),
+        "{}",
+        again.text()
+    );
+}
+
+#[test]
+fn rehearse_passes_on_a_good_runbook_and_leaves_the_real_tree_alone() {
+    let f = Fixture::new();
+    let rb = kinds(&f, "pass", "rollback");
+    let before = tree(&f.path("data"), true);
+    let ran = f.mend(&["rehearse", rb.to_str().unwrap()]);
+    assert_eq!(ran.code, 0, "{}", ran.text());
+    assert!(
+        ran.stdout
+            .contains("rehearsal passed: every grant is byte-identical"),
+        "{}",
+        ran.stdout
+    );
+    assert_same(
+        &before,
+        &tree(&f.path("data"), true),
+        "the real grant after a rehearsal",
+    );
+}
+
+#[test]
+fn rehearse_fails_when_a_reversible_action_is_not_undone() {
+    let f = Fixture::new();
+    populate(&f);
+    // The command claims an undo, but its stand-in undo does nothing.
+    let rb = f.runbook(
+        "lying.toml",
+        r#"
+[runbook]
+name = "lying-undo"
+version = "1.0.0"
+summary = "an exec whose undo does not undo"
+
+[grants.data]
+path = "{root}/data"
+access = "write"
+
+[commands.mark]
+program = "/bin/false"
+args = ["**"]
+
+[commands.unmark]
+program = "/bin/false"
+args = ["**"]
+
+[rehearsal.commands.mark]
+program = "/bin/sh"
+args = ["-c", "echo marked > \"$MEND_GRANT_DATA/a.txt\""]
+
+[rehearsal.commands.unmark]
+program = "/bin/true"
+
+[[steps]]
+id = "mark"
+{guest:scripted}
+grants = ["data"]
+commands = ["mark", "unmark"]
+with = { actions = [{ exec = ["mark", ["a.txt"]], undo = ["unmark", ["a.txt"]] }] }
+"#,
+    );
+    let ran = f.mend(&["rehearse", rb.to_str().unwrap()]);
+    assert_eq!(ran.code, 1, "{}", ran.text());
+    assert!(
+        ran.stdout
+            .contains("rehearsal failed: 1 differences after the rollback:"),
+        "{}",
+        ran.stdout
+    );
+    assert!(
+        ran.stdout.contains("data/a.txt: content, mtime differs"),
+        "{}",
+        ran.stdout
+    );
+    assert_eq!(
+        std::fs::read_to_string(f.path("data/a.txt")).unwrap(),
+        "alpha\n",
+        "the real grant was touched"
+    );
+}
+
+#[test]
+fn rehearse_refuses_commands_without_a_stand_in() {
+    let f = Fixture::new();
+    populate(&f);
+    let rb = f.runbook(
+        "nostand.toml",
+        r#"
+[runbook]
+name = "no-stand-in"
+version = "1.0.0"
+summary = "an exec with no stand-in"
+
+[grants.data]
+path = "{root}/data"
+access = "write"
+
+[commands.restart]
+program = "/bin/true"
+args = ["**"]
+
+[[steps]]
+id = "restart"
+{guest:scripted}
+grants = ["data"]
+commands = ["restart"]
+with = { actions = [{ exec = ["restart", ["web"]] }] }
+"#,
+    );
+    let ran = f.mend(&["rehearse", rb.to_str().unwrap()]);
+    assert_eq!(ran.code, 1, "{}", ran.text());
+    assert!(
+        ran.text().contains("command `restart` has no stand-in"),
+        "{}",
+        ran.text()
+    );
+}
+
+#[test]
+fn a_second_run_of_the_same_runbook_is_refused_while_one_holds_the_lock() {
+    let f = Fixture::new();
+    f.write("data/a.txt", "a");
+    let rb = f.runbook(
+        "slow.toml",
+        r#"
+[runbook]
+name = "slow"
+version = "1.0.0"
+summary = "a step that takes its whole deadline"
+
+[grants.data]
+path = "{root}/data"
+access = "write"
+
+[[steps]]
+id = "loop"
+{guest:spin}
+timeout = "3s"
+"#,
+    );
+    let mut first = std::process::Command::new(mend_bin())
+        .args([
+            "--state-dir",
+            f.state().to_str().unwrap(),
+            "--cache-dir",
+            shared_cache().to_str().unwrap(),
+            "run",
+            rb.to_str().unwrap(),
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait until the first run has taken the lock (its run is journaled).
+    let start = std::time::Instant::now();
+    while !f
+        .mend(&["--json", "history"])
+        .stdout
+        .contains("\"running\"")
+    {
+        assert!(
+            start.elapsed().as_secs() < 20,
+            "the first run never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let second = f.mend(&["run", rb.to_str().unwrap()]);
+    assert_eq!(second.code, 4, "{}", second.text());
+    assert!(
+        second
+            .stderr
+            .contains(&format!("is locked by pid {}", first.id())),
+        "{}",
+        second.stderr
+    );
+    // A holder killed with SIGKILL leaves no lock behind.
+    first.kill().unwrap();
+    first.wait().unwrap();
+    let third = f.mend(&["run", rb.to_str().unwrap()]);
+    assert_eq!(
+        third.code,
+        1,
+        "expected the step to time out, not a lock: {}",
+        third.text()
+    );
+}

@@ -1,0 +1,8 @@
+//! End-to-end tests: the `mend` binary on generated fixtures.
+
+mod common;
+
+mod bad_input;
+mod crash;
+mod hostile;
+mod lifecycle;
