@@ -83,7 +83,7 @@ pub fn split(path: &str) -> Result<(&str, &str), PathError> {
         }
     }
     let grant = parts.next().unwrap_or_default();
-    Ok((grant, &trimmed[grant.len()..].trim_start_matches('/')))
+    Ok((grant, trimmed[grant.len()..].trim_start_matches('/')))
 }
 
 impl Grants {

@@ -15,6 +15,9 @@ use crate::runner::{
 };
 use crate::sandbox::bindings::mend::runbook::log::Level;
 
+/// A step and what planning it gave.
+pub type PlannedStep<'a> = (&'a PreparedStep, Result<(StepPlan, Vec<(String, String)>), PlanError>);
+
 /// How many actions of a step a plan lists without `--all`.
 const SHOWN: usize = 12;
 
@@ -64,10 +67,7 @@ impl Out {
     pub fn plan(
         &self,
         prepared: &Prepared,
-        steps: &[(
-            &PreparedStep,
-            Result<(StepPlan, Vec<(String, String)>), PlanError>,
-        )],
+        steps: &[PlannedStep],
         all: bool,
     ) -> i32 {
         let rb = &prepared.runbook;
