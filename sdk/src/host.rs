@@ -80,10 +80,27 @@ impl Host for WasmHost {
     }
 }
 
+/// Readable text for a [`HostError`] (its generated `Display` is a debug form).
+pub trait HostErrorExt {
+    /// "denied: path `x` ...", "not found: x", ...
+    fn text(&self) -> String;
+}
+
+impl HostErrorExt for HostError {
+    fn text(&self) -> String {
+        match self {
+            HostError::Denied(m) => format!("denied: {m}"),
+            HostError::NotFound(m) => format!("not found: {m}"),
+            HostError::Invalid(m) => format!("invalid: {m}"),
+            HostError::Io(m) => format!("i/o error: {m}"),
+        }
+    }
+}
+
 impl From<HostError> for crate::StepError {
     fn from(e: HostError) -> Self {
         crate::StepError {
-            message: e.to_string(),
+            message: e.text(),
             hint: None,
             param: None,
         }

@@ -60,14 +60,14 @@ pub use bindings::mend::runbook::types::{
     ExtractArgs, Fact, GrantInfo, HostError, ParamKind, ParamSpec, Plan, RenameArgs, StepError,
     StepInfo, SwapArgs, WriteFileArgs,
 };
-pub use host::{Host, WasmHost};
+pub use host::{Host, HostErrorExt, WasmHost};
 pub use params::ParamSpecExt;
 pub use plan::{PlanBuilder, StepErrorExt, human_bytes};
 
 /// Everything a step usually needs, in one `use`.
 pub mod prelude {
     pub use crate::{
-        Access, Algorithm, Check, Context, Entry, EntryKind, Host, HostError, Level, ParamSpec,
+        Access, Algorithm, Check, Context, Entry, EntryKind, Host, HostError, HostErrorExt, Level, ParamSpec,
         ParamSpecExt, Plan, PlanBuilder, Step, StepError, StepErrorExt, human_bytes,
     };
     pub use serde::Deserialize;

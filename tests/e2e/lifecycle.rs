@@ -363,3 +363,109 @@ timeout = "3s"
         third.text()
     );
 }
+
+#[test]
+fn a_command_is_compensated_on_rollback() {
+    let f = Fixture::new();
+    populate(&f);
+    let rb = f.runbook(
+        "exec.toml",
+        r#"
+[runbook]
+name = "exec-undo"
+version = "1.0.0"
+summary = "a command and its compensation"
+
+[grants.data]
+path = "{root}/data"
+access = "write"
+
+[commands.mark]
+program = "/bin/sh"
+args = [["-c", "echo on > \"$MEND_GRANT_DATA/flag\""]]
+
+[commands.unmark]
+program = "/bin/sh"
+args = [["-c", "rm \"$MEND_GRANT_DATA/flag\""]]
+
+[[steps]]
+id = "mark"
+{guest:scripted}
+grants = ["data"]
+commands = ["mark", "unmark"]
+with = { actions = [{ exec = ["mark", ["-c", "echo on > \"$MEND_GRANT_DATA/flag\""]], undo = ["unmark", ["-c", "rm \"$MEND_GRANT_DATA/flag\""]] }], verify = "exists:data/flag" }
+
+[[steps]]
+id = "fail"
+{guest:scripted}
+with = { verify = "fail" }
+"#,
+    );
+    let ran = f.mend(&["run", rb.to_str().unwrap()]);
+    assert_eq!(ran.code, 1, "{}", ran.text());
+    assert!(ran.stdout.contains("1 actions undone"), "{}", ran.stdout);
+    assert!(!f.path("data/flag").exists(), "the compensation did not run");
+    let show: serde_json::Value = serde_json::from_str(&f.mend(&["--json", "show", &history_id(&f)]).stdout).unwrap();
+    assert_eq!(show["actions"][0]["state"], "undone");
+}
+
+#[test]
+fn an_argument_outside_the_allowed_patterns_is_refused_at_plan() {
+    let f = Fixture::new();
+    populate(&f);
+    let rb = f.runbook(
+        "exec.toml",
+        r#"
+[runbook]
+name = "exec-deny"
+version = "1.0.0"
+summary = "a command with arguments it may not get"
+
+[grants.data]
+path = "{root}/data"
+access = "write"
+
+[commands.systemctl]
+program = "/bin/true"
+args = [["restart", "mastodon-*.service"]]
+
+[[steps]]
+id = "restart"
+{guest:scripted}
+commands = ["systemctl"]
+with = { actions = [{ exec = ["systemctl", ["stop", "nftables.service"]] }] }
+"#,
+    );
+    let ran = f.mend(&["plan", rb.to_str().unwrap()]);
+    assert_eq!(ran.code, 1, "{}", ran.text());
+    assert!(
+        ran.stdout.contains("step `restart`: `systemctl stop nftables.service` does not match the arguments [commands.systemctl] allows (restart mastodon-*.service)"),
+        "{}",
+        ran.stdout
+    );
+}
+
+#[test]
+fn lint_checks_steps_parameters_and_resume_refuses_a_changed_runbook() {
+    let f = Fixture::new();
+    let rb = kinds(&f, "pass", "rollback");
+    let ran = f.mend(&["lint", rb.to_str().unwrap()]);
+    assert_eq!(ran.code, 0, "{}", ran.text());
+    assert!(ran.stdout.contains("kinds.toml: ok (kinds 1.0.0, 2 steps)"), "{}", ran.stdout);
+    // Interrupt a run, change the runbook, and try to resume it.
+    let ran = f.mend_env(&["run", rb.to_str().unwrap()], &[("MEND_CRASH_AT", "perform:0:4")]);
+    assert_eq!(ran.code, -1, "{}", ran.text());
+    let text = std::fs::read_to_string(&rb).unwrap();
+    std::fs::write(&rb, text.replace("summary = \"every action kind\"", "summary = \"edited\"")).unwrap();
+    let id = history_id(&f);
+    let ran = f.mend(&["resume", &id]);
+    assert_eq!(ran.code, 2, "{}", ran.text());
+    assert!(ran.stderr.contains(&format!("the runbook changed since run {id} started")), "{}", ran.stderr);
+    std::fs::write(&rb, text).unwrap();
+    assert_eq!(f.mend(&["resume", &id]).code, 0);
+}
+
+fn history_id(f: &Fixture) -> String {
+    let h: serde_json::Value = serde_json::from_str(&f.mend(&["--json", "history"]).stdout).unwrap();
+    h[0]["id"].as_str().unwrap().to_string()
+}

@@ -4,5 +4,6 @@ mod common;
 
 mod bad_input;
 mod crash;
+mod host;
 mod hostile;
 mod lifecycle;

@@ -23,6 +23,11 @@ pub struct Params {
     verify: Option<String>,
     #[serde(default)]
     log: Vec<String>,
+    /// Host helpers to call while planning, each reported as a summary line:
+    /// `walk:GRANT/dir` (entries, files, bytes), `digest:GRANT/file`,
+    /// `free:GRANT`, `read:GRANT/file`.
+    #[serde(default)]
+    inspect: Vec<String>,
 }
 
 fn s(v: &Value, i: usize) -> String {
@@ -62,6 +67,7 @@ impl Step for Scripted {
             ParamSpec::string("fail_plan", "fail planning with this message"),
             ParamSpec::string("verify", "`fail`, or `exists:GRANT/path`"),
             ParamSpec::list("log", "messages to log while planning"),
+            ParamSpec::list("inspect", "host helpers to call: walk:, digest:, free:, read:"),
         ]
     }
     fn plan(_: &Context, p: Params, host: &dyn Host) -> Result<Plan, StepError> {
@@ -72,6 +78,31 @@ impl Step for Scripted {
             return Err(StepError::new(why).hint("this step fails on purpose"));
         }
         let mut plan = Plan::builder();
+        for what in &p.inspect {
+            let (verb, path) = what.split_once(':').unwrap_or((what.as_str(), ""));
+            let line = match verb {
+                "walk" => {
+                    let (mut n, mut files, mut bytes, mut links) = (0u64, 0u64, 0u64, 0u64);
+                    host.walk(path, &mut |e| {
+                        n += 1;
+                        match e.kind {
+                            mend_sdk::EntryKind::File => {
+                                files += 1;
+                                bytes += e.size;
+                            }
+                            mend_sdk::EntryKind::Symlink => links += 1,
+                            _ => {}
+                        }
+                    })
+                    .map(|()| format!("walk {path}: {n} entries, {files} files, {bytes} bytes, {links} symlinks"))
+                }
+                "digest" => host.digest(path, Algorithm::Sha256).map(|d| format!("sha256 {path}: {d}")),
+                "free" => host.free_space(path).map(|s| format!("free {path}: {} of {}", s.available, s.total)),
+                "read" => host.read(path).map(|b| format!("read {path}: {} bytes", b.len())),
+                other => return Err(StepError::new(format!("unknown inspect verb `{other}`"))),
+            };
+            plan = plan.summary(line.unwrap_or_else(|e| format!("{verb} {path}: error: {}", e.text())));
+        }
         for a in &p.actions {
             let (key, v) = a
                 .iter()
