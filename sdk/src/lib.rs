@@ -67,8 +67,8 @@ pub use plan::{PlanBuilder, StepErrorExt, human_bytes};
 /// Everything a step usually needs, in one `use`.
 pub mod prelude {
     pub use crate::{
-        Access, Algorithm, Check, Context, Entry, EntryKind, Host, HostError, HostErrorExt, Level, ParamSpec,
-        ParamSpecExt, Plan, PlanBuilder, Step, StepError, StepErrorExt, human_bytes,
+        Access, Algorithm, Check, Context, Entry, EntryKind, Host, HostError, HostErrorExt, Level,
+        ParamSpec, ParamSpecExt, Plan, PlanBuilder, Step, StepError, StepErrorExt, human_bytes,
     };
     pub use serde::Deserialize;
 }

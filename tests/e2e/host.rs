@@ -4,7 +4,11 @@
 use crate::common::*;
 
 fn inspect(f: &Fixture, what: &[&str]) -> String {
-    let list = what.iter().map(|w| format!("\"{w}\"")).collect::<Vec<_>>().join(", ");
+    let list = what
+        .iter()
+        .map(|w| format!("\"{w}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
     let rb = f.runbook(
         "inspect.toml",
         &format!(
@@ -32,7 +36,10 @@ with = {{ inspect = [{list}] }}
 }
 
 fn sh(cmd: &str) -> String {
-    let out = std::process::Command::new("sh").args(["-c", cmd]).output().unwrap();
+    let out = std::process::Command::new("sh")
+        .args(["-c", cmd])
+        .output()
+        .unwrap();
     String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
@@ -58,9 +65,12 @@ fn walk_agrees_with_find_on_a_big_awkward_tree() {
     let d = data.display();
     let entries = sh(&format!("find '{d}' -mindepth 1 | wc -l"));
     let files = sh(&format!("find '{d}' -type f | wc -l"));
-    let bytes = sh(&format!("find '{d}' -type f -printf '%s\\n' | awk '{{s+=$1}} END {{print s}}'"));
+    let bytes = sh(&format!(
+        "find '{d}' -type f -printf '%s\\n' | awk '{{s+=$1}} END {{print s}}'"
+    ));
     let links = sh(&format!("find '{d}' -type l | wc -l"));
-    let want = format!("walk data: {entries} entries, {files} files, {bytes} bytes, {links} symlinks");
+    let want =
+        format!("walk data: {entries} entries, {files} files, {bytes} bytes, {links} symlinks");
     assert!(out.contains(&want), "expected `{want}` in:\n{out}");
     assert_eq!(files, "12000");
 }
@@ -72,12 +82,36 @@ fn digest_agrees_with_sha256sum_and_paths_are_checked() {
     std::fs::create_dir_all(f.path("outside")).unwrap();
     f.write("outside/secret", "s");
     std::os::unix::fs::symlink(f.path("outside/secret"), f.path("data/link")).unwrap();
-    let out = inspect(&f, &["digest:data/release.tar.gz", "digest:data/../outside/secret", "digest:data/link", "digest:etc/passwd", "read:data/release.tar.gz", "free:data"]);
-    let native = sh(&format!("sha256sum '{}' | cut -d' ' -f1", f.path("data/release.tar.gz").display()));
-    assert!(out.contains(&format!("sha256 data/release.tar.gz: {native}")), "{out}");
+    let out = inspect(
+        &f,
+        &[
+            "digest:data/release.tar.gz",
+            "digest:data/../outside/secret",
+            "digest:data/link",
+            "digest:etc/passwd",
+            "read:data/release.tar.gz",
+            "free:data",
+        ],
+    );
+    let native = sh(&format!(
+        "sha256sum '{}' | cut -d' ' -f1",
+        f.path("data/release.tar.gz").display()
+    ));
+    assert!(
+        out.contains(&format!("sha256 data/release.tar.gz: {native}")),
+        "{out}"
+    );
     assert!(out.contains("digest data/../outside/secret: error: denied: path `data/../outside/secret` contains `..`"), "{out}");
-    assert!(out.contains("digest data/link: error: denied: data/link: a path led outside of the filesystem"), "a symlink out of the grant was followed:\n{out}");
+    assert!(
+        out.contains(
+            "digest data/link: error: denied: data/link: a path led outside of the filesystem"
+        ),
+        "a symlink out of the grant was followed:\n{out}"
+    );
     assert!(out.contains("digest etc/passwd: error: denied: path `etc/passwd` is in grant `etc`, which this step does not hold"), "{out}");
-    assert!(out.contains("read data/release.tar.gz: 1400000 bytes"), "{out}");
+    assert!(
+        out.contains("read data/release.tar.gz: 1400000 bytes"),
+        "{out}"
+    );
     assert!(out.contains("free data: "), "{out}");
 }

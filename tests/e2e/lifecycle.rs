@@ -404,8 +404,12 @@ with = { verify = "fail" }
     let ran = f.mend(&["run", rb.to_str().unwrap()]);
     assert_eq!(ran.code, 1, "{}", ran.text());
     assert!(ran.stdout.contains("1 actions undone"), "{}", ran.stdout);
-    assert!(!f.path("data/flag").exists(), "the compensation did not run");
-    let show: serde_json::Value = serde_json::from_str(&f.mend(&["--json", "show", &history_id(&f)]).stdout).unwrap();
+    assert!(
+        !f.path("data/flag").exists(),
+        "the compensation did not run"
+    );
+    let show: serde_json::Value =
+        serde_json::from_str(&f.mend(&["--json", "show", &history_id(&f)]).stdout).unwrap();
     assert_eq!(show["actions"][0]["state"], "undone");
 }
 
@@ -451,21 +455,38 @@ fn lint_checks_steps_parameters_and_resume_refuses_a_changed_runbook() {
     let rb = kinds(&f, "pass", "rollback");
     let ran = f.mend(&["lint", rb.to_str().unwrap()]);
     assert_eq!(ran.code, 0, "{}", ran.text());
-    assert!(ran.stdout.contains("kinds.toml: ok (kinds 1.0.0, 2 steps)"), "{}", ran.stdout);
+    assert!(
+        ran.stdout.contains("kinds.toml: ok (kinds 1.0.0, 2 steps)"),
+        "{}",
+        ran.stdout
+    );
     // Interrupt a run, change the runbook, and try to resume it.
-    let ran = f.mend_env(&["run", rb.to_str().unwrap()], &[("MEND_CRASH_AT", "perform:0:4")]);
+    let ran = f.mend_env(
+        &["run", rb.to_str().unwrap()],
+        &[("MEND_CRASH_AT", "perform:0:4")],
+    );
     assert_eq!(ran.code, -1, "{}", ran.text());
     let text = std::fs::read_to_string(&rb).unwrap();
-    std::fs::write(&rb, text.replace("summary = \"every action kind\"", "summary = \"edited\"")).unwrap();
+    std::fs::write(
+        &rb,
+        text.replace("summary = \"every action kind\"", "summary = \"edited\""),
+    )
+    .unwrap();
     let id = history_id(&f);
     let ran = f.mend(&["resume", &id]);
     assert_eq!(ran.code, 2, "{}", ran.text());
-    assert!(ran.stderr.contains(&format!("the runbook changed since run {id} started")), "{}", ran.stderr);
+    assert!(
+        ran.stderr
+            .contains(&format!("the runbook changed since run {id} started")),
+        "{}",
+        ran.stderr
+    );
     std::fs::write(&rb, text).unwrap();
     assert_eq!(f.mend(&["resume", &id]).code, 0);
 }
 
 fn history_id(f: &Fixture) -> String {
-    let h: serde_json::Value = serde_json::from_str(&f.mend(&["--json", "history"]).stdout).unwrap();
+    let h: serde_json::Value =
+        serde_json::from_str(&f.mend(&["--json", "history"]).stdout).unwrap();
     h[0]["id"].as_str().unwrap().to_string()
 }

@@ -16,7 +16,10 @@ use crate::runner::{
 use crate::sandbox::bindings::mend::runbook::log::Level;
 
 /// A step and what planning it gave.
-pub type PlannedStep<'a> = (&'a PreparedStep, Result<(StepPlan, Vec<(String, String)>), PlanError>);
+pub type PlannedStep<'a> = (
+    &'a PreparedStep,
+    Result<(StepPlan, Vec<(String, String)>), PlanError>,
+);
 
 /// How many actions of a step a plan lists without `--all`.
 const SHOWN: usize = 12;
@@ -64,12 +67,7 @@ impl Out {
         eprintln!("  [{step}] {tag}{msg}");
     }
 
-    pub fn plan(
-        &self,
-        prepared: &Prepared,
-        steps: &[PlannedStep],
-        all: bool,
-    ) -> i32 {
+    pub fn plan(&self, prepared: &Prepared, steps: &[PlannedStep], all: bool) -> i32 {
         let rb = &prepared.runbook;
         let failed = steps.iter().any(|(_, r)| r.is_err());
         if self.json {

@@ -67,7 +67,10 @@ impl Step for Scripted {
             ParamSpec::string("fail_plan", "fail planning with this message"),
             ParamSpec::string("verify", "`fail`, or `exists:GRANT/path`"),
             ParamSpec::list("log", "messages to log while planning"),
-            ParamSpec::list("inspect", "host helpers to call: walk:, digest:, free:, read:"),
+            ParamSpec::list(
+                "inspect",
+                "host helpers to call: walk:, digest:, free:, read:",
+            ),
         ]
     }
     fn plan(_: &Context, p: Params, host: &dyn Host) -> Result<Plan, StepError> {
@@ -96,12 +99,19 @@ impl Step for Scripted {
                     })
                     .map(|()| format!("walk {path}: {n} entries, {files} files, {bytes} bytes, {links} symlinks"))
                 }
-                "digest" => host.digest(path, Algorithm::Sha256).map(|d| format!("sha256 {path}: {d}")),
-                "free" => host.free_space(path).map(|s| format!("free {path}: {} of {}", s.available, s.total)),
-                "read" => host.read(path).map(|b| format!("read {path}: {} bytes", b.len())),
+                "digest" => host
+                    .digest(path, Algorithm::Sha256)
+                    .map(|d| format!("sha256 {path}: {d}")),
+                "free" => host
+                    .free_space(path)
+                    .map(|s| format!("free {path}: {} of {}", s.available, s.total)),
+                "read" => host
+                    .read(path)
+                    .map(|b| format!("read {path}: {} bytes", b.len())),
                 other => return Err(StepError::new(format!("unknown inspect verb `{other}`"))),
             };
-            plan = plan.summary(line.unwrap_or_else(|e| format!("{verb} {path}: error: {}", e.text())));
+            plan = plan
+                .summary(line.unwrap_or_else(|e| format!("{verb} {path}: error: {}", e.text())));
         }
         for a in &p.actions {
             let (key, v) = a
