@@ -3,8 +3,8 @@
 //!
 //! 1. Per step, on the `noop` test guest (plans nothing), loaded once:
 //!    instantiate + `describe` (the closest public stand-in for a bare
-//!    instantiate, which is private), `runner::plan_step` (instantiate + plan
-//!    + plan check), one durable journal write of one action (`intend`, then
+//!    instantiate, which is private), `runner::plan_step` (instantiate, plan,
+//!    plan check), one durable journal write of one action (`intend`, then
 //!    `mark_done`: one synchronous=FULL commit each), and all of it together.
 //! 2. `Sandbox::load` of that guest: a cold compile into an empty cache dir
 //!    vs. a new `Sandbox` deserializing it from that cache dir.
@@ -29,6 +29,11 @@ use sha2::Digest;
 const STEP_RUNS: usize = 200;
 const LOAD_RUNS: usize = 10;
 const PROCESS_RUNS: usize = 20;
+const RUNBOOK: &str = r#"[runbook]
+name = "bench"
+version = "1.0.0"
+summary = "Five steps that plan nothing"
+"#;
 
 /// Prints the median and p90 of some timings as a table row.
 fn row(label: &str, mut t: Vec<Duration>) {
@@ -78,7 +83,7 @@ async fn main() -> anyhow::Result<()> {
     let tmp = tempfile::tempdir()?;
     let (cache, state) = (tmp.path().join("cache"), tmp.path().join("state"));
     let runbook = tmp.path().join("bench.toml");
-    let mut toml = "[runbook]\nname = \"bench\"\nversion = \"1.0.0\"\n".to_string();
+    let mut toml = RUNBOOK.to_string();
     for i in 1..=5 {
         let uses = noop.display();
         toml += &format!("\n[[steps]]\nid = \"noop-{i}\"\nuses = \"{uses}\"\nsha256 = \"{sha}\"\n");

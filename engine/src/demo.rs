@@ -150,6 +150,58 @@ pub async fn demo(
     }
     out.plan(&prepared, &steps, false);
 
+    // A run cut off half way, as by a power cut, then rolled back.
+    let before =
+        crate::runner::tree_fingerprint(&system.join("cache")).context("read the demo tree")?;
+    println!(
+        "\n$ mend run {} --set system=...   # killed after its 100th action, as by a power cut",
+        runbook.display()
+    );
+    let killed =
+        std::process::Command::new(std::env::current_exe().context("find the mend binary")?)
+            .arg("--state-dir")
+            .arg(&settings.state_dir)
+            .arg("run")
+            .arg(&runbook)
+            .arg("--set")
+            .arg(format!("system={}", system.display()))
+            .env("MEND_CRASH_AT", "perform:0:99")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .context("start the demo run")?;
+    let journal = crate::journal::Journal::open(&settings.state_dir)?;
+    let cut = journal
+        .history(&Default::default())?
+        .into_iter()
+        .next()
+        .context("the killed run is journaled")?;
+    let actions = journal.actions(&cut.id)?;
+    let done = actions
+        .iter()
+        .filter(|a| a.state == crate::journal::ActionState::Done)
+        .count();
+    println!(
+        "killed ({killed}); the journal says run {} is {}: {} actions intended, {done} recorded done (small actions share a commit in batches); rollback checks the world for each",
+        cut.id,
+        cut.status.as_str(),
+        actions.len()
+    );
+    show("now");
+    println!("\n$ mend rollback {}", &cut.id[..8]);
+    let (id, rb) = runner::rollback(sandbox, &settings, &cut.id).await?;
+    out.rollback_outcome(&id, &rb);
+    let after =
+        crate::runner::tree_fingerprint(&system.join("cache")).context("read the demo tree")?;
+    println!(
+        "the cache is {} to before the run, times and modes included",
+        if after == before {
+            "byte-identical"
+        } else {
+            "NOT identical"
+        }
+    );
+
     println!("\n$ mend rehearse {} --set system=...", runbook.display());
     let report = runner::rehearse(sandbox, &settings, &runbook, &sets).await?;
     let code = out.rehearsal(&report);

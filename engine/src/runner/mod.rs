@@ -22,7 +22,7 @@ use crate::runbook::{Diagnostic, Runbook, Uses};
 use crate::sandbox::{HostCtx, Limits, LoadedStep, Sandbox, wit};
 
 pub use apply_run::{RunOutcome, resume, run};
-pub use rehearse::{RehearsalReport, rehearse};
+pub use rehearse::{RehearsalReport, rehearse, tree_fingerprint};
 pub use rollback::{RollbackOutcome, rollback};
 
 /// Why a command did not succeed, in the terms of its exit code.

@@ -130,6 +130,15 @@ pub async fn rehearse(
     })
 }
 
+/// A comparable fingerprint of a tree: every entry's type, mode, owner,
+/// size, modification time and content hash.
+pub fn tree_fingerprint(root: &Path) -> anyhow::Result<Vec<String>> {
+    Ok(snapshot(root)?
+        .into_iter()
+        .map(|(k, m)| format!("{k} {m:?}"))
+        .collect())
+}
+
 #[derive(Debug, PartialEq, Eq)]
 struct Meta {
     kind: char,
