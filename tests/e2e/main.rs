@@ -7,3 +7,25 @@ mod crash;
 mod host;
 mod hostile;
 mod lifecycle;
+
+/// Every test step that build.rs compiles is used by some test here, so
+/// none is built and forgotten (wasmtime's test-programs rule).
+#[test]
+fn every_test_guest_has_a_test() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/e2e");
+    let sources: String = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
+        .collect();
+    for (name, _) in mend::bundled::TEST_GUESTS {
+        let used = [
+            format!("{{guest:{name}}}"),
+            format!("guest(\"{name}\")"),
+            format!("\"{name}\", \""),
+        ];
+        assert!(
+            used.iter().any(|u| sources.contains(u.as_str())),
+            "test guest `{name}` has no test in tests/e2e"
+        );
+    }
+}
