@@ -44,6 +44,7 @@ pub struct FakeHost {
     probes: BTreeMap<String, Output>,
     urls: BTreeMap<String, u16>,
     free: BTreeMap<String, Space>,
+    digests: BTreeMap<(String, Algorithm), String>,
     logs: RefCell<Vec<(Level, String)>>,
 }
 
@@ -145,6 +146,14 @@ impl FakeHost {
             .insert(grant.to_string(), Space { available, total });
         self
     }
+    /// What `digest(path, algorithm)` answers for a file the test declared
+    /// (with [`FakeHost::file`] or [`FakeHost::file_with`]): the hex digest
+    /// as the host gives it. A path with no file is `NotFound` whatever is canned.
+    pub fn digest_answer(mut self, path: &str, algorithm: Algorithm, hex: &str) -> Self {
+        self.digests
+            .insert((path.to_string(), algorithm), hex.to_string());
+        self
+    }
     /// The context the engine would pass to a step with this host's grants.
     pub fn context(&self, step_id: &str) -> Context {
         Context {
@@ -208,11 +217,16 @@ impl Host for FakeHost {
         }
         Ok(())
     }
-    fn digest(&self, path: &str, _algorithm: Algorithm) -> Result<String, HostError> {
+    fn digest(&self, path: &str, algorithm: Algorithm) -> Result<String, HostError> {
         self.granted(path)?;
-        Err(HostError::Io(format!(
-            "{path}: the fake host does not hash; test digests through the engine"
-        )))
+        let canned = self.digests.get(&(path.to_string(), algorithm));
+        match (self.nodes.get(path), canned) {
+            (None, _) => Err(HostError::NotFound(path.to_string())),
+            (Some(Node::File { .. }), Some(hex)) => Ok(hex.clone()),
+            _ => Err(HostError::Io(format!(
+                "{path}: the fake host does not hash; give a digest_answer or test digests through the engine"
+            ))),
+        }
     }
     fn free_space(&self, path: &str) -> Result<Space, HostError> {
         self.granted(path)?;
