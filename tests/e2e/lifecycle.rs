@@ -490,3 +490,49 @@ fn history_id(f: &Fixture) -> String {
         serde_json::from_str(&f.mend(&["--json", "history"]).stdout).unwrap();
     h[0]["id"].as_str().unwrap().to_string()
 }
+
+#[test]
+fn removals_in_a_disposable_grant_are_marked_irreversible() {
+    let f = Fixture::new();
+    f.write("cache/a.bin", "aaaa");
+    f.write("cache/sub/b.bin", "bbbb");
+    let rb = f.runbook(
+        "cache.toml",
+        r#"
+[runbook]
+name = "disposable"
+version = "1.0.0"
+summary = "a cache whose removals are not kept"
+
+[grants.cache]
+path = "{root}/cache"
+access = "write"
+disposable = true
+
+[[steps]]
+id = "drop"
+{guest:scripted}
+grants = ["cache"]
+with = { actions = [{ remove = "cache/a.bin" }, { remove = "cache/sub" }] }
+"#,
+    );
+    let plan = f.mend(&["plan", rb.to_str().unwrap()]);
+    assert!(
+        plan.stdout
+            .contains("total: 2 actions, 8 B; 2 irreversible"),
+        "{}",
+        plan.stdout
+    );
+    assert!(plan.stdout.contains("IRREVERSIBLE"), "{}", plan.stdout);
+    // A rehearsal lists them and does not compare their paths.
+    let rehearsal = f.mend(&["rehearse", rb.to_str().unwrap()]);
+    assert_eq!(rehearsal.code, 0, "{}", rehearsal.text());
+    assert!(rehearsal.stdout.contains("irreversible by the plan (2), not compared:\n  drop: remove cache/a.bin\n  drop: remove cache/sub"), "{}", rehearsal.stdout);
+    // A real run unlinks at once: no trash is left even before the commit.
+    assert_eq!(f.mend(&["run", rb.to_str().unwrap()]).code, 0);
+    assert!(
+        !f.path("cache/a.bin").exists()
+            && !f.path("cache/sub").exists()
+            && !f.path("cache/.mend-trash").exists()
+    );
+}

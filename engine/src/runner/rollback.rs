@@ -187,6 +187,8 @@ pub(crate) async fn rollback_prepared(
         journal.set_action_state(run_id, rec.step_idx, rec.seq, ActionState::Undone, None)?;
         out.undone += 1;
     }
+    // Listed in the order the run performed them.
+    out.irreversible.reverse();
     for step in &prepared.steps {
         apply::purge(&step.grants, run_id)?;
     }
