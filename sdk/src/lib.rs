@@ -62,13 +62,14 @@ pub use bindings::mend::runbook::types::{
 };
 pub use host::{Host, HostErrorExt, WasmHost};
 pub use params::ParamSpecExt;
-pub use plan::{PlanBuilder, StepErrorExt, human_bytes};
+pub use plan::{PlanBuilder, StepErrorExt, human_bytes, human_count};
 
 /// Everything a step usually needs, in one `use`.
 pub mod prelude {
     pub use crate::{
         Access, Algorithm, Check, Context, Entry, EntryKind, Host, HostError, HostErrorExt, Level,
         ParamSpec, ParamSpecExt, Plan, PlanBuilder, Step, StepError, StepErrorExt, human_bytes,
+        human_count,
     };
     pub use serde::Deserialize;
 }

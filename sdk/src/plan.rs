@@ -171,6 +171,19 @@ impl StepErrorExt for StepError {
     }
 }
 
+/// A count with thousands separators, as operators read it: `33,553`.
+pub fn human_count(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
 /// Bytes in human units, as operators read them: `22.0 GB`, `512 B`.
 pub fn human_bytes(n: u64) -> String {
     const UNITS: [&str; 6] = ["B", "kB", "MB", "GB", "TB", "PB"];
@@ -196,6 +209,8 @@ mod tests {
         assert_eq!(human_bytes(999), "999 B");
         assert_eq!(human_bytes(1000), "1.0 kB");
         assert_eq!(human_bytes(22_000_000_000), "22.0 GB");
+        assert_eq!(human_count(33_553), "33,553");
+        assert_eq!(human_count(999), "999");
     }
 
     #[test]

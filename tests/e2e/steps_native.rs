@@ -110,3 +110,127 @@ with = { path = "archive", extension = ".gz" }
     assert_eq!(mine.len(), native.len(), "counts differ");
     assert_eq!(mine, native);
 }
+
+/// Seconds since the epoch, with fractions.
+fn now_f64() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+}
+
+fn set_mtime(path: &std::path::Path, at: f64) {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs_f64(at);
+    std::fs::File::options()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_modified(t)
+        .unwrap();
+}
+
+#[test]
+fn cache_cull_selects_what_find_mmin_does() {
+    let f = Fixture::new();
+    const N: u64 = 90; // minutes
+    let mut paths = Vec::new();
+    for i in 0..10_400u32 {
+        let name = match i % 5 {
+            0 => format!("media_attachments/{:03}/file {i}.png", i % 97),
+            1 => format!("media_attachments/{:03}/-dash-{i}", i % 89),
+            2 => format!("accounts/ünï {}/{i}.jpg", i % 13),
+            3 => format!("preview_cards/{i}"),
+            _ => format!("top-{i}"),
+        };
+        let p = f.write(&format!("cache/{name}"), "c");
+        // Ages spread over 0..3 hours, never exactly on a whole second.
+        paths.push((p, (i as f64 * 7.0) % 10_800.0 + 0.25));
+    }
+    // Boundary files, half a second either side of the cut.
+    for (name, age) in [
+        ("edge/younger", N as f64 * 60.0 - 0.5),
+        ("edge/older", N as f64 * 60.0 + 0.5),
+    ] {
+        paths.push((f.write(&format!("cache/{name}"), "e"), age));
+    }
+    // A symlink out of the grant, old: it may be removed itself; its target never.
+    std::fs::create_dir_all(f.path("outside")).unwrap();
+    f.write("outside/precious", "keep me");
+    std::os::unix::fs::symlink(f.path("outside"), f.path("cache/escape")).unwrap();
+    let rb = f.runbook(
+        "cull.toml",
+        &r#"
+[runbook]
+name = "cull"
+version = "1.0.0"
+summary = "cache-cull against find -mmin"
+
+[grants.cache]
+path = "{root}/cache"
+access = "write"
+
+[[steps]]
+id = "cull"
+uses = "std:cache-cull"
+grants = ["cache"]
+with = { path = "cache", minutes = MINUTES, remove_empty_dirs = false }
+"#
+        .replace("MINUTES", &N.to_string()),
+    );
+    // A reference second a little ahead: mtimes are set relative to it, then
+    // find runs just after it, so its clock and `--now` agree to well under
+    // the half second that separates the boundary files from the cut. On a
+    // loaded machine find may start late: then try again with a new second.
+    let (t, out) = (0..5)
+        .find_map(|_| {
+            let t = now_f64().ceil() as i64 + 1;
+            for (p, age) in &paths {
+                set_mtime(p, t as f64 - age);
+            }
+            while now_f64() < t as f64 + 0.01 {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            let out = std::process::Command::new("find")
+                .arg(f.path("cache"))
+                .args(["-type", "f", "-mmin", &format!("+{N}")])
+                .output()
+                .unwrap();
+            (now_f64() < t as f64 + 0.4).then_some((t, out))
+        })
+        .expect("find never ran within 0.4 s of its reference second");
+    let prefix = format!("{}/", f.path("cache").display());
+    let mut native: Vec<String> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| format!("cache/{}", l.strip_prefix(&prefix).unwrap()))
+        .collect();
+    native.sort();
+    let ran = f.mend(&[
+        "--json",
+        "--now",
+        &t.to_string(),
+        "plan",
+        rb.to_str().unwrap(),
+    ]);
+    assert_eq!(ran.code, 0, "{}", ran.text());
+    // find -type f lists regular files: leave the symlink out of the comparison.
+    let mine: Vec<String> = planned_removals(&ran)
+        .into_iter()
+        .filter(|p| p != "cache/escape")
+        .collect();
+    assert!(
+        native.contains(&"cache/edge/older".to_string())
+            && !native.contains(&"cache/edge/younger".to_string())
+    );
+    assert!(native.len() > 4_000, "{}", native.len());
+    assert_eq!(mine.len(), native.len());
+    assert_eq!(mine, native);
+    // And the run removes them, never through the symlink.
+    let ran = f.mend(&["--now", &t.to_string(), "run", rb.to_str().unwrap()]);
+    assert_eq!(ran.code, 0, "{}", ran.text());
+    assert!(!f.path("cache/edge/older").exists() && f.path("cache/edge/younger").exists());
+    assert_eq!(
+        std::fs::read_to_string(f.path("outside/precious")).unwrap(),
+        "keep me"
+    );
+}

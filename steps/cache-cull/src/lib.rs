@@ -15,6 +15,8 @@ pub struct Params {
     path: String,
     /// Remove files last modified more than this many days ago.
     days: Option<u64>,
+    /// Or more than this many minutes ago (`find -mmin +N`).
+    minutes: Option<u64>,
     /// Then remove the oldest files until the tree holds at most this many bytes.
     max_bytes: Option<u64>,
     /// Glob patterns (on the path below `path`); when given, only matches are culled.
@@ -46,6 +48,7 @@ impl Step for CacheCull {
         vec![
             ParamSpec::string("path", "GRANT/dir: the cache to cull").required(),
             ParamSpec::integer("days", "remove files older than this many days"),
+            ParamSpec::integer("minutes", "remove files older than this many minutes"),
             ParamSpec::integer("max_bytes", "then remove oldest files until at most this"),
             ParamSpec::list("include", "only cull files matching these globs"),
             ParamSpec::list("exclude", "never cull files matching these globs"),
@@ -54,7 +57,17 @@ impl Step for CacheCull {
     }
 
     fn plan(_cx: &Context, p: Params, host: &dyn Host) -> Result<Plan, StepError> {
-        if p.days.is_none() && p.max_bytes.is_none() {
+        let age = match (p.days, p.minutes) {
+            (Some(_), Some(_)) => {
+                return Err(StepError::new("both `days` and `minutes` are set")
+                    .hint("give the age cut once, in days or in minutes")
+                    .param("minutes"));
+            }
+            (Some(d), None) => Some((d as i64 * 86_400, format!("older than {d} days"))),
+            (None, Some(m)) => Some((m as i64 * 60, format!("older than {m} minutes"))),
+            (None, None) => None,
+        };
+        if age.is_none() && p.max_bytes.is_none() {
             return Err(StepError::new(
                 "nothing to cull by: neither `days` nor `max_bytes` is set",
             )
@@ -86,8 +99,10 @@ impl Step for CacheCull {
 
         let now = host.now();
         let mut cull = vec![false; files.len()];
-        if let Some(days) = p.days {
-            let cut = now - (days as i64) * 86_400;
+        // Older than the cut means strictly older: as `find -mmin +N`, a file
+        // exactly N minutes old stays.
+        if let Some((secs, _)) = &age {
+            let cut = now - secs;
             for (i, f) in files.iter().enumerate() {
                 cull[i] = f.mtime < cut;
             }
@@ -124,10 +139,8 @@ impl Step for CacheCull {
             if c {
                 slot.0 += 1;
                 slot.1 += f.size;
-                let why = match p.days {
-                    Some(d) if f.mtime < now - (d as i64) * 86_400 => {
-                        format!("older than {d} days")
-                    }
+                let why = match &age {
+                    Some((secs, why)) if f.mtime < now - secs => why.clone(),
                     _ => "over the size budget, oldest first".to_string(),
                 };
                 plan = plan.remove(&f.path, &why);
@@ -139,11 +152,26 @@ impl Step for CacheCull {
         let (count, bytes) = per_dir.values().fold((0, 0), |a, v| (a.0 + v.0, a.1 + v.1));
         for (top, (n, b, kept)) in &per_dir {
             plan = plan.summary(format!(
-                "{top}: {n} files, {} to remove; {kept} kept",
-                human_bytes(*b)
+                "{top}: {} files, {} to remove; {} kept",
+                human_count(*n),
+                human_bytes(*b),
+                human_count(*kept)
             ));
         }
-        plan = plan.summary(format!("total: {count} files, {}", human_bytes(bytes)));
+        plan = plan.summary(format!(
+            "total: {} files, {}",
+            human_count(count),
+            human_bytes(bytes)
+        ));
+        // The disk-space report: what is free now, and after the cull.
+        if let Ok(space) = host.free_space(root) {
+            plan = plan.summary(format!(
+                "free space: {} of {} now, about {} after",
+                human_bytes(space.available),
+                human_bytes(space.total),
+                human_bytes(space.available.saturating_add(bytes))
+            ));
+        }
 
         if p.remove_empty_dirs {
             // A directory is left empty when no kept file or kept directory is below it.
