@@ -234,3 +234,121 @@ with = { path = "cache", minutes = MINUTES, remove_empty_dirs = false }
         "keep me"
     );
 }
+
+#[test]
+fn checksum_verify_agrees_with_sha256sum_c() {
+    let f = Fixture::new();
+    let names = [
+        "a file.tar.gz",
+        "-dash.zip",
+        "ünïcødé.txt",
+        "gone.txt",
+        "sub/nested.bin",
+    ];
+    for (i, n) in names.iter().enumerate() {
+        f.write(
+            &format!("rel/{n}"),
+            &format!("content {i}\n").repeat(1000 * (i + 1)),
+        );
+    }
+    let rel = f.path("rel");
+    let sums = std::process::Command::new("sh")
+        .current_dir(&rel)
+        .args(["-c", "sha256sum -- 'a file.tar.gz' -dash.zip ünïcødé.txt gone.txt sub/nested.bin > SHA256SUMS && echo 'not a checksum line' >> SHA256SUMS"])
+        .status()
+        .unwrap();
+    assert!(sums.success());
+    let rb = f.runbook(
+        "verify.toml",
+        r#"
+[runbook]
+name = "verify"
+version = "1.0.0"
+summary = "checksum-verify against sha256sum -c"
+
+[grants.rel]
+path = "{root}/rel"
+access = "read"
+
+[[steps]]
+id = "verify"
+uses = "std:checksum-verify"
+grants = ["rel"]
+with = { list = "rel/SHA256SUMS" }
+"#,
+    );
+    let native = |dir: &std::path::Path| {
+        let out = std::process::Command::new("sha256sum")
+            .current_dir(dir)
+            .args(["-c", "SHA256SUMS"])
+            .output()
+            .unwrap();
+        let failed: Vec<String> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| l.contains(": FAILED"))
+            .map(|l| format!("rel/{}", l.split(": FAILED").next().unwrap()))
+            .collect();
+        (out.status.success(), failed)
+    };
+    // All good: both pass.
+    let (ok, failed) = native(&rel);
+    assert!(ok && failed.is_empty());
+    let ran = f.mend(&["plan", rb.to_str().unwrap()]);
+    assert_eq!(ran.code, 0, "{}", ran.text());
+    assert!(
+        ran.stdout.contains("verified 5 files: 5 OK"),
+        "{}",
+        ran.stdout
+    );
+    // One file changed, one gone: both fail on the same two files.
+    f.write("rel/-dash.zip", "tampered\n");
+    std::fs::remove_file(rel.join("gone.txt")).unwrap();
+    let (ok, mut failed) = native(&rel);
+    assert!(!ok);
+    failed.sort();
+    let ran = f.mend(&["plan", rb.to_str().unwrap()]);
+    assert_eq!(ran.code, 1, "{}", ran.text());
+    let mut mine: Vec<String> = ran
+        .stderr
+        .lines()
+        .filter_map(|l| l.strip_prefix("  [verify] error: "))
+        .filter_map(|l| l.split(": FAILED").next())
+        .map(str::to_string)
+        .collect();
+    mine.sort();
+    assert_eq!(mine, failed);
+    assert!(ran.stdout.contains("2 of 5 files FAILED"), "{}", ran.stdout);
+    assert!(
+        ran.stderr.contains("1 line is improperly formatted"),
+        "{}",
+        ran.stderr
+    );
+    // An md5 digest where sha256 belongs is refused with what it looks like.
+    let md5 = f.runbook(
+        "md5.toml",
+        r#"
+[runbook]
+name = "md5"
+version = "1.0.0"
+summary = "an md5 digest pasted where sha256 belongs"
+
+[grants.rel]
+path = "{root}/rel"
+access = "read"
+
+[[steps]]
+id = "verify"
+uses = "std:checksum-verify"
+grants = ["rel"]
+with = { files = { "rel/a file.tar.gz" = "sha256:d41d8cd98f00b204e9800998ecf8427e" } }
+"#,
+    );
+    let ran = f.mend(&["plan", md5.to_str().unwrap()]);
+    assert_eq!(ran.code, 1, "{}", ran.text());
+    assert!(
+        ran.stdout
+            .contains("this is 32 hex digits, the length of an MD5 digest; sha256 digests have 64"),
+        "{}",
+        ran.stdout
+    );
+}

@@ -109,7 +109,7 @@ impl Out {
             let plan = match result {
                 Ok((p, _)) => p,
                 Err(e) => {
-                    println!("  {} {}", self.paint("31", "cannot plan:"), e);
+                    println!("  {} {}", self.paint("31", "error:"), e);
                     continue;
                 }
             };
