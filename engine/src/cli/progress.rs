@@ -11,6 +11,7 @@ use crate::runner::Reporter;
 pub struct Live {
     tty: bool,
     bar: Mutex<Option<ProgressBar>>,
+    bytes: std::sync::atomic::AtomicU64,
 }
 
 impl Live {
@@ -18,6 +19,7 @@ impl Live {
         Live {
             tty,
             bar: Mutex::new(None),
+            bytes: std::sync::atomic::AtomicU64::new(0),
         }
     }
 }
@@ -42,13 +44,18 @@ impl Reporter for Live {
             .progress_chars("=> "),
         );
         bar.set_prefix(step.to_string());
+        self.bytes.store(0, std::sync::atomic::Ordering::Relaxed);
         *self.bar.lock().expect("not poisoned") = Some(bar);
     }
     fn action_done(&self, bytes: u64) {
         if let Some(bar) = self.bar.lock().expect("not poisoned").as_ref() {
             bar.inc(1);
+            let done = self
+                .bytes
+                .fetch_add(bytes, std::sync::atomic::Ordering::Relaxed)
+                + bytes;
             if bytes > 0 {
-                bar.set_message(crate::output::bytes(bytes));
+                bar.set_message(crate::output::bytes(done));
             }
         }
     }

@@ -656,7 +656,6 @@ async fn verify(
             tokio::time::sleep(step.def.retry.delay).await;
         }
     }
-    let _ = journal; // the caller records the failure
     Err(StepFailed(format!(
         "step `{}`: {last} (after {attempts} attempt{})",
         step.def.id,

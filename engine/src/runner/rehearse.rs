@@ -75,13 +75,11 @@ pub async fn rehearse(
         .as_ref()
         .map(|r| r.irreversible.clone())
         .unwrap_or_default();
-    let skip: Vec<String> = irreversible
-        .iter()
-        .filter_map(|w| {
-            w.split_once(' ')
-                .map(|(_, rest)| rest.split_once(' ').map_or(rest, |(_, p)| p).to_string())
-        })
-        .collect();
+    let skip: Vec<String> = outcome
+        .rollback
+        .as_ref()
+        .map(|r| r.irreversible_paths.clone())
+        .unwrap_or_default();
     let mut differences = Vec::new();
     let mut files = 0;
     for (name, copy) in &overrides {

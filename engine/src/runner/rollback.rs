@@ -21,6 +21,8 @@ pub struct RollbackOutcome {
     /// Actions that could not be undone by design (disposable removals,
     /// commands without compensation): "step: kind path".
     pub irreversible: Vec<String>,
+    /// The paths those irreversible actions changed (`GRANT/path`; empty for commands).
+    pub irreversible_paths: Vec<String>,
     /// The undo that failed, if one did; the rollback stopped there.
     pub failed: Option<String>,
     /// Actions still changed after a failed rollback.
@@ -147,6 +149,9 @@ pub(crate) async fn rollback_prepared(
         let undo = j.undo.clone().unwrap_or(Undo::Nothing);
         if matches!(undo, Undo::Irreversible) {
             out.irreversible.push(what.clone());
+            if !matches!(planned.action, crate::plan::Action::Exec { .. }) {
+                out.irreversible_paths.push(planned.action.target());
+            }
         }
         journal.set_action_state(run_id, rec.step_idx, rec.seq, ActionState::Undoing, None)?;
         crash_point("undoing", rec.step_idx, rec.seq);
