@@ -73,6 +73,14 @@ fn denied(e: crate::grants::PathError) -> HostError {
 }
 
 fn io_error(path: &str, e: std::io::Error) -> HostError {
+    // cap-std refuses a path that escapes its directory with this error.
+    if e.kind() == std::io::ErrorKind::PermissionDenied
+        && e.to_string().contains("outside of the filesystem")
+    {
+        return HostError::Denied(format!(
+            "path `{path}` leaves its grant through a symlink; mend never follows a symlink out of a grant"
+        ));
+    }
     match e.kind() {
         std::io::ErrorKind::NotFound => HostError::NotFound(path.to_string()),
         std::io::ErrorKind::PermissionDenied => HostError::Denied(format!("{path}: {e}")),
