@@ -7,6 +7,7 @@ mod crash;
 mod host;
 mod hostile;
 mod lifecycle;
+mod runbooks;
 mod steps_native;
 
 /// Every test step that build.rs compiles is used by some test here, so
