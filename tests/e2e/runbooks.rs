@@ -71,3 +71,100 @@ fn wal_archive_cleanup_rehearses_on_a_generated_archive() {
     );
     assert!(ran.stdout.contains("rehearsal passed"), "{}", ran.stdout);
 }
+
+/// A /proc/net/tcp with one listening socket.
+fn procnet(f: &Fixture, local: &str) {
+    f.write(
+        "procnet/tcp",
+        &format!(
+            "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n   0: {local} 00000000:0000 0A 00000000:00000000 00:00000000 00000000   100        0 12345 1 0000000000000000 100 0 0 10 0\n"
+        ),
+    );
+    f.write("procnet/tcp6", "  sl  local_address                         remote_address                        st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n");
+}
+
+fn preflight_fixture(f: &Fixture, days: u32) -> Vec<String> {
+    f.write(
+        "system/media_attachments/files/000/a.png",
+        &"p".repeat(5000),
+    );
+    std::fs::create_dir_all(f.path("backups")).unwrap();
+    std::fs::create_dir_all(f.path("tls")).unwrap();
+    let ok = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=example.org",
+            "-keyout",
+            "/dev/null",
+        ])
+        .args(["-days", &days.to_string(), "-out"])
+        .arg(f.path("tls/fullchain.pem"))
+        .output()
+        .unwrap();
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    ["system", "backups", "tls", "procnet"]
+        .iter()
+        .map(|g| format!("{g}={}", f.path(g).display()))
+        .collect()
+}
+
+fn preflight(f: &Fixture, sets: &[String], free: &str) -> Ran {
+    let mut args = vec!["plan".to_string(), repo("runbooks/mastodon/preflight.toml")];
+    for s in sets {
+        args.push("--set".into());
+        args.push(s.clone());
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    f.mend_env(&args, &[("MEND_FAKE_FREE_BYTES", free)])
+}
+
+#[test]
+fn mastodon_preflight_passes_on_a_healthy_host_and_names_each_failure() {
+    let f = Fixture::new();
+    let sets = preflight_fixture(&f, 60);
+    procnet(&f, "0100007F:18EB"); // Redis on 127.0.0.1 only
+    let ran = preflight(&f, &sets, "5000000000");
+    assert_eq!(ran.code, 0, "{}", ran.text());
+    let rehearsal = rehearse(&f, "runbooks/mastodon/preflight.toml", &sets);
+    assert_eq!(rehearsal.code, 0, "{}", rehearsal.text());
+
+    // Redis on all addresses, the media gone, the certificate about to expire.
+    let f = Fixture::new();
+    let sets = preflight_fixture(&f, 5);
+    procnet(&f, "00000000:18EB");
+    std::fs::remove_dir_all(f.path("system/media_attachments/files")).unwrap();
+    let ran = preflight(&f, &sets, "5000000000");
+    assert_eq!(ran.code, 1, "{}", ran.text());
+    for want in [
+        "3 of 5 checks FAILED",
+        "local media is missing: is the volume mounted?",
+        "Redis is open beyond this machine (port 6379 listens on 0.0.0.0 (all addresses))",
+        "renew the TLS certificate",
+    ] {
+        assert!(
+            ran.stdout.contains(want),
+            "expected `{want}` in:\n{}",
+            ran.stdout
+        );
+    }
+    // Too little room for a backup.
+    let f = Fixture::new();
+    let sets = preflight_fixture(&f, 60);
+    procnet(&f, "0100007F:18EB");
+    let ran = preflight(&f, &sets, "1000");
+    assert_eq!(ran.code, 1, "{}", ran.text());
+    assert!(
+        ran.stdout.contains("no room for a backup of the media"),
+        "{}",
+        ran.stdout
+    );
+}
