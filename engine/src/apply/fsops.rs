@@ -65,6 +65,17 @@ pub fn rename(from: &Resolved, to: &Resolved) -> Result<()> {
         })
 }
 
+/// Remove a file, a symlink (not its target) or a tree; `false` when it was
+/// already gone. One system call for a file.
+pub fn remove_if_exists(r: &Resolved) -> Result<bool> {
+    match r.grant.dir.remove_file(r.rel_path()) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(_) if exists(r)? => remove_any(r).map(|()| true),
+        Err(_) => Ok(false),
+    }
+}
+
 /// Remove a file, a symlink (not its target) or a tree.
 pub fn remove_any(r: &Resolved) -> Result<()> {
     let md = r.grant.dir.symlink_metadata(r.rel_path())?;

@@ -167,9 +167,7 @@ pub fn perform(cx: &ApplyCtx, key: &Key, action: &Action, pre: &Pre) -> Result<U
                 rel: key.trash(),
             };
             if r.grant.disposable {
-                if fsops::exists(&r)? {
-                    fsops::remove_any(&r)?;
-                }
+                fsops::remove_if_exists(&r)?;
                 return Ok(Undo::Irreversible);
             }
             if fsops::exists(&trash.borrow())? {
