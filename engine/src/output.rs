@@ -1,31 +1,13 @@
 //! Text for operators: sizes in human units, neutralised step text.
 
-/// Bytes as operators read them: `22.0 GB`, `512 B`.
+/// Bytes as operators read them: `22.0 GB`, `512 B` (the same as steps print).
 pub fn bytes(n: u64) -> String {
-    const UNITS: [&str; 6] = ["B", "kB", "MB", "GB", "TB", "PB"];
-    if n < 1000 {
-        return format!("{n} B");
-    }
-    let mut v = n as f64;
-    let mut unit = 0;
-    while v >= 1000.0 && unit < UNITS.len() - 1 {
-        v /= 1000.0;
-        unit += 1;
-    }
-    format!("{v:.1} {}", UNITS[unit])
+    mend_sdk::human_bytes(n)
 }
 
 /// A count with thousands separators: `33,553`.
 pub fn count(n: u64) -> String {
-    let s = n.to_string();
-    let mut out = String::new();
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
+    mend_sdk::human_count(n)
 }
 
 /// Neutralise text that came from a step before it reaches a terminal:
