@@ -73,6 +73,7 @@ pub(crate) fn parse(input: &Input<'_>) -> Result<Parsed, Vec<Diagnostic>> {
         source: input.source,
         errors: Vec::new(),
         params: BTreeMap::new(),
+        param_types: BTreeMap::new(),
     };
     cx.check_keys(&root, TOP_KEYS, "at the top level");
 
@@ -225,6 +226,9 @@ struct Ctx<'a> {
     errors: Vec<Diagnostic>,
     /// Declared params and their values (`None`: required, not given).
     params: BTreeMap<String, Option<String>>,
+    /// The TOML type of each param's default, when it is not a string: a
+    /// value that is exactly `${name}` keeps that type in `with`.
+    param_types: BTreeMap<String, &'static str>,
 }
 
 impl Ctx<'_> {
@@ -474,6 +478,54 @@ impl Ctx<'_> {
         }
     }
 
+    /// Remember a param's non-string type (integer, float, boolean).
+    fn note_type(&mut self, name: &str, v: &Val<'_>) {
+        let kind = match v.get_ref() {
+            DeValue::Integer(_) => "integer",
+            DeValue::Float(_) => "float",
+            DeValue::Boolean(_) => "boolean",
+            _ => return,
+        };
+        self.param_types.insert(name.to_string(), kind);
+    }
+
+    /// A string that is exactly `${name}` of a typed param, as a typed value.
+    fn typed_param(
+        &mut self,
+        s: &str,
+        span: Span,
+        label: &str,
+    ) -> Option<Option<serde_json::Value>> {
+        let Some(name) = s.strip_prefix("${").and_then(|r| r.strip_suffix('}')) else {
+            return Some(None);
+        };
+        let (Some(kind), Some(Some(value))) =
+            (self.param_types.get(name).copied(), self.params.get(name))
+        else {
+            return Some(None);
+        };
+        let parsed = match kind {
+            "integer" => value.parse::<i64>().ok().map(serde_json::Value::from),
+            "float" => value
+                .parse::<f64>()
+                .ok()
+                .and_then(serde_json::Number::from_f64)
+                .map(serde_json::Value::Number),
+            _ => value.parse::<bool>().ok().map(serde_json::Value::from),
+        };
+        match parsed {
+            Some(v) => Some(Some(v)),
+            None => {
+                self.error(
+                    span,
+                    format!("`{label}` is `${{{name}}}`, whose default is of type {kind}, but its value is {value:?}"),
+                    format!("pass --set {name}=<{kind}>"),
+                );
+                None
+            }
+        }
+    }
+
     /// Declared params, their defaults, `--set` overrides; fills `self.params`
     /// and returns the final values.
     fn params(
@@ -502,6 +554,7 @@ impl Ctx<'_> {
                         self.check_keys(pt, PARAM_KEYS, &format!("in param `{name}`"));
                         if let Some(d) = pt.get("default") {
                             value = self.param_value(d, "default");
+                            self.note_type(&name, d);
                         }
                         if let Some(r) = pt.get("required") {
                             required = self.boolean(r, "required").unwrap_or(false);
@@ -523,7 +576,10 @@ impl Ctx<'_> {
                             value = Some(String::new());
                         }
                     }
-                    _ => value = self.param_value(v, &name),
+                    _ => {
+                        value = self.param_value(v, &name);
+                        self.note_type(&name, v);
+                    }
                 }
                 self.params.insert(name.clone(), value);
                 decls.push((name, sp(k), required));
@@ -1049,7 +1105,10 @@ impl Ctx<'_> {
     fn json(&mut self, v: &Val<'_>, label: &str) -> Option<serde_json::Value> {
         use serde_json::Value as J;
         Some(match v.get_ref() {
-            DeValue::String(s) => J::String(self.interp(s, sp(v), label)?),
+            DeValue::String(s) => match self.typed_param(s, sp(v), label)? {
+                Some(typed) => typed,
+                None => J::String(self.interp(s, sp(v), label)?),
+            },
             DeValue::Integer(i) => match int(i) {
                 Some(n) => J::from(n),
                 None => {

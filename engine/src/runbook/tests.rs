@@ -182,9 +182,10 @@ fn full_runbook_round_trip() {
     assert_eq!(
         serde_json::Value::Object(cull.with.clone()),
         json!({
-            "days": "9",
+            // `${days}` and `${port}` alone keep their params' integer type.
+            "days": 9,
             "exclude": ["*.keep", "${x}"],
-            "nested": { "db": "main", "n": [1, { "p": "3000" }] },
+            "nested": { "db": "main", "n": [1, { "p": 3000 }] },
             "when": "1979-05-27T07:32:00Z",
             "f": 1.5,
             "on": true,
@@ -518,7 +519,7 @@ fn set_overrides_and_unknown_set() {
     );
     let rb = load_with(&src, &[("days", "30")]).unwrap();
     assert_eq!(rb.params["days"], "30");
-    assert_eq!(rb.steps[0].with["d"], json!("30"));
+    assert_eq!(rb.steps[0].with["d"], json!(30));
     let rb = load(&src).unwrap();
     assert_eq!(rb.params["days"], "7");
 
@@ -876,7 +877,7 @@ fn with_values_become_json() {
     let s = &rb.steps[0];
     assert_eq!(
         serde_json::Value::Object(s.with.clone()),
-        json!({"hex": 16, "list": [["3"], []], "t": {"u": "33"}, "d": "07:32:00"})
+        json!({"hex": 16, "list": [[3], []], "t": {"u": "33"}, "d": "07:32:00"})
     );
     assert_eq!(
         &rb.source[s.with_span.start..s.with_span.end],
@@ -949,4 +950,25 @@ fn diagnostics_serialize_without_snippet() {
     assert_eq!(v["line"], json!(7));
     assert_eq!(v["column"], json!(8));
     assert!(v.get("snippet").is_none());
+}
+
+#[test]
+fn a_whole_value_reference_keeps_the_params_type() {
+    let src = with_head(
+        "[params]\ndays = 7\nratio = 1.5\nquiet = true\nname = \"7\"\n\n[[steps]]\nid = \"s\"\nuses = \"std:cache-cull\"\nwith = { a = \"${days}\", b = [\"${days}\", { c = \"${ratio}\" }], d = \"${quiet}\", e = \"${name}\", f = \"x${days}\" }\n",
+    );
+    let rb = load(&src).unwrap();
+    let with = serde_json::Value::Object(rb.steps[0].with.clone());
+    assert_eq!(
+        with,
+        serde_json::json!({"a": 7, "b": [7, {"c": 1.5}], "d": true, "e": "7", "f": "x7"})
+    );
+    let rb = load_with(&src, &[("days", "30")]).unwrap();
+    assert_eq!(rb.steps[0].with["a"], serde_json::json!(30));
+    let errs = errors_with(&src, &[("days", "a week")]);
+    assert!(
+        render(&errs).contains("whose default is of type integer, but its value is \"a week\""),
+        "{}",
+        render(&errs)
+    );
 }
