@@ -168,3 +168,70 @@ fn mastodon_preflight_passes_on_a_healthy_host_and_names_each_failure() {
         ran.stdout
     );
 }
+
+/// After a restart, a check that waits for the service (the firewall that
+/// stayed off after a reboot): `when = "after"` checks in verify, retried.
+fn restart_then_check(f: &Fixture, comes_back: bool) -> Ran {
+    std::fs::create_dir_all(f.path("run")).unwrap();
+    let start = if comes_back {
+        "(sleep 1; touch \\\"$MEND_GRANT_RUN/ready\\\") >/dev/null 2>&1 &"
+    } else {
+        "true"
+    };
+    let rb = f.runbook(
+        "restart.toml",
+        &r#"
+[runbook]
+name = "restart-then-check"
+version = "1.0.0"
+summary = "restart a service, then check it came back"
+
+[grants.run]
+path = "{root}/run"
+access = "read"
+
+[commands.restart]
+program = "/bin/sh"
+args = [["-c", "**"]]
+
+[[steps]]
+id = "restart"
+{guest:scripted}
+grants = ["run"]
+commands = ["restart"]
+with = { actions = [{ exec = ["restart", ["-c", "START"]], undo = ["restart", ["-c", "true"]] }] }
+
+[[steps]]
+id = "firewall-is-back"
+uses = "std:assert"
+grants = ["run"]
+retry = { attempts = 6, delay = "500ms" }
+with = { when = "after", checks = [{ exists = "run/ready", message = "the firewall did not come back" }] }
+"#
+        .replace("START", start),
+    );
+    f.mend(&["run", rb.to_str().unwrap()])
+}
+
+#[test]
+fn a_check_after_a_restart_waits_for_the_service_and_fails_the_run_if_it_never_comes() {
+    let f = Fixture::new();
+    let ran = restart_then_check(&f, true);
+    assert_eq!(ran.code, 0, "{}", ran.text());
+    assert!(
+        ran.stderr.contains("retry 1/5"),
+        "expected at least one retry:\n{}",
+        ran.stderr
+    );
+
+    let f = Fixture::new();
+    let ran = restart_then_check(&f, false);
+    assert_eq!(ran.code, 1, "{}", ran.text());
+    assert!(
+        ran.stdout.contains("failed: step `firewall-is-back`: verify failed: run/ready exists (the firewall did not come back"),
+        "{}",
+        ran.stdout
+    );
+    assert!(ran.stdout.contains("after 6 attempts"), "{}", ran.stdout);
+    assert!(ran.stdout.contains("1 actions undone"), "{}", ran.stdout);
+}

@@ -21,6 +21,16 @@ pub type PlannedStep<'a> = (
     Result<(StepPlan, Vec<(String, String)>), PlanError>,
 );
 
+/// What failed, naming the step once (errors usually name it already).
+fn failure_text(step: &str, error: Option<&str>) -> String {
+    let error = error.unwrap_or("");
+    if error.contains(&format!("step `{step}`")) {
+        error.to_string()
+    } else {
+        format!("step `{step}`: {error}")
+    }
+}
+
 /// How many actions of a step a plan lists without `--all`.
 const SHOWN: usize = 12;
 
@@ -241,10 +251,9 @@ impl Out {
             ),
             RunStatus::Failed => {
                 println!(
-                    "{} step `{}`: {}",
+                    "{} {}",
                     self.paint("31", "failed:"),
-                    o.failed_step.as_deref().unwrap_or("?"),
-                    o.error.as_deref().unwrap_or("")
+                    failure_text(o.failed_step.as_deref().unwrap_or("?"), o.error.as_deref())
                 );
                 println!("the runbook says on_failure = \"stop\": nothing was rolled back.");
                 println!(
@@ -255,9 +264,9 @@ impl Out {
             _ => {
                 if let Some(step) = &o.failed_step {
                     println!(
-                        "{} step `{step}`: {}",
+                        "{} {}",
                         self.paint("31", "failed:"),
-                        o.error.as_deref().unwrap_or("")
+                        failure_text(step, o.error.as_deref())
                     );
                 }
                 if let Some(r) = &o.rollback {
@@ -334,9 +343,9 @@ impl Out {
         }
         if let Some(step) = &r.run.failed_step {
             println!(
-                "{} step `{step}`: {}",
+                "{} {}",
                 self.paint("31", "failed:"),
-                r.run.error.as_deref().unwrap_or("")
+                failure_text(step, r.run.error.as_deref())
             );
         }
         if let Some(rb) = &r.run.rollback {

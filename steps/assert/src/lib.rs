@@ -21,6 +21,11 @@
 //! | `not_listening = { port = 6379, procnet = "procnet" }` | no TCP socket listens on the port on a non-loopback address, per the granted copy of `/proc/net` (`procnet` names the grant; default `procnet`) |
 //! | `cert = { path = "GRANT/fullchain.pem", days_left = 14 }` | the first certificate in the PEM file expires at least `days_left` (default 14) days from the host's clock |
 //!
+//! `when = "after"` makes the checks only in `verify`, after the steps
+//! before it ran, retried as the step's `retry` says: the checks after a
+//! restart, for a service that takes a few seconds to come back. The plan
+//! then only lists them.
+//!
 //! A check that cannot be made (a missing file, a command that cannot run, a
 //! URL that does not answer) fails with the host's reason. Paths outside the
 //! step's grants and commands it may not run are errors in the runbook,
@@ -44,6 +49,13 @@ use spec::Spec;
 pub struct Params {
     /// The checks, each read by [`spec::parse`].
     checks: Vec<Value>,
+    /// `"plan"` (default): check while planning; `"after"`: only in verify.
+    #[serde(default = "when_default")]
+    when: String,
+}
+
+fn when_default() -> String {
+    "plan".to_string()
 }
 
 /// The step.
@@ -65,10 +77,37 @@ impl Step for Assert {
                 "tables with one of exists, not_empty, mount, not_mount, free, contains, not_contains, command, http, not_listening, cert, and an optional `message`",
             )
             .required(),
+            ParamSpec::string(
+                "when",
+                "`plan` (check before anything runs) or `after` (check in verify, with retry)",
+            )
+            .default("plan"),
         ]
     }
 
     fn plan(cx: &Context, p: Params, host: &dyn Host) -> Result<Plan, StepError> {
+        match p.when.as_str() {
+            "plan" => {}
+            "after" => {
+                // Check the runbook now; make the checks in verify.
+                let specs = spec::parse(&p.checks, cx)?;
+                let mut plan = Plan::builder();
+                for spec in &specs {
+                    plan = plan.check(spec.claim());
+                }
+                return Ok(plan
+                    .summary(format!(
+                        "{} checks, made after the steps before this one",
+                        specs.len()
+                    ))
+                    .build());
+            }
+            other => {
+                return Err(StepError::new(format!("`when` is {other:?}"))
+                    .hint("use \"plan\" (check before anything runs) or \"after\" (check in verify, with retry)")
+                    .param("when"));
+            }
+        }
         let results = check_all(cx, &p, host)?;
         let mut plan = Plan::builder();
         let mut failed = Vec::new();

@@ -137,10 +137,20 @@ fn refused(check: Value) -> StepError {
 }
 
 #[test]
-fn describe_declares_one_required_list() {
+fn describe_declares_a_required_list_and_when() {
     assert_eq!(Assert::NAME, "assert");
     let params = Assert::params();
-    assert_eq!(params.len(), 1);
+    assert_eq!(params.len(), 2);
+    let when = &params[1];
+    assert_eq!(
+        (
+            when.name.as_str(),
+            when.kind,
+            when.required,
+            when.default.as_deref()
+        ),
+        ("when", mend_sdk::ParamKind::String, false, Some("\"plan\""))
+    );
     let p = &params[0];
     assert_eq!(
         (p.name.as_str(), p.kind, p.required),
@@ -791,4 +801,21 @@ fn unknown_parameters_are_refused() {
     assert_eq!(e.param.as_deref(), Some("strict"));
     let e = plan::<Assert>(&host(), json!({})).unwrap_err();
     assert_eq!(e.param.as_deref(), Some("checks"));
+}
+
+#[test]
+fn when_after_checks_only_in_verify() {
+    let host = FakeHost::new(1_700_000_000).grant("data", Access::Read);
+    let params = serde_json::json!({"checks": [{"exists": "data/ready"}], "when": "after"});
+    let plan =
+        mend_sdk::testing::plan::<Assert>(&host, params.clone()).expect("the plan does not check");
+    assert_eq!(plan.checks, vec!["data/ready exists".to_string()]);
+    let checks = mend_sdk::testing::verify::<Assert>(&host, params.clone()).unwrap();
+    assert!(!checks[0].ok, "{checks:?}");
+    let host = host.file("data/ready", 1, 1_700_000_000);
+    let checks = mend_sdk::testing::verify::<Assert>(&host, params).unwrap();
+    assert!(checks[0].ok, "{checks:?}");
+    let bad = serde_json::json!({"checks": [], "when": "later"});
+    let e = mend_sdk::testing::plan::<Assert>(&FakeHost::new(0), bad).unwrap_err();
+    assert_eq!(e.param.as_deref(), Some("when"));
 }
