@@ -58,6 +58,24 @@ pub struct Journaled {
     pub undo: Option<Undo>,
 }
 
+impl Journaled {
+    /// The undo data of a journaled action. A record that does not parse is
+    /// an error, never a default: guessing would lose what undo needs.
+    pub(crate) fn of(rec: &crate::journal::ActionRecord) -> anyhow::Result<Journaled> {
+        match rec.undo_json.as_deref() {
+            None => Ok(Journaled::default()),
+            Some(json) => serde_json::from_str(json).map_err(|e| {
+                anyhow::anyhow!(
+                    "journal record of action {}/{} of run {} is damaged ({e}); refusing to guess its undo",
+                    rec.step_idx,
+                    rec.seq,
+                    rec.run_id
+                )
+            }),
+        }
+    }
+}
+
 /// Actions journaled per commit when they are many and small.
 const BATCH: usize = 256;
 
@@ -489,11 +507,7 @@ async fn apply_step(
             match states.get(&i) {
                 Some(rec) if rec.state == ActionState::Done => pres.push(None),
                 Some(rec) => {
-                    let j: Journaled = rec
-                        .undo_json
-                        .as_deref()
-                        .and_then(|u| serde_json::from_str(u).ok())
-                        .unwrap_or_default();
+                    let j = Journaled::of(rec)?;
                     pres.push(Some(j.pre));
                 }
                 None => {

@@ -89,11 +89,7 @@ pub(crate) async fn rollback_prepared(
             planned.action.kind(),
             planned.action.target()
         );
-        let mut j: Journaled = rec
-            .undo_json
-            .as_deref()
-            .and_then(|u| serde_json::from_str(u).ok())
-            .unwrap_or_default();
+        let mut j = Journaled::of(rec)?;
         let cx = ApplyCtx {
             grants: &step.grants,
             commands: &step.commands,
