@@ -7,6 +7,7 @@
 //! to tell (the state before) is captured by [`prepare`] and journaled with
 //! the intent.
 
+mod batch;
 mod extract;
 mod fsops;
 
@@ -18,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use crate::commands::{Call, CommandPolicy};
 use crate::grants::{Grants, OwnedPath, Resolved};
 use crate::plan::Action;
+pub use batch::Batch;
 pub use fsops::{DirTimes, copy_entry as copy_between, dir_times, restore_times};
 
 /// Where trash and staging live inside each write grant.
@@ -35,7 +37,11 @@ pub struct Key<'a> {
 
 impl Key<'_> {
     fn trash(&self) -> String {
-        format!("{TRASH}/{}/{}-{}", self.run, self.step, self.seq)
+        format!("{TRASH}/{}/{}", self.run, self.leaf())
+    }
+    /// The name of its entry inside this run's trash or staging folder.
+    fn leaf(&self) -> String {
+        format!("{}-{}", self.step, self.seq)
     }
     fn staging(&self) -> String {
         format!("{STAGING}/{}/{}-{}", self.run, self.step, self.seq)
@@ -46,14 +52,16 @@ impl Key<'_> {
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Pre {
     /// Whether the target existed.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub existed: bool,
     /// Inode of the first path of a swap.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ino: Option<u64>,
     /// Directories created by a create-dir, outermost first.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub created: Vec<String>,
     /// Modification times of the directories the action changes, restored on undo.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub dirs: Vec<DirTimes>,
 }
 
@@ -102,20 +110,30 @@ fn parent(path: &str) -> &str {
 
 /// Capture what undo and a repeated perform will need to know.
 pub fn prepare(cx: &ApplyCtx, action: &Action) -> Result<Pre> {
+    prepare_in(&mut Batch::default(), cx, action)
+}
+
+/// [`prepare`], sharing what the actions of one batch have in common.
+pub fn prepare_in(batch: &mut Batch, cx: &ApplyCtx, action: &Action) -> Result<Pre> {
     let g = cx.grants;
     let mut pre = Pre::default();
     let mut dirs = |paths: &[&str]| -> Result<()> {
         for p in paths {
             let r = g.write(p).map_err(|e| anyhow::anyhow!("{e}"))?;
-            pre.dirs
-                .push(dir_times(&r.grant.dir, &r.grant.name, parent(r.rel))?);
+            pre.dirs.push(batch.dir_times(&r, parent(r.rel))?);
         }
         Ok(())
     };
     match action {
-        Action::Remove { path } | Action::CreateDir { path } | Action::WriteFile { path, .. } => {
-            dirs(&[path])?
+        Action::Remove { path } => {
+            // A disposable removal is never undone: no times to put back
+            // (putting them back would make a changed tree look untouched).
+            let r = g.write(path).map_err(|e| anyhow::anyhow!("{e}"))?;
+            if !r.grant.disposable {
+                dirs(&[path])?
+            }
         }
+        Action::CreateDir { path } | Action::WriteFile { path, .. } => dirs(&[path])?,
         Action::Rename { path, to } => dirs(&[path, to])?,
         Action::Swap { path, with } => dirs(&[path, with])?,
         Action::Copy { path, .. } | Action::Extract { path, .. } => dirs(&[path])?,
@@ -157,19 +175,45 @@ pub fn prepare(cx: &ApplyCtx, action: &Action) -> Result<Pre> {
 
 /// Perform an action (again, if a crash left it half done). Returns its undo.
 pub fn perform(cx: &ApplyCtx, key: &Key, action: &Action, pre: &Pre) -> Result<Undo> {
+    perform_in(&mut Batch::default(), cx, key, action, pre)
+}
+
+/// [`perform`], keeping directory handles open across the actions of one
+/// batch: culling a directory of many files opens it once.
+pub fn perform_in(
+    batch: &mut Batch,
+    cx: &ApplyCtx,
+    key: &Key,
+    action: &Action,
+    pre: &Pre,
+) -> Result<Undo> {
     let g = cx.grants;
     let w = |p| writable(cx, p);
+    if !matches!(action, Action::Remove { .. }) {
+        batch.forget();
+    }
     match action {
         Action::Remove { path } => {
             let r = w(path)?;
+            if r.grant.disposable {
+                if batch.unlink_file(&r)?.is_none() {
+                    fsops::remove_if_exists(&r)?;
+                }
+                return Ok(Undo::Irreversible);
+            }
+            let undo = Undo::Restore {
+                trash: format!("{}/{}", r.grant.name, key.trash()),
+                path: path.clone(),
+            };
+            match batch.trash_file(&r, key)? {
+                Some(true) => return Ok(undo),
+                Some(false) => return Ok(Undo::Nothing),
+                None => {}
+            }
             let trash = OwnedPath {
                 grant: r.grant,
                 rel: key.trash(),
             };
-            if r.grant.disposable {
-                fsops::remove_if_exists(&r)?;
-                return Ok(Undo::Irreversible);
-            }
             if fsops::exists(&trash.borrow())? {
                 return Ok(Undo::Restore {
                     trash: trash.display(),

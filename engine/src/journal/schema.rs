@@ -74,6 +74,30 @@ const MIGRATIONS: &[&str] = &[
     ) STRICT;
     CREATE INDEX events_by_run ON events (run_id, at, id);
     "#,
+    // 2: actions keyed by their primary key alone (WITHOUT ROWID): one
+    // b-tree to write per action instead of a table and an index. A cull of
+    // 50,000 files journals 50,000 rows twice; this halves the pages touched.
+    r#"
+    CREATE TABLE actions_v2 (
+        run_id      TEXT    NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+        step_idx    INTEGER NOT NULL CHECK (step_idx >= 0),
+        seq         INTEGER NOT NULL CHECK (seq >= 0),
+        action_json TEXT    NOT NULL,
+        reversible  INTEGER NOT NULL CHECK (reversible IN (0, 1)),
+        state       TEXT    NOT NULL CHECK (state IN ('intended', 'done', 'undoing',
+                        'undone', 'failed')),
+        undo_json   TEXT,
+        intended_at INTEGER NOT NULL,
+        done_at     INTEGER,
+        undone_at   INTEGER,
+        error       TEXT,
+        PRIMARY KEY (run_id, step_idx, seq)
+    ) STRICT, WITHOUT ROWID;
+    INSERT INTO actions_v2 SELECT run_id, step_idx, seq, action_json, reversible, state,
+        undo_json, intended_at, done_at, undone_at, error FROM actions;
+    DROP TABLE actions;
+    ALTER TABLE actions_v2 RENAME TO actions;
+    "#,
 ];
 
 /// The journal's `user_version`.

@@ -76,8 +76,11 @@ impl Journaled {
     }
 }
 
-/// Actions journaled per commit when they are many and small.
-const BATCH: usize = 256;
+/// Actions journaled per commit when they are many and small. Each commit
+/// costs an fsync (a few milliseconds on a real disk); a crash inside a batch
+/// only means its intended actions are checked again on resume, each safe to
+/// repeat. At 2,048, a cull of 50,000 files makes 50 commits instead of 400.
+const BATCH: usize = 2048;
 
 /// A fault-injection seam for the crash tests: `MEND_CRASH_AT=PHASE:STEP:SEQ`
 /// kills this process with SIGKILL at that point, as a power cut would.
@@ -502,6 +505,7 @@ async fn apply_step(
         }
         let mut intents = Vec::new();
         let mut pres = Vec::new();
+        let mut batch = apply::Batch::default();
         for (i, planned) in actions.iter().enumerate().take(end).skip(seq) {
             let i = i as u32;
             match states.get(&i) {
@@ -511,7 +515,7 @@ async fn apply_step(
                     pres.push(Some(j.pre));
                 }
                 None => {
-                    let pre = apply::prepare(&cx, &planned.action)
+                    let pre = apply::prepare_in(&mut batch, &cx, &planned.action)
                         .map_err(|e| StepFailed(format!("step `{}`: {e:#}", step.def.id)))?;
                     let action_json =
                         serde_json::to_string(planned).map_err(anyhow::Error::from)?;
@@ -548,7 +552,7 @@ async fn apply_step(
                 seq: i,
             };
             let planned = &actions[seq + k];
-            match apply::perform(&cx, &key, &planned.action, &pre) {
+            match apply::perform_in(&mut batch, &cx, &key, &planned.action, &pre) {
                 Ok(undo) => {
                     let json = serde_json::to_string(&Journaled {
                         pre,
