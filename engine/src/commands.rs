@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use crate::grants::Grants;
 use crate::runbook::{Command, StandIn};
 
 /// A command by its runbook name, with arguments.
@@ -52,6 +53,10 @@ pub struct CommandPolicy {
     /// `MEND_GRANT_<NAME>` for each of the step's grants: where it is now
     /// (a rehearsal's copy, during a rehearsal).
     pub env: Vec<(String, String)>,
+    /// The step's grants: an argument `@GRANT/rel/path` is matched against
+    /// the patterns as written, then handed to the program as the real path
+    /// (the rehearsal's copy during a rehearsal).
+    pub grants: Option<std::sync::Arc<Grants>>,
 }
 
 impl CommandPolicy {
@@ -95,8 +100,34 @@ impl CommandPolicy {
                 call.args.clone(),
             ),
         };
+        let args = self.expand(step, &args)?;
         run_program(&program, &args, &self.env, timeout)
             .map_err(|e| format!("step `{step}`: `{call}`: {e}"))
+    }
+}
+
+impl CommandPolicy {
+    /// Turn `@GRANT/rel` arguments into real paths, refusing any that leave
+    /// their grant. An `@word` that names no grant of the step stays as is.
+    fn expand(&self, step: &str, args: &[String]) -> Result<Vec<String>, String> {
+        let Some(grants) = &self.grants else {
+            return Ok(args.to_vec());
+        };
+        args.iter()
+            .map(|a| {
+                let Some(path) = a.strip_prefix('@') else {
+                    return Ok(a.clone());
+                };
+                let name = path.split('/').next().unwrap_or_default();
+                if grants.get(name).is_none() {
+                    return Ok(a.clone());
+                }
+                let r = grants
+                    .read(path)
+                    .map_err(|e| format!("step `{step}`: argument `{a}`: {e}"))?;
+                Ok(r.grant.root.join(r.rel).display().to_string())
+            })
+            .collect()
     }
 }
 

@@ -208,6 +208,12 @@ pub async fn prepare(
                     )
                 })
                 .collect(),
+            grants: None,
+        };
+        let grants = Arc::new(grants);
+        let commands = CommandPolicy {
+            grants: Some(grants.clone()),
+            ..commands
         };
         steps.push(PreparedStep {
             idx: idx as u32,
@@ -215,7 +221,7 @@ pub async fn prepare(
             loaded,
             info,
             params_json,
-            grants: Arc::new(grants),
+            grants,
             commands,
             limits,
         });

@@ -1,0 +1,190 @@
+//! `std:service`: stop, start, restart or reload a set of units through an
+//! allowed command (`systemctl` in production, any program with the same
+//! verbs in tests). Each change is planned with its compensation (a stop is
+//! undone by a start), and a unit already in the wanted state is left alone,
+//! so a rollback never starts what was not running. `verify` asks the
+//! command's `is-active` until every unit reports the state asked for; the
+//! runbook's `retry` says how long to wait.
+
+use mend_sdk::prelude::*;
+
+/// The runbook's `with` table.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Params {
+    /// The units, in the order to act on them (stop runs in reverse).
+    units: Vec<String>,
+    /// stop, start, restart or reload.
+    action: String,
+    /// The runbook's command to use (its `[commands.NAME]`).
+    command: String,
+}
+
+/// The step.
+pub struct Service;
+
+#[derive(Clone, Copy, PartialEq)]
+enum Verb {
+    Stop,
+    Start,
+    Restart,
+    Reload,
+}
+
+impl Verb {
+    fn parse(s: &str) -> Result<Verb, StepError> {
+        Ok(match s {
+            "stop" => Verb::Stop,
+            "start" => Verb::Start,
+            "restart" => Verb::Restart,
+            "reload" => Verb::Reload,
+            other => {
+                return Err(StepError::new(format!(
+                    "`{other}` is not an action; use stop, start, restart or reload"
+                ))
+                .param("action"));
+            }
+        })
+    }
+    fn word(self) -> &'static str {
+        match self {
+            Verb::Stop => "stop",
+            Verb::Start => "start",
+            Verb::Restart => "restart",
+            Verb::Reload => "reload",
+        }
+    }
+    /// What undoes it: the opposite for stop and start; a restart or reload
+    /// is undone by doing it again (once the files under it are back).
+    fn undo(self) -> &'static str {
+        match self {
+            Verb::Stop => "start",
+            Verb::Start => "stop",
+            Verb::Restart => "restart",
+            Verb::Reload => "reload",
+        }
+    }
+    /// Whether the unit should be running afterwards.
+    fn wants_active(self) -> bool {
+        self != Verb::Stop
+    }
+}
+
+/// Whether a unit is active now, by the command's `is-active` (exit 0).
+fn is_active(host: &dyn Host, command: &str, unit: &str) -> Result<bool, StepError> {
+    let out = host.probe(command, &["is-active", unit]).map_err(|e| {
+        StepError::new(format!("cannot ask whether {unit} is active: {}", e.text()))
+    })?;
+    Ok(out.status == 0)
+}
+
+impl Step for Service {
+    type Params = Params;
+    const NAME: &'static str = "service";
+    const VERSION: &'static str = "0.1.0";
+    const SUMMARY: &'static str =
+        "Stop, start, restart or reload units, each with its compensation, and wait for them";
+
+    fn params() -> Vec<ParamSpec> {
+        vec![
+            ParamSpec::list("units", "the units, e.g. [\"mastodon-web.service\"]").required(),
+            ParamSpec::string("action", "stop, start, restart or reload").required(),
+            ParamSpec::string(
+                "command",
+                "the runbook command to use (a [commands.NAME] with systemctl's verbs)",
+            )
+            .default("systemctl"),
+        ]
+    }
+
+    fn plan(_cx: &Context, p: Params, host: &dyn Host) -> Result<Plan, StepError> {
+        let verb = Verb::parse(&p.action)?;
+        if p.units.is_empty() {
+            return Err(StepError::new("name at least one unit").param("units"));
+        }
+        let mut units = p.units.clone();
+        if verb == Verb::Stop {
+            // Stop dependants first: the reverse of the order they start in.
+            units.reverse();
+        }
+        let mut plan = Plan::builder();
+        let mut left = Vec::new();
+        for unit in &units {
+            let active = is_active(host, &p.command, unit)?;
+            let needed = match verb {
+                Verb::Stop => active,
+                Verb::Start => !active,
+                // A reload of a stopped unit fails; a restart starts it.
+                Verb::Reload => {
+                    if !active {
+                        return Err(StepError::new(format!(
+                            "{unit} is not running, so it cannot be reloaded; start it first"
+                        )));
+                    }
+                    true
+                }
+                Verb::Restart => true,
+            };
+            if !needed {
+                left.push(format!(
+                    "{unit}: already {}",
+                    if active { "active" } else { "inactive" }
+                ));
+                continue;
+            }
+            let state = if active { "active" } else { "inactive" };
+            plan = plan.exec(
+                &p.command,
+                &[verb.word(), unit],
+                Some((&p.command, &[verb.undo(), unit])),
+                &format!("{unit} is {state}; on rollback: {} {unit}", verb.undo()),
+            );
+        }
+        let n = plan.len();
+        plan = plan.summary(format!(
+            "{} {} of {} unit{}: {}",
+            verb.word(),
+            n,
+            units.len(),
+            if units.len() == 1 { "" } else { "s" },
+            units.join(", ")
+        ));
+        for line in left {
+            plan = plan.summary(format!("  {line}; left alone"));
+        }
+        plan = plan.check(format!(
+            "every unit reports {} ({} is-active)",
+            if verb.wants_active() {
+                "active"
+            } else {
+                "inactive"
+            },
+            p.command
+        ));
+        Ok(plan.build())
+    }
+
+    fn verify(_cx: &Context, p: Params, host: &dyn Host) -> Result<Vec<Check>, StepError> {
+        let verb = Verb::parse(&p.action)?;
+        let want = verb.wants_active();
+        let mut checks = Vec::new();
+        for unit in &p.units {
+            let active = is_active(host, &p.command, unit)?;
+            checks.push(Check {
+                name: format!("{unit} is {}", if want { "active" } else { "inactive" }),
+                ok: active == want,
+                detail: if active == want {
+                    String::new()
+                } else {
+                    format!("it is {}", if active { "active" } else { "not active" })
+                },
+            });
+        }
+        Ok(checks)
+    }
+}
+
+mend_sdk::export_step!(Service);
+
+#[cfg(test)]
+mod tests;

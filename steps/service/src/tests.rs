@@ -1,0 +1,145 @@
+use mend_sdk::testing::{self, FakeHost};
+use mend_sdk::{ActionKind, Plan};
+use serde_json::json;
+
+use super::Service;
+
+/// A host where `svc is-active UNIT` answers as `states` says.
+fn host(states: &[(&str, bool)]) -> FakeHost {
+    states.iter().fold(
+        FakeHost::new(1_700_000_000).command("svc"),
+        |h, (unit, up)| h.probe_answer("svc", &["is-active", unit], if *up { 0 } else { 3 }, ""),
+    )
+}
+
+/// The planned commands as "CMD ARGS => UNDO ARGS".
+fn calls(plan: &Plan) -> Vec<String> {
+    plan.actions
+        .iter()
+        .map(|a| match &a.kind {
+            ActionKind::Exec(e) => {
+                let undo = e
+                    .undo
+                    .as_ref()
+                    .map(|u| format!("{} {}", u.command, u.args.join(" ")));
+                format!(
+                    "{} {} => {}",
+                    e.call.command,
+                    e.call.args.join(" "),
+                    undo.unwrap_or_else(|| "none".into())
+                )
+            }
+            _ => panic!("service plans only commands"),
+        })
+        .collect()
+}
+
+#[test]
+fn stop_runs_in_reverse_order_and_is_undone_by_start() {
+    let h = host(&[("db", true), ("web", true)]);
+    let plan = testing::plan::<Service>(
+        &h,
+        json!({"units": ["db", "web"], "action": "stop", "command": "svc"}),
+    )
+    .unwrap();
+    assert_eq!(
+        calls(&plan),
+        [
+            "svc stop web => svc start web",
+            "svc stop db => svc start db"
+        ]
+    );
+}
+
+#[test]
+fn a_unit_already_stopped_is_left_alone_so_rollback_does_not_start_it() {
+    let h = host(&[("db", true), ("worker", false)]);
+    let plan = testing::plan::<Service>(
+        &h,
+        json!({"units": ["db", "worker"], "action": "stop", "command": "svc"}),
+    )
+    .unwrap();
+    assert_eq!(calls(&plan), ["svc stop db => svc start db"]);
+    assert!(
+        plan.summary
+            .iter()
+            .any(|l| l.contains("worker: already inactive; left alone")),
+        "{:?}",
+        plan.summary
+    );
+}
+
+#[test]
+fn start_only_what_is_down_and_restart_everything() {
+    let h = host(&[("a", true), ("b", false)]);
+    let start = testing::plan::<Service>(
+        &h,
+        json!({"units": ["a", "b"], "action": "start", "command": "svc"}),
+    )
+    .unwrap();
+    assert_eq!(calls(&start), ["svc start b => svc stop b"]);
+    let restart = testing::plan::<Service>(
+        &h,
+        json!({"units": ["a", "b"], "action": "restart", "command": "svc"}),
+    )
+    .unwrap();
+    assert_eq!(
+        calls(&restart),
+        [
+            "svc restart a => svc restart a",
+            "svc restart b => svc restart b"
+        ]
+    );
+}
+
+#[test]
+fn reload_of_a_stopped_unit_is_refused_before_anything_runs() {
+    let h = host(&[("a", false)]);
+    let err = testing::plan::<Service>(
+        &h,
+        json!({"units": ["a"], "action": "reload", "command": "svc"}),
+    )
+    .unwrap_err();
+    assert!(
+        err.message
+            .contains("a is not running, so it cannot be reloaded"),
+        "{}",
+        err.message
+    );
+}
+
+#[test]
+fn unknown_action_names_the_param() {
+    let h = host(&[("a", true)]);
+    let err = testing::plan::<Service>(
+        &h,
+        json!({"units": ["a"], "action": "bounce", "command": "svc"}),
+    )
+    .unwrap_err();
+    assert_eq!(err.param.as_deref(), Some("action"));
+    assert!(err.message.contains("use stop, start, restart or reload"));
+}
+
+#[test]
+fn verify_reports_each_unit_that_is_not_in_the_wanted_state() {
+    let h = host(&[("a", true), ("b", false)]);
+    let checks = testing::verify::<Service>(
+        &h,
+        json!({"units": ["a", "b"], "action": "start", "command": "svc"}),
+    )
+    .unwrap();
+    let seen: Vec<(String, bool)> = checks.iter().map(|c| (c.name.clone(), c.ok)).collect();
+    assert_eq!(
+        seen,
+        [
+            ("a is active".to_string(), true),
+            ("b is active".to_string(), false)
+        ]
+    );
+    let stopped = testing::verify::<Service>(
+        &h,
+        json!({"units": ["b"], "action": "stop", "command": "svc"}),
+    )
+    .unwrap();
+    assert!(stopped[0].ok);
+}
