@@ -52,6 +52,9 @@ pub enum Action {
     Exec {
         call: Call,
         undo: Option<Call>,
+        /// The `GRANT/path` the command creates, removed on rollback.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        creates: Option<String>,
     },
 }
 
@@ -134,6 +137,7 @@ impl From<wit::ActionKind> for Action {
             K::Exec(a) => Action::Exec {
                 call: call(a.call),
                 undo: a.undo.map(call),
+                creates: a.creates,
             },
         }
     }
@@ -246,12 +250,19 @@ pub fn check(
                 let (b, _) = tree_size(&src.grant.dir, src.rel_path());
                 (b, 1, true)
             }
-            Action::Exec { call, undo } => {
+            Action::Exec {
+                call,
+                undo,
+                creates,
+            } => {
                 commands.check(step, call)?;
                 if let Some(u) = undo {
                     commands.check(step, u)?;
                 }
-                (0, 0, undo.is_some())
+                if let Some(c) = creates {
+                    grants.write(c).map_err(refuse)?;
+                }
+                (0, 0, undo.is_some() || creates.is_some())
             }
         };
         out.actions.push(Planned {

@@ -36,6 +36,7 @@ mod host;
 mod params;
 mod plan;
 pub mod testing;
+pub mod time;
 
 /// The generated bindings for the `mend:runbook/step` world. Step authors
 /// should not need them; they are public for the export macro.

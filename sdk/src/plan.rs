@@ -102,6 +102,21 @@ impl PlanBuilder {
         let args = ExecArgs {
             call: call(command, args),
             undo: undo.map(|(c, a)| call(c, a)),
+            creates: None,
+        };
+        self.push(ActionKind::Exec(args), reason)
+    }
+    /// Run an allowed command that creates the file `creates` (`GRANT/path`;
+    /// pass it to the command as `@GRANT/path`). The host never runs it over
+    /// an existing file and removes the file on rollback.
+    pub fn exec_creating(self, command: &str, args: &[&str], creates: &str, reason: &str) -> Self {
+        let args = ExecArgs {
+            call: CommandCall {
+                command: command.to_string(),
+                args: args.iter().map(|s| s.to_string()).collect(),
+            },
+            undo: None,
+            creates: Some(creates.to_string()),
         };
         self.push(ActionKind::Exec(args), reason)
     }

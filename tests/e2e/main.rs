@@ -7,6 +7,7 @@ mod crash;
 mod host;
 mod hostile;
 mod lifecycle;
+mod postgres;
 mod runbooks;
 mod steps_native;
 

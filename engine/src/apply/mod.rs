@@ -137,12 +137,19 @@ pub fn prepare_in(batch: &mut Batch, cx: &ApplyCtx, action: &Action) -> Result<P
         Action::Rename { path, to } => dirs(&[path, to])?,
         Action::Swap { path, with } => dirs(&[path, with])?,
         Action::Copy { path, .. } | Action::Extract { path, .. } => dirs(&[path])?,
+        Action::Exec {
+            creates: Some(c), ..
+        } => dirs(&[c])?,
         Action::Exec { .. } => {}
     }
     match action {
         Action::WriteFile { path, .. }
         | Action::Copy { path, .. }
-        | Action::Extract { path, .. } => {
+        | Action::Extract { path, .. }
+        | Action::Exec {
+            creates: Some(path),
+            ..
+        } => {
             let r = g.write(path).map_err(|e| anyhow::anyhow!("{e}"))?;
             pre.existed = fsops::exists(&r)?;
         }
@@ -363,11 +370,31 @@ pub fn perform_in(
             fsops::rename(&staging.borrow(), &dst)?;
             Ok(Undo::RemoveCreated { path: path.clone() })
         }
-        Action::Exec { call, undo } => {
+        Action::Exec {
+            call,
+            undo,
+            creates,
+        } => {
+            if let Some(c) = creates {
+                let r = w(c)?;
+                if fsops::exists(&r)? {
+                    if pre.existed {
+                        bail!(
+                            "step `{}`: {c} already exists; `{call}` would overwrite it",
+                            cx.step
+                        );
+                    }
+                    // Left by this action before a crash, maybe half
+                    // written: make it again.
+                    fsops::remove_any(&r)?;
+                }
+                fsops::ensure_parent(&r)?;
+            }
             run_checked(cx, call)?;
-            Ok(match undo {
-                Some(u) => Undo::Exec { call: u.clone() },
-                None => Undo::Irreversible,
+            Ok(match (undo, creates) {
+                (Some(u), _) => Undo::Exec { call: u.clone() },
+                (None, Some(c)) => Undo::RemoveCreated { path: c.clone() },
+                (None, None) => Undo::Irreversible,
             })
         }
     }

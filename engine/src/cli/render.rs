@@ -193,7 +193,13 @@ impl Out {
             A::Exec {
                 call,
                 undo: Some(u),
+                ..
             } => format!("{call} (undo: {u})"),
+            A::Exec {
+                call,
+                creates: Some(c),
+                ..
+            } => format!("{call} (creates {c})"),
             other => other.target(),
         };
         let size = match (&a.action, a.files) {

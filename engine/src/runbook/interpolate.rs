@@ -17,6 +17,16 @@ pub fn interpolate(
     s: &str,
     params: &BTreeMap<String, Option<String>>,
 ) -> Result<String, InterpolateError> {
+    interpolate_with(s, params, str::to_string)
+}
+
+/// [`interpolate`], passing each param's value through `quote` (for glob
+/// patterns, so that a value is matched literally).
+pub fn interpolate_with(
+    s: &str,
+    params: &BTreeMap<String, Option<String>>,
+    quote: impl Fn(&str) -> String,
+) -> Result<String, InterpolateError> {
     let mut out = String::with_capacity(s.len());
     let mut rest = s;
     while let Some(i) = rest.find('$') {
@@ -29,7 +39,7 @@ pub fn interpolate(
             let close = tail.find('}').ok_or(InterpolateError::Unterminated)?;
             let name = &tail[..close];
             match params.get(name) {
-                Some(value) => out.push_str(value.as_deref().unwrap_or("")),
+                Some(value) => out.push_str(&quote(value.as_deref().unwrap_or(""))),
                 None => return Err(InterpolateError::Unknown(name.to_string())),
             }
             rest = &tail[close + 1..];

@@ -92,19 +92,35 @@ pub fn args_match(patterns: &[String], args: &[String]) -> bool {
     len_ok && patterns.iter().zip(args).all(|(p, a)| glob_match(p, a))
 }
 
-/// `*` matches any run of characters (possibly empty), `?` exactly one;
-/// everything else matches itself.
+#[derive(Clone, Copy, PartialEq)]
+enum Tok {
+    Any,
+    One,
+    Lit(char),
+}
+
+/// `*` matches any run of characters (possibly empty), `?` exactly one,
+/// `\c` the character c itself; everything else matches itself.
 pub fn glob_match(pattern: &str, text: &str) -> bool {
-    let p: Vec<char> = pattern.chars().collect();
+    let mut p = Vec::new();
+    let mut chars = pattern.chars();
+    while let Some(c) = chars.next() {
+        p.push(match c {
+            '*' => Tok::Any,
+            '?' => Tok::One,
+            '\\' => Tok::Lit(chars.next().unwrap_or('\\')),
+            c => Tok::Lit(c),
+        });
+    }
     let t: Vec<char> = text.chars().collect();
     let (mut pi, mut ti) = (0, 0);
     // Position of the last `*` seen and the text position it resumed from.
     let mut star: Option<(usize, usize)> = None;
     while ti < t.len() {
-        if pi < p.len() && (p[pi] == '?' || (p[pi] != '*' && p[pi] == t[ti])) {
+        if pi < p.len() && (p[pi] == Tok::One || p[pi] == Tok::Lit(t[ti])) {
             pi += 1;
             ti += 1;
-        } else if pi < p.len() && p[pi] == '*' {
+        } else if pi < p.len() && p[pi] == Tok::Any {
             star = Some((pi, ti));
             pi += 1;
         } else if let Some((sp, st)) = star {
@@ -115,7 +131,19 @@ pub fn glob_match(pattern: &str, text: &str) -> bool {
             return false;
         }
     }
-    p[pi..].iter().all(|&c| c == '*')
+    p[pi..].iter().all(|&c| c == Tok::Any)
+}
+
+/// A param's value in a pattern: its `*`, `?` and `\\` match themselves.
+pub fn glob_quote(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for c in value.chars() {
+        if matches!(c, '*' | '?' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -202,6 +230,18 @@ mod tests {
         assert!(!glob_match("*a*b", "xxaxxbxxc"));
         assert!(glob_match("**", "anything"));
         assert!(glob_match("x**y", "x/y"));
+    }
+
+    #[test]
+    fn quoted_values_match_only_themselves() {
+        let q = glob_quote("SELECT count(*) FROM a?");
+        assert!(glob_match(&q, "SELECT count(*) FROM a?"));
+        assert!(!glob_match(&q, "SELECT count(1) FROM ab"));
+        assert!(!glob_match(
+            &q,
+            "SELECT count(1); DROP TABLE a; SELECT count(*) FROM a?"
+        ));
+        assert!(glob_match(&format!("{}*", glob_quote("a\\b")), "a\\bcd"));
     }
 
     #[test]

@@ -10,7 +10,7 @@ use serde_spanned::Spanned;
 use toml::de::{DeInteger, DeTable, DeValue};
 
 use super::diagnostic::{Diagnostic, Span};
-use super::interpolate::{InterpolateError, interpolate};
+use super::interpolate::{InterpolateError, interpolate, interpolate_with};
 use super::model::{
     Access, Command, DEFAULT_MEMORY, DEFAULT_TIMEOUT, Grant, OnFailure, Retry, StandIn, Step, Uses,
 };
@@ -764,7 +764,21 @@ impl Ctx<'_> {
             let patterns: Vec<String> = match entry.get_ref() {
                 DeValue::String(s) => s.split_ascii_whitespace().map(str::to_string).collect(),
                 DeValue::Array(_) => match self.strings(entry, "args") {
-                    Some(v) => v.into_iter().map(|(s, _)| s).collect(),
+                    // `${param}` in a pattern stands for the param's value,
+                    // matched literally (a `*` in it is no wildcard).
+                    Some(v) => {
+                        let mut out = Vec::new();
+                        for (s, span) in v {
+                            match interpolate_with(&s, &self.params, super::model::glob_quote) {
+                                Ok(p) => out.push(p),
+                                Err(_) => {
+                                    self.interp(&s, span, "args");
+                                    ok = false;
+                                }
+                            }
+                        }
+                        out
+                    }
                     None => {
                         ok = false;
                         continue;

@@ -103,7 +103,15 @@ pub(crate) async fn rollback_prepared(
                 // Killed between intent and done: the action may be half
                 // done. File actions are finished first (they are safe to
                 // repeat) so their undo is known; a command is not re-run.
-                if matches!(planned.action, crate::plan::Action::Exec { .. }) {
+                if let crate::plan::Action::Exec {
+                    creates: Some(c), ..
+                } = &planned.action
+                    && !j.pre.existed
+                {
+                    // Not recorded done: its command may have half made
+                    // the file. The file is all there is to undo.
+                    j.undo = Some(apply::Undo::RemoveCreated { path: c.clone() });
+                } else if matches!(planned.action, crate::plan::Action::Exec { .. }) {
                     journal.event(run_id, Some(rec.step_idx), "warn", &format!("{what}: killed before it was recorded done; its compensation is not run"))?;
                     journal.set_action_state(
                         run_id,
@@ -119,7 +127,11 @@ pub(crate) async fn rollback_prepared(
                     step: rec.step_idx,
                     seq: rec.seq,
                 };
-                match apply::perform(&cx, &key, &planned.action, &j.pre) {
+                let performed = match &j.undo {
+                    Some(u) => Ok(u.clone()),
+                    None => apply::perform(&cx, &key, &planned.action, &j.pre),
+                };
+                match performed {
                     Ok(u) => j.undo = Some(u),
                     Err(e) => {
                         // It did not happen: nothing to undo.

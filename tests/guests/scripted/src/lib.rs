@@ -150,6 +150,10 @@ impl Step for Scripted {
                 "exec" => ActionKind::Exec(mend_sdk::ExecArgs {
                     call: call(v),
                     undo: a.get("undo").map(call),
+                    creates: a
+                        .get("creates")
+                        .and_then(|c| c.as_str())
+                        .map(str::to_string),
                 }),
                 other => return Err(StepError::new(format!("unknown action `{other}`"))),
             };

@@ -1,0 +1,168 @@
+//! `std:snapshot`: before a risky change, copy a directory into a snapshots
+//! grant and dump a database through an allowed command (`pg_dump -Fc`).
+//! Space is checked first: the copy's size plus headroom must be free, or the
+//! step refuses and says how much is needed and how much is free. Snapshots
+//! are named `LABEL-YYYYMMDDTHHMMSSZ` (UTC, the host's clock), which is how
+//! `std:restore` tells their age without trusting list order or mtimes.
+
+use mend_sdk::prelude::*;
+use mend_sdk::time::{utc, utc_stamp};
+
+/// The runbook's `with` table.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Params {
+    /// `GRANT/path` of the directory where snapshots go.
+    into: String,
+    /// `GRANT/path` of a directory to copy.
+    source: Option<String>,
+    /// A database to dump.
+    database: Option<Database>,
+    /// The name's prefix (default: the source's or the database's name).
+    label: Option<String>,
+}
+
+/// A database to dump with `pg_dump -Fc`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Database {
+    /// The database's name.
+    name: String,
+    /// The runbook command that runs pg_dump.
+    #[serde(default = "pg_dump")]
+    command: String,
+    /// Connection arguments put before the others, e.g. `["-h", "/run/postgresql"]`.
+    #[serde(default)]
+    connect: Vec<String>,
+}
+
+fn pg_dump() -> String {
+    "pg_dump".into()
+}
+
+/// The step.
+pub struct Snapshot;
+
+/// Headroom the host also keeps free under a copy: 5% of it, at least 64 MiB.
+pub fn headroom(bytes: u64) -> u64 {
+    (bytes / 20).max(64 << 20)
+}
+
+/// Files and bytes under a granted directory.
+fn measure(host: &dyn Host, root: &str) -> Result<(u64, u64), StepError> {
+    let (mut files, mut bytes) = (0u64, 0u64);
+    host.walk(root, &mut |e| {
+        if e.kind == EntryKind::File {
+            files += 1;
+            bytes += e.size;
+        }
+    })
+    .map_err(|e| StepError::new(format!("cannot read {root}: {}", e.text())).param("source"))?;
+    Ok((files, bytes))
+}
+
+fn last_component(path: &str) -> &str {
+    path.trim_end_matches('/')
+        .rsplit('/')
+        .next()
+        .unwrap_or(path)
+}
+
+impl Step for Snapshot {
+    type Params = Params;
+    const NAME: &'static str = "snapshot";
+    const VERSION: &'static str = "0.1.0";
+    const SUMMARY: &'static str =
+        "Copy a directory and dump a database into a snapshots grant, space checked first";
+
+    fn params() -> Vec<ParamSpec> {
+        vec![
+            ParamSpec::string("into", "GRANT/path of the directory where snapshots go").required(),
+            ParamSpec::string("source", "GRANT/path of a directory to copy"),
+            ParamSpec::table(
+                "database",
+                "a database to dump: { name, command = \"pg_dump\", connect = [...] }",
+            ),
+            ParamSpec::string(
+                "label",
+                "the snapshot name's prefix (default: the source's or database's name)",
+            ),
+        ]
+    }
+
+    fn plan(cx: &Context, p: Params, host: &dyn Host) -> Result<Plan, StepError> {
+        if p.source.is_none() && p.database.is_none() {
+            return Err(StepError::new(
+                "nothing to snapshot: give `source`, `database` or both",
+            ));
+        }
+        let stamp = utc_stamp(cx.now);
+        let label = p
+            .label
+            .clone()
+            .unwrap_or_else(|| match (&p.source, &p.database) {
+                (Some(s), _) => last_component(s).to_string(),
+                (None, Some(db)) => db.name.clone(),
+                (None, None) => unreachable!(),
+            });
+        let base = format!("{}/{label}-{stamp}", p.into.trim_end_matches('/'));
+        let mut plan = Plan::builder().fact("snapshot.time", utc(cx.now));
+        if let Some(source) = &p.source {
+            let (files, bytes) = measure(host, source)?;
+            let space = host.free_space(&p.into).map_err(|e| {
+                StepError::new(format!(
+                    "cannot see the free space of {}: {}",
+                    p.into,
+                    e.text()
+                ))
+                .param("into")
+            })?;
+            let need = bytes + headroom(bytes);
+            if space.available < need {
+                return Err(StepError::new(format!(
+                    "not enough space for a snapshot of {source}: it needs {} ({} and {} headroom), {} is free in {}",
+                    human_bytes(need),
+                    human_bytes(bytes),
+                    human_bytes(headroom(bytes)),
+                    human_bytes(space.available),
+                    p.into
+                ))
+                .hint("free space there, or point the snapshots grant at a bigger disk"));
+            }
+            plan = plan
+                .copy(source, &base, "snapshot before the change")
+                .summary(format!(
+                    "copy {source} ({} files, {}) to {base}; {} free there",
+                    human_count(files),
+                    human_bytes(bytes),
+                    human_bytes(space.available)
+                ))
+                .fact("snapshot.dir", &base)
+                .fact("snapshot.bytes", bytes.to_string());
+        }
+        if let Some(db) = &p.database {
+            let dump = format!("{base}.dump");
+            let mut args: Vec<&str> = db.connect.iter().map(String::as_str).collect();
+            let out = format!("@{dump}");
+            args.extend(["-Fc", "-f", out.as_str(), db.name.as_str()]);
+            plan = plan
+                .exec_creating(
+                    &db.command,
+                    &args,
+                    &dump,
+                    "dump the database before the change",
+                )
+                .summary(format!(
+                    "dump database {} to {dump} ({} -Fc)",
+                    db.name, db.command
+                ))
+                .fact("snapshot.dump", &dump);
+        }
+        Ok(plan.build())
+    }
+}
+
+mend_sdk::export_step!(Snapshot);
+
+#[cfg(test)]
+mod tests;

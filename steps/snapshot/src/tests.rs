@@ -1,0 +1,100 @@
+use mend_sdk::testing::{self, FakeHost};
+use mend_sdk::{Access, ActionKind};
+use serde_json::json;
+
+use super::Snapshot;
+
+const NOW: i64 = 1_795_316_400; // 2026-11-22T03:00:00Z
+const GB: u64 = 1 << 30;
+
+fn host(free: u64) -> FakeHost {
+    FakeHost::new(NOW)
+        .grant("data", Access::Read)
+        .grant("snaps", Access::Write)
+        .command("pg_dump")
+        .dir("data/media", NOW)
+        .file("data/media/a.png", 600 << 20, NOW)
+        .file("data/media/sub/b.png", 400 << 20, NOW)
+        .dir("snaps/s", NOW)
+        .free("snaps", free, 100 * GB)
+}
+
+#[test]
+fn copies_the_directory_under_a_dated_name() {
+    let plan = testing::plan::<Snapshot>(
+        &host(10 * GB),
+        json!({"into": "snaps/s", "source": "data/media"}),
+    )
+    .unwrap();
+    assert_eq!(plan.actions.len(), 1);
+    match &plan.actions[0].kind {
+        ActionKind::Copy(c) => {
+            assert_eq!(c.src, "data/media");
+            assert_eq!(c.dst, "snaps/s/media-20261122T030000Z");
+        }
+        other => panic!("expected a copy, got {other:?}"),
+    }
+    assert!(
+        plan.summary[0].contains("(2 files, 1.0 GB)"),
+        "{:?}",
+        plan.summary
+    );
+}
+
+#[test]
+fn refuses_when_the_copy_and_headroom_do_not_fit() {
+    // 1000 MiB of files + 64 MiB headroom > 1 GiB free.
+    let err = testing::plan::<Snapshot>(
+        &host(GB),
+        json!({"into": "snaps/s", "source": "data/media"}),
+    )
+    .unwrap_err();
+    assert!(
+        err.message
+            .starts_with("not enough space for a snapshot of data/media: it needs 1.1 GB"),
+        "{}",
+        err.message
+    );
+    assert!(
+        err.message.contains("1.1 GB is free in snaps/s")
+            || err.message.contains("is free in snaps/s"),
+        "{}",
+        err.message
+    );
+}
+
+#[test]
+fn dumps_the_database_to_a_file_the_run_can_remove_on_rollback() {
+    let plan = testing::plan::<Snapshot>(
+        &host(10 * GB),
+        json!({"into": "snaps/s", "database": {"name": "mastodon", "connect": ["-h", "/run/postgresql"]}}),
+    )
+    .unwrap();
+    match &plan.actions[0].kind {
+        ActionKind::Exec(e) => {
+            assert_eq!(e.call.command, "pg_dump");
+            assert_eq!(
+                e.call.args,
+                [
+                    "-h",
+                    "/run/postgresql",
+                    "-Fc",
+                    "-f",
+                    "@snaps/s/mastodon-20261122T030000Z.dump",
+                    "mastodon"
+                ]
+            );
+            assert_eq!(
+                e.creates.as_deref(),
+                Some("snaps/s/mastodon-20261122T030000Z.dump")
+            );
+        }
+        other => panic!("expected a command, got {other:?}"),
+    }
+}
+
+#[test]
+fn needs_something_to_snapshot() {
+    let err = testing::plan::<Snapshot>(&host(GB), json!({"into": "snaps/s"})).unwrap_err();
+    assert!(err.message.contains("give `source`, `database` or both"));
+}
