@@ -8,6 +8,7 @@ mod host;
 mod hostile;
 mod lifecycle;
 mod postgres;
+mod restore;
 mod runbooks;
 mod steps_native;
 

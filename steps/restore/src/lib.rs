@@ -141,7 +141,11 @@ fn restore_dir(
         .param("target"));
     }
     let mut src = format!("{}/{}", p.from.trim_end_matches('/'), chosen.name);
-    if let Some(sub) = &p.subdir {
+    if let Some(sub) = p
+        .subdir
+        .as_deref()
+        .filter(|s| !s.trim_matches('/').is_empty())
+    {
         src = format!("{src}/{}", sub.trim_matches('/'));
     }
     let (files, bytes) = choose::measure(host, &src)?;
