@@ -29,6 +29,19 @@ pub trait Host {
     fn progress(&self, label: &str, done: u64, total: u64);
 }
 
+/// Files and bytes under a granted path (symlinks not followed, directories
+/// not counted), by one walk.
+pub fn tree_size(host: &dyn Host, root: &str) -> Result<(u64, u64), HostError> {
+    let (mut files, mut bytes) = (0u64, 0u64);
+    host.walk(root, &mut |e| {
+        if e.kind == crate::EntryKind::File {
+            files += 1;
+            bytes += e.size;
+        }
+    })?;
+    Ok((files, bytes))
+}
+
 /// The real host, through the component's imports.
 pub struct WasmHost;
 

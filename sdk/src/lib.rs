@@ -61,16 +61,16 @@ pub use bindings::mend::runbook::types::{
     ExtractArgs, Fact, GrantInfo, HostError, ParamKind, ParamSpec, Plan, RenameArgs, StepError,
     StepInfo, SwapArgs, WriteFileArgs,
 };
-pub use host::{Host, HostErrorExt, WasmHost};
+pub use host::{Host, HostErrorExt, WasmHost, tree_size};
 pub use params::ParamSpecExt;
-pub use plan::{PlanBuilder, StepErrorExt, human_bytes, human_count};
+pub use plan::{PlanBuilder, StepErrorExt, copy_headroom, human_bytes, human_count};
 
 /// Everything a step usually needs, in one `use`.
 pub mod prelude {
     pub use crate::{
         Access, Algorithm, Check, Context, Entry, EntryKind, Host, HostError, HostErrorExt, Level,
-        ParamSpec, ParamSpecExt, Plan, PlanBuilder, Step, StepError, StepErrorExt, human_bytes,
-        human_count,
+        ParamSpec, ParamSpecExt, Plan, PlanBuilder, Step, StepError, StepErrorExt, copy_headroom,
+        human_bytes, human_count, tree_size,
     };
     pub use serde::Deserialize;
 }

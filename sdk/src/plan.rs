@@ -186,6 +186,13 @@ impl StepErrorExt for StepError {
     }
 }
 
+/// What the host keeps free beyond a copy or an extract of `bytes`: 5% of
+/// it, at least 64 MiB. A step that checks space at plan time uses this so
+/// that it refuses exactly what the host would refuse at run time.
+pub fn copy_headroom(bytes: u64) -> u64 {
+    (bytes / 20).max(64 << 20)
+}
+
 /// A count with thousands separators, as operators read it: `33,553`.
 pub fn human_count(n: u64) -> String {
     let digits = n.to_string();

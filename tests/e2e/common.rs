@@ -10,6 +10,11 @@ pub fn mend_bin() -> &'static str {
     env!("CARGO_BIN_EXE_mend")
 }
 
+/// A file of the repository (a shipped runbook), by its path from the root.
+pub fn repo(rel: &str) -> String {
+    format!("{}/../{rel}", env!("CARGO_MANIFEST_DIR"))
+}
+
 /// Compiled components are cached here for the whole suite: a debug build
 /// compiles a component in about a second, so compile each once.
 pub fn shared_cache() -> PathBuf {

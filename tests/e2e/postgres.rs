@@ -19,19 +19,23 @@ struct Pg {
     port: u16,
 }
 
-/// Run a PostgreSQL program, as `nobody` when the tests run as root
-/// (initdb and postgres refuse to run as root).
-fn pg(program: &str, args: &[&str]) -> std::process::Output {
+/// A PostgreSQL program; the server side (initdb, pg_ctl) as `nobody` when
+/// the tests run as root, which initdb and postgres refuse.
+fn pg_command(program: &str) -> Command {
     let path = format!("{BIN}/{program}");
-    let as_root = rustix::process::geteuid().is_root();
-    let mut cmd = if as_root && matches!(program, "initdb" | "pg_ctl") {
+    if rustix::process::geteuid().is_root() && matches!(program, "initdb" | "pg_ctl") {
         let mut c = Command::new("setpriv");
         c.args(["--reuid=65534", "--regid=65534", "--clear-groups", &path]);
         c
     } else {
         Command::new(&path)
-    };
-    let out = cmd.args(args).output().unwrap_or_else(|e| {
+    }
+}
+
+/// Run a PostgreSQL program; it must succeed.
+fn pg(program: &str, args: &[&str]) -> std::process::Output {
+    let path = format!("{BIN}/{program}");
+    let out = pg_command(program).args(args).output().unwrap_or_else(|e| {
         panic!("cannot run {path} ({e}); install postgresql-15 (.ci/run does)")
     });
     assert!(
@@ -123,20 +127,10 @@ impl Pg {
 impl Drop for Pg {
     fn drop(&mut self) {
         let d = self.root.path().join("data").display().to_string();
-        let path = format!("{BIN}/pg_ctl");
-        let mut cmd = if rustix::process::geteuid().is_root() {
-            let mut c = Command::new("setpriv");
-            c.args(["--reuid=65534", "--regid=65534", "--clear-groups", &path]);
-            c
-        } else {
-            Command::new(&path)
-        };
-        let _ = cmd.args(["-D", &d, "-m", "immediate", "stop"]).output();
+        let _ = pg_command("pg_ctl")
+            .args(["-D", &d, "-m", "immediate", "stop"])
+            .output();
     }
-}
-
-fn repo(rel: &str) -> String {
-    format!("{}/../{rel}", env!("CARGO_MANIFEST_DIR"))
 }
 
 /// A database `app` with `accounts`: two dumps in `dumps` (3 rows, taken

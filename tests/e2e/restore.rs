@@ -15,10 +15,6 @@ const UNITS: [&str; 3] = [
     "mastodon-streaming.service",
 ];
 
-fn repo(rel: &str) -> String {
-    format!("{}/../{rel}", env!("CARGO_MANIFEST_DIR"))
-}
-
 fn age(path: &Path, hours: u64) {
     let t = SystemTime::now() - Duration::from_secs(hours * 3600);
     std::fs::File::open(path).unwrap().set_modified(t).unwrap();

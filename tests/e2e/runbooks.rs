@@ -3,10 +3,6 @@
 
 use crate::common::*;
 
-fn repo(rel: &str) -> String {
-    format!("{}/../{rel}", env!("CARGO_MANIFEST_DIR"))
-}
-
 fn rehearse(f: &Fixture, runbook: &str, sets: &[String]) -> Ran {
     let mut args = vec!["rehearse".to_string(), repo(runbook)];
     for s in sets {

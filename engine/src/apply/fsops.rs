@@ -130,8 +130,8 @@ pub fn write_synced(r: &Resolved, contents: &[u8], mode: u32) -> Result<()> {
 /// Refuse a copy that would not fit, before writing anything.
 pub fn check_space(dst: &Resolved, need: u64, what: &str) -> Result<()> {
     let free = crate::sandbox::free_space_of(&dst.grant.dir)?;
-    // Headroom: 5% of the copy and at least 64 MiB stay free.
-    let headroom = (need / 20).max(64 << 20);
+    // The same rule steps check at plan time.
+    let headroom = mend_sdk::copy_headroom(need);
     if free < need + headroom {
         bail!(
             "not enough space for {what}: it needs {} (with {} headroom), {} is free in grant `{}` ({})",

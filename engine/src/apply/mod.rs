@@ -125,14 +125,12 @@ pub fn prepare_in(batch: &mut Batch, cx: &ApplyCtx, action: &Action) -> Result<P
         Ok(())
     };
     match action {
-        Action::Remove { path } => {
-            // A disposable removal is never undone: no times to put back
-            // (putting them back would make a changed tree look untouched).
-            let r = g.write(path).map_err(|e| anyhow::anyhow!("{e}"))?;
-            if !r.grant.disposable {
-                dirs(&[path])?
-            }
-        }
+        // A disposable removal is never undone: no times to put back
+        // (putting them back would make a changed tree look untouched).
+        Action::Remove { path }
+            if g.get(crate::grants::split(path)?.0)
+                .is_some_and(|d| d.disposable) => {}
+        Action::Remove { path } => dirs(&[path])?,
         Action::CreateDir { path } | Action::WriteFile { path, .. } => dirs(&[path])?,
         Action::Rename { path, to } => dirs(&[path, to])?,
         Action::Swap { path, with } => dirs(&[path, with])?,

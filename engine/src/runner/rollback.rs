@@ -102,45 +102,31 @@ pub(crate) async fn rollback_prepared(
             ActionState::Intended => {
                 // Killed between intent and done: the action may be half
                 // done. File actions are finished first (they are safe to
-                // repeat) so their undo is known; a command is not re-run.
-                if let crate::plan::Action::Exec {
-                    creates: Some(c), ..
-                } = &planned.action
-                    && !j.pre.existed
-                {
-                    // Not recorded done: its command may have half made
-                    // the file. The file is all there is to undo.
-                    j.undo = Some(apply::Undo::RemoveCreated { path: c.clone() });
-                } else if matches!(planned.action, crate::plan::Action::Exec { .. }) {
-                    journal.event(run_id, Some(rec.step_idx), "warn", &format!("{what}: killed before it was recorded done; its compensation is not run"))?;
-                    journal.set_action_state(
-                        run_id,
-                        rec.step_idx,
-                        rec.seq,
-                        ActionState::Undone,
-                        None,
-                    )?;
-                    continue;
-                }
+                // repeat) so their undo is known; a command is not re-run,
+                // but a file it was making is removed.
                 let key = Key {
                     run: run_id,
                     step: rec.step_idx,
                     seq: rec.seq,
                 };
-                let performed = match &j.undo {
-                    Some(u) => Ok(u.clone()),
-                    None => apply::perform(&cx, &key, &planned.action, &j.pre),
+                let performed = match &planned.action {
+                    crate::plan::Action::Exec {
+                        creates: Some(c), ..
+                    } if !j.pre.existed => Ok(Undo::RemoveCreated { path: c.clone() }),
+                    crate::plan::Action::Exec { .. } => Err((
+                        "warn",
+                        format!(
+                            "{what}: killed before it was recorded done; its compensation is not run"
+                        ),
+                    )),
+                    action => apply::perform(&cx, &key, action, &j.pre)
+                        // It did not happen: nothing to undo.
+                        .map_err(|e| ("info", format!("{what}: not performed ({e:#})"))),
                 };
                 match performed {
                     Ok(u) => j.undo = Some(u),
-                    Err(e) => {
-                        // It did not happen: nothing to undo.
-                        journal.event(
-                            run_id,
-                            Some(rec.step_idx),
-                            "info",
-                            &format!("{what}: not performed ({e:#})"),
-                        )?;
+                    Err((level, message)) => {
+                        journal.event(run_id, Some(rec.step_idx), level, &message)?;
                         journal.set_action_state(
                             run_id,
                             rec.step_idx,

@@ -128,31 +128,3 @@ pub fn table(now: i64, listing: &[Candidate], chosen: &str) -> Vec<String> {
         .chain((listing.len() > 10).then(|| format!("     ... and {} older", listing.len() - 10)))
         .collect()
 }
-
-/// Files and bytes under a granted path.
-pub fn measure(host: &dyn Host, root: &str) -> Result<(u64, u64), StepError> {
-    let (mut files, mut bytes) = (0u64, 0u64);
-    host.walk(root, &mut |e| {
-        if e.kind == EntryKind::File {
-            files += 1;
-            bytes += e.size;
-        }
-    })
-    .map_err(|e| StepError::new(format!("cannot read {root}: {}", e.text())))?;
-    Ok((files, bytes))
-}
-
-/// Files and bytes under a granted path, or `None` when it does not exist.
-pub fn measure_if_exists(host: &dyn Host, root: &str) -> Result<Option<(u64, u64)>, StepError> {
-    let (mut files, mut bytes) = (0u64, 0u64);
-    match host.walk(root, &mut |e| {
-        if e.kind == EntryKind::File {
-            files += 1;
-            bytes += e.size;
-        }
-    }) {
-        Ok(()) => Ok(Some((files, bytes))),
-        Err(HostError::NotFound(_)) => Ok(None),
-        Err(e) => Err(StepError::new(format!("cannot read {root}: {}", e.text()))),
-    }
-}

@@ -46,11 +46,6 @@ pub struct Params {
 /// The step.
 pub struct Restore;
 
-/// Headroom the host keeps free under a copy: 5%, at least 64 MiB.
-fn headroom(bytes: u64) -> u64 {
-    (bytes / 20).max(64 << 20)
-}
-
 impl Step for Restore {
     type Params = Params;
     const NAME: &'static str = "restore";
@@ -148,8 +143,18 @@ fn restore_dir(
     {
         src = format!("{src}/{}", sub.trim_matches('/'));
     }
-    let (files, bytes) = choose::measure(host, &src)?;
-    let current = choose::measure_if_exists(host, target)?;
+    let (files, bytes) = tree_size(host, &src)
+        .map_err(|e| StepError::new(format!("cannot read {src}: {}", e.text())))?;
+    let current = match tree_size(host, target) {
+        Ok(size) => Some(size),
+        Err(HostError::NotFound(_)) => None,
+        Err(e) => {
+            return Err(StepError::new(format!(
+                "cannot read {target}: {}",
+                e.text()
+            )));
+        }
+    };
     let space = host
         .free_space(target.rsplit_once('/').map_or(target, |(parent, _)| parent))
         .map_err(|e| {
@@ -158,13 +163,13 @@ fn restore_dir(
                 e.text()
             ))
         })?;
-    let need = bytes + headroom(bytes);
+    let need = bytes + copy_headroom(bytes);
     if space.available < need {
         return Err(StepError::new(format!(
             "not enough space to restore {src} into {target}: it needs {} ({} and {} headroom), {} is free",
             human_bytes(need),
             human_bytes(bytes),
-            human_bytes(headroom(bytes)),
+            human_bytes(copy_headroom(bytes)),
             human_bytes(space.available)
         ))
         .hint("free that much there first; nothing was copied"));

@@ -43,24 +43,6 @@ fn pg_dump() -> String {
 /// The step.
 pub struct Snapshot;
 
-/// Headroom the host also keeps free under a copy: 5% of it, at least 64 MiB.
-pub fn headroom(bytes: u64) -> u64 {
-    (bytes / 20).max(64 << 20)
-}
-
-/// Files and bytes under a granted directory.
-fn measure(host: &dyn Host, root: &str) -> Result<(u64, u64), StepError> {
-    let (mut files, mut bytes) = (0u64, 0u64);
-    host.walk(root, &mut |e| {
-        if e.kind == EntryKind::File {
-            files += 1;
-            bytes += e.size;
-        }
-    })
-    .map_err(|e| StepError::new(format!("cannot read {root}: {}", e.text())).param("source"))?;
-    Ok((files, bytes))
-}
-
 fn last_component(path: &str) -> &str {
     path.trim_end_matches('/')
         .rsplit('/')
@@ -108,7 +90,9 @@ impl Step for Snapshot {
         let base = format!("{}/{label}-{stamp}", p.into.trim_end_matches('/'));
         let mut plan = Plan::builder().fact("snapshot.time", utc(cx.now));
         if let Some(source) = &p.source {
-            let (files, bytes) = measure(host, source)?;
+            let (files, bytes) = tree_size(host, source).map_err(|e| {
+                StepError::new(format!("cannot read {source}: {}", e.text())).param("source")
+            })?;
             let space = host.free_space(&p.into).map_err(|e| {
                 StepError::new(format!(
                     "cannot see the free space of {}: {}",
@@ -117,13 +101,13 @@ impl Step for Snapshot {
                 ))
                 .param("into")
             })?;
-            let need = bytes + headroom(bytes);
+            let need = bytes + copy_headroom(bytes);
             if space.available < need {
                 return Err(StepError::new(format!(
                     "not enough space for a snapshot of {source}: it needs {} ({} and {} headroom), {} is free in {}",
                     human_bytes(need),
                     human_bytes(bytes),
-                    human_bytes(headroom(bytes)),
+                    human_bytes(copy_headroom(bytes)),
                     human_bytes(space.available),
                     p.into
                 ))
