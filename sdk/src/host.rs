@@ -13,6 +13,9 @@ pub trait Host {
     /// every entry; directories come before their contents. Symlinks are
     /// reported, never followed.
     fn walk(&self, root: &str, each: &mut dyn FnMut(Entry)) -> Result<(), HostError>;
+    /// What one granted path is (a symlink is reported, not followed);
+    /// `NotFound` when nothing is there. Cheaper than a walk of its parent.
+    fn stat(&self, path: &str) -> Result<Entry, HostError>;
     /// The lowercase hex digest of a granted file, computed by the host.
     fn digest(&self, path: &str, algorithm: Algorithm) -> Result<String, HostError>;
     /// Free space on the filesystem that holds `path`.
@@ -61,6 +64,9 @@ impl Host for WasmHost {
             }
             batch.into_iter().for_each(&mut *each);
         }
+    }
+    fn stat(&self, path: &str) -> Result<Entry, HostError> {
+        files::stat(path)
     }
     fn digest(&self, path: &str, algorithm: Algorithm) -> Result<String, HostError> {
         files::digest(path, algorithm)

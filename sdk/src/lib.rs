@@ -68,9 +68,9 @@ pub use plan::{PlanBuilder, StepErrorExt, copy_headroom, human_bytes, human_coun
 /// Everything a step usually needs, in one `use`.
 pub mod prelude {
     pub use crate::{
-        Access, Algorithm, Check, Context, Entry, EntryKind, Host, HostError, HostErrorExt, Level,
-        ParamSpec, ParamSpecExt, Plan, PlanBuilder, Step, StepError, StepErrorExt, copy_headroom,
-        human_bytes, human_count, tree_size,
+        Access, Algorithm, ArchiveFormat, Check, Context, Entry, EntryKind, Host, HostError,
+        HostErrorExt, Level, ParamSpec, ParamSpecExt, Plan, PlanBuilder, Step, StepError,
+        StepErrorExt, copy_headroom, human_bytes, human_count, tree_size,
     };
     pub use serde::Deserialize;
 }

@@ -168,6 +168,12 @@ impl FakeHost {
         self.logs.borrow().clone()
     }
     fn granted(&self, path: &str) -> Result<(), HostError> {
+        // The engine's rules, so a step's test sees what a real run would.
+        if path.starts_with('/') || path.split('/').any(|c| c == "..") {
+            return Err(HostError::Invalid(format!(
+                "{path}: paths are GRANT/relative, without `..` or a leading `/`"
+            )));
+        }
         let grant = path.split('/').next().unwrap_or("");
         if self.grants.iter().any(|g| g.name == grant) {
             Ok(())
@@ -216,6 +222,25 @@ impl Host for FakeHost {
             });
         }
         Ok(())
+    }
+    fn stat(&self, path: &str) -> Result<Entry, HostError> {
+        self.granted(path)?;
+        let path = path.trim_end_matches('/');
+        let (kind, size, mtime) = match self.nodes.get(path) {
+            None => return Err(HostError::NotFound(path.to_string())),
+            Some(Node::File { size, mtime, .. }) => (EntryKind::File, *size, *mtime),
+            Some(Node::Dir { mtime }) => (EntryKind::Dir, 0, *mtime),
+            Some(Node::Symlink { target, mtime }) => {
+                (EntryKind::Symlink, target.len() as u64, *mtime)
+            }
+        };
+        Ok(Entry {
+            path: path.to_string(),
+            kind,
+            size,
+            mtime,
+            mtime_nanos: 0,
+        })
     }
     fn digest(&self, path: &str, algorithm: Algorithm) -> Result<String, HostError> {
         self.granted(path)?;

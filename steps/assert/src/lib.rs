@@ -97,8 +97,9 @@ impl Step for Assert {
                 }
                 return Ok(plan
                     .summary(format!(
-                        "{} checks, made after the steps before this one",
-                        specs.len()
+                        "{} {}, made after the steps before this one",
+                        specs.len(),
+                        if specs.len() == 1 { "check" } else { "checks" }
                     ))
                     .build());
             }

@@ -233,35 +233,12 @@ enum Found {
     Missing,
 }
 
-/// What is at `path`, with walks only (the host has no `stat`): a walk of
-/// it succeeds for a directory; otherwise it is looked up in its parent.
+/// What is at `path`.
 fn stat(host: &dyn Host, path: &str) -> Result<Found, HostError> {
-    // The engine says `Io` ("Not a directory") for a file, a fake host
-    // `NotFound`; a directory whose first entry cannot be opened errs too.
-    let first = match walk_until(host, path, 1, &mut |_| false) {
-        Ok(()) => return Ok(Found::Dir),
-        Err(e) => e,
-    };
-    let missing = |first: HostError| match first {
-        HostError::NotFound(_) | HostError::Io(_) => Ok(Found::Missing),
-        e => Err(e),
-    };
-    let Some((parent, _)) = path.rsplit_once('/') else {
-        return missing(first);
-    };
-    let mut found = Found::Missing;
-    let looked = walk_until(host, parent, 4096, &mut |e| {
-        if e.path == path {
-            found = match e.kind {
-                EntryKind::Dir => Found::Dir,
-                kind => Found::Other(kind, e.size),
-            };
-        }
-        found == Found::Missing
-    });
-    match looked {
-        _ if found != Found::Missing => Ok(found),
-        Ok(()) | Err(HostError::NotFound(_)) => missing(first),
+    match host.stat(path) {
+        Ok(e) if e.kind == EntryKind::Dir => Ok(Found::Dir),
+        Ok(e) => Ok(Found::Other(e.kind, e.size)),
+        Err(HostError::NotFound(_)) => Ok(Found::Missing),
         Err(e) => Err(e),
     }
 }
