@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::process::{Command as Process, Stdio};
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -42,6 +43,9 @@ pub struct Output {
 
 const STDOUT_CAP: usize = 1 << 20;
 const STDERR_CAP: usize = 64 << 10;
+/// How long output is awaited after a command exits: a daemon it started
+/// may hold the pipes open for ever.
+const PIPE_GRACE: Duration = Duration::from_millis(500);
 
 /// The commands one step may run, and how.
 #[derive(Clone, Debug, Default)]
@@ -146,14 +150,32 @@ pub fn run_program(
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| format!("cannot start {program}: {e}"))?;
+    // Readers fill shared buffers, so that output can be taken even when a
+    // process the command left behind (a daemon it started) keeps the pipe
+    // open after the command itself exited.
     let reader = |mut r: Box<dyn Read + Send>, cap: usize| {
+        let buf = Arc::new(Mutex::new(Vec::new()));
+        let filled = Arc::clone(&buf);
+        let (done, finished) = mpsc::channel::<()>();
         std::thread::spawn(move || {
-            let mut buf = Vec::new();
-            let _ = r.by_ref().take(cap as u64).read_to_end(&mut buf);
-            // Drain the rest so the child never blocks on a full pipe.
-            let _ = std::io::copy(&mut r, &mut std::io::sink());
-            String::from_utf8_lossy(&buf).into_owned()
-        })
+            let mut chunk = [0u8; 8192];
+            while let Ok(n) = r.read(&mut chunk) {
+                if n == 0 {
+                    break;
+                }
+                let mut b = filled.lock().unwrap_or_else(|e| e.into_inner());
+                let room = cap.saturating_sub(b.len()).min(n);
+                b.extend_from_slice(&chunk[..room]);
+                // The rest is drained, so the child never blocks on a full pipe.
+            }
+            let _ = done.send(());
+        });
+        (buf, finished)
+    };
+    let take = |(buf, finished): (Arc<Mutex<Vec<u8>>>, mpsc::Receiver<()>)| {
+        let _ = finished.recv_timeout(PIPE_GRACE);
+        let b = buf.lock().unwrap_or_else(|e| e.into_inner());
+        String::from_utf8_lossy(&b).into_owned()
     };
     let out = reader(Box::new(child.stdout.take().expect("piped")), STDOUT_CAP);
     let err = reader(Box::new(child.stderr.take().expect("piped")), STDERR_CAP);
@@ -174,7 +196,35 @@ pub fn run_program(
     };
     Ok(Output {
         status: status.code().unwrap_or(-1),
-        stdout: out.join().unwrap_or_default(),
-        stderr: err.join().unwrap_or_default(),
+        stdout: take(out),
+        stderr: take(err),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_daemon_holding_the_pipes_does_not_hang_the_command() {
+        // `sleep` inherits stdout and keeps it open long after `sh` exits.
+        let args = ["-c".to_string(), "echo started; sleep 30 &".to_string()];
+        let began = Instant::now();
+        let out = run_program("/bin/sh", &args, &[], Duration::from_secs(20)).unwrap();
+        assert_eq!(out.status, 0);
+        assert_eq!(out.stdout, "started\n");
+        assert!(
+            began.elapsed() < Duration::from_secs(20),
+            "waited for the daemon: {:?}",
+            began.elapsed()
+        );
+    }
+
+    #[test]
+    fn output_past_the_cap_is_cut_and_drained() {
+        let args = ["-c".to_string(), "head -c 3000000 /dev/zero".to_string()];
+        let out = run_program("/bin/sh", &args, &[], Duration::from_secs(20)).unwrap();
+        assert_eq!(out.status, 0);
+        assert_eq!(out.stdout.len(), STDOUT_CAP);
+    }
 }

@@ -380,6 +380,22 @@ impl Ctx<'_> {
         ok.then_some(out)
     }
 
+    /// Patterns with `${param}` standing for the param's value, matched
+    /// literally (a `*` in it is no wildcard); the ones that fail to
+    /// interpolate are reported and left out.
+    fn patterns(&mut self, v: &[(String, Span)], label: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        for (s, span) in v {
+            match interpolate_with(s, &self.params, super::model::glob_quote) {
+                Ok(p) => out.push(p),
+                Err(_) => {
+                    self.interp(s, *span, label);
+                }
+            }
+        }
+        out
+    }
+
     fn interp(&mut self, s: &str, span: Span, label: &str) -> Option<String> {
         match interpolate(s, &self.params) {
             Ok(v) => Some(v),
@@ -767,16 +783,8 @@ impl Ctx<'_> {
                     // `${param}` in a pattern stands for the param's value,
                     // matched literally (a `*` in it is no wildcard).
                     Some(v) => {
-                        let mut out = Vec::new();
-                        for (s, span) in v {
-                            match interpolate_with(&s, &self.params, super::model::glob_quote) {
-                                Ok(p) => out.push(p),
-                                Err(_) => {
-                                    self.interp(&s, span, "args");
-                                    ok = false;
-                                }
-                            }
-                        }
+                        let out = self.patterns(&v, "args");
+                        ok &= out.len() == v.len();
                         out
                     }
                     None => {
@@ -924,9 +932,10 @@ impl Ctx<'_> {
         });
         let urls = match t.get("urls") {
             None => Some(Vec::new()),
-            Some(u) => self
-                .strings(u, "urls")
-                .map(|v| v.into_iter().map(|(s, _)| s).collect()),
+            Some(u) => self.strings(u, "urls").and_then(|v| {
+                let out = self.patterns(&v, "urls");
+                (out.len() == v.len()).then_some(out)
+            }),
         };
 
         let (with, with_span) = match t.get("with") {
@@ -1170,11 +1179,13 @@ impl Ctx<'_> {
                 let mut out = serde_json::Map::new();
                 let mut ok = true;
                 for (k, item) in entries(t) {
-                    match self.json(item, &format!("{label}.{}", k.get_ref())) {
-                        Some(j) => {
-                            out.insert(k.get_ref().to_string(), j);
+                    // Keys are interpolated too: `files = { "dist/${release}" = ... }`.
+                    let key = self.interp(k.get_ref(), sp(k), &format!("{label} key"));
+                    match (key, self.json(item, &format!("{label}.{}", k.get_ref()))) {
+                        (Some(key), Some(j)) => {
+                            out.insert(key, j);
                         }
-                        None => ok = false,
+                        _ => ok = false,
                     }
                 }
                 if !ok {
@@ -1249,7 +1260,9 @@ impl Ctx<'_> {
                     return None;
                 }
             },
-            DeValue::String(s) => match parse_duration(s) {
+            // `${param}` works here, so an operator (or a rehearsal) can
+            // tune a wait without editing the runbook.
+            DeValue::String(s) => match parse_duration(&self.interp(s, sp(v), label)?) {
                 Ok(d) => d,
                 Err(e) => {
                     self.error(

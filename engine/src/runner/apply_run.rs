@@ -616,6 +616,7 @@ async fn verify(
 ) -> Result<(), StepFailed> {
     let attempts = step.def.retry.attempts.max(1);
     let mut last = String::new();
+    let mut shown = String::new();
     for attempt in 1..=attempts {
         let host = super::host_ctx(step, now, settings);
         let (result, _) = sandbox
@@ -666,11 +667,24 @@ async fn verify(
             Err(e) => last = format!("verify failed: {}", crate::output::sanitize(&e.message)),
         }
         if attempt < attempts {
-            settings.reporter.line(&format!(
-                "  {last}; retry {attempt}/{} in {:?}",
-                attempts - 1,
-                step.def.retry.delay
-            ));
+            // The same failure again is one short line, not the whole text:
+            // a service that takes a minute to come up must not bury the
+            // screen.
+            let line = if last == shown {
+                format!(
+                    "  the same; retry {attempt}/{} in {:?}",
+                    attempts - 1,
+                    step.def.retry.delay
+                )
+            } else {
+                format!(
+                    "  {last}; retry {attempt}/{} in {:?}",
+                    attempts - 1,
+                    step.def.retry.delay
+                )
+            };
+            settings.reporter.line(&line);
+            shown = last.clone();
             tokio::time::sleep(step.def.retry.delay).await;
         }
     }

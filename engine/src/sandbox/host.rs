@@ -268,6 +268,39 @@ impl files::HostWalk for StepState {
     }
 }
 
+/// What one granted path is, by lstat.
+pub fn stat(grants: &Grants, path: &str) -> Result<files::Entry, HostError> {
+    let r = grants.read(path).map_err(denied)?;
+    let md = r
+        .grant
+        .dir
+        .symlink_metadata(r.rel_path())
+        .map_err(|e| io_error(path, e))?;
+    let ft = md.file_type();
+    let kind = if ft.is_symlink() {
+        files::EntryKind::Symlink
+    } else if ft.is_dir() {
+        files::EntryKind::Dir
+    } else if ft.is_file() {
+        files::EntryKind::File
+    } else {
+        files::EntryKind::Other
+    };
+    let (mtime, mtime_nanos) = md
+        .modified()
+        .map(|t| t.into_std())
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or((0, 0), |d| (d.as_secs() as i64, d.subsec_nanos()));
+    Ok(files::Entry {
+        path: path.trim_end_matches('/').to_string(),
+        kind,
+        size: md.len(),
+        mtime,
+        mtime_nanos,
+    })
+}
+
 /// Hash a granted file natively.
 pub fn digest(
     grants: &Grants,
@@ -327,6 +360,9 @@ pub fn free_space(grants: &Grants, path: &str) -> Result<files::Space, HostError
 }
 
 impl files::Host for StepState {
+    fn stat(&mut self, path: String) -> wasmtime::Result<Result<files::Entry, HostError>> {
+        Ok(stat(&self.host.grants, &path))
+    }
     fn digest(
         &mut self,
         path: String,
