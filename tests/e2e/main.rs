@@ -11,6 +11,7 @@ mod postgres;
 mod restore;
 mod runbooks;
 mod steps_native;
+mod upgrade;
 
 /// Every test step that build.rs compiles is used by some test here, so
 /// none is built and forgotten (wasmtime's test-programs rule).
