@@ -13,5 +13,8 @@ pub const BAD_INPUT: i32 = 2;
 pub const ROLLBACK_FAILED: i32 = 3;
 /// Another run of the same runbook holds the lock.
 pub const LOCKED: i32 = 4;
+/// `mend run --plan FILE`: the saved plan no longer holds (the runbook, a
+/// step, an action, a fact, a mount or the free space moved). Nothing ran.
+pub const PLAN_DRIFTED: i32 = 5;
 /// mend itself failed (an I/O error on the journal, a bug).
 pub const INTERNAL: i32 = 70;

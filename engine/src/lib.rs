@@ -15,6 +15,7 @@ pub mod exit;
 pub mod grants;
 pub mod journal;
 pub mod output;
+pub mod pinned;
 pub mod plan;
 pub mod runbook;
 pub mod runner;

@@ -84,6 +84,33 @@ impl Action {
     }
 
     /// The kind as a word.
+    /// What the action does to what, on one line: `rename a -> b`,
+    /// `exec cmd args (undo: ...)`.
+    pub fn line(&self) -> String {
+        format!("{} {}", self.kind(), self.what())
+    }
+
+    /// The action's object: its path, paths or command line.
+    pub fn what(&self) -> String {
+        match self {
+            Action::Rename { path, to } => format!("{path} -> {to}"),
+            Action::Swap { path, with } => format!("{path} <-> {with}"),
+            Action::Copy { from, path } => format!("{from} -> {path}"),
+            Action::Extract { archive, path, .. } => format!("{archive} -> {path}"),
+            Action::Exec {
+                call,
+                undo: Some(u),
+                ..
+            } => format!("{call} (undo: {u})"),
+            Action::Exec {
+                call,
+                creates: Some(c),
+                ..
+            } => format!("{call} (creates {c})"),
+            other => other.target(),
+        }
+    }
+
     pub fn kind(&self) -> &'static str {
         match self {
             Action::Remove { .. } => "remove",

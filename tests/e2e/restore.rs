@@ -117,3 +117,100 @@ fn too_little_space_stops_before_copying_and_the_services_come_back() {
     assert_same(&before, &tree(&f.path("public"), true), "the live media");
     assert_eq!(running(&f), [true, true, true], "the stop was rolled back");
 }
+
+/// `mend plan --out` then `mend run --plan`: the reviewed plan runs when
+/// nothing moved, and nothing runs when the newest snapshot, the free
+/// space or the runbook changed in between.
+#[test]
+fn a_saved_plan_runs_only_while_it_still_holds() {
+    let f = Fixture::new();
+    world(&f);
+    let saved = f.path("noon.plan.json");
+    let saved_s = saved.display().to_string();
+    let plan = {
+        let runbook = repo("runbooks/mastodon/restore.toml");
+        let sets = sets(&f);
+        let mut args = vec!["plan", runbook.as_str(), "--out", saved_s.as_str()];
+        args.extend(sets.iter().map(String::as_str));
+        f.mend_env(&args, &[("MEND_FAKE_FREE_BYTES", "10000000000")])
+    };
+    assert_eq!(plan.code, 0, "{}", plan.text());
+    assert!(plan.stdout.contains("plan saved to"), "{}", plan.text());
+    let pinned: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&saved).unwrap()).unwrap();
+    assert_eq!(pinned["format"], "mend-plan/1");
+    assert!(
+        pinned["grants"]["public"]["mount"]
+            .as_str()
+            .unwrap()
+            .contains("dev ")
+    );
+
+    // A newer snapshot arrives and the disk filled up a little.
+    f.write("snaps/daily.2/media_attachments/1.png", "newer still");
+    let before = tree(&f.path("public"), true);
+    let ran = f.mend_env(
+        &["run", "--plan", &saved_s],
+        &[("MEND_FAKE_FREE_BYTES", "5000000000")],
+    );
+    assert_eq!(ran.code, 5, "{}", ran.text());
+    let text = ran.text();
+    for line in [
+        "no longer holds; nothing was run",
+        "step restore-media: restore.snapshot: daily.1 at plan time, now daily.2",
+        "step restore-media: action 1: `copy snapshots/daily.1 -> public/system.restore-daily.1` at plan time, now `copy snapshots/daily.2 -> public/system.restore-daily.2`",
+        "grant public: 10.0 GB free at plan time, now 5.0 GB (less than 90% of it)",
+    ] {
+        assert!(text.contains(line), "drift lacks {line:?}:\n{text}");
+    }
+    assert_same(&before, &tree(&f.path("public"), true), "the live media");
+    assert_eq!(running(&f), [true, true, true], "nothing was stopped");
+
+    // Back as it was at noon: the plan holds and runs.
+    std::fs::remove_dir_all(f.path("snaps/daily.2")).unwrap();
+    let ran = f.mend_env(
+        &["run", "--plan", &saved_s],
+        &[("MEND_FAKE_FREE_BYTES", "10000000000")],
+    );
+    assert_eq!(ran.code, 0, "{}", ran.text());
+    assert!(ran.stdout.contains("still holds"), "{}", ran.text());
+    assert_same(
+        &tree(&f.path("snaps/daily.1"), false),
+        &tree(&f.path("public/system"), false),
+        "the media restored from the reviewed snapshot",
+    );
+}
+
+#[test]
+fn a_saved_plan_of_an_edited_runbook_does_not_run() {
+    let f = Fixture::new();
+    world(&f);
+    let text = std::fs::read_to_string(repo("runbooks/mastodon/restore.toml")).unwrap();
+    let runbook = f.write("restore.toml", &text);
+    let runbook_s = runbook.display().to_string();
+    let saved = f.path("p.json").display().to_string();
+    let sets = sets(&f);
+    let mut args = vec!["plan", runbook_s.as_str(), "--out", saved.as_str()];
+    args.extend(sets.iter().map(String::as_str));
+    assert_eq!(f.mend(&args).code, 0);
+    f.write(
+        "restore.toml",
+        &text.replace("max_age = \"2d\"", "max_age = \"20d\""),
+    );
+    let ran = f.mend(&["run", "--plan", &saved]);
+    assert_eq!(ran.code, 5, "{}", ran.text());
+    assert!(
+        ran.text()
+            .contains(&format!("runbook {runbook_s}: sha256 ")),
+        "{}",
+        ran.text()
+    );
+    let garbage = f.write("garbage.json", "{\"format\": 3");
+    let ran = f.mend(&["run", "--plan", &garbage.display().to_string()]);
+    assert_eq!(ran.code, 2, "{}", ran.text());
+    assert!(
+        ran.text().contains("not a plan mend saved"),
+        "{}",
+        ran.text()
+    );
+}

@@ -6,15 +6,15 @@ mod render;
 pub use render::Out;
 
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 
-use crate::exit;
 use crate::journal::{HistoryFilter, Journal, RunMode, RunStatus};
 use crate::runner::{self, Failure, Settings};
 use crate::sandbox::Sandbox;
+use crate::{exit, pinned};
 
 /// Runbooks for self-hosted services: planned, sandboxed, journaled, undoable.
 #[derive(Parser, Debug)]
@@ -53,12 +53,20 @@ pub enum Cmd {
         /// List every action, not the first few of each step
         #[arg(long)]
         all: bool,
+        /// Save the plan with the facts it rests on, for `mend run --plan FILE`
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
     },
     /// Run a runbook: plan, apply, verify each step; roll back on failure
     Run {
-        runbook: PathBuf,
+        /// The runbook (taken from the saved plan with --plan)
+        #[arg(required_unless_present = "plan")]
+        runbook: Option<PathBuf>,
         #[arg(long = "set", value_name = "KEY=VALUE", value_parser = parse_set)]
         sets: Vec<(String, String)>,
+        /// Run only if this saved plan (`mend plan --out`) still holds
+        #[arg(long, value_name = "FILE", conflicts_with = "sets")]
+        plan: Option<PathBuf>,
     },
     /// Finish a run that was interrupted
     Resume { run: String },
@@ -184,20 +192,29 @@ async fn run(cli: Cli) -> i32 {
         reporter,
     };
     let result = match cli.command {
-        Cmd::Plan { runbook, sets, all } => {
-            plan(&sandbox, &settings, &out, &runbook, &sets, all).await
+        Cmd::Plan {
+            runbook,
+            sets,
+            all,
+            out: file,
+        } => {
+            plan(
+                &sandbox,
+                &settings,
+                &out,
+                &runbook,
+                &sets,
+                all,
+                file.as_deref(),
+            )
+            .await
         }
         Cmd::Lint { runbook, sets } => lint(&sandbox, &out, &runbook, &sets).await,
-        Cmd::Run { runbook, sets } => runner::run(
-            &sandbox,
-            &settings,
-            &runbook,
-            &sets,
-            RunMode::Run,
-            &Default::default(),
-        )
-        .await
-        .map(|o| out.run_outcome(&o)),
+        Cmd::Run {
+            runbook,
+            sets,
+            plan: saved,
+        } => run_runbook(&sandbox, &settings, &out, runbook, sets, saved.as_deref()).await,
         Cmd::Resume { run } => runner::resume(&sandbox, &settings, &run)
             .await
             .map(|o| out.run_outcome(&o)),
@@ -233,9 +250,10 @@ async fn plan(
     sandbox: &Sandbox,
     settings: &Settings,
     out: &render::Out,
-    file: &std::path::Path,
+    file: &Path,
     sets: &[(String, String)],
     all: bool,
+    save: Option<&Path>,
 ) -> Result<i32, Failure> {
     let prepared = runner::prepare(sandbox, file, sets, &Default::default(), false).await?;
     let now = runner::now(settings);
@@ -244,7 +262,101 @@ async fn plan(
         let planned = runner::plan_step(sandbox, &prepared.runbook, step, now, settings).await;
         steps.push((step, planned));
     }
-    Ok(out.plan(&prepared, &steps, all))
+    let code = out.plan(&prepared, &steps, all);
+    let Some(save) = save else {
+        return Ok(code);
+    };
+    match pinned::capture(&prepared.runbook, sets, now, &steps) {
+        Ok(saved) => {
+            pinned::save(&saved, save)
+                .map_err(|e| anyhow::anyhow!("cannot write the plan to {}: {e}", save.display()))?;
+            out.note(&format!(
+                "plan saved to {}; `mend run --plan {}` runs exactly it, or nothing if anything it rests on has moved",
+                save.display(),
+                save.display()
+            ));
+            Ok(code)
+        }
+        Err(failed) => {
+            out.note(&format!(
+                "plan not saved to {}: a plan that cannot run is not worth keeping ({})",
+                save.display(),
+                failed.join("; ")
+            ));
+            Ok(exit::STEP_FAILED)
+        }
+    }
+}
+
+/// `mend run`, of a runbook or of a saved plan that must still hold.
+async fn run_runbook(
+    sandbox: &Sandbox,
+    settings: &Settings,
+    out: &render::Out,
+    runbook: Option<PathBuf>,
+    sets: Vec<(String, String)>,
+    saved: Option<&Path>,
+) -> Result<i32, Failure> {
+    let (file, sets) = match saved {
+        None => (runbook.expect("clap requires it"), sets),
+        Some(saved_file) => {
+            let saved = pinned::load(saved_file)
+                .map_err(|e| Failure::input(&saved_file.display().to_string(), e, None))?;
+            if let Some(given) = &runbook
+                && std::path::absolute(given).ok().as_ref() != Some(&saved.runbook.path)
+            {
+                return Err(Failure::input(
+                    &saved_file.display().to_string(),
+                    format!(
+                        "the plan is of {}, not {}",
+                        saved.runbook.path.display(),
+                        given.display()
+                    ),
+                    Some("leave the runbook out: the plan names it".to_string()),
+                ));
+            }
+            let prepared = runner::prepare(
+                sandbox,
+                &saved.runbook.path,
+                &saved.sets,
+                &Default::default(),
+                false,
+            )
+            .await?;
+            let now = runner::now(settings);
+            let mut steps = Vec::new();
+            for step in &prepared.steps {
+                let planned =
+                    runner::plan_step(sandbox, &prepared.runbook, step, now, settings).await;
+                steps.push((step, planned));
+            }
+            let drift = match pinned::capture(&prepared.runbook, &saved.sets, now, &steps) {
+                Ok(current) => pinned::drift(&saved, &current),
+                Err(failed) => failed
+                    .into_iter()
+                    .map(|f| format!("step {f} (it planned at plan time)"))
+                    .collect(),
+            };
+            if !drift.is_empty() {
+                return Ok(out.drifted(saved_file, &drift));
+            }
+            out.note(&format!(
+                "the plan in {} still holds: runbook, steps, actions, facts, mounts and free space",
+                saved_file.display()
+            ));
+            (saved.runbook.path, saved.sets)
+        }
+    };
+    runner::run(
+        sandbox,
+        settings,
+        &file,
+        &sets,
+        RunMode::Run,
+        &Default::default(),
+    )
+    .await
+    .map(|o| out.run_outcome(&o))
 }
 
 async fn lint(

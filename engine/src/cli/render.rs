@@ -185,23 +185,7 @@ impl Out {
 
     fn action_line(&self, a: &Planned, width: usize) -> String {
         use crate::plan::Action as A;
-        let target = match &a.action {
-            A::Rename { path, to } => format!("{path} -> {to}"),
-            A::Swap { path, with } => format!("{path} <-> {with}"),
-            A::Copy { from, path } => format!("{from} -> {path}"),
-            A::Extract { archive, path, .. } => format!("{archive} -> {path}"),
-            A::Exec {
-                call,
-                undo: Some(u),
-                ..
-            } => format!("{call} (undo: {u})"),
-            A::Exec {
-                call,
-                creates: Some(c),
-                ..
-            } => format!("{call} (creates {c})"),
-            other => other.target(),
-        };
+        let target = a.action.what();
         let size = match (&a.action, a.files) {
             (A::Exec { .. } | A::CreateDir { .. } | A::Swap { .. }, _) => String::new(),
             (_, f) if f > 1 => format!("{} files, {}", count(f), bytes(a.bytes)),
@@ -463,6 +447,42 @@ impl Out {
     }
 
     /// Print a failure and return its exit code.
+    /// One line for the operator beside the main output (stderr under
+    /// `--json`, so stdout stays one JSON document).
+    pub fn note(&self, line: &str) {
+        if self.json {
+            eprintln!("{line}");
+        } else {
+            println!("{line}");
+        }
+    }
+
+    /// A saved plan that no longer holds: what moved. Nothing ran.
+    pub fn drifted(&self, file: &std::path::Path, drift: &[String]) -> i32 {
+        let code = exit::PLAN_DRIFTED;
+        if self.json {
+            self.print_json(&json!({"exit_code": code, "plan": file, "drift": drift}));
+        } else {
+            eprintln!(
+                "{}",
+                self.paint(
+                    "31",
+                    &format!(
+                        "the plan in {} no longer holds; nothing was run:",
+                        file.display()
+                    )
+                )
+            );
+            for d in drift {
+                eprintln!("  {d}");
+            }
+            eprintln!(
+                "make a new plan (mend plan RUNBOOK --out FILE), review it, and run that one."
+            );
+        }
+        code
+    }
+
     pub fn failure(&self, f: &Failure) -> i32 {
         let code = match f {
             Failure::BadInput(_) => exit::BAD_INPUT,
