@@ -63,14 +63,14 @@ pub use bindings::mend::runbook::types::{
 };
 pub use host::{Host, HostErrorExt, WasmHost, tree_size};
 pub use params::ParamSpecExt;
-pub use plan::{PlanBuilder, StepErrorExt, copy_headroom, human_bytes, human_count};
+pub use plan::{PlanBuilder, StepErrorExt, copy_headroom, files_text, human_bytes, human_count};
 
 /// Everything a step usually needs, in one `use`.
 pub mod prelude {
     pub use crate::{
         Access, Algorithm, ArchiveFormat, Check, Context, Entry, EntryKind, Host, HostError,
         HostErrorExt, Level, ParamSpec, ParamSpecExt, Plan, PlanBuilder, Step, StepError,
-        StepErrorExt, copy_headroom, human_bytes, human_count, tree_size,
+        StepErrorExt, copy_headroom, files_text, human_bytes, human_count, tree_size,
     };
     pub use serde::Deserialize;
 }

@@ -206,6 +206,11 @@ pub fn human_count(n: u64) -> String {
     out
 }
 
+/// A count of files with its noun: `1 file`, `33,553 files`.
+pub fn files_text(n: u64) -> String {
+    format!("{} file{}", human_count(n), if n == 1 { "" } else { "s" })
+}
+
 /// Bytes in human units, as operators read them: `22.0 GB`, `512 B`.
 pub fn human_bytes(n: u64) -> String {
     const UNITS: [&str; 6] = ["B", "kB", "MB", "GB", "TB", "PB"];

@@ -214,3 +214,103 @@ fn a_saved_plan_of_an_edited_runbook_does_not_run() {
         ran.text()
     );
 }
+
+/// Prosody's data from std:snapshot-style dated snapshots; the listing puts
+/// the older one last, its name says it is older.
+fn prosody_world(f: &Fixture, status_ok: bool) -> Vec<String> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let newer = format!("prosody-{}", mend_sdk::time::utc_stamp(now - 6 * 3600));
+    let older = format!("zz-prosody-{}", mend_sdk::time::utc_stamp(now - 30 * 3600));
+    f.write("lib/prosody/example.org/accounts/alice.dat", "broken");
+    f.write(
+        &format!("snaps/{older}/example.org/accounts/alice.dat"),
+        "old",
+    );
+    f.write(
+        &format!("snaps/{newer}/example.org/accounts/alice.dat"),
+        "good",
+    );
+    f.write(
+        &format!("snaps/{newer}/example.org/roster/alice.dat"),
+        "bob",
+    );
+    let script = f.write(
+        "bin/systemctl",
+        "#!/bin/sh\nd=\"$(dirname \"$0\")/units\"\ncase \"$1\" in\n  is-active) [ -e \"$d/$2\" ] ;;\n  stop) rm -f \"$d/$2\" ;;\n  start) touch \"$d/$2\" ;;\n  *) exit 2 ;;\nesac\n",
+    );
+    let status = f.write(
+        "bin/prosodyctl",
+        &format!(
+            "#!/bin/sh\n[ \"$1\" = status ] && [ -e \"$(dirname \"$0\")/units/prosody.service\" ] && {}\n",
+            if status_ok { "echo 'Prosody is running'" } else { "echo 'Prosody is not running' && exit 1" }
+        ),
+    );
+    for s in [script, status] {
+        std::fs::set_permissions(&s, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    f.write("bin/units/prosody.service", "");
+    [
+        format!("lib={}", f.path("lib").display()),
+        format!("snapshots={}", f.path("snaps").display()),
+        format!("systemctl={}", f.path("bin/systemctl").display()),
+        format!("prosodyctl={}", f.path("bin/prosodyctl").display()),
+    ]
+    .into_iter()
+    .flat_map(|s| ["--set".to_string(), s])
+    .collect()
+}
+
+fn mend_prosody(f: &Fixture, cmd: &str, sets: &[String]) -> Ran {
+    let runbook = repo("runbooks/prosody/restore.toml");
+    let mut args = vec![cmd, runbook.as_str()];
+    args.extend(sets.iter().map(String::as_str));
+    f.mend(&args)
+}
+
+#[test]
+fn prosody_data_is_restored_from_the_newest_snapshot_by_its_name() {
+    let f = Fixture::new();
+    let sets = prosody_world(&f, true);
+    let plan = mend_prosody(&f, "plan", &sets);
+    assert_eq!(plan.code, 0, "{}", plan.text());
+    assert!(plan.text().contains("-> prosody-"), "{}", plan.text());
+    let ran = mend_prosody(&f, "run", &sets);
+    assert_eq!(ran.code, 0, "{}", ran.text());
+    assert_eq!(
+        std::fs::read_to_string(f.path("lib/prosody/example.org/accounts/alice.dat")).unwrap(),
+        "good"
+    );
+    assert!(f.path("lib/prosody/example.org/roster/alice.dat").exists());
+    assert!(
+        f.path("bin/units/prosody.service").exists(),
+        "started again"
+    );
+}
+
+#[test]
+fn prosody_that_does_not_come_back_gets_its_old_data_back() {
+    let f = Fixture::new();
+    let mut sets = prosody_world(&f, false);
+    sets.extend(["--set".to_string(), "check_delay=50ms".to_string()]);
+    let before = tree(&f.path("lib"), true);
+    let ran = mend_prosody(&f, "run", &sets);
+    assert_eq!(ran.code, 1, "{}", ran.text());
+    assert!(
+        ran.text()
+            .contains("prosodyctl status must say Prosody is running"),
+        "{}",
+        ran.text()
+    );
+    assert_same(
+        &before,
+        &tree(&f.path("lib"), true),
+        "Prosody's data after the rollback",
+    );
+    assert!(
+        f.path("bin/units/prosody.service").exists(),
+        "running again"
+    );
+}

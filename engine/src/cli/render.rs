@@ -188,6 +188,8 @@ impl Out {
         let target = a.action.what();
         let size = match (&a.action, a.files) {
             (A::Exec { .. } | A::CreateDir { .. } | A::Swap { .. }, _) => String::new(),
+            // Not there yet at plan time (made by an earlier action): no size.
+            (_, 0) => String::new(),
             (_, f) if f > 1 => format!("{} files, {}", count(f), bytes(a.bytes)),
             _ => bytes(a.bytes),
         };

@@ -175,8 +175,8 @@ fn restore_dir(
         .hint("free that much there first; nothing was copied"));
     }
     let mut plan = plan.summary(format!(
-        "restore {src} ({} files, {}) into {target}; {} free there",
-        human_count(files),
+        "restore {src} ({}, {}) into {target}; {} free there",
+        files_text(files),
         human_bytes(bytes),
         human_bytes(space.available)
     ));
@@ -185,13 +185,16 @@ fn restore_dir(
             let beside = format!("{target}.restore-{}", chosen.name);
             plan = plan
                 .summary(format!(
-                    "the current {target} ({} files, {}) is kept in the trash until the run commits",
-                    human_count(cur_files),
+                    "the current {target} ({}, {}) is kept in the trash until the run commits",
+                    files_text(cur_files),
                     human_bytes(cur_bytes)
                 ))
                 .copy(&src, &beside, "copy the snapshot beside the target")
                 .swap(target, &beside, "swap the whole copy into place")
-                .remove(&beside, "the data from before the restore, kept until the run commits");
+                .remove(
+                    &beside,
+                    "the data from before the restore, kept until the run commits",
+                );
         }
         None => {
             plan = plan.copy(

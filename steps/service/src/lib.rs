@@ -150,7 +150,11 @@ impl Step for Service {
             units.join(", ")
         ));
         for line in left {
-            plan = plan.summary(format!("  {line}; left alone"));
+            // A plan made before the steps ahead ran (`mend plan`) sees the
+            // units as they are now; at run time the step plans again.
+            plan = plan.summary(format!(
+                "  {line}; left alone, unless a step before this one changes that"
+            ));
         }
         plan = plan.check(format!(
             "every unit reports {} ({} is-active)",

@@ -116,8 +116,8 @@ impl Step for Snapshot {
             plan = plan
                 .copy(source, &base, "snapshot before the change")
                 .summary(format!(
-                    "copy {source} ({} files, {}) to {base}; {} free there",
-                    human_count(files),
+                    "copy {source} ({}, {}) to {base}; {} free there",
+                    files_text(files),
                     human_bytes(bytes),
                     human_bytes(space.available)
                 ))
