@@ -2,7 +2,7 @@
 //! no more leave its grant than a step can: `..`, absolute names and links
 //! that point outside are refused.
 
-use std::io::Read;
+use std::io::{Read, Write};
 use std::path::{Component, Path};
 
 use anyhow::{Context as _, Result, bail};
@@ -19,11 +19,16 @@ pub fn extract(archive: &Resolved, dst: &Resolved, format: Format) -> Result<()>
         .dir
         .open(archive.rel_path())
         .with_context(|| format!("open {}/{}", archive.grant.name, archive.rel))?;
+    // tar reads 512-byte headers one at a time: buffer them, or each is a
+    // system call (the copy bench saw 3x tar's time without this).
+    let file = std::io::BufReader::with_capacity(1 << 20, file);
     let reader: Box<dyn Read> = match format {
         Format::Tar => Box::new(file),
-        Format::TarGz => Box::new(flate2::read::GzDecoder::new(file)),
-        Format::TarZst => Box::new(zstd::stream::read::Decoder::new(file)?),
+        Format::TarGz => Box::new(flate2::bufread::GzDecoder::new(file)),
+        Format::TarZst => Box::new(zstd::stream::read::Decoder::with_buffer(file)?),
     };
+    let mut made: std::collections::HashSet<std::path::PathBuf> = Default::default();
+    let mut buf = vec![0u8; 1 << 20];
     dst.grant.dir.create_dir(dst.rel_path())?;
     let out = dst.grant.dir.open_dir(dst.rel_path())?;
     let mut tar = tar::Archive::new(reader);
@@ -47,14 +52,18 @@ pub fn extract(archive: &Resolved, dst: &Resolved, format: Format) -> Result<()>
         if path.as_os_str().is_empty() {
             continue;
         }
-        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty())
+            && !made.contains(parent)
+        {
             out.create_dir_all(parent)?;
+            made.insert(parent.to_path_buf());
         }
         let mode = entry.header().mode().unwrap_or(0o644) & 0o7777;
         match entry.header().entry_type() {
             tar::EntryType::Directory => {
                 out.create_dir_all(&path)?;
                 out.set_permissions(&path, Permissions::from_mode(mode | 0o700))?;
+                made.insert(path.clone());
             }
             tar::EntryType::Regular | tar::EntryType::Continuous => {
                 let mut opts = OpenOptions::new();
@@ -62,9 +71,20 @@ pub fn extract(archive: &Resolved, dst: &Resolved, format: Format) -> Result<()>
                 let mut f = out
                     .open_with(&path, &opts)
                     .with_context(|| format!("{what}: write {}", path.display()))?;
-                std::io::copy(&mut entry, &mut f)?;
+                loop {
+                    let n = entry.read(&mut buf)?;
+                    if n == 0 {
+                        break;
+                    }
+                    f.write_all(&buf[..n])?;
+                }
                 f.set_permissions(Permissions::from_mode(mode))?;
-                f.sync_all()?;
+                drop(f);
+                // The archive's times, as tar -x keeps them. Durability comes
+                // from one syncfs when the whole archive is out.
+                if let Ok(mtime) = entry.header().mtime() {
+                    super::fsops::set_times(&out, &path, mtime as i64, 0)?;
+                }
             }
             tar::EntryType::Symlink => {
                 let target = entry

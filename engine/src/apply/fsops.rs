@@ -3,6 +3,7 @@
 //! component unless it says so.
 
 use std::io::Write;
+use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
 
 use anyhow::{Context as _, Result, bail};
@@ -182,15 +183,29 @@ pub fn copy_entry(sd: &Dir, sp: &Path, dd: &Dir, dp: &Path) -> Result<()> {
         set_mtime(dd, dp, &md)?;
         return Ok(());
     }
-    let mut from = sd.open(sp)?;
+    // As std files, so that io::copy moves the bytes in the kernel
+    // (copy_file_range), as cp does. No fsync per file: the caller makes
+    // the whole copy durable with one syncfs before it is renamed into place.
+    let mut from = sd.open(sp)?.into_std();
     let mut opts = OpenOptions::new();
     opts.write(true).create_new(true);
-    let mut to = dd.open_with(dp, &opts)?;
+    let mut to = dd.open_with(dp, &opts)?.into_std();
     std::io::copy(&mut from, &mut to)?;
-    to.set_permissions(md.permissions())?;
-    to.sync_all()?;
+    to.set_permissions(std::fs::Permissions::from_mode(md.permissions().mode()))?;
     drop(to);
     set_mtime(dd, dp, &md)
+}
+
+/// Make everything written on the filesystem of `dir` durable: one syncfs
+/// for a copy or extract of 20,000 files instead of 20,000 fsyncs.
+pub fn sync_filesystem(dir: &Dir) -> Result<()> {
+    // cap-std may hold directories as O_PATH, which syncfs refuses (EBADF):
+    // open the directory itself for reading.
+    let fd = dir
+        .open(".")
+        .context("open a directory to sync its filesystem")?;
+    rustix::fs::syncfs(&fd).context("sync the filesystem")?;
+    Ok(())
 }
 
 fn set_mtime(dir: &Dir, path: &Path, md: &cap_std::fs::Metadata) -> Result<()> {
@@ -198,7 +213,7 @@ fn set_mtime(dir: &Dir, path: &Path, md: &cap_std::fs::Metadata) -> Result<()> {
     set_times(dir, path, md.mtime(), md.mtime_nsec() as u32)
 }
 
-fn set_times(dir: &Dir, path: &Path, secs: i64, nanos: u32) -> Result<()> {
+pub fn set_times(dir: &Dir, path: &Path, secs: i64, nanos: u32) -> Result<()> {
     let times = rustix::fs::Timestamps {
         last_access: rustix::fs::Timespec {
             tv_sec: 0,

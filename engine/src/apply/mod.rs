@@ -364,6 +364,9 @@ pub fn perform_in(
                 }
                 _ => fsops::copy_tree(&src, &staging.borrow())?,
             }
+            // Whole on disk before it gets its name: a crash leaves a
+            // staging path (redone on resume), never a half copy in place.
+            fsops::sync_filesystem(&dst.grant.dir)?;
             fsops::ensure_parent(&dst)?;
             fsops::rename(&staging.borrow(), &dst)?;
             Ok(Undo::RemoveCreated { path: path.clone() })

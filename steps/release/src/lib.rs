@@ -163,9 +163,10 @@ impl Step for Release {
 
         let mut plan = Plan::builder()
             .summary(format!(
-                "release {name}: unpack {archive} ({}, {}) beside {current}; {} free there",
+                "release {name}: unpack {archive} ({}, {}) beside {current}: needs at least {} with headroom, {} free there",
                 human_bytes(tarball.size),
                 format_name(format),
+                human_bytes(need),
                 human_bytes(space.available)
             ))
             .fact("release.archive.bytes", tarball.size.to_string())

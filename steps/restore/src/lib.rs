@@ -175,9 +175,10 @@ fn restore_dir(
         .hint("free that much there first; nothing was copied"));
     }
     let mut plan = plan.summary(format!(
-        "restore {src} ({}, {}) into {target}; {} free there",
+        "restore {src} ({}, {}) into {target}: needs {} with headroom, {} free there",
         files_text(files),
         human_bytes(bytes),
+        human_bytes(need),
         human_bytes(space.available)
     ));
     match current {

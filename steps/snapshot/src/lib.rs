@@ -116,9 +116,10 @@ impl Step for Snapshot {
             plan = plan
                 .copy(source, &base, "snapshot before the change")
                 .summary(format!(
-                    "copy {source} ({}, {}) to {base}; {} free there",
+                    "copy {source} ({}, {}) to {base}: needs {} with headroom, {} free there",
                     files_text(files),
                     human_bytes(bytes),
+                    human_bytes(need),
                     human_bytes(space.available)
                 ))
                 .fact("snapshot.dir", &base)
