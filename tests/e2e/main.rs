@@ -6,6 +6,7 @@ mod bad_input;
 mod crash;
 mod host;
 mod hostile;
+mod inspect;
 mod lifecycle;
 mod postgres;
 mod restore;

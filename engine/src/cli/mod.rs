@@ -3,6 +3,7 @@
 
 mod progress;
 mod render;
+mod step;
 pub use render::Out;
 
 use std::io::IsTerminal;
@@ -97,11 +98,32 @@ pub enum Cmd {
         #[arg(long = "set", value_name = "KEY=VALUE", value_parser = parse_set)]
         sets: Vec<(String, String)>,
     },
+    /// For step authors: look inside a step
+    Step {
+        #[command(subcommand)]
+        command: StepCmd,
+    },
+    /// Print a shell completion script: mend completions bash > /etc/bash_completion.d/mend
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff): mend man > /usr/local/share/man/man1/mend.1
+    Man,
     /// Generate a sandbox Mastodon instance and run the maintenance runbook on it
     Demo {
         /// Where to generate it [default: a new temporary directory]
         #[arg(long)]
         dir: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum StepCmd {
+    /// A step's name, version, parameters, imports and sha256 (for pinning)
+    Inspect {
+        /// A component file (.wasm), or std:NAME for a bundled step
+        step: String,
     },
 }
 
@@ -167,6 +189,25 @@ pub fn main() -> i32 {
 
 /// Output and exit code of a command.
 async fn run(cli: Cli) -> i32 {
+    // Generated from the CLI definition itself, so they never fall behind.
+    match cli.command {
+        Cmd::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut cmd, "mend", &mut std::io::stdout());
+            return exit::SUCCESS;
+        }
+        Cmd::Man => {
+            let cmd = <Cli as clap::CommandFactory>::command();
+            return match clap_mangen::Man::new(cmd).render(&mut std::io::stdout()) {
+                Ok(()) => exit::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: cannot write the man page: {e}");
+                    exit::INTERNAL
+                }
+            };
+        }
+        _ => {}
+    }
     let out = render::Out::new(cli.json);
     let state_dir = cli.state_dir.clone().unwrap_or_else(default_state_dir);
     let cache_dir = cli.cache_dir.clone().unwrap_or_else(default_cache_dir);
@@ -238,6 +279,10 @@ async fn run(cli: Cli) -> i32 {
             },
         ),
         Cmd::Show { run } => show(&settings, &out, &run),
+        Cmd::Step {
+            command: StepCmd::Inspect { step },
+        } => step::inspect(&sandbox, &out, &step).await,
+        Cmd::Completions { .. } | Cmd::Man => unreachable!("handled above"),
         Cmd::Demo { dir } => crate::demo::demo(&sandbox, &settings, &out, dir).await,
     };
     match result {

@@ -37,7 +37,7 @@ const SHOWN: usize = 12;
 /// Where output goes, and in which form.
 #[derive(Clone)]
 pub struct Out {
-    json: bool,
+    pub(crate) json: bool,
     color: bool,
 }
 
@@ -56,7 +56,7 @@ impl Out {
         }
     }
 
-    fn print_json(&self, v: &serde_json::Value) {
+    pub(crate) fn print_json(&self, v: &serde_json::Value) {
         println!(
             "{}",
             serde_json::to_string_pretty(v).expect("JSON values serialize")

@@ -213,6 +213,20 @@ impl Sandbox {
         Ok(step)
     }
 
+    /// What a component imports: the interfaces it can ask the host for
+    /// (`mend:runbook/files@0.1.0`, `wasi:filesystem/types@0.2.x`, ...).
+    pub fn imports(&self, label: &str, bytes: &[u8]) -> Result<Vec<String>> {
+        let sha256 = hex::encode(Sha256::digest(bytes));
+        let component = self.compile(label, bytes, &sha256)?;
+        let mut names: Vec<String> = component
+            .component_type()
+            .imports(&self.engine)
+            .map(|(name, _)| name.to_string())
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+
     fn compile(&self, label: &str, bytes: &[u8], sha256: &str) -> Result<Component> {
         let cached = self
             .cache_dir

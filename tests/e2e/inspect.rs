@@ -1,0 +1,99 @@
+//! `mend step inspect`: what a step is, before a runbook uses it.
+
+use sha2::Digest;
+
+use crate::common::*;
+
+#[test]
+fn inspect_names_the_parameters_imports_and_pin_of_a_step() {
+    let f = Fixture::new();
+    let ran = f.mend(&["step", "inspect", "std:release"]);
+    assert_eq!(ran.code, 0, "{}", ran.text());
+    let text = &ran.stdout;
+    let sha = hex::encode(sha2::Sha256::digest(mend::bundled::get("release").unwrap()));
+    for line in [
+        "release 0.1.0: Install a release tarball",
+        &format!("sha256 {sha}"),
+        "  archive  string   required: GRANT/path of the release tarball",
+        "  root     string   default \"\": the directory inside the archive",
+        "  mend:runbook/files@0.1.0",
+    ] {
+        assert!(text.contains(line), "lacks {line:?}:\n{text}");
+    }
+
+    let json = f.mend(&["--json", "step", "inspect", "std:release"]);
+    assert_eq!(json.code, 0, "{}", json.text());
+    let v: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    assert_eq!(v["sha256"], sha);
+    assert_eq!(v["params"][0]["name"], "archive");
+    assert_eq!(v["params"][0]["required"], true);
+    assert!(
+        v["imports"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|i| i == "mend:runbook/probe@0.1.0")
+    );
+}
+
+#[test]
+fn inspect_refuses_what_is_not_a_step_with_the_reason() {
+    let f = Fixture::new();
+    let garbage = f.write("garbage.wasm", "not wasm at all");
+    let ran = f.mend(&["step", "inspect", &garbage.display().to_string()]);
+    assert_eq!(ran.code, 2, "{}", ran.text());
+    assert!(
+        ran.text().contains("not a valid component"),
+        "{}",
+        ran.text()
+    );
+
+    let ran = f.mend(&["step", "inspect", "std:relase"]);
+    assert_eq!(ran.code, 2, "{}", ran.text());
+    assert!(
+        ran.text().contains("no bundled step `relase`"),
+        "{}",
+        ran.text()
+    );
+    assert!(ran.text().contains("std:release"), "{}", ran.text());
+}
+
+/// Completions and the man page come from the CLI definition: every
+/// subcommand appears in both.
+#[test]
+fn completions_and_man_page_cover_every_command() {
+    let f = Fixture::new();
+    let bash = f.mend(&["completions", "bash"]);
+    assert_eq!(bash.code, 0, "{}", bash.text());
+    let man = f.mend(&["man"]);
+    assert_eq!(man.code, 0, "{}", man.text());
+    assert!(
+        man.stdout.starts_with(".ie"),
+        "roff: {}",
+        &man.stdout[..80.min(man.stdout.len())]
+    );
+    for cmd in [
+        "plan",
+        "run",
+        "resume",
+        "rollback",
+        "rehearse",
+        "history",
+        "show",
+        "lint",
+        "step",
+        "completions",
+        "man",
+        "demo",
+    ] {
+        assert!(
+            bash.stdout.contains(&format!("mend__subcmd__{cmd}")),
+            "bash lacks {cmd}"
+        );
+        assert!(
+            man.stdout.contains(&format!("mend\\-{cmd}")),
+            "man lacks {cmd}"
+        );
+    }
+    assert!(bash.stdout.contains("--plan"), "run --plan is completed");
+}
