@@ -13,7 +13,12 @@ use crate::grants::Resolved;
 use crate::plan::Format;
 
 /// Extract `archive` into the new directory `dst`.
-pub fn extract(archive: &Resolved, dst: &Resolved, format: Format) -> Result<()> {
+pub fn extract(
+    archive: &Resolved,
+    dst: &Resolved,
+    format: Format,
+    progress: &dyn Fn(u64),
+) -> Result<()> {
     let file = archive
         .grant
         .dir
@@ -21,7 +26,14 @@ pub fn extract(archive: &Resolved, dst: &Resolved, format: Format) -> Result<()>
         .with_context(|| format!("open {}/{}", archive.grant.name, archive.rel))?;
     // tar reads 512-byte headers one at a time: buffer them, or each is a
     // system call (the copy bench saw 3x tar's time without this).
-    let file = std::io::BufReader::with_capacity(1 << 20, file);
+    // Progress is the archive's bytes read: exact whatever the compression.
+    let file = std::io::BufReader::with_capacity(
+        1 << 20,
+        Counting {
+            inner: file,
+            progress,
+        },
+    );
     let reader: Box<dyn Read> = match format {
         Format::Tar => Box::new(file),
         Format::TarGz => Box::new(flate2::bufread::GzDecoder::new(file)),
@@ -123,4 +135,18 @@ fn escapes(link: &Path, target: &Path) -> bool {
         }
     }
     false
+}
+
+/// A reader that reports how many bytes it read.
+struct Counting<'a, R> {
+    inner: R,
+    progress: &'a dyn Fn(u64),
+}
+
+impl<R: Read> Read for Counting<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        (self.progress)(n as u64);
+        Ok(n)
+    }
 }

@@ -96,6 +96,8 @@ pub struct ApplyCtx<'a> {
     pub commands: &'a CommandPolicy,
     pub step: &'a str,
     pub timeout: Duration,
+    /// Told the bytes a copy or extract has written so far, as it goes.
+    pub progress: &'a (dyn Fn(u64) + Sync),
 }
 
 fn writable<'a>(cx: &ApplyCtx<'a>, path: &'a str) -> Result<Resolved<'a>> {
@@ -360,9 +362,9 @@ pub fn perform_in(
             fsops::check_space(&dst, need, path)?;
             match action {
                 Action::Extract { format, .. } => {
-                    extract::extract(&src, &staging.borrow(), *format)?
+                    extract::extract(&src, &staging.borrow(), *format, cx.progress)?
                 }
-                _ => fsops::copy_tree(&src, &staging.borrow())?,
+                _ => fsops::copy_tree(&src, &staging.borrow(), cx.progress)?,
             }
             // Whole on disk before it gets its name: a crash leaves a
             // staging path (redone on resume), never a half copy in place.

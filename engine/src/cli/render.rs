@@ -21,6 +21,11 @@ pub type PlannedStep<'a> = (
     Result<(StepPlan, Vec<(String, String)>), PlanError>,
 );
 
+/// "1 step", "2,048 actions".
+fn plural(n: u64, noun: &str) -> String {
+    format!("{} {noun}{}", count(n), if n == 1 { "" } else { "s" })
+}
+
 /// What failed, naming the step once (errors usually name it already).
 fn failure_text(step: &str, error: Option<&str>) -> String {
     let error = error.unwrap_or("");
@@ -234,12 +239,12 @@ impl Out {
         }
         match o.status {
             RunStatus::Committed => println!(
-                "{} run {} of {}: {} steps, {} actions; committed",
+                "{} run {} of {}: {}, {}; committed",
                 self.paint("32", "done:"),
                 o.run_id,
                 o.runbook,
-                o.steps_done.len(),
-                count(o.actions_done)
+                plural(o.steps_done.len() as u64, "step"),
+                plural(o.actions_done, "action")
             ),
             RunStatus::Failed => {
                 println!(

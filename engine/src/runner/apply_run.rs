@@ -132,11 +132,12 @@ pub async fn run(
     })?;
     lock.set_run_id(&record.id).map_err(anyhow::Error::from)?;
     settings.reporter.line(&format!(
-        "run {} of {} {} ({} steps)",
+        "run {} of {} {} ({} step{})",
         record.id,
         rb.name,
         rb.version,
-        prepared.steps.len()
+        prepared.steps.len(),
+        if prepared.steps.len() == 1 { "" } else { "s" }
     ));
     drive(
         sandbox, settings, &journal, &prepared, &record.id, now, mode,
@@ -482,11 +483,14 @@ async fn apply_step(
         .filter(|a| a.step_idx == step.idx)
         .map(|a| (a.seq, a))
         .collect();
+    let reporter = &settings.reporter;
+    let progress = |n: u64| reporter.bytes_done(n);
     let cx = ApplyCtx {
         grants: &step.grants,
         commands: &step.commands,
         step: &step.def.id,
         timeout: step.limits.timeout,
+        progress: &progress,
     };
     let actions = &saved.plan.actions;
     settings
@@ -552,7 +556,21 @@ async fn apply_step(
                 seq: i,
             };
             let planned = &actions[seq + k];
-            match apply::perform_in(&mut batch, &cx, &key, &planned.action, &pre) {
+            let bulk = matches!(
+                planned.action,
+                crate::plan::Action::Copy { .. } | crate::plan::Action::Extract { .. }
+            );
+            if bulk {
+                settings.reporter.bytes_start(
+                    &format!("{} {}", planned.action.kind(), planned.action.target()),
+                    planned.bytes,
+                );
+            }
+            let performed = apply::perform_in(&mut batch, &cx, &key, &planned.action, &pre);
+            if bulk {
+                settings.reporter.bytes_end();
+            }
+            match performed {
                 Ok(undo) => {
                     let json = serde_json::to_string(&Journaled {
                         pre,

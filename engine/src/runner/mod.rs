@@ -75,6 +75,12 @@ pub trait Reporter: Send + Sync {
     fn action_done(&self, _bytes: u64) {}
     /// The step's actions are all applied.
     fn actions_end(&self) {}
+    /// A copy or extract of `total` bytes begins (`what`: "copy a -> b").
+    fn bytes_start(&self, _what: &str, _total: u64) {}
+    /// `n` more bytes of it are written.
+    fn bytes_done(&self, _n: u64) {}
+    /// It ended.
+    fn bytes_end(&self) {}
 }
 
 /// A reporter that prints nothing.

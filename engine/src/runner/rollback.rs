@@ -95,6 +95,7 @@ pub(crate) async fn rollback_prepared(
             commands: &step.commands,
             step: &step.def.id,
             timeout: step.limits.timeout,
+            progress: &|_| {},
         };
         match rec.state {
             ActionState::Undone => continue,
