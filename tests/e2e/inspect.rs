@@ -80,6 +80,7 @@ fn completions_and_man_page_cover_every_command() {
         "rehearse",
         "history",
         "show",
+        "report",
         "lint",
         "step",
         "completions",

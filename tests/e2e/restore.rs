@@ -314,3 +314,37 @@ fn prosody_that_does_not_come_back_gets_its_old_data_back() {
         "running again"
     );
 }
+
+/// The postmortem of a run that rolled back: every step, what it did, what
+/// was undone and when, as Markdown.
+#[test]
+fn a_report_tells_the_rolled_back_run_as_a_timeline() {
+    let f = Fixture::new();
+    let mut sets = prosody_world(&f, false);
+    sets.extend(["--set".to_string(), "check_delay=50ms".to_string()]);
+    let ran = mend_prosody(&f, "run", &sets);
+    assert_eq!(ran.code, 1, "{}", ran.text());
+    let text = ran.text();
+    let id = text
+        .split_whitespace()
+        .skip_while(|w| *w != "run")
+        .nth(1)
+        .unwrap()
+        .trim_end_matches(':')
+        .to_string();
+    let report = f.mend(&["report", &id]);
+    assert_eq!(report.code, 0, "{}", report.text());
+    let md = report.stdout;
+    println!("{md}");
+    for line in [
+        &format!("# prosody-restore 1.0.0: run {id}, rolled-back"),
+        "| actions | 5 planned, 5 done, 5 undone |",
+        "### 2. restore-data (`std:restore`): undone",
+        "- fact `restore.snapshot` = `prosody-",
+        "| 1 | `exec systemctl stop prosody.service (undo: systemctl start prosody.service)` |",
+        "prosodyctl status must say Prosody is running",
+        "## Timeline (UTC)",
+    ] {
+        assert!(md.contains(line), "report lacks {line:?}:\n{md}");
+    }
+}

@@ -3,6 +3,7 @@
 
 mod progress;
 mod render;
+mod report;
 mod step;
 pub use render::Out;
 
@@ -92,6 +93,8 @@ pub enum Cmd {
     },
     /// One run: its steps, actions and events
     Show { run: String },
+    /// One run as a Markdown timeline for the postmortem: mend report RUN > RUN.md
+    Report { run: String },
     /// Check a runbook (and its steps' parameters) without running anything
     Lint {
         runbook: PathBuf,
@@ -279,6 +282,7 @@ async fn run(cli: Cli) -> i32 {
             },
         ),
         Cmd::Show { run } => show(&settings, &out, &run),
+        Cmd::Report { run } => report(&settings, &out, &run),
         Cmd::Step {
             command: StepCmd::Inspect { step },
         } => step::inspect(&sandbox, &out, &step).await,
@@ -422,7 +426,15 @@ fn history(settings: &Settings, out: &render::Out, filter: HistoryFilter) -> Res
     Ok(out.history(&runs))
 }
 
-fn show(settings: &Settings, out: &render::Out, run: &str) -> Result<i32, Failure> {
+/// A run and everything the journal holds of it.
+type RunRecords = (
+    crate::journal::RunRecord,
+    Vec<crate::journal::StepRecord>,
+    Vec<crate::journal::ActionRecord>,
+    Vec<crate::journal::EventRecord>,
+);
+
+fn load_run(settings: &Settings, run: &str) -> Result<RunRecords, Failure> {
     let journal = Journal::open_existing(&settings.state_dir)?.ok_or_else(|| {
         Failure::input(
             run,
@@ -436,5 +448,21 @@ fn show(settings: &Settings, out: &render::Out, run: &str) -> Result<i32, Failur
     let steps = journal.steps(&record.id)?;
     let actions = journal.actions(&record.id)?;
     let events = journal.events(&record.id)?;
+    Ok((record, steps, actions, events))
+}
+
+fn report(settings: &Settings, out: &render::Out, run: &str) -> Result<i32, Failure> {
+    let (record, steps, actions, events) = load_run(settings, run)?;
+    let md = report::markdown(&record, &steps, &actions, &events);
+    if out.json {
+        out.print_json(&serde_json::json!({"run": record.id, "markdown": md}));
+    } else {
+        print!("{md}");
+    }
+    Ok(exit::SUCCESS)
+}
+
+fn show(settings: &Settings, out: &render::Out, run: &str) -> Result<i32, Failure> {
+    let (record, steps, actions, events) = load_run(settings, run)?;
     Ok(out.show(&record, &steps, &actions, &events))
 }

@@ -1,0 +1,226 @@
+//! `mend report RUN`: a run as a Markdown timeline, the way operators write
+//! postmortems: what ran, when, how long, what each step planned and did,
+//! what was rolled back and what could not be, in UTC.
+
+use std::fmt::Write as _;
+
+use crate::journal::{ActionRecord, ActionState, EventRecord, RunRecord, StepRecord};
+use crate::output::sanitize;
+use crate::plan::{Action, StepPlan};
+use crate::runner::SavedStep;
+
+/// The report of one run, as Markdown.
+pub fn markdown(
+    run: &RunRecord,
+    steps: &[StepRecord],
+    actions: &[ActionRecord],
+    events: &[EventRecord],
+) -> String {
+    let mut md = String::new();
+    let w = &mut md;
+    let _ = writeln!(
+        w,
+        "# {} {}: run {}, {}\n",
+        run.runbook_name,
+        run.runbook_version,
+        run.id,
+        run.status.as_str()
+    );
+    let _ = writeln!(w, "| | |\n|---|---|");
+    let _ = writeln!(
+        w,
+        "| runbook | `{}` (sha256 {}) |",
+        run.runbook_path,
+        &run.runbook_sha256[..run.runbook_sha256.len().min(12)]
+    );
+    let _ = writeln!(w, "| mode | {} |", run.mode.as_str());
+    if let Some(sets) = parameters(&run.params_json) {
+        let _ = writeln!(w, "| parameters | {sets} |");
+    }
+    let _ = writeln!(w, "| started | {} |", utc_ms(run.started_at));
+    if let Some(end) = run.finished_at {
+        let _ = writeln!(
+            w,
+            "| finished | {} ({}) |",
+            utc_ms(end),
+            duration(end - run.started_at)
+        );
+    }
+    let done = actions.iter().filter(|a| a.done_at.is_some()).count();
+    let undone = actions
+        .iter()
+        .filter(|a| a.state == ActionState::Undone)
+        .count();
+    let _ = writeln!(
+        w,
+        "| actions | {} planned, {done} done, {undone} undone |",
+        actions.len()
+    );
+    if let Some(e) = &run.error {
+        let _ = writeln!(w, "| error | {} |", cell(e));
+    }
+
+    let _ = writeln!(w, "\n## Steps");
+    for s in steps {
+        let took = s
+            .finished_at
+            .map(|f| format!(", {}", duration(f - s.started_at)))
+            .unwrap_or_default();
+        let _ = writeln!(
+            w,
+            "\n### {}. {} (`{}`): {}{took}",
+            s.idx + 1,
+            s.step_id,
+            s.uses,
+            s.status.as_str()
+        );
+        if let Some(e) = &s.error {
+            let _ = writeln!(w, "\n**Failed:** {}", cell(e));
+        }
+        let plan: Option<StepPlan> = s
+            .plan_json
+            .as_deref()
+            .and_then(|p| serde_json::from_str::<SavedStep>(p).ok())
+            .map(|saved| saved.plan);
+        if let Some(plan) = plan
+            .as_ref()
+            .filter(|p| !p.summary.is_empty() || !p.facts.is_empty())
+        {
+            let _ = writeln!(w);
+            if !plan.summary.is_empty() {
+                // A block, so the steps' own alignment (snapshot tables) holds.
+                let _ = writeln!(w, "~~~text");
+                for line in &plan.summary {
+                    let _ = writeln!(w, "{}", sanitize(line).replace("~~~", "---"));
+                }
+                let _ = writeln!(w, "~~~");
+            }
+            for (k, v) in &plan.facts {
+                let _ = writeln!(w, "- fact `{k}` = `{}`", sanitize(v));
+            }
+        }
+        let mine: Vec<&ActionRecord> = actions.iter().filter(|a| a.step_idx == s.idx).collect();
+        if mine.is_empty() {
+            continue;
+        }
+        let _ = writeln!(
+            w,
+            "\n| # | action | done | undone | result |\n|---|---|---|---|---|"
+        );
+        const SHOWN: usize = 50;
+        for a in mine.iter().take(SHOWN) {
+            let what = serde_json::from_str::<Action>(&a.action_json)
+                .map(|x| x.line())
+                .unwrap_or_else(|_| a.action_json.clone());
+            let result = match (&a.state, &a.error, a.reversible) {
+                (_, Some(e), _) => format!("{}: {}", a.state.as_str(), e),
+                (ActionState::Done, None, false) => "done; irreversible".to_string(),
+                (state, None, _) => state.as_str().to_string(),
+            };
+            let _ = writeln!(
+                w,
+                "| {} | `{}` | {} | {} | {} |",
+                a.seq + 1,
+                cell(&what),
+                a.done_at.map(time_ms).unwrap_or_default(),
+                a.undone_at.map(time_ms).unwrap_or_default(),
+                cell(&result)
+            );
+        }
+        if mine.len() > SHOWN {
+            let _ = writeln!(
+                w,
+                "\n… and {} more actions (`mend show {} --json` lists all).",
+                mine.len() - SHOWN,
+                run.id
+            );
+        }
+    }
+
+    let left: Vec<&ActionRecord> = actions
+        .iter()
+        .filter(|a| a.state == ActionState::Done && !a.reversible)
+        .collect();
+    if run.status.as_str() != "committed" && !left.is_empty() {
+        let _ = writeln!(w, "\n## Not undone (irreversible)\n");
+        for a in left {
+            let what = serde_json::from_str::<Action>(&a.action_json)
+                .map(|x| x.line())
+                .unwrap_or_else(|_| a.action_json.clone());
+            let _ = writeln!(w, "- step {}: `{}`", a.step_idx + 1, cell(&what));
+        }
+    }
+
+    let _ = writeln!(
+        w,
+        "\n## Timeline (UTC)\n\n| time | step | level | event |\n|---|---|---|---|"
+    );
+    for e in events {
+        let step = e
+            .step_idx
+            .and_then(|i| steps.iter().find(|s| s.idx == i))
+            .map(|s| format!("{}. {}", s.idx + 1, s.step_id))
+            .unwrap_or_default();
+        let _ = writeln!(
+            w,
+            "| {} | {step} | {} | {} |",
+            time_ms(e.at),
+            e.level,
+            cell(&e.message)
+        );
+    }
+    md
+}
+
+/// `key=value, ...` from the run's inputs, if it had any.
+fn parameters(json: &str) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_str(json).ok()?;
+    let sets = v.get("sets")?.as_array()?;
+    if sets.is_empty() {
+        return None;
+    }
+    Some(
+        sets.iter()
+            .filter_map(|kv| {
+                let kv = kv.as_array()?;
+                Some(format!(
+                    "`{}={}`",
+                    kv.first()?.as_str()?,
+                    kv.get(1)?.as_str()?
+                ))
+            })
+            .collect::<Vec<_>>()
+            .join(", "),
+    )
+}
+
+/// Text safe inside a Markdown table cell.
+fn cell(text: &str) -> String {
+    sanitize(text).replace('|', "\\|").replace('\n', " ")
+}
+
+fn utc_ms(ms: i64) -> String {
+    crate::journal::format_utc(ms.div_euclid(1000))
+}
+
+/// `20:05:31.120`: the time of day, to the millisecond.
+fn time_ms(ms: i64) -> String {
+    let secs = ms.div_euclid(1000).rem_euclid(86_400);
+    format!(
+        "{:02}:{:02}:{:02}.{:03}",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60,
+        ms.rem_euclid(1000)
+    )
+}
+
+fn duration(ms: i64) -> String {
+    if ms < 1000 {
+        format!("{ms} ms")
+    } else if ms < 120_000 {
+        format!("{:.1} s", ms as f64 / 1000.0)
+    } else {
+        format!("{} min {} s", ms / 60_000, ms / 1000 % 60)
+    }
+}
