@@ -344,6 +344,8 @@ fn a_report_tells_the_rolled_back_run_as_a_timeline() {
         "| 1 | `exec systemctl stop prosody.service (undo: systemctl start prosody.service)` |",
         "prosodyctl status must say Prosody is running",
         "## Timeline (UTC)",
+        "| info | free space before: lib ",
+        "| info | free space after: lib ",
     ] {
         assert!(md.contains(line), "report lacks {line:?}:\n{md}");
     }

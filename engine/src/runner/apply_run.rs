@@ -139,10 +139,43 @@ pub async fn run(
         prepared.steps.len(),
         if prepared.steps.len() == 1 { "" } else { "s" }
     ));
-    drive(
+    free_space_event(&journal, &record.id, &prepared, "before")?;
+    let outcome = drive(
         sandbox, settings, &journal, &prepared, &record.id, now, mode,
     )
-    .await
+    .await;
+    free_space_event(&journal, &record.id, &prepared, "after")?;
+    outcome
+}
+
+/// Journal the free space of every write grant, for the report: what a
+/// run cost (or freed) on each filesystem.
+fn free_space_event(
+    journal: &Journal,
+    run_id: &str,
+    prepared: &super::Prepared,
+    when: &str,
+) -> Result<(), Failure> {
+    let mut parts = Vec::new();
+    for (name, g) in &prepared.runbook.grants {
+        if g.access != crate::runbook::Access::Write {
+            continue;
+        }
+        let free = cap_std::fs::Dir::open_ambient_dir(&g.path, cap_std::ambient_authority())
+            .and_then(|d| crate::sandbox::free_space_of(&d));
+        if let Ok(free) = free {
+            parts.push(format!("{name} {}", crate::output::bytes(free)));
+        }
+    }
+    if !parts.is_empty() {
+        journal.event(
+            run_id,
+            None,
+            "info",
+            &format!("free space {when}: {}", parts.join(", ")),
+        )?;
+    }
+    Ok(())
 }
 
 /// Finish a run that was interrupted (killed, crashed, out of space).
