@@ -98,3 +98,92 @@ fn completions_and_man_page_cover_every_command() {
     }
     assert!(bash.stdout.contains("--plan"), "run --plan is completed");
 }
+
+/// A newcomer's path: scaffold a step, run its test, build the component,
+/// inspect it, pin it in a runbook and run that runbook.
+#[test]
+fn a_scaffolded_step_tests_builds_and_runs_in_a_runbook() {
+    let f = Fixture::new();
+    let dir = f.path("tmp-clean");
+    let ran = f.mend(&[
+        "step",
+        "new",
+        "tmp-clean",
+        "--dir",
+        &dir.display().to_string(),
+    ]);
+    assert_eq!(ran.code, 0, "{}", ran.text());
+    assert!(dir.join("src/lib.rs").exists());
+    let again = f.mend(&[
+        "step",
+        "new",
+        "tmp-clean",
+        "--dir",
+        &dir.display().to_string(),
+    ]);
+    assert_eq!(
+        again.code,
+        2,
+        "an existing directory is refused: {}",
+        again.text()
+    );
+
+    // Its own target dir, kept between runs: the suite's is locked by the
+    // cargo that runs this test.
+    let target = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/scaffold");
+    let cargo = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO"))
+            .args(args)
+            .current_dir(&dir)
+            .env("CARGO_TARGET_DIR", &target)
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "cargo {args:?}: {text}");
+        text
+    };
+    let tested = cargo(&["test", "--quiet"]);
+    assert!(tested.contains("1 passed"), "{tested}");
+    cargo(&["build", "--release", "--target", "wasm32-wasip2"]);
+    let wasm = target.join("wasm32-wasip2/release/step_tmp_clean.wasm");
+
+    let inspect = f.mend(&["--json", "step", "inspect", &wasm.display().to_string()]);
+    assert_eq!(inspect.code, 0, "{}", inspect.text());
+    let info: serde_json::Value = serde_json::from_str(&inspect.stdout).unwrap();
+    assert_eq!(info["name"], "tmp-clean");
+    let sha = info["sha256"].as_str().unwrap();
+
+    f.write("data/uploads/a.jpg", "a photo");
+    f.write("data/uploads/b.jpg.tmp", "half a photo");
+    let runbook = f.runbook(
+        "clean.toml",
+        &format!(
+            r#"[runbook]
+name = "clean"
+version = "1.0.0"
+summary = "remove leftovers"
+
+[grants.data]
+path = "{}"
+access = "write"
+
+[[steps]]
+id = "clean"
+uses = "{}"
+sha256 = "{sha}"
+grants = ["data"]
+with = {{ path = "data/uploads" }}
+"#,
+            f.path("data").display(),
+            wasm.display()
+        ),
+    );
+    let ran = f.mend(&["run", &runbook.display().to_string()]);
+    assert_eq!(ran.code, 0, "{}", ran.text());
+    assert!(f.path("data/uploads/a.jpg").exists());
+    assert!(!f.path("data/uploads/b.jpg.tmp").exists());
+}

@@ -123,6 +123,17 @@ pub enum Cmd {
 
 #[derive(Subcommand, Debug)]
 pub enum StepCmd {
+    /// Scaffold a step crate (Cargo.toml, src/lib.rs with a test) that builds into a component
+    New {
+        /// The step's name: lowercase letters, digits, dashes
+        name: String,
+        /// Where to create it [default: ./NAME]
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// The sdk/ folder of a mend checkout [default: the one mend was built from]
+        #[arg(long)]
+        sdk: Option<PathBuf>,
+    },
     /// A step's name, version, parameters, imports and sha256 (for pinning)
     Inspect {
         /// A component file (.wasm), or std:NAME for a bundled step
@@ -286,6 +297,9 @@ async fn run(cli: Cli) -> i32 {
         Cmd::Step {
             command: StepCmd::Inspect { step },
         } => step::inspect(&sandbox, &out, &step).await,
+        Cmd::Step {
+            command: StepCmd::New { name, dir, sdk },
+        } => step::new(&out, &name, dir.as_deref(), sdk.as_deref()),
         Cmd::Completions { .. } | Cmd::Man => unreachable!("handled above"),
         Cmd::Demo { dir } => crate::demo::demo(&sandbox, &settings, &out, dir).await,
     };

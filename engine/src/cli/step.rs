@@ -2,6 +2,7 @@
 //! version, parameters, what it imports (the host interfaces it can call)
 //! and the sha256 to pin it by.
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use serde_json::json;
@@ -121,4 +122,89 @@ fn kind(k: wit::ParamKind) -> &'static str {
         wit::ParamKind::Table => "table",
         wit::ParamKind::Any => "any",
     }
+}
+
+/// `mend step new NAME`: a step crate that builds into a component and
+/// passes its own test, for an author to change.
+pub fn new(out: &Out, name: &str, dir: Option<&Path>, sdk: Option<&Path>) -> Result<i32, Failure> {
+    let valid = name.len() <= 40
+        && name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !name.ends_with('-');
+    if !valid {
+        return Err(Failure::input(
+            name,
+            format!("`{name}` is not a step name"),
+            Some(
+                "use lowercase letters, digits and dashes, starting with a letter: disk-report"
+                    .into(),
+            ),
+        ));
+    }
+    let dir = dir.map_or_else(|| PathBuf::from(name), Path::to_path_buf);
+    if dir.exists() {
+        return Err(Failure::input(
+            &dir.display().to_string(),
+            format!("{} already exists; nothing was written", dir.display()),
+            Some("pick another name or --dir".into()),
+        ));
+    }
+    let sdk = match sdk {
+        Some(s) => s.to_path_buf(),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../sdk"),
+    };
+    let sdk = std::fs::canonicalize(&sdk).map_err(|e| {
+        Failure::input(
+            &sdk.display().to_string(),
+            format!("cannot find mend's SDK at {}: {e}", sdk.display()),
+            Some("give the path of the sdk/ folder of a mend checkout: --sdk PATH".into()),
+        )
+    })?;
+    let type_name: String = name
+        .split('-')
+        .map(|w| {
+            let mut c = w.chars();
+            c.next()
+                .map(|f| f.to_ascii_uppercase().to_string() + c.as_str())
+                .unwrap_or_default()
+        })
+        .collect();
+    let crate_file = format!("step_{}", name.replace('-', "_"));
+    let fill = |t: &str| {
+        t.replace("{{name}}", name)
+            .replace("{{type}}", &type_name)
+            .replace("{{crate}}", &crate_file)
+            .replace("{{sdk}}", &sdk.display().to_string())
+    };
+    let write = || -> std::io::Result<()> {
+        std::fs::create_dir_all(dir.join("src"))?;
+        std::fs::write(
+            dir.join("Cargo.toml"),
+            fill(include_str!("scaffold/Cargo.toml.in")),
+        )?;
+        std::fs::write(
+            dir.join("src/lib.rs"),
+            fill(include_str!("scaffold/lib.rs.in")),
+        )?;
+        std::fs::write(dir.join(".gitignore"), "/target\n")?;
+        Ok(())
+    };
+    write().map_err(|e| anyhow::anyhow!("cannot write the step in {}: {e}", dir.display()))?;
+    let d = dir.display();
+    if out.json {
+        out.print_json(&json!({"dir": dir, "name": name, "sdk": sdk}));
+    } else {
+        println!("created step `{name}` in {d}: Cargo.toml, src/lib.rs (the step and its test)");
+        println!("  test it:   cd {d} && cargo test");
+        println!("  build it:  cargo build --release --target wasm32-wasip2");
+        println!(
+            "  inspect:   mend step inspect {d}/target/wasm32-wasip2/release/{crate_file}.wasm"
+        );
+        println!(
+            "  use it in a runbook: uses = \"PATH/{crate_file}.wasm\" with the sha256 inspect prints"
+        );
+    }
+    Ok(exit::SUCCESS)
 }
