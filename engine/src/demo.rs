@@ -221,12 +221,9 @@ pub async fn demo(
     .await?;
     let code = out.run_outcome(&outcome);
     show("after");
+    let (state, run) = (settings.state_dir.display(), &outcome.run_id[..8]);
     println!(
-        "\nthe journal is in {}: try `mend --state-dir {} history` and `mend --state-dir {} show {}`",
-        settings.state_dir.display(),
-        settings.state_dir.display(),
-        settings.state_dir.display(),
-        &outcome.run_id[..8]
+        "\nthe journal is in {state}: try `mend --state-dir {state} history`, `mend --state-dir {state} show {run}` and `mend --state-dir {state} report {run}`"
     );
     Ok(code)
 }
