@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::runbook::Runbook;
-use crate::runner::{PlanError, PreparedStep};
+use crate::runner::PlannedStep;
 
 /// The file format's name and version.
 pub const FORMAT: &str = "mend-plan/1";
@@ -62,18 +62,12 @@ pub struct GrantPin {
     pub free: u64,
 }
 
-/// A step as planned: its preparation and its plan or why it has none.
-pub type Planned<'a> = (
-    &'a PreparedStep,
-    Result<(crate::plan::StepPlan, Vec<(String, String)>), PlanError>,
-);
-
 /// Capture a plan, or say which steps cannot plan (such a plan is not saved).
 pub fn capture(
     runbook: &Runbook,
     sets: &[(String, String)],
     now: i64,
-    steps: &[Planned],
+    steps: &[PlannedStep],
 ) -> Result<SavedPlan, Vec<String>> {
     let failed: Vec<String> = steps
         .iter()
@@ -120,13 +114,10 @@ pub fn capture(
 }
 
 fn grant_pin(path: &Path) -> GrantPin {
-    let free = cap_std::fs::Dir::open_ambient_dir(path, cap_std::ambient_authority())
-        .and_then(|d| crate::sandbox::free_space_of(&d))
-        .unwrap_or(0);
     GrantPin {
         path: path.to_path_buf(),
         mount: mount_of(path),
-        free,
+        free: crate::sandbox::free_space_at(path).unwrap_or(0),
     }
 }
 

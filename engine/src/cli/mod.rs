@@ -309,6 +309,22 @@ async fn run(cli: Cli) -> i32 {
     }
 }
 
+/// Plan every step against the world as it is now (nothing runs between
+/// them): what `mend plan` shows and a saved plan is checked against.
+async fn plan_all<'a>(
+    sandbox: &Sandbox,
+    settings: &Settings,
+    prepared: &'a runner::Prepared,
+    now: i64,
+) -> Vec<runner::PlannedStep<'a>> {
+    let mut steps = Vec::new();
+    for step in &prepared.steps {
+        let planned = runner::plan_step(sandbox, &prepared.runbook, step, now, settings).await;
+        steps.push((step, planned));
+    }
+    steps
+}
+
 async fn plan(
     sandbox: &Sandbox,
     settings: &Settings,
@@ -320,11 +336,7 @@ async fn plan(
 ) -> Result<i32, Failure> {
     let prepared = runner::prepare(sandbox, file, sets, &Default::default(), false).await?;
     let now = runner::now(settings);
-    let mut steps = Vec::new();
-    for step in &prepared.steps {
-        let planned = runner::plan_step(sandbox, &prepared.runbook, step, now, settings).await;
-        steps.push((step, planned));
-    }
+    let steps = plan_all(sandbox, settings, &prepared, now).await;
     let code = out.plan(&prepared, &steps, all);
     let Some(save) = save else {
         return Ok(code);
@@ -387,12 +399,7 @@ async fn run_runbook(
             )
             .await?;
             let now = runner::now(settings);
-            let mut steps = Vec::new();
-            for step in &prepared.steps {
-                let planned =
-                    runner::plan_step(sandbox, &prepared.runbook, step, now, settings).await;
-                steps.push((step, planned));
-            }
+            let steps = plan_all(sandbox, settings, &prepared, now).await;
             let drift = match pinned::capture(&prepared.runbook, &saved.sets, now, &steps) {
                 Ok(current) => pinned::drift(&saved, &current),
                 Err(failed) => failed

@@ -9,17 +9,9 @@ use serde_json::json;
 use crate::exit;
 use crate::journal::{ActionRecord, EventRecord, RunRecord, RunStatus, StepRecord, format_utc};
 use crate::output::{bytes, count, sanitize};
-use crate::plan::{Planned, StepPlan};
-use crate::runner::{
-    Failure, PlanError, Prepared, PreparedStep, RehearsalReport, RollbackOutcome, RunOutcome,
-};
+use crate::plan::Planned;
+use crate::runner::{Failure, PlannedStep, Prepared, RehearsalReport, RollbackOutcome, RunOutcome};
 use crate::sandbox::bindings::mend::runbook::log::Level;
-
-/// A step and what planning it gave.
-pub type PlannedStep<'a> = (
-    &'a PreparedStep,
-    Result<(StepPlan, Vec<(String, String)>), PlanError>,
-);
 
 /// "1 step", "2,048 actions".
 fn plural(n: u64, noun: &str) -> String {

@@ -109,9 +109,7 @@ pub fn markdown(
         );
         const SHOWN: usize = 50;
         for a in mine.iter().take(SHOWN) {
-            let what = serde_json::from_str::<Action>(&a.action_json)
-                .map(|x| x.line())
-                .unwrap_or_else(|_| a.action_json.clone());
+            let what = action_line(a);
             let result = match (&a.state, &a.error, a.reversible) {
                 (_, Some(e), _) => format!("{}: {}", a.state.as_str(), e),
                 (ActionState::Done, None, false) => "done; irreversible".to_string(),
@@ -144,10 +142,7 @@ pub fn markdown(
     if run.status.as_str() != "committed" && !left.is_empty() {
         let _ = writeln!(w, "\n## Not undone (irreversible)\n");
         for a in left {
-            let what = serde_json::from_str::<Action>(&a.action_json)
-                .map(|x| x.line())
-                .unwrap_or_else(|_| a.action_json.clone());
-            let _ = writeln!(w, "- step {}: `{}`", a.step_idx + 1, cell(&what));
+            let _ = writeln!(w, "- step {}: `{}`", a.step_idx + 1, cell(&action_line(a)));
         }
     }
 
@@ -170,6 +165,13 @@ pub fn markdown(
         );
     }
     md
+}
+
+/// A journaled action as `mend plan` shows it (its JSON if unreadable).
+fn action_line(a: &ActionRecord) -> String {
+    serde_json::from_str::<Action>(&a.action_json)
+        .map(|x| x.line())
+        .unwrap_or_else(|_| a.action_json.clone())
 }
 
 /// `key=value, ...` from the run's inputs, if it had any.

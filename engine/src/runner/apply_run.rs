@@ -161,9 +161,7 @@ fn free_space_event(
         if g.access != crate::runbook::Access::Write {
             continue;
         }
-        let free = cap_std::fs::Dir::open_ambient_dir(&g.path, cap_std::ambient_authority())
-            .and_then(|d| crate::sandbox::free_space_of(&d));
-        if let Ok(free) = free {
+        if let Ok(free) = crate::sandbox::free_space_at(&g.path) {
             parts.push(format!("{name} {}", crate::output::bytes(free)));
         }
     }

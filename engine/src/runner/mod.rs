@@ -101,6 +101,13 @@ pub struct PreparedStep {
     pub limits: Limits,
 }
 
+/// A step as planned: its preparation and its plan (with the step's logs)
+/// or why it has none.
+pub type PlannedStep<'a> = (
+    &'a PreparedStep,
+    Result<(StepPlan, Vec<(String, String)>), PlanError>,
+);
+
 /// A runbook with every step prepared.
 pub struct Prepared {
     pub runbook: Runbook,

@@ -159,6 +159,27 @@ struct Frame {
     entries: std::vec::IntoIter<(String, files::EntryKind, u64, i64, u32)>,
 }
 
+/// What walk and stat report of an lstat: kind, size, mtime (seconds, nanos).
+fn described(md: &cap_std::fs::Metadata) -> (files::EntryKind, u64, i64, u32) {
+    let ft = md.file_type();
+    let kind = if ft.is_symlink() {
+        files::EntryKind::Symlink
+    } else if ft.is_dir() {
+        files::EntryKind::Dir
+    } else if ft.is_file() {
+        files::EntryKind::File
+    } else {
+        files::EntryKind::Other
+    };
+    let (secs, nanos) = md
+        .modified()
+        .map(|t| t.into_std())
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or((0, 0), |d| (d.as_secs() as i64, d.subsec_nanos()));
+    (kind, md.len(), secs, nanos)
+}
+
 fn frame(dir: Dir, prefix: String) -> std::io::Result<Frame> {
     let mut entries = Vec::new();
     for e in dir.entries()? {
@@ -168,24 +189,8 @@ fn frame(dir: Dir, prefix: String) -> std::io::Result<Frame> {
             continue;
         };
         // lstat: a symlink is reported as a symlink, never followed.
-        let md = e.metadata()?;
-        let ft = md.file_type();
-        let kind = if ft.is_symlink() {
-            files::EntryKind::Symlink
-        } else if ft.is_dir() {
-            files::EntryKind::Dir
-        } else if ft.is_file() {
-            files::EntryKind::File
-        } else {
-            files::EntryKind::Other
-        };
-        let (secs, nanos) = md
-            .modified()
-            .map(|t| t.into_std())
-            .ok()
-            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-            .map_or((0, 0), |d| (d.as_secs() as i64, d.subsec_nanos()));
-        entries.push((name, kind, md.len(), secs, nanos));
+        let (kind, size, secs, nanos) = described(&e.metadata()?);
+        entries.push((name, kind, size, secs, nanos));
     }
     entries.sort_by(|a, b| a.0.cmp(&b.0));
     Ok(Frame {
@@ -276,26 +281,11 @@ pub fn stat(grants: &Grants, path: &str) -> Result<files::Entry, HostError> {
         .dir
         .symlink_metadata(r.rel_path())
         .map_err(|e| io_error(path, e))?;
-    let ft = md.file_type();
-    let kind = if ft.is_symlink() {
-        files::EntryKind::Symlink
-    } else if ft.is_dir() {
-        files::EntryKind::Dir
-    } else if ft.is_file() {
-        files::EntryKind::File
-    } else {
-        files::EntryKind::Other
-    };
-    let (mtime, mtime_nanos) = md
-        .modified()
-        .map(|t| t.into_std())
-        .ok()
-        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-        .map_or((0, 0), |d| (d.as_secs() as i64, d.subsec_nanos()));
+    let (kind, size, mtime, mtime_nanos) = described(&md);
     Ok(files::Entry {
         path: path.trim_end_matches('/').to_string(),
         kind,
-        size: md.len(),
+        size,
         mtime,
         mtime_nanos,
     })
@@ -454,6 +444,12 @@ pub fn http_get_status(url: &str, timeout: Duration) -> Result<u16, HostError> {
         .nth(1)
         .and_then(|c| c.parse().ok())
         .ok_or_else(|| HostError::Io(format!("{url}: not an HTTP response: {line:?}")))
+}
+
+/// Bytes available to an unprivileged writer where the host path `path` is
+/// (a grant's root, outside any step), for reports and pinned plans.
+pub fn free_space_at(path: &std::path::Path) -> std::io::Result<u64> {
+    free_space_of(&Dir::open_ambient_dir(path, cap_std::ambient_authority())?)
 }
 
 /// Bytes available to an unprivileged writer on the filesystem of `dir`.
