@@ -199,3 +199,35 @@ pub fn assert_same(a: &BTreeMap<String, String>, b: &BTreeMap<String, String>, w
         panic!("{what}: trees differ:\n{}", diff.join("\n"));
     }
 }
+
+/// Compare `actual` with the golden file at `rel` (from the repository's
+/// root), word for word. `MEND_BLESS=1 cargo test` writes the files instead;
+/// review the diff.
+pub fn golden(rel: &str, actual: &str) {
+    let path = PathBuf::from(repo(rel));
+    if std::env::var_os("MEND_BLESS").is_some() {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, actual).unwrap();
+        return;
+    }
+    let expected = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "no golden file {} ({e}); write it with MEND_BLESS=1",
+            path.display()
+        )
+    });
+    if expected != actual {
+        let first = expected
+            .lines()
+            .zip(actual.lines())
+            .position(|(a, b)| a != b)
+            .unwrap_or(expected.lines().count().min(actual.lines().count()));
+        panic!(
+            "output differs from {} at line {}:\n--- expected\n{}\n--- actual\n{}\n(MEND_BLESS=1 rewrites the file if the new output is right)",
+            path.display(),
+            first + 1,
+            expected,
+            actual
+        );
+    }
+}

@@ -85,6 +85,7 @@ fn completions_and_man_page_cover_every_command() {
         "step",
         "completions",
         "man",
+        "schema",
         "demo",
     ] {
         assert!(

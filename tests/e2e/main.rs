@@ -11,6 +11,7 @@ mod lifecycle;
 mod postgres;
 mod restore;
 mod runbooks;
+mod schema;
 mod steps_native;
 mod upgrade;
 

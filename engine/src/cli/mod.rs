@@ -113,6 +113,9 @@ pub enum Cmd {
     },
     /// Print the man page (roff): mend man > /usr/local/share/man/man1/mend.1
     Man,
+    /// Print the runbook JSON Schema, bundled steps' parameters included, for
+    /// editors: mend schema > runbook.schema.json
+    Schema,
     /// Generate a sandbox Mastodon instance and run the maintenance runbook on it
     Demo {
         /// Where to generate it [default: a new temporary directory]
@@ -300,6 +303,7 @@ async fn run(cli: Cli) -> i32 {
         Cmd::Step {
             command: StepCmd::New { name, dir, sdk },
         } => step::new(&out, &name, dir.as_deref(), sdk.as_deref()),
+        Cmd::Schema => step::schema(&sandbox).await,
         Cmd::Completions { .. } | Cmd::Man => unreachable!("handled above"),
         Cmd::Demo { dir } => crate::demo::demo(&sandbox, &settings, &out, dir).await,
     };

@@ -11,6 +11,7 @@ use crate::commands::CommandPolicy;
 use crate::exit;
 use crate::grants::Grants;
 use crate::runbook::model::{DEFAULT_MEMORY, DEFAULT_TIMEOUT};
+use crate::runbook::schema::{Param, StepParams, runbook_schema};
 use crate::runner::Failure;
 use crate::sandbox::{HostCtx, Limits, Sandbox, wit};
 
@@ -45,23 +46,7 @@ pub async fn inspect(sandbox: &Sandbox, out: &Out, what: &str) -> Result<i32, Fa
     };
     let bad = |e: anyhow::Error| Failure::input(what, format!("{e:#}"), None);
     let imports = sandbox.imports(what, &bytes).map_err(bad)?;
-    let loaded = sandbox.load(what, &bytes).map_err(bad)?;
-    let host = HostCtx::new(
-        "inspect",
-        Arc::new(Grants::default()),
-        CommandPolicy::default(),
-        Vec::new(),
-        0,
-        DEFAULT_TIMEOUT,
-    );
-    let limits = Limits {
-        timeout: DEFAULT_TIMEOUT,
-        memory: DEFAULT_MEMORY,
-    };
-    let info = sandbox
-        .describe(&loaded, host, limits)
-        .await
-        .map_err(|e| Failure::input(what, e.to_string(), None))?;
+    let (info, loaded) = describe(sandbox, what, &bytes).await?;
     if out.json {
         out.print_json(&json!({
             "name": info.name,
@@ -109,6 +94,67 @@ pub async fn inspect(sandbox: &Sandbox, out: &Out, what: &str) -> Result<i32, Fa
     for i in &imports {
         println!("  {i}");
     }
+    Ok(exit::SUCCESS)
+}
+
+/// Load a component and ask it who it is.
+async fn describe(
+    sandbox: &Sandbox,
+    what: &str,
+    bytes: &[u8],
+) -> Result<(wit::StepInfo, crate::sandbox::LoadedStep), Failure> {
+    let loaded = sandbox
+        .load(what, bytes)
+        .map_err(|e| Failure::input(what, format!("{e:#}"), None))?;
+    let host = HostCtx::new(
+        "inspect",
+        Arc::new(Grants::default()),
+        CommandPolicy::default(),
+        Vec::new(),
+        0,
+        DEFAULT_TIMEOUT,
+    );
+    let limits = Limits {
+        timeout: DEFAULT_TIMEOUT,
+        memory: DEFAULT_MEMORY,
+    };
+    let info = sandbox
+        .describe(&loaded, host, limits)
+        .await
+        .map_err(|e| Failure::input(what, e.to_string(), None))?;
+    Ok((info, loaded))
+}
+
+/// `mend schema`: the runbook JSON Schema, with each bundled step's `with`.
+pub async fn schema(sandbox: &Sandbox) -> Result<i32, Failure> {
+    let mut steps = Vec::new();
+    for (name, bytes) in crate::bundled::BUNDLED {
+        let uses = format!("std:{name}");
+        let (info, _) = describe(sandbox, &uses, bytes).await?;
+        steps.push(StepParams {
+            uses,
+            summary: info.summary,
+            params: info
+                .params
+                .into_iter()
+                .map(|p| Param {
+                    kind: kind(p.kind).to_string(),
+                    default: p
+                        .default
+                        .as_deref()
+                        .and_then(|d| serde_json::from_str(d).ok()),
+                    name: p.name,
+                    required: p.required,
+                    doc: p.doc,
+                })
+                .collect(),
+        });
+    }
+    let schema = runbook_schema(&steps);
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&schema).expect("a schema serializes")
+    );
     Ok(exit::SUCCESS)
 }
 

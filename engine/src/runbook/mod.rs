@@ -2,15 +2,19 @@
 //! producing the typed model, or diagnostics that point into the file.
 //!
 //! - [`diagnostic`]: positions, rendering (`file:line:column`, caret, hint)
+//! - [`format`]: every table and key, for the parser and the JSON Schema
 //! - [`model`]: the typed runbook and command-argument matching
 //! - `parse`: TOML to model, every check
+//! - [`schema`]: the JSON Schema editors check runbooks with
 //! - [`interpolate`]: `${param}` substitution
 //! - [`units`]: durations and memory sizes
 
 pub mod diagnostic;
+pub mod format;
 pub mod interpolate;
 pub mod model;
 mod parse;
+pub mod schema;
 pub mod units;
 
 use std::path::Path;

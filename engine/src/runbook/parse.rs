@@ -10,6 +10,7 @@ use serde_spanned::Spanned;
 use toml::de::{DeInteger, DeTable, DeValue};
 
 use super::diagnostic::{Diagnostic, Span};
+use super::format;
 use super::interpolate::{InterpolateError, interpolate, interpolate_with};
 use super::model::{
     Access, Command, DEFAULT_MEMORY, DEFAULT_TIMEOUT, Grant, OnFailure, Retry, StandIn, Step, Uses,
@@ -18,25 +19,6 @@ use super::units::{parse_duration, parse_size};
 
 type Key<'i> = Spanned<Cow<'i, str>>;
 type Val<'i> = Spanned<DeValue<'i>>;
-
-const TOP_KEYS: &[&str] = &[
-    "runbook",
-    "params",
-    "grants",
-    "commands",
-    "steps",
-    "rehearsal",
-];
-const RUNBOOK_KEYS: &[&str] = &["name", "version", "summary", "on_failure"];
-const PARAM_KEYS: &[&str] = &["default", "required", "doc"];
-const GRANT_KEYS: &[&str] = &["path", "access", "disposable"];
-const COMMAND_KEYS: &[&str] = &["program", "args"];
-const STEP_KEYS: &[&str] = &[
-    "id", "uses", "sha256", "grants", "commands", "urls", "with", "retry", "timeout", "memory",
-];
-const RETRY_KEYS: &[&str] = &["attempts", "delay"];
-const REHEARSAL_KEYS: &[&str] = &["commands"];
-const STAND_IN_KEYS: &[&str] = &["program", "args"];
 
 /// What the loader hands to the parser.
 pub(crate) struct Input<'a> {
@@ -75,7 +57,7 @@ pub(crate) fn parse(input: &Input<'_>) -> Result<Parsed, Vec<Diagnostic>> {
         params: BTreeMap::new(),
         param_types: BTreeMap::new(),
     };
-    cx.check_keys(&root, TOP_KEYS, "at the top level");
+    cx.check_keys(&root, &format::TOP.names(), "at the top level");
 
     let header = cx.runbook_table(&root);
     let params = cx.params(&root, input.sets);
@@ -442,7 +424,7 @@ impl Ctx<'_> {
         };
         let t = self.table(v, "runbook")?;
         let place = "in [runbook]";
-        self.check_keys(t, RUNBOOK_KEYS, place);
+        self.check_keys(t, &format::RUNBOOK.names(), place);
         let owner = sp(v);
         let name = self
             .required(t, owner, "name", place, "add name = \"my-runbook\"")
@@ -567,7 +549,7 @@ impl Ctx<'_> {
                 let mut required = false;
                 match v.get_ref() {
                     DeValue::Table(pt) => {
-                        self.check_keys(pt, PARAM_KEYS, &format!("in param `{name}`"));
+                        self.check_keys(pt, &format::PARAM.names(), &format!("in param `{name}`"));
                         if let Some(d) = pt.get("default") {
                             value = self.param_value(d, "default");
                             self.note_type(&name, d);
@@ -667,7 +649,7 @@ impl Ctx<'_> {
     fn grant(&mut self, name: &str, v: &Val<'_>, cwd: Option<&Path>) -> Option<Grant> {
         let t = self.table(v, &format!("grants.{name}"))?;
         let place = format!("in [grants.{name}]");
-        self.check_keys(t, GRANT_KEYS, &place);
+        self.check_keys(t, &format::GRANT.names(), &place);
         let path = self
             .required(t, sp(v), "path", &place, "add path = \"/some/dir\"")
             .and_then(|p| {
@@ -734,7 +716,7 @@ impl Ctx<'_> {
     fn command(&mut self, name: &str, v: &Val<'_>) -> Option<Command> {
         let t = self.table(v, &format!("commands.{name}"))?;
         let place = format!("in [commands.{name}]");
-        self.check_keys(t, COMMAND_KEYS, &place);
+        self.check_keys(t, &format::COMMAND.names(), &place);
         let program = self
             .required(
                 t,
@@ -873,7 +855,7 @@ impl Ctx<'_> {
             .filter(|s| !s.is_empty());
         let label = raw_id.map_or_else(|| format!("#{number}"), |id| format!("`{id}`"));
         let place = format!("in step {label}");
-        self.check_keys(t, STEP_KEYS, &place);
+        self.check_keys(t, &format::STEP.names(), &place);
 
         let id = self
             .required(t, span, "id", &place, "add id = \"my-step\" (unique within the runbook)")
@@ -1203,7 +1185,7 @@ impl Ctx<'_> {
                 ..Retry::default()
             }),
             DeValue::Table(t) => {
-                self.check_keys(t, RETRY_KEYS, "in `retry`");
+                self.check_keys(t, &format::RETRY.names(), "in `retry`");
                 let attempts = match t.get("attempts") {
                     None => Some(Retry::default().attempts),
                     Some(a) => self.attempts(a, "retry.attempts"),
@@ -1338,7 +1320,7 @@ impl Ctx<'_> {
         let Some(t) = self.table(v, "rehearsal") else {
             return out;
         };
-        self.check_keys(t, REHEARSAL_KEYS, "in [rehearsal]");
+        self.check_keys(t, &format::REHEARSAL.names(), "in [rehearsal]");
         let Some(cv) = t.get("commands") else {
             return out;
         };
@@ -1365,7 +1347,7 @@ impl Ctx<'_> {
                 continue;
             };
             let place = format!("in [rehearsal.commands.{name}]");
-            self.check_keys(st, STAND_IN_KEYS, &place);
+            self.check_keys(st, &format::STAND_IN.names(), &place);
             let program = self
                 .required(
                     st,

@@ -1,0 +1,264 @@
+//! The runbook format, declared once. The parser takes each table's allowed
+//! keys from here and `mend schema` writes the JSON Schema editors use from
+//! it, so the two cannot disagree about what a runbook may contain.
+
+/// What a key's value must be.
+pub enum Kind {
+    /// Any string (`${param}` allowed).
+    Str,
+    /// A string that is not empty.
+    NonEmpty,
+    /// `[a-z0-9][a-z0-9-_]*`: runbook names and step ids.
+    Ident,
+    /// 64 lowercase hex digits.
+    Sha256,
+    Bool,
+    /// One of these strings.
+    Enum(&'static [&'static str]),
+    /// A list of strings.
+    Strings,
+    /// Whole seconds, or a string like "250ms", "90s", "5m", "1h".
+    Duration,
+    /// Bytes, or a string like "512KiB", "256MiB", "1GiB".
+    Size,
+    /// An integer, at least 1.
+    Attempts,
+    /// A string, integer, float or boolean.
+    Scalar,
+    /// Allowed argument vectors: arrays of glob patterns, or strings split on spaces.
+    ArgVectors,
+    /// A table the step checks against its own parameters.
+    StepParams,
+    /// A table with exactly these keys.
+    Table(&'static Table),
+    /// A table of named entries, each of this kind.
+    Named(&'static Kind),
+    /// An array, at least one item, each of this kind.
+    NonEmptyArray(&'static Kind),
+    /// Either of these.
+    Either(&'static Kind, &'static Kind),
+}
+
+/// One key of a table.
+pub struct Key {
+    pub name: &'static str,
+    pub kind: Kind,
+    pub required: bool,
+    /// One line, shown by editors.
+    pub doc: &'static str,
+}
+
+/// A TOML table and the keys it may hold.
+pub struct Table {
+    pub keys: &'static [Key],
+}
+
+impl Table {
+    /// The allowed key names, in the order of the format.
+    pub fn names(&self) -> Vec<&'static str> {
+        self.keys.iter().map(|k| k.name).collect()
+    }
+}
+
+const fn key(name: &'static str, kind: Kind, doc: &'static str) -> Key {
+    Key {
+        name,
+        kind,
+        required: false,
+        doc,
+    }
+}
+
+const fn required(name: &'static str, kind: Kind, doc: &'static str) -> Key {
+    Key {
+        name,
+        kind,
+        required: true,
+        doc,
+    }
+}
+
+/// The whole file.
+pub static TOP: Table = Table {
+    keys: &[
+        required(
+            "runbook",
+            Kind::Table(&RUNBOOK),
+            "Who the runbook is: name, version, summary.",
+        ),
+        key(
+            "params",
+            Kind::Named(&Kind::Either(&Kind::Scalar, &Kind::Table(&PARAM))),
+            "Values used as ${NAME} and set with --set NAME=VALUE: a default, or a table.",
+        ),
+        key(
+            "grants",
+            Kind::Named(&Kind::Table(&GRANT)),
+            "The directories steps may see: each step lists the ones it gets.",
+        ),
+        key(
+            "commands",
+            Kind::Named(&Kind::Table(&COMMAND)),
+            "The programs steps may run, with the argument vectors allowed.",
+        ),
+        required(
+            "steps",
+            Kind::NonEmptyArray(&Kind::Table(&STEP)),
+            "The steps, run in order: [[steps]].",
+        ),
+        key(
+            "rehearsal",
+            Kind::Table(&REHEARSAL),
+            "What `mend rehearse` runs instead of the real commands.",
+        ),
+    ],
+};
+
+pub static RUNBOOK: Table = Table {
+    keys: &[
+        required("name", Kind::Ident, "Lowercase letters, digits, - and _."),
+        required(
+            "version",
+            Kind::NonEmpty,
+            "The runbook's own version, e.g. \"1.0.0\".",
+        ),
+        required(
+            "summary",
+            Kind::NonEmpty,
+            "One line: what the runbook does.",
+        ),
+        key(
+            "on_failure",
+            Kind::Enum(&["rollback", "stop"]),
+            "When a step fails: undo every step (default), or stop where it is.",
+        ),
+    ],
+};
+
+pub static PARAM: Table = Table {
+    keys: &[
+        key("default", Kind::Scalar, "The value unless --set gives one."),
+        key(
+            "required",
+            Kind::Bool,
+            "The run needs --set NAME=VALUE (no default allowed).",
+        ),
+        key("doc", Kind::Str, "One line for the operator."),
+    ],
+};
+
+pub static GRANT: Table = Table {
+    keys: &[
+        required(
+            "path",
+            Kind::NonEmpty,
+            "The directory; relative paths are taken from where mend runs.",
+        ),
+        required(
+            "access",
+            Kind::Enum(&["read", "write"]),
+            "read: steps may look; write: steps may plan changes in it.",
+        ),
+        key(
+            "disposable",
+            Kind::Bool,
+            "Removals are unlinked at once, not kept for undo (caches).",
+        ),
+    ],
+};
+
+pub static COMMAND: Table = Table {
+    keys: &[
+        required(
+            "program",
+            Kind::NonEmpty,
+            "The program, by absolute path or name on PATH.",
+        ),
+        required(
+            "args",
+            Kind::ArgVectors,
+            "Allowed argument vectors: [[\"status\", \"*\"]] or [\"status *\"]; a last `**` allows any further arguments.",
+        ),
+    ],
+};
+
+pub static STEP: Table = Table {
+    keys: &[
+        required("id", Kind::Ident, "Unique within the runbook."),
+        required(
+            "uses",
+            Kind::NonEmpty,
+            "std:NAME for a bundled step, or a .wasm file (relative to the runbook) with `sha256`.",
+        ),
+        key(
+            "sha256",
+            Kind::Sha256,
+            "The component's sha256 (mend step inspect FILE prints it); required for files.",
+        ),
+        key("grants", Kind::Strings, "The grants this step may see."),
+        key("commands", Kind::Strings, "The commands this step may run."),
+        key(
+            "urls",
+            Kind::Strings,
+            "URL patterns this step may probe, e.g. \"http://127.0.0.1:3000/*\".",
+        ),
+        key(
+            "with",
+            Kind::StepParams,
+            "The step's parameters (mend step inspect std:NAME lists them).",
+        ),
+        key(
+            "retry",
+            Kind::Either(&Kind::Attempts, &Kind::Table(&RETRY)),
+            "Verify again on failure: attempts, or { attempts = 5, delay = \"2s\" }.",
+        ),
+        key(
+            "timeout",
+            Kind::Duration,
+            "How long each call into the step may take (default 60s).",
+        ),
+        key(
+            "memory",
+            Kind::Size,
+            "The step's memory limit (default 256MiB).",
+        ),
+    ],
+};
+
+pub static RETRY: Table = Table {
+    keys: &[
+        key(
+            "attempts",
+            Kind::Attempts,
+            "Attempts, the first included (default 1).",
+        ),
+        key(
+            "delay",
+            Kind::Duration,
+            "Wait between attempts (default 1s).",
+        ),
+    ],
+};
+
+pub static REHEARSAL: Table = Table {
+    keys: &[key(
+        "commands",
+        Kind::Named(&Kind::Table(&STAND_IN)),
+        "Stand-ins for declared commands, by command name.",
+    )],
+};
+
+pub static STAND_IN: Table = Table {
+    keys: &[
+        required(
+            "program",
+            Kind::NonEmpty,
+            "The harmless program run instead, e.g. \"/bin/true\".",
+        ),
+        key(
+            "args",
+            Kind::Strings,
+            "Its arguments (default: the original ones).",
+        ),
+    ],
+};
