@@ -87,3 +87,47 @@ fn a_pin_that_does_not_match() {
         &["bad.toml:", "but the runbook pins 0000", "sha256 = \""],
     );
 }
+
+/// Every runbook in tests/e2e/invalid/ is refused with exactly the text in
+/// its `.stderr` file, by lint, plan and run alike, before anything is
+/// instantiated or written (no state directory appears).
+#[test]
+fn invalid_runbooks_match_their_golden_errors() {
+    let dir = std::path::PathBuf::from(repo("tests/e2e/invalid"));
+    let mut cases: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .collect();
+    cases.sort();
+    assert!(cases.len() >= 12, "only {} cases", cases.len());
+    for case in cases {
+        let name = case.file_name().unwrap().to_str().unwrap();
+        let f = Fixture::new();
+        let mut first = None;
+        for cmd in ["lint", "plan", "run"] {
+            let out = std::process::Command::new(mend_bin())
+                .current_dir(&dir)
+                .args(["--state-dir", f.state().to_str().unwrap()])
+                .args(["--cache-dir", shared_cache().to_str().unwrap()])
+                .args([cmd, name])
+                .env("NO_COLOR", "1")
+                .output()
+                .unwrap();
+            let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+            assert_eq!(out.status.code(), Some(2), "{cmd} {name}: {stderr}");
+            assert!(out.stdout.is_empty(), "{cmd} {name} printed on stdout");
+            match &first {
+                None => {
+                    golden(
+                        &format!("tests/e2e/invalid/{}", name.replace(".toml", ".stderr")),
+                        &stderr,
+                    );
+                    first = Some(stderr);
+                }
+                Some(text) => assert_eq!(&stderr, text, "{cmd} {name} differs from lint"),
+            }
+        }
+        assert!(!f.state().exists(), "{name}: a state directory appeared");
+    }
+}

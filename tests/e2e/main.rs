@@ -22,7 +22,9 @@ fn every_test_guest_has_a_test() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/e2e");
     let sources: String = std::fs::read_dir(&dir)
         .unwrap()
-        .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "rs"))
+        .map(|p| std::fs::read_to_string(p).unwrap())
         .collect();
     for (name, _) in mend::bundled::TEST_GUESTS {
         let used = [

@@ -118,6 +118,9 @@ impl fmt::Display for Diagnostic {
                 write!(f, "\n{} | {text}", self.line)?;
                 write!(f, "\n{pad} | {lead}{}", "^".repeat((*len).max(1)))?;
             }
+        } else if !self.file.is_empty() {
+            // No position (a missing table, a --set): still name the file.
+            write!(f, "\n{pad}--> {}", self.file)?;
         }
         if let Some(hint) = &self.hint {
             write!(f, "\n{pad} = help: {hint}")?;
@@ -169,7 +172,10 @@ mod tests {
     #[test]
     fn plain_has_no_position() {
         let d = Diagnostic::plain("f.toml", "bad set", Some("do this".into()));
-        assert_eq!(d.to_string(), "error: bad set\n  = help: do this");
+        assert_eq!(
+            d.to_string(),
+            "error: bad set\n --> f.toml\n  = help: do this"
+        );
         assert_eq!((d.line, d.column), (0, 0));
     }
 

@@ -62,6 +62,7 @@ pub(crate) fn parse(input: &Input<'_>) -> Result<Parsed, Vec<Diagnostic>> {
     let header = cx.runbook_table(&root);
     let params = cx.params(&root, input.sets);
     let grants = cx.grants(&root, input.cwd);
+    cx.overlapping_grants(&grants);
     let commands = cx.commands(&root);
     let steps = cx.steps(&root, input, &grants, &commands);
     let rehearsal_commands = cx.rehearsal(&root, &commands);
@@ -175,6 +176,25 @@ fn is_sha256(s: &str) -> bool {
     s.len() == 64
         && s.bytes()
             .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// The path with symlinks resolved when it exists (two names for one
+/// directory overlap too), else with `.` and `..` taken as written.
+fn real_path(p: &Path) -> PathBuf {
+    if let Ok(real) = std::fs::canonicalize(p) {
+        return real;
+    }
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            std::path::Component::CurDir => {}
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 fn edit_distance(a: &str, b: &str) -> usize {
@@ -694,6 +714,62 @@ impl Ctx<'_> {
             disposable: disposable?,
             span: sp(v),
         })
+    }
+
+    /// Grants whose directories nest, when one of them is written: a step
+    /// could change through one what another step only reads, and a
+    /// rehearsal (which copies each grant on its own) or a rollback (which
+    /// undoes per grant) would not see the other's changes.
+    fn overlapping_grants(&mut self, grants: &BTreeMap<String, Option<Grant>>) {
+        let valid: Vec<(&Grant, PathBuf)> = grants
+            .values()
+            .flatten()
+            .map(|g| (g, real_path(&g.path)))
+            .collect();
+        for (i, (a, pa)) in valid.iter().enumerate() {
+            for (b, pb) in &valid[i + 1..] {
+                if a.access == Access::Read && b.access == Access::Read {
+                    continue;
+                }
+                let (outer, inner) = if pb.starts_with(pa) {
+                    (a, b)
+                } else if pa.starts_with(pb) {
+                    (b, a)
+                } else {
+                    continue;
+                };
+                let how = |g: &Grant| match g.access {
+                    Access::Read => "read",
+                    Access::Write => "write",
+                };
+                let (first, later) = if a.span.start <= b.span.start {
+                    (a, b)
+                } else {
+                    (b, a)
+                };
+                let place = if pa == pb {
+                    format!("both are {}", pa.display())
+                } else {
+                    format!(
+                        "{} is inside {}",
+                        inner.path.display(),
+                        outer.path.display()
+                    )
+                };
+                self.error(
+                    later.span,
+                    format!(
+                        "grants `{}` ({}) and `{}` ({}) overlap: {place}",
+                        first.name,
+                        how(first),
+                        later.name,
+                        how(later)
+                    ),
+                    "a step could change through one what is only read, rehearsed or rolled back through the other; give them separate directories, or use one grant"
+                        .to_string(),
+                );
+            }
+        }
     }
 
     /// Every declared command name, with its model when it is valid.

@@ -540,7 +540,7 @@ fn set_overrides_and_unknown_set() {
     assert_eq!(
         d.to_string(),
         format!(
-            "error: {}\n  = help: {}",
+            "error: {}\n --> {FILE}\n  = help: {}",
             d.message,
             d.hint.as_ref().unwrap()
         )
@@ -971,4 +971,53 @@ fn a_whole_value_reference_keeps_the_params_type() {
         "{}",
         render(&errs)
     );
+}
+
+fn grants_and_a_step(grants: &[(&str, &str, &str)]) -> String {
+    let mut src = HEAD.to_string();
+    for (name, path, access) in grants {
+        src.push_str(&format!(
+            "[grants.{name}]\npath = \"{path}\"\naccess = \"{access}\"\n"
+        ));
+    }
+    src.push_str("[[steps]]\nid = \"s\"\nuses = \"std:cache-cull\"\n");
+    src
+}
+
+#[test]
+fn grants_that_nest_are_refused_when_one_is_written() {
+    for (a, b, overlap) in [
+        ("/srv/m/system", "/srv/m/system/cache", true),
+        ("/srv/m/system", "/srv/m/system", true),
+        ("/srv/m/system/", "/srv/m/./system", true),
+        ("/srv/m/system", "/srv/m/x/../system/cache", true),
+        ("/srv/m/system", "/srv/m/systemd", false),
+        ("/srv/m/a", "/srv/m/b", false),
+    ] {
+        for (access_a, access_b) in [
+            ("write", "read"),
+            ("read", "write"),
+            ("write", "write"),
+            ("read", "read"),
+        ] {
+            let src = grants_and_a_step(&[("one", a, access_a), ("two", b, access_b)]);
+            let refused = overlap && (access_a, access_b) != ("read", "read");
+            match load(&src) {
+                Ok(_) => assert!(!refused, "{a} ({access_a}) and {b} ({access_b}) accepted"),
+                Err(errs) => {
+                    assert!(refused, "{a} and {b}: {}", render(&errs));
+                    assert_eq!(errs.len(), 1, "{}", render(&errs));
+                    // At the later grant, naming both and their access.
+                    assert_eq!(errs[0].line, 8, "{}", errs[0]);
+                    assert!(
+                        errs[0].message.starts_with(&format!(
+                            "grants `one` ({access_a}) and `two` ({access_b}) overlap"
+                        )),
+                        "{}",
+                        errs[0]
+                    );
+                }
+            }
+        }
+    }
 }
