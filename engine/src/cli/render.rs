@@ -14,7 +14,12 @@ use crate::runner::{Failure, PlannedStep, Prepared, RehearsalReport, RollbackOut
 use crate::sandbox::bindings::mend::runbook::log::Level;
 
 /// "1 step", "2,048 actions".
-fn plural(n: u64, noun: &str) -> String {
+/// A run id as operators type it: its first 8 hex digits.
+fn short(id: &str) -> &str {
+    id.get(..8).unwrap_or(id)
+}
+
+pub(super) fn plural(n: u64, noun: &str) -> String {
     format!("{} {noun}{}", count(n), if n == 1 { "" } else { "s" })
 }
 
@@ -261,6 +266,10 @@ impl Out {
                 if let Some(r) = &o.rollback {
                     self.rollback_text(&o.run_id, r);
                 }
+                println!(
+                    "  = help: fix the cause and run it again; `mend report {}` has the timeline",
+                    short(&o.run_id)
+                );
             }
         }
         code

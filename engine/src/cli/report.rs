@@ -128,8 +128,8 @@ pub fn markdown(
         if mine.len() > SHOWN {
             let _ = writeln!(
                 w,
-                "\n… and {} more actions (`mend show {} --json` lists all).",
-                mine.len() - SHOWN,
+                "\n… and {} more (`mend show {} --json` lists all).",
+                super::render::plural((mine.len() - SHOWN) as u64, "action"),
                 run.id
             );
         }

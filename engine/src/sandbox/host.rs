@@ -345,7 +345,9 @@ pub fn free_space(grants: &Grants, path: &str) -> Result<files::Space, HostError
     let st = rustix::fs::fstatvfs(&dir).map_err(|e| io_error(path, e.into()))?;
     Ok(files::Space {
         available: free_space_of(&dir).map_err(|e| io_error(path, e))?,
-        total: st.f_blocks.saturating_mul(st.f_frsize),
+        total: fake_space()
+            .and_then(|(_, total)| total)
+            .unwrap_or(st.f_blocks.saturating_mul(st.f_frsize)),
     })
 }
 
@@ -452,15 +454,22 @@ pub fn free_space_at(path: &std::path::Path) -> std::io::Result<u64> {
     free_space_of(&Dir::open_ambient_dir(path, cap_std::ambient_authority())?)
 }
 
-/// Bytes available to an unprivileged writer on the filesystem of `dir`.
-/// `MEND_FAKE_FREE_BYTES` overrides it: tests use it to rehearse a full disk
-/// without filling the machine's.
+/// `MEND_FAKE_FREE_BYTES=FREE` or `FREE/TOTAL`: the free (and total) space
+/// every filesystem reports. Tests use it to rehearse a full disk without
+/// filling the machine's, and to print the same plan on every machine.
+fn fake_space() -> Option<(u64, Option<u64>)> {
+    let v = std::env::var("MEND_FAKE_FREE_BYTES").ok()?;
+    match v.split_once('/') {
+        Some((free, total)) => Some((free.parse().ok()?, Some(total.parse().ok()?))),
+        None => Some((v.parse().ok()?, None)),
+    }
+}
+
+/// Bytes available to an unprivileged writer on the filesystem of `dir`
+/// (or what `MEND_FAKE_FREE_BYTES` says).
 pub fn free_space_of(dir: &Dir) -> std::io::Result<u64> {
-    if let Some(n) = std::env::var("MEND_FAKE_FREE_BYTES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-    {
-        return Ok(n);
+    if let Some((free, _)) = fake_space() {
+        return Ok(free);
     }
     let st = rustix::fs::fstatvfs(dir)?;
     Ok(st.f_bavail.saturating_mul(st.f_frsize))
