@@ -142,6 +142,12 @@ pub fn run_program(
     env: &[(String, String)],
     timeout: Duration,
 ) -> Result<Output, String> {
+    tracing::info!(
+        program,
+        ?args,
+        timeout_s = timeout.as_secs(),
+        "running a command"
+    );
     let mut child = Process::new(program)
         .args(args)
         .envs(env.iter().map(|(k, v)| (k, v)))

@@ -188,3 +188,45 @@ with = {{ path = "data/uploads" }}
     assert!(f.path("data/uploads/a.jpg").exists());
     assert!(!f.path("data/uploads/b.jpg.tmp").exists());
 }
+
+/// Under systemd, stderr is the journal (JOURNAL_STREAM names it): mend's
+/// logs then carry a `<N>` syslog priority journald files them under, and no
+/// colour; elsewhere they are plain.
+#[test]
+fn logs_carry_journald_priorities_when_stderr_is_the_journal() {
+    use std::os::unix::fs::MetadataExt;
+    let f = Fixture::new();
+    let log = f.path("journal.log");
+    let run = |journal: bool| {
+        let file = std::fs::File::create(&log).unwrap();
+        let meta = file.metadata().unwrap();
+        let mut cmd = std::process::Command::new(mend_bin());
+        cmd.args(["--state-dir", f.state().to_str().unwrap()])
+            .args(["--cache-dir", f.path("fresh-cache").to_str().unwrap()])
+            .args(["-v", "step", "inspect", "std:assert"])
+            .stdout(std::process::Stdio::null())
+            .stderr(file);
+        if journal {
+            cmd.env("JOURNAL_STREAM", format!("{}:{}", meta.dev(), meta.ino()));
+        } else {
+            cmd.env_remove("JOURNAL_STREAM");
+        }
+        assert!(cmd.status().unwrap().success());
+        std::fs::read_to_string(&log).unwrap()
+    };
+    let journal = run(true);
+    let line = journal
+        .lines()
+        .find(|l| l.contains("compiled component"))
+        .unwrap_or_else(|| panic!("no compile log in:\n{journal}"));
+    assert!(
+        line.starts_with("<6>mend::sandbox: compiled component"),
+        "{line}"
+    );
+    std::fs::remove_dir_all(f.path("fresh-cache")).unwrap();
+    let plain = run(false);
+    assert!(
+        plain.contains(" INFO mend::sandbox: compiled component") && !plain.contains("<6>"),
+        "{plain}"
+    );
+}

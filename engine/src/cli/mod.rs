@@ -1,6 +1,7 @@
 //! The `mend` command line: parse, hand to the library, print, exit with a
 //! documented code ([`crate::exit`]).
 
+mod logging;
 mod progress;
 mod render;
 mod report;
@@ -37,7 +38,8 @@ pub struct Cli {
     /// Print one JSON document instead of text
     #[arg(long, global = true)]
     pub json: bool,
-    /// More logging on stderr (-v info, -vv debug)
+    /// More logging on stderr: -v what mend does, -vv why, -vvv wasmtime's
+    /// too (journald priorities when stderr is the journal; MEND_LOG overrides)
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
     #[command(subcommand)]
@@ -178,19 +180,7 @@ fn xdg(var: &str, fallback: &str) -> PathBuf {
 /// Parse the command line, run, print, and return the exit code.
 pub fn main() -> i32 {
     let cli = Cli::parse();
-    let filter = match cli.verbose {
-        0 => "warn",
-        1 => "info",
-        _ => "debug",
-    };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("MEND_LOG")
-                .unwrap_or_else(|_| filter.into()),
-        )
-        .with_writer(std::io::stderr)
-        .without_time()
-        .init();
+    logging::init(cli.verbose);
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

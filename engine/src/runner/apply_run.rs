@@ -471,6 +471,7 @@ async fn apply_step(
     run_id: &str,
     now: i64,
 ) -> Result<(), StepFailed> {
+    tracing::info!(run = run_id, step = %step.def.id, resumed = prior.is_some(), "applying step");
     // A step planned before a crash keeps its plan: planning again after some
     // of its actions ran would plan something else.
     let saved = prior

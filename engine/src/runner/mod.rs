@@ -310,6 +310,7 @@ pub async fn plan_step(
         message,
         hint,
     };
+    tracing::debug!(step = %step.def.id, uses = %step.def.uses, now, "planning");
     let (result, host) = sandbox
         .plan(
             &step.loaded,

@@ -69,6 +69,7 @@ impl HostCtx {
 }
 
 fn denied(e: crate::grants::PathError) -> HostError {
+    tracing::info!("denied: {e}");
     HostError::Denied(e.to_string())
 }
 

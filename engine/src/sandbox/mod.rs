@@ -241,7 +241,10 @@ impl Sandbox {
             // component's sha256, wasmtime's version and the engine settings;
             // the cache directory is the operator's own.
             match unsafe { Component::deserialize_file(&self.engine, path) } {
-                Ok(c) => return Ok(c),
+                Ok(c) => {
+                    tracing::debug!(step = label, cache = %path.display(), "compiled component from the cache");
+                    return Ok(c);
+                }
                 Err(e) => tracing::warn!("ignoring unusable cache entry {}: {e:#}", path.display()),
             }
         }
@@ -250,8 +253,15 @@ impl Sandbox {
                 "{label}: this is a core WebAssembly module, not a component; build the step for `wasm32-wasip2`"
             );
         }
+        let started = std::time::Instant::now();
         let component = Component::new(&self.engine, bytes)
             .map_err(|e| anyhow::anyhow!("{label}: not a valid component: {e:#}"))?;
+        tracing::info!(
+            step = label,
+            bytes = bytes.len(),
+            ms = started.elapsed().as_millis() as u64,
+            "compiled component"
+        );
         if let Some(path) = &cached {
             // Best effort: a cache that cannot be written only costs time.
             let write = || -> Result<()> {
