@@ -69,7 +69,7 @@ fn an_infinite_loop_is_killed_at_its_deadline_and_the_run_rolled_back() {
         "{}",
         ran.stdout
     );
-    assert!(ran.stdout.contains("1 actions undone"), "{}", ran.stdout);
+    assert!(ran.stdout.contains("1 action undone"), "{}", ran.stdout);
     assert_same(&before, &tree(&f.path("data"), true), "after the rollback");
     assert!(start.elapsed().as_secs() < 30);
 }

@@ -242,7 +242,7 @@ with = { actions = [{ exec = ["mark", ["a.txt"]], undo = ["unmark", ["a.txt"]] }
     assert_eq!(ran.code, 1, "{}", ran.text());
     assert!(
         ran.stdout
-            .contains("rehearsal failed: 1 differences after the rollback:"),
+            .contains("rehearsal failed: 1 difference after the rollback:"),
         "{}",
         ran.stdout
     );
@@ -403,7 +403,7 @@ with = { verify = "fail" }
     );
     let ran = f.mend(&["run", rb.to_str().unwrap()]);
     assert_eq!(ran.code, 1, "{}", ran.text());
-    assert!(ran.stdout.contains("1 actions undone"), "{}", ran.stdout);
+    assert!(ran.stdout.contains("1 action undone"), "{}", ran.stdout);
     assert!(
         !f.path("data/flag").exists(),
         "the compensation did not run"
@@ -496,6 +496,9 @@ fn removals_in_a_disposable_grant_are_marked_irreversible() {
     let f = Fixture::new();
     f.write("cache/a.bin", "aaaa");
     f.write("cache/sub/b.bin", "bbbb");
+    // A removal below the root changes its directory's times for good.
+    f.write("cache/deep/c.bin", "cccc");
+    f.write("cache/deep/keep.bin", "kkkk");
     let rb = f.runbook(
         "cache.toml",
         r#"
@@ -513,13 +516,13 @@ disposable = true
 id = "drop"
 {guest:scripted}
 grants = ["cache"]
-with = { actions = [{ remove = "cache/a.bin" }, { remove = "cache/sub" }] }
+with = { actions = [{ remove = "cache/a.bin" }, { remove = "cache/sub" }, { remove = "cache/deep/c.bin" }] }
 "#,
     );
     let plan = f.mend(&["plan", rb.to_str().unwrap()]);
     assert!(
         plan.stdout
-            .contains("total: 2 actions, 8 B; 2 irreversible"),
+            .contains("total: 3 actions, 12 B; 3 irreversible"),
         "{}",
         plan.stdout
     );
@@ -527,7 +530,7 @@ with = { actions = [{ remove = "cache/a.bin" }, { remove = "cache/sub" }] }
     // A rehearsal lists them and does not compare their paths.
     let rehearsal = f.mend(&["rehearse", rb.to_str().unwrap()]);
     assert_eq!(rehearsal.code, 0, "{}", rehearsal.text());
-    assert!(rehearsal.stdout.contains("irreversible by the plan (2), not compared:\n  drop: remove cache/a.bin\n  drop: remove cache/sub"), "{}", rehearsal.stdout);
+    assert!(rehearsal.stdout.contains("irreversible by the plan (3), not compared:\n  drop: remove cache/a.bin\n  drop: remove cache/sub\n  drop: remove cache/deep/c.bin"), "{}", rehearsal.stdout);
     // A real run unlinks at once: no trash is left even before the commit.
     assert_eq!(f.mend(&["run", rb.to_str().unwrap()]).code, 0);
     assert!(
@@ -535,4 +538,109 @@ with = { actions = [{ remove = "cache/a.bin" }, { remove = "cache/sub" }] }
             && !f.path("cache/sub").exists()
             && !f.path("cache/.mend-trash").exists()
     );
+}
+
+/// A compensation that fails stops the rollback (exit 3) and lists what is
+/// still changed; once the operator clears the cause, `mend rollback` tries
+/// that compensation again and repeats none of the others.
+#[test]
+fn a_failed_compensation_stops_the_rollback_and_a_second_rollback_finishes_it() {
+    let f = Fixture::new();
+    let rb = kinds(&f, "fail", "stop");
+    let before = tree(&f.path("data"), true);
+    let ran = f.mend(&["run", rb.to_str().unwrap()]);
+    assert_eq!(ran.code, 1, "{}", ran.text());
+    let h: serde_json::Value =
+        serde_json::from_str(&f.mend(&["--json", "history"]).stdout).unwrap();
+    let id = h[0]["id"].as_str().unwrap().to_string();
+
+    // Something new where the first removal's file was: putting it back
+    // would overwrite it, so that undo must fail, and it is undone last.
+    f.write("data/a.txt", "written by someone else\n");
+    let ran = f.mend(&["rollback", &id]);
+    assert_eq!(ran.code, 3, "{}", ran.text());
+    assert!(
+        ran.stdout
+            .contains("cannot put data/a.txt back: something new is in its place"),
+        "{}",
+        ran.stdout
+    );
+    assert!(
+        ran.stdout
+            .contains("still changed (1):\n  change: remove data/a.txt"),
+        "{}",
+        ran.stdout
+    );
+    let h: serde_json::Value =
+        serde_json::from_str(&f.mend(&["--json", "history"]).stdout).unwrap();
+    assert_eq!(h[0]["status"], "rollback-failed");
+
+    // The cause cleared, the second rollback does the one undo left.
+    std::fs::remove_file(f.path("data/a.txt")).unwrap();
+    let ran = f.mend(&["rollback", &id]);
+    assert_eq!(ran.code, 0, "{}", ran.text());
+    assert!(
+        ran.stdout.contains(": 1 action undone;"),
+        "only the failed undo is repeated: {}",
+        ran.stdout
+    );
+    assert_same(
+        &before,
+        &tree(&f.path("data"), true),
+        "after the second rollback",
+    );
+}
+
+/// `on_failure = "stop"` leaves the run where it failed; once the cause is
+/// fixed, `mend resume` finishes it: done actions are not repeated, the
+/// failed check is made again.
+#[test]
+fn a_stopped_run_resumes_once_the_cause_is_fixed() {
+    let f = Fixture::new();
+    populate(&f);
+    let rb = f.runbook(
+        "stop.toml",
+        r#"[runbook]
+name = "cull-then-check"
+version = "1.0.0"
+summary = "cull old files, then check the config is there"
+on_failure = "stop"
+
+[grants.data]
+path = "{root}/data"
+access = "write"
+
+[[steps]]
+id = "cull-old"
+uses = "std:cache-cull"
+grants = ["data"]
+with = { path = "data/old", days = 30 }
+
+[[steps]]
+id = "config-present"
+uses = "std:assert"
+grants = ["data"]
+with = { when = "after", checks = [{ exists = "data/config.yml" }] }
+"#,
+    );
+    let ran = f.mend(&["--now", "1795000000", "run", rb.to_str().unwrap()]);
+    assert_eq!(ran.code, 1, "{}", ran.text());
+    let id = history_id(&f);
+    assert!(
+        ran.stdout
+            .contains(&format!("fix the cause and `mend resume {id}`")),
+        "{}",
+        ran.stdout
+    );
+    assert!(!f.path("data/old/d.txt").exists(), "the cull stays done");
+
+    f.write("data/config.yml", "ok\n");
+    let ran = f.mend(&["--now", "1795000000", "resume", &id[..8]]);
+    assert_eq!(ran.code, 0, "{}", ran.text());
+    assert!(ran.stdout.contains("committed"), "{}", ran.stdout);
+    let shown: serde_json::Value =
+        serde_json::from_str(&f.mend(&["--json", "show", &id]).stdout).unwrap();
+    let actions = shown["actions"].as_array().unwrap();
+    assert_eq!(actions.len(), 2, "{shown}");
+    assert!(actions.iter().all(|a| a["state"] == "done"), "{shown}");
 }

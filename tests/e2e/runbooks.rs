@@ -229,5 +229,5 @@ fn a_check_after_a_restart_waits_for_the_service_and_fails_the_run_if_it_never_c
         ran.stdout
     );
     assert!(ran.stdout.contains("after 6 attempts"), "{}", ran.stdout);
-    assert!(ran.stdout.contains("1 actions undone"), "{}", ran.stdout);
+    assert!(ran.stdout.contains("1 action undone"), "{}", ran.stdout);
 }

@@ -167,8 +167,8 @@ impl Out {
             String::new()
         };
         println!(
-            "total: {} actions, {}{irrev}",
-            count(n_actions as u64),
+            "total: {}, {}{irrev}",
+            plural(n_actions as u64, "action"),
             bytes(n_bytes)
         );
         if failed {
@@ -289,8 +289,8 @@ impl Out {
                     String::new()
                 };
                 println!(
-                    "rolled back run {run}: {} actions undone; {steps}{left}",
-                    count(r.undone)
+                    "rolled back run {run}: {} undone; {steps}{left}",
+                    plural(r.undone, "action")
                 );
                 if !r.irreversible.is_empty() {
                     println!(
@@ -347,7 +347,7 @@ impl Out {
             );
         }
         if let Some(rb) = &r.run.rollback {
-            println!("rolled back {} actions", count(rb.undone));
+            println!("rolled back {}", plural(rb.undone, "action"));
             if let Some(f) = &rb.failed {
                 println!("{} {f}", self.paint("31", "rollback failed:"));
             }
@@ -367,11 +367,19 @@ impl Out {
                 self.paint("32", "rehearsal passed:"),
                 count(r.files)
             );
+        } else if r.differences.is_empty() {
+            // The rollback was clean; the rehearsal failed for its run.
+            println!(
+                "{} the run did not get through (above); its rollback left every grant byte-identical ({} entries compared)",
+                self.paint("31", "rehearsal failed:"),
+                count(r.files)
+            );
+            println!("the copies are kept in {}", r.scratch.display());
         } else {
             println!(
-                "{} {} differences after the rollback:",
+                "{} {} after the rollback:",
                 self.paint("31", "rehearsal failed:"),
-                r.differences.len()
+                plural(r.differences.len() as u64, "difference")
             );
             for d in &r.differences {
                 println!("  {d}");
@@ -435,12 +443,12 @@ impl Out {
         for s in steps {
             let n = actions.iter().filter(|a| a.step_idx == s.idx).count();
             println!(
-                "step {} {} ({}): {}, {} actions",
+                "step {} {} ({}): {}, {}",
                 s.idx + 1,
                 s.step_id,
                 s.uses,
                 s.status.as_str(),
-                n
+                plural(n as u64, "action")
             );
         }
         for e in events {

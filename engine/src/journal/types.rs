@@ -13,11 +13,19 @@ use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, 
 pub struct UnknownVariant {
     pub kind: &'static str,
     pub value: String,
+    /// The valid values, for the message.
+    pub valid: &'static [&'static str],
 }
 
 impl fmt::Display for UnknownVariant {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "unknown {} `{}`", self.kind, self.value)
+        write!(
+            f,
+            "unknown {} `{}` (one of: {})",
+            self.kind,
+            self.value,
+            self.valid.join(", ")
+        )
     }
 }
 
@@ -50,7 +58,11 @@ macro_rules! text_enum {
             fn from_str(s: &str) -> Result<Self, Self::Err> {
                 match s {
                     $($text => Ok($ty::$variant),)+
-                    _ => Err(UnknownVariant { kind: $kind, value: s.to_owned() }),
+                    _ => Err(UnknownVariant {
+                        kind: $kind,
+                        value: s.to_owned(),
+                        valid: &[$($text),+],
+                    }),
                 }
             }
         }
@@ -274,6 +286,9 @@ mod tests {
         }
         assert_eq!(RunStatus::RollbackFailed.as_str(), "rollback-failed");
         let err = "nope".parse::<RunStatus>().unwrap_err();
-        assert_eq!(err.to_string(), "unknown run status `nope`");
+        assert_eq!(
+            err.to_string(),
+            "unknown run status `nope` (one of: running, rolling-back, committed, failed, rolled-back, rollback-failed)"
+        );
     }
 }

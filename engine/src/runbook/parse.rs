@@ -836,7 +836,17 @@ impl Ctx<'_> {
         let mut ok = true;
         for entry in entries.iter() {
             let patterns: Vec<String> = match entry.get_ref() {
-                DeValue::String(s) => s.split_ascii_whitespace().map(str::to_string).collect(),
+                // "restart ${unit}": split on spaces, then each word as in
+                // the array form (`${param}` matched literally).
+                DeValue::String(s) => {
+                    let words: Vec<(String, Span)> = s
+                        .split_ascii_whitespace()
+                        .map(|w| (w.to_string(), sp(entry)))
+                        .collect();
+                    let out = self.patterns(&words, "args");
+                    ok &= out.len() == words.len();
+                    out
+                }
                 DeValue::Array(_) => match self.strings(entry, "args") {
                     // `${param}` in a pattern stands for the param's value,
                     // matched literally (a `*` in it is no wildcard).

@@ -1021,3 +1021,52 @@ fn grants_that_nest_are_refused_when_one_is_written() {
         }
     }
 }
+
+#[test]
+fn params_in_both_forms_of_command_args_are_matched_literally() {
+    let src = with_head(
+        r#"[params]
+unit = "mastodon-*"
+[commands.systemctl]
+program = "/usr/bin/systemctl"
+args = [["restart", "${unit}"], "status ${unit}"]
+[[steps]]
+id = "s"
+uses = "std:cache-cull"
+commands = ["systemctl"]
+"#,
+    );
+    let rb = load(&src).unwrap_or_else(|e| panic!("{}", render(&e)));
+    let c = &rb.commands["systemctl"];
+    let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    for verb in ["restart", "status"] {
+        assert!(c.allows(&args(&[verb, "mastodon-*"])), "{verb}");
+        // The param's `*` is no wildcard.
+        assert!(!c.allows(&args(&[verb, "mastodon-web"])), "{verb}");
+    }
+    let bad = with_head(
+        "[commands.c]\nprogram = \"/bin/c\"\nargs = [\"status ${nope}\"]\n[[steps]]\nid = \"s\"\nuses = \"std:cache-cull\"\n",
+    );
+    one_error(&bad, 7, 9, "`${nope}`");
+}
+
+/// Every shipped runbook loads with its own defaults (and the real bundled
+/// steps): a default that breaks a rule (grants that nest, say) is caught
+/// here, not by an operator.
+#[test]
+fn shipped_runbooks_load_with_their_defaults() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../runbooks");
+    let bundled = crate::runner::bundled_names();
+    let mut n = 0;
+    for dir in std::fs::read_dir(&root).unwrap() {
+        for file in std::fs::read_dir(dir.unwrap().path()).unwrap() {
+            let path = file.unwrap().path();
+            let source = std::fs::read_to_string(&path).unwrap();
+            if let Err(e) = Runbook::from_source(&path, source, &[], &bundled) {
+                panic!("{}", render(&e));
+            }
+            n += 1;
+        }
+    }
+    assert!(n >= 7, "{n} runbooks");
+}

@@ -176,7 +176,8 @@ fn free_space_event(
     Ok(())
 }
 
-/// Finish a run that was interrupted (killed, crashed, out of space).
+/// Finish a run that was interrupted (killed, crashed, out of space) or
+/// stopped at a failed step.
 pub async fn resume(
     sandbox: &Sandbox,
     settings: &Settings,
@@ -189,6 +190,26 @@ pub async fn resume(
                 "resuming run {} of {}",
                 record.id, record.runbook_name
             ));
+            drive(
+                sandbox,
+                settings,
+                &journal,
+                &prepared,
+                &record.id,
+                record.now,
+                record.mode,
+            )
+            .await
+        }
+        // Stopped by `on_failure = "stop"`: the operator fixed the cause.
+        // The failed step goes again from where it failed: its done actions
+        // are kept, the one that failed is tried again, then it verifies.
+        RunStatus::Failed => {
+            settings.reporter.line(&format!(
+                "resuming run {} of {}, stopped at a failed step",
+                record.id, record.runbook_name
+            ));
+            journal.set_run_status(&record.id, RunStatus::Running, None)?;
             drive(
                 sandbox,
                 settings,

@@ -152,11 +152,14 @@ pub(crate) async fn rollback_prepared(
         crash_point("undoing", rec.step_idx, rec.seq);
         if let Err(e) = apply::undo(&cx, &undo, &j.pre) {
             let msg = format!("{e:#}");
+            // It stays `undoing`, with the reason: a later `mend rollback`
+            // tries this undo again once the operator fixed the cause.
+            // (`failed` means "never performed", which rollback skips.)
             journal.set_action_state(
                 run_id,
                 rec.step_idx,
                 rec.seq,
-                ActionState::Failed,
+                ActionState::Undoing,
                 Some(&msg),
             )?;
             out.failed = Some(format!("{what}: {msg}"));
