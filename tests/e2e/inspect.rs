@@ -132,31 +132,27 @@ fn a_scaffolded_step_tests_builds_and_runs_in_a_runbook() {
     // Its own target dir, kept between runs: the suite's is locked by the
     // cargo that runs this test.
     let target = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/scaffold");
-    let cargo = |args: &[&str]| {
-        let out = std::process::Command::new(env!("CARGO"))
-            .args(args)
-            .current_dir(&dir)
-            .env("CARGO_TARGET_DIR", &target)
-            .output()
-            .unwrap();
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(out.status.success(), "cargo {args:?}: {text}");
-        text
-    };
-    let tested = cargo(&["test", "--quiet"]);
-    assert!(tested.contains("1 passed"), "{tested}");
-    cargo(&["build", "--release", "--target", "wasm32-wasip2"]);
+    let env = [
+        ("CARGO_TARGET_DIR", target.to_str().unwrap()),
+        ("CARGO", env!("CARGO")),
+    ];
+    let dir_arg = dir.display().to_string();
+    let tested = f.mend_env(&["step", "test", "--dir", &dir_arg], &env);
+    assert_eq!(tested.code, 0, "{}", tested.text());
+    assert!(tested.text().contains("1 passed"), "{}", tested.text());
+    let built = f.mend_env(&["--json", "step", "build", "--dir", &dir_arg], &env);
+    assert_eq!(built.code, 0, "{}", built.text());
+    let info: serde_json::Value = serde_json::from_str(&built.stdout).unwrap();
+    assert_eq!(info["name"], "tmp-clean");
     let wasm = target.join("wasm32-wasip2/release/step_tmp_clean.wasm");
+    assert_eq!(info["path"], wasm.display().to_string());
 
+    // `step inspect` agrees on what was built.
     let inspect = f.mend(&["--json", "step", "inspect", &wasm.display().to_string()]);
     assert_eq!(inspect.code, 0, "{}", inspect.text());
-    let info: serde_json::Value = serde_json::from_str(&inspect.stdout).unwrap();
-    assert_eq!(info["name"], "tmp-clean");
+    let inspected: serde_json::Value = serde_json::from_str(&inspect.stdout).unwrap();
     let sha = info["sha256"].as_str().unwrap();
+    assert_eq!(inspected["sha256"], sha);
 
     f.write("data/uploads/a.jpg", "a photo");
     f.write("data/uploads/b.jpg.tmp", "half a photo");

@@ -139,6 +139,19 @@ pub enum StepCmd {
         #[arg(long)]
         sdk: Option<PathBuf>,
     },
+    /// Build a step crate into a component (cargo, wasm32-wasip2, release),
+    /// check it is a step, and print the lines that pin it in a runbook
+    Build {
+        /// The step crate [default: .]
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+    },
+    /// Run a step crate's native tests (cargo test, against the SDK's fake host)
+    Test {
+        /// The step crate [default: .]
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+    },
     /// A step's name, version, parameters, imports and sha256 (for pinning)
     Inspect {
         /// A component file (.wasm), or std:NAME for a bundled step
@@ -293,6 +306,12 @@ async fn run(cli: Cli) -> i32 {
         Cmd::Step {
             command: StepCmd::New { name, dir, sdk },
         } => step::new(&out, &name, dir.as_deref(), sdk.as_deref()),
+        Cmd::Step {
+            command: StepCmd::Build { dir },
+        } => step::build(&sandbox, &out, &dir).await,
+        Cmd::Step {
+            command: StepCmd::Test { dir },
+        } => step::test(&dir),
         Cmd::Schema => step::schema(&sandbox).await,
         Cmd::Completions { .. } | Cmd::Man => unreachable!("handled above"),
         Cmd::Demo { dir } => crate::demo::demo(&sandbox, &settings, &out, dir).await,

@@ -170,6 +170,100 @@ fn kind(k: wit::ParamKind) -> &'static str {
     }
 }
 
+/// The cargo that built mend's caller (`$CARGO` under cargo), else the one on
+/// PATH.
+fn cargo() -> std::process::Command {
+    std::process::Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+}
+
+/// Run cargo in `dir` with the author's terminal; Err when it fails.
+fn cargo_in(dir: &Path, args: &[&str]) -> Result<(), Failure> {
+    let status = cargo().args(args).current_dir(dir).status().map_err(|e| {
+        Failure::input(
+            &dir.display().to_string(),
+            format!("cannot run cargo: {e}"),
+            Some("install Rust with rustup (https://rustup.rs)".into()),
+        )
+    })?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(Failure::input(
+            &dir.display().to_string(),
+            format!(
+                "cargo {} failed in {} ({status})",
+                args.join(" "),
+                dir.display()
+            ),
+            Some("its messages are above".into()),
+        ))
+    }
+}
+
+/// `mend step test`: the crate's native tests.
+pub fn test(dir: &Path) -> Result<i32, Failure> {
+    cargo_in(dir, &["test"])?;
+    Ok(exit::SUCCESS)
+}
+
+/// `mend step build`: cargo builds the component, mend loads it as a step
+/// and prints how to pin it.
+pub async fn build(sandbox: &Sandbox, out: &Out, dir: &Path) -> Result<i32, Failure> {
+    cargo_in(
+        dir,
+        &["build", "--release", "--target", "wasm32-wasip2", "--quiet"],
+    )?;
+    // Where cargo put it: its target directory and the package's name.
+    let meta = cargo()
+        .args(["metadata", "--no-deps", "--format-version", "1"])
+        .current_dir(dir)
+        .output()
+        .map_err(|e| anyhow::anyhow!("cargo metadata: {e}"))?;
+    let meta: serde_json::Value =
+        serde_json::from_slice(&meta.stdout).map_err(|e| anyhow::anyhow!("cargo metadata: {e}"))?;
+    let manifest = std::path::absolute(dir.join("Cargo.toml")).unwrap_or_default();
+    let package = meta["packages"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|p| p["manifest_path"].as_str().map(Path::new) == Some(manifest.as_path()))
+        .or_else(|| meta["packages"].get(0))
+        .and_then(|p| p["name"].as_str())
+        .ok_or_else(|| anyhow::anyhow!("cargo metadata names no package in {}", dir.display()))?;
+    let target = meta["target_directory"].as_str().unwrap_or("target");
+    let wasm = Path::new(target)
+        .join("wasm32-wasip2/release")
+        .join(format!("{}.wasm", package.replace('-', "_")));
+    let what = wasm.display().to_string();
+    let bytes = std::fs::read(&wasm).map_err(|e| {
+        Failure::input(
+            &what,
+            format!("cargo built no {what}: {e}"),
+            Some("a step crate is a cdylib: [lib] crate-type = [\"cdylib\"]".into()),
+        )
+    })?;
+    let (info, loaded) = describe(sandbox, &what, &bytes).await?;
+    if out.json {
+        out.print_json(&json!({
+            "path": wasm,
+            "bytes": bytes.len(),
+            "name": info.name,
+            "version": info.version,
+            "sha256": loaded.sha256,
+        }));
+        return Ok(exit::SUCCESS);
+    }
+    println!(
+        "built {} {}: {what} ({})",
+        info.name,
+        info.version,
+        crate::output::bytes(bytes.len() as u64)
+    );
+    println!("pin it in a runbook's step (uses is relative to the runbook):");
+    println!("  uses = \"{what}\"\n  sha256 = \"{}\"", loaded.sha256);
+    Ok(exit::SUCCESS)
+}
+
 /// `mend step new NAME`: a step crate that builds into a component and
 /// passes its own test, for an author to change.
 pub fn new(out: &Out, name: &str, dir: Option<&Path>, sdk: Option<&Path>) -> Result<i32, Failure> {
