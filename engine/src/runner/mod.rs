@@ -276,7 +276,39 @@ fn host_ctx(step: &PreparedStep, now: i64, settings: &Settings) -> HostCtx {
         step.limits.timeout,
     );
     h.sink = settings.sink.clone();
+    h.progress = Some(progress_sink(settings.reporter.clone()));
     h
+}
+
+/// The host's byte progress inside a step's call (hashing a big file:
+/// `hash PATH`, `done` of `total` bytes, cumulative) as the reporter's byte
+/// progress: a bar on a terminal, a line every few seconds elsewhere. A
+/// step's own reports count things, not bytes, and are not shown yet.
+fn progress_sink(reporter: Arc<dyn Reporter>) -> crate::sandbox::ProgressSink {
+    let last: std::sync::Mutex<Option<(String, u64)>> = Default::default();
+    Arc::new(move |_step, label, done, total| {
+        if !label.starts_with(crate::sandbox::HASH_PROGRESS) {
+            return;
+        }
+        let mut last = last.lock().expect("not poisoned");
+        let before = match &*last {
+            Some((l, d)) if l == label && *d <= done => *d,
+            _ => {
+                if last.is_some() {
+                    reporter.bytes_end();
+                }
+                reporter.bytes_start(label, total);
+                0
+            }
+        };
+        reporter.bytes_done(done - before);
+        if done >= total {
+            reporter.bytes_end();
+            *last = None;
+        } else {
+            *last = Some((label.to_string(), done));
+        }
+    })
 }
 
 /// Why planning a step failed.
@@ -349,4 +381,55 @@ pub async fn plan_step(
 /// The clock for a run.
 pub fn now(settings: &Settings) -> i64 {
     settings.now.unwrap_or_else(crate::journal::now_secs)
+}
+
+#[cfg(test)]
+mod progress_tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    #[derive(Default)]
+    struct Recorder(Mutex<Vec<String>>);
+
+    impl Reporter for Recorder {
+        fn line(&self, _: &str) {}
+        fn actions_start(&self, _: &str, _: u64) {}
+        fn action_done(&self, _: u64) {}
+        fn actions_end(&self) {}
+        fn bytes_start(&self, what: &str, total: u64) {
+            self.0.lock().unwrap().push(format!("start {what} {total}"));
+        }
+        fn bytes_done(&self, n: u64) {
+            self.0.lock().unwrap().push(format!("+{n}"));
+        }
+        fn bytes_end(&self) {
+            self.0.lock().unwrap().push("end".into());
+        }
+    }
+
+    #[test]
+    fn hashing_progress_becomes_one_byte_bar_per_file() {
+        let rec = Arc::new(Recorder::default());
+        let sink = progress_sink(rec.clone());
+        sink("s", "verifying checksums", 0, 2); // a step's count: not bytes
+        for done in [40, 80, 100] {
+            sink("s", "hash a.tar", done, 100);
+        }
+        sink("s", "hash b.tar", 10, 50);
+        sink("s", "hash b.tar", 50, 50);
+        assert_eq!(
+            *rec.0.lock().unwrap(),
+            [
+                "start hash a.tar 100",
+                "+40",
+                "+40",
+                "+20",
+                "end",
+                "start hash b.tar 50",
+                "+10",
+                "+40",
+                "end"
+            ]
+        );
+    }
 }

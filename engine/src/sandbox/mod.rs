@@ -18,7 +18,8 @@ use wasmtime::{Config, Engine, Store};
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
 
 pub use host::{
-    HostCtx, LogSink, ProgressSink, WalkState, free_space_at, free_space_of, http_get_status,
+    HASH_PROGRESS, HostCtx, LogSink, ProgressSink, WalkState, free_space_at, free_space_of,
+    http_get_status,
 };
 
 /// Host bindings for the `mend:runbook/step` world.
