@@ -644,3 +644,105 @@ with = { when = "after", checks = [{ exists = "data/config.yml" }] }
     assert_eq!(actions.len(), 2, "{shown}");
     assert!(actions.iter().all(|a| a["state"] == "done"), "{shown}");
 }
+
+/// Two different runbooks whose write grants nest cannot run at once: the
+/// second is refused (exit 4) naming both grants, the other runbook, its
+/// pid and run; a runbook writing elsewhere is not held up; once the
+/// holder is killed with SIGKILL its claim is free.
+#[test]
+fn runbooks_whose_write_grants_nest_do_not_run_at_once() {
+    let f = Fixture::new();
+    f.write("data/sub/a.txt", "a");
+    f.write("elsewhere/b.txt", "b");
+    let holder = f.runbook(
+        "holder.toml",
+        r#"
+[runbook]
+name = "holder"
+version = "1.0.0"
+summary = "writes data/ for a while"
+
+[grants.data]
+path = "{root}/data"
+access = "write"
+
+[[steps]]
+id = "loop"
+{guest:spin}
+timeout = "20s"
+"#,
+    );
+    let other = |name: &str, dir: &str| {
+        f.runbook(
+            &format!("{name}.toml"),
+            &format!(
+                r#"
+[runbook]
+name = "{name}"
+version = "1.0.0"
+summary = "writes {dir}"
+
+[grants.target]
+path = "{{root}}/{dir}"
+access = "write"
+
+[[steps]]
+id = "cull"
+uses = "std:cache-cull"
+grants = ["target"]
+with = {{ path = "target", days = 1 }}
+"#
+            ),
+        )
+    };
+    let nested = other("nested", "data/sub");
+    let apart = other("apart", "elsewhere");
+    let mut first = std::process::Command::new(mend_bin())
+        .args(["--state-dir", f.state().to_str().unwrap()])
+        .args(["--cache-dir", shared_cache().to_str().unwrap()])
+        .args(["run", holder.to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    while !f
+        .mend(&["--json", "history"])
+        .stdout
+        .contains("\"running\"")
+    {
+        assert!(
+            start.elapsed().as_secs() < 20,
+            "the first run never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let refused_at = std::time::Instant::now();
+    let second = f.mend(&["run", nested.to_str().unwrap()]);
+    eprintln!("refused in {:?}:\n{}", refused_at.elapsed(), second.stderr);
+    // A runbook writing elsewhere is free to go meanwhile.
+    let elsewhere = f.mend(&["run", apart.to_str().unwrap()]);
+    let first_pid = first.id();
+    first.kill().unwrap();
+    first.wait().unwrap();
+    assert_eq!(second.code, 4, "{}", second.text());
+    assert_eq!(elsewhere.code, 0, "{}", elsewhere.text());
+    let data = std::fs::canonicalize(f.path("data")).unwrap();
+    assert!(
+        second.stderr.contains(&format!(
+            "grant `target` ({}/sub) overlaps grant `data` ({}) of runbook `holder`, which is running: pid {first_pid}, run ",
+            data.display(),
+            data.display()
+        )),
+        "{}",
+        second.stderr
+    );
+    assert!(
+        f.path("data/sub/a.txt").exists(),
+        "the refused run changed nothing"
+    );
+
+    // The killed holder's claim is free.
+    let ran = f.mend(&["run", nested.to_str().unwrap()]);
+    assert_eq!(ran.code, 0, "{}", ran.text());
+}

@@ -55,6 +55,9 @@ pub enum LockError {
         key: String,
         holder: Option<Holder>,
     },
+    /// A write grant of this runbook nests with one that another runbook's
+    /// run holds.
+    GrantHeld(Box<GrantConflict>),
     Io(io::Error),
 }
 
@@ -75,6 +78,30 @@ impl fmt::Display for LockError {
                 f,
                 "runbook `{key}` is locked by another process (its holder is unknown)"
             ),
+            LockError::GrantHeld(c) => {
+                let GrantConflict {
+                    ours,
+                    theirs,
+                    holder,
+                } = &**c;
+                write!(
+                    f,
+                    "grant `{}` ({}) overlaps grant `{}` ({}) of runbook `{}`, which is running",
+                    ours.grant,
+                    ours.path.display(),
+                    theirs.grant,
+                    theirs.path.display(),
+                    theirs.runbook
+                )?;
+                if let Some(h) = holder {
+                    write!(f, ": pid {}", h.pid)?;
+                    if let Some(run) = &h.run_id {
+                        write!(f, ", run {run}")?;
+                    }
+                    write!(f, ", since {}", format_utc(h.since))?;
+                }
+                Ok(())
+            }
             LockError::Io(e) => write!(f, "cannot take the run lock: {e}"),
         }
     }
@@ -84,7 +111,7 @@ impl std::error::Error for LockError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             LockError::Io(e) => Some(e),
-            LockError::Held { .. } => None,
+            LockError::Held { .. } | LockError::GrantHeld(_) => None,
         }
     }
 }
@@ -101,6 +128,47 @@ pub struct RunLock {
     file: File,
     path: PathBuf,
     holder: Holder,
+    /// The write grants this run holds against other runbooks' runs.
+    grants: Vec<GrantLock>,
+}
+
+/// A claim refused: ours, the one it nests with, and who holds that.
+#[derive(Debug)]
+pub struct GrantConflict {
+    pub ours: GrantClaim,
+    pub theirs: GrantClaim,
+    pub holder: Option<Holder>,
+}
+
+/// One write grant a run claims: which runbook, which grant, where.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct GrantClaim {
+    pub runbook: String,
+    pub grant: String,
+    pub path: PathBuf,
+}
+
+#[derive(Debug)]
+struct GrantLock {
+    file: File,
+}
+
+impl Drop for GrantLock {
+    fn drop(&mut self) {
+        let _ = self.file.set_len(0);
+    }
+}
+
+/// What a grant lock file holds.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct GrantRecord {
+    claim: GrantClaim,
+    holder: Holder,
+}
+
+/// Whether two directories nest (or are one).
+fn nests(a: &Path, b: &Path) -> bool {
+    a.starts_with(b) || b.starts_with(a)
 }
 
 impl RunLock {
@@ -139,6 +207,7 @@ impl RunLock {
             file,
             path: path.clone(),
             holder: holder.clone(),
+            grants: Vec::new(),
         };
         match lock.write_holder() {
             Ok(()) => Ok(lock),
@@ -149,7 +218,108 @@ impl RunLock {
     /// Records the run id in the holder JSON (rewrites the file).
     pub fn set_run_id(&mut self, run_id: &str) -> io::Result<()> {
         self.holder.run_id = Some(run_id.to_owned());
-        self.write_holder()
+        self.write_holder()?;
+        for g in &self.grants {
+            let mut f = &g.file;
+            let mut text = String::new();
+            f.rewind()?;
+            f.read_to_string(&mut text)?;
+            if let Ok(mut record) = serde_json::from_str::<GrantRecord>(&text) {
+                record.holder.run_id = Some(run_id.to_owned());
+                write_json(&g.file, &record)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Claims `claims` (this runbook's write grants, real paths) against
+    /// every other run: refused when one nests with a grant another
+    /// runbook's live run claimed. Two runbooks that write the same tree
+    /// would otherwise each journal and undo half of what happened to it.
+    /// A claim of a dead process is free: its flock went with it.
+    pub fn claim_grants(
+        &mut self,
+        state_dir: &Path,
+        claims: &[GrantClaim],
+    ) -> Result<(), LockError> {
+        let dir = state_dir.join(LOCKS_DIR);
+        // One claimer at a time looks and claims (held for milliseconds).
+        let mutex = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(dir.join("grants.mutex"))?;
+        loop {
+            match flock(&mutex, FlockOperation::LockExclusive) {
+                Ok(()) => break,
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(e) => return Err(LockError::Io(e.into())),
+            }
+        }
+        for entry in std::fs::read_dir(&dir)? {
+            let path = entry?.path();
+            let is_grant = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("grant-") && n.ends_with(".lock"));
+            if !is_grant {
+                continue;
+            }
+            let Ok(file) = OpenOptions::new().read(true).write(true).open(&path) else {
+                continue;
+            };
+            let mut text = String::new();
+            let Ok(record) = (&file)
+                .read_to_string(&mut text)
+                .ok()
+                .and_then(|_| serde_json::from_str::<GrantRecord>(&text).ok())
+                .ok_or(())
+            else {
+                continue; // empty: released
+            };
+            let Some(ours) = claims
+                .iter()
+                .find(|c| c.runbook != record.claim.runbook && nests(&c.path, &record.claim.path))
+            else {
+                continue;
+            };
+            match flock(&file, FlockOperation::NonBlockingLockExclusive) {
+                // Nobody holds it: a claim left by a killed run.
+                Ok(()) => continue,
+                Err(rustix::io::Errno::WOULDBLOCK) => {
+                    return Err(LockError::GrantHeld(Box::new(GrantConflict {
+                        ours: ours.clone(),
+                        theirs: record.claim,
+                        holder: Some(record.holder),
+                    })));
+                }
+                Err(e) => return Err(LockError::Io(e.into())),
+            }
+        }
+        for claim in claims {
+            let key = format!("{}\0{}", claim.runbook, claim.path.display());
+            let name = format!("grant-{}", lock_file_name(&key));
+            let file = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .mode(0o600)
+                .open(dir.join(name))?;
+            flock(&file, FlockOperation::NonBlockingLockExclusive)
+                .map_err(|e| LockError::Io(e.into()))?;
+            write_json(
+                &file,
+                &GrantRecord {
+                    claim: claim.clone(),
+                    holder: self.holder.clone(),
+                },
+            )?;
+            self.grants.push(GrantLock { file });
+        }
+        Ok(())
     }
 
     /// The lock file.
@@ -162,14 +332,18 @@ impl RunLock {
         &self.holder
     }
 
-    /// Truncate + write + fsync.
     fn write_holder(&self) -> io::Result<()> {
-        let mut json = serde_json::to_vec(&self.holder).map_err(io::Error::other)?;
-        json.push(b'\n');
-        self.file.set_len(0)?;
-        self.file.write_all_at(&json, 0)?;
-        self.file.sync_all()
+        write_json(&self.file, &self.holder)
     }
+}
+
+/// Truncate + write + fsync.
+fn write_json(file: &File, value: &impl serde::Serialize) -> io::Result<()> {
+    let mut json = serde_json::to_vec(value).map_err(io::Error::other)?;
+    json.push(b'\n');
+    file.set_len(0)?;
+    file.write_all_at(&json, 0)?;
+    file.sync_all()
 }
 
 impl Drop for RunLock {

@@ -12,7 +12,8 @@ use super::{
 };
 use crate::apply::{self, ApplyCtx, DirTimes, Key, Pre, Undo};
 use crate::journal::{
-    ActionState, Holder, Journal, NewAction, NewRun, RunLock, RunMode, RunStatus, StepStatus,
+    ActionState, GrantClaim, Holder, Journal, NewAction, NewRun, RunLock, RunMode, RunStatus,
+    StepStatus,
 };
 use crate::plan::{Planned, StepPlan};
 use crate::runbook::OnFailure;
@@ -94,13 +95,37 @@ pub(crate) fn crash_point(phase: &str, step: u32, seq: u32) {
     }
 }
 
-pub(crate) fn lock(settings: &Settings, name: &str) -> Result<RunLock, Failure> {
-    RunLock::acquire(&settings.state_dir, name, &Holder::current(None)).map_err(|e| match e {
+/// The run lock of a runbook, and its write grants claimed against other
+/// runbooks' runs.
+pub(crate) fn lock(settings: &Settings, prepared: &Prepared) -> Result<RunLock, Failure> {
+    let rb = &prepared.runbook;
+    let refused = |e: crate::journal::LockError| match e {
         crate::journal::LockError::Held { .. } => Failure::Locked(format!(
             "{e}\n  = help: wait for it to finish; if its process is gone the lock is free again (a lock never outlives its process)"
         )),
-        crate::journal::LockError::Io(e) => Failure::Internal(anyhow::anyhow!("cannot take the run lock in {}: {e}", settings.state_dir.display())),
-    })
+        crate::journal::LockError::GrantHeld(_) => Failure::Locked(format!(
+            "{e}\n  = help: wait for that run to finish; two runbooks never write the same tree at once"
+        )),
+        crate::journal::LockError::Io(e) => Failure::Internal(anyhow::anyhow!(
+            "cannot take the run lock in {}: {e}",
+            settings.state_dir.display()
+        )),
+    };
+    let mut lock =
+        RunLock::acquire(&settings.state_dir, &rb.name, &Holder::current(None)).map_err(refused)?;
+    let claims: Vec<GrantClaim> = rb
+        .grants
+        .values()
+        .filter(|g| g.access == crate::runbook::Access::Write)
+        .map(|g| GrantClaim {
+            runbook: rb.name.clone(),
+            grant: g.name.clone(),
+            path: std::fs::canonicalize(&g.path).unwrap_or_else(|_| g.path.clone()),
+        })
+        .collect();
+    lock.claim_grants(&settings.state_dir, &claims)
+        .map_err(refused)?;
+    Ok(lock)
 }
 
 /// Run a runbook from the start.
@@ -113,7 +138,7 @@ pub async fn run(
     grants: &BTreeMap<String, PathBuf>,
 ) -> Result<RunOutcome, Failure> {
     let prepared = prepare(sandbox, file, sets, grants, mode == RunMode::Rehearse).await?;
-    let mut lock = lock(settings, &prepared.runbook.name)?;
+    let mut lock = lock(settings, &prepared)?;
     let journal = Journal::open(&settings.state_dir)?;
     let inputs = RunInputs {
         sets: sets.to_vec(),
@@ -314,7 +339,7 @@ pub(crate) async fn reopen(
             ));
         }
     }
-    let mut lock = lock(settings, &record.runbook_name)?;
+    let mut lock = lock(settings, &prepared)?;
     lock.set_run_id(&record.id).map_err(anyhow::Error::from)?;
     Ok((journal, record, prepared, lock))
 }
