@@ -11,7 +11,8 @@ pub const BAD_INPUT: i32 = 2;
 /// A step failed and its rollback failed too: something is still changed.
 /// The message says what; `mend rollback RUN` tries again.
 pub const ROLLBACK_FAILED: i32 = 3;
-/// Another run of the same runbook holds the lock.
+/// Another run of the same runbook holds the lock, or a run of another
+/// runbook holds a write grant that nests with one of this runbook's.
 pub const LOCKED: i32 = 4;
 /// `mend run --plan FILE`: the saved plan no longer holds (the runbook, a
 /// step, an action, a fact, a mount or the free space moved). Nothing ran.

@@ -79,6 +79,7 @@ fn completions_and_man_page_cover_every_command() {
         "rollback",
         "rehearse",
         "history",
+        "unlock",
         "show",
         "report",
         "lint",

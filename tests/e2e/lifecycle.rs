@@ -296,7 +296,7 @@ with = { actions = [{ exec = ["restart", ["web"]] }] }
 }
 
 #[test]
-fn a_second_run_of_the_same_runbook_is_refused_while_one_holds_the_lock() {
+fn a_second_run_of_the_same_runbook_is_refused_and_unlock_needs_the_lock_id() {
     let f = Fixture::new();
     f.write("data/a.txt", "a");
     let rb = f.runbook(
@@ -352,9 +352,49 @@ timeout = "3s"
         "{}",
         second.stderr
     );
-    // A holder killed with SIGKILL leaves no lock behind.
-    first.kill().unwrap();
-    first.wait().unwrap();
+    // `mend unlock` needs the id the refusal printed, and then stops the
+    // holder; its run stays in the journal, resumable.
+    let id = second
+        .stderr
+        .split("lock id ")
+        .nth(1)
+        .and_then(|r| r.get(..8))
+        .unwrap_or_else(|| panic!("no lock id in: {}", second.stderr))
+        .to_string();
+    assert!(
+        second
+            .stderr
+            .contains(&format!("`mend unlock slow --id {id}` stops it")),
+        "{}",
+        second.stderr
+    );
+    let wrong = f.mend(&["unlock", "slow", "--id", "00000000"]);
+    assert_eq!(wrong.code, 2, "{}", wrong.text());
+    assert!(
+        wrong.stderr.contains(&format!("has id {id}, not 00000000")),
+        "{}",
+        wrong.stderr
+    );
+    let unlocked = f.mend(&["unlock", "slow", "--id", &id]);
+    assert_eq!(unlocked.code, 0, "{}", unlocked.text());
+    assert!(
+        unlocked.stdout.contains(&format!(
+            "stopped pid {} (SIGTERM); the lock of `slow` is free",
+            first.id()
+        )),
+        "{}",
+        unlocked.stdout
+    );
+    assert!(
+        first.wait().unwrap().code().is_none(),
+        "stopped by a signal"
+    );
+    assert!(
+        f.mend(&["--json", "history"])
+            .stdout
+            .contains("\"running\""),
+        "the stopped run stays resumable"
+    );
     let third = f.mend(&["run", rb.to_str().unwrap()]);
     assert_eq!(
         third.code,

@@ -82,6 +82,15 @@ pub enum Cmd {
         #[arg(long = "set", value_name = "KEY=VALUE", value_parser = parse_set)]
         sets: Vec<(String, String)>,
     },
+    /// Stop a hung run that holds a runbook's lock, by the lock id its refusal
+    /// printed; the run stays resumable (mend resume / mend rollback)
+    Unlock {
+        /// The runbook's name (its [runbook] name, as the refusal says)
+        runbook: String,
+        /// The lock id from the refusal: a later run's lock has another one
+        #[arg(long)]
+        id: String,
+    },
     /// Past runs, newest first
     History {
         /// Only runs of this runbook
@@ -299,6 +308,7 @@ async fn run(cli: Cli) -> i32 {
             },
         ),
         Cmd::Show { run } => show(&settings, &out, &run),
+        Cmd::Unlock { runbook, id } => unlock(&settings, &out, &runbook, &id).await,
         Cmd::Report { run } => report(&settings, &out, &run),
         Cmd::Step {
             command: StepCmd::Inspect { step },
@@ -483,6 +493,73 @@ fn load_run(settings: &Settings, run: &str) -> Result<RunRecords, Failure> {
     let actions = journal.actions(&record.id)?;
     let events = journal.events(&record.id)?;
     Ok((record, steps, actions, events))
+}
+
+/// `mend unlock NAME --id ID`: a flock cannot be taken from its holder, so
+/// unlocking stops the holder (SIGTERM, SIGKILL after 10 s), as a crash
+/// would; the journal makes that safe and the run resumable.
+async fn unlock(
+    settings: &Settings,
+    out: &render::Out,
+    name: &str,
+    id: &str,
+) -> Result<i32, Failure> {
+    let holder = |what: &str| {
+        crate::journal::current_holder(&settings.state_dir, name)
+            .map_err(|e| anyhow::anyhow!("{what} the lock of {name}: {e}"))
+    };
+    let Some(h) = holder("cannot read")? else {
+        out.note(&format!("runbook `{name}` is not locked; nothing to do"));
+        return Ok(exit::SUCCESS);
+    };
+    if h.id != id {
+        return Err(Failure::input(
+            name,
+            format!(
+                "the lock of `{name}` has id {}, not {id}: it is held by another run than the one you saw (pid {}, since {})",
+                h.id,
+                h.pid,
+                crate::journal::format_utc(h.since)
+            ),
+            Some(format!(
+                "look again with `mend history --runbook {name}`; unlock by the id a refusal prints now"
+            )),
+        ));
+    }
+    let pid = rustix::process::Pid::from_raw(h.pid as i32)
+        .ok_or_else(|| anyhow::anyhow!("the lock of {name} names pid {}", h.pid))?;
+    let signal = |sig| rustix::process::kill_process(pid, sig);
+    let mut killed = false;
+    let _ = signal(rustix::process::Signal::TERM);
+    let start = std::time::Instant::now();
+    while holder("cannot read")?.is_some() {
+        if !killed && start.elapsed() > std::time::Duration::from_secs(10) {
+            let _ = signal(rustix::process::Signal::KILL);
+            killed = true;
+        }
+        if start.elapsed() > std::time::Duration::from_secs(20) {
+            return Err(anyhow::anyhow!(
+                "pid {} still holds the lock of {name} after SIGTERM and SIGKILL",
+                h.pid
+            )
+            .into());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let how = if killed { "SIGKILL" } else { "SIGTERM" };
+    let next = match &h.run_id {
+        Some(run) => format!(
+            "; run {run} stays as it was: `mend resume {}` or `mend rollback {}`",
+            &run[..8.min(run.len())],
+            &run[..8.min(run.len())]
+        ),
+        None => String::new(),
+    };
+    out.note(&format!(
+        "stopped pid {} ({how}); the lock of `{name}` is free{next}",
+        h.pid
+    ));
+    Ok(exit::SUCCESS)
 }
 
 fn report(settings: &Settings, out: &render::Out, run: &str) -> Result<i32, Failure> {

@@ -30,6 +30,11 @@ pub struct Holder {
     pub since: i64,
     /// The command line, for humans.
     pub command: String,
+    /// Names this holding of the lock for `mend unlock`: a later run's lock
+    /// has another id, so an unlock never stops a run the operator did not
+    /// see.
+    #[serde(default)]
+    pub id: String,
 }
 
 impl Holder {
@@ -43,6 +48,7 @@ impl Holder {
                 .map(|a| a.to_string_lossy().into_owned())
                 .collect::<Vec<_>>()
                 .join(" "),
+            id: lock_id(),
         }
     }
 }
@@ -72,7 +78,11 @@ impl fmt::Display for LockError {
                 if let Some(run) = &h.run_id {
                     write!(f, "run {run}, ")?;
                 }
-                write!(f, "`{}`) since {}", h.command, format_utc(h.since))
+                write!(f, "`{}`) since {}", h.command, format_utc(h.since))?;
+                if !h.id.is_empty() {
+                    write!(f, ", lock id {}", h.id)?;
+                }
+                Ok(())
             }
             LockError::Held { key, holder: None } => write!(
                 f,
@@ -354,6 +364,38 @@ impl Drop for RunLock {
     }
 }
 
+/// Eight hex digits from the clock and the pid: unique enough to tell one
+/// holding of a lock from the next.
+fn lock_id() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let seed = format!("{nanos}:{}", std::process::id());
+    let hash = seed.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    });
+    format!("{:08x}", hash as u32)
+}
+
+/// Who holds the run lock of `key` now, if anyone (a lock file nobody holds
+/// is free, whatever it says).
+pub fn current_holder(state_dir: &Path, key: &str) -> io::Result<Option<Holder>> {
+    let path = state_dir.join(LOCKS_DIR).join(lock_file_name(key));
+    let file = match OpenOptions::new().read(true).write(true).open(&path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    loop {
+        match flock(&file, FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => return Ok(None),
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(rustix::io::Errno::WOULDBLOCK) => return Ok(read_holder(&file)),
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
 /// Reads the holder's JSON. The holder writes it just after locking, so an
 /// empty or partial file is retried briefly before giving up.
 fn read_holder(file: &File) -> Option<Holder> {
@@ -414,6 +456,7 @@ mod tests {
             run_id: None,
             since: 1_795_367_045,
             command: "mend run backup".into(),
+            id: "0123abcd".into(),
         }
     }
 
@@ -453,7 +496,7 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "runbook `backup` is locked by pid 4242 (run 7f3a000000000001, `mend run backup`) \
-             since 2026-11-22 17:04:05 UTC"
+             since 2026-11-22 17:04:05 UTC, lock id 0123abcd"
         );
 
         // Another key is independent.

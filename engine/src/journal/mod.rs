@@ -31,7 +31,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
 
-pub use lock::{GrantClaim, Holder, LockError, RunLock};
+pub use lock::{GrantClaim, Holder, LockError, RunLock, current_holder};
 pub use time::{format_utc, now_ms, now_secs};
 pub use types::{
     ActionRecord, ActionState, EventRecord, HistoryFilter, NewAction, NewRun, RunMode, RunRecord,

@@ -100,6 +100,13 @@ pub(crate) fn crash_point(phase: &str, step: u32, seq: u32) {
 pub(crate) fn lock(settings: &Settings, prepared: &Prepared) -> Result<RunLock, Failure> {
     let rb = &prepared.runbook;
     let refused = |e: crate::journal::LockError| match e {
+        crate::journal::LockError::Held {
+            holder: Some(ref h),
+            ..
+        } if !h.id.is_empty() => Failure::Locked(format!(
+            "{e}\n  = help: wait for it to finish (a lock never outlives its process); if it hangs, `mend unlock {} --id {}` stops it and the run stays resumable",
+            rb.name, h.id
+        )),
         crate::journal::LockError::Held { .. } => Failure::Locked(format!(
             "{e}\n  = help: wait for it to finish; if its process is gone the lock is free again (a lock never outlives its process)"
         )),
