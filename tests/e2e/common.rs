@@ -231,3 +231,61 @@ pub fn golden(rel: &str, actual: &str) {
         );
     }
 }
+
+/// The newest run's id in the fixture's journal.
+pub fn history_id(f: &Fixture) -> String {
+    let h: serde_json::Value =
+        serde_json::from_str(&f.mend(&["--json", "history"]).stdout).unwrap();
+    h[0]["id"].as_str().unwrap().to_string()
+}
+
+/// Start `mend run RUNBOOK` in the background and return once its run is
+/// journaled (it holds its locks by then).
+pub fn start_run(f: &Fixture, runbook: &Path) -> std::process::Child {
+    let child = Command::new(mend_bin())
+        .arg("--state-dir")
+        .arg(f.state())
+        .arg("--cache-dir")
+        .arg(shared_cache())
+        .arg("run")
+        .arg(runbook)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    while !f
+        .mend(&["--json", "history"])
+        .stdout
+        .contains("\"running\"")
+    {
+        assert!(start.elapsed().as_secs() < 20, "the run never started");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    child
+}
+
+/// Cull `data/old` (files older than 30 days), then check that
+/// `data/config.yml` exists after it; `{on_failure}` is the runbook's.
+pub const CULL_THEN_CHECK: &str = r#"[runbook]
+name = "cull-then-check"
+version = "1.0.0"
+summary = "cull old files, then check the app still has its config"
+on_failure = "{on_failure}"
+
+[grants.data]
+path = "{root}/data"
+access = "write"
+
+[[steps]]
+id = "cull-old"
+uses = "std:cache-cull"
+grants = ["data"]
+with = { path = "data/old", days = 30 }
+
+[[steps]]
+id = "config-present"
+uses = "std:assert"
+grants = ["data"]
+with = { when = "after", checks = [{ exists = "data/config.yml", message = "the app cannot start without its config" }] }
+"#;

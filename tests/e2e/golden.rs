@@ -98,41 +98,13 @@ fn failed_run_rolled_back() {
     populate(&f);
     let rb = f.runbook(
         "cull.toml",
-        r#"[runbook]
-name = "cull-then-check"
-version = "1.0.0"
-summary = "cull old files, then check the app still has its config"
-
-[grants.data]
-path = "{root}/data"
-access = "write"
-
-[[steps]]
-id = "cull-old"
-uses = "std:cache-cull"
-grants = ["data"]
-with = { path = "data/old", days = 30 }
-
-[[steps]]
-id = "config-present"
-uses = "std:assert"
-grants = ["data"]
-with = { when = "after", checks = [{ exists = "data/config.yml", message = "the app cannot start without its config" }] }
-"#,
+        &CULL_THEN_CHECK.replace("{on_failure}", "rollback"),
     );
     let before = tree(&f.path("data"), true);
     let ran = f.mend_env(&["--now", NOW, "run", rb.to_str().unwrap()], &[DISK]);
     assert_eq!(ran.code, 1, "{}", ran.text());
     assert_same(&before, &tree(&f.path("data"), true), "after the rollback");
-    let state = f.state();
-    let list = std::process::Command::new(mend_bin())
-        .arg("--state-dir")
-        .arg(&state)
-        .args(["history", "--json"])
-        .output()
-        .unwrap();
-    let runs: serde_json::Value = serde_json::from_slice(&list.stdout).unwrap();
-    let ids = vec![runs[0]["id"].as_str().unwrap().to_string()];
+    let ids = vec![history_id(&f)];
     golden(
         "tests/e2e/golden/failed-run.txt",
         &normalise(

@@ -317,32 +317,7 @@ id = "loop"
 timeout = "3s"
 "#,
     );
-    let mut first = std::process::Command::new(mend_bin())
-        .args([
-            "--state-dir",
-            f.state().to_str().unwrap(),
-            "--cache-dir",
-            shared_cache().to_str().unwrap(),
-            "run",
-            rb.to_str().unwrap(),
-        ])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    // Wait until the first run has taken the lock (its run is journaled).
-    let start = std::time::Instant::now();
-    while !f
-        .mend(&["--json", "history"])
-        .stdout
-        .contains("\"running\"")
-    {
-        assert!(
-            start.elapsed().as_secs() < 20,
-            "the first run never started"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    let mut first = start_run(&f, &rb);
     let second = f.mend(&["run", rb.to_str().unwrap()]);
     assert_eq!(second.code, 4, "{}", second.text());
     assert!(
@@ -525,12 +500,6 @@ fn lint_checks_steps_parameters_and_resume_refuses_a_changed_runbook() {
     assert_eq!(f.mend(&["resume", &id]).code, 0);
 }
 
-fn history_id(f: &Fixture) -> String {
-    let h: serde_json::Value =
-        serde_json::from_str(&f.mend(&["--json", "history"]).stdout).unwrap();
-    h[0]["id"].as_str().unwrap().to_string()
-}
-
 #[test]
 fn removals_in_a_disposable_grant_are_marked_irreversible() {
     let f = Fixture::new();
@@ -640,28 +609,7 @@ fn a_stopped_run_resumes_once_the_cause_is_fixed() {
     populate(&f);
     let rb = f.runbook(
         "stop.toml",
-        r#"[runbook]
-name = "cull-then-check"
-version = "1.0.0"
-summary = "cull old files, then check the config is there"
-on_failure = "stop"
-
-[grants.data]
-path = "{root}/data"
-access = "write"
-
-[[steps]]
-id = "cull-old"
-uses = "std:cache-cull"
-grants = ["data"]
-with = { path = "data/old", days = 30 }
-
-[[steps]]
-id = "config-present"
-uses = "std:assert"
-grants = ["data"]
-with = { when = "after", checks = [{ exists = "data/config.yml" }] }
-"#,
+        &CULL_THEN_CHECK.replace("{on_failure}", "stop"),
     );
     let ran = f.mend(&["--now", "1795000000", "run", rb.to_str().unwrap()]);
     assert_eq!(ran.code, 1, "{}", ran.text());
@@ -737,26 +685,7 @@ with = {{ path = "target", days = 1 }}
     };
     let nested = other("nested", "data/sub");
     let apart = other("apart", "elsewhere");
-    let mut first = std::process::Command::new(mend_bin())
-        .args(["--state-dir", f.state().to_str().unwrap()])
-        .args(["--cache-dir", shared_cache().to_str().unwrap()])
-        .args(["run", holder.to_str().unwrap()])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let start = std::time::Instant::now();
-    while !f
-        .mend(&["--json", "history"])
-        .stdout
-        .contains("\"running\"")
-    {
-        assert!(
-            start.elapsed().as_secs() < 20,
-            "the first run never started"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    let mut first = start_run(&f, &holder);
     let refused_at = std::time::Instant::now();
     let second = f.mend(&["run", nested.to_str().unwrap()]);
     eprintln!("refused in {:?}:\n{}", refused_at.elapsed(), second.stderr);

@@ -548,11 +548,10 @@ async fn unlock(
     }
     let how = if killed { "SIGKILL" } else { "SIGTERM" };
     let next = match &h.run_id {
-        Some(run) => format!(
-            "; run {run} stays as it was: `mend resume {}` or `mend rollback {}`",
-            &run[..8.min(run.len())],
-            &run[..8.min(run.len())]
-        ),
+        Some(run) => {
+            let short = render::short(run);
+            format!("; run {run} stays as it was: `mend resume {short}` or `mend rollback {short}`")
+        }
         None => String::new(),
     };
     out.note(&format!(

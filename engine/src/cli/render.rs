@@ -15,7 +15,7 @@ use crate::sandbox::bindings::mend::runbook::log::Level;
 
 /// "1 step", "2,048 actions".
 /// A run id as operators type it: its first 8 hex digits.
-fn short(id: &str) -> &str {
+pub(super) fn short(id: &str) -> &str {
     id.get(..8).unwrap_or(id)
 }
 

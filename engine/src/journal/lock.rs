@@ -364,17 +364,23 @@ impl Drop for RunLock {
     }
 }
 
+/// FNV-1a, 64 bits: stable across builds (unlike std's hasher).
+fn fnv1a(text: &str) -> u64 {
+    text.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
 /// Eight hex digits from the clock and the pid: unique enough to tell one
 /// holding of a lock from the next.
 fn lock_id() -> String {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos());
-    let seed = format!("{nanos}:{}", std::process::id());
-    let hash = seed.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-    });
-    format!("{:08x}", hash as u32)
+    format!(
+        "{:08x}",
+        fnv1a(&format!("{nanos}:{}", std::process::id())) as u32
+    )
 }
 
 /// Who holds the run lock of `key` now, if anyone (a lock file nobody holds
@@ -434,11 +440,7 @@ pub fn lock_file_name(key: &str) -> String {
         safe.insert(0, '_');
     }
     if safe != key {
-        // FNV-1a, 64 bits: stable across builds (unlike std's hasher).
-        let hash = key.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-            (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-        });
-        safe.push_str(&format!("-{hash:016x}"));
+        safe.push_str(&format!("-{:016x}", fnv1a(key)));
     }
     safe.push_str(".lock");
     safe

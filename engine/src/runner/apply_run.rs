@@ -217,31 +217,24 @@ pub async fn resume(
 ) -> Result<RunOutcome, Failure> {
     let (journal, record, prepared, _lock) = reopen(sandbox, settings, run).await?;
     match record.status {
-        RunStatus::Running => {
+        // Interrupted, or stopped by `on_failure = "stop"` once the operator
+        // fixed the cause: a failed step goes again from where it failed
+        // (done actions kept, the failed one tried again, then it verifies).
+        RunStatus::Running | RunStatus::Failed => {
+            let stopped = record.status == RunStatus::Failed;
             settings.reporter.line(&format!(
-                "resuming run {} of {}",
-                record.id, record.runbook_name
+                "resuming run {} of {}{}",
+                record.id,
+                record.runbook_name,
+                if stopped {
+                    ", stopped at a failed step"
+                } else {
+                    ""
+                }
             ));
-            drive(
-                sandbox,
-                settings,
-                &journal,
-                &prepared,
-                &record.id,
-                record.now,
-                record.mode,
-            )
-            .await
-        }
-        // Stopped by `on_failure = "stop"`: the operator fixed the cause.
-        // The failed step goes again from where it failed: its done actions
-        // are kept, the one that failed is tried again, then it verifies.
-        RunStatus::Failed => {
-            settings.reporter.line(&format!(
-                "resuming run {} of {}, stopped at a failed step",
-                record.id, record.runbook_name
-            ));
-            journal.set_run_status(&record.id, RunStatus::Running, None)?;
+            if stopped {
+                journal.set_run_status(&record.id, RunStatus::Running, None)?;
+            }
             drive(
                 sandbox,
                 settings,
