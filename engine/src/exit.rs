@@ -17,5 +17,9 @@ pub const LOCKED: i32 = 4;
 /// `mend run --plan FILE`: the saved plan no longer holds (the runbook, a
 /// step, an action, a fact, a mount or the free space moved). Nothing ran.
 pub const PLAN_DRIFTED: i32 = 5;
+/// The journal is damaged before its last record (or a record does not
+/// match its checksum): nothing was resumed, rolled back or run. A torn
+/// last record is not this: it is dropped and the run resumes before it.
+pub const JOURNAL_DAMAGED: i32 = 6;
 /// mend itself failed (an I/O error on the journal, a bug).
 pub const INTERNAL: i32 = 70;

@@ -86,3 +86,95 @@ fn killed_during_rollback_resume_finishes_the_rollback() {
         }
     }
 }
+
+/// The id a killed run printed when it started (`run ID of NAME ...`): the
+/// journal must not be opened before the test damages it, since closing it
+/// would checkpoint the WAL away.
+fn started_run(ran: &Ran) -> String {
+    ran.stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("run ")?.split(' ').next())
+        .unwrap_or_else(|| panic!("no run id in:\n{}", ran.text()))
+        .to_string()
+}
+
+#[test]
+fn a_torn_journal_tail_resumes_from_the_last_good_record() {
+    let want = reference();
+    let f = Fixture::new();
+    let rb = kinds(&f, "pass", "rollback");
+    let ran = f.mend_env(
+        &["run", rb.to_str().unwrap()],
+        &[("MEND_CRASH_AT", "perform:0:6")],
+    );
+    assert_eq!(ran.code, -1, "{}", ran.text());
+    let id = started_run(&ran);
+    // Cut the WAL inside its last frame, as a power cut during that commit
+    // would: the last record is lost, the actions before it are not.
+    let wal = f.state().join("journal.db-wal");
+    let len = std::fs::metadata(&wal).unwrap().len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&wal)
+        .unwrap()
+        .set_len(len - 1000)
+        .unwrap();
+    let resumed = f.mend(&["resume", &id]);
+    assert_eq!(resumed.code, 0, "{}", resumed.text());
+    assert!(
+        resumed
+            .stderr
+            .contains("the last commit was cut or damaged"),
+        "{}",
+        resumed.stderr
+    );
+    assert_same(&want, &tree(&f.path("data"), false), "after the resume");
+}
+
+#[test]
+fn journal_damage_before_its_tail_is_refused_and_nothing_changes() {
+    let f = Fixture::new();
+    let rb = kinds(&f, "pass", "rollback");
+    let ran = f.mend_env(
+        &["run", rb.to_str().unwrap()],
+        &[("MEND_CRASH_AT", "perform:0:6")],
+    );
+    assert_eq!(ran.code, -1, "{}", ran.text());
+    let id = started_run(&ran);
+    let before = tree(&f.path("data"), true);
+    // One flipped bit in the WAL's first frame: SQLite alone would drop
+    // every commit after it, the done actions among them.
+    let wal = f.state().join("journal.db-wal");
+    let mut bytes = std::fs::read(&wal).unwrap();
+    bytes[32 + 24 + 100] ^= 0x04;
+    std::fs::write(&wal, &bytes).unwrap();
+    for cmd in ["resume", "rollback"] {
+        let refused = f.mend(&[cmd, &id]);
+        assert_eq!(refused.code, 6, "{cmd}: {}", refused.text());
+        let wal_name = wal.display().to_string();
+        for want in [
+            &format!(
+                "journal {} is damaged: {wal_name}: frame 0 at byte 32",
+                f.state().join("journal.db").display()
+            ),
+            "later commits would be dropped with it",
+            "mend does not resume, roll back or add to a run from a damaged journal",
+            "= help: copy",
+        ] {
+            assert!(
+                refused.stderr.contains(want),
+                "{cmd}: `{want}` in:\n{}",
+                refused.stderr
+            );
+        }
+        assert_same(&before, &tree(&f.path("data"), true), cmd);
+        assert_eq!(
+            std::fs::read(&wal).unwrap(),
+            bytes,
+            "{cmd} left the WAL as it was"
+        );
+    }
+    // Nor does a new run start on it.
+    let refused = f.mend(&["run", rb.to_str().unwrap()]);
+    assert_eq!(refused.code, 6, "{}", refused.text());
+}

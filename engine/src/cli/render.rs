@@ -503,19 +503,25 @@ impl Out {
         let code = match f {
             Failure::BadInput(_) => exit::BAD_INPUT,
             Failure::Locked(_) => exit::LOCKED,
+            Failure::Damaged(_) => exit::JOURNAL_DAMAGED,
             Failure::Internal(_) => exit::INTERNAL,
         };
         if self.json {
             let body = match f {
                 Failure::BadInput(d) => json!({"error": "bad-input", "diagnostics": d}),
                 Failure::Locked(m) => json!({"error": "locked", "message": m}),
+                Failure::Damaged(d) => {
+                    json!({"error": "journal-damaged", "message": d.to_string(), "help": d.help()})
+                }
                 Failure::Internal(e) => json!({"error": "internal", "message": format!("{e:#}")}),
             };
             self.print_json(&json!({"exit_code": code, "failure": body}));
         } else {
             eprintln!("{f}");
-            if matches!(f, Failure::BadInput(_)) {
-                eprintln!("nothing was run and nothing changed.");
+            match f {
+                Failure::BadInput(_) => eprintln!("nothing was run and nothing changed."),
+                Failure::Damaged(d) => eprintln!("  = help: {}", d.help()),
+                _ => {}
             }
         }
         code

@@ -16,6 +16,7 @@
 
 mod actions;
 mod events;
+pub mod integrity;
 pub mod lock;
 mod runs;
 pub mod schema;
@@ -31,6 +32,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
 
+pub use integrity::{Damaged, WalState};
 pub use lock::{GrantClaim, Holder, LockError, RunLock, current_holder};
 pub use time::{format_utc, now_ms, now_secs};
 pub use types::{
@@ -84,9 +86,24 @@ impl Journal {
     }
 
     fn open_with(path: PathBuf, flags: OpenFlags) -> Result<Journal> {
+        // Before SQLite's recovery reads the WAL and silently stops at the
+        // first bad frame (integrity.rs).
+        if let WalState::TornTail { offset, frames } = integrity::scan_wal(&path)? {
+            tracing::warn!(
+                "journal {}: the last commit was cut or damaged ({} from byte {offset} of \
+                 the WAL); it is dropped and the journal is as it was before it",
+                path.display(),
+                if frames == 1 {
+                    "1 frame".to_string()
+                } else {
+                    format!("{frames} frames")
+                }
+            );
+        }
         let conn = Connection::open_with_flags(&path, flags)
             .with_context(|| format!("cannot open journal {}", path.display()))?;
         let setup = || -> Result<()> {
+            integrity::register_functions(&conn)?;
             conn.busy_timeout(BUSY_TIMEOUT)?;
             conn.pragma_update(None, "foreign_keys", true)?;
             // Refuse a newer journal before changing anything in it.

@@ -98,6 +98,41 @@ const MIGRATIONS: &[&str] = &[
     DROP TABLE actions;
     ALTER TABLE actions_v2 RENAME TO actions;
     "#,
+    // 3: a checksum in every run, step and action row (`sum`), kept by
+    // triggers, so a flipped bit is found before a resume acts on it
+    // (integrity.rs; `mend_row_sum` is registered on every connection).
+    r#"
+    ALTER TABLE runs ADD COLUMN sum INTEGER;
+    ALTER TABLE steps ADD COLUMN sum INTEGER;
+    ALTER TABLE actions ADD COLUMN sum INTEGER;
+    UPDATE runs SET sum = mend_row_sum(id, runbook_name, runbook_version, runbook_path, runbook_sha256, mode, status, params_json, now, started_at, finished_at, error);
+    CREATE TRIGGER runs_sum_insert AFTER INSERT ON runs BEGIN
+        UPDATE runs SET sum = mend_row_sum(NEW.id, NEW.runbook_name, NEW.runbook_version, NEW.runbook_path, NEW.runbook_sha256, NEW.mode, NEW.status, NEW.params_json, NEW.now, NEW.started_at, NEW.finished_at, NEW.error)
+        WHERE id = NEW.id;
+    END;
+    CREATE TRIGGER runs_sum_update AFTER UPDATE OF id, runbook_name, runbook_version, runbook_path, runbook_sha256, mode, status, params_json, now, started_at, finished_at, error ON runs BEGIN
+        UPDATE runs SET sum = mend_row_sum(NEW.id, NEW.runbook_name, NEW.runbook_version, NEW.runbook_path, NEW.runbook_sha256, NEW.mode, NEW.status, NEW.params_json, NEW.now, NEW.started_at, NEW.finished_at, NEW.error)
+        WHERE id = NEW.id;
+    END;
+    UPDATE steps SET sum = mend_row_sum(run_id, idx, step_id, uses, component_sha256, status, plan_json, started_at, finished_at, error);
+    CREATE TRIGGER steps_sum_insert AFTER INSERT ON steps BEGIN
+        UPDATE steps SET sum = mend_row_sum(NEW.run_id, NEW.idx, NEW.step_id, NEW.uses, NEW.component_sha256, NEW.status, NEW.plan_json, NEW.started_at, NEW.finished_at, NEW.error)
+        WHERE run_id = NEW.run_id AND idx = NEW.idx;
+    END;
+    CREATE TRIGGER steps_sum_update AFTER UPDATE OF run_id, idx, step_id, uses, component_sha256, status, plan_json, started_at, finished_at, error ON steps BEGIN
+        UPDATE steps SET sum = mend_row_sum(NEW.run_id, NEW.idx, NEW.step_id, NEW.uses, NEW.component_sha256, NEW.status, NEW.plan_json, NEW.started_at, NEW.finished_at, NEW.error)
+        WHERE run_id = NEW.run_id AND idx = NEW.idx;
+    END;
+    UPDATE actions SET sum = mend_row_sum(run_id, step_idx, seq, action_json, reversible, state, undo_json, intended_at, done_at, undone_at, error);
+    CREATE TRIGGER actions_sum_insert AFTER INSERT ON actions BEGIN
+        UPDATE actions SET sum = mend_row_sum(NEW.run_id, NEW.step_idx, NEW.seq, NEW.action_json, NEW.reversible, NEW.state, NEW.undo_json, NEW.intended_at, NEW.done_at, NEW.undone_at, NEW.error)
+        WHERE run_id = NEW.run_id AND step_idx = NEW.step_idx AND seq = NEW.seq;
+    END;
+    CREATE TRIGGER actions_sum_update AFTER UPDATE OF run_id, step_idx, seq, action_json, reversible, state, undo_json, intended_at, done_at, undone_at, error ON actions BEGIN
+        UPDATE actions SET sum = mend_row_sum(NEW.run_id, NEW.step_idx, NEW.seq, NEW.action_json, NEW.reversible, NEW.state, NEW.undo_json, NEW.intended_at, NEW.done_at, NEW.undone_at, NEW.error)
+        WHERE run_id = NEW.run_id AND step_idx = NEW.step_idx AND seq = NEW.seq;
+    END;
+    "#,
 ];
 
 /// The journal's `user_version`.

@@ -289,6 +289,8 @@ pub(crate) async fn reopen(
     let record = journal
         .run(run)
         .map_err(|e| Failure::input(run, format!("{e:#}"), None))?;
+    // A resume or rollback acts on these records: none may be damaged.
+    journal.verify_run(&record.id)?;
     let path = PathBuf::from(&record.runbook_path);
     let bytes = std::fs::read(&path).map_err(|e| {
         Failure::input(

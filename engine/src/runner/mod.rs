@@ -34,9 +34,30 @@ pub enum Failure {
     /// Another run holds the lock.
     #[error("{0}")]
     Locked(String),
+    /// The journal is damaged; nothing was done with it.
+    #[error("{0}")]
+    Damaged(crate::journal::Damaged),
     /// mend itself failed.
     #[error("{0:#}")]
-    Internal(#[from] anyhow::Error),
+    Internal(anyhow::Error),
+}
+
+impl From<anyhow::Error> for Failure {
+    fn from(e: anyhow::Error) -> Failure {
+        match e
+            .chain()
+            .find_map(|c| c.downcast_ref::<crate::journal::Damaged>())
+        {
+            Some(d) => Failure::Damaged(d.clone()),
+            None => Failure::Internal(e),
+        }
+    }
+}
+
+impl From<crate::journal::Damaged> for Failure {
+    fn from(d: crate::journal::Damaged) -> Failure {
+        Failure::Damaged(d)
+    }
 }
 
 fn render_diagnostics(d: &[Diagnostic]) -> String {
