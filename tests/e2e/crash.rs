@@ -158,7 +158,7 @@ fn journal_damage_before_its_tail_is_refused_and_nothing_changes() {
                 f.state().join("journal.db").display()
             ),
             "later commits would be dropped with it",
-            "mend does not resume, roll back or add to a run from a damaged journal",
+            "\nnothing was done: mend does not resume, roll back or start a run on a damaged journal",
             "= help: copy",
         ] {
             assert!(

@@ -520,7 +520,10 @@ impl Out {
             eprintln!("{f}");
             match f {
                 Failure::BadInput(_) => eprintln!("nothing was run and nothing changed."),
-                Failure::Damaged(d) => eprintln!("  = help: {}", d.help()),
+                Failure::Damaged(d) => {
+                    eprintln!("{}", crate::journal::Damaged::REFUSAL);
+                    eprintln!("  = help: {}", d.help());
+                }
                 _ => {}
             }
         }

@@ -37,8 +37,7 @@ impl fmt::Display for Damaged {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "journal {} is damaged: {}; mend does not resume, roll back or add to a run \
-             from a damaged journal, because it could repeat or skip changes",
+            "journal {} is damaged: {}",
             self.path.display(),
             self.what
         )
@@ -48,6 +47,10 @@ impl fmt::Display for Damaged {
 impl std::error::Error for Damaged {}
 
 impl Damaged {
+    /// Why nothing was done: printed under the error.
+    pub const REFUSAL: &str = "nothing was done: mend does not resume, roll back or start a run \
+         on a damaged journal, since it could repeat or skip changes";
+
     /// What the operator should do: printed under the error.
     pub fn help(&self) -> String {
         let dir = self.path.parent().unwrap_or(Path::new("."));

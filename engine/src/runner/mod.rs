@@ -35,7 +35,7 @@ pub enum Failure {
     #[error("{0}")]
     Locked(String),
     /// The journal is damaged; nothing was done with it.
-    #[error("{0}")]
+    #[error("error: {0}")]
     Damaged(crate::journal::Damaged),
     /// mend itself failed.
     #[error("{0:#}")]
