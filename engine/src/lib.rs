@@ -12,6 +12,7 @@ pub mod cli;
 pub mod commands;
 pub mod demo;
 pub mod exit;
+pub mod faults;
 pub mod grants;
 pub mod journal;
 pub mod output;

@@ -289,3 +289,17 @@ uses = "std:assert"
 grants = ["data"]
 with = { when = "after", checks = [{ exists = "data/config.yml", message = "the app cannot start without its config" }] }
 "#;
+
+/// The id a run printed when it started (`run ID of NAME ...`), if it got
+/// that far. Read from its output, not the journal: opening the journal
+/// after a crash would checkpoint its WAL away.
+pub fn started_run(ran: &Ran) -> String {
+    started_run_if_any(ran).unwrap_or_else(|| panic!("no run id in:\n{}", ran.text()))
+}
+
+pub fn started_run_if_any(ran: &Ran) -> Option<String> {
+    ran.stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("run ")?.split(' ').next())
+        .map(str::to_string)
+}

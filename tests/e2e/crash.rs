@@ -87,17 +87,6 @@ fn killed_during_rollback_resume_finishes_the_rollback() {
     }
 }
 
-/// The id a killed run printed when it started (`run ID of NAME ...`): the
-/// journal must not be opened before the test damages it, since closing it
-/// would checkpoint the WAL away.
-fn started_run(ran: &Ran) -> String {
-    ran.stderr
-        .lines()
-        .find_map(|l| l.strip_prefix("run ")?.split(' ').next())
-        .unwrap_or_else(|| panic!("no run id in:\n{}", ran.text()))
-        .to_string()
-}
-
 #[test]
 fn a_torn_journal_tail_resumes_from_the_last_good_record() {
     let want = reference();

@@ -4,6 +4,7 @@ mod common;
 
 mod bad_input;
 mod crash;
+mod faults;
 mod golden;
 mod host;
 mod hostile;

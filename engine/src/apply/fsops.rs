@@ -124,6 +124,7 @@ pub fn write_synced(r: &Resolved, contents: &[u8], mode: u32) -> Result<()> {
         .with_context(|| format!("write {}/{}", r.grant.name, r.rel))?;
     f.write_all(contents)?;
     f.set_permissions(Permissions::from_mode(mode))?;
+    crate::faults::fsync()?;
     f.sync_all()?;
     Ok(())
 }
@@ -219,6 +220,7 @@ pub fn sync_filesystem(dir: &Dir) -> Result<()> {
     let fd = dir
         .open(".")
         .context("open a directory to sync its filesystem")?;
+    crate::faults::fsync().context("sync the filesystem")?;
     rustix::fs::syncfs(&fd).context("sync the filesystem")?;
     Ok(())
 }

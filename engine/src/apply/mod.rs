@@ -194,6 +194,7 @@ pub fn perform_in(
     action: &Action,
     pre: &Pre,
 ) -> Result<Undo> {
+    crate::faults::action(key.step)?;
     let g = cx.grants;
     let w = |p| writable(cx, p);
     if !matches!(action, Action::Remove { .. }) {

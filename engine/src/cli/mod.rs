@@ -203,6 +203,7 @@ fn xdg(var: &str, fallback: &str) -> PathBuf {
 pub fn main() -> i32 {
     let cli = Cli::parse();
     logging::init(cli.verbose);
+    crate::faults::check_env();
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

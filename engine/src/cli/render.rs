@@ -504,7 +504,7 @@ impl Out {
             Failure::BadInput(_) => exit::BAD_INPUT,
             Failure::Locked(_) => exit::LOCKED,
             Failure::Damaged(_) => exit::JOURNAL_DAMAGED,
-            Failure::Internal(_) => exit::INTERNAL,
+            Failure::Journal { .. } | Failure::Internal(_) => exit::INTERNAL,
         };
         if self.json {
             let body = match f {
@@ -512,6 +512,9 @@ impl Out {
                 Failure::Locked(m) => json!({"error": "locked", "message": m}),
                 Failure::Damaged(d) => {
                     json!({"error": "journal-damaged", "message": d.to_string(), "help": d.help()})
+                }
+                Failure::Journal { error, run } => {
+                    json!({"error": "journal-write", "message": format!("{error:#}"), "run": run})
                 }
                 Failure::Internal(e) => json!({"error": "internal", "message": format!("{e:#}")}),
             };
@@ -524,6 +527,17 @@ impl Out {
                     eprintln!("{}", crate::journal::Damaged::REFUSAL);
                     eprintln!("  = help: {}", d.help());
                 }
+                Failure::Journal { run: Some(run), .. } => {
+                    eprintln!(
+                        "run {run} stopped before its next change: what it did is journaled up to here"
+                    );
+                    eprintln!(
+                        "  = help: free space on (or repair) the journal's disk, then `mend resume {run}`; nothing is retried until then"
+                    );
+                }
+                Failure::Journal { run: None, .. } => eprintln!(
+                    "  = help: free space on (or repair) the journal's disk and try again"
+                ),
                 _ => {}
             }
         }

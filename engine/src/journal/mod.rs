@@ -129,6 +129,10 @@ impl Journal {
     /// front, so the busy timeout applies instead of a deadlock-prone
     /// read-to-write upgrade.
     fn write_tx(&self) -> Result<Transaction<'_>> {
+        if let Some(e) = crate::faults::journal_write() {
+            return Err(anyhow::Error::from(e))
+                .with_context(|| format!("cannot write to journal {}", self.path.display()));
+        }
         Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)
             .with_context(|| format!("cannot write to journal {}", self.path.display()))
     }

@@ -171,13 +171,21 @@ pub async fn run(
         prepared.steps.len(),
         if prepared.steps.len() == 1 { "" } else { "s" }
     ));
-    free_space_event(&journal, &record.id, &prepared, "before")?;
+    free_space_event(&journal, &record.id, &prepared, "before")
+        .map_err(|e| e.in_run(&record.id))?;
     let outcome = drive(
         sandbox, settings, &journal, &prepared, &record.id, now, mode,
     )
-    .await;
-    free_space_event(&journal, &record.id, &prepared, "after")?;
-    outcome
+    .await
+    .map_err(|f| f.in_run(&record.id))?;
+    // For the report only: the run is over, whether or not this is written.
+    if let Err(e) = free_space_event(&journal, &record.id, &prepared, "after") {
+        tracing::warn!(
+            "cannot journal the free space after run {}: {e:#}",
+            record.id
+        );
+    }
+    Ok(outcome)
 }
 
 /// Journal the free space of every write grant, for the report: what a
@@ -245,12 +253,15 @@ pub async fn resume(
                 record.mode,
             )
             .await
+            .map_err(|f| f.in_run(&record.id))
         }
         RunStatus::RollingBack => {
             settings
                 .reporter
                 .line(&format!("resuming the rollback of run {}", record.id));
-            let rb = rollback_prepared(settings, &journal, &prepared, &record.id).await?;
+            let rb = rollback_prepared(settings, &journal, &prepared, &record.id)
+                .await
+                .map_err(|f| f.in_run(&record.id))?;
             Ok(outcome(
                 &journal,
                 &prepared,
@@ -385,6 +396,7 @@ async fn drive(
             Ok(()) => {
                 journal.set_step_status(run_id, step.idx, StepStatus::Verified, None)?;
             }
+            Err(StepStop::Journal(e)) => return Err(Failure::from(e).in_run(run_id)),
             Err(StepFailed(message)) => {
                 if !journal.steps(run_id)?.iter().any(|s| s.idx == step.idx) {
                     // It failed before it had a plan: record it all the same.
@@ -432,11 +444,21 @@ async fn drive(
         let rb = rollback_prepared(settings, journal, prepared, run_id).await?;
         return outcome(journal, prepared, run_id, None, None, Some(rb));
     }
-    for step in &prepared.steps {
-        apply::purge(&step.grants, run_id)?;
-    }
-    restore_roots(journal, prepared, run_id)?;
+    // Committed first, then the undo data goes: if the journal cannot say
+    // "committed", the run must still be able to roll back, trash and all.
+    // A crash between the two leaves only trash behind.
     journal.set_run_status(run_id, RunStatus::Committed, None)?;
+    let tidy = || -> anyhow::Result<()> {
+        for step in &prepared.steps {
+            apply::purge(&step.grants, run_id)?;
+        }
+        restore_roots(journal, prepared, run_id)
+    };
+    if let Err(e) = tidy() {
+        settings.reporter.line(&format!(
+            "warning: run {run_id} is committed, but its trash was not all removed: {e:#}"
+        ));
+    }
     outcome(journal, prepared, run_id, None, None, None)
 }
 
@@ -500,11 +522,22 @@ pub(crate) fn outcome(
     })
 }
 
-struct StepFailed(String);
+/// Why a step did not finish: it failed (the run rolls back), or the
+/// journal could not be written (the run stops where it is: rolling back
+/// is a change too, and it could not be journaled either).
+enum StepStop {
+    Failed(String),
+    Journal(anyhow::Error),
+}
+use StepStop::Failed as StepFailed;
 
-impl From<anyhow::Error> for StepFailed {
+impl From<anyhow::Error> for StepStop {
     fn from(e: anyhow::Error) -> Self {
-        StepFailed(format!("{e:#}"))
+        if Failure::is_journal(&e) {
+            StepStop::Journal(e)
+        } else {
+            StepFailed(format!("{e:#}"))
+        }
     }
 }
 
@@ -518,7 +551,7 @@ async fn apply_step(
     prior: Option<&crate::journal::StepRecord>,
     run_id: &str,
     now: i64,
-) -> Result<(), StepFailed> {
+) -> Result<(), StepStop> {
     tracing::info!(run = run_id, step = %step.def.id, resumed = prior.is_some(), "applying step");
     // A step planned before a crash keeps its plan: planning again after some
     // of its actions ran would plan something else.
@@ -711,7 +744,7 @@ async fn verify(
     step: &PreparedStep,
     run_id: &str,
     now: i64,
-) -> Result<(), StepFailed> {
+) -> Result<(), StepStop> {
     let attempts = step.def.retry.attempts.max(1);
     let mut last = String::new();
     let mut shown = String::new();

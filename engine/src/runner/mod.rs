@@ -37,9 +37,34 @@ pub enum Failure {
     /// The journal is damaged; nothing was done with it.
     #[error("error: {0}")]
     Damaged(crate::journal::Damaged),
+    /// A journal write failed (a full or failing disk): the run stopped
+    /// before its next change and can be resumed once that is fixed.
+    #[error("error: {error:#}")]
+    Journal {
+        error: anyhow::Error,
+        run: Option<String>,
+    },
     /// mend itself failed.
     #[error("{0:#}")]
     Internal(anyhow::Error),
+}
+
+impl Failure {
+    /// Names the run a journal failure stopped, for the way back.
+    pub fn in_run(self, id: &str) -> Failure {
+        match self {
+            Failure::Journal { error, run: None } => Failure::Journal {
+                error,
+                run: Some(id.to_string()),
+            },
+            f => f,
+        }
+    }
+
+    /// Whether an error came from writing or reading the journal.
+    pub(crate) fn is_journal(e: &anyhow::Error) -> bool {
+        e.chain().any(|c| c.is::<rusqlite::Error>())
+    }
 }
 
 impl From<anyhow::Error> for Failure {
@@ -49,6 +74,10 @@ impl From<anyhow::Error> for Failure {
             .find_map(|c| c.downcast_ref::<crate::journal::Damaged>())
         {
             Some(d) => Failure::Damaged(d.clone()),
+            None if Failure::is_journal(&e) => Failure::Journal {
+                error: e,
+                run: None,
+            },
             None => Failure::Internal(e),
         }
     }

@@ -54,7 +54,9 @@ pub async fn rollback(
         ));
     }
     journal.set_run_status(&record.id, RunStatus::RollingBack, None)?;
-    let out = rollback_prepared(settings, &journal, &prepared, &record.id).await?;
+    let out = rollback_prepared(settings, &journal, &prepared, &record.id)
+        .await
+        .map_err(|f| f.in_run(&record.id))?;
     Ok((record.id, out))
 }
 
