@@ -81,6 +81,17 @@ pub enum Cmd {
         runbook: PathBuf,
         #[arg(long = "set", value_name = "KEY=VALUE", value_parser = parse_set)]
         sets: Vec<(String, String)>,
+        /// Rehearse again under injected faults: a kill after each action
+        /// (then resume), no space at each step (then rollback); each must
+        /// end with every grant as it started
+        #[arg(long)]
+        faults: bool,
+        /// With --faults: kill after at most N actions, evenly spread
+        #[arg(long, value_name = "N", default_value_t = 40, requires = "faults")]
+        max_kills: usize,
+        /// Internal (--faults): rehearse on copies already made in DIR/GRANT
+        #[arg(long, value_name = "DIR", hide = true, conflicts_with = "faults")]
+        copies: Option<PathBuf>,
     },
     /// Stop a hung run that holds a runbook's lock, by the lock id its refusal
     /// printed; the run stays resumable (mend resume / mend rollback)
@@ -241,7 +252,7 @@ async fn run(cli: Cli) -> i32 {
     let out = render::Out::new(cli.json);
     let state_dir = cli.state_dir.clone().unwrap_or_else(default_state_dir);
     let cache_dir = cli.cache_dir.clone().unwrap_or_else(default_cache_dir);
-    let sandbox = match Sandbox::new(Some(cache_dir)) {
+    let sandbox = match Sandbox::new(Some(cache_dir.clone())) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("error: cannot start the WebAssembly engine: {e:#}");
@@ -292,9 +303,28 @@ async fn run(cli: Cli) -> i32 {
         Cmd::Rollback { run } => runner::rollback(&sandbox, &settings, &run)
             .await
             .map(|(id, o)| out.rollback_outcome(&id, &o)),
-        Cmd::Rehearse { runbook, sets } => runner::rehearse(&sandbox, &settings, &runbook, &sets)
+        Cmd::Rehearse {
+            runbook,
+            sets,
+            faults: true,
+            max_kills,
+            ..
+        } => runner::rehearse_faults(&settings, &cache_dir, &runbook, &sets, max_kills)
             .await
-            .map(|r| out.rehearsal(&r)),
+            .map(|r| out.fault_rehearsal(&r)),
+        Cmd::Rehearse {
+            runbook,
+            sets,
+            copies: Some(dir),
+            ..
+        } => runner::rehearse_on_copies(&sandbox, &settings, &runbook, &sets, &dir)
+            .await
+            .map(|o| out.run_outcome(&o)),
+        Cmd::Rehearse { runbook, sets, .. } => {
+            runner::rehearse(&sandbox, &settings, &runbook, &sets)
+                .await
+                .map(|r| out.rehearsal(&r))
+        }
         Cmd::History {
             runbook,
             status,

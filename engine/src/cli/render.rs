@@ -329,6 +329,58 @@ impl Out {
         code
     }
 
+    /// `mend rehearse --faults`: each variant was reported as it ended;
+    /// this is the verdict.
+    pub fn fault_rehearsal(&self, r: &crate::runner::FaultReport) -> i32 {
+        let code = if r.ok {
+            exit::SUCCESS
+        } else {
+            exit::STEP_FAILED
+        };
+        if self.json {
+            self.print_json(&json!({"ok": r.ok, "report": r, "exit_code": code}));
+            return code;
+        }
+        let failed: Vec<_> = r.variants.iter().filter(|v| !v.ok).collect();
+        if r.ok {
+            println!(
+                "{} {}: {} (a kill after {} of {} actions, each then resumed; no space at each step, then rolled back); each ended with every grant as it started",
+                self.paint("32", "fault rehearsal passed:"),
+                r.runbook,
+                plural(r.variants.len() as u64, "variant"),
+                r.kills,
+                r.actions,
+            );
+            return code;
+        }
+        println!(
+            "{} {}: {} of {} did not end as they started:",
+            self.paint("31", "fault rehearsal failed:"),
+            r.runbook,
+            failed.len(),
+            plural(r.variants.len() as u64, "variant")
+        );
+        for v in failed {
+            println!("  {}: {}", v.name, v.detail);
+            if !v.fault.is_empty() {
+                println!("    fault: {}", v.fault);
+            }
+            for d in v.differences.iter().take(10) {
+                println!("    {d}");
+            }
+            if v.differences.len() > 10 {
+                println!("    ... and {} more", v.differences.len() - 10);
+            }
+            if let Some(dir) = &v.dir {
+                println!(
+                    "    kept: {} (copies in grants/, journal in state/)",
+                    dir.display()
+                );
+            }
+        }
+        code
+    }
+
     pub fn rehearsal(&self, r: &RehearsalReport) -> i32 {
         let code = if r.ok {
             exit::SUCCESS

@@ -5,6 +5,7 @@
 
 mod apply_run;
 mod check_params;
+mod fault_rehearsal;
 mod rehearse;
 mod rollback;
 
@@ -22,7 +23,8 @@ use crate::runbook::{Diagnostic, Runbook, Uses};
 use crate::sandbox::{HostCtx, Limits, LoadedStep, Sandbox, wit};
 
 pub use apply_run::{RunOutcome, SavedStep, resume, run};
-pub use rehearse::{RehearsalReport, rehearse, tree_fingerprint};
+pub use fault_rehearsal::{FaultReport, Variant, rehearse_faults};
+pub use rehearse::{RehearsalReport, rehearse, rehearse_on_copies, tree_fingerprint};
 pub use rollback::{RollbackOutcome, rollback};
 
 /// Why a command did not succeed, in the terms of its exit code.

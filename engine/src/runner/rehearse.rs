@@ -80,9 +80,52 @@ pub async fn rehearse(
         .as_ref()
         .map(|r| r.irreversible_paths.clone())
         .unwrap_or_default();
+    let (differences, files) = compare(&overrides, &before, &skip)?;
+    let ok = differences.is_empty()
+        && outcome.status == RunStatus::RolledBack
+        && outcome.error.is_none();
+    if ok {
+        let _ = std::fs::remove_dir_all(&scratch);
+    }
+    Ok(RehearsalReport {
+        ok,
+        run: outcome,
+        differences,
+        irreversible,
+        files,
+        scratch,
+    })
+}
+
+/// The child of `mend rehearse --faults`: a rehearsal run on copies that
+/// are already made (`DIR/GRANT`), compared by the parent, not here.
+pub async fn rehearse_on_copies(
+    sandbox: &Sandbox,
+    settings: &Settings,
+    file: &Path,
+    sets: &[(String, String)],
+    copies: &Path,
+) -> Result<RunOutcome, Failure> {
+    let runbook = Runbook::load(file, sets, &bundled_names()).map_err(Failure::BadInput)?;
+    let overrides = runbook
+        .grants
+        .keys()
+        .map(|name| (name.clone(), copies.join(name)))
+        .collect();
+    run(sandbox, settings, file, sets, RunMode::Rehearse, &overrides).await
+}
+
+/// What differs in each grant's copy from its snapshot `before`, apart from
+/// the paths in `skip` (irreversible by the plan), and how many entries
+/// were compared.
+pub(super) fn compare(
+    copies: &BTreeMap<String, PathBuf>,
+    before: &BTreeMap<String, BTreeMap<String, Meta>>,
+    skip: &[String],
+) -> anyhow::Result<(Vec<String>, u64)> {
     let mut differences = Vec::new();
     let mut files = 0;
-    for (name, copy) in &overrides {
+    for (name, copy) in copies {
         let after = snapshot(copy)?;
         let was = &before[name];
         files += was.len() as u64;
@@ -120,20 +163,7 @@ pub async fn rehearse(
             }
         }
     }
-    let ok = differences.is_empty()
-        && outcome.status == RunStatus::RolledBack
-        && outcome.error.is_none();
-    if ok {
-        let _ = std::fs::remove_dir_all(&scratch);
-    }
-    Ok(RehearsalReport {
-        ok,
-        run: outcome,
-        differences,
-        irreversible,
-        files,
-        scratch,
-    })
+    Ok((differences, files))
 }
 
 /// A comparable fingerprint of a tree: every entry's type, mode, owner,
@@ -146,7 +176,7 @@ pub fn tree_fingerprint(root: &Path) -> anyhow::Result<Vec<String>> {
 }
 
 #[derive(Debug, PartialEq, Eq)]
-struct Meta {
+pub(super) struct Meta {
     kind: char,
     mode: u32,
     uid: u32,
@@ -177,7 +207,7 @@ fn describe_change(a: &Meta, b: &Meta) -> String {
 }
 
 /// Every entry under `root` with its metadata and content hash.
-fn snapshot(root: &Path) -> anyhow::Result<BTreeMap<String, Meta>> {
+pub(super) fn snapshot(root: &Path) -> anyhow::Result<BTreeMap<String, Meta>> {
     let mut out = BTreeMap::new();
     let mut stack = vec![(root.to_path_buf(), String::new())];
     while let Some((path, rel)) = stack.pop() {
@@ -233,7 +263,7 @@ fn snapshot(root: &Path) -> anyhow::Result<BTreeMap<String, Meta>> {
 
 /// Copy a directory tree with modes and modification times (symlinks as
 /// symlinks). A grant whose directory does not exist yet is created empty.
-fn copy_dir(from: &Path, to: &Path) -> anyhow::Result<()> {
+pub(super) fn copy_dir(from: &Path, to: &Path) -> anyhow::Result<()> {
     if !from.exists() {
         std::fs::create_dir_all(to)?;
         return Ok(());
