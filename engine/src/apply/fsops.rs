@@ -239,7 +239,18 @@ pub fn set_times(dir: &Dir, path: &Path, secs: i64, nanos: u32) -> Result<()> {
             tv_nsec: nanos as _,
         },
     };
-    rustix::fs::utimensat(dir, path, &times, rustix::fs::AtFlags::SYMLINK_NOFOLLOW)?;
+    // The kernel would follow a symlink in the parent part of `path` (even
+    // one swapped in since the path was checked): open the parent through
+    // cap-std, which stays beneath the grant, and name only the last part.
+    let (parent, leaf) = match (path.parent(), path.file_name()) {
+        (Some(p), Some(leaf)) if !p.as_os_str().is_empty() => (Some(p), Path::new(leaf)),
+        _ => (None, path),
+    };
+    let parent = match parent {
+        Some(p) => dir.open_dir(p)?,
+        None => dir.try_clone()?,
+    };
+    rustix::fs::utimensat(&parent, leaf, &times, rustix::fs::AtFlags::SYMLINK_NOFOLLOW)?;
     Ok(())
 }
 
