@@ -35,27 +35,58 @@ pub struct Grants {
     checked: std::sync::Mutex<std::collections::HashSet<(String, String)>>,
 }
 
+/// The longest path a step may give (Linux's PATH_MAX). A longer one is
+/// refused without being copied into the message.
+pub const MAX_PATH: usize = 4096;
+
+/// A path from a step as a message shows it: control characters escaped,
+/// cut when long.
+fn p(path: &str) -> String {
+    crate::output::shown(path, 512)
+}
+
 /// Why a path was refused. The text names the path and what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum PathError {
-    #[error("path `{0}` is absolute; paths are GRANT/relative/path, e.g. `media/cache/x`")]
+    #[error("path `{}` is absolute; paths are GRANT/relative/path, e.g. `media/cache/x`", p(.0))]
     Absolute(String),
-    #[error("path `{0}` contains `..`; paths may not climb out of their grant")]
+    #[error("path `{}` contains `..`; paths may not climb out of their grant", p(.0))]
     DotDot(String),
-    #[error("path `{0}` is not GRANT/relative/path (empty component, `.` or NUL)")]
+    #[error("path `{}` is not GRANT/relative/path (empty component, `.` or NUL)", p(.0))]
     Malformed(String),
     #[error(
-        "path `{path}` is in grant `{grant}`, which this step does not hold; add \"{grant}\" to the step's `grants` (and declare [grants.{grant}])"
+        "path `{}` is {} bytes long; paths are at most {} bytes",
+        p(.head),
+        crate::output::count(*.len as u64),
+        crate::output::count(MAX_PATH as u64)
+    )]
+    TooLong { head: String, len: usize },
+    #[error(
+        "path `{}` is in grant `{}`, which this step does not hold; add \"{}\" to the step's `grants` (and declare [grants.{}])",
+        p(.path), p(.grant), p(.grant), p(.grant)
     )]
     NoGrant { path: String, grant: String },
     #[error(
-        "path `{path}` is in grant `{grant}`, which is read-only; set `access = \"write\"` in [grants.{grant}] if the step must change it"
+        "path `{}` is in grant `{grant}`, which is read-only; set `access = \"write\"` in [grants.{grant}] if the step must change it",
+        p(.path)
     )]
     ReadOnly { path: String, grant: String },
     #[error(
-        "path `{path}` leaves grant `{grant}` through a symlink; mend never follows a symlink out of a grant"
+        "path `{}` leaves grant `{grant}` through a symlink; mend never follows a symlink out of a grant",
+        p(.path)
     )]
     Escapes { path: String, grant: String },
+    #[error(
+        "path `{}` goes through a symlink loop in grant `{grant}`; fix or remove the looping link",
+        p(.path)
+    )]
+    Loop { path: String, grant: String },
+    #[error(
+        "path `{}` ends in `/`, but `{}` in grant `{grant}` is a symlink, not a directory; name the link without the `/` to act on the link itself",
+        p(.path),
+        p(.path.trim_end_matches('/'))
+    )]
+    SlashOnSymlink { path: String, grant: String },
 }
 
 /// A checked path: its grant and the relative rest ("" for the grant's root).
@@ -74,6 +105,12 @@ impl Resolved<'_> {
 
 /// Split `GRANT/rel` and check its shape, without touching the filesystem.
 pub fn split(path: &str) -> Result<(&str, &str), PathError> {
+    if path.len() > MAX_PATH {
+        return Err(PathError::TooLong {
+            head: crate::output::head(path, 64).0.to_string(),
+            len: path.len(),
+        });
+    }
     if path.starts_with('/') {
         return Err(PathError::Absolute(path.to_string()));
     }
@@ -139,6 +176,20 @@ impl Grants {
             grant: grant.to_string(),
         })?;
         let r = Resolved { grant, rel };
+        // `link/` means "the directory link points to": mend never follows
+        // a link at the end of a path, so it refuses to guess.
+        if path.ends_with('/')
+            && !rel.is_empty()
+            && grant
+                .dir
+                .symlink_metadata(rel)
+                .is_ok_and(|m| m.file_type().is_symlink())
+        {
+            return Err(PathError::SlashOnSymlink {
+                path: path.to_string(),
+                grant: grant.name.clone(),
+            });
+        }
         if let Some((parent, _)) = r.rel.rsplit_once('/') {
             let key = (r.grant.name.clone(), parent.to_string());
             let mut checked = self.checked.lock().expect("not poisoned");
@@ -179,6 +230,12 @@ fn check_parents(r: &Resolved, path: &str) -> Result<(), PathError> {
                 Some(up) if !up.as_os_str().is_empty() => p = up,
                 _ => return Ok(()),
             },
+            Err(e) if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) => {
+                return Err(PathError::Loop {
+                    path: path.to_string(),
+                    grant: r.grant.name.clone(),
+                });
+            }
             Err(_) => {
                 return Err(PathError::Escapes {
                     path: path.to_string(),
@@ -203,6 +260,12 @@ mod tests {
         assert!(matches!(split("media//x"), Err(PathError::Malformed(_))));
         assert!(matches!(split("media/./x"), Err(PathError::Malformed(_))));
         assert!(matches!(split(""), Err(PathError::Malformed(_))));
+        let long = format!("media/{}", "x".repeat(MAX_PATH));
+        let e = split(&long).unwrap_err();
+        assert!(matches!(e, PathError::TooLong { len: 4102, .. }));
+        assert!(e.to_string().len() < 200, "{e}");
+        let shown = PathError::Absolute("/\x1b[2J".into()).to_string();
+        assert!(shown.contains("`/\\x1b[2J`"), "{shown}");
     }
 }
 

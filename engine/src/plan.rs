@@ -71,6 +71,10 @@ mod hex_bytes {
 impl Action {
     /// The path the action changes (or the command it runs).
     pub fn target(&self) -> String {
+        crate::output::shown(&self.raw_target(), 1024)
+    }
+
+    fn raw_target(&self) -> String {
         match self {
             Action::Remove { path }
             | Action::Rename { path, .. }
@@ -92,6 +96,10 @@ impl Action {
 
     /// The action's object: its path, paths or command line.
     pub fn what(&self) -> String {
+        crate::output::sanitize(&self.raw_what())
+    }
+
+    fn raw_what(&self) -> String {
         match self {
             Action::Rename { path, to } => format!("{path} -> {to}"),
             Action::Swap { path, with } => format!("{path} <-> {with}"),
@@ -107,7 +115,7 @@ impl Action {
                 creates: Some(c),
                 ..
             } => format!("{call} (creates {c})"),
-            other => other.target(),
+            other => other.raw_target(),
         }
     }
 
@@ -203,16 +211,8 @@ pub fn check(
     step: &str,
 ) -> Result<StepPlan, String> {
     let mut out = StepPlan {
-        summary: plan
-            .summary
-            .iter()
-            .map(|s| crate::output::sanitize(s))
-            .collect(),
-        checks: plan
-            .checks
-            .iter()
-            .map(|s| crate::output::sanitize(s))
-            .collect(),
+        summary: lines(&plan.summary, "summary"),
+        checks: lines(&plan.checks, "check"),
         facts: plan.facts.into_iter().map(|f| (f.key, f.value)).collect(),
         actions: Vec::with_capacity(plan.actions.len()),
     };
@@ -221,7 +221,7 @@ pub fn check(
     // that removes the folders it emptied) is not counted twice.
     let mut removed: std::collections::BTreeMap<String, (u64, u64)> = Default::default();
     for a in plan.actions {
-        let reason = crate::output::sanitize(&a.reason);
+        let reason = crate::output::shown(&a.reason, LINE_CAP);
         let action = Action::from(a.kind);
         let (bytes, files, reversible) = match &action {
             Action::Remove { path } => {
@@ -247,7 +247,7 @@ pub fn check(
             Action::Rename { path, to } => {
                 let a = grants.write(path).map_err(refuse)?;
                 let b = grants.write(to).map_err(refuse)?;
-                same_grant(step, a.grant, b.grant)?;
+                same_grant(step, path, to, a.grant, b.grant)?;
                 // A rename costs the same whatever it moves: not sized, so a
                 // plan that carries 1M media files does not walk them.
                 (0, 0, true)
@@ -255,7 +255,7 @@ pub fn check(
             Action::Swap { path, with } => {
                 let a = grants.write(path).map_err(refuse)?;
                 let b = grants.write(with).map_err(refuse)?;
-                same_grant(step, a.grant, b.grant)?;
+                same_grant(step, path, with, a.grant, b.grant)?;
                 (0, 0, true)
             }
             Action::CreateDir { path } => {
@@ -263,7 +263,18 @@ pub fn check(
                 (0, 0, true)
             }
             Action::WriteFile { path, contents, .. } => {
-                grants.write(path).map_err(refuse)?;
+                let r = grants.write(path).map_err(refuse)?;
+                if r.grant
+                    .dir
+                    .symlink_metadata(r.rel_path())
+                    .is_ok_and(|m| m.file_type().is_symlink())
+                {
+                    return Err(format!(
+                        "step `{step}`: path `{}` in grant `{}` is a symlink; write-file never writes through a link: write the file the link names, or remove the link first",
+                        crate::output::shown(path, 512),
+                        r.grant.name
+                    ));
+                }
                 (contents.len() as u64, 1, true)
             }
             Action::Copy { from, path } => {
@@ -304,8 +315,32 @@ pub fn check(
     Ok(out)
 }
 
+/// The longest summary line, check or reason kept from a step.
+const LINE_CAP: usize = 4096;
+/// The most summary lines (or checks) kept from a step.
+const LINES_CAP: usize = 1000;
+
+/// A step's lines for the operator: escaped, each cut at [`LINE_CAP`], at
+/// most [`LINES_CAP`] of them.
+fn lines(from: &[String], what: &str) -> Vec<String> {
+    let mut out: Vec<String> = from
+        .iter()
+        .take(LINES_CAP)
+        .map(|s| crate::output::shown(s, LINE_CAP))
+        .collect();
+    if from.len() > LINES_CAP {
+        out.push(format!(
+            "... {} more {what} lines dropped",
+            crate::output::count((from.len() - LINES_CAP) as u64)
+        ));
+    }
+    out
+}
+
 fn same_grant(
     step: &str,
+    from: &str,
+    to: &str,
     a: &crate::grants::GrantDir,
     b: &crate::grants::GrantDir,
 ) -> Result<(), String> {
@@ -313,8 +348,11 @@ fn same_grant(
         Ok(())
     } else {
         Err(format!(
-            "step `{step}`: a rename or swap must stay inside one grant (`{}` and `{}` differ); copy instead",
-            a.name, b.name
+            "step `{step}`: `{}` and `{}` are in two grants (`{}` and `{}`), and a rename or swap must stay inside one grant; copy instead",
+            crate::output::shown(from, 512),
+            crate::output::shown(to, 512),
+            a.name,
+            b.name
         ))
     }
 }

@@ -107,6 +107,54 @@ impl Fixture {
     }
 }
 
+impl Fixture {
+    /// Run mend, killing it (and failing the test) if it is not done within
+    /// `limit`: for tests of hangs, which must fail rather than hang.
+    pub fn mend_within(&self, args: &[&str], limit: std::time::Duration) -> Ran {
+        let mut child = Command::new(mend_bin())
+            .arg("--state-dir")
+            .arg(self.state())
+            .arg("--cache-dir")
+            .arg(shared_cache())
+            .args(args)
+            .env("NO_COLOR", "1")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run mend");
+        // Drain the pipes meanwhile, so a chatty mend never blocks on them.
+        let mut out = child.stdout.take().unwrap();
+        let mut err = child.stderr.take().unwrap();
+        let out = std::thread::spawn(move || {
+            let mut s = Vec::new();
+            std::io::Read::read_to_end(&mut out, &mut s).ok();
+            s
+        });
+        let err = std::thread::spawn(move || {
+            let mut s = Vec::new();
+            std::io::Read::read_to_end(&mut err, &mut s).ok();
+            s
+        });
+        let start = std::time::Instant::now();
+        let status = loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                break s;
+            }
+            if start.elapsed() > limit {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("mend {args:?} still ran after {limit:?}: killed");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        };
+        Ran {
+            code: status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.join().unwrap()).into_owned(),
+            stderr: String::from_utf8_lossy(&err.join().unwrap()).into_owned(),
+        }
+    }
+}
+
 /// Every entry below `root`: type, mode, owner, size, content hash or link
 /// target, and (when `times`) the modification time in nanoseconds.
 pub fn tree(root: &Path, times: bool) -> BTreeMap<String, String> {

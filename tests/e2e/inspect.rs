@@ -42,11 +42,7 @@ fn inspect_refuses_what_is_not_a_step_with_the_reason() {
     let garbage = f.write("garbage.wasm", "not wasm at all");
     let ran = f.mend(&["step", "inspect", &garbage.display().to_string()]);
     assert_eq!(ran.code, 2, "{}", ran.text());
-    assert!(
-        ran.text().contains("not a valid component"),
-        "{}",
-        ran.text()
-    );
+    assert!(ran.text().contains("not WebAssembly"), "{}", ran.text());
 
     let ran = f.mend(&["step", "inspect", "std:relase"]);
     assert_eq!(ran.code, 2, "{}", ran.text());

@@ -241,7 +241,18 @@ pub fn set_times(dir: &Dir, path: &Path, secs: i64, nanos: u32) -> Result<()> {
             tv_nsec: nanos as _,
         },
     };
-    rustix::fs::utimensat(dir, path, &times, rustix::fs::AtFlags::SYMLINK_NOFOLLOW)?;
+    // The kernel would follow a symlink in the parent part of `path` (even
+    // one swapped in since the path was checked): open the parent through
+    // cap-std, which stays beneath the grant, and name only the last part.
+    let (parent, leaf) = match (path.parent(), path.file_name()) {
+        (Some(p), Some(leaf)) if !p.as_os_str().is_empty() => (Some(p), Path::new(leaf)),
+        _ => (None, path),
+    };
+    let parent = match parent {
+        Some(p) => dir.open_dir(p)?,
+        None => dir.try_clone()?,
+    };
+    rustix::fs::utimensat(&parent, leaf, &times, rustix::fs::AtFlags::SYMLINK_NOFOLLOW)?;
     Ok(())
 }
 
@@ -282,4 +293,31 @@ pub fn restore_times(grants: &Grants, t: &DirTimes) -> Result<()> {
     }
     set_times(&g.dir, path, t.secs, t.nanos)
         .with_context(|| format!("restore the time of {}/{}", t.grant, t.rel))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::MetadataExt as _;
+
+    /// A symlink in the parent part of a path (swapped in after the path was
+    /// checked) must not let set_times reach outside the directory.
+    #[test]
+    fn set_times_never_follows_a_symlink_in_the_parent_part() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (grant, outside) = (tmp.path().join("grant"), tmp.path().join("outside"));
+        std::fs::create_dir_all(outside.join("sub")).unwrap();
+        std::fs::create_dir_all(&grant).unwrap();
+        std::os::unix::fs::symlink(&outside, grant.join("sw")).unwrap();
+        let before = std::fs::metadata(outside.join("sub")).unwrap().mtime();
+        let dir = Dir::open_ambient_dir(&grant, cap_std::ambient_authority()).unwrap();
+        assert!(set_times(&dir, Path::new("sw/sub"), 1, 0).is_err());
+        assert_eq!(std::fs::metadata(outside.join("sub")).unwrap().mtime(), before);
+        // Inside the grant it works, on the last component, link or not.
+        std::fs::create_dir_all(grant.join("real/sub")).unwrap();
+        set_times(&dir, Path::new("real/sub"), 1, 0).unwrap();
+        assert_eq!(std::fs::metadata(grant.join("real/sub")).unwrap().mtime(), 1);
+        set_times(&dir, Path::new("sw"), 2, 0).unwrap();
+        assert_eq!(std::fs::symlink_metadata(grant.join("sw")).unwrap().mtime(), 2);
+    }
 }

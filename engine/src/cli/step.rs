@@ -36,10 +36,10 @@ pub async fn inspect(sandbox: &Sandbox, out: &Out, what: &str) -> Result<i32, Fa
                 )
             })?
             .to_vec(),
-        None => std::fs::read(what).map_err(|e| {
+        None => crate::sandbox::read_component(Path::new(what)).map_err(|e| {
             Failure::input(
                 what,
-                format!("cannot read {what}: {e}"),
+                e,
                 Some("give a step's .wasm file, or std:NAME for a bundled one".into()),
             )
         })?,

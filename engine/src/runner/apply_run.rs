@@ -398,6 +398,9 @@ async fn drive(
             }
             Err(StepStop::Journal(e)) => return Err(Failure::from(e).in_run(run_id)),
             Err(StepFailed(message)) => {
+                // Errors carry the step's paths and words: neutralised once
+                // here, before the journal, the terminal and the report.
+                let message = crate::output::sanitize(&message);
                 if !journal.steps(run_id)?.iter().any(|s| s.idx == step.idx) {
                     // It failed before it had a plan: record it all the same.
                     journal.save_step(
@@ -695,11 +698,12 @@ async fn apply_step(
                     crash_point("perform", step.idx, i);
                 }
                 Err(e) => {
+                    let e = crate::output::sanitize(&format!("{e:#}"));
                     // What was performed so far in the batch is done: say so first.
                     let marks: Vec<(u32, Option<&str>)> =
                         done.iter().map(|(i, j)| (*i, Some(j.as_str()))).collect();
                     journal.mark_done(run_id, step.idx, &marks)?;
-                    let msg = format!("{e:#}");
+                    let msg = e;
                     journal.set_action_state(
                         run_id,
                         step.idx,

@@ -197,11 +197,11 @@ pub async fn prepare(
                 None => unreachable!("the runbook checks std names"),
             },
             Uses::File { path, sha256 } => {
-                let bytes = std::fs::read(path).map_err(|e| {
+                let bytes = crate::sandbox::read_component(path).map_err(|e| {
                     Failure::BadInput(vec![
                         runbook.diagnostic(
                             def.span,
-                            format!("{label}: cannot read {}: {e}", path.display()),
+                            format!("{label}: {e}"),
                             Some(
                                 "build the step, or fix the `uses` path (relative to the runbook)"
                                     .into(),
@@ -389,10 +389,11 @@ pub async fn plan_step(
     now: i64,
     settings: &Settings,
 ) -> Result<(StepPlan, Vec<(String, String)>), PlanError> {
+    // Everything here may carry a step's words or paths: neutralised.
     let err = |message: String, hint: Option<String>| PlanError {
         step: step.def.id.clone(),
-        message,
-        hint,
+        message: crate::output::sanitize(&message),
+        hint: hint.map(|h| crate::output::sanitize(&h)),
     };
     tracing::debug!(step = %step.def.id, uses = %step.def.uses, now, "planning");
     let (result, host) = sandbox

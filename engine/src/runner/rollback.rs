@@ -124,7 +124,10 @@ pub(crate) async fn rollback_prepared(
                     )),
                     action => apply::perform(&cx, &key, action, &j.pre)
                         // It did not happen: nothing to undo.
-                        .map_err(|e| ("info", format!("{what}: not performed ({e:#})"))),
+                        .map_err(|e| {
+                            let e = crate::output::sanitize(&format!("{e:#}"));
+                            ("info", format!("{what}: not performed ({e})"))
+                        }),
                 };
                 match performed {
                     Ok(u) => j.undo = Some(u),
@@ -153,7 +156,8 @@ pub(crate) async fn rollback_prepared(
         journal.set_action_state(run_id, rec.step_idx, rec.seq, ActionState::Undoing, None)?;
         crash_point("undoing", rec.step_idx, rec.seq);
         if let Err(e) = apply::undo(&cx, &undo, &j.pre) {
-            let msg = format!("{e:#}");
+            // Errors carry the step's paths: neutralised for the terminal.
+            let msg = crate::output::sanitize(&format!("{e:#}"));
             // It stays `undoing`, with the reason: a later `mend rollback`
             // tries this undo again once the operator fixed the cause.
             // (`failed` means "never performed", which rollback skips.)

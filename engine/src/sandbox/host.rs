@@ -5,7 +5,7 @@
 use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use cap_std::fs::Dir;
 use wasmtime::component::Resource;
@@ -21,12 +21,32 @@ pub type LogSink = Arc<dyn Fn(&str, log::Level, &str) + Send + Sync>;
 /// Where a step's progress reports go: (step id, label, done, total).
 pub type ProgressSink = Arc<dyn Fn(&str, &str, u64, u64) + Send + Sync>;
 
-/// A step's log is cut after this many bytes, so a flood cannot fill memory.
-const LOG_CAP: usize = 1 << 20;
+/// A step's log budget: after this many bytes of messages (per call of the
+/// step), the rest is counted, not kept, so a flood cannot fill memory.
+pub const LOG_CAP: usize = 1 << 20;
 /// One message is cut after this many bytes.
 const MESSAGE_CAP: usize = 4096;
 /// At most this many walk entries per call.
 const WALK_BATCH_CAP: u32 = 8192;
+/// A walk reads a directory this many entries at a time (each chunk sorted),
+/// so a directory of ten million files never sits whole in the host.
+const WALK_CHUNK: usize = 4096;
+/// A walk goes at most this deep: each level holds open directories and a
+/// chunk of names, so depth times [`WALK_CHUNK`] bounds a walk's memory.
+pub const WALK_MAX_DEPTH: usize = 256;
+
+/// A host call found the step past its deadline: the call is turned into a
+/// trap, reported as the step's deadline (not as a crash).
+#[derive(Debug)]
+pub struct PastDeadline;
+
+impl std::fmt::Display for PastDeadline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the step's deadline passed during a host call")
+    }
+}
+
+impl std::error::Error for PastDeadline {}
 
 /// What the host knows while a step runs.
 pub struct HostCtx {
@@ -39,6 +59,10 @@ pub struct HostCtx {
     /// (level, message) logged by the step, cut at [`LOG_CAP`].
     pub logs: Vec<(String, String)>,
     log_bytes: usize,
+    /// Bytes of log not kept: messages past the budget, cut tails.
+    log_dropped: u64,
+    /// When the current call must end; host calls that take long check it.
+    pub(crate) deadline: Option<Instant>,
     pub sink: Option<LogSink>,
     pub progress: Option<ProgressSink>,
 }
@@ -62,8 +86,58 @@ impl HostCtx {
             timeout,
             logs: Vec::new(),
             log_bytes: 0,
+            log_dropped: 0,
+            deadline: None,
             sink: None,
             progress: None,
+        }
+    }
+}
+
+impl HostCtx {
+    /// Keep one log line of the step: to the sink and the journal's list.
+    fn keep_log(&mut self, level: log::Level, message: String) {
+        if let Some(sink) = &self.sink {
+            sink(&self.step_id, level, &message);
+        }
+        let level = match level {
+            log::Level::Debug => "debug",
+            log::Level::Info => "info",
+            log::Level::Warn => "warn",
+            log::Level::Error => "error",
+        };
+        self.logs.push((level.to_string(), message));
+    }
+
+    /// At the end of a call: one line saying how much of the log was
+    /// dropped, if any was.
+    pub(crate) fn finish_log(&mut self) {
+        if self.log_dropped == 0 {
+            return;
+        }
+        let line = format!(
+            "{} more bytes of log dropped (step `{}` is over its log budget of {} per call)",
+            crate::output::count(self.log_dropped),
+            self.step_id,
+            crate::output::bytes(LOG_CAP as u64)
+        );
+        self.log_dropped = 0;
+        self.keep_log(log::Level::Warn, line);
+    }
+
+    /// Time left before the deadline (the whole timeout outside a call).
+    fn remaining(&self) -> Duration {
+        self.deadline.map_or(self.timeout, |d| {
+            d.saturating_duration_since(Instant::now())
+        })
+    }
+
+    /// A trap when the deadline has passed: a host call that ran long (a
+    /// hash of a huge file, a walk of a huge directory) ends the step.
+    fn check_deadline(&self) -> wasmtime::Result<()> {
+        match self.deadline {
+            Some(d) if Instant::now() >= d => Err(wasmtime::Error::new(PastDeadline)),
+            _ => Ok(()),
         }
     }
 }
@@ -95,34 +169,24 @@ impl log::Host for StepState {
     fn log(&mut self, level: log::Level, message: String) -> wasmtime::Result<()> {
         let h = &mut self.host;
         if h.log_bytes >= LOG_CAP {
+            h.log_dropped += message.len() as u64;
             return Ok(());
         }
-        let mut message = crate::output::sanitize(&message);
-        if message.len() > MESSAGE_CAP {
-            let mut cut = MESSAGE_CAP;
-            while !message.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            message.truncate(cut);
-            message.push_str(" [cut]");
+        let (head, cut) = crate::output::head(&message, MESSAGE_CAP);
+        let mut text = crate::output::sanitize(head);
+        if cut {
+            text.push_str(" [cut]");
+            h.log_dropped += (message.len() - head.len()) as u64;
         }
-        h.log_bytes += message.len();
-        if h.log_bytes >= LOG_CAP {
-            message = format!(
-                "log cut: step `{}` logged more than {} bytes",
-                h.step_id, LOG_CAP
-            );
+        h.log_bytes += text.len();
+        if h.log_bytes > LOG_CAP {
+            // Over budget: this message and every later one are only counted.
+            h.log_bytes = LOG_CAP;
+            h.log_dropped += head.len() as u64;
+            return Ok(());
         }
-        if let Some(sink) = &h.sink {
-            sink(&h.step_id, level, &message);
-        }
-        let level = match level {
-            log::Level::Debug => "debug",
-            log::Level::Info => "info",
-            log::Level::Warn => "warn",
-            log::Level::Error => "error",
-        };
-        h.logs.push((level.to_string(), message));
+        drop(message);
+        h.keep_log(level, text);
         Ok(())
     }
 }
@@ -132,7 +196,7 @@ impl progress::Host for StepState {
         if let Some(p) = &self.host.progress {
             p(
                 &self.host.step_id,
-                &crate::output::sanitize(&label),
+                &crate::output::shown(&label, MESSAGE_CAP),
                 done,
                 total,
             );
@@ -147,17 +211,21 @@ impl clock::Host for StepState {
     }
 }
 
-/// A walk in progress: a stack of open directories, each with its sorted,
-/// not yet reported entries.
+/// A walk in progress: a stack of open directories, each with its next
+/// chunk of sorted, not yet reported entries.
 pub struct WalkState {
     error: Option<HostError>,
     stack: Vec<Frame>,
 }
 
+type Described = (String, files::EntryKind, u64, i64, u32);
+
 struct Frame {
     dir: Dir,
     prefix: String,
-    entries: std::vec::IntoIter<(String, files::EntryKind, u64, i64, u32)>,
+    /// The rest of the directory, read [`WALK_CHUNK`] entries at a time.
+    rest: Option<cap_std::fs::ReadDir>,
+    entries: std::vec::IntoIter<Described>,
 }
 
 /// What walk and stat report of an lstat: kind, size, mtime (seconds, nanos).
@@ -182,23 +250,44 @@ fn described(md: &cap_std::fs::Metadata) -> (files::EntryKind, u64, i64, u32) {
 }
 
 fn frame(dir: Dir, prefix: String) -> std::io::Result<Frame> {
-    let mut entries = Vec::new();
-    for e in dir.entries()? {
-        let e = e?;
-        let Ok(name) = e.file_name().into_string() else {
-            tracing::warn!("walk: skipping a non-UTF-8 name in {prefix}");
-            continue;
-        };
-        // lstat: a symlink is reported as a symlink, never followed.
-        let (kind, size, secs, nanos) = described(&e.metadata()?);
-        entries.push((name, kind, size, secs, nanos));
-    }
-    entries.sort_by(|a, b| a.0.cmp(&b.0));
-    Ok(Frame {
+    let mut f = Frame {
+        rest: Some(dir.entries()?),
         dir,
         prefix,
-        entries: entries.into_iter(),
-    })
+        entries: Vec::new().into_iter(),
+    };
+    f.refill()?;
+    Ok(f)
+}
+
+impl Frame {
+    /// Read the next chunk of the directory; false at its end.
+    fn refill(&mut self) -> std::io::Result<bool> {
+        let Some(rest) = self.rest.as_mut() else {
+            return Ok(false);
+        };
+        let mut entries = Vec::new();
+        for e in rest.by_ref() {
+            let e = e?;
+            let Ok(name) = e.file_name().into_string() else {
+                tracing::warn!("walk: skipping a non-UTF-8 name in {}", self.prefix);
+                continue;
+            };
+            // lstat: a symlink is reported as a symlink, never followed.
+            let (kind, size, secs, nanos) = described(&e.metadata()?);
+            entries.push((name, kind, size, secs, nanos));
+            if entries.len() == WALK_CHUNK {
+                break;
+            }
+        }
+        if entries.len() < WALK_CHUNK {
+            self.rest = None;
+        }
+        entries.sort_by(|a, b| a.0.cmp(&b.0));
+        let more = !entries.is_empty();
+        self.entries = entries.into_iter();
+        Ok(more)
+    }
 }
 
 impl WalkState {
@@ -229,15 +318,25 @@ impl WalkState {
         }
         let mut out = Vec::new();
         while out.len() < max.min(WALK_BATCH_CAP) as usize {
+            let depth = self.stack.len();
             let Some(top) = self.stack.last_mut() else {
                 break;
             };
             let Some((name, kind, size, mtime, mtime_nanos)) = top.entries.next() else {
-                self.stack.pop();
+                let prefix = top.prefix.clone();
+                if !top.refill().map_err(|e| io_error(&prefix, e))? {
+                    self.stack.pop();
+                }
                 continue;
             };
             let path = format!("{}/{}", top.prefix, name);
             if kind == files::EntryKind::Dir {
+                if depth >= WALK_MAX_DEPTH {
+                    return Err(HostError::Invalid(format!(
+                        "walk: {} is more than {WALK_MAX_DEPTH} directories deep; walk its deeper parts one by one",
+                        crate::output::shown(&path, 256)
+                    )));
+                }
                 let sub = top.dir.open_dir(&name).and_then(|d| frame(d, path.clone()));
                 match sub {
                     Ok(f) => self.stack.push(f),
@@ -266,7 +365,10 @@ impl files::HostWalk for StepState {
         walk: Resource<WalkState>,
         max: u32,
     ) -> wasmtime::Result<Result<Vec<files::Entry>, HostError>> {
-        Ok(self.table.get_mut(&walk)?.next(max))
+        self.host.check_deadline()?;
+        let batch = self.table.get_mut(&walk)?.next(max);
+        self.host.check_deadline()?;
+        Ok(batch)
     }
     fn drop(&mut self, walk: Resource<WalkState>) -> wasmtime::Result<()> {
         self.table.delete(walk)?;
@@ -306,6 +408,7 @@ pub fn digest(
     path: &str,
     algorithm: files::Algorithm,
     progress: &mut dyn FnMut(u64, u64),
+    deadline: Option<Instant>,
 ) -> Result<String, HostError> {
     let r = grants.read(path).map_err(denied)?;
     let mut file = r
@@ -334,6 +437,12 @@ pub fn digest(
                 done += n as u64;
                 if report {
                     progress(done, total);
+                }
+                // Stop reading a huge file once the step is out of time.
+                if deadline.is_some_and(|d| Instant::now() >= d) {
+                    return Err(HostError::Io(format!(
+                        "{path}: stopped at the step's deadline"
+                    )));
                 }
             }
             h
@@ -370,6 +479,7 @@ pub fn free_space(grants: &Grants, path: &str) -> Result<files::Space, HostError
 
 impl files::Host for StepState {
     fn stat(&mut self, path: String) -> wasmtime::Result<Result<files::Entry, HostError>> {
+        self.host.check_deadline()?;
         Ok(stat(&self.host.grants, &path))
     }
     fn digest(
@@ -378,8 +488,9 @@ impl files::Host for StepState {
         algorithm: files::Algorithm,
     ) -> wasmtime::Result<Result<String, HostError>> {
         let host = &self.host;
-        let label = format!("{HASH_PROGRESS}{path}");
-        Ok(digest(
+        host.check_deadline()?;
+        let label = format!("{HASH_PROGRESS}{}", crate::output::shown(&path, 1024));
+        let result = digest(
             &host.grants,
             &path,
             algorithm,
@@ -388,9 +499,13 @@ impl files::Host for StepState {
                     p(&host.step_id, &label, done, total);
                 }
             },
-        ))
+            host.deadline,
+        );
+        host.check_deadline()?;
+        Ok(result)
     }
     fn free_space(&mut self, path: String) -> wasmtime::Result<Result<files::Space, HostError>> {
+        self.host.check_deadline()?;
         Ok(free_space(&self.host.grants, &path))
     }
 }
@@ -405,14 +520,19 @@ impl probe::Host for StepState {
             command: call.command,
             args: call.args,
         };
-        Ok(h.commands
-            .run(&h.step_id, &call, h.timeout)
+        h.check_deadline()?;
+        // A command gets what is left of the step's time, not a fresh timeout.
+        let result = h
+            .commands
+            .run(&h.step_id, &call, h.remaining())
             .map(|o| probe::Output {
                 status: o.status,
                 stdout: o.stdout,
                 stderr: o.stderr,
             })
-            .map_err(HostError::Denied))
+            .map_err(HostError::Denied);
+        h.check_deadline()?;
+        Ok(result)
     }
     fn http_status(&mut self, url: String) -> wasmtime::Result<Result<u16, HostError>> {
         let h = &self.host;
@@ -426,9 +546,10 @@ impl probe::Host for StepState {
                 h.step_id
             ))));
         }
+        h.check_deadline()?;
         Ok(http_get_status(
             &url,
-            h.timeout.min(Duration::from_secs(30)),
+            h.remaining().min(Duration::from_secs(30)),
         ))
     }
 }

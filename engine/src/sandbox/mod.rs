@@ -3,6 +3,7 @@
 //! the step's grants preopened read-only, a deadline and a memory limit.
 //! Nothing here knows about the CLI or the journal.
 
+mod component_file;
 mod host;
 
 use std::collections::HashMap;
@@ -17,6 +18,7 @@ use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
 use wasmtime::{Config, Engine, Store};
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
 
+pub use component_file::{MAX_COMPONENT_BYTES, read_component};
 pub use host::{
     HASH_PROGRESS, HostCtx, LogSink, ProgressSink, WalkState, free_space_at, free_space_of,
     http_get_status,
@@ -53,6 +55,10 @@ pub enum StepFault {
         asked: usize,
         limit: usize,
     },
+    #[error(
+        "step `{step}` ran out of stack (recursion too deep or without end) and was stopped; make the recursion bounded or iterative"
+    )]
+    Stack { step: String },
     #[error("step `{step}` crashed: {message}")]
     Trap { step: String, message: String },
 }
@@ -196,10 +202,11 @@ impl Sandbox {
             return Ok(hit.clone());
         }
         let component = self.compile(label, bytes, &sha256)?;
-        let pre = self
-            .linker
-            .instantiate_pre(&component)
-            .map_err(|e| anyhow::anyhow!("{label}: not a mend step: {e:#}"))?;
+        let pre = self.linker.instantiate_pre(&component).map_err(|e| {
+            anyhow::anyhow!(
+                "{label}: it asks for something mend does not offer ({e:#}); a step may import mend:runbook/* and WASI 0.2 interfaces only"
+            )
+        })?;
         let pre = bindings::StepPre::new(pre).map_err(|e| {
             anyhow::anyhow!(
                 "{label}: not a mend step (it must export describe, plan and verify): {e:#}"
@@ -249,14 +256,13 @@ impl Sandbox {
                 Err(e) => tracing::warn!("ignoring unusable cache entry {}: {e:#}", path.display()),
             }
         }
-        if bytes.starts_with(b"\0asm") && bytes.get(4..8) == Some(&[1, 0, 0, 0]) {
-            anyhow::bail!(
-                "{label}: this is a core WebAssembly module, not a component; build the step for `wasm32-wasip2`"
-            );
+        if let Some(problem) = component_file::shape_problem(bytes) {
+            anyhow::bail!("{label}: {problem}");
         }
         let started = std::time::Instant::now();
-        let component = Component::new(&self.engine, bytes)
-            .map_err(|e| anyhow::anyhow!("{label}: not a valid component: {e:#}"))?;
+        let component = Component::new(&self.engine, bytes).map_err(|e| {
+            anyhow::anyhow!("{label}: not a valid component (truncated or corrupt?): {e:#}")
+        })?;
         tracing::info!(
             step = label,
             bytes = bytes.len(),
@@ -374,6 +380,8 @@ impl Sandbox {
         req: Request,
     ) -> Result<(Reply, HostCtx), StepFault> {
         let id = host.step_id.clone();
+        let mut host = host;
+        host.deadline = Some(std::time::Instant::now() + limits.timeout);
         let (mut store, inst) = self
             .instantiate(step, host, limits)
             .await
@@ -392,12 +400,15 @@ impl Sandbox {
         let outcome: Result<wasmtime::Result<Reply>, _> =
             tokio::time::timeout(limits.timeout + TICK * 5, run).await;
         let denied = store.data().limiter.denied;
+        store.data_mut().host.finish_log();
         let e = match outcome {
             Ok(Ok(reply)) => return Ok((reply, store.into_data().host)),
             Err(_) => CallError::Deadline,
+            Ok(Err(e)) if e.downcast_ref::<host::PastDeadline>().is_some() => CallError::Deadline,
             Ok(Err(e)) => match (denied, e.downcast_ref::<wasmtime::Trap>()) {
                 (Some(asked), _) => CallError::Memory(asked),
                 (_, Some(wasmtime::Trap::Interrupt)) => CallError::Deadline,
+                (_, Some(wasmtime::Trap::StackOverflow)) => CallError::Stack,
                 _ => CallError::Trap(format!("{e:#}")),
             },
         };
@@ -419,6 +430,7 @@ enum Reply {
 
 enum CallError {
     Deadline,
+    Stack,
     Memory(usize),
     Trap(String),
 }
@@ -430,6 +442,7 @@ fn fault(step: &str, limits: Limits, e: CallError) -> StepFault {
             step,
             limit: limits.timeout,
         },
+        CallError::Stack => StepFault::Stack { step },
         CallError::Memory(asked) => StepFault::Memory {
             step,
             asked,
@@ -437,7 +450,7 @@ fn fault(step: &str, limits: Limits, e: CallError) -> StepFault {
         },
         CallError::Trap(e) => StepFault::Trap {
             step,
-            message: crate::output::sanitize(&e),
+            message: crate::output::shown(&e, 4096),
         },
     }
 }

@@ -23,6 +23,9 @@ pub struct Params {
     verify: Option<String>,
     #[serde(default)]
     log: Vec<String>,
+    /// Summary lines to return, as given.
+    #[serde(default)]
+    summary: Vec<String>,
     /// Host helpers to call while planning, each reported as a summary line:
     /// `walk:GRANT/dir` (entries, files, bytes), `digest:GRANT/file`,
     /// `free:GRANT`, `read:GRANT/file`.
@@ -67,6 +70,7 @@ impl Step for Scripted {
             ParamSpec::string("fail_plan", "fail planning with this message"),
             ParamSpec::string("verify", "`fail`, or `exists:GRANT/path`"),
             ParamSpec::list("log", "messages to log while planning"),
+            ParamSpec::list("summary", "summary lines to return"),
             ParamSpec::list(
                 "inspect",
                 "host helpers to call: walk:, digest:, free:, read:",
@@ -81,6 +85,9 @@ impl Step for Scripted {
             return Err(StepError::new(why).hint("this step fails on purpose"));
         }
         let mut plan = Plan::builder();
+        for line in &p.summary {
+            plan = plan.summary(line.clone());
+        }
         for what in &p.inspect {
             let (verb, path) = what.split_once(':').unwrap_or((what.as_str(), ""));
             let line = match verb {
