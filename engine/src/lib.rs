@@ -20,3 +20,4 @@ pub mod plan;
 pub mod runbook;
 pub mod runner;
 pub mod sandbox;
+pub mod supply;
