@@ -324,3 +324,61 @@ fn bundled_steps_need_no_signature_and_a_broken_policy_stops_everything() {
     );
     assert!(err.contains("cannot read the policy"), "{err}");
 }
+
+/// A rollback checks nothing again: a run that started under one policy
+/// can be undone under a stricter (or broken) one. Resume runs steps, so it
+/// checks like run.
+#[test]
+fn rollback_is_never_blocked_by_the_policy_but_resume_is_checked() {
+    let f = Fixture::new();
+    f.write("data/a.txt", "a");
+    let (src, sha) = guest("scripted");
+    let wasm = f.path("steps/scripted.wasm");
+    std::fs::create_dir_all(wasm.parent().unwrap()).unwrap();
+    std::fs::copy(src, &wasm).unwrap();
+    let runbook = f.runbook(
+        "rb.toml",
+        &format!(
+            r#"{HEAD}on_failure = "stop"
+
+[grants.data]
+path = "{{root}}/data"
+access = "write"
+
+[[steps]]
+id = "write"
+uses = "steps/scripted.wasm"
+sha256 = "{sha}"
+{caps}
+grants = ["data"]
+with = {{ actions = [{{ write_file = ["data/b.txt", "b"] }}] }}
+
+[[steps]]
+id = "fail"
+uses = "std:assert"
+grants = ["data"]
+with = {{ when = "after", checks = [{{ exists = "data/missing", message = "the check fails" }}] }}
+"#,
+            caps = guest_capabilities("scripted")
+        ),
+    );
+    let ran = f.mend(&["run", &runbook.display().to_string()]);
+    assert_eq!(ran.code, 1, "{}", ran.text());
+    assert!(f.path("data/b.txt").exists(), "{}", ran.text());
+    let id = history_id(&f);
+
+    // Now the operator requires signatures; the step has none.
+    let policy = policy(&f, &[&Key::new()]);
+    let resumed = f.mend(&["--policy", &policy, "resume", &id]);
+    assert_eq!(resumed.code, 2, "{}", resumed.text());
+    assert!(
+        resumed.stderr.contains("no signature"),
+        "{}",
+        resumed.stderr
+    );
+    // ... and, say, breaks the policy file: a rollback still goes through.
+    let broken = f.write("broken.toml", "nonsense = 1\n");
+    let rolled = f.mend(&["--policy", &broken.display().to_string(), "rollback", &id]);
+    assert_eq!(rolled.code, 0, "{}", rolled.text());
+    assert!(!f.path("data/b.txt").exists(), "{}", rolled.text());
+}

@@ -347,8 +347,8 @@ async fn run(cli: Cli) -> i32 {
 }
 
 /// The supply-chain policy and this invocation's approvals. Only the
-/// commands that load steps read the policy: a broken policy file does not
-/// stop `mend history`.
+/// commands that run step code read the policy: a broken policy file does
+/// not stop `mend history`, nor `mend rollback`, which checks nothing again.
 fn trust(cli: &Cli) -> Result<Trust, Failure> {
     let loads_steps = matches!(
         cli.command,
@@ -357,7 +357,6 @@ fn trust(cli: &Cli) -> Result<Trust, Failure> {
             | Cmd::Lint { .. }
             | Cmd::Rehearse { .. }
             | Cmd::Resume { .. }
-            | Cmd::Rollback { .. }
             | Cmd::Demo { .. }
     );
     if !loads_steps {
