@@ -84,9 +84,14 @@ async fn main() -> anyhow::Result<()> {
     let (cache, state) = (tmp.path().join("cache"), tmp.path().join("state"));
     let runbook = tmp.path().join("bench.toml");
     let mut toml = RUNBOOK.to_string();
+    let caps = mend::supply::line(&mend::supply::capabilities(
+        &Sandbox::new(None)?.imports("noop", &bytes)?,
+    ));
     for i in 1..=5 {
         let uses = noop.display();
-        toml += &format!("\n[[steps]]\nid = \"noop-{i}\"\nuses = \"{uses}\"\nsha256 = \"{sha}\"\n");
+        toml += &format!(
+            "\n[[steps]]\nid = \"noop-{i}\"\nuses = \"{uses}\"\nsha256 = \"{sha}\"\n{caps}\n"
+        );
     }
     std::fs::write(&runbook, toml)?;
 
@@ -99,8 +104,17 @@ async fn main() -> anyhow::Result<()> {
         now: Some(0),
         sink: None,
         reporter: Arc::new(Silent),
+        trust: Default::default(),
     };
-    let prepared = prepare(&sandbox, &runbook, &[], &Default::default(), false).await?;
+    let prepared = prepare(
+        &sandbox,
+        &runbook,
+        &[],
+        &Default::default(),
+        false,
+        &settings.trust,
+    )
+    .await?;
     let (rb, step) = (&prepared.runbook, &prepared.steps[0]);
     let plan = async || plan_step(&sandbox, rb, step, 0, &settings).await;
     let describe = async || {

@@ -133,7 +133,15 @@ pub async fn demo(
     show("before");
 
     println!("\n$ mend plan {} --set system=...", runbook.display());
-    let prepared = runner::prepare(sandbox, &runbook, &sets, &Default::default(), false).await?;
+    let prepared = runner::prepare(
+        sandbox,
+        &runbook,
+        &sets,
+        &Default::default(),
+        false,
+        &settings.trust,
+    )
+    .await?;
     let mut steps = Vec::new();
     for step in &prepared.steps {
         steps.push((

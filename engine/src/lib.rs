@@ -21,3 +21,4 @@ pub mod plan;
 pub mod runbook;
 pub mod runner;
 pub mod sandbox;
+pub mod supply;

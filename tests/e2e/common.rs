@@ -33,6 +33,24 @@ pub fn guest(name: &str) -> (String, String) {
     (path.to_string(), sha)
 }
 
+/// The `capabilities = [...]` line that approves what a test guest imports
+/// (as `mend step build` prints it), computed once per guest.
+pub fn guest_capabilities(name: &str) -> String {
+    use std::sync::{Mutex, OnceLock};
+    static LINES: OnceLock<Mutex<BTreeMap<String, String>>> = OnceLock::new();
+    let lines = LINES.get_or_init(Default::default);
+    if let Some(line) = lines.lock().unwrap().get(name) {
+        return line.clone();
+    }
+    let (path, _) = guest(name);
+    let bytes = std::fs::read(&path).unwrap();
+    let sandbox = mend::sandbox::Sandbox::new(Some(shared_cache())).unwrap();
+    let imports = sandbox.imports(&path, &bytes).unwrap();
+    let line = mend::supply::line(&mend::supply::capabilities(&imports));
+    lines.lock().unwrap().insert(name.to_string(), line.clone());
+    line
+}
+
 /// A scratch world: a root for grants, a state dir, a runbook file.
 pub struct Fixture {
     pub dir: tempfile::TempDir,
@@ -71,15 +89,18 @@ impl Fixture {
         p
     }
     /// Write a runbook; `{root}` in it becomes the fixture's directory and
-    /// `{guest:NAME}` the `uses` and `sha256` lines for a test guest.
+    /// `{guest:NAME}` the `uses`, `sha256` and `capabilities` lines that pin
+    /// a test guest.
     pub fn runbook(&self, name: &str, text: &str) -> PathBuf {
         let mut text = text.replace("{root}", &self.dir.path().display().to_string());
         while let Some(start) = text.find("{guest:") {
             let end = start + text[start..].find('}').unwrap();
-            let (path, sha) = guest(&text[start + 7..end]);
+            let name = text[start + 7..end].to_string();
+            let (path, sha) = guest(&name);
+            let caps = guest_capabilities(&name);
             text.replace_range(
                 start..=end,
-                &format!("uses = \"{path}\"\nsha256 = \"{sha}\""),
+                &format!("uses = \"{path}\"\nsha256 = \"{sha}\"\n{caps}"),
             );
         }
         self.write(name, &text)

@@ -34,6 +34,21 @@ fn inspect_names_the_parameters_imports_and_pin_of_a_step() {
             .iter()
             .any(|i| i == "mend:runbook/probe@0.1.0")
     );
+
+    // A file gets the lines that pin it, capabilities included.
+    let (path, sha) = guest("noop");
+    let ran = f.mend(&["step", "inspect", &path]);
+    assert_eq!(ran.code, 0, "{}", ran.text());
+    for line in [
+        format!("and sha256 = \"{sha}\""),
+        format!("approve what it can do: {}", guest_capabilities("noop")),
+    ] {
+        assert!(
+            ran.stdout.contains(&line),
+            "lacks {line:?}:\n{}",
+            ran.stdout
+        );
+    }
 }
 
 #[test]
@@ -150,6 +165,10 @@ fn a_scaffolded_step_tests_builds_and_runs_in_a_runbook() {
     let inspected: serde_json::Value = serde_json::from_str(&inspect.stdout).unwrap();
     let sha = info["sha256"].as_str().unwrap();
     assert_eq!(inspected["sha256"], sha);
+    assert_eq!(inspected["capabilities"], info["capabilities"]);
+    let caps: Vec<String> = serde_json::from_value(info["capabilities"].clone()).unwrap();
+    assert!(caps.contains(&"mend:runbook/files".to_string()), "{caps:?}");
+    let caps = mend::supply::line(&caps);
 
     f.write("data/uploads/a.jpg", "a photo");
     f.write("data/uploads/b.jpg.tmp", "half a photo");
@@ -169,6 +188,7 @@ access = "write"
 id = "clean"
 uses = "{}"
 sha256 = "{sha}"
+{caps}
 grants = ["data"]
 with = {{ path = "data/uploads" }}
 "#,

@@ -15,6 +15,7 @@ mod restore;
 mod runbooks;
 mod schema;
 mod steps_native;
+mod supply;
 mod upgrade;
 
 /// Every test step that build.rs compiles is used by some test here, so

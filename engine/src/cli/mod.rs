@@ -17,6 +17,7 @@ use clap::{Parser, Subcommand};
 use crate::journal::{HistoryFilter, Journal, RunMode, RunStatus};
 use crate::runner::{self, Failure, Settings};
 use crate::sandbox::Sandbox;
+use crate::supply::{self, Policy, Trust};
 use crate::{exit, pinned};
 
 /// Runbooks for self-hosted services: planned, sandboxed, journaled, undoable.
@@ -42,6 +43,14 @@ pub struct Cli {
     /// too (journald priorities when stderr is the journal; MEND_LOG overrides)
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
+    /// The operator's supply-chain policy: signatures required, keys
+    /// trusted [default: /etc/mend/policy.toml, when it exists]
+    #[arg(long, global = true, env = "MEND_POLICY", value_name = "FILE")]
+    pub policy: Option<PathBuf>,
+    /// Run this .wasm step although it imports more than its runbook's
+    /// `capabilities` approve, for this invocation only (repeatable)
+    #[arg(long = "approve-capabilities", global = true, value_name = "STEP")]
+    pub approve_capabilities: Vec<String>,
     #[command(subcommand)]
     pub command: Cmd,
 }
@@ -264,8 +273,13 @@ async fn run(cli: Cli) -> i32 {
     } else {
         Arc::new(progress::Live::new(std::io::stderr().is_terminal()))
     };
+    let trust = match trust(&cli) {
+        Ok(t) => t,
+        Err(f) => return out.failure(&f),
+    };
     let sink_out = out.clone();
     let settings = Settings {
+        trust,
         state_dir,
         now: cli.now,
         sink: Some(Arc::new(move |step, level, msg| {
@@ -291,7 +305,7 @@ async fn run(cli: Cli) -> i32 {
             )
             .await
         }
-        Cmd::Lint { runbook, sets } => lint(&sandbox, &out, &runbook, &sets).await,
+        Cmd::Lint { runbook, sets } => lint(&sandbox, &settings, &out, &runbook, &sets).await,
         Cmd::Run {
             runbook,
             sets,
@@ -363,6 +377,42 @@ async fn run(cli: Cli) -> i32 {
     }
 }
 
+/// The supply-chain policy and this invocation's approvals. Only the
+/// commands that run step code read the policy: a broken policy file does
+/// not stop `mend history`, nor `mend rollback`, which checks nothing again.
+fn trust(cli: &Cli) -> Result<Trust, Failure> {
+    let loads_steps = matches!(
+        cli.command,
+        Cmd::Plan { .. }
+            | Cmd::Run { .. }
+            | Cmd::Lint { .. }
+            | Cmd::Rehearse { .. }
+            | Cmd::Resume { .. }
+            | Cmd::Demo { .. }
+    );
+    if !loads_steps {
+        return Ok(Trust::default());
+    }
+    let policy = Policy::load(cli.policy.as_deref()).map_err(Failure::BadInput)?;
+    // A question needs someone to answer it: a terminal, and text output.
+    let ask: Option<supply::Asker> = (std::io::stdin().is_terminal() && !cli.json).then(|| {
+        Arc::new(|step: &str, what: &str| {
+            eprintln!("{what}");
+            eprint!("approve step `{step}` for this invocation? [y/N] ");
+            let mut answer = String::new();
+            std::io::stdin().read_line(&mut answer).is_ok()
+                && matches!(answer.trim(), "y" | "Y" | "yes")
+        }) as supply::Asker
+    });
+    Ok(Trust {
+        policy: Arc::new(policy),
+        approved: cli.approve_capabilities.clone(),
+        ask,
+        tell: Some(Arc::new(|text: &str| eprintln!("{text}"))),
+        undo: false,
+    })
+}
+
 /// Plan every step against the world as it is now (nothing runs between
 /// them): what `mend plan` shows and a saved plan is checked against.
 async fn plan_all<'a>(
@@ -388,7 +438,15 @@ async fn plan(
     all: bool,
     save: Option<&Path>,
 ) -> Result<i32, Failure> {
-    let prepared = runner::prepare(sandbox, file, sets, &Default::default(), false).await?;
+    let prepared = runner::prepare(
+        sandbox,
+        file,
+        sets,
+        &Default::default(),
+        false,
+        &settings.trust,
+    )
+    .await?;
     let now = runner::now(settings);
     let steps = plan_all(sandbox, settings, &prepared, now).await;
     let code = out.plan(&prepared, &steps, all);
@@ -450,6 +508,7 @@ async fn run_runbook(
                 &saved.sets,
                 &Default::default(),
                 false,
+                &settings.trust,
             )
             .await?;
             let now = runner::now(settings);
@@ -485,11 +544,20 @@ async fn run_runbook(
 
 async fn lint(
     sandbox: &Sandbox,
+    settings: &Settings,
     out: &render::Out,
     file: &std::path::Path,
     sets: &[(String, String)],
 ) -> Result<i32, Failure> {
-    let prepared = runner::prepare(sandbox, file, sets, &Default::default(), false).await?;
+    let prepared = runner::prepare(
+        sandbox,
+        file,
+        sets,
+        &Default::default(),
+        false,
+        &settings.trust,
+    )
+    .await?;
     Ok(out.lint(&prepared))
 }
 

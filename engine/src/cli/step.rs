@@ -61,15 +61,21 @@ pub async fn inspect(sandbox: &Sandbox, out: &Out, what: &str) -> Result<i32, Fa
                 "doc": p.doc,
             })).collect::<Vec<_>>(),
             "imports": imports,
+            "capabilities": crate::supply::capabilities(&imports),
         }));
         return Ok(exit::SUCCESS);
     }
     println!("{} {}: {}", info.name, info.version, info.summary);
     println!("sha256 {}", loaded.sha256);
+    let capabilities = crate::supply::capabilities(&imports);
     if !what.starts_with("std:") {
         println!(
             "pin it in a runbook's step: uses = \"{what}\" (relative to the runbook) and sha256 = \"{}\"",
             loaded.sha256
+        );
+        println!(
+            "approve what it can do: {}",
+            crate::supply::line(&capabilities)
         );
     }
     println!("\nparameters:");
@@ -243,6 +249,7 @@ pub async fn build(sandbox: &Sandbox, out: &Out, dir: &Path) -> Result<i32, Fail
         )
     })?;
     let (info, loaded) = describe(sandbox, &what, &bytes).await?;
+    let capabilities = crate::supply::capabilities(&loaded.imports);
     if out.json {
         out.print_json(&json!({
             "path": wasm,
@@ -250,6 +257,7 @@ pub async fn build(sandbox: &Sandbox, out: &Out, dir: &Path) -> Result<i32, Fail
             "name": info.name,
             "version": info.version,
             "sha256": loaded.sha256,
+            "capabilities": capabilities,
         }));
         return Ok(exit::SUCCESS);
     }
@@ -259,8 +267,20 @@ pub async fn build(sandbox: &Sandbox, out: &Out, dir: &Path) -> Result<i32, Fail
         info.version,
         crate::output::bytes(bytes.len() as u64)
     );
+    println!("what it can ask the host for (review it; the runbook approves it below):");
+    let width = capabilities.iter().map(|c| c.len()).max().unwrap_or(0);
+    for c in &capabilities {
+        println!("  {c:<width$}  {}", crate::supply::what(c));
+    }
     println!("pin it in a runbook's step (uses is relative to the runbook):");
-    println!("  uses = \"{what}\"\n  sha256 = \"{}\"", loaded.sha256);
+    println!(
+        "  uses = \"{what}\"\n  sha256 = \"{}\"\n  {}",
+        loaded.sha256,
+        crate::supply::line(&capabilities)
+    );
+    println!(
+        "where a policy requires signatures, sign it where it will be used: minisign -Sm FILE.wasm (writes FILE.wasm.minisig beside it)"
+    );
     Ok(exit::SUCCESS)
 }
 

@@ -195,6 +195,11 @@ pub static STEP: Table = Table {
             Kind::Sha256,
             "The component's sha256 (mend step inspect FILE prints it); required for files.",
         ),
+        key(
+            "capabilities",
+            Kind::Strings,
+            "The interfaces a .wasm step is approved to import, e.g. [\"mend:runbook/files\"] (mend step build prints the line); a file step that imports more is refused.",
+        ),
         key("grants", Kind::Strings, "The grants this step may see."),
         key("commands", Kind::Strings, "The commands this step may run."),
         key(

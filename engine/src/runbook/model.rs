@@ -158,7 +158,13 @@ pub enum Uses {
     /// A bundled step, by name (without `std:`).
     Std(String),
     /// A component file; `path` is resolved against the runbook's directory.
-    File { path: PathBuf, sha256: String },
+    File {
+        path: PathBuf,
+        sha256: String,
+        /// The interfaces the runbook approves it to import (`capabilities`),
+        /// without versions; `None` when the pin predates the key.
+        capabilities: Option<Vec<String>>,
+    },
 }
 
 impl std::fmt::Display for Uses {
@@ -203,6 +209,10 @@ pub struct Step {
     pub memory: u64,
     /// The step's `[[steps]]` header (or its inline table).
     pub span: Span,
+    /// The `uses` value.
+    pub uses_span: Span,
+    /// The `capabilities` value, when there is one.
+    pub capabilities_span: Option<Span>,
     /// The `with` table, or `span` when absent.
     pub with_span: Span,
 }
@@ -283,6 +293,7 @@ mod tests {
         let f = Uses::File {
             path: PathBuf::from("steps/x.wasm"),
             sha256: String::new(),
+            capabilities: None,
         };
         assert_eq!(f.to_string(), "steps/x.wasm");
     }

@@ -172,6 +172,28 @@ fn is_param_name(s: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
+/// `namespace:package/interface`, each part `[a-z][a-z0-9-]*`.
+fn is_interface_name(s: &str) -> bool {
+    let part = |p: &str| {
+        p.starts_with(|c: char| c.is_ascii_lowercase())
+            && p.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+    };
+    match s
+        .split_once(':')
+        .and_then(|(ns, rest)| Some((ns, rest.split_once('/')?)))
+    {
+        Some((ns, (pkg, iface))) => part(ns) && part(pkg) && part(iface),
+        None => false,
+    }
+}
+
+/// What pins a component file in its step table.
+struct Pins<'t, 'i> {
+    sha256: Option<&'t Val<'i>>,
+    capabilities: Option<&'t Val<'i>>,
+}
+
 fn is_sha256(s: &str) -> bool {
     s.len() == 64
         && s.bytes()
@@ -988,7 +1010,13 @@ impl Ctx<'_> {
                 &place,
                 "add uses = \"std:NAME\" or uses = \"path/to/step.wasm\" with a sha256 pin",
             )
-            .and_then(|u| self.uses(u, t.get("sha256"), &label, input.bundled, dir));
+            .and_then(|u| {
+                let pins = Pins {
+                    sha256: t.get("sha256"),
+                    capabilities: t.get("capabilities"),
+                };
+                self.uses(u, pins, &label, input.bundled, dir)
+            });
 
         let grant_names = self.references(t, "grants", &label, grants.keys(), |name| {
             format!(
@@ -1037,6 +1065,8 @@ impl Ctx<'_> {
             timeout: timeout?,
             memory: memory?,
             span,
+            uses_span: t.get("uses").map_or(span, sp),
+            capabilities_span: t.get("capabilities").map(sp),
             with_span,
         })
     }
@@ -1044,11 +1074,12 @@ impl Ctx<'_> {
     fn uses(
         &mut self,
         u: &Val<'_>,
-        sha: Option<&Val<'_>>,
+        pins: Pins<'_, '_>,
         label: &str,
         bundled: &[&str],
         dir: &Path,
     ) -> Option<Uses> {
+        let sha = pins.sha256;
         let s = self.string(u, "uses")?;
         if let Some(name) = s.strip_prefix("std:") {
             let mut ok = true;
@@ -1071,6 +1102,16 @@ impl Ctx<'_> {
                         "step {label} pins a `sha256`, but bundled `std:` steps are not pinned"
                     ),
                     "remove the `sha256` line (the engine verifies its bundled steps)".to_string(),
+                );
+                ok = false;
+            }
+            if let Some(caps) = pins.capabilities {
+                self.error(
+                    sp(caps),
+                    format!(
+                        "step {label} lists `capabilities`, but bundled `std:` steps ship inside mend and are not pinned"
+                    ),
+                    "remove the `capabilities` line".to_string(),
                 );
                 ok = false;
             }
@@ -1117,10 +1158,49 @@ impl Ctx<'_> {
             self.error(sp(sha), "`sha256` must be 64 lowercase hex digits", hint);
             return None;
         }
+        let capabilities = match pins.capabilities {
+            None => None,
+            Some(c) => Some(self.capabilities(c, label)?),
+        };
         Some(Uses::File {
             path,
             sha256: digest.to_string(),
+            capabilities,
         })
+    }
+
+    /// A file step's `capabilities`: interface names without versions, each once.
+    fn capabilities(&mut self, v: &Val<'_>, label: &str) -> Option<Vec<String>> {
+        let names = self.strings(v, "capabilities")?;
+        let mut ok = true;
+        let mut out: Vec<String> = Vec::new();
+        for (name, span) in names {
+            if let Some((bare, _)) = name.split_once('@') {
+                self.error(
+                    span,
+                    format!("step {label}: capability {name:?} carries a version"),
+                    format!("write the interface without its version: \"{bare}\""),
+                );
+                ok = false;
+            } else if !is_interface_name(&name) {
+                self.error(
+                    span,
+                    format!("step {label}: {name:?} is not an interface name"),
+                    "write NAMESPACE:PACKAGE/INTERFACE, e.g. \"mend:runbook/files\", as `mend step build` or `mend step inspect FILE` prints them".to_string(),
+                );
+                ok = false;
+            } else if out.contains(&name) {
+                self.error(
+                    span,
+                    format!("step {label} lists capability `{name}` twice"),
+                    "remove the duplicate".to_string(),
+                );
+                ok = false;
+            } else {
+                out.push(name);
+            }
+        }
+        ok.then_some(out)
     }
 
     /// A step's `grants` or `commands`: names that must be declared.

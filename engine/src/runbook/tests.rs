@@ -213,7 +213,8 @@ fn full_runbook_round_trip() {
         check.uses,
         Uses::File {
             path: PathBuf::from("runbooks/mastodon/steps/check.wasm"),
-            sha256: SHA.into()
+            sha256: SHA.into(),
+            capabilities: None
         }
     );
     assert_eq!(check.uses.to_string(), "runbooks/mastodon/steps/check.wasm");
@@ -283,7 +284,8 @@ fn load_reads_the_file_and_hashes_it() {
         rb.steps[0].uses,
         Uses::File {
             path: dir.join("x/step.wasm"),
-            sha256: SHA.into()
+            sha256: SHA.into(),
+            capabilities: None
         }
     );
     std::fs::remove_dir_all(&dir).unwrap();

@@ -144,7 +144,15 @@ pub async fn run(
     mode: RunMode,
     grants: &BTreeMap<String, PathBuf>,
 ) -> Result<RunOutcome, Failure> {
-    let prepared = prepare(sandbox, file, sets, grants, mode == RunMode::Rehearse).await?;
+    let prepared = prepare(
+        sandbox,
+        file,
+        sets,
+        grants,
+        mode == RunMode::Rehearse,
+        &settings.trust,
+    )
+    .await?;
     let mut lock = lock(settings, &prepared)?;
     let journal = Journal::open(&settings.state_dir)?;
     let inputs = RunInputs {
@@ -223,7 +231,8 @@ pub async fn resume(
     settings: &Settings,
     run: &str,
 ) -> Result<RunOutcome, Failure> {
-    let (journal, record, prepared, _lock) = reopen(sandbox, settings, run).await?;
+    let (journal, record, prepared, _lock) =
+        reopen(sandbox, settings, run, &settings.trust).await?;
     match record.status {
         // Interrupted, or stopped by `on_failure = "stop"` once the operator
         // fixed the cause: a failed step goes again from where it failed
@@ -284,11 +293,13 @@ pub async fn resume(
 }
 
 /// Open the journal, find a run, check its runbook is unchanged, prepare it
-/// again with the same inputs and take its lock.
+/// again with the same inputs and take its lock. `trust` decides about the
+/// components' signatures and capabilities (a rollback's checks none).
 pub(crate) async fn reopen(
     sandbox: &Sandbox,
     settings: &Settings,
     run: &str,
+    trust: &crate::supply::Trust,
 ) -> Result<(Journal, crate::journal::RunRecord, Prepared, RunLock), Failure> {
     let journal = Journal::open_existing(&settings.state_dir)?.ok_or_else(|| {
         Failure::input(
@@ -333,6 +344,7 @@ pub(crate) async fn reopen(
         &inputs.sets,
         &inputs.grants,
         record.mode == RunMode::Rehearse,
+        trust,
     )
     .await?;
     for s in journal.steps(&record.id)? {

@@ -21,6 +21,7 @@ use crate::grants::Grants;
 use crate::plan::StepPlan;
 use crate::runbook::{Diagnostic, Runbook, Uses};
 use crate::sandbox::{HostCtx, Limits, LoadedStep, Sandbox, wit};
+use crate::supply::Trust;
 
 pub use apply_run::{RunOutcome, SavedStep, resume, run};
 pub use fault_rehearsal::{FaultReport, Variant, rehearse_faults};
@@ -115,6 +116,8 @@ pub struct Settings {
     pub sink: Option<crate::sandbox::LogSink>,
     /// Live lines for the operator (step started, action done).
     pub reporter: Arc<dyn Reporter>,
+    /// The supply-chain policy and this invocation's approvals.
+    pub trust: Trust,
 }
 
 /// Live output of a run. The CLI draws it; tests and `--json` silence it.
@@ -180,8 +183,32 @@ pub async fn prepare(
     sets: &[(String, String)],
     grant_paths: &BTreeMap<String, PathBuf>,
     stand_ins: bool,
+    trust: &Trust,
 ) -> Result<Prepared, Failure> {
     let mut runbook = Runbook::load(file, sets, &bundled_names()).map_err(Failure::BadInput)?;
+    let unknown: Vec<Diagnostic> = trust
+        .approved
+        .iter()
+        .filter(|id| runbook.step(id).is_none())
+        .map(|id| {
+            Diagnostic::plain(
+                file.display().to_string(),
+                format!("--approve-capabilities {id}: the runbook has no step `{id}`"),
+                Some(format!(
+                    "its steps: {}",
+                    runbook
+                        .steps
+                        .iter()
+                        .map(|s| s.id.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )),
+            )
+        })
+        .collect();
+    if !unknown.is_empty() {
+        return Err(Failure::BadInput(unknown));
+    }
     for (name, path) in grant_paths {
         if let Some(g) = runbook.grants.get_mut(name) {
             g.path = path.clone();
@@ -196,7 +223,7 @@ pub async fn prepare(
                 Some(b) => b.into(),
                 None => unreachable!("the runbook checks std names"),
             },
-            Uses::File { path, sha256 } => {
+            Uses::File { path, sha256, .. } => {
                 let bytes = crate::sandbox::read_component(path).map_err(|e| {
                     Failure::BadInput(vec![
                         runbook.diagnostic(
@@ -218,12 +245,28 @@ pub async fn prepare(
                     ));
                     continue;
                 }
+                if !trust.undo
+                    && let Err(r) = crate::supply::check_signature(&trust.policy, path, &bytes)
+                {
+                    problems.push(runbook.diagnostic(
+                        def.uses_span,
+                        format!("{label}: {}", r.message),
+                        Some(r.hint),
+                    ));
+                    continue;
+                }
                 bytes.into()
             }
         };
         let loaded = sandbox.load(&label, &bytes).map_err(|e| {
             Failure::BadInput(vec![runbook.diagnostic(def.span, format!("{e:#}"), None)])
         })?;
+        // Before any of its code runs (describe included).
+        let capabilities = crate::supply::capabilities(&loaded.imports);
+        if let Err(d) = crate::supply::approve(trust, def, &runbook, &label, &capabilities) {
+            problems.push(*d);
+            continue;
+        }
         let limits = Limits {
             timeout: def.timeout,
             memory: def.memory,

@@ -35,7 +35,11 @@ pub async fn rollback(
     settings: &Settings,
     run: &str,
 ) -> Result<(String, RollbackOutcome), Failure> {
-    let (journal, record, prepared, _lock) = reopen(sandbox, settings, run).await?;
+    // Undoing must stay possible whatever the policy says now: the
+    // components are the ones the run started with (reopen checks them
+    // against the journal), and a rollback runs none of their plans.
+    let trust = settings.trust.for_undo();
+    let (journal, record, prepared, _lock) = reopen(sandbox, settings, run, &trust).await?;
     if matches!(record.status, RunStatus::RolledBack) {
         return Err(Failure::input(
             &record.id,

@@ -76,6 +76,8 @@ fn human_duration(d: Duration) -> String {
 pub struct LoadedStep {
     /// sha256 of the component's bytes.
     pub sha256: String,
+    /// What it imports (`mend:runbook/files@0.1.0`, ...), sorted.
+    pub imports: Vec<String>,
     pre: bindings::StepPre<StepState>,
 }
 
@@ -202,6 +204,7 @@ impl Sandbox {
             return Ok(hit.clone());
         }
         let component = self.compile(label, bytes, &sha256)?;
+        let imports = self.imports_of(&component);
         let pre = self.linker.instantiate_pre(&component).map_err(|e| {
             anyhow::anyhow!(
                 "{label}: it asks for something mend does not offer ({e:#}); a step may import mend:runbook/* and WASI 0.2 interfaces only"
@@ -214,6 +217,7 @@ impl Sandbox {
         })?;
         let step = LoadedStep {
             sha256: sha256.clone(),
+            imports,
             pre,
         };
         self.loaded
@@ -228,13 +232,17 @@ impl Sandbox {
     pub fn imports(&self, label: &str, bytes: &[u8]) -> Result<Vec<String>> {
         let sha256 = hex::encode(Sha256::digest(bytes));
         let component = self.compile(label, bytes, &sha256)?;
+        Ok(self.imports_of(&component))
+    }
+
+    fn imports_of(&self, component: &Component) -> Vec<String> {
         let mut names: Vec<String> = component
             .component_type()
             .imports(&self.engine)
             .map(|(name, _)| name.to_string())
             .collect();
         names.sort();
-        Ok(names)
+        names
     }
 
     fn compile(&self, label: &str, bytes: &[u8], sha256: &str) -> Result<Component> {
