@@ -21,7 +21,7 @@ use crate::plan::StepPlan;
 use crate::runbook::{Diagnostic, Runbook, Uses};
 use crate::sandbox::{HostCtx, Limits, LoadedStep, Sandbox, wit};
 
-pub use apply_run::{RunOutcome, SavedStep, resume, run};
+pub use apply_run::{Journaled, RunInputs, RunOutcome, SavedStep, resume, run};
 pub use rehearse::{RehearsalReport, rehearse, tree_fingerprint};
 pub use rollback::{RollbackOutcome, rollback};
 
