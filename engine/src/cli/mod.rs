@@ -4,7 +4,7 @@
 mod logging;
 mod progress;
 mod render;
-mod report;
+pub mod report;
 mod step;
 pub use render::Out;
 

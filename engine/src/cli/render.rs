@@ -496,7 +496,7 @@ impl Out {
             let n = actions.iter().filter(|a| a.step_idx == s.idx).count();
             println!(
                 "step {} {} ({}): {}, {}",
-                s.idx + 1,
+                u64::from(s.idx) + 1,
                 s.step_id,
                 s.uses,
                 s.status.as_str(),
@@ -594,5 +594,22 @@ impl Out {
             }
         }
         code
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn show_survives_a_damaged_journal() {
+        // A damaged journal.db held a step with idx 4294967295: `show`
+        // numbered it `idx + 1` and overflowed.
+        let (run, steps, actions, events) = super::super::report::tests::damaged();
+        for json in [false, true] {
+            let out = Out { json, color: false };
+            assert_eq!(out.show(&run, &steps, &actions, &events), exit::SUCCESS);
+            out.history(std::slice::from_ref(&run));
+        }
     }
 }

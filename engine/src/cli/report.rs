@@ -31,7 +31,7 @@ pub fn markdown(
         w,
         "| runbook | `{}` (sha256 {}) |",
         run.runbook_path,
-        &run.runbook_sha256[..run.runbook_sha256.len().min(12)]
+        run.short_sha256()
     );
     let _ = writeln!(w, "| mode | {} |", run.mode.as_str());
     if let Some(sets) = parameters(&run.params_json) {
@@ -43,7 +43,7 @@ pub fn markdown(
             w,
             "| finished | {} ({}) |",
             utc_ms(end),
-            duration(end - run.started_at)
+            duration(end.saturating_sub(run.started_at))
         );
     }
     let done = actions.iter().filter(|a| a.done_at.is_some()).count();
@@ -64,12 +64,12 @@ pub fn markdown(
     for s in steps {
         let took = s
             .finished_at
-            .map(|f| format!(", {}", duration(f - s.started_at)))
+            .map(|f| format!(", {}", duration(f.saturating_sub(s.started_at))))
             .unwrap_or_default();
         let _ = writeln!(
             w,
             "\n### {}. {} (`{}`): {}{took}",
-            s.idx + 1,
+            u64::from(s.idx) + 1,
             s.step_id,
             s.uses,
             s.status.as_str()
@@ -118,7 +118,7 @@ pub fn markdown(
             let _ = writeln!(
                 w,
                 "| {} | `{}` | {} | {} | {} |",
-                a.seq + 1,
+                u64::from(a.seq) + 1,
                 cell(&what),
                 a.done_at.map(time_ms).unwrap_or_default(),
                 a.undone_at.map(time_ms).unwrap_or_default(),
@@ -142,7 +142,12 @@ pub fn markdown(
     if run.status.as_str() != "committed" && !left.is_empty() {
         let _ = writeln!(w, "\n## Not undone (irreversible)\n");
         for a in left {
-            let _ = writeln!(w, "- step {}: `{}`", a.step_idx + 1, cell(&action_line(a)));
+            let _ = writeln!(
+                w,
+                "- step {}: `{}`",
+                u64::from(a.step_idx) + 1,
+                cell(&action_line(a))
+            );
         }
     }
 
@@ -154,7 +159,7 @@ pub fn markdown(
         let step = e
             .step_idx
             .and_then(|i| steps.iter().find(|s| s.idx == i))
-            .map(|s| format!("{}. {}", s.idx + 1, s.step_id))
+            .map(|s| format!("{}. {}", u64::from(s.idx) + 1, s.step_id))
             .unwrap_or_default();
         let _ = writeln!(
             w,
@@ -224,5 +229,83 @@ fn duration(ms: i64) -> String {
         format!("{:.1} s", ms as f64 / 1000.0)
     } else {
         format!("{} min {} s", ms / 60_000, ms / 1000 % 60)
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::journal::{RunMode, RunStatus, StepStatus};
+
+    /// Records as a damaged journal.db can hold them: SQLite's CHECKs and
+    /// mend's own writes do not hold once the file's bytes are wrong.
+    pub(crate) fn damaged() -> (
+        RunRecord,
+        Vec<StepRecord>,
+        Vec<ActionRecord>,
+        Vec<EventRecord>,
+    ) {
+        let run = RunRecord {
+            id: "0ea41512fa391fa7".into(),
+            runbook_name: "x".into(),
+            runbook_version: "1".into(),
+            runbook_path: "/x.toml".into(),
+            // A multi-byte char across byte 12.
+            runbook_sha256: "0123456789aé".into(),
+            mode: RunMode::Run,
+            status: RunStatus::Failed,
+            params_json: "{".into(),
+            now: i64::MIN,
+            started_at: i64::MAX,
+            finished_at: Some(i64::MIN),
+            error: Some("|\n".into()),
+        };
+        let steps = vec![StepRecord {
+            run_id: run.id.clone(),
+            idx: u32::MAX,
+            step_id: "s".into(),
+            uses: "std:x".into(),
+            component_sha256: String::new(),
+            status: StepStatus::Failed,
+            plan_json: Some("null".into()),
+            started_at: i64::MAX,
+            finished_at: Some(i64::MIN),
+            error: None,
+        }];
+        let actions = vec![ActionRecord {
+            run_id: run.id.clone(),
+            step_idx: u32::MAX,
+            seq: u32::MAX,
+            action_json: "[]".into(),
+            reversible: false,
+            state: ActionState::Done,
+            undo_json: None,
+            intended_at: i64::MIN,
+            done_at: Some(i64::MIN),
+            undone_at: Some(i64::MAX),
+            error: None,
+        }];
+        let events = vec![EventRecord {
+            run_id: run.id.clone(),
+            step_idx: Some(u32::MAX),
+            at: i64::MIN,
+            level: "info".into(),
+            message: "m".into(),
+        }];
+        (run, steps, actions, events)
+    }
+
+    #[test]
+    fn a_damaged_journal_still_reports() {
+        // Each of these panicked: the step and action numbers (`idx + 1` on
+        // 4294967295), the durations (`i64::MIN - i64::MAX`), and the sha256
+        // cut at byte 12 inside `é`.
+        let (run, steps, actions, events) = damaged();
+        let md = markdown(&run, &steps, &actions, &events);
+        assert!(md.contains("(sha256 0123456789aé)"), "{md}");
+        assert!(md.contains("### 4294967296. s (`std:x`): failed"), "{md}");
+        assert!(md.contains("| 4294967296 | `[]` |"), "{md}");
+        assert!(md.contains("- step 4294967296: `[]`"), "{md}");
+        assert!(md.contains("| 4294967296. s | info | m |"), "{md}");
     }
 }

@@ -200,6 +200,15 @@ pub struct RunRecord {
     pub error: Option<String>,
 }
 
+impl RunRecord {
+    /// The runbook's sha256 as messages show it: its first 12 characters.
+    /// Never panics, whatever a damaged journal holds.
+    pub fn short_sha256(&self) -> &str {
+        let s = self.runbook_sha256.as_str();
+        s.char_indices().nth(12).map_or(s, |(i, _)| &s[..i])
+    }
+}
+
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct StepRecord {
     pub run_id: String,
@@ -264,6 +273,30 @@ mod tests {
             .as_str()
             .unwrap()
             .to_owned()
+    }
+
+    #[test]
+    fn short_sha256_cuts_at_a_char_not_a_byte() {
+        let mut run = RunRecord {
+            id: "0ea41512fa391fa7".into(),
+            runbook_name: "x".into(),
+            runbook_version: "1".into(),
+            runbook_path: "/x.toml".into(),
+            runbook_sha256: "ab".repeat(32),
+            mode: RunMode::Run,
+            status: RunStatus::Running,
+            params_json: "{}".into(),
+            now: 0,
+            started_at: 0,
+            finished_at: None,
+            error: None,
+        };
+        assert_eq!(run.short_sha256(), "abababababab");
+        // What a damaged journal can hold: short, or `é` across byte 12.
+        for (stored, shown) in [("", ""), ("abc", "abc"), ("0123456789aéé", "0123456789aé")] {
+            run.runbook_sha256 = stored.into();
+            assert_eq!(run.short_sha256(), shown);
+        }
     }
 
     #[test]

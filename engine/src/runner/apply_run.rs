@@ -328,7 +328,7 @@ pub(crate) async fn reopen(
             format!(
                 "the runbook changed since run {} started (sha256 {} then, {} now); resuming it could do something else",
                 record.id,
-                &record.runbook_sha256[..12],
+                record.short_sha256(),
                 &sha[..12]
             ),
             Some(format!(

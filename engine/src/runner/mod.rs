@@ -23,7 +23,7 @@ use crate::runbook::{Diagnostic, Runbook, Uses};
 use crate::sandbox::{HostCtx, Limits, LoadedStep, Sandbox, wit};
 use crate::supply::Trust;
 
-pub use apply_run::{RunOutcome, SavedStep, resume, run};
+pub use apply_run::{Journaled, RunInputs, RunOutcome, SavedStep, resume, run};
 pub use fault_rehearsal::{FaultReport, Variant, rehearse_faults};
 pub use rehearse::{RehearsalReport, rehearse, rehearse_on_copies, tree_fingerprint};
 pub use rollback::{RollbackOutcome, rollback};
