@@ -310,12 +310,21 @@ mod tests {
         let before = std::fs::metadata(outside.join("sub")).unwrap().mtime();
         let dir = Dir::open_ambient_dir(&grant, cap_std::ambient_authority()).unwrap();
         assert!(set_times(&dir, Path::new("sw/sub"), 1, 0).is_err());
-        assert_eq!(std::fs::metadata(outside.join("sub")).unwrap().mtime(), before);
+        assert_eq!(
+            std::fs::metadata(outside.join("sub")).unwrap().mtime(),
+            before
+        );
         // Inside the grant it works, on the last component, link or not.
         std::fs::create_dir_all(grant.join("real/sub")).unwrap();
         set_times(&dir, Path::new("real/sub"), 1, 0).unwrap();
-        assert_eq!(std::fs::metadata(grant.join("real/sub")).unwrap().mtime(), 1);
+        assert_eq!(
+            std::fs::metadata(grant.join("real/sub")).unwrap().mtime(),
+            1
+        );
         set_times(&dir, Path::new("sw"), 2, 0).unwrap();
-        assert_eq!(std::fs::symlink_metadata(grant.join("sw")).unwrap().mtime(), 2);
+        assert_eq!(
+            std::fs::symlink_metadata(grant.join("sw")).unwrap().mtime(),
+            2
+        );
     }
 }
