@@ -188,6 +188,29 @@ fn a_log_flood_is_cut_at_the_log_budget_with_one_line_that_says_so() {
     );
 }
 
+/// Ten million empty strings in one host call: wasmtime would copy them into
+/// 240 MB of host memory; the host's per-call bound stops the step first.
+#[test]
+fn a_huge_list_handed_to_the_host_is_stopped_at_the_per_call_bound() {
+    let f = Fixture::new();
+    let rb = one_step(
+        &f,
+        "flood",
+        "memory = \"1GiB\"\nwith = { how = \"list\", n = 10000000 }",
+    );
+    let before = tree(&f.path("data"), true);
+    let ran = f.mend_within(&["run", rb.to_str().unwrap()], Duration::from_secs(120));
+    assert_eq!(ran.code, 1, "{}", ran.text());
+    assert!(
+        ran.stdout.contains(
+            "step `bad` handed the host more than 134.2 MB in one call and was stopped; pass large data as files in a grant"
+        ),
+        "{}",
+        ran.stdout
+    );
+    assert_same(&before, &tree(&f.path("data"), true), "after the rollback");
+}
+
 /// Everything a step can say reaches the terminal (and the journal's
 /// report) with its escape sequences shown, not obeyed.
 #[test]

@@ -40,6 +40,11 @@ pub use bindings::mend::runbook::types as wit;
 /// How often the epoch ticks: the granularity of step deadlines.
 const TICK: Duration = Duration::from_millis(10);
 
+/// The most a step may hand the host in one host call or one result
+/// (wasmtime's hostcall fuel, in bytes of the host's copy): a bound on what
+/// the host allocates for a step, whatever its `memory` limit.
+pub const HOSTCALL_BYTES: usize = 128 << 20;
+
 /// Why a step call did not return normally. Each names the step and the rule.
 #[derive(Debug, thiserror::Error)]
 pub enum StepFault {
@@ -59,6 +64,11 @@ pub enum StepFault {
         "step `{step}` ran out of stack (recursion too deep or without end) and was stopped; make the recursion bounded or iterative"
     )]
     Stack { step: String },
+    #[error(
+        "step `{step}` handed the host more than {} in one call and was stopped; pass large data as files in a grant",
+        crate::output::bytes(HOSTCALL_BYTES as u64)
+    )]
+    TooMuchData { step: String },
     #[error("step `{step}` crashed: {message}")]
     Trap { step: String, message: String },
 }
@@ -324,8 +334,10 @@ impl Sandbox {
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);
-        // The deadline must be set before instantiating: it starts at 0.
-        store.set_epoch_deadline(ticks(limits.timeout));
+        store.set_hostcall_fuel(HOSTCALL_BYTES);
+        // The deadline must be set before instantiating: it starts at 0. One
+        // tick more, as the ticker runs free: never early, at most a tick late.
+        store.set_epoch_deadline(ticks(limits.timeout) + 1);
         store.epoch_deadline_trap();
         let instance = step.pre.instantiate_async(&mut store).await?;
         Ok((store, instance))
@@ -404,9 +416,9 @@ impl Sandbox {
             })
         };
         // The epoch deadline stops guest code; this one also stops a step
-        // blocked in a host call (a WASI sleep or poll).
+        // blocked in an async host call (a WASI sleep or poll), on time.
         let outcome: Result<wasmtime::Result<Reply>, _> =
-            tokio::time::timeout(limits.timeout + TICK * 5, run).await;
+            tokio::time::timeout(limits.timeout, run).await;
         let denied = store.data().limiter.denied;
         store.data_mut().host.finish_log();
         let e = match outcome {
@@ -417,6 +429,12 @@ impl Sandbox {
                 (Some(asked), _) => CallError::Memory(asked),
                 (_, Some(wasmtime::Trap::Interrupt)) => CallError::Deadline,
                 (_, Some(wasmtime::Trap::StackOverflow)) => CallError::Stack,
+                // wasmtime says so in words only.
+                _ if format!("{e:#}")
+                    .contains("fuel allocated for hostcalls has been exhausted") =>
+                {
+                    CallError::TooMuchData
+                }
                 _ => CallError::Trap(format!("{e:#}")),
             },
         };
@@ -439,6 +457,7 @@ enum Reply {
 enum CallError {
     Deadline,
     Stack,
+    TooMuchData,
     Memory(usize),
     Trap(String),
 }
@@ -451,6 +470,7 @@ fn fault(step: &str, limits: Limits, e: CallError) -> StepFault {
             limit: limits.timeout,
         },
         CallError::Stack => StepFault::Stack { step },
+        CallError::TooMuchData => StepFault::TooMuchData { step },
         CallError::Memory(asked) => StepFault::Memory {
             step,
             asked,
