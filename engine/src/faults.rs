@@ -11,7 +11,10 @@
 //! The injected error is an ordinary `io::Error` (or SQLite's matching
 //! error for the journal), with `(injected by MEND_FAULT=...)` in its text
 //! so nobody hunts for a real disk problem. Nothing happens without the
-//! variable; `MEND_CRASH_AT` (runner/apply_run.rs) is its kill -9 sibling.
+//! variable.
+//!
+//! Its kill -9 sibling: `MEND_CRASH_AT=PHASE:STEP:SEQ` kills the process
+//! with SIGKILL at that point (`crash_point`), as a power cut would.
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -101,6 +104,20 @@ fn armed() -> Option<&'static Fault> {
 /// mend (exit 2) before it does anything rather than run unfaulted.
 pub fn check_env() {
     armed();
+}
+
+/// Kills this process with SIGKILL if `MEND_CRASH_AT` names this point.
+/// Called around every action: the variable is read once, not per call.
+pub fn crash_point(phase: &str, step: u32, seq: u32) {
+    static AT: OnceLock<Option<String>> = OnceLock::new();
+    let Some(at) = AT.get_or_init(|| std::env::var("MEND_CRASH_AT").ok()) else {
+        return;
+    };
+    if *at == format!("{phase}:{step}:{seq}") {
+        let _ =
+            rustix::process::kill_process(rustix::process::getpid(), rustix::process::Signal::KILL);
+        std::process::abort();
+    }
 }
 
 static FIRED: AtomicBool = AtomicBool::new(false);

@@ -137,55 +137,43 @@ fn a_failed_journal_write_during_a_rollback_stops_it_and_resume_finishes_it() {
     assert!(faulted >= 8, "only {faulted} faulted writes");
 }
 
-#[test]
-fn no_space_on_an_action_fails_the_step_and_rolls_it_back() {
+/// Runs `kinds` with `fault` and checks the step failed with `why` and the
+/// rollback left everything as it was.
+fn an_action_fault_rolls_back(fault: &str, why: &str) {
     let f = Fixture::new();
     let rb = kinds(&f, "pass", "rollback");
     let before = tree(&f.path("data"), true);
-    let ran = f.mend_env(
-        &["run", rb.to_str().unwrap()],
-        &[("MEND_FAULT", "enospc:write:0")],
-    );
-    assert_eq!(ran.code, 1, "{}", ran.text());
+    let ran = f.mend_env(&["run", rb.to_str().unwrap()], &[("MEND_FAULT", fault)]);
+    assert_eq!(ran.code, 1, "{fault}: {}", ran.text());
     assert!(
-        ran.stdout.contains(
-            "remove data/a.txt: No space left on device (os error 28) (injected by MEND_FAULT=enospc:write:0)"
-        ),
-        "{}",
+        ran.stdout.contains(why),
+        "{fault}: `{why}` in:\n{}",
         ran.stdout
     );
     assert!(
         ran.stdout.contains("nothing left changed"),
-        "{}",
+        "{fault}: {}",
         ran.stdout
     );
-    assert_same(&before, &tree(&f.path("data"), true), "after the rollback");
+    assert_same(&before, &tree(&f.path("data"), true), fault);
+}
+
+#[test]
+fn no_space_on_an_action_fails_the_step_and_rolls_it_back() {
+    an_action_fault_rolls_back(
+        "enospc:write:0",
+        "remove data/a.txt: No space left on device (os error 28) (injected by MEND_FAULT=enospc:write:0)",
+    );
 }
 
 #[test]
 fn a_failed_fsync_is_not_retried_the_step_fails_and_rolls_back() {
     // The fault fires once: had mend retried the fsync, it would have
     // passed and the run carried on as if the data were safe.
-    let f = Fixture::new();
-    let rb = kinds(&f, "pass", "rollback");
-    let before = tree(&f.path("data"), true);
-    let ran = f.mend_env(
-        &["run", rb.to_str().unwrap()],
-        &[("MEND_FAULT", "eio:fsync")],
+    an_action_fault_rolls_back(
+        "eio:fsync",
+        "Input/output error (os error 5) (injected by MEND_FAULT=eio:fsync)",
     );
-    assert_eq!(ran.code, 1, "{}", ran.text());
-    assert!(
-        ran.stdout
-            .contains("Input/output error (os error 5) (injected by MEND_FAULT=eio:fsync)"),
-        "{}",
-        ran.stdout
-    );
-    assert!(
-        ran.stdout.contains("nothing left changed"),
-        "{}",
-        ran.stdout
-    );
-    assert_same(&before, &tree(&f.path("data"), true), "after the rollback");
 }
 
 #[test]

@@ -83,18 +83,6 @@ impl Journaled {
 /// repeat. At 2,048, a cull of 50,000 files makes 50 commits instead of 400.
 const BATCH: usize = 2048;
 
-/// A fault-injection seam for the crash tests: `MEND_CRASH_AT=PHASE:STEP:SEQ`
-/// kills this process with SIGKILL at that point, as a power cut would.
-pub(crate) fn crash_point(phase: &str, step: u32, seq: u32) {
-    if let Ok(at) = std::env::var("MEND_CRASH_AT")
-        && at == format!("{phase}:{step}:{seq}")
-    {
-        let _ =
-            rustix::process::kill_process(rustix::process::getpid(), rustix::process::Signal::KILL);
-        std::process::abort();
-    }
-}
-
 /// The run lock of a runbook, and its write grants claimed against other
 /// runbooks' runs.
 pub(crate) fn lock(settings: &Settings, prepared: &Prepared) -> Result<RunLock, Failure> {
@@ -677,7 +665,7 @@ async fn apply_step(
         for (k, pre) in pres.into_iter().enumerate() {
             let i = (seq + k) as u32;
             let Some(pre) = pre else { continue };
-            crash_point("intent", step.idx, i);
+            crate::faults::crash_point("intent", step.idx, i);
             let key = Key {
                 run: run_id,
                 step: step.idx,
@@ -707,7 +695,7 @@ async fn apply_step(
                     .map_err(anyhow::Error::from)?;
                     done.push((i, json));
                     settings.reporter.action_done(planned.bytes);
-                    crash_point("perform", step.idx, i);
+                    crate::faults::crash_point("perform", step.idx, i);
                 }
                 Err(e) => {
                     let e = crate::output::sanitize(&format!("{e:#}"));

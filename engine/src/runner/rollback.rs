@@ -4,9 +4,10 @@
 
 use serde::Serialize;
 
-use super::apply_run::{Journaled, crash_point, reopen, restore_roots};
+use super::apply_run::{Journaled, reopen, restore_roots};
 use super::{Failure, Prepared, Settings};
 use crate::apply::{self, ApplyCtx, Key, Undo};
+use crate::faults::crash_point;
 use crate::journal::{ActionState, Journal, RunStatus, StepStatus};
 use crate::plan::Planned;
 use crate::sandbox::Sandbox;
