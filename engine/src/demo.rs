@@ -165,19 +165,25 @@ pub async fn demo(
         "\n$ mend run {} --set system=...   # killed after its 100th action, as by a power cut",
         runbook.display()
     );
-    let killed =
-        std::process::Command::new(std::env::current_exe().context("find the mend binary")?)
-            .arg("--state-dir")
-            .arg(&settings.state_dir)
-            .arg("run")
-            .arg(&runbook)
-            .arg("--set")
-            .arg(format!("system={}", system.display()))
-            .env("MEND_CRASH_AT", "perform:0:99")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .status()
-            .context("start the demo run")?;
+    let mut child =
+        std::process::Command::new(std::env::current_exe().context("find the mend binary")?);
+    child.arg("--state-dir").arg(&settings.state_dir);
+    // The child plans with the demo's clock, not the real one: with `--now`
+    // fixed (the golden test), a child reading the wall clock would find more
+    // files past the cut as the calendar moves on.
+    if let Some(now) = settings.now {
+        child.arg("--now").arg(now.to_string());
+    }
+    let killed = child
+        .arg("run")
+        .arg(&runbook)
+        .arg("--set")
+        .arg(format!("system={}", system.display()))
+        .env("MEND_CRASH_AT", "perform:0:99")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .context("start the demo run")?;
     let journal = crate::journal::Journal::open(&settings.state_dir)?;
     let cut = journal
         .history(&Default::default())?
