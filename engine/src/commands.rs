@@ -129,7 +129,7 @@ impl CommandPolicy {
                 let r = grants
                     .read(path)
                     .map_err(|e| format!("step `{step}`: argument `{a}`: {e}"))?;
-                Ok(r.grant.root.join(r.rel).display().to_string())
+                Ok(r.grant.root.join(r.rel_path()).display().to_string())
             })
             .collect()
     }

@@ -190,7 +190,11 @@ pub async fn demo(
         .into_iter()
         .next()
         .context("the killed run is journaled")?;
-    let actions = journal.actions(&cut.id)?;
+    let actions: Vec<_> = journal
+        .actions(&cut.id)?
+        .into_iter()
+        .filter(|a| a.state != crate::journal::ActionState::Planned)
+        .collect();
     let done = actions
         .iter()
         .filter(|a| a.state == crate::journal::ActionState::Done)

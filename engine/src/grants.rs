@@ -2,6 +2,7 @@
 //! where a `GRANT/relative/path` string is checked and turned into a grant and
 //! a relative path. Every host file operation goes through here.
 
+use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 
 use cap_std::ambient_authority;
@@ -87,6 +88,16 @@ pub enum PathError {
         p(.path.trim_end_matches('/'))
     )]
     SlashOnSymlink { path: String, grant: String },
+    #[error(
+        "path `{}` has a bad escape at byte {at}: names that are not UTF-8 are written `\\xHH` (bytes 80 to ff, lower case) and a backslash `\\\\`, exactly as a walk reports them",
+        p(.path)
+    )]
+    BadEscape { path: String, at: usize },
+    #[error(
+        "path `{}` is inside `{top}`, which belongs to mend (the trash and staging of runs); a step may not act on it",
+        p(.path)
+    )]
+    HostOwned { path: String, top: &'static str },
 }
 
 /// A checked path: its grant and the relative rest ("" for the grant's root).
@@ -97,10 +108,20 @@ pub struct Resolved<'a> {
 }
 
 impl Resolved<'_> {
-    /// The relative path for cap-std (`.` for the root).
-    pub fn rel_path(&self) -> &Path {
-        Path::new(if self.rel.is_empty() { "." } else { self.rel })
+    /// The real relative path for cap-std (`.` for the root), escapes of
+    /// names that are not UTF-8 decoded (see [`crate::names`]).
+    pub fn rel_path(&self) -> Cow<'_, Path> {
+        crate::names::decode(if self.rel.is_empty() { "." } else { self.rel })
     }
+}
+
+/// Whether `rel` (relative to a grant's root) is inside the host's own
+/// trash or staging folder, and which.
+pub fn host_owned(rel: &str) -> Option<&'static str> {
+    let top = rel.split('/').next().unwrap_or_default();
+    [crate::apply::TRASH, crate::apply::STAGING]
+        .into_iter()
+        .find(|t| *t == top)
 }
 
 /// Split `GRANT/rel` and check its shape, without touching the filesystem.
@@ -124,6 +145,10 @@ pub fn split(path: &str) -> Result<(&str, &str), PathError> {
             return Err(PathError::Malformed(path.to_string()));
         }
     }
+    crate::names::check(path).map_err(|e| PathError::BadEscape {
+        path: path.to_string(),
+        at: e.at,
+    })?;
     let grant = parts.next().unwrap_or_default();
     Ok((grant, trimmed[grant.len()..].trim_start_matches('/')))
 }
@@ -158,6 +183,14 @@ impl Grants {
         })
     }
 
+    /// Grants made directly (tests, and callers without a runbook).
+    pub fn from_dirs(dirs: Vec<GrantDir>) -> Grants {
+        Grants {
+            dirs,
+            checked: Default::default(),
+        }
+    }
+
     /// All grants.
     pub fn iter(&self) -> impl Iterator<Item = &GrantDir> {
         self.dirs.iter()
@@ -182,7 +215,7 @@ impl Grants {
             && !rel.is_empty()
             && grant
                 .dir
-                .symlink_metadata(rel)
+                .symlink_metadata(crate::names::decode(rel))
                 .is_ok_and(|m| m.file_type().is_symlink())
         {
             return Err(PathError::SlashOnSymlink {
@@ -214,6 +247,26 @@ impl Grants {
     }
 }
 
+impl Grants {
+    /// Check a path a step's action names: as `read` (or `write` when the
+    /// action changes it), and never inside the host's trash or staging,
+    /// which hold what undo needs.
+    pub fn action<'a>(&'a self, path: &'a str, write: bool) -> Result<Resolved<'a>, PathError> {
+        let r = if write {
+            self.write(path)?
+        } else {
+            self.read(path)?
+        };
+        if let Some(top) = host_owned(r.rel) {
+            return Err(PathError::HostOwned {
+                path: path.to_string(),
+                top,
+            });
+        }
+        Ok(r)
+    }
+}
+
 /// Refuse a path whose existing parent directories lead out of the grant
 /// through a symlink. (cap-std refuses such escapes on every operation too;
 /// checking here refuses the whole plan before anything is done.)
@@ -222,7 +275,8 @@ fn check_parents(r: &Resolved, path: &str) -> Result<(), PathError> {
         return Ok(());
     };
     // A parent that does not exist yet is fine: check the part that does.
-    let mut p = Path::new(parent);
+    let parent = crate::names::decode(parent);
+    let mut p: &Path = &parent;
     loop {
         match r.grant.dir.canonicalize(p) {
             Ok(_) => return Ok(()),

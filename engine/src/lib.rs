@@ -15,6 +15,7 @@ pub mod exit;
 pub mod faults;
 pub mod grants;
 pub mod journal;
+pub mod names;
 pub mod output;
 pub mod pinned;
 pub mod plan;

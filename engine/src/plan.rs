@@ -87,7 +87,22 @@ impl Action {
         }
     }
 
-    /// The kind as a word.
+    /// Every `GRANT/path` the action names (read or changed).
+    pub fn paths(&self) -> Vec<&str> {
+        match self {
+            Action::Remove { path }
+            | Action::CreateDir { path }
+            | Action::WriteFile { path, .. } => {
+                vec![path]
+            }
+            Action::Rename { path, to } => vec![path, to],
+            Action::Swap { path, with } => vec![path, with],
+            Action::Copy { from, path } => vec![from, path],
+            Action::Extract { archive, path, .. } => vec![archive, path],
+            Action::Exec { creates, .. } => creates.iter().map(String::as_str).collect(),
+        }
+    }
+
     /// What the action does to what, on one line: `rename a -> b`,
     /// `exec cmd args (undo: ...)`.
     pub fn line(&self) -> String {
@@ -225,14 +240,14 @@ pub fn check(
         let action = Action::from(a.kind);
         let (bytes, files, reversible) = match &action {
             Action::Remove { path } => {
-                let r = grants.write(path).map_err(refuse)?;
+                let r = grants.action(path, true).map_err(refuse)?;
                 if r.rel.is_empty() {
                     return Err(format!(
                         "step `{step}`: refusing to remove the root of grant `{}`",
                         r.grant.name
                     ));
                 }
-                let (mut b, mut f) = tree_size(&r.grant.dir, r.rel_path());
+                let (mut b, mut f) = tree_size(&r.grant.dir, &r.rel_path());
                 let below = format!("{path}/");
                 for (_, (eb, ef)) in removed
                     .range(below.clone()..)
@@ -245,25 +260,25 @@ pub fn check(
                 (b, f, !r.grant.disposable)
             }
             Action::Rename { path, to } => {
-                let a = grants.write(path).map_err(refuse)?;
-                let b = grants.write(to).map_err(refuse)?;
+                let a = grants.action(path, true).map_err(refuse)?;
+                let b = grants.action(to, true).map_err(refuse)?;
                 same_grant(step, path, to, a.grant, b.grant)?;
                 // A rename costs the same whatever it moves: not sized, so a
                 // plan that carries 1M media files does not walk them.
                 (0, 0, true)
             }
             Action::Swap { path, with } => {
-                let a = grants.write(path).map_err(refuse)?;
-                let b = grants.write(with).map_err(refuse)?;
+                let a = grants.action(path, true).map_err(refuse)?;
+                let b = grants.action(with, true).map_err(refuse)?;
                 same_grant(step, path, with, a.grant, b.grant)?;
                 (0, 0, true)
             }
             Action::CreateDir { path } => {
-                grants.write(path).map_err(refuse)?;
+                grants.action(path, true).map_err(refuse)?;
                 (0, 0, true)
             }
             Action::WriteFile { path, contents, .. } => {
-                let r = grants.write(path).map_err(refuse)?;
+                let r = grants.action(path, true).map_err(refuse)?;
                 if r.grant
                     .dir
                     .symlink_metadata(r.rel_path())
@@ -278,15 +293,15 @@ pub fn check(
                 (contents.len() as u64, 1, true)
             }
             Action::Copy { from, path } => {
-                let src = grants.read(from).map_err(refuse)?;
-                grants.write(path).map_err(refuse)?;
-                let (b, f) = tree_size(&src.grant.dir, src.rel_path());
+                let src = grants.action(from, false).map_err(refuse)?;
+                grants.action(path, true).map_err(refuse)?;
+                let (b, f) = tree_size(&src.grant.dir, &src.rel_path());
                 (b, f, true)
             }
             Action::Extract { archive, path, .. } => {
-                let src = grants.read(archive).map_err(refuse)?;
-                grants.write(path).map_err(refuse)?;
-                let (b, _) = tree_size(&src.grant.dir, src.rel_path());
+                let src = grants.action(archive, false).map_err(refuse)?;
+                grants.action(path, true).map_err(refuse)?;
+                let (b, _) = tree_size(&src.grant.dir, &src.rel_path());
                 (b, 1, true)
             }
             Action::Exec {
@@ -299,7 +314,7 @@ pub fn check(
                     commands.check(step, u)?;
                 }
                 if let Some(c) = creates {
-                    grants.write(c).map_err(refuse)?;
+                    grants.action(c, true).map_err(refuse)?;
                 }
                 (0, 0, undo.is_some() || creates.is_some())
             }

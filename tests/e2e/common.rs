@@ -1,6 +1,7 @@
 //! Helpers for driving the `mend` binary on generated fixtures.
 
 use std::collections::BTreeMap;
+use std::os::unix::ffi::OsStrExt as _;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -188,17 +189,23 @@ pub fn tree(root: &Path, times: bool) -> BTreeMap<String, String> {
         } else {
             String::new()
         };
+        // Names and link targets as mend spells them: lossless, so two
+        // names that are not UTF-8 never collide into one key.
         let what = if md.file_type().is_symlink() {
-            format!("link -> {}", std::fs::read_link(&p).unwrap().display())
+            let target = std::fs::read_link(&p).unwrap();
+            format!("link -> {}", target.as_os_str().as_bytes().escape_ascii())
         } else if md.is_dir() {
             for e in std::fs::read_dir(&p).unwrap() {
                 let e = e.unwrap();
                 stack.push((
                     e.path(),
-                    format!("{rel}/{}", e.file_name().to_string_lossy()),
+                    format!("{rel}/{}", e.file_name().as_bytes().escape_ascii()),
                 ));
             }
             "dir".to_string()
+        } else if !md.is_file() {
+            // A FIFO or socket: never opened (it would block).
+            format!("special {:o}", md.mode() & 0o170000)
         } else {
             let bytes = std::fs::read(&p).unwrap();
             format!(

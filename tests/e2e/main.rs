@@ -10,6 +10,7 @@ mod host;
 mod hostile;
 mod inspect;
 mod lifecycle;
+mod nothing_lost;
 mod postgres;
 mod restore;
 mod runbooks;

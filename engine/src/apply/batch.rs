@@ -11,7 +11,9 @@
 //! components are used relative to it, so a handle cannot reach further than
 //! the path it stands for.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
+use std::path::Path;
 
 use anyhow::{Context as _, Result};
 use cap_std::fs::Dir;
@@ -50,7 +52,7 @@ impl Batch {
         Ok(t)
     }
 
-    fn parent<'r>(&mut self, r: &Resolved<'r>) -> std::io::Result<(&Dir, &'r str)> {
+    fn parent<'r>(&mut self, r: &Resolved<'r>) -> std::io::Result<(&Dir, Cow<'r, Path>)> {
         open_parent(&mut self.parent, r)
     }
 
@@ -66,7 +68,7 @@ impl Batch {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Some(false)),
             Err(_) => return Ok(None),
         };
-        match rustix::fs::unlinkat(dir, leaf, rustix::fs::AtFlags::empty()) {
+        match rustix::fs::unlinkat(dir, &*leaf, rustix::fs::AtFlags::empty()) {
             Ok(()) => Ok(Some(true)),
             Err(Errno::NOENT) => Ok(Some(false)),
             Err(_) => {
@@ -105,13 +107,22 @@ impl Batch {
         };
         match rustix::fs::renameat_with(
             dir,
-            leaf,
+            &*leaf,
             trash,
             name.as_str(),
             rustix::fs::RenameFlags::NOREPLACE,
         ) {
             Ok(()) => Ok(Some(true)),
-            Err(Errno::EXIST) => Ok(Some(true)),
+            // The path is still there and so is an entry by this action's
+            // trash name: not made by it (a resumed move finds the path
+            // gone, below), so never taken for it.
+            Err(Errno::EXIST) => anyhow::bail!(
+                "cannot remove {}/{}: its trash entry {}/{TRASH}/{}/{name} already exists, and mend never takes another entry for its own",
+                r.grant.name,
+                r.rel,
+                r.grant.name,
+                key.run
+            ),
             Err(Errno::NOENT) => Ok(Some(
                 rustix::fs::statat(trash, name.as_str(), rustix::fs::AtFlags::SYMLINK_NOFOLLOW)
                     .is_ok(),
@@ -129,7 +140,7 @@ impl Batch {
 fn open_parent<'s, 'r>(
     slot: &'s mut Option<(String, String, Dir)>,
     r: &Resolved<'r>,
-) -> std::io::Result<(&'s Dir, &'r str)> {
+) -> std::io::Result<(&'s Dir, Cow<'r, Path>)> {
     let (parent, leaf) = r.rel.rsplit_once('/').unwrap_or(("", r.rel));
     let hit = matches!(slot, Some((g, p, _)) if *g == r.grant.name && p == parent);
     if !hit {
@@ -137,10 +148,10 @@ fn open_parent<'s, 'r>(
         let dir = if parent.is_empty() {
             r.grant.dir.try_clone()?
         } else {
-            r.grant.dir.open_dir(parent)?
+            r.grant.dir.open_dir(crate::names::decode(parent))?
         };
         *slot = Some((r.grant.name.clone(), parent.to_string(), dir));
     }
     let dir = &slot.as_ref().expect("just set").2;
-    Ok((dir, leaf))
+    Ok((dir, crate::names::decode(leaf)))
 }

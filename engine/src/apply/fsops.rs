@@ -2,6 +2,7 @@
 //! here can leave a grant, and nothing follows a symlink at the final
 //! component unless it says so.
 
+use std::borrow::Cow;
 use std::io::{Read as _, Write};
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
@@ -47,7 +48,7 @@ pub fn ensure_parent(r: &Resolved) -> Result<()> {
     if let Some((parent, _)) = r.rel.rsplit_once('/') {
         r.grant
             .dir
-            .create_dir_all(parent)
+            .create_dir_all(crate::names::decode(parent))
             .with_context(|| format!("create {}/{parent}", r.grant.name))?;
     }
     Ok(())
@@ -64,6 +65,61 @@ pub fn rename(from: &Resolved, to: &Resolved) -> Result<()> {
                 from.grant.name, from.rel, to.grant.name, to.rel
             )
         })
+}
+
+/// Rename within one grant, failing when the destination exists: for the
+/// host's own entries (trash), where something already there was not made
+/// by this action and must not be taken for it.
+pub fn rename_noreplace(from: &Resolved, to: &Resolved) -> Result<()> {
+    let (df, lf) = split_parent(from)?;
+    let (dt, lt) = split_parent(to)?;
+    rustix::fs::renameat_with(&df, &*lf, &dt, &*lt, rustix::fs::RenameFlags::NOREPLACE)
+        .with_context(|| {
+            format!(
+                "rename {}/{} to {}/{}",
+                from.grant.name, from.rel, to.grant.name, to.rel
+            )
+        })
+}
+
+/// Open a file for reading only if it is a regular file. A FIFO opened for
+/// reading blocks until a writer comes (for ever), and a device or socket is
+/// no file to hash, copy or unpack: such a path is refused before anything
+/// waits on it. (Opened non-blocking, checked by fstat, then made blocking.)
+pub fn open_regular(dir: &Dir, path: &Path, shown: &str) -> std::io::Result<std::fs::File> {
+    use cap_std::fs::OpenOptionsExt as _;
+    use std::os::unix::fs::MetadataExt as _;
+    let mut opts = OpenOptions::new();
+    opts.read(true);
+    opts.custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32);
+    let file = dir.open_with(path, &opts)?.into_std();
+    let md = file.metadata()?;
+    if !md.is_file() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!(
+                "{shown} is {}, not a regular file; mend never reads special files",
+                special_kind(md.mode())
+            ),
+        ));
+    }
+    let flags = rustix::fs::fcntl_getfl(&file)?;
+    rustix::fs::fcntl_setfl(&file, flags - rustix::fs::OFlags::NONBLOCK)?;
+    Ok(file)
+}
+
+/// "a FIFO", "a socket", ... (from `st_mode`), for messages.
+pub fn special_kind(mode: u32) -> &'static str {
+    use rustix::fs::FileType as T;
+    match T::from_raw_mode(mode) {
+        T::Fifo => "a FIFO (named pipe)",
+        T::Socket => "a socket",
+        T::BlockDevice => "a block device",
+        T::CharacterDevice => "a character device",
+        T::Directory => "a directory",
+        T::Symlink => "a symlink",
+        _ => "a special file",
+    }
 }
 
 /// Remove a file, a symlink (not its target) or a tree; `false` when it was
@@ -88,14 +144,14 @@ pub fn remove_any(r: &Resolved) -> Result<()> {
     }
 }
 
-fn split_parent<'a>(r: &'a Resolved) -> Result<(Dir, &'a str)> {
+fn split_parent<'a>(r: &'a Resolved) -> Result<(Dir, Cow<'a, Path>)> {
     let (parent, leaf) = r.rel.rsplit_once('/').unwrap_or(("", r.rel));
     let dir = if parent.is_empty() {
         r.grant.dir.try_clone()?
     } else {
-        r.grant.dir.open_dir(parent)?
+        r.grant.dir.open_dir(crate::names::decode(parent))?
     };
-    Ok((dir, leaf))
+    Ok((dir, crate::names::decode(leaf)))
 }
 
 /// Exchange two paths atomically (renameat2 RENAME_EXCHANGE), through
@@ -103,7 +159,7 @@ fn split_parent<'a>(r: &'a Resolved) -> Result<(Dir, &'a str)> {
 pub fn exchange(a: &Resolved, b: &Resolved) -> Result<()> {
     let (da, la) = split_parent(a)?;
     let (db, lb) = split_parent(b)?;
-    rustix::fs::renameat_with(&da, la, &db, lb, rustix::fs::RenameFlags::EXCHANGE).with_context(
+    rustix::fs::renameat_with(&da, &*la, &db, &*lb, rustix::fs::RenameFlags::EXCHANGE).with_context(
         || {
             format!(
                 "swap {}/{} and {}/{}",
@@ -152,9 +208,9 @@ pub fn check_space(dst: &Resolved, need: u64, what: &str) -> Result<()> {
 pub fn copy_tree(src: &Resolved, dst: &Resolved, progress: &dyn Fn(u64)) -> Result<()> {
     copy_with(
         &src.grant.dir,
-        src.rel_path(),
+        &src.rel_path(),
         &dst.grant.dir,
-        dst.rel_path(),
+        &dst.rel_path(),
         progress,
     )
     .with_context(|| {
@@ -178,7 +234,25 @@ fn copy_with(sd: &Dir, sp: &Path, dd: &Dir, dp: &Path, progress: &dyn Fn(u64)) -
     if md.is_symlink() {
         let target = sd.read_link_contents(sp)?;
         dd.symlink_contents(target, dp)?;
-        return Ok(());
+        // The link's own time, as `cp -a` keeps it (set on the link, never
+        // on what it points to).
+        return set_mtime(dd, dp, &md);
+    }
+    let ft = md.file_type();
+    if !ft.is_dir() && !ft.is_file() {
+        // A FIFO, socket or device is made again as what it is, as `cp -a`
+        // does; opening it to read would block on a FIFO for ever.
+        use cap_std::fs::MetadataExt as _;
+        let kind = rustix::fs::FileType::from_raw_mode(md.mode());
+        let perms = rustix::fs::Mode::from_raw_mode(md.mode() & 0o7777);
+        let (parent, leaf) = match (dp.parent(), dp.file_name()) {
+            (Some(p), Some(leaf)) if !p.as_os_str().is_empty() => (dd.open_dir(p)?, leaf),
+            (_, Some(leaf)) => (dd.try_clone()?, leaf),
+            _ => bail!("cannot copy a special file onto {}", dp.display()),
+        };
+        rustix::fs::mknodat(&parent, leaf, kind, perms, md.rdev())
+            .with_context(|| format!("make {} again", special_kind(md.mode())))?;
+        return set_mtime(dd, dp, &md);
     }
     if md.is_dir() {
         dd.create_dir(dp)?;
@@ -196,7 +270,7 @@ fn copy_with(sd: &Dir, sp: &Path, dd: &Dir, dp: &Path, progress: &dyn Fn(u64)) -
     // (copy_file_range), as cp does; in chunks, so a 10 GB file shows
     // progress. No fsync per file: the caller makes the whole copy durable
     // with one syncfs before it is renamed into place.
-    let mut from = sd.open(sp)?.into_std();
+    let mut from = open_regular(sd, sp, &sp.display().to_string())?;
     let mut opts = OpenOptions::new();
     opts.write(true).create_new(true);
     let mut to = dd.open_with(dp, &opts)?.into_std();
@@ -268,8 +342,8 @@ pub struct DirTimes {
 /// Record the modification time of `rel` ("" for the grant's root).
 pub fn dir_times(dir: &Dir, grant: &str, rel: &str) -> Result<DirTimes> {
     use cap_std::fs::MetadataExt as _;
-    let path = if rel.is_empty() { "." } else { rel };
-    let (secs, nanos) = match dir.metadata(path) {
+    let path = crate::names::decode(if rel.is_empty() { "." } else { rel });
+    let (secs, nanos) = match dir.metadata(&path) {
         Ok(md) => (md.mtime(), md.mtime_nsec() as u32),
         // Created by the action itself: nothing to put back.
         Err(_) => (-1, 0),
@@ -287,11 +361,11 @@ pub fn restore_times(grants: &Grants, t: &DirTimes) -> Result<()> {
     let Some(g) = grants.get(&t.grant) else {
         return Ok(());
     };
-    let path = Path::new(if t.rel.is_empty() { "." } else { &t.rel });
-    if t.secs < 0 || g.dir.metadata(path).is_err() {
+    let path = crate::names::decode(if t.rel.is_empty() { "." } else { &t.rel });
+    if t.secs < 0 || g.dir.metadata(&path).is_err() {
         return Ok(());
     }
-    set_times(&g.dir, path, t.secs, t.nanos)
+    set_times(&g.dir, &path, t.secs, t.nanos)
         .with_context(|| format!("restore the time of {}/{}", t.grant, t.rel))
 }
 

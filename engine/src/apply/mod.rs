@@ -10,6 +10,7 @@
 mod batch;
 mod extract;
 mod fsops;
+pub mod record;
 
 use std::time::Duration;
 
@@ -20,7 +21,7 @@ use crate::commands::{Call, CommandPolicy};
 use crate::grants::{Grants, OwnedPath, Resolved};
 use crate::plan::Action;
 pub use batch::Batch;
-pub use fsops::{DirTimes, copy_entry as copy_between, dir_times, restore_times};
+pub use fsops::{DirTimes, copy_entry as copy_between, dir_times, open_regular, restore_times};
 
 /// Where trash and staging live inside each write grant.
 pub const TRASH: &str = ".mend-trash";
@@ -36,11 +37,12 @@ pub struct Key<'a> {
 }
 
 impl Key<'_> {
-    fn trash(&self) -> String {
+    /// Its trash entry, relative to the grant.
+    pub fn trash(&self) -> String {
         format!("{TRASH}/{}/{}", self.run, self.leaf())
     }
     /// The name of its entry inside this run's trash or staging folder.
-    fn leaf(&self) -> String {
+    pub fn leaf(&self) -> String {
         format!("{}-{}", self.step, self.seq)
     }
     fn staging(&self) -> String {
@@ -54,7 +56,9 @@ pub struct Pre {
     /// Whether the target existed.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub existed: bool,
-    /// Inode of the first path of a swap.
+    /// Inode of the first path of a swap, or of what a rename moves: how a
+    /// resumed run or a rollback tells whether it already happened (a
+    /// path's existence cannot: a later rename may reuse the name).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ino: Option<u64>,
     /// Directories created by a create-dir, outermost first.
@@ -66,7 +70,7 @@ pub struct Pre {
 }
 
 /// How to undo a performed action.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "undo", rename_all = "kebab-case")]
 pub enum Undo {
     /// Nothing was changed.
@@ -175,6 +179,12 @@ pub fn prepare_in(batch: &mut Batch, cx: &ApplyCtx, action: &Action) -> Result<P
             let r = g.write(path).map_err(|e| anyhow::anyhow!("{e}"))?;
             pre.ino = Some(fsops::ino(&r)?);
         }
+        Action::Rename { path, .. } => {
+            let r = g.write(path).map_err(|e| anyhow::anyhow!("{e}"))?;
+            if fsops::exists(&r)? {
+                pre.ino = Some(fsops::ino(&r)?);
+            }
+        }
         _ => {}
     }
     Ok(pre)
@@ -222,33 +232,35 @@ pub fn perform_in(
                 grant: r.grant,
                 rel: key.trash(),
             };
-            if fsops::exists(&trash.borrow())? {
-                return Ok(Undo::Restore {
-                    trash: trash.display(),
-                    path: path.clone(),
-                });
-            }
-            if !fsops::exists(&r)? {
-                return Ok(Undo::Nothing);
+            match (fsops::exists(&trash.borrow())?, fsops::exists(&r)?) {
+                // Moved before a crash.
+                (true, false) => return Ok(undo),
+                // The trash entry is this action's alone; one that is there
+                // while the path is too was not made by it.
+                (true, true) => bail!(
+                    "step `{}`: cannot remove {path}: its trash entry {} already exists, and mend never takes another entry for its own",
+                    cx.step,
+                    trash.display()
+                ),
+                (false, false) => return Ok(Undo::Nothing),
+                (false, true) => {}
             }
             fsops::ensure_parent(&trash.borrow())?;
-            fsops::rename(&r, &trash.borrow())?;
-            Ok(Undo::Restore {
-                trash: trash.display(),
-                path: path.clone(),
-            })
+            fsops::rename_noreplace(&r, &trash.borrow())?;
+            Ok(undo)
         }
         Action::Rename { path, to } => {
             let a = w(path)?;
             let b = w(to)?;
-            let (src, dst) = (fsops::exists(&a)?, fsops::exists(&b)?);
-            if !src && dst {
-                return Ok(Undo::RenameBack {
-                    from: to.clone(),
-                    to: path.clone(),
-                });
+            let back = Undo::RenameBack {
+                from: to.clone(),
+                to: path.clone(),
+            };
+            if renamed(&a, &b, pre)? {
+                // Done before a crash.
+                return Ok(back);
             }
-            if dst {
+            if fsops::exists(&b)? {
                 bail!(
                     "step `{}`: cannot rename {path} to {to}: {to} already exists",
                     cx.step
@@ -256,10 +268,7 @@ pub fn perform_in(
             }
             fsops::ensure_parent(&b)?;
             fsops::rename(&a, &b)?;
-            Ok(Undo::RenameBack {
-                from: to.clone(),
-                to: path.clone(),
-            })
+            Ok(back)
         }
         Action::Swap { path, with } => {
             let a = w(path)?;
@@ -359,7 +368,7 @@ pub fn perform_in(
                 fsops::remove_any(&staging.borrow())?;
             }
             fsops::ensure_parent(&staging.borrow())?;
-            let (need, _) = crate::plan::tree_size(&src.grant.dir, src.rel_path());
+            let (need, _) = crate::plan::tree_size(&src.grant.dir, &src.rel_path());
             fsops::check_space(&dst, need, path)?;
             match action {
                 Action::Extract { format, .. } => {
@@ -379,8 +388,14 @@ pub fn perform_in(
             undo,
             creates,
         } => {
+            let undone = match (undo, creates) {
+                (Some(u), _) => Undo::Exec { call: u.clone() },
+                (None, Some(c)) => Undo::RemoveCreated { path: c.clone() },
+                (None, None) => Undo::Irreversible,
+            };
             if let Some(c) = creates {
                 let r = w(c)?;
+                let made = made_marker(&r, key);
                 if fsops::exists(&r)? {
                     if pre.existed {
                         bail!(
@@ -388,20 +403,148 @@ pub fn perform_in(
                             cx.step
                         );
                     }
+                    if fsops::exists(&made.borrow())? {
+                        // The command finished before a crash and its file
+                        // is whole: it is not run twice.
+                        return Ok(undone);
+                    }
                     // Left by this action before a crash, maybe half
                     // written: make it again.
                     fsops::remove_any(&r)?;
                 }
                 fsops::ensure_parent(&r)?;
+                run_checked(cx, call)?;
+                if !fsops::exists(&r)? {
+                    bail!(
+                        "step `{}`: `{call}` exited 0 but did not create {c}, which the plan said it makes",
+                        cx.step
+                    );
+                }
+                // The file is durable before the world says it is whole.
+                fsops::sync_filesystem(&r.grant.dir)?;
+                fsops::ensure_parent(&made.borrow())?;
+                fsops::write_synced(&made.borrow(), b"", 0o600)?;
+                return Ok(undone);
             }
             run_checked(cx, call)?;
-            Ok(match (undo, creates) {
-                (Some(u), _) => Undo::Exec { call: u.clone() },
-                (None, Some(c)) => Undo::RemoveCreated { path: c.clone() },
-                (None, None) => Undo::Irreversible,
-            })
+            Ok(undone)
         }
     }
+}
+
+/// Whether a rename is found done: what it moved (known by its inode when
+/// the intent was journaled) is at the destination. Without an inode (an
+/// older journal), a missing source and a present destination say so.
+fn renamed(a: &Resolved, b: &Resolved, pre: &Pre) -> Result<bool> {
+    let at_b = if fsops::exists(b)? {
+        Some(fsops::ino(b)?)
+    } else {
+        None
+    };
+    Ok(match pre.ino {
+        Some(ino) => at_b == Some(ino),
+        None => at_b.is_some() && !fsops::exists(a)?,
+    })
+}
+
+/// The marker an exec with `creates` leaves in staging once its command
+/// exited 0 and the file is durable: a resumed run then knows the file is
+/// whole and does not run the command again.
+fn made_marker<'a>(r: &Resolved<'a>, key: &Key) -> OwnedPath<'a> {
+    OwnedPath {
+        grant: r.grant,
+        rel: format!("{}.made", key.staging()),
+    }
+}
+
+/// What of an action not recorded done is present in the world, as the
+/// undo that takes it back: for a rollback after a kill between intent and
+/// done, or after a perform that failed. Nothing is performed here (a
+/// rollback must never do more of what it undoes, and a copy from a FIFO
+/// would hang it). `None`: nothing of it is there.
+pub fn present(cx: &ApplyCtx, key: &Key, action: &Action, pre: &Pre) -> Result<Option<Undo>> {
+    let w = |p| writable(cx, p);
+    Ok(match action {
+        Action::Remove { path } => {
+            let r = w(path)?;
+            if r.grant.disposable {
+                (!fsops::exists(&r)?).then_some(Undo::Irreversible)
+            } else {
+                let trash = OwnedPath {
+                    grant: r.grant,
+                    rel: key.trash(),
+                };
+                fsops::exists(&trash.borrow())?.then(|| Undo::Restore {
+                    trash: trash.display(),
+                    path: path.clone(),
+                })
+            }
+        }
+        Action::Rename { path, to } => {
+            renamed(&w(path)?, &w(to)?, pre)?.then(|| Undo::RenameBack {
+                from: to.clone(),
+                to: path.clone(),
+            })
+        }
+        Action::Swap { path, with } => {
+            let a = w(path)?;
+            let moved = match pre.ino {
+                Some(ino) => fsops::exists(&a)? && fsops::ino(&a)? != ino,
+                None => false,
+            };
+            moved.then(|| Undo::SwapBack {
+                a: path.clone(),
+                b: with.clone(),
+            })
+        }
+        Action::CreateDir { .. } => {
+            let mut dirs = Vec::new();
+            for d in pre.created.iter().rev() {
+                if fsops::exists(&w(d)?)? {
+                    dirs.push(d.clone());
+                }
+            }
+            (!dirs.is_empty()).then_some(Undo::RemoveDirs { dirs })
+        }
+        Action::WriteFile { path, .. } => {
+            let r = w(path)?;
+            let trash = OwnedPath {
+                grant: r.grant,
+                rel: key.trash(),
+            };
+            if pre.existed {
+                fsops::exists(&trash.borrow())?.then(|| Undo::ReplaceBack {
+                    trash: trash.display(),
+                    path: path.clone(),
+                })
+            } else {
+                fsops::exists(&r)?.then(|| Undo::RemoveCreated { path: path.clone() })
+            }
+        }
+        Action::Copy { path, .. } | Action::Extract { path, .. } => {
+            // Renamed into place only when whole: present means done.
+            (!pre.existed && fsops::exists(&w(path)?)?)
+                .then(|| Undo::RemoveCreated { path: path.clone() })
+        }
+        Action::Exec {
+            creates: Some(c),
+            undo,
+            ..
+        } => {
+            let r = w(c)?;
+            if pre.existed || !fsops::exists(&r)? {
+                None
+            } else if fsops::exists(&made_marker(&r, key).borrow())?
+                && let Some(u) = undo
+            {
+                // The command finished: its own compensation undoes it.
+                Some(Undo::Exec { call: u.clone() })
+            } else {
+                Some(Undo::RemoveCreated { path: c.clone() })
+            }
+        }
+        Action::Exec { .. } => None,
+    })
 }
 
 fn run_checked(cx: &ApplyCtx, call: &Call) -> Result<()> {
@@ -506,4 +649,104 @@ pub fn purge(grants: &Grants, run: &str) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::grants::GrantDir;
+
+    fn grants(root: &std::path::Path, disposable: bool) -> Grants {
+        Grants::from_dirs(vec![GrantDir {
+            name: "data".into(),
+            root: root.to_path_buf(),
+            access: crate::runbook::Access::Write,
+            disposable,
+            dir: cap_std::fs::Dir::open_ambient_dir(root, cap_std::ambient_authority()).unwrap(),
+        }])
+    }
+
+    fn cx(g: &Grants) -> ApplyCtx<'_> {
+        static NO_COMMANDS: std::sync::OnceLock<CommandPolicy> = std::sync::OnceLock::new();
+        ApplyCtx {
+            grants: g,
+            commands: NO_COMMANDS.get_or_init(CommandPolicy::default),
+            step: "s",
+            timeout: Duration::from_secs(5),
+            progress: &|_| {},
+        }
+    }
+
+    /// A trash entry already there under this action's name was not made by
+    /// it: the removal fails, and the file stays where it is, on both the
+    /// batched path and the general one.
+    #[test]
+    fn a_trash_entry_made_by_someone_else_is_never_taken_for_done() {
+        for batched in [true, false] {
+            let tmp = tempfile::tempdir().unwrap();
+            std::fs::write(tmp.path().join("victim.txt"), "v").unwrap();
+            std::fs::create_dir_all(tmp.path().join(".mend-trash/r/0-3")).unwrap();
+            let g = grants(tmp.path(), false);
+            let cx = cx(&g);
+            let key = Key {
+                run: "r",
+                step: 0,
+                seq: 3,
+            };
+            let action = Action::Remove {
+                path: "data/victim.txt".into(),
+            };
+            let pre = prepare(&cx, &action).unwrap();
+            let result = if batched {
+                perform_in(&mut Batch::default(), &cx, &key, &action, &pre)
+            } else {
+                // A tree is never batched: the general path.
+                std::fs::remove_file(tmp.path().join("victim.txt")).unwrap();
+                std::fs::create_dir(tmp.path().join("victim.txt")).unwrap();
+                perform(&cx, &key, &action, &pre)
+            };
+            let e = result.expect_err("the squatted entry was taken for done");
+            assert!(e.to_string().contains("already exists"), "{e:#}");
+            assert!(tmp.path().join("victim.txt").exists());
+        }
+    }
+
+    /// Two renames where the second needs the first's source free: after
+    /// both ran, each is found done by what it moved, not by names.
+    #[test]
+    fn renames_are_found_done_by_what_they_moved() {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(tmp.path().join("current")).unwrap();
+        std::fs::create_dir_all(tmp.path().join("next")).unwrap();
+        let g = grants(tmp.path(), false);
+        let cx = cx(&g);
+        let first = Action::Rename {
+            path: "data/current".into(),
+            to: "data/previous".into(),
+        };
+        let second = Action::Rename {
+            path: "data/next".into(),
+            to: "data/current".into(),
+        };
+        let key = |seq| Key {
+            run: "r",
+            step: 0,
+            seq,
+        };
+        let p1 = prepare(&cx, &first).unwrap();
+        perform(&cx, &key(0), &first, &p1).unwrap();
+        let p2 = prepare(&cx, &second).unwrap();
+        perform(&cx, &key(1), &second, &p2).unwrap();
+        // Performed again, as a resume would: both are done already.
+        assert!(perform(&cx, &key(0), &first, &p1).is_ok());
+        assert!(perform(&cx, &key(1), &second, &p2).is_ok());
+        assert!(matches!(
+            present(&cx, &key(0), &first, &p1),
+            Ok(Some(Undo::RenameBack { .. }))
+        ));
+        assert!(matches!(
+            present(&cx, &key(1), &second, &p2),
+            Ok(Some(Undo::RenameBack { .. }))
+        ));
+    }
 }

@@ -234,7 +234,12 @@ pub fn main() -> i32 {
             return exit::INTERNAL;
         }
     };
-    rt.block_on(run(cli))
+    let code = rt.block_on(run(cli));
+    // A step killed at its deadline while the kernel blocked it in a file
+    // call (a read of a FIFO through WASI) leaves that call's thread
+    // behind: the process ends without waiting for it.
+    rt.shutdown_background();
+    code
 }
 
 /// Output and exit code of a command.

@@ -280,7 +280,7 @@ pub(crate) mod tests {
             reversible: false,
             state: ActionState::Done,
             undo_json: None,
-            intended_at: i64::MIN,
+            intended_at: Some(i64::MIN),
             done_at: Some(i64::MIN),
             undone_at: Some(i64::MAX),
             error: None,

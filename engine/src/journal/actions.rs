@@ -8,7 +8,8 @@ use super::{ActionRecord, ActionState, Journal, NewAction, now_ms};
 
 impl Journal {
     /// Record actions as intended (state Intended), all in one transaction.
-    /// Idempotent per (run, step, seq): an existing row is left as is.
+    /// A `planned` row becomes intended; a row already intended or beyond is
+    /// left as is (idempotent per run, step, seq).
     pub fn intend(&self, run_id: &str, step_idx: u32, actions: &[NewAction]) -> Result<()> {
         let now = now_ms();
         let tx = self.write_tx()?;
@@ -17,7 +18,10 @@ impl Journal {
                 "INSERT INTO actions (run_id, step_idx, seq, action_json, reversible, state,
                      undo_json, intended_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
-                 ON CONFLICT (run_id, step_idx, seq) DO NOTHING",
+                 ON CONFLICT (run_id, step_idx, seq) DO UPDATE SET
+                     state = excluded.state, undo_json = excluded.undo_json,
+                     intended_at = excluded.intended_at
+                 WHERE actions.state = 'planned'",
             )?;
             for a in actions {
                 stmt.execute(params![

@@ -36,8 +36,8 @@ pub use integrity::{Damaged, WalState};
 pub use lock::{GrantClaim, Holder, LockError, RunLock, current_holder};
 pub use time::{format_utc, now_ms, now_secs};
 pub use types::{
-    ActionRecord, ActionState, EventRecord, HistoryFilter, NewAction, NewRun, RunMode, RunRecord,
-    RunStatus, StepRecord, StepStatus, UnknownVariant,
+    ActionRecord, ActionState, EventRecord, HistoryFilter, NewAction, NewRun, PlannedAction,
+    RunMode, RunRecord, RunStatus, StepRecord, StepStatus, UnknownVariant,
 };
 
 /// The journal's file name inside the state directory.

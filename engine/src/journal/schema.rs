@@ -133,6 +133,39 @@ const MIGRATIONS: &[&str] = &[
         WHERE run_id = NEW.run_id AND step_idx = NEW.step_idx AND seq = NEW.seq;
     END;
     "#,
+    // 4: a step's actions are rows from the moment it is planned (state
+    // `planned`, no intent time yet), so its saved plan no longer holds a
+    // second copy of every action: a path is journaled once.
+    r#"
+    CREATE TABLE actions_v4 (
+        run_id      TEXT    NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+        step_idx    INTEGER NOT NULL CHECK (step_idx >= 0),
+        seq         INTEGER NOT NULL CHECK (seq >= 0),
+        action_json TEXT    NOT NULL,
+        reversible  INTEGER NOT NULL CHECK (reversible IN (0, 1)),
+        state       TEXT    NOT NULL CHECK (state IN ('planned', 'intended', 'done',
+                        'undoing', 'undone', 'failed')),
+        undo_json   TEXT,
+        intended_at INTEGER,
+        done_at     INTEGER,
+        undone_at   INTEGER,
+        error       TEXT,
+        sum         INTEGER,
+        PRIMARY KEY (run_id, step_idx, seq)
+    ) STRICT, WITHOUT ROWID;
+    INSERT INTO actions_v4 SELECT run_id, step_idx, seq, action_json, reversible, state,
+        undo_json, intended_at, done_at, undone_at, error, sum FROM actions;
+    DROP TABLE actions;
+    ALTER TABLE actions_v4 RENAME TO actions;
+    CREATE TRIGGER actions_sum_insert AFTER INSERT ON actions BEGIN
+        UPDATE actions SET sum = mend_row_sum(NEW.run_id, NEW.step_idx, NEW.seq, NEW.action_json, NEW.reversible, NEW.state, NEW.undo_json, NEW.intended_at, NEW.done_at, NEW.undone_at, NEW.error)
+        WHERE run_id = NEW.run_id AND step_idx = NEW.step_idx AND seq = NEW.seq;
+    END;
+    CREATE TRIGGER actions_sum_update AFTER UPDATE OF run_id, step_idx, seq, action_json, reversible, state, undo_json, intended_at, done_at, undone_at, error ON actions BEGIN
+        UPDATE actions SET sum = mend_row_sum(NEW.run_id, NEW.step_idx, NEW.seq, NEW.action_json, NEW.reversible, NEW.state, NEW.undo_json, NEW.intended_at, NEW.done_at, NEW.undone_at, NEW.error)
+        WHERE run_id = NEW.run_id AND step_idx = NEW.step_idx AND seq = NEW.seq;
+    END;
+    "#,
 ];
 
 /// The journal's `user_version`.

@@ -46,6 +46,59 @@ impl Journal {
         Ok(())
     }
 
+    /// Save a step's plan: the step row (as `save_step`) and one `planned`
+    /// row per action, in one transaction. `plan_json` holds what the plan
+    /// says besides its actions; the actions are journaled only here.
+    #[allow(clippy::too_many_arguments)]
+    pub fn save_plan(
+        &self,
+        run_id: &str,
+        idx: u32,
+        step_id: &str,
+        uses: &str,
+        component_sha256: &str,
+        plan_json: &str,
+        actions: &[super::PlannedAction],
+    ) -> Result<()> {
+        let tx = self.write_tx()?;
+        tx.execute(
+            "INSERT INTO steps (run_id, idx, step_id, uses, component_sha256, status,
+                 plan_json, started_at, finished_at, error)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, NULL, NULL)
+             ON CONFLICT (run_id, idx) DO UPDATE SET
+                 step_id = excluded.step_id, uses = excluded.uses,
+                 component_sha256 = excluded.component_sha256, status = excluded.status,
+                 plan_json = excluded.plan_json, started_at = excluded.started_at,
+                 finished_at = NULL, error = NULL",
+            params![
+                run_id,
+                idx,
+                step_id,
+                uses,
+                component_sha256,
+                StepStatus::Planned,
+                plan_json,
+                now_ms()
+            ],
+        )
+        .with_context(|| format!("cannot save step {idx} of run {run_id}"))?;
+        {
+            let mut stmt = tx.prepare_cached(
+                "INSERT INTO actions (run_id, step_idx, seq, action_json, reversible, state)
+                 VALUES (?1, ?2, ?3, ?4, ?5, 'planned')
+                 ON CONFLICT (run_id, step_idx, seq) DO NOTHING",
+            )?;
+            for a in actions {
+                stmt.execute(params![run_id, idx, a.seq, a.action_json, a.reversible])
+                    .with_context(|| {
+                        format!("cannot record action {idx}.{} of run {run_id}", a.seq)
+                    })?;
+            }
+        }
+        tx.commit().context("cannot commit the step's plan")?;
+        Ok(())
+    }
+
     /// Sets a step's status. Applied, verified, failed and undone set
     /// `finished_at` to now; pending, planned and applying clear it.
     /// `Some(error)` replaces the step's error; `None` keeps it, except on

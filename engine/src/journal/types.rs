@@ -154,6 +154,8 @@ impl StepStatus {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ActionState {
+    /// In the step's plan; not yet about to be performed.
+    Planned,
     Intended,
     Done,
     Undoing,
@@ -162,6 +164,7 @@ pub enum ActionState {
 }
 
 text_enum!(ActionState, "action state", {
+    Planned => "planned",
     Intended => "intended",
     Done => "done",
     Undoing => "undoing",
@@ -232,7 +235,8 @@ pub struct ActionRecord {
     pub reversible: bool,
     pub state: ActionState,
     pub undo_json: Option<String>,
-    pub intended_at: i64,
+    /// When it was journaled as intended (none while only planned).
+    pub intended_at: Option<i64>,
     pub done_at: Option<i64>,
     pub undone_at: Option<i64>,
     pub error: Option<String>,
@@ -245,6 +249,13 @@ pub struct EventRecord {
     pub at: i64,
     pub level: String,
     pub message: String,
+}
+
+/// One action of a step's plan, journaled when the step is planned.
+pub struct PlannedAction<'a> {
+    pub seq: u32,
+    pub action_json: &'a str,
+    pub reversible: bool,
 }
 
 /// One action to record as intended.

@@ -63,17 +63,32 @@ impl Journaled {
     /// The undo data of a journaled action. A record that does not parse is
     /// an error, never a default: guessing would lose what undo needs.
     pub(crate) fn of(rec: &crate::journal::ActionRecord) -> anyhow::Result<Journaled> {
-        match rec.undo_json.as_deref() {
-            None => Ok(Journaled::default()),
-            Some(json) => serde_json::from_str(json).map_err(|e| {
-                anyhow::anyhow!(
-                    "journal record of action {}/{} of run {} is damaged ({e}); refusing to guess its undo",
-                    rec.step_idx,
-                    rec.seq,
-                    rec.run_id
-                )
-            }),
-        }
+        let damaged = |e: &dyn std::fmt::Display| {
+            anyhow::anyhow!(
+                "journal record of action {}/{} of run {} is damaged ({e}); refusing to guess its undo",
+                rec.step_idx,
+                rec.seq,
+                rec.run_id
+            )
+        };
+        let Some(json) = rec.undo_json.as_deref() else {
+            return Ok(Journaled::default());
+        };
+        let planned: Planned = serde_json::from_str(&rec.action_json).map_err(|e| damaged(&e))?;
+        let key = Key {
+            run: &rec.run_id,
+            step: rec.step_idx,
+            seq: rec.seq,
+        };
+        let (pre, undo) =
+            apply::record::decode(&planned.action, &key, json).map_err(|e| damaged(&e))?;
+        Ok(Journaled { pre, undo })
+    }
+
+    /// The journal's text for it: nothing the action already says (see
+    /// `apply::record`).
+    pub(crate) fn to_json(&self, action: &crate::plan::Action, key: &Key) -> String {
+        apply::record::encode(action, key, &self.pre, self.undo.as_ref())
     }
 }
 
@@ -576,19 +591,39 @@ async fn apply_step(
                 .filter(|g| g.access == crate::runbook::Access::Write)
                 .map(|g| apply::dir_times(&g.dir, &g.name, ""))
                 .collect::<anyhow::Result<Vec<_>>>()?;
-            let saved = SavedStep { plan, roots };
+            // The actions go to their own rows; the saved plan keeps the
+            // rest, so no action is journaled twice.
+            let mut saved = SavedStep { plan, roots };
+            let actions = std::mem::take(&mut saved.plan.actions);
             let json = serde_json::to_string(&saved).map_err(anyhow::Error::from)?;
-            journal.save_step(
+            let rows: Vec<String> = actions
+                .iter()
+                .map(serde_json::to_string)
+                .collect::<Result<_, _>>()
+                .map_err(anyhow::Error::from)?;
+            let planned: Vec<crate::journal::PlannedAction> = actions
+                .iter()
+                .zip(&rows)
+                .enumerate()
+                .map(|(i, (a, json))| crate::journal::PlannedAction {
+                    seq: i as u32,
+                    action_json: json,
+                    reversible: a.reversible,
+                })
+                .collect();
+            journal.save_plan(
                 run_id,
                 step.idx,
                 &step.def.id,
                 &step.def.uses.to_string(),
                 &step.loaded.sha256,
                 &json,
+                &planned,
             )?;
             for line in &saved.plan.summary {
                 settings.reporter.line(&format!("  {line}"));
             }
+            saved.plan.actions = actions;
             saved
         }
     };
@@ -599,6 +634,23 @@ async fn apply_step(
         .filter(|a| a.step_idx == step.idx)
         .map(|a| (a.seq, a))
         .collect();
+    let mut saved = saved;
+    if saved.plan.actions.is_empty() && !states.is_empty() {
+        // Planned before a crash: the actions are the step's rows (a journal
+        // from before rows were written at plan time keeps them in the plan).
+        let mut rows: Vec<&crate::journal::ActionRecord> = states.values().collect();
+        rows.sort_by_key(|r| r.seq);
+        saved.plan.actions = rows
+            .iter()
+            .map(|r| serde_json::from_str::<Planned>(&r.action_json))
+            .collect::<Result<_, _>>()
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "journal records of step {} of run {run_id} are damaged ({e}); refusing to guess its plan",
+                    step.idx
+                )
+            })?;
+    }
     let reporter = &settings.reporter;
     let progress = |n: u64| reporter.bytes_done(n);
     let cx = ApplyCtx {
@@ -620,6 +672,7 @@ async fn apply_step(
             && end - seq < BATCH
             && batchable(&actions[end])
             && batchable(&actions[seq])
+            && independent(&actions[seq..end], &actions[end])
         {
             end += 1;
         }
@@ -628,7 +681,7 @@ async fn apply_step(
         let mut batch = apply::Batch::default();
         for (i, planned) in actions.iter().enumerate().take(end).skip(seq) {
             let i = i as u32;
-            match states.get(&i) {
+            match states.get(&i).filter(|r| r.state != ActionState::Planned) {
                 Some(rec) if rec.state == ActionState::Done => pres.push(None),
                 Some(rec) => {
                     let j = Journaled::of(rec)?;
@@ -639,11 +692,16 @@ async fn apply_step(
                         .map_err(|e| StepFailed(format!("step `{}`: {e:#}", step.def.id)))?;
                     let action_json =
                         serde_json::to_string(planned).map_err(anyhow::Error::from)?;
-                    let undo_json = serde_json::to_string(&Journaled {
+                    let key = Key {
+                        run: run_id,
+                        step: step.idx,
+                        seq: i,
+                    };
+                    let undo_json = Journaled {
                         pre: pre.clone(),
                         undo: None,
-                    })
-                    .map_err(anyhow::Error::from)?;
+                    }
+                    .to_json(&planned.action, &key);
                     intents.push((i, action_json, undo_json, planned.reversible));
                     pres.push(Some(pre));
                 }
@@ -688,11 +746,11 @@ async fn apply_step(
             }
             match performed {
                 Ok(undo) => {
-                    let json = serde_json::to_string(&Journaled {
+                    let json = Journaled {
                         pre,
                         undo: Some(undo),
-                    })
-                    .map_err(anyhow::Error::from)?;
+                    }
+                    .to_json(&planned.action, &key);
                     done.push((i, json));
                     settings.reporter.action_done(planned.bytes);
                     crate::faults::crash_point("perform", step.idx, i);
@@ -730,6 +788,31 @@ async fn apply_step(
     settings.reporter.actions_end();
     journal.set_step_status(run_id, step.idx, StepStatus::Applied, None)?;
     verify(sandbox, settings, journal, step, run_id, now).await
+}
+
+/// Whether `next` can share a batch with `batch`: every intent of a batch
+/// records the world before any of them is performed, so an action whose
+/// paths meet those of an earlier rename or create-dir of the batch (the
+/// second rename of a release switch needs the first one's source free)
+/// starts a batch of its own, and its intent sees the world it acts on.
+/// Removals among themselves stay together: each names its own path.
+fn independent(batch: &[Planned], next: &Planned) -> bool {
+    use crate::plan::Action as A;
+    let only_removes = |p: &Planned| matches!(p.action, A::Remove { .. });
+    if only_removes(next) && batch.iter().all(only_removes) {
+        return true;
+    }
+    let meets = |a: &str, b: &str| {
+        a == b
+            || a.strip_prefix(b).is_some_and(|r| r.starts_with('/'))
+            || b.strip_prefix(a).is_some_and(|r| r.starts_with('/'))
+    };
+    let theirs: Vec<&str> = batch.iter().flat_map(|p| p.action.paths()).collect();
+    !next
+        .action
+        .paths()
+        .into_iter()
+        .any(|n| theirs.iter().any(|t| meets(n, t)))
 }
 
 /// Small actions whose intents and completions can share a commit.

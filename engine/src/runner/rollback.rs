@@ -104,40 +104,47 @@ pub(crate) async fn rollback_prepared(
             timeout: step.limits.timeout,
             progress: &|_| {},
         };
-        match rec.state {
-            ActionState::Undone => continue,
-            ActionState::Failed => continue,
-            ActionState::Intended => {
-                // Killed between intent and done: the action may be half
-                // done. File actions are finished first (they are safe to
-                // repeat) so their undo is known; a command is not re-run,
-                // but a file it was making is removed.
+        // An `undoing` action without undo data is one a stopped rollback
+        // could not tell about: look at the world again.
+        let state = match rec.state {
+            ActionState::Undoing if j.undo.is_none() => ActionState::Intended,
+            s => s,
+        };
+        match state {
+            // Never about to be performed: nothing to look at.
+            ActionState::Undone | ActionState::Planned => continue,
+            // Killed between intent and done, or failed while performing:
+            // the journal cannot say how much of it happened, the world
+            // can. Whatever of it is there is undone; nothing is performed
+            // (a rollback never does more of what it undoes).
+            ActionState::Intended | ActionState::Failed => {
                 let key = Key {
                     run: run_id,
                     step: rec.step_idx,
                     seq: rec.seq,
                 };
-                let performed = match &planned.action {
-                    crate::plan::Action::Exec {
-                        creates: Some(c), ..
-                    } if !j.pre.existed => Ok(Undo::RemoveCreated { path: c.clone() }),
-                    crate::plan::Action::Exec { .. } => Err((
-                        "warn",
-                        format!(
-                            "{what}: killed before it was recorded done; its compensation is not run"
-                        ),
-                    )),
-                    action => apply::perform(&cx, &key, action, &j.pre)
-                        // It did not happen: nothing to undo.
-                        .map_err(|e| {
-                            let e = crate::output::sanitize(&format!("{e:#}"));
-                            ("info", format!("{what}: not performed ({e})"))
-                        }),
-                };
-                match performed {
-                    Ok(u) => j.undo = Some(u),
-                    Err((level, message)) => {
-                        journal.event(run_id, Some(rec.step_idx), level, &message)?;
+                match apply::present(&cx, &key, &planned.action, &j.pre) {
+                    Ok(Some(u)) => j.undo = Some(u),
+                    Ok(None) => {
+                        let message = match &planned.action {
+                            crate::plan::Action::Exec {
+                                creates: None,
+                                undo: Some(_),
+                                ..
+                            } if state == ActionState::Intended => Some((
+                                "warn",
+                                format!(
+                                    "{what}: killed before it was recorded done; whether it ran is unknown, so its compensation is not run"
+                                ),
+                            )),
+                            _ if state == ActionState::Intended => {
+                                Some(("info", format!("{what}: not performed before the kill")))
+                            }
+                            _ => None,
+                        };
+                        if let Some((level, message)) = message {
+                            journal.event(run_id, Some(rec.step_idx), level, &message)?;
+                        }
                         journal.set_action_state(
                             run_id,
                             rec.step_idx,
@@ -146,6 +153,23 @@ pub(crate) async fn rollback_prepared(
                             None,
                         )?;
                         continue;
+                    }
+                    Err(e) => {
+                        // Not knowing is not "nothing to undo": stop here.
+                        let msg = crate::output::sanitize(&format!(
+                            "cannot tell how much of it was done: {e:#}"
+                        ));
+                        stop(
+                            journal,
+                            prepared,
+                            run_id,
+                            rec,
+                            &actions[n..],
+                            &what,
+                            &msg,
+                            &mut out,
+                        )?;
+                        return Ok(out);
                     }
                 }
             }
@@ -163,38 +187,16 @@ pub(crate) async fn rollback_prepared(
         if let Err(e) = apply::undo(&cx, &undo, &j.pre) {
             // Errors carry the step's paths: neutralised for the terminal.
             let msg = crate::output::sanitize(&format!("{e:#}"));
-            // It stays `undoing`, with the reason: a later `mend rollback`
-            // tries this undo again once the operator fixed the cause.
-            // (`failed` means "never performed", which rollback skips.)
-            journal.set_action_state(
+            stop(
+                journal,
+                prepared,
                 run_id,
-                rec.step_idx,
-                rec.seq,
-                ActionState::Undoing,
-                Some(&msg),
+                rec,
+                &actions[n..],
+                &what,
+                &msg,
+                &mut out,
             )?;
-            out.failed = Some(format!("{what}: {msg}"));
-            out.not_undone = actions[n..]
-                .iter()
-                .filter(|a| matches!(a.state, ActionState::Done | ActionState::Undoing))
-                .filter_map(|a| {
-                    serde_json::from_str::<Planned>(&a.action_json)
-                        .ok()
-                        .map(|p| (a.step_idx, p))
-                })
-                .map(|(i, p)| {
-                    format!(
-                        "{}: {} {}",
-                        prepared
-                            .steps
-                            .get(i as usize)
-                            .map_or("?", |s| s.def.id.as_str()),
-                        p.action.kind(),
-                        p.action.target()
-                    )
-                })
-                .collect();
-            journal.set_run_status(run_id, RunStatus::RollbackFailed, Some(&msg))?;
             return Ok(out);
         }
         crash_point("undo", rec.step_idx, rec.seq);
@@ -215,4 +217,55 @@ pub(crate) async fn rollback_prepared(
     }
     journal.set_run_status(run_id, RunStatus::RolledBack, None)?;
     Ok(out)
+}
+
+/// A rollback that cannot go on: the action stays `undoing`, with the
+/// reason, so a later `mend rollback` tries it again once the operator fixed
+/// the cause; the run is `rollback-failed`, listing what is still changed.
+#[allow(clippy::too_many_arguments)]
+fn stop(
+    journal: &Journal,
+    prepared: &Prepared,
+    run_id: &str,
+    rec: &crate::journal::ActionRecord,
+    rest: &[crate::journal::ActionRecord],
+    what: &str,
+    msg: &str,
+    out: &mut RollbackOutcome,
+) -> Result<(), Failure> {
+    journal.set_action_state(
+        run_id,
+        rec.step_idx,
+        rec.seq,
+        ActionState::Undoing,
+        Some(msg),
+    )?;
+    out.failed = Some(format!("{what}: {msg}"));
+    out.not_undone = rest
+        .iter()
+        .filter(|a| {
+            matches!(
+                a.state,
+                ActionState::Done | ActionState::Undoing | ActionState::Intended
+            )
+        })
+        .filter_map(|a| {
+            serde_json::from_str::<Planned>(&a.action_json)
+                .ok()
+                .map(|p| (a.step_idx, p))
+        })
+        .map(|(i, p)| {
+            format!(
+                "{}: {} {}",
+                prepared
+                    .steps
+                    .get(i as usize)
+                    .map_or("?", |s| s.def.id.as_str()),
+                p.action.kind(),
+                p.action.target()
+            )
+        })
+        .collect();
+    journal.set_run_status(run_id, RunStatus::RollbackFailed, Some(msg))?;
+    Ok(())
 }

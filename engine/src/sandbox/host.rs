@@ -158,6 +158,8 @@ fn io_error(path: &str, e: std::io::Error) -> HostError {
     }
     match e.kind() {
         std::io::ErrorKind::NotFound => HostError::NotFound(path.to_string()),
+        // A special file refused by name (`open_regular`): the text says it.
+        std::io::ErrorKind::InvalidInput => HostError::Invalid(e.to_string()),
         std::io::ErrorKind::PermissionDenied => HostError::Denied(format!("{path}: {e}")),
         _ => HostError::Io(format!("{path}: {e}")),
     }
@@ -267,12 +269,18 @@ impl Frame {
             return Ok(false);
         };
         let mut entries = Vec::new();
+        // At a grant's root, the host's own trash and staging are not the
+        // step's to see or plan over (what undo needs lives there).
+        let at_root = !self.prefix.contains('/');
         for e in rest.by_ref() {
             let e = e?;
-            let Ok(name) = e.file_name().into_string() else {
-                tracing::warn!("walk: skipping a non-UTF-8 name in {}", self.prefix);
+            let raw = e.file_name();
+            // Never skipped: a name that is not UTF-8 is escaped (see
+            // `crate::names`), or its directory would look empty to a step.
+            let name = crate::names::encode(&raw).into_owned();
+            if at_root && crate::grants::host_owned(&name).is_some() {
                 continue;
-            };
+            }
             // lstat: a symlink is reported as a symlink, never followed.
             let (kind, size, secs, nanos) = described(&e.metadata()?);
             entries.push((name, kind, size, secs, nanos));
@@ -337,7 +345,10 @@ impl WalkState {
                         crate::output::shown(&path, 256)
                     )));
                 }
-                let sub = top.dir.open_dir(&name).and_then(|d| frame(d, path.clone()));
+                let sub = top
+                    .dir
+                    .open_dir(crate::names::decode(&name))
+                    .and_then(|d| frame(d, path.clone()));
                 match sub {
                     Ok(f) => self.stack.push(f),
                     Err(e) => return Err(io_error(&path, e)),
@@ -411,10 +422,7 @@ pub fn digest(
     deadline: Option<Instant>,
 ) -> Result<String, HostError> {
     let r = grants.read(path).map_err(denied)?;
-    let mut file = r
-        .grant
-        .dir
-        .open(r.rel_path())
+    let mut file = crate::apply::open_regular(&r.grant.dir, &r.rel_path(), path)
         .map_err(|e| io_error(path, e))?;
     let total = file.metadata().map(|m| m.len()).unwrap_or(0);
     let report = total >= DIGEST_PROGRESS_FROM;

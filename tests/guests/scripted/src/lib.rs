@@ -123,7 +123,7 @@ impl Step for Scripted {
         for a in &p.actions {
             let (key, v) = a
                 .iter()
-                .find(|(k, _)| *k != "undo")
+                .find(|(k, _)| *k != "undo" && *k != "creates")
                 .ok_or_else(|| StepError::new("empty action"))?;
             let kind = match key.as_str() {
                 "remove" => ActionKind::Remove(v.as_str().unwrap_or_default().into()),
