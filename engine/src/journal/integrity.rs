@@ -443,13 +443,15 @@ mod tests {
         let (before, after) = (ends[ends.len() - 2], ends[ends.len() - 1]);
         assert!(after > before, "the last commit wrote to the WAL");
         // Cuts at every byte of each frame's header and the page's edges,
-        // and every 37th byte between (all of them take 13 s in a debug
-        // build); a sample of them is opened too.
-        assert_eq!(u32_at(&wal, 8), 4096, "the page size these cuts assume");
-        let frame_len = 24 + 4096;
+        // and every 37th byte between for 4 KiB pages, as sparse for bigger
+        // ones (all of them take 13 s in a debug build); a sample of them
+        // is opened too.
+        let page = u64::from(u32_at(&wal, 8));
+        let frame_len = 24 + page;
+        let stride = 37 * page / 4096;
         for cut in (before..after).filter(|c| {
             let into = (c - before) % frame_len;
-            into < 40 || into > frame_len - 16 || c % 37 == 0
+            into < 40 || into > frame_len - 16 || c % stride == 0
         }) {
             let state = classify(&wal[..cut as usize]).unwrap();
             if cut == before {
