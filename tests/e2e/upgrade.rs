@@ -368,3 +368,45 @@ fn a_tarball_whose_checksum_does_not_match_changes_nothing() {
     assert!(w.migrations().is_empty());
     assert_eq!(w.listing("backups"), [".keep"], "nothing was dumped");
 }
+
+#[test]
+fn an_md5_digest_given_as_sha256_is_bad_input_and_nothing_runs() {
+    let w = World::new();
+    release_tree(&w.f, "src/app-2", "2", 200);
+    pack(&w.f, "2");
+    let before = live_tree(&w);
+    // What md5sum prints, pasted where the sha256 belongs.
+    let md5 = "d41d8cd98f00b204e9800998ecf8427e";
+    for cmd in ["plan", "run"] {
+        let ran = w.mend(cmd, "app-2", md5);
+        assert_eq!(ran.code, 2, "{cmd}: {}", ran.text());
+        assert!(
+            ran.stdout.contains("the length of an MD5 digest"),
+            "{cmd}: {}",
+            ran.stdout
+        );
+        assert!(!ran.stdout.contains("rolled back"), "{cmd}: {}", ran.stdout);
+    }
+    assert_same(&before, &live_tree(&w), "the live release");
+    assert_eq!(w.running(), [true, true, true], "nothing was stopped");
+    assert_eq!(w.listing("backups"), [".keep"], "nothing was dumped");
+}
+
+/// `mend rehearse` of the upgrade: the release is swapped in and back in
+/// copies of `home`; no service stops, nothing migrates, release 1 answers
+/// all along, and the copies end as they started.
+#[test]
+fn the_upgrade_rehearses_on_copies_and_release_1_keeps_running() {
+    let w = World::new();
+    release_tree(&w.f, "src/app-2", "2", 200);
+    let sum = pack(&w.f, "2");
+    let before = live_tree(&w);
+    let ran = w.mend("rehearse", "app-2", &sum);
+    assert_eq!(ran.code, 0, "{}", ran.text());
+    assert!(ran.stdout.contains("rehearsal passed"), "{}", ran.stdout);
+    assert_same(&before, &live_tree(&w), "the live release");
+    assert_eq!(version(w.port).as_deref(), Some("1"));
+    assert_eq!(w.running(), [true, true, true], "nothing was stopped");
+    assert!(w.migrations().is_empty(), "{:?}", w.migrations());
+    assert_eq!(w.listing("backups"), [".keep"], "nothing was dumped");
+}

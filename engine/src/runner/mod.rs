@@ -273,6 +273,11 @@ pub async fn prepare_for(
             }
         }
     }
+    let stand_in_dir = if stand_ins {
+        Some(stand_in_dir(&runbook, grant_paths)?)
+    } else {
+        None
+    };
     let mut steps = Vec::new();
     let mut problems = Vec::new();
     for (idx, def) in runbook.steps.iter().enumerate() {
@@ -375,6 +380,11 @@ pub async fn prepare_for(
                         g.root.display().to_string(),
                     )
                 })
+                .chain(
+                    stand_in_dir
+                        .as_ref()
+                        .map(|d| ("MEND_REHEARSAL".to_string(), d.display().to_string())),
+                )
                 .collect(),
             grants: None,
         };
@@ -402,6 +412,26 @@ pub async fn prepare_for(
         steps,
         warnings,
     })
+}
+
+/// Where a rehearsal's stand-ins keep what they pretend (which units they
+/// stopped): `MEND_REHEARSAL`, beside the grants' copies, so it goes with
+/// them; made on first use, the same on a resume.
+fn stand_in_dir(
+    runbook: &Runbook,
+    grant_paths: &BTreeMap<String, PathBuf>,
+) -> Result<PathBuf, Failure> {
+    let dir = match grant_paths.values().next().and_then(|p| p.parent()) {
+        Some(scratch) => scratch.join(".stand-ins"),
+        None => std::env::temp_dir().join(format!("mend-rehearsal-{}-stand-ins", runbook.name)),
+    };
+    std::fs::create_dir_all(&dir).map_err(|e| {
+        Failure::Internal(anyhow::anyhow!(
+            "cannot make {} for the rehearsal's stand-ins: {e}",
+            dir.display()
+        ))
+    })?;
+    Ok(dir)
 }
 
 /// The context a step sees.
