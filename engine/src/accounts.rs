@@ -114,7 +114,9 @@ pub fn lookup(user: &str, group: Option<&str>) -> Result<Option<Account>, String
     };
     let gid = match group {
         None => primary,
-        Some(g) => group_id(g)?.ok_or_else(|| format!("there is no group `{g}` on this machine"))?,
+        Some(g) => {
+            group_id(g)?.ok_or_else(|| format!("there is no group `{g}` on this machine"))?
+        }
     };
     let mut groups = group_list(user, gid)?;
     if !groups.contains(&gid) {
@@ -137,15 +139,8 @@ pub fn own_home() -> PathBuf {
     let mut pw: libc::passwd = unsafe { std::mem::zeroed() };
     let mut out: *mut libc::passwd = std::ptr::null_mut();
     // SAFETY: as in `passwd`.
-    let rc = unsafe {
-        libc::getpwuid_r(
-            uid,
-            &mut pw,
-            buf.as_mut_ptr().cast(),
-            buf.len(),
-            &mut out,
-        )
-    };
+    let rc =
+        unsafe { libc::getpwuid_r(uid, &mut pw, buf.as_mut_ptr().cast(), buf.len(), &mut out) };
     if rc != 0 || out.is_null() {
         return PathBuf::from("/");
     }

@@ -111,7 +111,12 @@ fn a_change_asked_of_probe_is_refused_and_runs_only_as_an_exec_action() {
     );
 
     // And a read is never an exec action.
-    let rb = probing(&f, &commands, "", r#"{ exec = ["ctl", ["is-active", "web"]] }"#);
+    let rb = probing(
+        &f,
+        &commands,
+        "",
+        r#"{ exec = ["ctl", ["is-active", "web"]] }"#,
+    );
     let plan = f.mend(&["plan", rb.to_str().unwrap()]);
     assert_eq!(plan.code, 1, "{}", plan.text());
     assert!(
@@ -141,7 +146,12 @@ fn a_read_that_writes_is_stopped_by_landlock_and_changes_nothing() {
          cat data/kept.txt; echo to-null > /dev/null && echo null-ok"
     );
     let commands = "[commands.ctl]\nprogram = \"/bin/sh\"\nreads = [[\"-c\", \"**\"]]";
-    let rb = probing(&f, commands, &format!("[\"ctl\", [\"-c\", {script:?}]]"), "");
+    let rb = probing(
+        &f,
+        commands,
+        &format!("[\"ctl\", [\"-c\", {script:?}]]"),
+        "",
+    );
     let before = tree(f.dir.path(), true);
     let ran = f.mend(&["plan", rb.to_str().unwrap()]);
     assert_eq!(ran.code, 0, "{}", ran.text());
@@ -190,7 +200,10 @@ fn plant(f: &Fixture) {
     let link = |target: &str, name: &str| {
         std::os::unix::fs::symlink(target, f.path(name)).unwrap();
     };
-    link(&f.path("outside/canary").display().to_string(), "data/leaf-link");
+    link(
+        &f.path("outside/canary").display().to_string(),
+        "data/leaf-link",
+    );
     link("chain-2", "data/chain-1");
     link("../outside/canary", "data/chain-2");
     link("a.txt", "data/inside-link");
@@ -199,7 +212,11 @@ fn plant(f: &Fixture) {
 fn canary(f: &Fixture) -> (String, i64, u64) {
     let p = f.path("outside/canary");
     let md = std::fs::metadata(&p).unwrap();
-    (std::fs::read_to_string(&p).unwrap(), md.mtime_nsec() + md.mtime() * 1_000_000_000, md.ino())
+    (
+        std::fs::read_to_string(&p).unwrap(),
+        md.mtime_nsec() + md.mtime() * 1_000_000_000,
+        md.ino(),
+    )
 }
 
 #[test]
@@ -249,13 +266,22 @@ fn at_arguments_that_leave_their_grant_are_refused_before_the_first_action() {
     // A link that stays inside is followed as the program would.
     let f = Fixture::new();
     plant(&f);
-    let rb = probing(&f, touch, "", r#"{ exec = ["ctl", ["@data/inside-link"]] }"#);
+    let rb = probing(
+        &f,
+        touch,
+        "",
+        r#"{ exec = ["ctl", ["@data/inside-link"]] }"#,
+    );
     let ran = f.mend(&["run", rb.to_str().unwrap()]);
     assert_eq!(ran.code, 0, "{}", ran.text());
 
     // A probe gets no outside content either.
     let cat = "[commands.ctl]\nprogram = \"/bin/cat\"\nreads = [[\"@data/*\"]]";
-    for arg in ["@data/leaf-link", "@data/chain-1", "@data/../outside/canary"] {
+    for arg in [
+        "@data/leaf-link",
+        "@data/chain-1",
+        "@data/../outside/canary",
+    ] {
         let f = Fixture::new();
         plant(&f);
         let rb = probing(&f, cat, &format!(r#"["ctl", ["{arg}"]]"#), "");
@@ -345,7 +371,13 @@ with = { actions = [{ exec = ["write", ["-c", "echo nobody was here >> \"$1\"", 
         .lines()
         .find(|l| l.contains("probe env : exit 0"))
         .unwrap_or_else(|| panic!("{}", ran.stdout));
-    let stdout = line.split("stdout \"").nth(1).unwrap().split("\", stderr").next().unwrap();
+    let stdout = line
+        .split("stdout \"")
+        .nth(1)
+        .unwrap()
+        .split("\", stderr")
+        .next()
+        .unwrap();
     let mut vars: Vec<&str> = stdout.split("\\n").filter(|l| !l.is_empty()).collect();
     vars.sort();
     let data = f.path("data").display().to_string();
@@ -405,7 +437,10 @@ with = {{ actions = [{{ exec = ["ctl", ["-c", {script:?}]] }}] }}
 "#
         ),
     );
-    let ran = f.mend_within(&["run", rb.to_str().unwrap()], std::time::Duration::from_secs(60));
+    let ran = f.mend_within(
+        &["run", rb.to_str().unwrap()],
+        std::time::Duration::from_secs(60),
+    );
     assert_eq!(ran.code, 1, "{}", ran.text());
     assert!(
         ran.stdout
@@ -423,7 +458,10 @@ with = {{ actions = [{{ exec = ["ctl", ["-c", {script:?}]] }}] }}
         // Gone, or a zombie waiting for init: nothing of it runs.
         let state = std::fs::read_to_string(format!("/proc/{pid}/stat"))
             .ok()
-            .and_then(|s| s.rsplit_once(')').map(|(_, r)| r.split_whitespace().next().unwrap_or("").to_string()));
+            .and_then(|s| {
+                s.rsplit_once(')')
+                    .map(|(_, r)| r.split_whitespace().next().unwrap_or("").to_string())
+            });
         assert!(
             matches!(state.as_deref(), None | Some("Z") | Some("X")),
             "process {pid} of the group still runs ({state:?})"

@@ -385,8 +385,9 @@ fn the_plan_shows_the_commands_each_step_will_run() {
             plan.stdout
         );
         assert!(
-            plan.stdout
-                .contains(&format!("  read while planning: systemctl is-active {u} (exit 0)\n")),
+            plan.stdout.contains(&format!(
+                "  read while planning: systemctl is-active {u} (exit 0)\n"
+            )),
             "{u}: {}",
             plan.stdout
         );

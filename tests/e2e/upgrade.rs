@@ -302,7 +302,8 @@ fn upgrade_from_1_to_2_swaps_the_release_carries_the_data_and_passes_health() {
     );
     let migration = &w.migrations()[0];
     assert!(
-        migration.starts_with("production true ") && migration.ends_with("/home/live/bin/rails db:migrate"),
+        migration.starts_with("production true ")
+            && migration.ends_with("/home/live/bin/rails db:migrate"),
         "run in the new release with the runbook's env: {migration}"
     );
     let dumps = w.listing("backups");

@@ -8,8 +8,8 @@ use std::os::fd::OwnedFd;
 use std::sync::OnceLock;
 
 use landlock::{
-    ABI, AccessFs, CompatLevel, Compatible, PathBeneath, PathFd,
-    Ruleset, RulesetAttr, RulesetCreatedAttr,
+    ABI, AccessFs, CompatLevel, Compatible, PathBeneath, PathFd, Ruleset, RulesetAttr,
+    RulesetCreatedAttr,
 };
 
 /// The write rights a read command loses: every one that changes the
@@ -75,7 +75,10 @@ pub fn ruleset() -> Result<OwnedFd, String> {
             .handle_access(denied())?
             .create()?
             .set_compatibility(CompatLevel::BestEffort)
-            .add_rule(PathBeneath::new(null, AccessFs::WriteFile | AccessFs::Truncate))?;
+            .add_rule(PathBeneath::new(
+                null,
+                AccessFs::WriteFile | AccessFs::Truncate,
+            ))?;
         Ok(created.into())
     };
     match made() {

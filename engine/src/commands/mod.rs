@@ -147,12 +147,17 @@ impl CommandPolicy {
         self.check_as(step, call, class)?;
         let cmd = &self.allowed[&call.command];
         let (program, args) = match self.stand_ins.as_ref().and_then(|s| s.get(&call.command)) {
-            Some(stand_in) => (stand_in.program.clone(), stand_in_args(stand_in, &call.args)),
+            Some(stand_in) => (
+                stand_in.program.clone(),
+                stand_in_args(stand_in, &call.args),
+            ),
             None => (cmd.program.clone(), call.args.clone()),
         };
         let args = self.expand(step, &args)?;
         let confine = match class {
-            Class::Read => confine::for_read().map_err(|e| format!("step `{step}`: `{call}`: {e}"))?,
+            Class::Read => {
+                confine::for_read().map_err(|e| format!("step `{step}`: `{call}`: {e}"))?
+            }
             Class::Change => None,
         };
         let account = cmd.run_as.as_ref().and_then(|r| r.account.as_ref());
@@ -241,7 +246,11 @@ fn refusal(step: &str, call: &Call, cmd: &Command, class: Class) -> String {
             };
             format!(
                 "step `{step}`: `{shown}` does not match the `{key}` of [commands.{name}] ({}), which is what {how}; add a pattern to its `{key}` if it should",
-                if listed.is_empty() { "none".to_string() } else { listed.join(" | ") }
+                if listed.is_empty() {
+                    "none".to_string()
+                } else {
+                    listed.join(" | ")
+                }
             )
         }
     }

@@ -190,7 +190,11 @@ pub fn live_members(group: i32) -> usize {
     };
     procs
         .flatten()
-        .filter(|e| e.file_name().to_str().is_some_and(|n| n.parse::<u32>().is_ok()))
+        .filter(|e| {
+            e.file_name()
+                .to_str()
+                .is_some_and(|n| n.parse::<u32>().is_ok())
+        })
         .filter_map(|e| std::fs::read_to_string(e.path().join("stat")).ok())
         .filter(|stat| {
             // pid (comm) state ppid pgrp ...; comm may hold spaces and `)`.

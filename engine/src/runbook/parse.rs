@@ -308,7 +308,13 @@ impl Ctx<'_> {
 
     /// [`Self::check_keys`], naming only `listed` as the valid keys (a key
     /// that is refused on its own, such as `args`, is known but not listed).
-    fn check_keys_listing(&mut self, t: &DeTable<'_>, known: &[&str], listed: &[&str], place: &str) {
+    fn check_keys_listing(
+        &mut self,
+        t: &DeTable<'_>,
+        known: &[&str],
+        listed: &[&str],
+        place: &str,
+    ) {
         for (k, _) in entries(t) {
             if known.contains(&k.get_ref().as_ref()) {
                 continue;

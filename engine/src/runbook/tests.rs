@@ -705,7 +705,9 @@ fn undeclared_grants_and_commands_in_steps() {
     );
     assert_eq!(
         errs[2].hint.as_deref(),
-        Some("declare it: [commands.psql] with `program` and `reads` or `changes`, or remove it from the step")
+        Some(
+            "declare it: [commands.psql] with `program` and `reads` or `changes`, or remove it from the step"
+        )
     );
 }
 
@@ -817,12 +819,17 @@ fn the_old_args_key_says_how_to_write_it_now() {
     assert_eq!(errs.len(), 1, "{}", render(&errs));
     assert_eq!((errs[0].line, errs[0].column), (7, 1));
     assert!(
-        errs[0].message.starts_with("`args` is no longer allowed in [commands.c]"),
+        errs[0]
+            .message
+            .starts_with("`args` is no longer allowed in [commands.c]"),
         "{}",
         errs[0].message
     );
     let hint = errs[0].hint.as_deref().unwrap();
-    assert!(hint.contains("`reads = [...]`") && hint.contains("`changes = [...]`"), "{hint}");
+    assert!(
+        hint.contains("`reads = [...]`") && hint.contains("`changes = [...]`"),
+        "{hint}"
+    );
 }
 
 #[test]
@@ -856,7 +863,12 @@ fn users_groups_and_env_of_commands() {
         9,
         "`env` of command `c` sets MEND_GRANT_DATA, which mend sets itself",
     );
-    one_error(&cmd("env = { \"1X\" = \"y\" }"), 8, 9, "\"1X\" is not a variable name");
+    one_error(
+        &cmd("env = { \"1X\" = \"y\" }"),
+        8,
+        9,
+        "\"1X\" is not a variable name",
+    );
     one_error(&cmd("env = { X = 1 }"), 8, 13, "`env.X` must be a string");
     // lint: a user this machine lacks is a warning, not an error.
     let rb = Runbook::parse_source(
@@ -1132,9 +1144,15 @@ commands = ["systemctl"]
     let c = &rb.commands["systemctl"];
     let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
     for verb in ["restart", "status"] {
-        assert!(c.allows(Class::Change, &args(&[verb, "mastodon-*"])), "{verb}");
+        assert!(
+            c.allows(Class::Change, &args(&[verb, "mastodon-*"])),
+            "{verb}"
+        );
         // The param's `*` is no wildcard.
-        assert!(!c.allows(Class::Change, &args(&[verb, "mastodon-web"])), "{verb}");
+        assert!(
+            !c.allows(Class::Change, &args(&[verb, "mastodon-web"])),
+            "{verb}"
+        );
     }
     let bad = with_head(
         "[commands.c]\nprogram = \"/bin/c\"\nreads = [\"status ${nope}\"]\n[[steps]]\nid = \"s\"\nuses = \"std:cache-cull\"\n",
