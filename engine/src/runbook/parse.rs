@@ -992,11 +992,11 @@ impl Ctx<'_> {
                 ok = false;
                 continue;
             }
-            if key.starts_with("MEND_GRANT_") {
+            if key.starts_with("MEND_GRANT_") || key == "MEND_REHEARSAL" {
                 self.error(
                     sp(k),
                     format!("`env` of command `{name}` sets {key}, which mend sets itself"),
-                    "remove it: MEND_GRANT_<NAME> is where each grant of the step is now (a rehearsal's copy during a rehearsal)".to_string(),
+                    "remove it: MEND_GRANT_<NAME> is where each grant of the step is now (a rehearsal's copy during a rehearsal), MEND_REHEARSAL a rehearsal's directory for its stand-ins".to_string(),
                 );
                 ok = false;
                 continue;
