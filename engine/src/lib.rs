@@ -6,6 +6,7 @@
 //! read-only) -> [`plan`] (checked actions) -> [`apply`] (performed with
 //! cap-std) -> [`journal`].
 
+pub mod accounts;
 pub mod apply;
 pub mod bundled;
 pub mod cli;

@@ -215,10 +215,16 @@ pub struct StepPlan {
     pub summary: Vec<String>,
     pub checks: Vec<String>,
     pub facts: Vec<(String, String)>,
+    /// The reads the step ran through `probe` while planning, with their
+    /// exit status: `systemctl is-active x (exit 0)`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reads: Vec<String>,
 }
 
 /// Check every action of a step's plan against its grants and commands, and
 /// size it. The first refused action refuses the whole plan: nothing is done.
+/// An `exec` (and its undo) must be one of its command's `changes`, and
+/// each of its `@GRANT/path` arguments is checked as an action path is.
 pub fn check(
     plan: wit::Plan,
     grants: &Grants,
@@ -230,6 +236,7 @@ pub fn check(
         checks: lines(&plan.checks, "check"),
         facts: plan.facts.into_iter().map(|f| (f.key, f.value)).collect(),
         actions: Vec::with_capacity(plan.actions.len()),
+        reads: Vec::new(),
     };
     let refuse = |e: PathError| format!("step `{step}`: {e}");
     // Removals so far, so that a directory removed after its files (a cull

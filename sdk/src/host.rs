@@ -20,7 +20,9 @@ pub trait Host {
     fn digest(&self, path: &str, algorithm: Algorithm) -> Result<String, HostError>;
     /// Free space on the filesystem that holds `path`.
     fn free_space(&self, path: &str) -> Result<Space, HostError>;
-    /// Run an allowed command and capture its output.
+    /// Run one of a command's `reads` (never its `changes`: a change is an
+    /// `exec` action of the plan) and capture its output. The host runs it
+    /// confined read-only.
     fn probe(&self, command: &str, args: &[&str]) -> Result<Output, HostError>;
     /// The HTTP status of an allowed URL.
     fn http_status(&self, url: &str) -> Result<u16, HostError>;

@@ -131,3 +131,80 @@ fn invalid_runbooks_match_their_golden_errors() {
         assert!(!f.state().exists(), "{name}: a state directory appeared");
     }
 }
+
+#[test]
+fn a_command_user_that_does_not_exist_is_refused_with_its_line() {
+    bad(
+        r#"[runbook]
+name = "as-user"
+version = "1.0.0"
+summary = "migrate as the app's user"
+
+[commands.rails]
+program = "/bin/true"
+user = "no-such-user-mend"
+changes = [["db:migrate"]]
+
+[[steps]]
+id = "noop"
+{guest:noop}
+"#,
+        &[
+            "error: command `rails` runs as user `no-such-user-mend`, which does not exist on this machine",
+            "bad.toml:8:8",
+            "commands never fall back to root",
+        ],
+    );
+}
+
+/// On a laptop or a CI job: the server's directories and users are not
+/// there. lint says so, once each, and checks everything else.
+#[test]
+fn lint_warns_per_missing_grant_and_user_and_checks_the_rest() {
+    let f = Fixture::new();
+    let upgrade = repo("runbooks/mastodon/upgrade.toml");
+    let sets = [
+        "--set",
+        "home=/nonexistent/mend-test/home",
+        "--set",
+        "releases=/nonexistent/mend-test/releases",
+        "--set",
+        "backups=/nonexistent/mend-test/backups",
+        "--set",
+        "mastodon_user=no-such-user-mend",
+    ];
+    let mut args = vec!["lint", upgrade.as_str()];
+    args.extend(sets);
+    let ran = f.mend(&args);
+    assert_eq!(ran.code, 0, "{}", ran.text());
+    for grant in ["home", "releases", "backups"] {
+        assert_eq!(
+            ran.stderr
+                .matches(&format!("warning: grant `{grant}`: /nonexistent/mend-test/{grant} is not a directory on this machine"))
+                .count(),
+            1,
+            "{grant}: {}",
+            ran.stderr
+        );
+    }
+    assert!(
+        ran.stderr.contains("warning: command `migrate` runs as user `no-such-user-mend`, which does not exist on this machine"),
+        "{}",
+        ran.stderr
+    );
+    assert!(ran.stdout.contains("upgrade.toml: ok"), "{}", ran.stdout);
+    // Everything else is still checked: a bad value fails the lint.
+    args.extend(["--set", "health_delay=soon"]);
+    let ran = f.mend(&args);
+    assert_eq!(ran.code, 2, "{}", ran.text());
+    assert!(
+        ran.stderr.contains("`retry.delay` is not a duration"),
+        "{}",
+        ran.stderr
+    );
+    // plan and run refuse what lint only warned about.
+    let mut args = vec!["plan", upgrade.as_str()];
+    args.extend(sets);
+    let ran = f.mend(&args);
+    assert_eq!(ran.code, 2, "{}", ran.text());
+}

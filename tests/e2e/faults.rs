@@ -240,11 +240,11 @@ access = "write"
 
 [commands.note]
 program = "/bin/sh"
-args = [["-c", "echo upgraded >> \"$MEND_GRANT_DATA/log.txt\""]]
+changes = [["-c", "echo upgraded >> \"$MEND_GRANT_DATA/log.txt\""]]
 
 [commands.unnote]
 program = "/bin/sh"
-args = [["-c", "sed -i '$d' \"$MEND_GRANT_DATA/log.txt\"; [ -s \"$MEND_GRANT_DATA/log.txt\" ] || rm \"$MEND_GRANT_DATA/log.txt\""]]
+changes = [["-c", "sed -i '$d' \"$MEND_GRANT_DATA/log.txt\"; [ -s \"$MEND_GRANT_DATA/log.txt\" ] || rm \"$MEND_GRANT_DATA/log.txt\""]]
 
 [rehearsal.commands.note]
 program = "/bin/sh"

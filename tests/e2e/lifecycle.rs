@@ -217,11 +217,11 @@ access = "write"
 
 [commands.mark]
 program = "/bin/false"
-args = ["**"]
+changes = ["**"]
 
 [commands.unmark]
 program = "/bin/false"
-args = ["**"]
+changes = ["**"]
 
 [rehearsal.commands.mark]
 program = "/bin/sh"
@@ -276,7 +276,7 @@ access = "write"
 
 [commands.restart]
 program = "/bin/true"
-args = ["**"]
+changes = ["**"]
 
 [[steps]]
 id = "restart"
@@ -397,11 +397,11 @@ access = "write"
 
 [commands.mark]
 program = "/bin/sh"
-args = [["-c", "echo on > \"$MEND_GRANT_DATA/flag\""]]
+changes = [["-c", "echo on > \"$MEND_GRANT_DATA/flag\""]]
 
 [commands.unmark]
 program = "/bin/sh"
-args = [["-c", "rm \"$MEND_GRANT_DATA/flag\""]]
+changes = [["-c", "rm \"$MEND_GRANT_DATA/flag\""]]
 
 [[steps]]
 id = "mark"
@@ -446,7 +446,7 @@ access = "write"
 
 [commands.systemctl]
 program = "/bin/true"
-args = [["restart", "mastodon-*.service"]]
+changes = [["restart", "mastodon-*.service"]]
 
 [[steps]]
 id = "restart"
@@ -458,7 +458,7 @@ with = { actions = [{ exec = ["systemctl", ["stop", "nftables.service"]] }] }
     let ran = f.mend(&["plan", rb.to_str().unwrap()]);
     assert_eq!(ran.code, 1, "{}", ran.text());
     assert!(
-        ran.stdout.contains("step `restart`: `systemctl stop nftables.service` does not match the arguments [commands.systemctl] allows (restart mastodon-*.service)"),
+        ran.stdout.contains("step `restart`: `systemctl stop nftables.service` does not match the `changes` of [commands.systemctl] (restart mastodon-*.service), which is what an exec action runs; add a pattern to its `changes` if it should"),
         "{}",
         ran.stdout
     );

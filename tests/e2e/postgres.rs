@@ -281,3 +281,19 @@ fn refuses_a_newest_dump_older_than_max_age() {
         "nothing ran"
     );
 }
+
+/// `mend rehearse` of the restore against a live server: stand-ins dump
+/// into a copy of `dumps` and drop nothing; the database keeps its 15 rows
+/// and the real dumps are as they were.
+#[test]
+fn the_restore_rehearses_without_touching_the_database() {
+    let pg = Pg::start();
+    let f = Fixture::new();
+    let dumps = world(&f, &pg);
+    let before = tree(&dumps, true);
+    let ran = mend_with(&f, "rehearse", &sets(&pg, &dumps, "5"));
+    assert_eq!(ran.code, 0, "{}", ran.text());
+    assert!(ran.stdout.contains("rehearsal passed"), "{}", ran.stdout);
+    assert_eq!(pg.sql("app", "SELECT count(*) FROM accounts"), "15");
+    assert_same(&before, &tree(&dumps, true), "the dumps");
+}

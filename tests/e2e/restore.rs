@@ -350,3 +350,68 @@ fn a_report_tells_the_rolled_back_run_as_a_timeline() {
         assert!(md.contains(line), "report lacks {line:?}:\n{md}");
     }
 }
+
+/// `mend rehearse` of the Mastodon restore: its stand-ins stop and start
+/// nothing, the media is restored into copies and rolled back, and the
+/// real media and services are as they were.
+#[test]
+fn mastodon_restore_rehearses_on_copies_and_stops_nothing() {
+    let f = Fixture::new();
+    world(&f);
+    let before = tree(&f.path("public"), true);
+    let snaps = tree(&f.path("snaps"), true);
+    let ran = mend_restore(&f, "rehearse", &[]);
+    assert_eq!(ran.code, 0, "{}", ran.text());
+    assert!(ran.stdout.contains("rehearsal passed"), "{}", ran.stdout);
+    assert_same(&before, &tree(&f.path("public"), true), "the live media");
+    assert_same(&snaps, &tree(&f.path("snaps"), true), "the snapshots");
+    assert_eq!(running(&f), [true, true, true], "nothing was stopped");
+}
+
+/// The plan names every command vector each step will run, and the reads
+/// it ran to decide.
+#[test]
+fn the_plan_shows_the_commands_each_step_will_run() {
+    let f = Fixture::new();
+    world(&f);
+    let plan = mend_restore(&f, "plan", &[]);
+    assert_eq!(plan.code, 0, "{}", plan.text());
+    for u in UNITS {
+        assert!(
+            plan.stdout.contains(&format!(
+                "    systemctl stop {u}  (undo: systemctl start {u})\n"
+            )),
+            "{u}: {}",
+            plan.stdout
+        );
+        assert!(
+            plan.stdout.contains(&format!(
+                "  read while planning: systemctl is-active {u} (exit 0)\n"
+            )),
+            "{u}: {}",
+            plan.stdout
+        );
+    }
+    assert!(
+        plan.stdout.contains("  commands it will run (3):\n"),
+        "{}",
+        plan.stdout
+    );
+}
+
+/// `mend rehearse` of the Prosody restore: no service touched, the data
+/// restored into a copy and rolled back.
+#[test]
+fn prosody_restore_rehearses_on_copies_and_touches_no_service() {
+    let f = Fixture::new();
+    let sets = prosody_world(&f, true);
+    let before = tree(&f.path("lib"), true);
+    let ran = mend_prosody(&f, "rehearse", &sets);
+    assert_eq!(ran.code, 0, "{}", ran.text());
+    assert!(ran.stdout.contains("rehearsal passed"), "{}", ran.stdout);
+    assert_same(&before, &tree(&f.path("lib"), true), "Prosody's data");
+    assert!(
+        f.path("bin/units/prosody.service").exists(),
+        "prosody was not stopped"
+    );
+}

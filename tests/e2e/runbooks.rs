@@ -188,7 +188,7 @@ access = "read"
 
 [commands.restart]
 program = "/bin/sh"
-args = [["-c", "**"]]
+changes = [["-c", "**"]]
 
 [[steps]]
 id = "restart"

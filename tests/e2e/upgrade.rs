@@ -1,8 +1,8 @@
 //! `runbooks/mastodon/upgrade.toml` through the binary, on a real HTTP
 //! service: each release is a small Python web server packed as a tarball
 //! by the test, answering `/version` and `/health` on the port its
-//! `.env.production` names. A stand-in `systemctl` starts and stops it;
-//! stand-ins for `pg_dump` and the migration record that they ran.
+//! `.env.production` names. A stand-in `systemctl` starts and stops it; a
+//! stand-in `pg_dump` and each release's `bin/rails` record that they ran.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -65,6 +65,15 @@ fn release_tree(f: &Fixture, dir: &str, version: &str, health: u16) {
     f.write(
         &format!("{dir}/public/assets/app-{version}.js"),
         "console.log(1)",
+    );
+    // What the migration ran with: its environment, program and arguments.
+    executable(
+        f,
+        &format!("{dir}/bin/rails"),
+        &format!(
+            "#!/bin/sh\necho \"$RAILS_ENV $SKIP_POST_DEPLOYMENT_MIGRATIONS $0 $*\" >> \"{}\"\n",
+            f.path("migrations.log").display()
+        ),
     );
 }
 
@@ -163,12 +172,6 @@ esac
             "bin/pg_dump",
             "#!/bin/sh\nwhile [ $# -gt 0 ]; do [ \"$1\" = -f ] && echo dump > \"$2\"; shift; done\n",
         );
-        let log = f.path("migrations.log");
-        executable(
-            &f,
-            "bin/migrate",
-            &format!("#!/bin/sh\necho \"$*\" >> \"{}\"\n", log.display()),
-        );
         let w = World { f, port };
         for u in UNITS {
             assert!(w.systemctl(&["start", u]));
@@ -200,7 +203,9 @@ esac
             format!("backups={}", f.path("backups").display()),
             format!("pgbin={}", f.path("bin").display()),
             format!("systemctl={}", f.path("bin/systemctl").display()),
-            format!("env={}", f.path("bin/migrate").display()),
+            // The fixture belongs to root; the test of the drop to another
+            // user is in hostile.rs.
+            "mastodon_user=root".to_string(),
             format!("health=http://127.0.0.1:{}/health", self.port),
             "health_delay=100ms".to_string(),
             format!("release={release}.tar.gz"),
@@ -295,7 +300,12 @@ fn upgrade_from_1_to_2_swaps_the_release_carries_the_data_and_passes_health() {
         "migrated once: {:?}",
         w.migrations()
     );
-    assert!(w.migrations()[0].ends_with("/home/live/bin/rails db:migrate"));
+    let migration = &w.migrations()[0];
+    assert!(
+        migration.starts_with("production true ")
+            && migration.ends_with("/home/live/bin/rails db:migrate"),
+        "run in the new release with the runbook's env: {migration}"
+    );
     let dumps = w.listing("backups");
     assert!(
         dumps
@@ -357,5 +367,47 @@ fn a_tarball_whose_checksum_does_not_match_changes_nothing() {
     assert_eq!(version(w.port).as_deref(), Some("1"));
     assert_eq!(w.running(), [true, true, true], "nothing was stopped");
     assert!(w.migrations().is_empty());
+    assert_eq!(w.listing("backups"), [".keep"], "nothing was dumped");
+}
+
+#[test]
+fn an_md5_digest_given_as_sha256_is_bad_input_and_nothing_runs() {
+    let w = World::new();
+    release_tree(&w.f, "src/app-2", "2", 200);
+    pack(&w.f, "2");
+    let before = live_tree(&w);
+    // What md5sum prints, pasted where the sha256 belongs.
+    let md5 = "d41d8cd98f00b204e9800998ecf8427e";
+    for cmd in ["plan", "run"] {
+        let ran = w.mend(cmd, "app-2", md5);
+        assert_eq!(ran.code, 2, "{cmd}: {}", ran.text());
+        assert!(
+            ran.stdout.contains("the length of an MD5 digest"),
+            "{cmd}: {}",
+            ran.stdout
+        );
+        assert!(!ran.stdout.contains("rolled back"), "{cmd}: {}", ran.stdout);
+    }
+    assert_same(&before, &live_tree(&w), "the live release");
+    assert_eq!(w.running(), [true, true, true], "nothing was stopped");
+    assert_eq!(w.listing("backups"), [".keep"], "nothing was dumped");
+}
+
+/// `mend rehearse` of the upgrade: the release is swapped in and back in
+/// copies of `home`; no service stops, nothing migrates, release 1 answers
+/// all along, and the copies end as they started.
+#[test]
+fn the_upgrade_rehearses_on_copies_and_release_1_keeps_running() {
+    let w = World::new();
+    release_tree(&w.f, "src/app-2", "2", 200);
+    let sum = pack(&w.f, "2");
+    let before = live_tree(&w);
+    let ran = w.mend("rehearse", "app-2", &sum);
+    assert_eq!(ran.code, 0, "{}", ran.text());
+    assert!(ran.stdout.contains("rehearsal passed"), "{}", ran.stdout);
+    assert_same(&before, &live_tree(&w), "the live release");
+    assert_eq!(version(w.port).as_deref(), Some("1"));
+    assert_eq!(w.running(), [true, true, true], "nothing was stopped");
+    assert!(w.migrations().is_empty(), "{:?}", w.migrations());
     assert_eq!(w.listing("backups"), [".keep"], "nothing was dumped");
 }

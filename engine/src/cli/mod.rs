@@ -554,12 +554,14 @@ async fn lint(
     file: &std::path::Path,
     sets: &[(String, String)],
 ) -> Result<i32, Failure> {
-    let prepared = runner::prepare(
+    // A laptop or a CI job lacks the server's directories and users: each
+    // is a warning, and everything else is checked.
+    let prepared = runner::prepare_for(
         sandbox,
         file,
         sets,
         &Default::default(),
-        false,
+        runner::Purpose::Lint,
         &settings.trust,
     )
     .await?;

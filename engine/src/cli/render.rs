@@ -36,6 +36,39 @@ fn failure_text(step: &str, error: Option<&str>) -> String {
 /// How many actions of a step a plan lists without `--all`.
 const SHOWN: usize = 12;
 
+/// Every command vector a step's plan runs, in order: each exec (a change)
+/// with its undo, all of them, however many actions `--all` leaves out.
+fn commands_run(plan: &crate::plan::StepPlan) -> Vec<String> {
+    use crate::plan::Action as A;
+    plan.actions
+        .iter()
+        .filter_map(|a| match &a.action {
+            A::Exec { call, undo, .. } => Some(match undo {
+                Some(u) => format!("{}  (undo: {})", call_line(call), call_line(u)),
+                None => call_line(call),
+            }),
+            _ => None,
+        })
+        .collect()
+}
+
+fn call_line(call: &crate::commands::Call) -> String {
+    crate::output::shown(&call.to_string(), 1024)
+}
+
+/// Why reads cannot be confined here, when a step of this runbook may run
+/// one; `None` when they are (or none can run).
+fn unconfined_reads(prepared: &Prepared) -> Option<String> {
+    let any_reads = prepared
+        .steps
+        .iter()
+        .any(|s| s.commands.allowed.values().any(|c| !c.reads.is_empty()));
+    match crate::commands::confine::support() {
+        crate::commands::confine::Support::Missing(why) if any_reads => Some(why.clone()),
+        _ => None,
+    }
+}
+
 /// Where output goes, and in which form.
 #[derive(Clone)]
 pub struct Out {
@@ -82,20 +115,28 @@ impl Out {
     pub fn plan(&self, prepared: &Prepared, steps: &[PlannedStep], all: bool) -> i32 {
         let rb = &prepared.runbook;
         let failed = steps.iter().any(|(_, r)| r.is_err());
+        // A step that refused its own parameters: the runbook is wrong.
+        let bad_input = steps
+            .iter()
+            .any(|(_, r)| r.as_ref().is_err_and(|e| e.bad_input));
+        let code = if bad_input {
+            exit::BAD_INPUT
+        } else if failed {
+            exit::STEP_FAILED
+        } else {
+            exit::SUCCESS
+        };
+        let unconfined = unconfined_reads(prepared);
         if self.json {
             let steps: Vec<_> = steps
                 .iter()
                 .map(|(s, r)| match r {
-                    Ok((p, _)) => json!({"id": s.def.id, "uses": s.def.uses.to_string(), "summary": p.summary, "actions": p.actions, "checks": p.checks, "facts": p.facts}),
+                    Ok((p, _)) => json!({"id": s.def.id, "uses": s.def.uses.to_string(), "summary": p.summary, "actions": p.actions, "checks": p.checks, "facts": p.facts, "commands": commands_run(p), "reads": p.reads}),
                     Err(e) => json!({"id": s.def.id, "uses": s.def.uses.to_string(), "error": e}),
                 })
                 .collect();
-            self.print_json(&json!({"runbook": {"name": rb.name, "version": rb.version, "sha256": rb.sha256}, "steps": steps}));
-            return if failed {
-                exit::STEP_FAILED
-            } else {
-                exit::SUCCESS
-            };
+            self.print_json(&json!({"runbook": {"name": rb.name, "version": rb.version, "sha256": rb.sha256}, "steps": steps, "reads_confined": unconfined.is_none()}));
+            return code;
         }
         println!(
             "plan: {} {} ({}, sha256 {})",
@@ -107,6 +148,12 @@ impl Out {
         println!(
             "a plan changes nothing; at run time each step is planned again after the ones before it."
         );
+        if let Some(why) = &unconfined {
+            println!(
+                "{} read commands are not confined on this machine ({why}): a read that writes is not stopped",
+                self.paint("33", "note:")
+            );
+        }
         let (mut n_actions, mut n_bytes, mut n_irrev) = (0usize, 0u64, 0usize);
         let total = steps.len();
         for (i, (step, result)) in steps.iter().enumerate() {
@@ -153,6 +200,16 @@ impl Out {
                     count((plan.actions.len() - shown) as u64)
                 );
             }
+            for r in &plan.reads {
+                println!("  read while planning: {r}");
+            }
+            let runs = commands_run(plan);
+            if !runs.is_empty() {
+                println!("  commands it will run ({}):", runs.len());
+                for c in &runs {
+                    println!("    {c}");
+                }
+            }
             for c in &plan.checks {
                 println!("  then check: {c}");
             }
@@ -171,7 +228,15 @@ impl Out {
             plural(n_actions as u64, "action"),
             bytes(n_bytes)
         );
-        if failed {
+        if bad_input {
+            println!(
+                "{}",
+                self.paint(
+                    "31",
+                    "a step refused its parameters: fix the runbook (or --set); a run would stop before changing anything"
+                )
+            );
+        } else if failed {
             println!(
                 "{}",
                 self.paint(
@@ -179,10 +244,8 @@ impl Out {
                     "some steps cannot plan: a run would stop there and roll back"
                 )
             );
-            exit::STEP_FAILED
-        } else {
-            exit::SUCCESS
         }
+        code
     }
 
     fn action_line(&self, a: &Planned, width: usize) -> String {
@@ -210,8 +273,11 @@ impl Out {
     pub fn lint(&self, prepared: &Prepared) -> i32 {
         let rb = &prepared.runbook;
         if self.json {
-            self.print_json(&json!({"ok": true, "runbook": {"name": rb.name, "version": rb.version, "sha256": rb.sha256}, "steps": prepared.steps.iter().map(|s| json!({"id": s.def.id, "uses": s.def.uses.to_string(), "component_sha256": s.loaded.sha256})).collect::<Vec<_>>()}));
+            self.print_json(&json!({"ok": true, "runbook": {"name": rb.name, "version": rb.version, "sha256": rb.sha256}, "steps": prepared.steps.iter().map(|s| json!({"id": s.def.id, "uses": s.def.uses.to_string(), "component_sha256": s.loaded.sha256})).collect::<Vec<_>>(), "warnings": prepared.warnings}));
         } else {
+            for w in &prepared.warnings {
+                eprintln!("{w}\n");
+            }
             println!(
                 "{}: ok ({} {}, {} steps)",
                 rb.file.display(),
@@ -225,6 +291,7 @@ impl Out {
 
     pub fn run_outcome(&self, o: &RunOutcome) -> i32 {
         let code = match (o.status, &o.rollback) {
+            _ if o.bad_input => exit::BAD_INPUT,
             (RunStatus::Committed, _) => exit::SUCCESS,
             (RunStatus::RollbackFailed, _) => exit::ROLLBACK_FAILED,
             (_, Some(r)) if r.failed.is_some() => exit::ROLLBACK_FAILED,
@@ -232,6 +299,19 @@ impl Out {
         };
         if self.json {
             self.print_json(&json!({"run": o, "exit_code": code}));
+            return code;
+        }
+        if o.bad_input {
+            println!(
+                "{} {}",
+                self.paint("31", "refused:"),
+                failure_text(o.failed_step.as_deref().unwrap_or("?"), o.error.as_deref())
+            );
+            println!(
+                "a step refused its parameters before run {} changed anything: nothing ran and nothing changed.",
+                short(&o.run_id)
+            );
+            println!("  = help: fix the runbook (or the --set value) and run it again");
             return code;
         }
         match o.status {

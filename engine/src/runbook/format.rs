@@ -99,7 +99,7 @@ pub static TOP: Table = Table {
         key(
             "commands",
             Kind::Named(&Kind::Table(&COMMAND)),
-            "The programs steps may run, with the argument vectors allowed.",
+            "The programs steps may run: the argument vectors that read and those that change.",
         ),
         required(
             "steps",
@@ -174,10 +174,30 @@ pub static COMMAND: Table = Table {
             Kind::NonEmpty,
             "The program, by absolute path or name on PATH.",
         ),
-        required(
-            "args",
+        key(
+            "reads",
             Kind::ArgVectors,
-            "Allowed argument vectors: [[\"status\", \"*\"]] or [\"status *\"]; a last `**` allows any further arguments.",
+            "Argument vectors that only look (is-active, status): what probe may run while planning and verifying, confined read-only. [[\"is-active\", \"*\"]] or [\"is-active *\"]; a last `**` allows any further arguments.",
+        ),
+        key(
+            "changes",
+            Kind::ArgVectors,
+            "Argument vectors that change something (stop, dropdb): only an exec action of the plan, or its undo, may run them.",
+        ),
+        key(
+            "user",
+            Kind::NonEmpty,
+            "Run as this user (its uid, gid and groups), never as root; it must exist on this machine.",
+        ),
+        key(
+            "group",
+            Kind::NonEmpty,
+            "With `user`: run with this primary group instead of the user's.",
+        ),
+        key(
+            "env",
+            Kind::Named(&Kind::Str),
+            "Variables added to the command's clean environment (PATH, LANG, HOME, MEND_GRANT_*); ${param} allowed.",
         ),
     ],
 };
@@ -263,7 +283,7 @@ pub static STAND_IN: Table = Table {
         key(
             "args",
             Kind::Strings,
-            "Its arguments (default: the original ones).",
+            "Its arguments (default: the original ones); an entry \"${args}\" stands for the original ones.",
         ),
     ],
 };

@@ -22,7 +22,10 @@ use std::path::Path;
 use sha2::{Digest, Sha256};
 
 pub use diagnostic::{Diagnostic, Span};
-pub use model::{Access, Command, Grant, OnFailure, Retry, Runbook, StandIn, Step, Uses};
+pub use model::{
+    Access, Class, Command, Grant, OnFailure, Retry, RunAs, Runbook, StandIn, Step, Uses,
+};
+pub use parse::ARGS;
 
 impl Runbook {
     /// Read, parse, interpolate and validate. `sets` are --set pairs in
@@ -31,6 +34,17 @@ impl Runbook {
         file: &Path,
         sets: &[(String, String)],
         bundled: &[&str],
+    ) -> Result<Runbook, Vec<Diagnostic>> {
+        Runbook::load_as(file, sets, bundled, false)
+    }
+
+    /// [`Runbook::load`]; `lenient` (for `mend lint`) turns what this
+    /// machine lacks (a command's user or group) into `warnings`.
+    pub fn load_as(
+        file: &Path,
+        sets: &[(String, String)],
+        bundled: &[&str],
+        lenient: bool,
     ) -> Result<Runbook, Vec<Diagnostic>> {
         let name = file.display().to_string();
         let bytes = std::fs::read(file).map_err(|e| {
@@ -54,7 +68,7 @@ impl Runbook {
                 )]);
             }
         };
-        Runbook::from_source(file, source, sets, bundled)
+        Runbook::parse_source(file, source, sets, bundled, lenient)
     }
 
     /// Like [`Runbook::load`], with the file's text already in hand. `file`
@@ -65,6 +79,16 @@ impl Runbook {
         sets: &[(String, String)],
         bundled: &[&str],
     ) -> Result<Runbook, Vec<Diagnostic>> {
+        Runbook::parse_source(file, source, sets, bundled, false)
+    }
+
+    fn parse_source(
+        file: &Path,
+        source: String,
+        sets: &[(String, String)],
+        bundled: &[&str],
+        lenient: bool,
+    ) -> Result<Runbook, Vec<Diagnostic>> {
         let cwd = std::env::current_dir().ok();
         let parsed = parse::parse(&parse::Input {
             file,
@@ -72,6 +96,7 @@ impl Runbook {
             sets,
             bundled,
             cwd: cwd.as_deref(),
+            lenient,
         })?;
         Ok(Runbook {
             file: file.to_path_buf(),
@@ -86,6 +111,7 @@ impl Runbook {
             commands: parsed.commands,
             steps: parsed.steps,
             rehearsal_commands: parsed.rehearsal_commands,
+            warnings: parsed.warnings,
         })
     }
 

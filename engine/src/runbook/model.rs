@@ -28,6 +28,9 @@ pub struct Runbook {
     pub commands: BTreeMap<String, Command>,
     pub steps: Vec<Step>,
     pub rehearsal_commands: BTreeMap<String, StandIn>,
+    /// What this machine lacks, when loaded for `mend lint` (else empty:
+    /// loading refuses it).
+    pub warnings: Vec<super::Diagnostic>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default, serde::Serialize)]
@@ -62,17 +65,64 @@ pub struct Command {
     pub name: String,
     /// Interpolated.
     pub program: String,
-    /// Allowed argument vectors, one glob pattern per argument. A vector whose
-    /// last element is exactly `**` matches zero or more further arguments.
-    pub allowed: Vec<Vec<String>>,
+    /// Argument vectors that only look (`is-active`, `status`): what `probe`
+    /// may run, while planning and verifying. One glob pattern per argument;
+    /// a vector whose last element is exactly `**` matches zero or more
+    /// further arguments.
+    pub reads: Vec<Vec<String>>,
+    /// Argument vectors that change the world (`stop`, `dropdb`): what an
+    /// `exec` action of the plan (and its undo) may run.
+    pub changes: Vec<Vec<String>>,
+    /// Who the command runs as; `None`: the user mend runs as.
+    pub run_as: Option<RunAs>,
+    /// The runbook's `env` table, interpolated, in the file's order.
+    pub env: Vec<(String, String)>,
     /// The command's table.
     pub span: Span,
 }
 
+/// Which list of a command an argument vector must match.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Class {
+    /// `reads`: run by `probe`, confined read-only.
+    Read,
+    /// `changes`: run by an `exec` action or its undo.
+    Change,
+}
+
+impl Class {
+    pub fn word(self) -> &'static str {
+        match self {
+            Class::Read => "read",
+            Class::Change => "change",
+        }
+    }
+}
+
+/// The `user` (and `group`) of a command.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RunAs {
+    pub user: String,
+    pub group: Option<String>,
+    /// Resolved on this machine; `None` only when the runbook was loaded
+    /// for `mend lint`, which warns about a user this machine lacks.
+    pub account: Option<crate::accounts::Account>,
+}
+
 impl Command {
-    /// Whether `args` (not including the program) matches one allowed vector.
-    pub fn allows(&self, args: &[String]) -> bool {
-        self.allowed
+    /// The vectors of one class.
+    pub fn vectors(&self, class: Class) -> &[Vec<String>] {
+        match class {
+            Class::Read => &self.reads,
+            Class::Change => &self.changes,
+        }
+    }
+
+    /// Whether `args` (not including the program) matches one vector of
+    /// `class`.
+    pub fn allows(&self, class: Class, args: &[String]) -> bool {
+        self.vectors(class)
             .iter()
             .any(|patterns| args_match(patterns, args))
     }
@@ -149,7 +199,8 @@ pub fn glob_quote(value: &str) -> String {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StandIn {
     pub program: String,
-    /// When `None` the original arguments are passed.
+    /// When `None` the original arguments are passed; an element that is
+    /// exactly `${args}` stands for them (spliced, each its own argument).
     pub args: Option<Vec<String>>,
 }
 
@@ -259,32 +310,33 @@ mod tests {
         let cmd = Command {
             name: "systemctl".into(),
             program: "/usr/bin/systemctl".into(),
-            allowed: vec![
-                v(&["restart", "mastodon-*.service"]),
-                v(&["is-active", "**"]),
-                v(&["status", "unit-?"]),
-                v(&[]),
-            ],
+            reads: vec![v(&["is-active", "**"]), v(&["status", "unit-?"]), v(&[])],
+            changes: vec![v(&["restart", "mastodon-*.service"])],
+            run_as: None,
+            env: Vec::new(),
             span: Span::default(),
         };
-        assert!(cmd.allows(&v(&["restart", "mastodon-web.service"])));
-        assert!(!cmd.allows(&v(&["restart", "mastodon-web.service", "x"])));
-        assert!(!cmd.allows(&v(&["restart"])));
-        assert!(!cmd.allows(&v(&["stop", "mastodon-web.service"])));
-        assert!(cmd.allows(&v(&["is-active"])));
-        assert!(cmd.allows(&v(&["is-active", "a", "b", "c"])));
-        assert!(!cmd.allows(&v(&["is-activex"])));
-        assert!(cmd.allows(&v(&["status", "unit-1"])));
-        assert!(!cmd.allows(&v(&["status", "unit-12"])));
-        assert!(cmd.allows(&v(&[])));
+        let (r, c) = (Class::Read, Class::Change);
+        assert!(cmd.allows(c, &v(&["restart", "mastodon-web.service"])));
+        assert!(!cmd.allows(r, &v(&["restart", "mastodon-web.service"])));
+        assert!(!cmd.allows(c, &v(&["restart", "mastodon-web.service", "x"])));
+        assert!(!cmd.allows(c, &v(&["restart"])));
+        assert!(!cmd.allows(c, &v(&["stop", "mastodon-web.service"])));
+        assert!(cmd.allows(r, &v(&["is-active"])));
+        assert!(!cmd.allows(c, &v(&["is-active"])));
+        assert!(cmd.allows(r, &v(&["is-active", "a", "b", "c"])));
+        assert!(!cmd.allows(r, &v(&["is-activex"])));
+        assert!(cmd.allows(r, &v(&["status", "unit-1"])));
+        assert!(!cmd.allows(r, &v(&["status", "unit-12"])));
+        assert!(cmd.allows(r, &v(&[])));
         // `*` stays within one argument.
         let only_star = Command {
-            allowed: vec![v(&["*"])],
+            reads: vec![v(&["*"])],
             ..cmd.clone()
         };
-        assert!(only_star.allows(&v(&["a b"])));
-        assert!(!only_star.allows(&v(&["a", "b"])));
-        assert!(!only_star.allows(&v(&[])));
+        assert!(only_star.allows(r, &v(&["a b"])));
+        assert!(!only_star.allows(r, &v(&["a", "b"])));
+        assert!(!only_star.allows(r, &v(&[])));
     }
 
     #[test]

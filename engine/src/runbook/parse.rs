@@ -18,6 +18,9 @@ use super::model::{
 use super::units::{parse_duration, parse_size};
 
 type Key<'i> = Spanned<Cow<'i, str>>;
+
+/// In a stand-in's `args`: the original call's arguments.
+pub const ARGS: &str = "${args}";
 type Val<'i> = Spanned<DeValue<'i>>;
 
 /// What the loader hands to the parser.
@@ -29,6 +32,8 @@ pub(crate) struct Input<'a> {
     /// Relative grant paths are resolved against this (the process's
     /// current directory); `None` leaves them relative.
     pub cwd: Option<&'a Path>,
+    /// `mend lint`: what this machine lacks (a command's user) is a warning.
+    pub lenient: bool,
 }
 
 /// Everything in a runbook except the file bookkeeping.
@@ -42,6 +47,8 @@ pub(crate) struct Parsed {
     pub commands: BTreeMap<String, Command>,
     pub steps: Vec<Step>,
     pub rehearsal_commands: BTreeMap<String, StandIn>,
+    /// What this machine lacks, when `lenient`.
+    pub warnings: Vec<Diagnostic>,
 }
 
 pub(crate) fn parse(input: &Input<'_>) -> Result<Parsed, Vec<Diagnostic>> {
@@ -56,6 +63,7 @@ pub(crate) fn parse(input: &Input<'_>) -> Result<Parsed, Vec<Diagnostic>> {
         errors: Vec::new(),
         params: BTreeMap::new(),
         param_types: BTreeMap::new(),
+        warnings: Vec::new(),
     };
     cx.check_keys(&root, &format::TOP.names(), "at the top level");
 
@@ -63,11 +71,12 @@ pub(crate) fn parse(input: &Input<'_>) -> Result<Parsed, Vec<Diagnostic>> {
     let params = cx.params(&root, input.sets);
     let grants = cx.grants(&root, input.cwd);
     cx.overlapping_grants(&grants);
-    let commands = cx.commands(&root);
+    let commands = cx.commands(&root, input.lenient);
     let steps = cx.steps(&root, input, &grants, &commands);
     let rehearsal_commands = cx.rehearsal(&root, &commands);
 
     let mut errors = cx.errors;
+    let warnings = cx.warnings;
     match header {
         Some((name, version, summary, on_failure)) if errors.is_empty() => Ok(Parsed {
             name,
@@ -85,6 +94,7 @@ pub(crate) fn parse(input: &Input<'_>) -> Result<Parsed, Vec<Diagnostic>> {
                 .collect(),
             steps,
             rehearsal_commands,
+            warnings,
         }),
         _ => {
             // Position-less (command line) errors first, then source order.
@@ -253,6 +263,8 @@ struct Ctx<'a> {
     /// The TOML type of each param's default, when it is not a string: a
     /// value that is exactly `${name}` keeps that type in `with`.
     param_types: BTreeMap<String, &'static str>,
+    /// Problems of this machine reported as warnings (`Input::lenient`).
+    warnings: Vec<Diagnostic>,
 }
 
 impl Ctx<'_> {
@@ -291,10 +303,23 @@ impl Ctx<'_> {
     }
 
     fn check_keys(&mut self, t: &DeTable<'_>, allowed: &[&str], place: &str) {
+        self.check_keys_listing(t, allowed, allowed, place);
+    }
+
+    /// [`Self::check_keys`], naming only `listed` as the valid keys (a key
+    /// that is refused on its own, such as `args`, is known but not listed).
+    fn check_keys_listing(
+        &mut self,
+        t: &DeTable<'_>,
+        known: &[&str],
+        listed: &[&str],
+        place: &str,
+    ) {
         for (k, _) in entries(t) {
-            if allowed.contains(&k.get_ref().as_ref()) {
+            if known.contains(&k.get_ref().as_ref()) {
                 continue;
             }
+            let allowed = listed;
             let mut hint = format!("valid keys {place}: {}", list(allowed.iter().copied()));
             if let Some(s) = suggest(k.get_ref(), allowed.iter().copied()) {
                 hint = format!("did you mean `{s}`? {hint}");
@@ -795,7 +820,7 @@ impl Ctx<'_> {
     }
 
     /// Every declared command name, with its model when it is valid.
-    fn commands(&mut self, root: &DeTable<'_>) -> BTreeMap<String, Option<Command>> {
+    fn commands(&mut self, root: &DeTable<'_>, lenient: bool) -> BTreeMap<String, Option<Command>> {
         let mut out = BTreeMap::new();
         let Some(v) = root.get("commands") else {
             return out;
@@ -805,16 +830,33 @@ impl Ctx<'_> {
         };
         for (k, v) in entries(t) {
             let name = k.get_ref().to_string();
-            let command = self.command(&name, v);
+            let command = self.command(&name, v, lenient);
             out.insert(name, command);
         }
         out
     }
 
-    fn command(&mut self, name: &str, v: &Val<'_>) -> Option<Command> {
+    fn command(&mut self, name: &str, v: &Val<'_>, lenient: bool) -> Option<Command> {
         let t = self.table(v, &format!("commands.{name}"))?;
         let place = format!("in [commands.{name}]");
-        self.check_keys(t, &format::COMMAND.names(), &place);
+        let keys = format::COMMAND.names();
+        // `args` said nothing of what a vector does: it is refused with
+        // how to write it now, not as an unknown key.
+        let mut ok = true;
+        if let Some((k, _)) = t.get_key_value("args") {
+            self.error(
+                sp(k),
+                format!(
+                    "`args` is no longer allowed {place}: mend must know which argument vectors only look and which change something"
+                ),
+                "split it: `reads = [...]` for the vectors that only look (is-active, status), `changes = [...]` for those that change something (stop, dropdb); e.g. reads = [[\"is-active\", \"*\"]] and changes = [[\"stop\", \"*\"]]. probe runs only reads, an exec action only changes"
+                    .to_string(),
+            );
+            ok = false;
+        }
+        let mut known = keys.clone();
+        known.push("args");
+        self.check_keys_listing(t, &known, &keys, &place);
         let program = self
             .required(
                 t,
@@ -827,30 +869,160 @@ impl Ctx<'_> {
                 let s = self.nonempty_string(p, "program")?;
                 self.interp(s, sp(p), "program")
             });
-        let args_hint =
-            "add args = [[\"status\", \"*\"]]: each entry is one allowed argument vector";
-        let allowed = self
-            .required(t, sp(v), "args", &place, args_hint)
-            .and_then(|a| self.allowed_args(name, a));
+        let reads = match t.get("reads") {
+            None => Some(Vec::new()),
+            Some(a) => self.allowed_args(name, "reads", a),
+        };
+        let changes = match t.get("changes") {
+            None => Some(Vec::new()),
+            Some(a) => self.allowed_args(name, "changes", a),
+        };
+        if t.get("reads").is_none() && t.get("changes").is_none() && t.get("args").is_none() {
+            self.error(
+                sp(v),
+                format!("command `{name}` allows nothing: it has neither `reads` nor `changes`"),
+                "add reads = [[\"status\", \"*\"]] for vectors that only look, changes = [[\"restart\", \"*\"]] for those that change something"
+                    .to_string(),
+            );
+            ok = false;
+        }
+        let run_as = self.run_as(name, t, lenient);
+        let env = self.command_env(name, t);
+        if !ok {
+            return None;
+        }
         Some(Command {
             name: name.to_string(),
             program: program?,
-            allowed: allowed?,
+            reads: reads?,
+            changes: changes?,
+            run_as: run_as?,
+            env: env?,
             span: sp(v),
         })
     }
 
-    fn allowed_args(&mut self, name: &str, a: &Val<'_>) -> Option<Vec<Vec<String>>> {
+    /// A command's `user` and `group`, looked up on this machine. When
+    /// `lenient` (mend lint), a user or group this machine lacks is a
+    /// warning, not an error.
+    fn run_as(
+        &mut self,
+        name: &str,
+        t: &DeTable<'_>,
+        lenient: bool,
+    ) -> Option<Option<super::model::RunAs>> {
+        let user = match t.get("user") {
+            None => None,
+            Some(u) => {
+                let s = self.nonempty_string(u, "user")?;
+                Some((self.interp(s, sp(u), "user")?, sp(u)))
+            }
+        };
+        let group = match t.get("group") {
+            None => None,
+            Some(g) => {
+                let s = self.nonempty_string(g, "group")?;
+                Some((self.interp(s, sp(g), "group")?, sp(g)))
+            }
+        };
+        let (user, at) = match (user, group) {
+            (None, None) => return Some(None),
+            (None, Some((_, at))) => {
+                self.error(
+                    at,
+                    format!("command `{name}` names a `group` but no `user`"),
+                    "add user = \"NAME\": a group only replaces the primary group of the user the command runs as".to_string(),
+                );
+                return None;
+            }
+            (Some(u), g) => (u, g),
+        };
+        let (user, user_span) = user;
+        let group_name = at.as_ref().map(|(g, _)| g.clone());
+        let found = crate::accounts::lookup(&user, group_name.as_deref());
+        let problem = match &found {
+            Ok(Some(_)) => None,
+            Ok(None) => Some((
+                user_span,
+                format!("command `{name}` runs as user `{user}`, which does not exist on this machine"),
+                "create the user, or set `user` to one that exists (`getent passwd NAME` finds it); commands never fall back to root".to_string(),
+            )),
+            Err(e) => Some((
+                at.as_ref().map_or(user_span, |(_, s)| *s),
+                format!("command `{name}`: {e}"),
+                "create it, or name one that exists (`getent group NAME` finds it)".to_string(),
+            )),
+        };
+        if let Some((span, message, hint)) = problem {
+            if !lenient {
+                self.error(span, message, hint);
+                return None;
+            }
+            let d = Diagnostic::at(&self.file, self.source, span, message, Some(hint));
+            self.warnings.push(d);
+        }
+        Some(Some(super::model::RunAs {
+            user,
+            group: group_name,
+            account: found.ok().flatten(),
+        }))
+    }
+
+    /// A command's `env` table: names a program can read, values interpolated.
+    fn command_env(&mut self, name: &str, t: &DeTable<'_>) -> Option<Vec<(String, String)>> {
+        let Some(v) = t.get("env") else {
+            return Some(Vec::new());
+        };
+        let et = self.table(v, &format!("commands.{name}.env"))?;
+        let mut out = Vec::new();
+        let mut ok = true;
+        for (k, val) in entries(et) {
+            let key = k.get_ref().to_string();
+            let valid = key
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            if !valid {
+                self.error(
+                    sp(k),
+                    format!("`env` of command `{name}`: {key:?} is not a variable name"),
+                    "use letters, digits and `_`, not starting with a digit".to_string(),
+                );
+                ok = false;
+                continue;
+            }
+            if key.starts_with("MEND_GRANT_") || key == "MEND_REHEARSAL" {
+                self.error(
+                    sp(k),
+                    format!("`env` of command `{name}` sets {key}, which mend sets itself"),
+                    "remove it: MEND_GRANT_<NAME> is where each grant of the step is now (a rehearsal's copy during a rehearsal), MEND_REHEARSAL a rehearsal's directory for its stand-ins".to_string(),
+                );
+                ok = false;
+                continue;
+            }
+            let label = format!("env.{key}");
+            match self.string(val, &label) {
+                Some(text) => match self.interp(text, sp(val), &label) {
+                    Some(text) => out.push((key, text)),
+                    None => ok = false,
+                },
+                None => ok = false,
+            }
+        }
+        ok.then_some(out)
+    }
+
+    fn allowed_args(&mut self, name: &str, key: &str, a: &Val<'_>) -> Option<Vec<Vec<String>>> {
         let DeValue::Array(entries) = a.get_ref() else {
-            self.type_error("args", "an array of allowed argument vectors", a);
+            self.type_error(key, "an array of allowed argument vectors", a);
             return None;
         };
         if entries.is_empty() {
             self.error(
                 sp(a),
-                format!("command `{name}` allows no arguments at all: `args` is empty"),
-                "list at least one allowed argument vector, e.g. args = [[\"status\", \"*\"]] or args = [\"status *\"]"
-                    .to_string(),
+                format!("command `{name}` allows nothing: `{key}` is empty"),
+                format!("list at least one argument vector, e.g. {key} = [[\"status\", \"*\"]] or {key} = [\"status *\"], or remove the key"),
             );
             return None;
         }
@@ -865,15 +1037,15 @@ impl Ctx<'_> {
                         .split_ascii_whitespace()
                         .map(|w| (w.to_string(), sp(entry)))
                         .collect();
-                    let out = self.patterns(&words, "args");
+                    let out = self.patterns(&words, key);
                     ok &= out.len() == words.len();
                     out
                 }
-                DeValue::Array(_) => match self.strings(entry, "args") {
+                DeValue::Array(_) => match self.strings(entry, key) {
                     // `${param}` in a pattern stands for the param's value,
                     // matched literally (a `*` in it is no wildcard).
                     Some(v) => {
-                        let out = self.patterns(&v, "args");
+                        let out = self.patterns(&v, key);
                         ok &= out.len() == v.len();
                         out
                     }
@@ -884,7 +1056,7 @@ impl Ctx<'_> {
                 },
                 _ => {
                     self.subject_type_error(
-                        "each entry of `args`",
+                        &format!("each entry of `{key}`"),
                         "an array of patterns or a string",
                         entry,
                     );
@@ -1024,7 +1196,7 @@ impl Ctx<'_> {
             )
         });
         let command_names = self.references(t, "commands", &label, commands.keys(), |name| {
-            format!("declare it: [commands.{name}] with `program` and `args`, or remove it from the step")
+            format!("declare it: [commands.{name}] with `program` and `reads` or `changes`, or remove it from the step")
         });
         let urls = match t.get("urls") {
             None => Some(Vec::new()),
@@ -1474,6 +1646,33 @@ impl Ctx<'_> {
         Some(n)
     }
 
+    /// A stand-in's `args`: `${args}` alone is the call's own arguments
+    /// (kept as the marker, spliced when the stand-in runs); every other
+    /// entry is interpolated.
+    fn stand_in_args(&mut self, a: &Val<'_>) -> Option<Vec<String>> {
+        let items = self.strings(a, "args")?;
+        let mut out = Vec::new();
+        let mut ok = true;
+        for (s, span) in items {
+            if s == ARGS {
+                out.push(s);
+            } else if s.contains(ARGS) {
+                self.error(
+                    span,
+                    "`${args}` must be an entry of its own in a stand-in's `args`",
+                    "write it alone, e.g. args = [\"-c\", \"script\", \"sh\", \"${args}\"]: it stands for every original argument, each its own".to_string(),
+                );
+                ok = false;
+            } else {
+                match self.interp(&s, span, "args") {
+                    Some(v) => out.push(v),
+                    None => ok = false,
+                }
+            }
+        }
+        ok.then_some(out)
+    }
+
     fn rehearsal(
         &mut self,
         root: &DeTable<'_>,
@@ -1528,9 +1727,7 @@ impl Ctx<'_> {
                 });
             let args = match st.get("args") {
                 None => Some(None),
-                Some(a) => self
-                    .strings(a, "args")
-                    .map(|v| Some(v.into_iter().map(|(s, _)| s).collect())),
+                Some(a) => self.stand_in_args(a).map(Some),
             };
             if let (Some(program), Some(args)) = (program, args) {
                 out.insert(name, StandIn { program, args });

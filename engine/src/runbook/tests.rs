@@ -85,7 +85,10 @@ access = "read"
 
 [commands.systemctl]
 program = "/usr/bin/systemctl"
-args = [["restart", "mastodon-*.service"], "is-active **"]
+reads = ["is-active **"]
+changes = [["restart", "mastodon-*.service"]]
+user = "nobody"
+env = { RAILS_ENV = "production", DB = "${db}" }
 
 [[steps]]
 id = "cull"
@@ -108,7 +111,7 @@ memory = 1048576
 
 [rehearsal.commands.systemctl]
 program = "/bin/true"
-args = ["x"]
+args = ["x", "${args}", "${db}"]
 "#;
 
 #[test]
@@ -161,15 +164,31 @@ fn full_runbook_round_trip() {
     let sc = &rb.commands["systemctl"];
     assert_eq!(sc.program, "/usr/bin/systemctl");
     assert_eq!(
-        sc.allowed,
-        vec![
-            vec!["restart".to_string(), "mastodon-*.service".to_string()],
-            vec!["is-active".to_string(), "**".to_string()],
+        sc.changes,
+        vec![vec![
+            "restart".to_string(),
+            "mastodon-*.service".to_string()
+        ]]
+    );
+    assert_eq!(
+        sc.reads,
+        vec![vec!["is-active".to_string(), "**".to_string()]]
+    );
+    let (r, c) = (Class::Read, Class::Change);
+    assert!(sc.allows(c, &["restart".into(), "mastodon-web.service".into()]));
+    assert!(!sc.allows(r, &["restart".into(), "mastodon-web.service".into()]));
+    assert!(sc.allows(r, &["is-active".into(), "a".into(), "b".into()]));
+    assert!(!sc.allows(c, &["stop".into(), "mastodon-web.service".into()]));
+    let run_as = sc.run_as.as_ref().unwrap();
+    assert_eq!(run_as.user, "nobody");
+    assert_eq!(run_as.account.as_ref().unwrap().uid, 65534);
+    assert_eq!(
+        sc.env,
+        [
+            ("RAILS_ENV".to_string(), "production".to_string()),
+            ("DB".to_string(), "main".to_string())
         ]
     );
-    assert!(sc.allows(&["restart".into(), "mastodon-web.service".into()]));
-    assert!(sc.allows(&["is-active".into(), "a".into(), "b".into()]));
-    assert!(!sc.allows(&["stop".into(), "mastodon-web.service".into()]));
 
     assert_eq!(rb.steps.len(), 2);
     let cull = &rb.steps[0];
@@ -236,14 +255,14 @@ fn full_runbook_round_trip() {
         rb.rehearsal_commands["systemctl"],
         StandIn {
             program: "/bin/true".into(),
-            args: Some(vec!["x".into()])
+            args: Some(vec!["x".into(), ARGS.into(), "main".into()])
         }
     );
 
     // Later diagnostics point into the kept source.
     let d = rb.diagnostic(days, "`days` must be at least 1", Some("raise it".into()));
-    assert_eq!((d.line, d.column), (35, 17));
-    assert!(d.to_string().contains("35 | with = { days = \"${days}\""));
+    assert_eq!((d.line, d.column), (38, 17));
+    assert!(d.to_string().contains("38 | with = { days = \"${days}\""));
 }
 
 #[test]
@@ -596,7 +615,7 @@ fn unknown_param_in_interpolation() {
 
     one_error(
         &with_head(
-            "[commands.c]\nprogram = \"${bin\"\nargs = [\"x\"]\n[[steps]]\nid = \"a\"\nuses = \"std:pg-dump\"\n",
+            "[commands.c]\nprogram = \"${bin\"\nchanges = [\"x\"]\n[[steps]]\nid = \"a\"\nuses = \"std:pg-dump\"\n",
         ),
         6,
         11,
@@ -607,12 +626,12 @@ fn unknown_param_in_interpolation() {
 #[test]
 fn interpolation_in_program_and_escapes() {
     let rb = load(&with_head(
-        "[params]\nbin = \"/usr/bin\"\n[commands.c]\nprogram = \"${bin}/c$$\"\nargs = [\"\"]\n[[steps]]\nid = \"a\"\nuses = \"std:pg-dump\"\nwith = { price = \"$$5 for ${bin}\", keep = \"a$b\" }\n",
+        "[params]\nbin = \"/usr/bin\"\n[commands.c]\nprogram = \"${bin}/c$$\"\nreads = [\"\"]\n[[steps]]\nid = \"a\"\nuses = \"std:pg-dump\"\nwith = { price = \"$$5 for ${bin}\", keep = \"a$b\" }\n",
     ))
     .unwrap();
     assert_eq!(rb.commands["c"].program, "/usr/bin/c$");
-    assert_eq!(rb.commands["c"].allowed, vec![Vec::<String>::new()]);
-    assert!(rb.commands["c"].allows(&[]));
+    assert_eq!(rb.commands["c"].reads, vec![Vec::<String>::new()]);
+    assert!(rb.commands["c"].allows(Class::Read, &[]));
     assert_eq!(rb.steps[0].with["price"], json!("$5 for /usr/bin"));
     assert_eq!(rb.steps[0].with["keep"], json!("a$b"));
 }
@@ -648,7 +667,7 @@ fn empty_and_invalid_step_ids() {
 #[test]
 fn undeclared_grants_and_commands_in_steps() {
     let src = with_head(
-        "[grants.media]\npath = \"/m\"\naccess = \"read\"\n[commands.systemctl]\nprogram = \"/bin/systemctl\"\nargs = [\"status\"]\n[[steps]]\nid = \"a\"\nuses = \"std:pg-dump\"\ngrants = [\"media\", \"medai\", \"db\"]\ncommands = [\"systemctl\", \"psql\"]\n[[steps]]\nid = \"b\"\nuses = \"std:pg-dump\"\ngrants = [\"media\", \"media\"]\n",
+        "[grants.media]\npath = \"/m\"\naccess = \"read\"\n[commands.systemctl]\nprogram = \"/bin/systemctl\"\nreads = [\"status\"]\n[[steps]]\nid = \"a\"\nuses = \"std:pg-dump\"\ngrants = [\"media\", \"medai\", \"db\"]\ncommands = [\"systemctl\", \"psql\"]\n[[steps]]\nid = \"b\"\nuses = \"std:pg-dump\"\ngrants = [\"media\", \"media\"]\n",
     );
     let errs = errors(&src);
     let got: Vec<(usize, usize, &str)> = errs
@@ -686,7 +705,9 @@ fn undeclared_grants_and_commands_in_steps() {
     );
     assert_eq!(
         errs[2].hint.as_deref(),
-        Some("declare it: [commands.psql] with `program` and `args`, or remove it from the step")
+        Some(
+            "declare it: [commands.psql] with `program` and `reads` or `changes`, or remove it from the step"
+        )
     );
 }
 
@@ -750,11 +771,11 @@ fn sha256_pins() {
 fn command_args_validation() {
     one_error(
         &with_head(
-            "[commands.c]\nprogram = \"/bin/c\"\nargs = []\n[[steps]]\nid = \"a\"\nuses = \"std:pg-dump\"\n",
+            "[commands.c]\nprogram = \"/bin/c\"\nreads = []\n[[steps]]\nid = \"a\"\nuses = \"std:pg-dump\"\n",
         ),
         7,
-        8,
-        "command `c` allows no arguments at all: `args` is empty",
+        9,
+        "command `c` allows nothing: `reads` is empty",
     );
     one_error(
         &with_head(
@@ -762,48 +783,121 @@ fn command_args_validation() {
         ),
         5,
         1,
-        "missing `args` in [commands.c]",
+        "command `c` allows nothing: it has neither `reads` nor `changes`",
     );
     one_error(
         &with_head(
-            "[commands.c]\nprogram = \"/bin/c\"\nargs = [\"ok\", 3]\n[[steps]]\nid = \"a\"\nuses = \"std:pg-dump\"\n",
+            "[commands.c]\nprogram = \"/bin/c\"\nchanges = [\"ok\", 3]\n[[steps]]\nid = \"a\"\nuses = \"std:pg-dump\"\n",
         ),
         7,
-        15,
-        "each entry of `args` must be an array of patterns or a string, found integer 3",
+        18,
+        "each entry of `changes` must be an array of patterns or a string, found integer 3",
     );
     one_error(
         &with_head(
-            "[commands.c]\nprogram = \"/bin/c\"\nargs = [[\"a\", 1]]\n[[steps]]\nid = \"a\"\nuses = \"std:pg-dump\"\n",
+            "[commands.c]\nprogram = \"/bin/c\"\nreads = [[\"a\", 1]]\n[[steps]]\nid = \"a\"\nuses = \"std:pg-dump\"\n",
         ),
         7,
-        15,
-        "each entry of `args` must be a string, found integer 1",
+        16,
+        "each entry of `reads` must be a string, found integer 1",
     );
     one_error(
         &with_head(
-            "[commands.c]\nprogram = \"/bin/c\"\nargs = [\"** x\"]\n[[steps]]\nid = \"a\"\nuses = \"std:pg-dump\"\n",
+            "[commands.c]\nprogram = \"/bin/c\"\nchanges = [\"** x\"]\n[[steps]]\nid = \"a\"\nuses = \"std:pg-dump\"\n",
         ),
         7,
-        9,
+        12,
         "`**` can only be the last pattern",
     );
 }
 
 #[test]
+fn the_old_args_key_says_how_to_write_it_now() {
+    let errs = errors(&with_head(
+        "[commands.c]\nprogram = \"/bin/c\"\nargs = [\"status\"]\n[[steps]]\nid = \"a\"\nuses = \"std:pg-dump\"\n",
+    ));
+    assert_eq!(errs.len(), 1, "{}", render(&errs));
+    assert_eq!((errs[0].line, errs[0].column), (7, 1));
+    assert!(
+        errs[0]
+            .message
+            .starts_with("`args` is no longer allowed in [commands.c]"),
+        "{}",
+        errs[0].message
+    );
+    let hint = errs[0].hint.as_deref().unwrap();
+    assert!(
+        hint.contains("`reads = [...]`") && hint.contains("`changes = [...]`"),
+        "{hint}"
+    );
+}
+
+#[test]
+fn users_groups_and_env_of_commands() {
+    let cmd = |rest: &str| {
+        with_head(&format!(
+            "[commands.c]\nprogram = \"/bin/c\"\nchanges = [\"x\"]\n{rest}\n[[steps]]\nid = \"a\"\nuses = \"std:pg-dump\"\n"
+        ))
+    };
+    one_error(
+        &cmd("user = \"no-such-user-mend-test\""),
+        8,
+        8,
+        "command `c` runs as user `no-such-user-mend-test`, which does not exist on this machine",
+    );
+    one_error(
+        &cmd("user = \"nobody\"\ngroup = \"no-such-group-mend-test\""),
+        9,
+        9,
+        "there is no group `no-such-group-mend-test` on this machine",
+    );
+    one_error(
+        &cmd("group = \"root\""),
+        8,
+        9,
+        "command `c` names a `group` but no `user`",
+    );
+    one_error(
+        &cmd("env = { MEND_GRANT_DATA = \"/x\" }"),
+        8,
+        9,
+        "`env` of command `c` sets MEND_GRANT_DATA, which mend sets itself",
+    );
+    one_error(
+        &cmd("env = { \"1X\" = \"y\" }"),
+        8,
+        9,
+        "\"1X\" is not a variable name",
+    );
+    one_error(&cmd("env = { X = 1 }"), 8, 13, "`env.X` must be a string");
+    // lint: a user this machine lacks is a warning, not an error.
+    let rb = Runbook::parse_source(
+        Path::new(FILE),
+        cmd("user = \"no-such-user-mend-test\""),
+        &[],
+        BUNDLED,
+        true,
+    )
+    .unwrap();
+    assert_eq!(rb.warnings.len(), 1);
+    assert!(rb.commands["c"].run_as.as_ref().unwrap().account.is_none());
+}
+
+#[test]
 fn string_args_split_on_whitespace() {
     let rb = load(&with_head(
-        "[commands.c]\nprogram = \"/bin/c\"\nargs = [\"  status\\tunit-?  **\", [\"a b\"]]\n[[steps]]\nid = \"a\"\nuses = \"std:pg-dump\"\n",
+        "[commands.c]\nprogram = \"/bin/c\"\nreads = [\"  status\\tunit-?  **\", [\"a b\"]]\n[[steps]]\nid = \"a\"\nuses = \"std:pg-dump\"\n",
     ))
     .unwrap();
     let c = &rb.commands["c"];
-    assert_eq!(c.allowed[0], ["status", "unit-?", "**"]);
-    assert_eq!(c.allowed[1], ["a b"]);
-    assert!(c.allows(&["status".into(), "unit-1".into()]));
-    assert!(c.allows(&["status".into(), "unit-1".into(), "--now".into()]));
-    assert!(!c.allows(&["status".into(), "unit-10".into()]));
-    assert!(c.allows(&["a b".into()]));
-    assert!(!c.allows(&["a".into(), "b".into()]));
+    let r = Class::Read;
+    assert_eq!(c.reads[0], ["status", "unit-?", "**"]);
+    assert_eq!(c.reads[1], ["a b"]);
+    assert!(c.allows(r, &["status".into(), "unit-1".into()]));
+    assert!(c.allows(r, &["status".into(), "unit-1".into(), "--now".into()]));
+    assert!(!c.allows(r, &["status".into(), "unit-10".into()]));
+    assert!(c.allows(r, &["a b".into()]));
+    assert!(!c.allows(r, &["a".into(), "b".into()]));
 }
 
 #[test]
@@ -895,7 +989,7 @@ fn with_values_become_json() {
 
 #[test]
 fn rehearsal_stand_ins() {
-    let base = "[commands.c]\nprogram = \"/bin/c\"\nargs = [\"x\"]\n[[steps]]\nid = \"a\"\nuses = \"std:pg-dump\"\n";
+    let base = "[commands.c]\nprogram = \"/bin/c\"\nchanges = [\"x\"]\n[[steps]]\nid = \"a\"\nuses = \"std:pg-dump\"\n";
     let rb = load(&with_head(&format!(
         "{base}[rehearsal.commands.c]\nprogram = \"/bin/true\"\n"
     )))
@@ -926,6 +1020,14 @@ fn rehearsal_stand_ins() {
         12,
         1,
         "unknown key `program` in [rehearsal]",
+    );
+    one_error(
+        &with_head(&format!(
+            "{base}[rehearsal.commands.c]\nprogram = \"/bin/true\"\nargs = [\"-x${{args}}\"]\n"
+        )),
+        13,
+        9,
+        "`${args}` must be an entry of its own",
     );
 }
 
@@ -1031,7 +1133,7 @@ fn params_in_both_forms_of_command_args_are_matched_literally() {
 unit = "mastodon-*"
 [commands.systemctl]
 program = "/usr/bin/systemctl"
-args = [["restart", "${unit}"], "status ${unit}"]
+changes = [["restart", "${unit}"], "status ${unit}"]
 [[steps]]
 id = "s"
 uses = "std:cache-cull"
@@ -1042,14 +1144,20 @@ commands = ["systemctl"]
     let c = &rb.commands["systemctl"];
     let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
     for verb in ["restart", "status"] {
-        assert!(c.allows(&args(&[verb, "mastodon-*"])), "{verb}");
+        assert!(
+            c.allows(Class::Change, &args(&[verb, "mastodon-*"])),
+            "{verb}"
+        );
         // The param's `*` is no wildcard.
-        assert!(!c.allows(&args(&[verb, "mastodon-web"])), "{verb}");
+        assert!(
+            !c.allows(Class::Change, &args(&[verb, "mastodon-web"])),
+            "{verb}"
+        );
     }
     let bad = with_head(
-        "[commands.c]\nprogram = \"/bin/c\"\nargs = [\"status ${nope}\"]\n[[steps]]\nid = \"s\"\nuses = \"std:cache-cull\"\n",
+        "[commands.c]\nprogram = \"/bin/c\"\nreads = [\"status ${nope}\"]\n[[steps]]\nid = \"s\"\nuses = \"std:cache-cull\"\n",
     );
-    one_error(&bad, 7, 9, "`${nope}`");
+    one_error(&bad, 7, 10, "`${nope}`");
 }
 
 /// Every shipped runbook loads with its own defaults (and the real bundled
@@ -1064,7 +1172,8 @@ fn shipped_runbooks_load_with_their_defaults() {
         for file in std::fs::read_dir(dir.unwrap().path()).unwrap() {
             let path = file.unwrap().path();
             let source = std::fs::read_to_string(&path).unwrap();
-            if let Err(e) = Runbook::from_source(&path, source, &[], &bundled) {
+            // Leniently: the users they name need not exist here.
+            if let Err(e) = Runbook::parse_source(&path, source, &[], &bundled, true) {
                 panic!("{}", render(&e));
             }
             n += 1;

@@ -34,6 +34,10 @@ pub struct RunOutcome {
     pub failed_step: Option<String>,
     pub error: Option<String>,
     pub rollback: Option<RollbackOutcome>,
+    /// A step refused its parameters before anything of the run changed:
+    /// bad input (exit 2), not a failed step.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub bad_input: bool,
 }
 
 /// What a run keeps in the journal to resume exactly: its inputs.
@@ -412,7 +416,14 @@ async fn drive(
                 journal.set_step_status(run_id, step.idx, StepStatus::Verified, None)?;
             }
             Err(StepStop::Journal(e)) => return Err(Failure::from(e).in_run(run_id)),
-            Err(StepFailed(message)) => {
+            Err(stop @ (StepStop::BadInput(_) | StepFailed(_))) => {
+                // A step that refused its parameters before anything of the
+                // run changed: bad input, the (empty) run closed by a rollback.
+                let bad_input =
+                    matches!(stop, StepStop::BadInput(_)) && nothing_done(journal, run_id)?;
+                let (StepStop::BadInput(message) | StepFailed(message)) = stop else {
+                    unreachable!("matched above")
+                };
                 // Errors carry the step's paths and words: neutralised once
                 // here, before the journal, the terminal and the report.
                 let message = crate::output::sanitize(&message);
@@ -432,7 +443,7 @@ async fn drive(
                 settings
                     .reporter
                     .line(&format!("step {} failed: {message}", step.def.id));
-                if prepared.runbook.on_failure == OnFailure::Stop {
+                if prepared.runbook.on_failure == OnFailure::Stop && !bad_input {
                     journal.set_run_status(run_id, RunStatus::Failed, Some(&message))?;
                     return outcome(
                         journal,
@@ -445,14 +456,16 @@ async fn drive(
                 }
                 journal.set_run_status(run_id, RunStatus::RollingBack, Some(&message))?;
                 let rb = rollback_prepared(settings, journal, prepared, run_id).await?;
-                return outcome(
+                let mut o = outcome(
                     journal,
                     prepared,
                     run_id,
                     Some(&step.def.id),
                     Some(message),
                     Some(rb),
-                );
+                )?;
+                o.bad_input = bad_input;
+                return Ok(o);
             }
         }
     }
@@ -537,6 +550,7 @@ pub(crate) fn outcome(
         failed_step: failed_step.map(str::to_string),
         error,
         rollback,
+        bad_input: false,
     })
 }
 
@@ -546,6 +560,13 @@ pub(crate) fn outcome(
 enum StepStop {
     Failed(String),
     Journal(anyhow::Error),
+    /// The step refused its parameters while planning (see `PlanError`).
+    BadInput(String),
+}
+
+/// Whether no action of the run has been journaled yet.
+fn nothing_done(journal: &Journal, run_id: &str) -> Result<bool, Failure> {
+    Ok(journal.actions(run_id)?.is_empty())
 }
 use StepStop::Failed as StepFailed;
 
@@ -581,7 +602,10 @@ async fn apply_step(
         None => {
             let (plan, logs) = plan_step(sandbox, &prepared.runbook, step, now, settings)
                 .await
-                .map_err(|e| StepFailed(e.to_string()))?;
+                .map_err(|e| match e.bad_input {
+                    true => StepStop::BadInput(e.to_string()),
+                    false => StepFailed(e.to_string()),
+                })?;
             for (level, msg) in &logs {
                 journal.event(run_id, Some(step.idx), level, msg)?;
             }

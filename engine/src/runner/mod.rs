@@ -167,6 +167,21 @@ pub type PlannedStep<'a> = (
 pub struct Prepared {
     pub runbook: Runbook,
     pub steps: Vec<PreparedStep>,
+    /// For `mend lint`: what this machine lacks (a grant's directory, a
+    /// command's user), each checked no further.
+    pub warnings: Vec<String>,
+}
+
+/// What a preparation is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Purpose {
+    /// plan, run, resume, rollback: everything must be on this machine.
+    #[default]
+    Run,
+    /// A rehearsal: commands run their stand-ins.
+    Rehearse,
+    /// `mend lint`: a missing grant directory or user is a warning.
+    Lint,
 }
 
 /// The names of the bundled steps.
@@ -185,7 +200,35 @@ pub async fn prepare(
     stand_ins: bool,
     trust: &Trust,
 ) -> Result<Prepared, Failure> {
-    let mut runbook = Runbook::load(file, sets, &bundled_names()).map_err(Failure::BadInput)?;
+    let purpose = if stand_ins {
+        Purpose::Rehearse
+    } else {
+        Purpose::Run
+    };
+    prepare_for(sandbox, file, sets, grant_paths, purpose, trust).await
+}
+
+/// [`prepare`], for a purpose.
+pub async fn prepare_for(
+    sandbox: &Sandbox,
+    file: &Path,
+    sets: &[(String, String)],
+    grant_paths: &BTreeMap<String, PathBuf>,
+    purpose: Purpose,
+    trust: &Trust,
+) -> Result<Prepared, Failure> {
+    let lint = purpose == Purpose::Lint;
+    let stand_ins = purpose == Purpose::Rehearse;
+    let mut runbook =
+        Runbook::load_as(file, sets, &bundled_names(), lint).map_err(Failure::BadInput)?;
+    let mut warnings: Vec<String> = runbook
+        .warnings
+        .iter()
+        .map(|d| d.to_string().replacen("error: ", "warning: ", 1))
+        .collect();
+    // For lint: the grants whose directory is not on this machine, said
+    // once each; the steps that hold them are checked without them.
+    let mut absent: Vec<String> = Vec::new();
     let unknown: Vec<Diagnostic> = trust
         .approved
         .iter()
@@ -214,6 +257,27 @@ pub async fn prepare(
             g.path = path.clone();
         }
     }
+    if lint {
+        for (name, g) in &runbook.grants {
+            if !g.path.is_dir() {
+                let d = runbook.diagnostic(
+                    g.span,
+                    format!(
+                        "grant `{name}`: {} is not a directory on this machine; the steps that hold it are checked without it",
+                        g.path.display()
+                    ),
+                    Some("on the server it must exist; point it elsewhere with --set to check it here".into()),
+                );
+                warnings.push(d.to_string().replacen("error: ", "warning: ", 1));
+                absent.push(name.clone());
+            }
+        }
+    }
+    let stand_in_dir = if stand_ins {
+        Some(stand_in_dir(&runbook, grant_paths)?)
+    } else {
+        None
+    };
     let mut steps = Vec::new();
     let mut problems = Vec::new();
     for (idx, def) in runbook.steps.iter().enumerate() {
@@ -293,7 +357,8 @@ pub async fn prepare(
                 continue;
             }
         };
-        let grants = Grants::open(&runbook, def.grants.iter()).map_err(|e| {
+        let held = def.grants.iter().filter(|g| !absent.contains(g));
+        let grants = Grants::open(&runbook, held).map_err(|e| {
             Failure::BadInput(vec![runbook.diagnostic(
                 def.span,
                 format!("step `{}`: {e:#}", def.id),
@@ -315,6 +380,11 @@ pub async fn prepare(
                         g.root.display().to_string(),
                     )
                 })
+                .chain(
+                    stand_in_dir
+                        .as_ref()
+                        .map(|d| ("MEND_REHEARSAL".to_string(), d.display().to_string())),
+                )
                 .collect(),
             grants: None,
         };
@@ -337,7 +407,31 @@ pub async fn prepare(
     if !problems.is_empty() {
         return Err(Failure::BadInput(problems));
     }
-    Ok(Prepared { runbook, steps })
+    Ok(Prepared {
+        runbook,
+        steps,
+        warnings,
+    })
+}
+
+/// Where a rehearsal's stand-ins keep what they pretend (which units they
+/// stopped): `MEND_REHEARSAL`, beside the grants' copies, so it goes with
+/// them; made on first use, the same on a resume.
+fn stand_in_dir(
+    runbook: &Runbook,
+    grant_paths: &BTreeMap<String, PathBuf>,
+) -> Result<PathBuf, Failure> {
+    let dir = match grant_paths.values().next().and_then(|p| p.parent()) {
+        Some(scratch) => scratch.join(".stand-ins"),
+        None => std::env::temp_dir().join(format!("mend-rehearsal-{}-stand-ins", runbook.name)),
+    };
+    std::fs::create_dir_all(&dir).map_err(|e| {
+        Failure::Internal(anyhow::anyhow!(
+            "cannot make {} for the rehearsal's stand-ins: {e}",
+            dir.display()
+        ))
+    })?;
+    Ok(dir)
 }
 
 /// The context a step sees.
@@ -412,6 +506,10 @@ pub struct PlanError {
     pub step: String,
     pub message: String,
     pub hint: Option<String>,
+    /// The step refused one of its `with` parameters before it asked the
+    /// host anything: the runbook (or a --set) is wrong, not the world.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub bad_input: bool,
 }
 
 impl std::fmt::Display for PlanError {
@@ -437,6 +535,7 @@ pub async fn plan_step(
         step: step.def.id.clone(),
         message: crate::output::sanitize(&message),
         hint: hint.map(|h| crate::output::sanitize(&h)),
+        bad_input: false,
     };
     tracing::debug!(step = %step.def.id, uses = %step.def.uses, now, "planning");
     let (result, host) = sandbox
@@ -449,7 +548,11 @@ pub async fn plan_step(
         )
         .await
         .map_err(|e| err(e.to_string(), None))?;
+    // A refusal of a parameter before any question to the host depends on
+    // the parameters alone: bad input, like a bad runbook.
+    let bad_input = !host.asked;
     let plan = result.map_err(|e| {
+        let bad_input = bad_input && e.param.is_some();
         // Point at the parameter's line when the step names one.
         let at = e
             .param
@@ -459,18 +562,26 @@ pub async fn plan_step(
                 let d = runbook.diagnostic(*span, "", None);
                 format!(" ({}:{}:{})", d.file, d.line, d.column)
             });
-        err(
-            format!(
-                "step `{}` cannot plan: {}{}",
-                step.def.id,
-                crate::output::sanitize(&e.message),
-                at.unwrap_or_default()
-            ),
-            e.hint.map(|h| crate::output::sanitize(&h)),
-        )
+        PlanError {
+            bad_input,
+            ..err(
+                format!(
+                    "step `{}` cannot plan: {}{}",
+                    step.def.id,
+                    crate::output::sanitize(&e.message),
+                    at.unwrap_or_default()
+                ),
+                e.hint.map(|h| crate::output::sanitize(&h)),
+            )
+        }
     })?;
-    let checked = crate::plan::check(plan, &step.grants, &step.commands, &step.def.id)
+    let mut checked = crate::plan::check(plan, &step.grants, &step.commands, &step.def.id)
         .map_err(|m| err(m, None))?;
+    checked.reads = host
+        .probes
+        .iter()
+        .map(|(call, status)| format!("{call} (exit {status})"))
+        .collect();
     Ok((checked, host.logs))
 }
 

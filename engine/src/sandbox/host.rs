@@ -65,6 +65,12 @@ pub struct HostCtx {
     pub(crate) deadline: Option<Instant>,
     pub sink: Option<LogSink>,
     pub progress: Option<ProgressSink>,
+    /// Whether the step asked the host about the world (a file, a command,
+    /// a URL): an error it returns before that can only come from its
+    /// parameters.
+    pub asked: bool,
+    /// The reads it ran through `probe`, for the plan: (call, exit status).
+    pub probes: Vec<(String, i32)>,
 }
 
 impl HostCtx {
@@ -90,6 +96,8 @@ impl HostCtx {
             deadline: None,
             sink: None,
             progress: None,
+            asked: false,
+            probes: Vec::new(),
         }
     }
 }
@@ -368,6 +376,7 @@ impl WalkState {
 
 impl files::HostWalk for StepState {
     fn new(&mut self, root: String) -> wasmtime::Result<Resource<WalkState>> {
+        self.host.asked = true;
         let state = WalkState::start(&self.host.grants, &root);
         Ok(self.table.push(state)?)
     }
@@ -487,6 +496,7 @@ pub fn free_space(grants: &Grants, path: &str) -> Result<files::Space, HostError
 
 impl files::Host for StepState {
     fn stat(&mut self, path: String) -> wasmtime::Result<Result<files::Entry, HostError>> {
+        self.host.asked = true;
         self.host.check_deadline()?;
         Ok(stat(&self.host.grants, &path))
     }
@@ -495,6 +505,7 @@ impl files::Host for StepState {
         path: String,
         algorithm: files::Algorithm,
     ) -> wasmtime::Result<Result<String, HostError>> {
+        self.host.asked = true;
         let host = &self.host;
         host.check_deadline()?;
         let label = format!("{HASH_PROGRESS}{}", crate::output::shown(&path, 1024));
@@ -513,6 +524,7 @@ impl files::Host for StepState {
         Ok(result)
     }
     fn free_space(&mut self, path: String) -> wasmtime::Result<Result<files::Space, HostError>> {
+        self.host.asked = true;
         self.host.check_deadline()?;
         Ok(free_space(&self.host.grants, &path))
     }
@@ -523,6 +535,7 @@ impl probe::Host for StepState {
         &mut self,
         call: types::CommandCall,
     ) -> wasmtime::Result<Result<probe::Output, HostError>> {
+        self.host.asked = true;
         let h = &self.host;
         let call = Call {
             command: call.command,
@@ -532,7 +545,7 @@ impl probe::Host for StepState {
         // A command gets what is left of the step's time, not a fresh timeout.
         let result = h
             .commands
-            .run(&h.step_id, &call, h.remaining())
+            .probe(&h.step_id, &call, h.remaining())
             .map(|o| probe::Output {
                 status: o.status,
                 stdout: o.stdout,
@@ -540,9 +553,16 @@ impl probe::Host for StepState {
             })
             .map_err(HostError::Denied);
         h.check_deadline()?;
+        if let Ok(out) = &result
+            && self.host.probes.len() < 1000
+        {
+            let shown = crate::output::shown(&call.to_string(), 1024);
+            self.host.probes.push((shown, out.status));
+        }
         Ok(result)
     }
     fn http_status(&mut self, url: String) -> wasmtime::Result<Result<u16, HostError>> {
+        self.host.asked = true;
         let h = &self.host;
         if !h
             .urls

@@ -327,6 +327,7 @@ impl Sandbox {
                     )
                 })?;
         }
+        wasi.wall_clock(RunClock::at(host.now));
         let state = StepState {
             wasi: wasi.build(),
             table: ResourceTable::new(),
@@ -484,6 +485,32 @@ fn fault(step: &str, limits: Limits, e: CallError) -> StepFault {
             step,
             message: crate::output::shown(&e, 4096),
         },
+    }
+}
+
+/// The wall clock a step reads through WASI (`SystemTime::now()`): the
+/// run's clock (`--now`, else the time the run started), moving on from the
+/// moment the step's call began, so it agrees with the host's `now`.
+struct RunClock {
+    base: Duration,
+    started: std::time::Instant,
+}
+
+impl RunClock {
+    fn at(now: i64) -> RunClock {
+        RunClock {
+            base: Duration::from_secs(u64::try_from(now).unwrap_or(0)),
+            started: std::time::Instant::now(),
+        }
+    }
+}
+
+impl wasmtime_wasi::HostWallClock for RunClock {
+    fn resolution(&self) -> Duration {
+        Duration::from_nanos(1)
+    }
+    fn now(&self) -> Duration {
+        self.base + self.started.elapsed()
     }
 }
 

@@ -455,7 +455,7 @@ impl One<'_> {
         }
         Err(self
             .error(Some(kind), format!("the step may not run command `{command}`"))
-            .hint(format!("add \"{command}\" to the step's `commands` and declare [commands.{command}] with its `program` and allowed `args`")))
+            .hint(format!("add \"{command}\" to the step's `commands` and declare [commands.{command}] with its `program` and the vectors it may run under `reads`")))
     }
 }
 

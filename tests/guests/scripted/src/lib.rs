@@ -11,6 +11,10 @@
 //! ```
 //! `fail_plan = "why"` fails planning; `verify = "fail"` fails every verify;
 //! `verify = "exists:GRANT/path"` passes once that path exists.
+//! `probe = [["cmd", ["arg"]]]` runs each call through `probe` while
+//! planning (a hostile step may ask for anything) and reports its status
+//! and output as summary lines; `inspect = ["clock:"]` reports the WASI wall
+//! clock beside the host's.
 use mend_sdk::prelude::*;
 use mend_sdk::{ActionKind, ArchiveFormat, Check};
 use serde_json::Value;
@@ -31,6 +35,9 @@ pub struct Params {
     /// `free:GRANT`, `read:GRANT/file`.
     #[serde(default)]
     inspect: Vec<String>,
+    /// Calls to run through `probe` while planning, each `[command, [args]]`.
+    #[serde(default)]
+    probe: Vec<Value>,
 }
 
 fn s(v: &Value, i: usize) -> String {
@@ -73,8 +80,9 @@ impl Step for Scripted {
             ParamSpec::list("summary", "summary lines to return"),
             ParamSpec::list(
                 "inspect",
-                "host helpers to call: walk:, digest:, free:, read:",
+                "host helpers to call: walk:, digest:, free:, read:, clock:",
             ),
+            ParamSpec::list("probe", "calls to run through probe while planning"),
         ]
     }
     fn plan(_: &Context, p: Params, host: &dyn Host) -> Result<Plan, StepError> {
@@ -115,10 +123,37 @@ impl Step for Scripted {
                 "read" => host
                     .read(path)
                     .map(|b| format!("read {path}: {} bytes", b.len())),
+                "clock" => {
+                    let wall = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |d| d.as_secs());
+                    Ok(format!("wall clock {wall}, host clock {}", host.now()))
+                }
                 other => return Err(StepError::new(format!("unknown inspect verb `{other}`"))),
             };
             plan = plan
                 .summary(line.unwrap_or_else(|e| format!("{verb} {path}: error: {}", e.text())));
+        }
+        for c in &p.probe {
+            let call = call(c);
+            let args: Vec<&str> = call.args.iter().map(String::as_str).collect();
+            let line = match host.probe(&call.command, &args) {
+                Ok(out) => format!(
+                    "probe {} {}: exit {}, stdout {:?}, stderr {:?}",
+                    call.command,
+                    call.args.join(" "),
+                    out.status,
+                    out.stdout,
+                    out.stderr
+                ),
+                Err(e) => format!(
+                    "probe {} {}: error: {}",
+                    call.command,
+                    call.args.join(" "),
+                    e.text()
+                ),
+            };
+            plan = plan.summary(line);
         }
         for a in &p.actions {
             let (key, v) = a
