@@ -80,6 +80,13 @@ fn main() {
         src += &format!("    ({g:?}, {:?}),\n", wasm("guest", g).to_string_lossy());
     }
     src += "];\n";
+    // Every test guest, for the test suite's compile-time check that each
+    // has a test (see `guest_tests` in tests/e2e/main.rs).
+    src += "/// Calls `$mac!(name)` for every test guest (its crate name, `-` as `_`).\n#[macro_export]\nmacro_rules! foreach_test_guest {\n    ($mac:ident) => {\n";
+    for g in &guests {
+        src += &format!("        $mac!({});\n", g.replace('-', "_"));
+    }
+    src += "    };\n}\n";
     std::fs::write(
         PathBuf::from(std::env::var("OUT_DIR").unwrap()).join("guests.rs"),
         src,

@@ -79,7 +79,7 @@ fn unknown_step_parameter_points_at_its_line() {
 }
 
 #[test]
-fn a_pin_that_does_not_match() {
+pub(crate) fn a_pin_that_does_not_match() {
     let (path, _) = guest("noop");
     let wrong = "0".repeat(64);
     bad(

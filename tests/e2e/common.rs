@@ -293,19 +293,43 @@ pub fn golden(rel: &str, actual: &str) {
         )
     });
     if expected != actual {
-        let first = expected
-            .lines()
-            .zip(actual.lines())
-            .position(|(a, b)| a != b)
-            .unwrap_or(expected.lines().count().min(actual.lines().count()));
         panic!(
-            "output differs from {} at line {}:\n--- expected\n{}\n--- actual\n{}\n(MEND_BLESS=1 rewrites the file if the new output is right)",
+            "output differs from {}:\n{}\n(MEND_BLESS=1 rewrites the file if the new output is right)",
             path.display(),
-            first + 1,
-            expected,
-            actual
+            diff(&expected, actual)
         );
     }
+}
+
+/// Where two texts differ, as `-` (expected) and `+` (actual) lines with
+/// their line numbers and two lines of context: the common head and tail
+/// are left out, so one changed word in a long golden file reads at once.
+pub fn diff(expected: &str, actual: &str) -> String {
+    let (e, a): (Vec<&str>, Vec<&str>) = (expected.lines().collect(), actual.lines().collect());
+    let head = e.iter().zip(&a).take_while(|(x, y)| x == y).count();
+    let tail = e[head..]
+        .iter()
+        .rev()
+        .zip(a[head..].iter().rev())
+        .take_while(|(x, y)| x == y)
+        .count();
+    let mut out = Vec::new();
+    for (i, line) in e.iter().enumerate().take(head).skip(head.saturating_sub(2)) {
+        out.push(format!("  {:>4} {line}", i + 1));
+    }
+    for (i, line) in e.iter().enumerate().take(e.len() - tail).skip(head) {
+        out.push(format!("- {:>4} {line}", i + 1));
+    }
+    for (i, line) in a.iter().enumerate().take(a.len() - tail).skip(head) {
+        out.push(format!("+ {:>4} {line}", i + 1));
+    }
+    for (i, line) in e.iter().enumerate().skip(e.len() - tail).take(2) {
+        out.push(format!("  {:>4} {line}", i + 1));
+    }
+    if expected.ends_with('\n') != actual.ends_with('\n') {
+        out.push("(the files differ in their final newline)".into());
+    }
+    out.join("\n")
 }
 
 /// The newest run's id in the fixture's journal.

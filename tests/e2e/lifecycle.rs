@@ -52,7 +52,7 @@ pub fn kinds(f: &Fixture, verify: &str, on_failure: &str) -> std::path::PathBuf 
 }
 
 #[test]
-fn plan_changes_nothing_and_lists_every_action() {
+pub(crate) fn plan_changes_nothing_and_lists_every_action() {
     let f = Fixture::new();
     let rb = kinds(&f, "pass", "rollback");
     let before = tree(&f.path("data"), true);

@@ -298,7 +298,7 @@ access = "write"
 
 [commands.dump]
 program = "{root}/bin/dump.sh"
-args = [["@data/dump.sql"]]
+changes = [["@data/dump.sql"]]
 
 [[steps]]
 id = "dump"
@@ -391,7 +391,7 @@ with = { verify = "{verify}" }
 "#;
 
 #[test]
-fn a_later_step_cannot_squat_on_the_runs_trash() {
+pub(crate) fn a_later_step_cannot_squat_on_the_runs_trash() {
     for verify in ["pass", "fail"] {
         let f = Fixture::new();
         put(&f, b"data/cache/old.jpg", "old", 1000);

@@ -10,7 +10,21 @@ fn rehearse(f: &Fixture, runbook: &str, sets: &[String]) -> Ran {
         args.push(s.clone());
     }
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    f.mend(&args)
+    let ran = f.mend(&args);
+    // A rehearsal that changed nothing proves nothing: every shipped
+    // runbook but the preflight (checks only) must act on its fixture.
+    if ran.code == 0 && !runbook.contains("preflight") {
+        let undone = regex::Regex::new(r"rolled back ([\d,]+) actions?")
+            .unwrap()
+            .captures(&ran.text())
+            .map(|c| c[1].replace(',', "").parse::<u64>().unwrap());
+        assert!(
+            undone.is_some_and(|n| n > 0),
+            "{runbook}: the rehearsal planned no action on its fixture:\n{}",
+            ran.text()
+        );
+    }
+    ran
 }
 
 #[test]

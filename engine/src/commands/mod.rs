@@ -266,18 +266,20 @@ fn grant_path<'a>(grants: &Grants, arg: &'a str) -> Option<&'a str> {
 /// Check an `@` path and give its real path: the action-path checks, and a
 /// link at its end must stay inside its grant.
 fn check_at(grants: &Grants, path: &str) -> Result<PathBuf, PathError> {
-    let r = grants.read(path)?;
+    // Never into mend's own trash or staging: a command handed
+    // `@data/.mend-trash` could destroy what undo needs.
+    let r = grants.action(path, false)?;
     if !r.rel.is_empty() {
         let rel = r.rel_path();
         let is_link = r
             .grant
             .dir
-            .symlink_metadata(rel)
+            .symlink_metadata(&rel)
             .is_ok_and(|m| m.file_type().is_symlink());
         if is_link {
             // cap-std resolves inside the grant's directory and refuses
             // a step out of it, through any chain of links.
-            match r.grant.dir.canonicalize(rel) {
+            match r.grant.dir.canonicalize(&rel) {
                 Ok(_) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) => {
@@ -295,7 +297,7 @@ fn check_at(grants: &Grants, path: &str) -> Result<PathBuf, PathError> {
             }
         }
     }
-    Ok(r.grant.root.join(r.rel))
+    Ok(r.grant.root.join(r.rel_path()))
 }
 
 /// A stand-in's arguments: its own, with `${args}` standing for the call's,
