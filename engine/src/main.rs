@@ -1,3 +1,10 @@
 fn main() {
+    // As `find` and `cat` do: when whoever reads mend's output goes away
+    // (`mend --json plan | head`), mend ends by SIGPIPE, quietly. Rust's
+    // runtime ignores SIGPIPE, which would make the next print panic.
+    // SAFETY: at the very start of main, before any thread exists.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     std::process::exit(mend::cli::main());
 }

@@ -103,3 +103,47 @@ retry = { attempts = 3, delay = "2s" }
         assert_eq!(lint.code, 2, "mend accepts {mistake}: {}", lint.text());
     }
 }
+
+/// Output cut short by its reader (`mend --json plan | head`) ends mend by
+/// SIGPIPE, quietly, as it does `find` and `cat`: no panic message. The
+/// plan is made far longer than a pipe's buffer, so mend is still writing
+/// when its reader goes.
+#[test]
+fn a_reader_that_goes_away_ends_mend_quietly() {
+    let f = Fixture::new();
+    for i in 0..3000 {
+        f.write(&format!("data/cache/{:02}/file-{i:05}.jpg", i % 30), "x");
+    }
+    let rb = f.runbook(
+        "cull.toml",
+        r#"[runbook]
+name = "cull"
+version = "1.0.0"
+summary = "a long plan"
+
+[grants.data]
+path = "{root}/data"
+access = "write"
+
+[[steps]]
+id = "cull"
+uses = "std:cache-cull"
+grants = ["data"]
+with = { path = "data/cache", minutes = 0 }
+"#,
+    );
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "'{}' --cache-dir '{}' --now 4000000000 --json plan --all '{}' | head -c 10 >/dev/null",
+            mend_bin(),
+            shared_cache().display(),
+            rb.display()
+        ))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(stderr.is_empty(), "{stderr}");
+}
