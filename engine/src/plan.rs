@@ -87,6 +87,21 @@ impl Action {
         }
     }
 
+    /// The `GRANT/path`s the action changes (not what it reads): a
+    /// command's only when it names what it creates.
+    pub fn paths(&self) -> Vec<&str> {
+        match self {
+            Action::Remove { path }
+            | Action::CreateDir { path }
+            | Action::WriteFile { path, .. }
+            | Action::Copy { path, .. }
+            | Action::Extract { path, .. } => vec![path],
+            Action::Rename { path, to } => vec![path, to],
+            Action::Swap { path, with } => vec![path, with],
+            Action::Exec { creates, .. } => creates.iter().map(String::as_str).collect(),
+        }
+    }
+
     /// The kind as a word.
     /// What the action does to what, on one line: `rename a -> b`,
     /// `exec cmd args (undo: ...)`.
@@ -279,9 +294,10 @@ pub fn check(
             }
             Action::Copy { from, path } => {
                 let src = grants.read(from).map_err(refuse)?;
-                grants.write(path).map_err(refuse)?;
-                let (b, f) = tree_size(&src.grant.dir, src.rel_path());
-                (b, f, true)
+                let dst = grants.write(path).map_err(refuse)?;
+                let u = crate::space::fits(&src, &dst, &format!("copy {from} -> {path}"))
+                    .map_err(|m| format!("step `{step}`: {m}"))?;
+                (u.bytes, u.files, true)
             }
             Action::Extract { archive, path, .. } => {
                 let src = grants.read(archive).map_err(refuse)?;

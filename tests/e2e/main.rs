@@ -2,6 +2,7 @@
 
 mod common;
 
+mod backups;
 mod bad_input;
 mod crash;
 mod faults;

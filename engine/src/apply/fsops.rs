@@ -2,8 +2,7 @@
 //! here can leave a grant, and nothing follows a symlink at the final
 //! component unless it says so.
 
-use std::io::{Read as _, Write};
-use std::os::unix::fs::PermissionsExt as _;
+use std::io::Write;
 use std::path::Path;
 
 use anyhow::{Context as _, Result, bail};
@@ -170,46 +169,11 @@ pub fn copy_entry(sd: &Dir, sp: &Path, dd: &Dir, dp: &Path) -> Result<()> {
     copy_with(sd, sp, dd, dp, &|_| {})
 }
 
-/// How much of a big file is copied between two progress reports.
-const COPY_CHUNK: u64 = 64 << 20;
-
+/// The copy itself is `copy.rs`: what `cp -a` keeps (owner, mode, times
+/// of files, directories and symlinks, hard links, extended attributes),
+/// special files refused before they are opened.
 fn copy_with(sd: &Dir, sp: &Path, dd: &Dir, dp: &Path, progress: &dyn Fn(u64)) -> Result<()> {
-    let md = sd.symlink_metadata(sp)?;
-    if md.is_symlink() {
-        let target = sd.read_link_contents(sp)?;
-        dd.symlink_contents(target, dp)?;
-        return Ok(());
-    }
-    if md.is_dir() {
-        dd.create_dir(dp)?;
-        let sub_s = sd.open_dir(sp)?;
-        let sub_d = dd.open_dir(dp)?;
-        for e in sub_s.entries()? {
-            let name = e?.file_name();
-            copy_with(&sub_s, Path::new(&name), &sub_d, Path::new(&name), progress)?;
-        }
-        dd.set_permissions(dp, md.permissions())?;
-        set_mtime(dd, dp, &md)?;
-        return Ok(());
-    }
-    // As std files, so that io::copy moves the bytes in the kernel
-    // (copy_file_range), as cp does; in chunks, so a 10 GB file shows
-    // progress. No fsync per file: the caller makes the whole copy durable
-    // with one syncfs before it is renamed into place.
-    let mut from = sd.open(sp)?.into_std();
-    let mut opts = OpenOptions::new();
-    opts.write(true).create_new(true);
-    let mut to = dd.open_with(dp, &opts)?.into_std();
-    loop {
-        let n = std::io::copy(&mut (&mut from).take(COPY_CHUNK), &mut to)?;
-        progress(n);
-        if n < COPY_CHUNK {
-            break;
-        }
-    }
-    to.set_permissions(std::fs::Permissions::from_mode(md.permissions().mode()))?;
-    drop(to);
-    set_mtime(dd, dp, &md)
+    super::copy::copy(sd, sp, dd, dp, progress)
 }
 
 /// Make everything written on the filesystem of `dir` durable: one syncfs
@@ -223,11 +187,6 @@ pub fn sync_filesystem(dir: &Dir) -> Result<()> {
     crate::faults::fsync().context("sync the filesystem")?;
     rustix::fs::syncfs(&fd).context("sync the filesystem")?;
     Ok(())
-}
-
-fn set_mtime(dir: &Dir, path: &Path, md: &cap_std::fs::Metadata) -> Result<()> {
-    use cap_std::fs::MetadataExt as _;
-    set_times(dir, path, md.mtime(), md.mtime_nsec() as u32)
 }
 
 pub fn set_times(dir: &Dir, path: &Path, secs: i64, nanos: u32) -> Result<()> {

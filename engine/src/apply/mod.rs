@@ -8,6 +8,7 @@
 //! the intent.
 
 mod batch;
+mod copy;
 mod extract;
 mod fsops;
 
@@ -359,13 +360,18 @@ pub fn perform_in(
                 fsops::remove_any(&staging.borrow())?;
             }
             fsops::ensure_parent(&staging.borrow())?;
-            let (need, _) = crate::plan::tree_size(&src.grant.dir, src.rel_path());
-            fsops::check_space(&dst, need, path)?;
             match action {
                 Action::Extract { format, .. } => {
+                    let (need, _) = crate::plan::tree_size(&src.grant.dir, src.rel_path());
+                    fsops::check_space(&dst, need, path)?;
                     extract::extract(&src, &staging.borrow(), *format, cx.progress)?
                 }
-                _ => fsops::copy_tree(&src, &staging.borrow(), cx.progress)?,
+                _ => {
+                    // In blocks and inodes, as the plan counted it.
+                    crate::space::fits(&src, &staging.borrow(), &format!("copy {from} -> {path}"))
+                        .map_err(anyhow::Error::msg)?;
+                    fsops::copy_tree(&src, &staging.borrow(), cx.progress)?
+                }
             }
             // Whole on disk before it gets its name: a crash leaves a
             // staging path (redone on resume), never a half copy in place.

@@ -455,7 +455,7 @@ async fn drive(
         for step in &prepared.steps {
             apply::purge(&step.grants, run_id)?;
         }
-        restore_roots(journal, prepared, run_id)
+        restore_roots(journal, prepared, run_id, true)
     };
     if let Err(e) = tidy() {
         settings.reporter.line(&format!(
@@ -471,6 +471,7 @@ pub(crate) fn restore_roots(
     journal: &Journal,
     prepared: &Prepared,
     run_id: &str,
+    committed: bool,
 ) -> anyhow::Result<()> {
     for rec in journal.steps(run_id)?.iter().rev() {
         let Some(saved) = rec
@@ -483,7 +484,27 @@ pub(crate) fn restore_roots(
         let Some(step) = prepared.steps.get(rec.idx as usize) else {
             continue;
         };
-        for t in &saved.roots {
+        // After a commit, a root the step's own actions changed keeps the
+        // time they gave it: only mend's trash and staging folders are
+        // taken back. After a rollback, every root's time goes back.
+        let changed: Vec<&str> = if !committed {
+            Vec::new()
+        } else {
+            saved
+                .plan
+                .actions
+                .iter()
+                .flat_map(|p| p.action.paths())
+                .filter_map(|p| crate::grants::split(p).ok())
+                .filter(|(_, rel)| !rel.contains('/'))
+                .map(|(grant, _)| grant)
+                .collect()
+        };
+        for t in saved
+            .roots
+            .iter()
+            .filter(|t| !changed.contains(&t.grant.as_str()))
+        {
             apply::restore_times(&step.grants, t)?;
         }
     }

@@ -1,0 +1,258 @@
+//! Backups and restores that bring a service back: owners kept, blocks and
+//! inodes counted, restores into a mount point, a full disk survived,
+//! directory times left as a committed run made them. Real filesystems
+//! (tmpfs mounted by the test, which runs as root) stand in for volumes.
+
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::common::*;
+
+/// `--now` for the runs: 2026-11-22T03:00:00Z.
+pub const NOW: &str = "1795316400";
+
+fn sh(script: &str) {
+    let out = Command::new("sh").args(["-c", script]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{script}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A tmpfs of `size` mounted at `at`, unmounted when dropped (even when the
+/// test panics), so no test leaves a mount behind.
+pub struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    pub fn mount(at: &Path, size: &str) -> Tmpfs {
+        std::fs::create_dir_all(at).unwrap();
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(at)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "mount a {size} tmpfs at {} (these tests run as root, as CI does): {}",
+            at.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Tmpfs(at.to_path_buf())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// Every entry with its type, mode, owner, group, size, content or link
+/// target and modification time: what a restore must bring back.
+pub fn owned_tree(root: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(p) = stack.pop() {
+        let md = std::fs::symlink_metadata(&p).unwrap();
+        let what = if md.file_type().is_symlink() {
+            format!("-> {}", std::fs::read_link(&p).unwrap().display())
+        } else if md.is_dir() {
+            for e in std::fs::read_dir(&p).unwrap() {
+                stack.push(e.unwrap().path());
+            }
+            "dir".into()
+        } else {
+            format!("{:?}", std::fs::read(&p).unwrap())
+        };
+        out.push(format!(
+            "{} {what} mode={:o} owner={}:{} mtime={}.{:09} links={}",
+            p.strip_prefix(root).unwrap().display(),
+            md.mode(),
+            md.uid(),
+            md.gid(),
+            md.mtime(),
+            md.mtime_nsec(),
+            if md.is_dir() { 0 } else { md.nlink() }
+        ));
+    }
+    out.sort();
+    out
+}
+
+const RESTORE: &str = r#"[runbook]
+name = "restore-data"
+version = "1.0.0"
+summary = "restore a service's data directory from its newest snapshot"
+
+[grants.lib]
+path = "{root}/lib"
+access = "write"
+
+[grants.snaps]
+path = "{root}/snaps"
+access = "read"
+
+[[steps]]
+id = "restore"
+uses = "std:restore"
+grants = ["lib", "snaps"]
+with = { from = "snaps", target = "lib/data" }
+"#;
+
+/// A service's data as Debian lays it out: owned by the service's user
+/// (nobody:nogroup here), files 640, a directory 750, a symlink and a
+/// hard link.
+fn service_data(dir: &Path) {
+    sh(&format!(
+        "set -e; mkdir -p {d}/accounts {d}/roster; echo alice > {d}/accounts/alice.dat; \
+         echo bob > {d}/roster/alice.dat; ln {d}/accounts/alice.dat {d}/accounts/alice.bak; \
+         ln -s accounts/alice.dat {d}/current; chmod 640 {d}/accounts/alice.dat {d}/roster/alice.dat; \
+         chmod 750 {d}/accounts; chown -R -h 65534:65534 {d}; \
+         find {d} -exec touch -h -d '2026-11-21 03:00:00' {{}} +",
+        d = dir.display()
+    ));
+}
+
+/// Defect 1: a snapshot owned nobody:nogroup, mode 640, restored as
+/// root:root broke the service, and the run said committed.
+#[test]
+fn a_restore_keeps_owner_group_mode_times_and_links() {
+    let f = Fixture::new();
+    service_data(&f.path("snaps/data-20261122T000000Z"));
+    f.write("lib/data/accounts/alice.dat", "damaged");
+    let runbook = f.runbook("restore.toml", RESTORE);
+    let ran = f.mend(&["--now", NOW, "run", runbook.to_str().unwrap()]);
+    assert_eq!(ran.code, 0, "{}", ran.text());
+    assert_eq!(
+        owned_tree(&f.path("snaps/data-20261122T000000Z")),
+        owned_tree(&f.path("lib/data")),
+        "the restored data is the snapshot, owners and all"
+    );
+    let md = std::fs::metadata(f.path("lib/data/accounts/alice.dat")).unwrap();
+    assert_eq!(
+        (md.uid(), md.gid(), md.mode() & 0o777),
+        (65534, 65534, 0o640)
+    );
+}
+
+/// Defect 2: 20,000 files of 100 B take 4 KiB each on a tmpfs. Counted in
+/// bytes they fit a 70 MB tmpfs (the copy then hit ENOSPC); counted in
+/// blocks they do not, and the plan says so before anything is copied.
+#[test]
+fn small_files_are_counted_in_blocks_and_refused_in_the_plan() {
+    let f = Fixture::new();
+    let src = f.path("data/spool");
+    std::fs::create_dir_all(&src).unwrap();
+    let body = [b'x'; 100];
+    for i in 0..20_000 {
+        std::fs::write(src.join(format!("{i:05}.msg")), body).unwrap();
+    }
+    let _vol = Tmpfs::mount(&f.path("vol"), "70m");
+    let runbook = f.runbook(
+        "snap.toml",
+        r#"[runbook]
+name = "snap-spool"
+version = "1.0.0"
+summary = "snapshot the spool onto a small volume"
+
+[grants.data]
+path = "{root}/data"
+access = "read"
+
+[grants.vol]
+path = "{root}/vol"
+access = "write"
+
+[[steps]]
+id = "snap"
+uses = "std:snapshot"
+grants = ["data", "vol"]
+with = { source = "data/spool", into = "vol" }
+"#,
+    );
+    let plan = f.mend(&["--now", NOW, "plan", runbook.to_str().unwrap()]);
+    assert_ne!(plan.code, 0, "{}", plan.text());
+    let text = plan.text();
+    assert!(text.contains("not enough space"), "{text}");
+    assert!(text.contains("20,000 files"), "{text}");
+    assert!(text.contains("4 KiB blocks"), "{text}");
+    let ran = f.mend(&["--now", NOW, "run", runbook.to_str().unwrap()]);
+    assert_eq!(ran.code, 1, "{}", ran.text());
+    assert!(ran.text().contains("not enough space"), "{}", ran.text());
+    assert!(
+        !ran.text().contains("No space left on device"),
+        "refused before copying, not half way: {}",
+        ran.text()
+    );
+    let left: Vec<_> = std::fs::read_dir(f.path("vol")).unwrap().collect();
+    assert!(left.is_empty(), "nothing was copied: {left:?}");
+}
+
+/// Defect 7: a committed cull must leave the directory's time as the
+/// removal made it; only a rollback puts times back. A directory the run
+/// did not change (only mend's own trash came and went) keeps its time.
+#[test]
+fn a_committed_run_leaves_directory_times_as_it_made_them() {
+    let f = Fixture::new();
+    f.write("cache/old.png", "old");
+    f.write("cache/keep/new.png", "new");
+    f.write("other/sub/old.png", "old");
+    f.write("other/sub/new.png", "new");
+    sh(&format!(
+        "touch -d '2020-01-01' {c}/old.png {o}/sub/old.png && touch -d '2026-01-01' {c} {c}/keep {o} {o}/sub",
+        c = f.path("cache").display(),
+        o = f.path("other").display()
+    ));
+    let jan = std::fs::metadata(f.path("cache")).unwrap().mtime();
+    let runbook = f.runbook(
+        "cull.toml",
+        r#"[runbook]
+name = "cull"
+version = "1.0.0"
+summary = "cull two caches"
+
+[grants.cache]
+path = "{root}/cache"
+access = "write"
+
+[grants.other]
+path = "{root}/other"
+access = "write"
+
+[[steps]]
+id = "cull-cache"
+uses = "std:cache-cull"
+grants = ["cache"]
+with = { path = "cache", days = 30 }
+
+[[steps]]
+id = "cull-other"
+uses = "std:cache-cull"
+grants = ["other"]
+with = { path = "other/sub", days = 30 }
+"#,
+    );
+    let ran = f.mend(&["run", runbook.to_str().unwrap()]);
+    assert_eq!(ran.code, 0, "{}", ran.text());
+    assert!(!f.path("cache/old.png").exists() && !f.path("other/sub/old.png").exists());
+    let mtime = |p: &str| std::fs::metadata(f.path(p)).unwrap().mtime();
+    assert_ne!(
+        mtime("cache"),
+        jan,
+        "old.png was removed from cache: its time is the removal's"
+    );
+    assert_ne!(
+        mtime("other/sub"),
+        jan,
+        "old.png was removed from other/sub"
+    );
+    assert_eq!(
+        mtime("other"),
+        jan,
+        "nothing in `other` itself changed (mend's trash came and went)"
+    );
+    assert_eq!(mtime("cache/keep"), jan, "untouched");
+}
