@@ -41,6 +41,12 @@ pub struct Params {
     /// Restore an old snapshot all the same.
     #[serde(default)]
     allow_old: bool,
+    /// Restore a snapshot dated in the future all the same.
+    #[serde(default)]
+    allow_future: bool,
+    /// Choose among this label's snapshots (`LABEL-YYYYMMDDTHHMMSSZ`, as
+    /// std:snapshot names them); default: the target's or database's name.
+    label: Option<String>,
 }
 
 /// The step.
@@ -72,6 +78,15 @@ impl Step for Restore {
                 "refuse a newest snapshot older than this, e.g. \"36h\"",
             ),
             ParamSpec::boolean("allow_old", "restore an old snapshot all the same").default(false),
+            ParamSpec::boolean(
+                "allow_future",
+                "restore a snapshot dated in the future (a wrong clock) all the same",
+            )
+            .default(false),
+            ParamSpec::string(
+                "label",
+                "choose among this label's snapshots (LABEL-YYYYMMDDTHHMMSSZ); default: the target's or database's name",
+            ),
         ]
     }
 
@@ -85,11 +100,37 @@ impl Step for Restore {
                 ));
             }
         };
-        let listing = choose::list(host, &p.from, kind)?;
-        let chosen = choose::pick(cx.now, &listing, &p)?;
+        let label = p
+            .label
+            .clone()
+            .unwrap_or_else(|| match (&p.target, &p.database) {
+                (Some(t), _) => last_component(t).to_string(),
+                (None, Some(db)) => db.name().to_string(),
+                (None, None) => String::new(),
+            });
+        let all = choose::list(host, &p.from, kind)?;
+        let choose::Listing {
+            chosen_from: listing,
+            skipped,
+        } = choose::by_label(all, &label);
+        let chosen = choose::pick(cx.now, &listing, &p).map_err(|e| {
+            if listing.is_empty() && !skipped.is_empty() {
+                let names: Vec<&str> = skipped.iter().take(5).map(|c| c.name.as_str()).collect();
+                StepError::new(format!(
+                    "no snapshot labelled `{label}` in {}; {} of other labels: {}",
+                    p.from,
+                    skipped.len(),
+                    names.join(", ")
+                ))
+                .param("label")
+                .hint("set label = \"...\" to the label std:snapshot wrote (the part of the name before its time)")
+            } else {
+                e
+            }
+        })?;
         let mut plan = Plan::builder()
             .summary(format!(
-                "{} snapshot{} in {}, newest first:",
+                "{} snapshot{} labelled `{label}` in {}, newest first:",
                 listing.len(),
                 if listing.len() == 1 { "" } else { "s" },
                 p.from
@@ -98,6 +139,23 @@ impl Step for Restore {
             .fact("restore.snapshot.time", utc(chosen.time));
         for line in choose::table(cx.now, &listing, &chosen.name) {
             plan = plan.summary(line);
+        }
+        if !skipped.is_empty() {
+            let names: Vec<&str> = skipped.iter().take(5).map(|c| c.name.as_str()).collect();
+            plan = plan.summary(format!(
+                "skipped {} snapshot{} of other labels: {}{}",
+                skipped.len(),
+                if skipped.len() == 1 { "" } else { "s" },
+                names.join(", "),
+                if skipped.len() > 5 { ", ..." } else { "" }
+            ));
+        }
+        if chosen.time - cx.now > choose::FUTURE_SLACK {
+            plan = plan.summary(format!(
+                "WARNING: {} is dated {} (allowed by allow_future or chosen by name)",
+                chosen.name,
+                choose::age_text(cx.now, chosen.time)
+            ));
         }
         let plan = match kind {
             Kind::Dir => restore_dir(host, plan, &p, &chosen)?,
@@ -115,6 +173,13 @@ impl Step for Restore {
             None => Ok(Vec::new()),
         }
     }
+}
+
+fn last_component(path: &str) -> &str {
+    path.trim_end_matches('/')
+        .rsplit('/')
+        .next()
+        .unwrap_or(path)
 }
 
 /// Copy beside, swap in when whole, keep the old one in the trash.
