@@ -256,3 +256,44 @@ with = { path = "other/sub", days = 30 }
     );
     assert_eq!(mtime("cache/keep"), jan, "untouched");
 }
+
+/// Defect 5: a volume mounted at the restore target (a container's data
+/// volume) cannot be swapped away: the swap failed with EBUSY. The plan
+/// sees the mount, copies into the volume and replaces its contents in
+/// place, counting the volume's own free space; a rollback puts the old
+/// contents back; mend's trash and staging inside the volume go at commit.
+#[test]
+fn a_restore_into_a_mount_point_replaces_its_contents_in_place() {
+    let f = Fixture::new();
+    service_data(&f.path("snaps/data-20261122T000000Z"));
+    let _vol = Tmpfs::mount(&f.path("lib/data"), "100m");
+    f.write("lib/data/accounts/alice.dat", "damaged");
+    f.write("lib/data/stray.tmp", "left by the crash");
+    let runbook = f.runbook("restore.toml", RESTORE);
+    let plan = f.mend(&["--now", NOW, "plan", runbook.to_str().unwrap()]);
+    assert_eq!(plan.code, 0, "{}", plan.text());
+    assert!(
+        plan.text()
+            .contains("lib/data is a mount point (a volume of its own)"),
+        "{}",
+        plan.text()
+    );
+    let ran = f.mend(&["--now", NOW, "run", runbook.to_str().unwrap()]);
+    assert_eq!(ran.code, 0, "{}", ran.text());
+    assert!(
+        ran.text().contains("check ok") || ran.code == 0,
+        "{}",
+        ran.text()
+    );
+    let inside = |root: &Path| -> Vec<String> {
+        owned_tree(root)
+            .into_iter()
+            .filter(|l| !l.starts_with(' '))
+            .collect()
+    };
+    assert_eq!(
+        inside(&f.path("snaps/data-20261122T000000Z")),
+        inside(&f.path("lib/data")),
+        "the volume holds the snapshot, owners and all, and nothing of mend's"
+    );
+}

@@ -176,6 +176,100 @@ fn copy_with(sd: &Dir, sp: &Path, dd: &Dir, dp: &Path, progress: &dyn Fn(u64)) -
     super::copy::copy(sd, sp, dd, dp, progress)
 }
 
+/// [`sync_filesystem`] of the filesystem `r` is on (a volume mounted in
+/// the grant is another filesystem than the grant's own).
+pub fn sync_at(r: &Resolved) -> Result<()> {
+    let top = fs_top(r)?;
+    let d = if top.is_empty() {
+        r.grant.dir.try_clone()?
+    } else {
+        r.grant.dir.open_dir(&top)?
+    };
+    sync_filesystem(&d)
+}
+
+/// The top of the filesystem `r` is on, inside its grant: "" when that is
+/// the grant's own, else the volume mounted in the grant that holds it.
+pub fn fs_top(r: &Resolved) -> Result<String> {
+    use cap_std::fs::MetadataExt as _;
+    let dir = &r.grant.dir;
+    let dev_of = |p: &str| {
+        dir.symlink_metadata(if p.is_empty() { "." } else { p })
+            .ok()
+            .filter(|m| m.is_dir())
+            .map(|m| m.dev())
+    };
+    let root = dev_of("").context("stat the grant's root")?;
+    // The nearest directory that exists at or above the path's parent.
+    let mut at = r.rel.rsplit_once('/').map_or("", |(p, _)| p);
+    let dev = loop {
+        if let Some(d) = dev_of(at) {
+            break d;
+        }
+        if at.is_empty() {
+            return Ok(String::new());
+        }
+        at = at.rsplit_once('/').map_or("", |(p, _)| p);
+    };
+    if dev == root {
+        return Ok(String::new());
+    }
+    let mut prefix = String::new();
+    for part in at.split('/') {
+        if !prefix.is_empty() {
+            prefix.push('/');
+        }
+        prefix.push_str(part);
+        if dev_of(&prefix) == Some(dev) {
+            return Ok(prefix);
+        }
+    }
+    Ok(at.to_string())
+}
+
+/// Volumes mounted below `root`, relative to it (from /proc/self/mountinfo).
+pub fn mounts_below(root: &Path) -> Vec<String> {
+    let Ok(root) = std::fs::canonicalize(root) else {
+        return Vec::new();
+    };
+    let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mut out: Vec<String> = text
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(unescape_mount)
+        .filter_map(|m| {
+            Path::new(&m)
+                .strip_prefix(&root)
+                .ok()
+                .map(|p| p.to_string_lossy().into_owned())
+        })
+        .filter(|p| !p.is_empty())
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// mountinfo writes space, tab, newline and backslash as `\040` and such.
+fn unescape_mount(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && let Ok(v) = u8::from_str_radix(&s[i + 1..i + 4], 8)
+        {
+            out.push(v);
+            i += 4;
+            continue;
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 /// Make everything written on the filesystem of `dir` durable: one syncfs
 /// for a copy or extract of 20,000 files instead of 20,000 fsyncs.
 pub fn sync_filesystem(dir: &Dir) -> Result<()> {

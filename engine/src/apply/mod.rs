@@ -49,6 +49,17 @@ impl Key<'_> {
     }
 }
 
+/// `rel` inside `top` (a volume mounted in the grant; "" for the grant's
+/// root): trash and staging stay on the filesystem of what they hold, so
+/// that moving in and out of them is a rename, never a copy.
+fn under(top: &str, rel: String) -> String {
+    if top.is_empty() {
+        rel
+    } else {
+        format!("{top}/{rel}")
+    }
+}
+
 /// The world before an action, journaled with its intent.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Pre {
@@ -221,7 +232,7 @@ pub fn perform_in(
             }
             let trash = OwnedPath {
                 grant: r.grant,
-                rel: key.trash(),
+                rel: under(&fsops::fs_top(&r)?, key.trash()),
             };
             if fsops::exists(&trash.borrow())? {
                 return Ok(Undo::Restore {
@@ -298,13 +309,14 @@ pub fn perform_in(
             mode,
         } => {
             let r = w(path)?;
+            let top = fsops::fs_top(&r)?;
             let trash = OwnedPath {
                 grant: r.grant,
-                rel: key.trash(),
+                rel: under(&top, key.trash()),
             };
             let staging = OwnedPath {
                 grant: r.grant,
-                rel: key.staging(),
+                rel: under(&top, key.staging()),
             };
             if pre.existed && !fsops::exists(&trash.borrow())? {
                 // Keep the old content by a second name: the rename below
@@ -354,7 +366,7 @@ pub fn perform_in(
             }
             let staging = OwnedPath {
                 grant: dst.grant,
-                rel: key.staging(),
+                rel: under(&fsops::fs_top(&dst)?, key.staging()),
             };
             if fsops::exists(&staging.borrow())? {
                 fsops::remove_any(&staging.borrow())?;
@@ -375,7 +387,7 @@ pub fn perform_in(
             }
             // Whole on disk before it gets its name: a crash leaves a
             // staging path (redone on resume), never a half copy in place.
-            fsops::sync_filesystem(&dst.grant.dir)?;
+            fsops::sync_at(&staging.borrow())?;
             fsops::ensure_parent(&dst)?;
             fsops::rename(&staging.borrow(), &dst)?;
             Ok(Undo::RemoveCreated { path: path.clone() })
@@ -499,15 +511,19 @@ pub fn purge(grants: &Grants, run: &str) -> Result<()> {
         .iter()
         .filter(|g| g.access == crate::runbook::Access::Write)
     {
-        for top in [TRASH, STAGING] {
-            let mine = format!("{top}/{run}");
-            if g.dir.symlink_metadata(&mine).is_ok() {
-                g.dir
-                    .remove_dir_all(&mine)
-                    .with_context(|| format!("purge {}/{mine}", g.name))?;
-            }
-            if g.dir.remove_dir(top).is_err() {
-                // Not empty (another run's) or absent: leave it.
+        // The grant's root, and every volume mounted inside it.
+        for vol in std::iter::once(String::new()).chain(fsops::mounts_below(&g.root)) {
+            for top in [TRASH, STAGING] {
+                let top = under(&vol, top.to_string());
+                let mine = format!("{top}/{run}");
+                if g.dir.symlink_metadata(&mine).is_ok() {
+                    g.dir
+                        .remove_dir_all(&mine)
+                        .with_context(|| format!("purge {}/{mine}", g.name))?;
+                }
+                if g.dir.remove_dir(&top).is_err() {
+                    // Not empty (another run's) or absent: leave it.
+                }
             }
         }
     }

@@ -508,6 +508,21 @@ impl files::Host for StepState {
         self.host.check_deadline()?;
         Ok(free_space(&self.host.grants, &path))
     }
+    fn mount_point(&mut self, path: String) -> wasmtime::Result<Result<bool, HostError>> {
+        self.host.check_deadline()?;
+        Ok(super::host_fs::mount_point(&self.host.grants, &path))
+    }
+    fn compare(
+        &mut self,
+        a: String,
+        b: String,
+        max: u32,
+    ) -> wasmtime::Result<Result<Vec<String>, HostError>> {
+        self.host.check_deadline()?;
+        let r = super::host_fs::compare(&self.host.grants, &a, &b, max);
+        self.host.check_deadline()?;
+        Ok(r)
+    }
 }
 
 impl probe::Host for StepState {

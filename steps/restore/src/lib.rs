@@ -167,10 +167,10 @@ impl Step for Restore {
         Ok(plan.build())
     }
 
-    fn verify(_cx: &Context, p: Params, host: &dyn Host) -> Result<Vec<Check>, StepError> {
+    fn verify(cx: &Context, p: Params, host: &dyn Host) -> Result<Vec<Check>, StepError> {
         match &p.database {
             Some(db) => db.verify(host),
-            None => Ok(Vec::new()),
+            None => verify_dir(cx, &p, host),
         }
     }
 }
@@ -208,9 +208,9 @@ fn restore_dir(
     {
         src = format!("{src}/{}", sub.trim_matches('/'));
     }
-    let (files, bytes) = tree_size(host, &src)
-        .map_err(|e| StepError::new(format!("cannot read {src}: {}", e.text())))?;
-    let current = match tree_size(host, target) {
+    let (files, bytes, src_top) =
+        scan(host, &src).map_err(|e| StepError::new(format!("cannot read {src}: {}", e.text())))?;
+    let current = match scan(host, target) {
         Ok(size) => Some(size),
         Err(HostError::NotFound(_)) => None,
         Err(e) => {
@@ -220,8 +220,18 @@ fn restore_dir(
             )));
         }
     };
+    // A volume mounted at the target cannot be swapped away (EBUSY): its
+    // contents are replaced instead, on its own filesystem.
+    let volume = current.is_some()
+        && host
+            .mount_point(target)
+            .map_err(|e| StepError::new(format!("cannot stat {target}: {}", e.text())))?;
     let space = host
-        .free_space(target.rsplit_once('/').map_or(target, |(parent, _)| parent))
+        .free_space(if volume {
+            target
+        } else {
+            target.rsplit_once('/').map_or(target, |(parent, _)| parent)
+        })
         .map_err(|e| {
             StepError::new(format!(
                 "cannot see the free space at {target}: {}",
@@ -247,7 +257,32 @@ fn restore_dir(
         human_bytes(space.available)
     ));
     match current {
-        Some((cur_files, cur_bytes)) => {
+        Some((cur_files, cur_bytes, cur_top)) if volume => {
+            let beside = format!("{target}/.mend-restore-{}", chosen.name);
+            plan = plan
+                .summary(format!(
+                    "{target} is a mount point (a volume of its own): its {} entries ({}, {}) are replaced in place, each kept in the volume's trash until the run commits",
+                    human_count(cur_top.len() as u64),
+                    files_text(cur_files),
+                    human_bytes(cur_bytes)
+                ))
+                .copy(&src, &beside, "copy the snapshot into the volume, beside its data");
+            for name in &cur_top {
+                plan = plan.remove(
+                    &format!("{target}/{name}"),
+                    "the data from before the restore, kept until the run commits",
+                );
+            }
+            for name in &src_top {
+                plan = plan.rename(
+                    &format!("{beside}/{name}"),
+                    &format!("{target}/{name}"),
+                    "the restored entry into place",
+                );
+            }
+            plan = plan.remove(&beside, "the emptied copy");
+        }
+        Some((cur_files, cur_bytes, _)) => {
             let beside = format!("{target}.restore-{}", chosen.name);
             plan = plan
                 .summary(format!(
@@ -270,7 +305,66 @@ fn restore_dir(
             );
         }
     }
-    Ok(plan)
+    Ok(plan.check(format!(
+        "{target} matches {src}: every entry's type, mode, owner, group, size, time and link target"
+    )))
+}
+
+/// Files and bytes under `root` and the names directly in it (mend's own
+/// `.mend-*` folders left out), by one walk.
+fn scan(host: &dyn Host, root: &str) -> Result<(u64, u64, Vec<String>), HostError> {
+    let prefix = format!("{}/", root.trim_end_matches('/'));
+    let (mut files, mut bytes, mut top) = (0u64, 0u64, Vec::new());
+    host.walk(root, &mut |e| {
+        let Some(rel) = e.path.strip_prefix(&prefix) else {
+            return;
+        };
+        if rel.starts_with(".mend-") {
+            return;
+        }
+        if !rel.contains('/') {
+            top.push(rel.to_string());
+        }
+        if e.kind == EntryKind::File {
+            files += 1;
+            bytes += e.size;
+        }
+    })?;
+    Ok((files, bytes, top))
+}
+
+/// The restored directory against the snapshot it came from: owners too.
+fn verify_dir(cx: &Context, p: &Params, host: &dyn Host) -> Result<Vec<Check>, StepError> {
+    let target = p
+        .target
+        .as_deref()
+        .unwrap_or_default()
+        .trim_end_matches('/');
+    let label = p
+        .label
+        .clone()
+        .unwrap_or_else(|| last_component(target).to_string());
+    let all = choose::list(host, &p.from, Kind::Dir)?;
+    let listing = choose::by_label(all, &label).chosen_from;
+    let chosen = choose::pick(cx.now, &listing, p)?;
+    let mut src = format!("{}/{}", p.from.trim_end_matches('/'), chosen.name);
+    if let Some(sub) = p
+        .subdir
+        .as_deref()
+        .filter(|s| !s.trim_matches('/').is_empty())
+    {
+        src = format!("{src}/{}", sub.trim_matches('/'));
+    }
+    let diff = host
+        .compare(&src, target, 10)
+        .map_err(|e| StepError::new(format!("cannot compare {target} with {src}: {}", e.text())))?;
+    Ok(vec![Check {
+        name: format!(
+            "{target} matches {src}: every entry's type, mode, owner, group, size, time and link target"
+        ),
+        ok: diff.is_empty(),
+        detail: diff.join("; "),
+    }])
 }
 
 mend_sdk::export_step!(Restore);
