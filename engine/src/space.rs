@@ -181,6 +181,32 @@ pub fn fits(
     Ok(u)
 }
 
+/// Whether an archive of `src` fits where `dst` goes, counted as its
+/// uncompressed tar (a 512-byte header per entry, contents in 512-byte
+/// records): compression only makes it smaller.
+pub fn fits_archive(
+    src: &crate::grants::Resolved,
+    dst: &crate::grants::Resolved,
+    what: &str,
+) -> Result<Usage, String> {
+    let room = room_at(&dst.grant.dir, dst.rel).map_err(|e| {
+        format!(
+            "cannot see the free space for {what} in grant `{}`: {e}",
+            dst.grant.name
+        )
+    })?;
+    let mut u = usage(&src.grant.dir, src.rel_path(), 512);
+    u.allocated = (u.allocated + u.inodes * 512 + 2 * 512).div_ceil(room.block) * room.block;
+    let inodes = Usage { inodes: 1, ..u };
+    check(
+        &inodes,
+        &room,
+        what,
+        &format!("grant `{}` ({})", dst.grant.name, dst.grant.root.display()),
+    )?;
+    Ok(u)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

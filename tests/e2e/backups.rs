@@ -297,3 +297,90 @@ fn a_restore_into_a_mount_point_replaces_its_contents_in_place() {
         "the volume holds the snapshot, owners and all, and nothing of mend's"
     );
 }
+
+/// mend with its state directory on `state`, the shared component cache.
+fn mend_at(state: &Path, args: &[&str]) -> Ran {
+    let out = Command::new(mend_bin())
+        .arg("--state-dir")
+        .arg(state)
+        .arg("--cache-dir")
+        .arg(shared_cache())
+        .args(args)
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    Ran {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// Defect 6: the database disk at 100% (its WAL archive) is when mend is
+/// needed, and it could not take its run lock ("No space left on device",
+/// exit 70). A 2 MB tmpfs holds mend's state directory, a WAL archive and
+/// a filler up to the last byte; the shipped WAL cleanup runbook runs on
+/// mend's released reserve, frees the disk, and the reserve comes back.
+#[test]
+fn a_wal_cleanup_runs_on_a_full_disk_and_frees_it() {
+    let f = Fixture::new();
+    let _disk = Tmpfs::mount(&f.path("disk"), "2m");
+    let state = f.path("disk/state");
+    let archive = f.path("disk/archive");
+    std::fs::create_dir_all(&archive).unwrap();
+    for seg in 1..=12u32 {
+        std::fs::write(
+            archive.join(format!("0000000100000000{seg:08X}")),
+            vec![7u8; 64 << 10],
+        )
+        .unwrap();
+    }
+    std::fs::write(
+        archive.join("00000001000000000000000C.00000028.backup"),
+        "START WAL LOCATION: 0/C000028 (file 00000001000000000000000C)\n",
+    )
+    .unwrap();
+    let runbook = repo("runbooks/postgres/wal-archive-cleanup.toml");
+    let arch = format!("archive={}", archive.display());
+    // A first, nightly run: nothing old enough yet; mend makes its reserve.
+    let first = mend_at(
+        &state,
+        &["run", &runbook, "--set", &arch, "--set", "keep_days=7"],
+    );
+    assert_eq!(first.code, 0, "{}", first.text());
+    assert!(state.join("reserve").exists(), "{}", first.text());
+    // The archive fills the disk to its last byte.
+    let mut filler = std::fs::File::create(f.path("disk/filler")).unwrap();
+    let block = vec![1u8; 4096];
+    while std::io::Write::write_all(&mut filler, &block).is_ok() {}
+    drop(filler);
+    let st = rustix::fs::statvfs(f.path("disk").as_path()).unwrap();
+    assert_eq!(st.f_bavail, 0, "the disk is full");
+    let ran = mend_at(
+        &state,
+        &["run", &runbook, "--set", &arch, "--set", "keep_days=0"],
+    );
+    assert_eq!(ran.code, 0, "{}", ran.text());
+    assert!(
+        ran.stderr
+            .contains("is full (0 B free); released mend's reserve"),
+        "{}",
+        ran.text()
+    );
+    let left: Vec<String> = std::fs::read_dir(&archive)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        left.len(),
+        2,
+        "segment 12 and its .backup are kept: {left:?}"
+    );
+    // 704 KiB freed: the reserve is made again.
+    assert!(state.join("reserve").exists(), "{}", ran.text());
+    assert!(
+        ran.stderr.contains("made the reserve again"),
+        "{}",
+        ran.text()
+    );
+}

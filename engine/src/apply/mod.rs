@@ -7,6 +7,8 @@
 //! to tell (the state before) is captured by [`prepare`] and journaled with
 //! the intent.
 
+mod archive;
+mod attrs;
 mod batch;
 mod copy;
 mod extract;
@@ -20,6 +22,7 @@ use serde::{Deserialize, Serialize};
 use crate::commands::{Call, CommandPolicy};
 use crate::grants::{Grants, OwnedPath, Resolved};
 use crate::plan::Action;
+pub use attrs::id_of;
 pub use batch::Batch;
 pub use fsops::{DirTimes, copy_entry as copy_between, dir_times, restore_times};
 
@@ -99,6 +102,8 @@ pub enum Undo {
     ReplaceBack { trash: String, path: String },
     /// Run the compensating command.
     Exec { call: Call },
+    /// Put back the owners and modes saved before a set-owner or set-mode.
+    Attrs { path: String, saved: String },
 }
 
 /// What apply needs: the grants and commands of the step, the timeout for
@@ -110,6 +115,9 @@ pub struct ApplyCtx<'a> {
     pub timeout: Duration,
     /// Told the bytes a copy or extract has written so far, as it goes.
     pub progress: &'a (dyn Fn(u64) + Sync),
+    /// Told what an action made that the journal should keep (an
+    /// archive's sha256), one line each.
+    pub note: &'a dyn Fn(String),
 }
 
 fn writable<'a>(cx: &ApplyCtx<'a>, path: &'a str) -> Result<Resolved<'a>> {
@@ -148,7 +156,11 @@ pub fn prepare_in(batch: &mut Batch, cx: &ApplyCtx, action: &Action) -> Result<P
         Action::CreateDir { path } | Action::WriteFile { path, .. } => dirs(&[path])?,
         Action::Rename { path, to } => dirs(&[path, to])?,
         Action::Swap { path, with } => dirs(&[path, with])?,
-        Action::Copy { path, .. } | Action::Extract { path, .. } => dirs(&[path])?,
+        Action::Copy { path, .. } | Action::Extract { path, .. } | Action::Archive { path, .. } => {
+            dirs(&[path])?
+        }
+        // Owners and modes change no directory's time.
+        Action::SetOwner { .. } | Action::SetMode { .. } => {}
         Action::Exec {
             creates: Some(c), ..
         } => dirs(&[c])?,
@@ -158,6 +170,7 @@ pub fn prepare_in(batch: &mut Batch, cx: &ApplyCtx, action: &Action) -> Result<P
         Action::WriteFile { path, .. }
         | Action::Copy { path, .. }
         | Action::Extract { path, .. }
+        | Action::Archive { path, .. }
         | Action::Exec {
             creates: Some(path),
             ..
@@ -392,6 +405,97 @@ pub fn perform_in(
             fsops::rename(&staging.borrow(), &dst)?;
             Ok(Undo::RemoveCreated { path: path.clone() })
         }
+        Action::Archive { from, path, format } => {
+            let src = g
+                .read(from)
+                .map_err(|e| anyhow::anyhow!("step `{}`: {e}", cx.step))?;
+            let dst = w(path)?;
+            if fsops::exists(&dst)? {
+                if pre.existed {
+                    bail!(
+                        "step `{}`: {path} already exists; archives never overwrite",
+                        cx.step
+                    );
+                }
+                return Ok(Undo::RemoveCreated { path: path.clone() });
+            }
+            let staging = OwnedPath {
+                grant: dst.grant,
+                rel: under(&fsops::fs_top(&dst)?, key.staging()),
+            };
+            if fsops::exists(&staging.borrow())? {
+                fsops::remove_any(&staging.borrow())?;
+            }
+            fsops::ensure_parent(&staging.borrow())?;
+            crate::space::fits_archive(
+                &src,
+                &staging.borrow(),
+                &format!("archive {from} -> {path}"),
+            )
+            .map_err(anyhow::Error::msg)?;
+            let made = archive::archive(&src, &staging.borrow(), *format, cx.progress)?;
+            fsops::sync_at(&staging.borrow())?;
+            fsops::ensure_parent(&dst)?;
+            fsops::rename(&staging.borrow(), &dst)?;
+            (cx.note)(format!(
+                "archive {path}: sha256 {}, {} entries, {}",
+                made.sha256,
+                crate::output::count(made.entries),
+                crate::output::bytes(made.bytes)
+            ));
+            Ok(Undo::RemoveCreated { path: path.clone() })
+        }
+        Action::SetOwner {
+            path,
+            owner,
+            group,
+            recursive,
+        } => {
+            let r = w(path)?;
+            let saved = OwnedPath {
+                grant: r.grant,
+                rel: under(&fsops::fs_top(&r)?, format!("{}.attrs", key.trash())),
+            };
+            let id = |n: &Option<String>, db: &str| -> Result<Option<u32>> {
+                n.as_deref()
+                    .map(|n| id_of(n, db).with_context(|| format!("no `{n}` in {db}")))
+                    .transpose()
+            };
+            let change = attrs::Change {
+                uid: id(owner, "/etc/passwd")?,
+                gid: id(group, "/etc/group")?,
+                mode: None,
+                recursive: *recursive,
+            };
+            attrs::apply(&r, &saved.borrow(), &change)?;
+            Ok(Undo::Attrs {
+                path: path.clone(),
+                saved: saved.display(),
+            })
+        }
+        Action::SetMode {
+            path,
+            mode,
+            dir_mode,
+            recursive,
+        } => {
+            let r = w(path)?;
+            let saved = OwnedPath {
+                grant: r.grant,
+                rel: under(&fsops::fs_top(&r)?, format!("{}.attrs", key.trash())),
+            };
+            let change = attrs::Change {
+                uid: None,
+                gid: None,
+                mode: Some((*mode & 0o7777, dir_mode.unwrap_or(*mode) & 0o7777)),
+                recursive: *recursive,
+            };
+            attrs::apply(&r, &saved.borrow(), &change)?;
+            Ok(Undo::Attrs {
+                path: path.clone(),
+                saved: saved.display(),
+            })
+        }
         Action::Exec {
             call,
             undo,
@@ -497,6 +601,7 @@ pub fn undo(cx: &ApplyCtx, undo: &Undo, pre: &Pre) -> Result<()> {
             }
         }
         Undo::Exec { call } => run_checked(cx, call)?,
+        Undo::Attrs { path, saved } => attrs::undo(&w(path)?, &w(saved)?)?,
     }
     for d in &pre.dirs {
         restore_times(g, d)?;

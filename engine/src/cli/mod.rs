@@ -287,6 +287,13 @@ async fn run(cli: Cli) -> i32 {
         })),
         reporter,
     };
+    // A full disk is when mend is needed: commands that journal may run
+    // on the reserve kept in the state directory (journal/reserve.rs).
+    let writes = matches!(
+        cli.command,
+        Cmd::Run { .. } | Cmd::Resume { .. } | Cmd::Rollback { .. }
+    );
+    let reserve = writes.then(|| crate::journal::reserve::before(&settings.state_dir));
     let result = match cli.command {
         Cmd::Plan {
             runbook,
@@ -371,6 +378,9 @@ async fn run(cli: Cli) -> i32 {
         Cmd::Completions { .. } | Cmd::Man => unreachable!("handled above"),
         Cmd::Demo { dir } => crate::demo::demo(&sandbox, &settings, &out, dir).await,
     };
+    if let Some(before) = reserve {
+        crate::journal::reserve::after(&settings.state_dir, &before);
+    }
     match result {
         Ok(code) => code,
         Err(f) => out.failure(&f),

@@ -18,6 +18,7 @@ mod actions;
 mod events;
 pub mod integrity;
 pub mod lock;
+pub mod reserve;
 mod runs;
 pub mod schema;
 mod steps;
@@ -114,6 +115,12 @@ impl Journal {
                 bail!("cannot switch to WAL mode (journal_mode is `{mode}`)");
             }
             conn.pragma_update(None, "synchronous", "FULL")?;
+            if reserve::lean() {
+                // Running on the released reserve of a full disk: keep the
+                // WAL within it.
+                conn.pragma_update(None, "wal_autocheckpoint", 16)?;
+                conn.pragma_update(None, "journal_size_limit", 256 * 1024)?;
+            }
             schema::migrate(&conn, &path)
         };
         setup().with_context(|| format!("cannot open journal {}", path.display()))?;

@@ -622,12 +622,15 @@ async fn apply_step(
         .collect();
     let reporter = &settings.reporter;
     let progress = |n: u64| reporter.bytes_done(n);
+    let notes = std::cell::RefCell::new(Vec::new());
+    let note = |line: String| notes.borrow_mut().push(line);
     let cx = ApplyCtx {
         grants: &step.grants,
         commands: &step.commands,
         step: &step.def.id,
         timeout: step.limits.timeout,
         progress: &progress,
+        note: &note,
     };
     let actions = &saved.plan.actions;
     settings
@@ -709,6 +712,10 @@ async fn apply_step(
             }
             match performed {
                 Ok(undo) => {
+                    for line in notes.borrow_mut().drain(..) {
+                        settings.reporter.line(&format!("  {line}"));
+                        journal.event(run_id, Some(step.idx), "info", &line)?;
+                    }
                     let json = serde_json::to_string(&Journaled {
                         pre,
                         undo: Some(undo),

@@ -103,6 +103,7 @@ pub(crate) async fn rollback_prepared(
             step: &step.def.id,
             timeout: step.limits.timeout,
             progress: &|_| {},
+            note: &|_| {},
         };
         match rec.state {
             ActionState::Undone => continue,

@@ -21,6 +21,23 @@ pub struct Candidate {
     pub time: i64,
     /// `name` or `mtime`.
     pub by: &'static str,
+    /// An archive file (`.tar.zst`, `.tar`, `.tar.gz`) rather than a directory.
+    pub archive: Option<ArchiveFormat>,
+    /// Its size, for an archive.
+    pub size: u64,
+}
+
+/// The format of an archive file, by its name.
+pub fn archive_format(name: &str) -> Option<ArchiveFormat> {
+    if name.ends_with(".tar.zst") {
+        Some(ArchiveFormat::TarZst)
+    } else if name.ends_with(".tar.gz") || name.ends_with(".tgz") {
+        Some(ArchiveFormat::TarGz)
+    } else if name.ends_with(".tar") {
+        Some(ArchiveFormat::Tar)
+    } else {
+        None
+    }
 }
 
 /// A snapshot dated more than this ahead of the host's clock is in the
@@ -66,8 +83,11 @@ pub fn list(host: &dyn Host, from: &str, kind: Kind) -> Result<Vec<Candidate>, S
         if name.contains('/') || name.starts_with('.') {
             return;
         }
+        let archive = (kind == Kind::Dir && e.kind == EntryKind::File)
+            .then(|| archive_format(name))
+            .flatten();
         let wanted = match kind {
-            Kind::Dir => e.kind == EntryKind::Dir,
+            Kind::Dir => e.kind == EntryKind::Dir || archive.is_some(),
             Kind::Dump => {
                 e.kind == EntryKind::File
                     && name.ends_with(".dump")
@@ -85,6 +105,8 @@ pub fn list(host: &dyn Host, from: &str, kind: Kind) -> Result<Vec<Candidate>, S
             name: name.to_string(),
             time,
             by,
+            archive,
+            size: e.size,
         });
     })
     .map_err(|e| StepError::new(format!("cannot list {from}: {}", e.text())).param("from"))?;

@@ -201,6 +201,9 @@ fn restore_dir(
         .param("target"));
     }
     let mut src = format!("{}/{}", p.from.trim_end_matches('/'), chosen.name);
+    if let Some(format) = chosen.archive {
+        return restore_archive(host, plan, p, chosen, &src, format);
+    }
     if let Some(sub) = p
         .subdir
         .as_deref()
@@ -310,6 +313,90 @@ fn restore_dir(
     )))
 }
 
+/// From an archive (std:snapshot's `format = "tar.zst"`): unpacked beside
+/// the target by the host (owners, modes, times, links and xattrs kept),
+/// swapped in whole, the old data kept until the run commits.
+fn restore_archive(
+    host: &dyn Host,
+    plan: PlanBuilder,
+    p: &Params,
+    chosen: &Candidate,
+    src: &str,
+    format: ArchiveFormat,
+) -> Result<PlanBuilder, StepError> {
+    let target = p
+        .target
+        .as_deref()
+        .expect("kind is Dir")
+        .trim_end_matches('/');
+    if p.subdir
+        .as_deref()
+        .is_some_and(|s| !s.trim_matches('/').is_empty())
+    {
+        return Err(StepError::new(format!(
+            "{} is an archive; `subdir` picks a path inside a directory snapshot only",
+            chosen.name
+        ))
+        .param("subdir"));
+    }
+    let current = match scan(host, target) {
+        Ok(size) => Some(size),
+        Err(HostError::NotFound(_)) => None,
+        Err(e) => {
+            return Err(StepError::new(format!(
+                "cannot read {target}: {}",
+                e.text()
+            )));
+        }
+    };
+    if current.is_some()
+        && host
+            .mount_point(target)
+            .map_err(|e| StepError::new(format!("cannot stat {target}: {}", e.text())))?
+    {
+        return Err(StepError::new(format!(
+            "{target} is a mount point and {} an archive: restoring an archive into a volume is not supported yet",
+            chosen.name
+        ))
+        .hint("restore into a directory on the volume, or from a directory snapshot"));
+    }
+    let mut plan = plan.summary(format!(
+        "unpack {src} ({}, {}) into {target}",
+        human_bytes(chosen.size),
+        match format {
+            ArchiveFormat::TarZst => "tar.zst",
+            ArchiveFormat::TarGz => "tar.gz",
+            ArchiveFormat::Tar => "tar",
+        }
+    ));
+    match current {
+        Some((cur_files, cur_bytes, _)) => {
+            let beside = format!("{target}.restore-{}", chosen.name);
+            plan = plan
+                .summary(format!(
+                    "the current {target} ({}, {}) is kept in the trash until the run commits",
+                    files_text(cur_files),
+                    human_bytes(cur_bytes)
+                ))
+                .extract(src, &beside, format, "unpack the archive beside the target")
+                .swap(target, &beside, "swap the whole copy into place")
+                .remove(
+                    &beside,
+                    "the data from before the restore, kept until the run commits",
+                );
+        }
+        None => {
+            plan = plan.extract(
+                src,
+                target,
+                format,
+                "the target does not exist: unpack there",
+            );
+        }
+    }
+    Ok(plan)
+}
+
 /// Files and bytes under `root` and the names directly in it (mend's own
 /// `.mend-*` folders left out), by one walk.
 fn scan(host: &dyn Host, root: &str) -> Result<(u64, u64, Vec<String>), HostError> {
@@ -347,6 +434,10 @@ fn verify_dir(cx: &Context, p: &Params, host: &dyn Host) -> Result<Vec<Check>, S
     let all = choose::list(host, &p.from, Kind::Dir)?;
     let listing = choose::by_label(all, &label).chosen_from;
     let chosen = choose::pick(cx.now, &listing, p)?;
+    if chosen.archive.is_some() {
+        // Unpacked by the host, entry by entry, as the archive says.
+        return Ok(Vec::new());
+    }
     let mut src = format!("{}/{}", p.from.trim_end_matches('/'), chosen.name);
     if let Some(sub) = p
         .subdir

@@ -20,6 +20,13 @@ pub struct Params {
     database: Option<Database>,
     /// The name's prefix (default: the source's or the database's name).
     label: Option<String>,
+    /// `dir` (a copy), `tar` or `tar.zst` (one archive file, written by the host).
+    #[serde(default = "dir")]
+    format: String,
+}
+
+fn dir() -> String {
+    "dir".into()
 }
 
 /// A database to dump with `pg_dump -Fc`.
@@ -69,6 +76,11 @@ impl Step for Snapshot {
                 "label",
                 "the snapshot name's prefix (default: the source's or database's name)",
             ),
+            ParamSpec::string(
+                "format",
+                "dir (a copy of the directory), tar or tar.zst (one archive: owners, modes, times, links and xattrs kept; zstd on every core)",
+            )
+            .default("dir"),
         ]
     }
 
@@ -78,6 +90,17 @@ impl Step for Snapshot {
                 "nothing to snapshot: give `source`, `database` or both",
             ));
         }
+        let archive = match p.format.as_str() {
+            "dir" => None,
+            "tar" => Some((ArchiveFormat::Tar, ".tar")),
+            "tar.zst" => Some((ArchiveFormat::TarZst, ".tar.zst")),
+            other => {
+                return Err(StepError::new(format!(
+                    "format `{other}` is not one of dir, tar, tar.zst"
+                ))
+                .param("format"));
+            }
+        };
         let stamp = utc_stamp(cx.now);
         let label = p
             .label
@@ -113,17 +136,31 @@ impl Step for Snapshot {
                 ))
                 .hint("free space there, or point the snapshots grant at a bigger disk"));
             }
-            plan = plan
-                .copy(source, &base, "snapshot before the change")
-                .summary(format!(
-                    "copy {source} ({}, {}) to {base}: needs {} with headroom, {} free there",
-                    files_text(files),
-                    human_bytes(bytes),
-                    human_bytes(need),
-                    human_bytes(space.available)
-                ))
-                .fact("snapshot.dir", &base)
-                .fact("snapshot.bytes", bytes.to_string());
+            plan = match archive {
+                None => plan
+                    .copy(source, &base, "snapshot before the change")
+                    .summary(format!(
+                        "copy {source} ({}, {}) to {base}: needs {} with headroom, {} free there",
+                        files_text(files),
+                        human_bytes(bytes),
+                        human_bytes(need),
+                        human_bytes(space.available)
+                    ))
+                    .fact("snapshot.dir", &base),
+                Some((format, ext)) => {
+                    let file = format!("{base}{ext}");
+                    plan.archive(source, &file, format, "snapshot before the change")
+                        .summary(format!(
+                            "archive {source} ({}, {}) as {file}: at most {} with headroom, {} free there; its sha256 is journaled",
+                            files_text(files),
+                            human_bytes(bytes),
+                            human_bytes(need),
+                            human_bytes(space.available)
+                        ))
+                        .fact("snapshot.archive", &file)
+                }
+            }
+            .fact("snapshot.bytes", bytes.to_string());
         }
         if let Some(db) = &p.database {
             let dump = format!("{base}.dump");
