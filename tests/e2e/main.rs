@@ -12,6 +12,7 @@ mod hostile;
 mod inspect;
 mod lifecycle;
 mod postgres;
+mod prosody;
 mod restore;
 mod runbooks;
 mod schema;
