@@ -13,6 +13,7 @@ mod inspect;
 mod lifecycle;
 mod postgres;
 mod prosody;
+mod repos;
 mod restore;
 mod runbooks;
 mod schema;

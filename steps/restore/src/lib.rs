@@ -15,6 +15,7 @@
 
 mod choose;
 mod database;
+mod repo;
 
 use mend_sdk::prelude::*;
 use mend_sdk::time::utc;
@@ -26,8 +27,14 @@ pub use database::Database;
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Params {
-    /// `GRANT/path` of the directory that holds the snapshots.
+    /// `GRANT/path` of the directory that holds the snapshots (not with
+    /// `restic` or `borg`).
+    #[serde(default)]
     from: String,
+    /// A restic repository to restore from.
+    restic: Option<repo::Repo>,
+    /// A borg repository to restore from.
+    borg: Option<repo::Repo>,
     /// `GRANT/path` of the directory to restore.
     target: Option<String>,
     /// The path inside a snapshot to restore from (rsnapshot's `localhost/...`).
@@ -61,8 +68,18 @@ impl Step for Restore {
 
     fn params() -> Vec<ParamSpec> {
         vec![
-            ParamSpec::string("from", "GRANT/path of the directory holding the snapshots")
-                .required(),
+            ParamSpec::string(
+                "from",
+                "GRANT/path of the directory holding the snapshots (or give restic or borg)",
+            ),
+            ParamSpec::table(
+                "restic",
+                "a restic repository: { repo, path = \"/var/lib/x\", tag, command = \"restic\", args = [\"--password-file\", ...] }",
+            ),
+            ParamSpec::table(
+                "borg",
+                "a borg repository: { repo, path = \"var/lib/x\", tag (the archives' label), command = \"borg\", args }",
+            ),
             ParamSpec::string("target", "GRANT/path of the directory to restore"),
             ParamSpec::string("subdir", "the path inside each snapshot to restore from"),
             ParamSpec::table(
@@ -91,6 +108,29 @@ impl Step for Restore {
     }
 
     fn plan(cx: &Context, p: Params, host: &dyn Host) -> Result<Plan, StepError> {
+        let tool = match (&p.restic, &p.borg) {
+            (Some(r), None) => Some((repo::Tool::Restic, r)),
+            (None, Some(r)) => Some((repo::Tool::Borg, r)),
+            (Some(_), Some(_)) => {
+                return Err(StepError::new("give restic or borg, one per step").param("borg"));
+            }
+            (None, None) => None,
+        };
+        if let Some((tool, r)) = tool {
+            let target = p.target.as_deref().ok_or_else(|| {
+                StepError::new(
+                    "a restore from a repository needs `target`, the directory to restore",
+                )
+            })?;
+            let target = target.trim_end_matches('/');
+            return Ok(repo::plan(cx, host, Plan::builder(), tool, r, target, &p)?.build());
+        }
+        if p.from.is_empty() {
+            return Err(StepError::new(
+                "give `from` (a directory of snapshots), `restic` or `borg`",
+            )
+            .param("from"));
+        }
         let kind = match (&p.target, &p.database) {
             (Some(_), None) => Kind::Dir,
             (None, Some(_)) => Kind::Dump,
@@ -168,6 +208,9 @@ impl Step for Restore {
     }
 
     fn verify(cx: &Context, p: Params, host: &dyn Host) -> Result<Vec<Check>, StepError> {
+        if p.restic.is_some() || p.borg.is_some() {
+            return Ok(Vec::new());
+        }
         match &p.database {
             Some(db) => db.verify(host),
             None => verify_dir(cx, &p, host),
