@@ -384,3 +384,95 @@ fn a_wal_cleanup_runs_on_a_full_disk_and_frees_it() {
         ran.text()
     );
 }
+
+/// A restore drill: `mend rehearse` of a restore runbook with a time
+/// budget. Within it, the drill passes and says how long each step took;
+/// over it (a budget of 1 ms no run can meet), it fails and names the
+/// slowest step. The copies are gone either way.
+#[test]
+fn a_restore_drill_passes_within_its_budget_and_fails_over_it() {
+    let f = Fixture::new();
+    service_data(&f.path("snaps/data-20261122T000000Z"));
+    f.write("lib/data/accounts/alice.dat", "damaged");
+    let drill = |budget: &str| {
+        let rb = f.runbook(
+            "drill.toml",
+            &format!("{RESTORE}\n[rehearsal]\nbudget = \"{budget}\"\n"),
+        );
+        f.mend(&["--now", NOW, "rehearse", rb.to_str().unwrap()])
+    };
+    let ok = drill("2h");
+    assert_eq!(ok.code, 0, "{}", ok.text());
+    assert!(
+        ok.stdout.contains("time until the last verify passed: "),
+        "{}",
+        ok.text()
+    );
+    assert!(
+        ok.stdout.contains("(budget 2 h 0 min 0 s)"),
+        "{}",
+        ok.text()
+    );
+    assert!(
+        ok.stdout.contains(" ms  restore"),
+        "time per step: {}",
+        ok.text()
+    );
+    let over = drill("1ms");
+    assert_eq!(over.code, 1, "{}", over.text());
+    assert!(
+        over.stdout
+            .contains("over its budget of 0.0 s; slowest step: restore ("),
+        "{}",
+        over.text()
+    );
+    let scratch: Vec<_> = std::fs::read_dir(std::env::temp_dir())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("mend-rehearsal-restore-data-")
+        })
+        .collect();
+    assert!(scratch.is_empty(), "the copies are removed: {scratch:?}");
+}
+
+/// A rehearsal runs commands through stand-ins; one without them is
+/// refused before anything is copied (it used to copy 360,080 entries
+/// for 67 s first).
+#[test]
+fn a_rehearsal_without_stand_ins_is_refused_before_copying() {
+    let f = Fixture::new();
+    f.write("data/a.txt", "a");
+    let rb = f.runbook(
+        "svc.toml",
+        r#"[runbook]
+name = "needs-stand-ins"
+version = "1.0.0"
+summary = "restart a unit"
+
+[grants.data]
+path = "{root}/data"
+access = "write"
+
+[commands.systemctl]
+program = "/bin/true"
+args = [["**"]]
+
+[[steps]]
+id = "restart"
+uses = "std:service"
+commands = ["systemctl"]
+with = { units = ["x.service"], action = "restart" }
+"#,
+    );
+    let ran = f.mend(&["rehearse", rb.to_str().unwrap()]);
+    assert_eq!(ran.code, 2, "{}", ran.text());
+    assert!(
+        ran.text()
+            .contains("these have no stand-in: `systemctl` (step `restart`); nothing was copied"),
+        "{}",
+        ran.text()
+    );
+}

@@ -246,11 +246,18 @@ pub static RETRY: Table = Table {
 };
 
 pub static REHEARSAL: Table = Table {
-    keys: &[key(
-        "commands",
-        Kind::Named(&Kind::Table(&STAND_IN)),
-        "Stand-ins for declared commands, by command name.",
-    )],
+    keys: &[
+        key(
+            "commands",
+            Kind::Named(&Kind::Table(&STAND_IN)),
+            "Stand-ins for declared commands, by command name.",
+        ),
+        key(
+            "budget",
+            Kind::Duration,
+            "A restore drill's time budget (\"2h\"): `mend rehearse` fails when the run takes longer than this until its last verify passes.",
+        ),
+    ],
 };
 
 pub static STAND_IN: Table = Table {

@@ -86,6 +86,7 @@ impl Runbook {
             commands: parsed.commands,
             steps: parsed.steps,
             rehearsal_commands: parsed.rehearsal_commands,
+            rehearsal_budget: parsed.rehearsal_budget,
         })
     }
 

@@ -28,6 +28,8 @@ pub struct Runbook {
     pub commands: BTreeMap<String, Command>,
     pub steps: Vec<Step>,
     pub rehearsal_commands: BTreeMap<String, StandIn>,
+    /// `[rehearsal] budget`: how long a restore drill may take.
+    pub rehearsal_budget: Option<std::time::Duration>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default, serde::Serialize)]

@@ -42,6 +42,7 @@ pub(crate) struct Parsed {
     pub commands: BTreeMap<String, Command>,
     pub steps: Vec<Step>,
     pub rehearsal_commands: BTreeMap<String, StandIn>,
+    pub rehearsal_budget: Option<std::time::Duration>,
 }
 
 pub(crate) fn parse(input: &Input<'_>) -> Result<Parsed, Vec<Diagnostic>> {
@@ -65,7 +66,7 @@ pub(crate) fn parse(input: &Input<'_>) -> Result<Parsed, Vec<Diagnostic>> {
     cx.overlapping_grants(&grants);
     let commands = cx.commands(&root);
     let steps = cx.steps(&root, input, &grants, &commands);
-    let rehearsal_commands = cx.rehearsal(&root, &commands);
+    let (rehearsal_commands, rehearsal_budget) = cx.rehearsal(&root, &commands);
 
     let mut errors = cx.errors;
     match header {
@@ -85,6 +86,7 @@ pub(crate) fn parse(input: &Input<'_>) -> Result<Parsed, Vec<Diagnostic>> {
                 .collect(),
             steps,
             rehearsal_commands,
+            rehearsal_budget,
         }),
         _ => {
             // Position-less (command line) errors first, then source order.
@@ -1478,20 +1480,23 @@ impl Ctx<'_> {
         &mut self,
         root: &DeTable<'_>,
         commands: &BTreeMap<String, Option<Command>>,
-    ) -> BTreeMap<String, StandIn> {
+    ) -> (BTreeMap<String, StandIn>, Option<std::time::Duration>) {
         let mut out = BTreeMap::new();
         let Some(v) = root.get("rehearsal") else {
-            return out;
+            return (out, None);
         };
         let Some(t) = self.table(v, "rehearsal") else {
-            return out;
+            return (out, None);
         };
         self.check_keys(t, &format::REHEARSAL.names(), "in [rehearsal]");
+        let budget = t
+            .get("budget")
+            .and_then(|b| self.duration(b, "rehearsal.budget", false));
         let Some(cv) = t.get("commands") else {
-            return out;
+            return (out, budget);
         };
         let Some(ct) = self.table(cv, "rehearsal.commands") else {
-            return out;
+            return (out, budget);
         };
         for (k, v) in entries(ct) {
             let name = k.get_ref().to_string();
@@ -1536,6 +1541,6 @@ impl Ctx<'_> {
                 out.insert(name, StandIn { program, args });
             }
         }
-        out
+        (out, budget)
     }
 }

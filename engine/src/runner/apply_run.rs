@@ -395,6 +395,9 @@ async fn drive(
         {
             Ok(()) => {
                 journal.set_step_status(run_id, step.idx, StepStatus::Verified, None)?;
+                // When its last check passed: restore drills and reports
+                // time each step by it.
+                journal.event(run_id, Some(step.idx), "info", super::VERIFIED)?;
             }
             Err(StepStop::Journal(e)) => return Err(Failure::from(e).in_run(run_id)),
             Err(StepFailed(message)) => {
