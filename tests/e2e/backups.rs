@@ -328,12 +328,18 @@ fn a_wal_cleanup_runs_on_a_full_disk_and_frees_it() {
     let state = f.path("disk/state");
     let archive = f.path("disk/archive");
     std::fs::create_dir_all(&archive).unwrap();
+    // An hour old: keep_days = 0 then keeps none of them, whatever the
+    // second the run starts in.
+    let hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
     for seg in 1..=12u32 {
-        std::fs::write(
-            archive.join(format!("0000000100000000{seg:08X}")),
-            vec![7u8; 64 << 10],
-        )
-        .unwrap();
+        let p = archive.join(format!("0000000100000000{seg:08X}"));
+        std::fs::write(&p, vec![7u8; 64 << 10]).unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&p)
+            .unwrap()
+            .set_modified(hour_ago)
+            .unwrap();
     }
     std::fs::write(
         archive.join("00000001000000000000000C.00000028.backup"),

@@ -495,7 +495,7 @@ mod tests {
             assert_eq!((a.uid(), a.gid()), (65534, 65534));
         }
         if xattr_ok {
-            let mut v = vec![0u8; 16];
+            let mut v = [0u8; 16];
             let n = rfs::getxattr(
                 tmp.path().join("mine/sub/b").as_path(),
                 "user.mend-test",

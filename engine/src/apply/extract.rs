@@ -48,7 +48,7 @@ pub fn extract(
     let mut made: std::collections::HashSet<std::path::PathBuf> = Default::default();
     let mut owners = Owners::default();
     // Directories' attributes, applied deepest first once all is out.
-    let mut dirs: Vec<(std::path::PathBuf, u32, Option<(u32, u32)>, i64)> = Vec::new();
+    let mut dirs: Vec<DirAttrs> = Vec::new();
     let mut buf = vec![0u8; 1 << 20];
     dst.grant.dir.create_dir(dst.rel_path())?;
     let out = dst.grant.dir.open_dir(dst.rel_path())?;
@@ -227,6 +227,9 @@ pub fn extract(
     }
     Ok(())
 }
+
+/// A directory's path, mode, owner and mtime, set once its contents are in.
+type DirAttrs = (std::path::PathBuf, u32, Option<(u32, u32)>, i64);
 
 /// Who an entry belongs to here: the user and group of its names when this
 /// host has them, else its numbers (GNU tar's rule). `None` when mend is

@@ -618,6 +618,16 @@ impl Out {
     }
 }
 
+/// A duration as a drill reports it: `1 h 2 min 3 s`, `4.2 s`.
+fn millis(ms: u64) -> String {
+    let s = ms / 1000;
+    match (s / 3600, s % 3600 / 60, s % 60) {
+        (0, 0, _) => format!("{:.1} s", ms as f64 / 1000.0),
+        (0, m, s) => format!("{m} min {s} s"),
+        (h, m, s) => format!("{h} h {m} min {s} s"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -632,15 +642,5 @@ mod tests {
             assert_eq!(out.show(&run, &steps, &actions, &events), exit::SUCCESS);
             out.history(std::slice::from_ref(&run));
         }
-    }
-}
-
-/// A duration as a drill reports it: `1 h 2 min 3 s`, `4.2 s`.
-fn millis(ms: u64) -> String {
-    let s = ms / 1000;
-    match (s / 3600, s % 3600 / 60, s % 60) {
-        (0, 0, _) => format!("{:.1} s", ms as f64 / 1000.0),
-        (0, m, s) => format!("{m} min {s} s"),
-        (h, m, s) => format!("{h} h {m} min {s} s"),
     }
 }

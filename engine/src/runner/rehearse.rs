@@ -83,9 +83,12 @@ fn stand_ins_present(file: &Path, runbook: &Runbook) -> Result<(), Failure> {
     ))
 }
 
+/// The drill's milliseconds (none unless every step verified), and each step's.
+type Timings = (Option<u64>, Vec<(String, u64)>);
+
 /// Each step's time and the drill's, from the journal: from the run's
 /// start (or the step's) to the step's `verified` event.
-fn timings(settings: &Settings, run_id: &str) -> anyhow::Result<(Option<u64>, Vec<(String, u64)>)> {
+fn timings(settings: &Settings, run_id: &str) -> anyhow::Result<Timings> {
     let Some(journal) = crate::journal::Journal::open_existing(&settings.state_dir)? else {
         return Ok((None, Vec::new()));
     };

@@ -38,7 +38,11 @@ struct Manager {
     lists: bool,
 }
 
-fn preset(name: &str) -> Option<(Vec<(&'static str, &'static [&'static str])>, bool)> {
+/// Each verb and its arguments.
+type Verbs = Vec<(&'static str, &'static [&'static str])>;
+
+/// A manager's verbs, and whether `is-active` answers by listing units.
+fn preset(name: &str) -> Option<(Verbs, bool)> {
     Some(match name {
         "systemd" => (
             vec![
