@@ -482,3 +482,46 @@ with = { units = ["x.service"], action = "restart" }
         ran.text()
     );
 }
+
+/// nerdsin.space: the container was recreated and Synapse's data
+/// directory was never on its volume. The shipped preflight passes with
+/// the media store on a mounted volume, and stops everything when the
+/// directory is not a mount point (or is empty).
+#[test]
+fn synapse_preflight_stops_when_the_data_is_not_on_its_volume() {
+    let f = Fixture::new();
+    std::fs::create_dir_all(f.path("backups")).unwrap();
+    let data = f.path("synapse");
+    let sets = |f: &Fixture| -> Vec<String> {
+        [
+            format!("data={}", data.display()),
+            format!("volume={}", data.display()),
+            format!("backups={}", f.path("backups").display()),
+        ]
+        .into_iter()
+        .flat_map(|s| ["--set".to_string(), s])
+        .collect()
+    };
+    let runbook = repo("runbooks/synapse/preflight.toml");
+    let run = |f: &Fixture| {
+        let s = sets(f);
+        let mut args = vec!["run", runbook.as_str()];
+        args.extend(s.iter().map(String::as_str));
+        f.mend(&args)
+    };
+    // Not on its volume: a directory a recreated container wrote.
+    f.write("synapse/media/local_content/ab/cd", "media");
+    let ran = run(&f);
+    assert_eq!(ran.code, 1, "{}", ran.text());
+    assert!(
+        ran.text()
+            .contains("the data directory is not on its volume"),
+        "{}",
+        ran.text()
+    );
+    std::fs::remove_dir_all(&data).unwrap();
+    let _vol = Tmpfs::mount(&data, "8m");
+    f.write("synapse/media/local_content/ab/cd", "media");
+    let ran = run(&f);
+    assert_eq!(ran.code, 0, "{}", ran.text());
+}
