@@ -136,7 +136,7 @@ pub fn after(state: &Path, before: &Before) {
     }
 }
 
-/// Write the reserve whole (allocated, not sparse), then give it its name.
+/// Allocate the reserve whole (not sparse), then give it its name.
 fn make(file: &Path, size: u64) -> std::io::Result<()> {
     let tmp = file.with_extension("tmp");
     let result = (|| {
@@ -146,13 +146,16 @@ fn make(file: &Path, size: u64) -> std::io::Result<()> {
             .truncate(true)
             .mode(0o600)
             .open(&tmp)?;
-        // Real blocks: a sparse file would free nothing when deleted.
-        let chunk = vec![0u8; 64 << 10];
-        let mut left = size;
-        while left > 0 {
-            let n = left.min(chunk.len() as u64) as usize;
-            f.write_all(&chunk[..n])?;
-            left -= n as u64;
+        // Real blocks (a sparse file would free nothing when deleted):
+        // fallocate reserves them without writing; zeros where it cannot.
+        if rustix::fs::fallocate(&f, rustix::fs::FallocateFlags::empty(), 0, size).is_err() {
+            let chunk = vec![0u8; 64 << 10];
+            let mut left = size;
+            while left > 0 {
+                let n = left.min(chunk.len() as u64) as usize;
+                f.write_all(&chunk[..n])?;
+                left -= n as u64;
+            }
         }
         f.sync_all()?;
         std::fs::rename(&tmp, file)
