@@ -427,12 +427,9 @@ pub fn perform_in(
                 fsops::remove_any(&staging.borrow())?;
             }
             fsops::ensure_parent(&staging.borrow())?;
-            crate::space::fits_archive(
-                &src,
-                &staging.borrow(),
-                &format!("archive {from} -> {path}"),
-            )
-            .map_err(anyhow::Error::msg)?;
+            // Its space was counted in the plan, moments ago (no second walk
+            // of 120,000 files); a disk that filled since fails the write,
+            // in staging, and the step rolls back.
             let made = archive::archive(&src, &staging.borrow(), *format, cx.progress)?;
             fsops::sync_at(&staging.borrow())?;
             fsops::ensure_parent(&dst)?;

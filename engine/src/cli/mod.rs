@@ -294,6 +294,7 @@ async fn run(cli: Cli) -> i32 {
         Cmd::Run { .. } | Cmd::Resume { .. } | Cmd::Rollback { .. }
     );
     let reserve = writes.then(|| crate::journal::reserve::before(&settings.state_dir));
+    let verbose = cli.verbose > 0;
     let result = match cli.command {
         Cmd::Plan {
             runbook,
@@ -364,7 +365,7 @@ async fn run(cli: Cli) -> i32 {
         Cmd::Report { run } => report(&settings, &out, &run),
         Cmd::Step {
             command: StepCmd::Inspect { step },
-        } => step::inspect(&sandbox, &out, &step).await,
+        } => step::inspect(&sandbox, &out, &step, verbose).await,
         Cmd::Step {
             command: StepCmd::New { name, dir, sdk },
         } => step::new(&out, &name, dir.as_deref(), sdk.as_deref()),
