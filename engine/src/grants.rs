@@ -116,12 +116,14 @@ impl Resolved<'_> {
 }
 
 /// Whether `rel` (relative to a grant's root) is inside the host's own
-/// trash or staging folder, and which.
+/// trash or staging folder, and which. They are at the grant's root and at
+/// the top of each volume mounted in it, so any component of that name is.
 pub fn host_owned(rel: &str) -> Option<&'static str> {
-    let top = rel.split('/').next().unwrap_or_default();
-    [crate::apply::TRASH, crate::apply::STAGING]
-        .into_iter()
-        .find(|t| *t == top)
+    rel.split('/').find_map(|part| {
+        [crate::apply::TRASH, crate::apply::STAGING]
+            .into_iter()
+            .find(|t| *t == part)
+    })
 }
 
 /// Split `GRANT/rel` and check its shape, without touching the filesystem.

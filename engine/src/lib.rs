@@ -23,4 +23,5 @@ pub mod plan;
 pub mod runbook;
 pub mod runner;
 pub mod sandbox;
+pub mod space;
 pub mod supply;

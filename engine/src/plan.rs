@@ -16,6 +16,27 @@ pub enum Format {
     TarZst,
 }
 
+impl From<wit::ArchiveFormat> for Format {
+    fn from(f: wit::ArchiveFormat) -> Format {
+        match f {
+            wit::ArchiveFormat::Tar => Format::Tar,
+            wit::ArchiveFormat::TarGz => Format::TarGz,
+            wit::ArchiveFormat::TarZst => Format::TarZst,
+        }
+    }
+}
+
+impl Format {
+    /// As a file extension says it.
+    pub fn word(self) -> &'static str {
+        match self {
+            Format::Tar => "tar",
+            Format::TarGz => "tar.gz",
+            Format::TarZst => "tar.zst",
+        }
+    }
+}
+
 /// One change, as the host performs it. Paths are `GRANT/relative/path`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
@@ -48,6 +69,26 @@ pub enum Action {
         archive: String,
         path: String,
         format: Format,
+    },
+    Archive {
+        from: String,
+        path: String,
+        format: Format,
+    },
+    SetOwner {
+        path: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        owner: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        group: Option<String>,
+        recursive: bool,
+    },
+    SetMode {
+        path: String,
+        mode: u32,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        dir_mode: Option<u32>,
+        recursive: bool,
     },
     Exec {
         call: Call,
@@ -82,7 +123,10 @@ impl Action {
             | Action::CreateDir { path }
             | Action::WriteFile { path, .. }
             | Action::Copy { path, .. }
-            | Action::Extract { path, .. } => path.clone(),
+            | Action::Extract { path, .. }
+            | Action::Archive { path, .. }
+            | Action::SetOwner { path, .. }
+            | Action::SetMode { path, .. } => path.clone(),
             Action::Exec { call, .. } => call.to_string(),
         }
     }
@@ -92,14 +136,25 @@ impl Action {
         match self {
             Action::Remove { path }
             | Action::CreateDir { path }
-            | Action::WriteFile { path, .. } => {
-                vec![path]
-            }
+            | Action::WriteFile { path, .. }
+            | Action::SetOwner { path, .. }
+            | Action::SetMode { path, .. } => vec![path],
             Action::Rename { path, to } => vec![path, to],
             Action::Swap { path, with } => vec![path, with],
-            Action::Copy { from, path } => vec![from, path],
+            Action::Copy { from, path } | Action::Archive { from, path, .. } => vec![from, path],
             Action::Extract { archive, path, .. } => vec![archive, path],
             Action::Exec { creates, .. } => creates.iter().map(String::as_str).collect(),
+        }
+    }
+
+    /// The `GRANT/path`s the action changes (not what it reads): a
+    /// command's only when it names what it creates.
+    pub fn changed_paths(&self) -> Vec<&str> {
+        match self {
+            Action::Copy { path, .. }
+            | Action::Extract { path, .. }
+            | Action::Archive { path, .. } => vec![path],
+            other => other.paths(),
         }
     }
 
@@ -120,6 +175,35 @@ impl Action {
             Action::Swap { path, with } => format!("{path} <-> {with}"),
             Action::Copy { from, path } => format!("{from} -> {path}"),
             Action::Extract { archive, path, .. } => format!("{archive} -> {path}"),
+            Action::Archive {
+                from, path, format, ..
+            } => format!("{from} -> {path} ({})", format.word()),
+            Action::SetOwner {
+                path,
+                owner,
+                group,
+                recursive,
+            } => format!(
+                "{path}{} to {}{}",
+                if *recursive { " (recursively)" } else { "" },
+                owner.as_deref().unwrap_or(""),
+                group
+                    .as_deref()
+                    .map(|g| format!(":{g}"))
+                    .unwrap_or_default()
+            ),
+            Action::SetMode {
+                path,
+                mode,
+                dir_mode,
+                recursive,
+            } => format!(
+                "{path}{} to {mode:o}{}",
+                if *recursive { " (recursively)" } else { "" },
+                dir_mode
+                    .map(|d| format!(", directories {d:o}"))
+                    .unwrap_or_default()
+            ),
             Action::Exec {
                 call,
                 undo: Some(u),
@@ -143,6 +227,9 @@ impl Action {
             Action::WriteFile { .. } => "write-file",
             Action::Copy { .. } => "copy",
             Action::Extract { .. } => "extract",
+            Action::Archive { .. } => "archive",
+            Action::SetOwner { .. } => "set-owner",
+            Action::SetMode { .. } => "set-mode",
             Action::Exec { .. } => "exec",
         }
     }
@@ -178,11 +265,24 @@ impl From<wit::ActionKind> for Action {
             K::Extract(a) => Action::Extract {
                 archive: a.archive,
                 path: a.dst,
-                format: match a.format {
-                    wit::ArchiveFormat::Tar => Format::Tar,
-                    wit::ArchiveFormat::TarGz => Format::TarGz,
-                    wit::ArchiveFormat::TarZst => Format::TarZst,
-                },
+                format: a.format.into(),
+            },
+            K::Archive(a) => Action::Archive {
+                from: a.src,
+                path: a.dst,
+                format: a.format.into(),
+            },
+            K::SetOwner(a) => Action::SetOwner {
+                path: a.path,
+                owner: a.owner,
+                group: a.group,
+                recursive: a.recursive,
+            },
+            K::SetMode(a) => Action::SetMode {
+                path: a.path,
+                mode: a.mode,
+                dir_mode: a.dir_mode,
+                recursive: a.recursive,
             },
             K::Exec(a) => Action::Exec {
                 call: call(a.call),
@@ -301,15 +401,55 @@ pub fn check(
             }
             Action::Copy { from, path } => {
                 let src = grants.action(from, false).map_err(refuse)?;
-                grants.action(path, true).map_err(refuse)?;
-                let (b, f) = tree_size(&src.grant.dir, &src.rel_path());
-                (b, f, true)
+                let dst = grants.action(path, true).map_err(refuse)?;
+                let u = crate::space::fits(&src, &dst, &format!("copy {from} -> {path}"))
+                    .map_err(|m| format!("step `{step}`: {m}"))?;
+                (u.bytes, u.files, true)
             }
             Action::Extract { archive, path, .. } => {
                 let src = grants.action(archive, false).map_err(refuse)?;
                 grants.action(path, true).map_err(refuse)?;
                 let (b, _) = tree_size(&src.grant.dir, &src.rel_path());
                 (b, 1, true)
+            }
+            Action::Archive { from, path, format } => {
+                let src = grants.action(from, false).map_err(refuse)?;
+                let dst = grants.action(path, true).map_err(refuse)?;
+                if *format == Format::TarGz {
+                    return Err(format!(
+                        "step `{step}`: mend writes tar and tar.zst archives, not tar.gz"
+                    ));
+                }
+                let u =
+                    crate::space::fits_archive(&src, &dst, &format!("archive {from} -> {path}"))
+                        .map_err(|m| format!("step `{step}`: {m}"))?;
+                (u.bytes, u.files, true)
+            }
+            Action::SetOwner {
+                path, owner, group, ..
+            } => {
+                let r = grants.action(path, true).map_err(refuse)?;
+                for (what, name, db) in [
+                    ("user", owner, "/etc/passwd"),
+                    ("group", group, "/etc/group"),
+                ] {
+                    if let Some(n) = name
+                        && crate::apply::id_of(n, db).is_none()
+                    {
+                        return Err(format!(
+                            "step `{step}`: set-owner {}: there is no {what} `{}` on this host ({db})",
+                            crate::output::shown(path, 512),
+                            crate::output::shown(n, 64)
+                        ));
+                    }
+                }
+                let (b, f) = tree_size(&r.grant.dir, &r.rel_path());
+                (b, f, true)
+            }
+            Action::SetMode { path, .. } => {
+                let r = grants.action(path, true).map_err(refuse)?;
+                let (b, f) = tree_size(&r.grant.dir, &r.rel_path());
+                (b, f, true)
             }
             Action::Exec {
                 call,

@@ -20,6 +20,13 @@ pub trait Host {
     fn digest(&self, path: &str, algorithm: Algorithm) -> Result<String, HostError>;
     /// Free space on the filesystem that holds `path`.
     fn free_space(&self, path: &str) -> Result<Space, HostError>;
+    /// Whether a granted directory is the top of a mounted filesystem (a
+    /// volume): it cannot be swapped away, its contents can be replaced.
+    fn mount_point(&self, path: &str) -> Result<bool, HostError>;
+    /// How the contents of two granted directories differ in type, mode,
+    /// owner, group, size, mtime and link target: at most `max` lines,
+    /// none when they agree. Computed natively by the host.
+    fn compare(&self, a: &str, b: &str, max: u32) -> Result<Vec<String>, HostError>;
     /// Run one of a command's `reads` (never its `changes`: a change is an
     /// `exec` action of the plan) and capture its output. The host runs it
     /// confined read-only.
@@ -75,6 +82,12 @@ impl Host for WasmHost {
     }
     fn free_space(&self, path: &str) -> Result<Space, HostError> {
         files::free_space(path)
+    }
+    fn mount_point(&self, path: &str) -> Result<bool, HostError> {
+        files::mount_point(path)
+    }
+    fn compare(&self, a: &str, b: &str, max: u32) -> Result<Vec<String>, HostError> {
+        files::compare(a, b, max)
     }
     fn probe(&self, command: &str, args: &[&str]) -> Result<Output, HostError> {
         probe::run(&CommandCall {

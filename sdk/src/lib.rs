@@ -57,9 +57,9 @@ pub use bindings::mend::runbook::files::{Algorithm, Entry, EntryKind, Space};
 pub use bindings::mend::runbook::log::Level;
 pub use bindings::mend::runbook::probe::Output;
 pub use bindings::mend::runbook::types::{
-    Access, Action, ActionKind, ArchiveFormat, Check, CommandCall, Context, CopyArgs, ExecArgs,
-    ExtractArgs, Fact, GrantInfo, HostError, ParamKind, ParamSpec, Plan, RenameArgs, StepError,
-    StepInfo, SwapArgs, WriteFileArgs,
+    Access, Action, ActionKind, ArchiveArgs, ArchiveFormat, Check, CommandCall, Context, CopyArgs,
+    ExecArgs, ExtractArgs, Fact, GrantInfo, HostError, ParamKind, ParamSpec, Plan, RenameArgs,
+    SetModeArgs, SetOwnerArgs, StepError, StepInfo, SwapArgs, WriteFileArgs,
 };
 pub use host::{Host, HostErrorExt, WasmHost, tree_size};
 pub use params::ParamSpecExt;

@@ -1,8 +1,8 @@
 //! Building a plan, one action per line.
 
 use crate::{
-    Action, ActionKind, ArchiveFormat, CommandCall, CopyArgs, ExecArgs, ExtractArgs, Fact, Plan,
-    RenameArgs, StepError, SwapArgs, WriteFileArgs,
+    Action, ActionKind, ArchiveArgs, ArchiveFormat, CommandCall, CopyArgs, ExecArgs, ExtractArgs,
+    Fact, Plan, RenameArgs, SetModeArgs, SetOwnerArgs, StepError, SwapArgs, WriteFileArgs,
 };
 
 impl Plan {
@@ -86,6 +86,49 @@ impl PlanBuilder {
             format,
         };
         self.push(ActionKind::Extract(args), reason)
+    }
+    /// Pack a directory into a new archive file (`Tar` or `TarZst`).
+    pub fn archive(self, src: &str, dst: &str, format: ArchiveFormat, reason: &str) -> Self {
+        let args = ArchiveArgs {
+            src: src.into(),
+            dst: dst.into(),
+            format,
+        };
+        self.push(ActionKind::Archive(args), reason)
+    }
+    /// Give a file or tree to an owner and/or group (names or numbers).
+    pub fn set_owner(
+        self,
+        path: &str,
+        owner: Option<&str>,
+        group: Option<&str>,
+        recursive: bool,
+        reason: &str,
+    ) -> Self {
+        let args = SetOwnerArgs {
+            path: path.into(),
+            owner: owner.map(str::to_string),
+            group: group.map(str::to_string),
+            recursive,
+        };
+        self.push(ActionKind::SetOwner(args), reason)
+    }
+    /// Set permission bits on a file or tree (`dir_mode` for directories).
+    pub fn set_mode(
+        self,
+        path: &str,
+        mode: u32,
+        dir_mode: Option<u32>,
+        recursive: bool,
+        reason: &str,
+    ) -> Self {
+        let args = SetModeArgs {
+            path: path.into(),
+            mode,
+            dir_mode,
+            recursive,
+        };
+        self.push(ActionKind::SetMode(args), reason)
     }
     /// Run an allowed command; `undo` (command, args) compensates it on rollback.
     pub fn exec(

@@ -45,6 +45,7 @@ pub struct FakeHost {
     urls: BTreeMap<String, u16>,
     free: BTreeMap<String, Space>,
     digests: BTreeMap<(String, Algorithm), String>,
+    mounts: Vec<String>,
     logs: RefCell<Vec<(Level, String)>>,
 }
 
@@ -154,6 +155,28 @@ impl FakeHost {
             .insert((path.to_string(), algorithm), hex.to_string());
         self
     }
+    /// Make a directory the top of a mounted filesystem (a volume).
+    pub fn mount(mut self, path: &str) -> Self {
+        self.mounts.push(path.trim_end_matches('/').to_string());
+        self
+    }
+    /// Entries below `root` with what compare looks at (the fake host has
+    /// no owners: kind, size and mtime).
+    fn described(&self, root: &str) -> BTreeMap<String, String> {
+        let prefix = format!("{}/", root.trim_end_matches('/'));
+        self.nodes
+            .range(prefix.clone()..)
+            .take_while(|(p, _)| p.starts_with(&prefix))
+            .map(|(p, n)| {
+                let what = match n {
+                    Node::File { size, mtime, .. } => format!("file {size} B, mtime {mtime}"),
+                    Node::Dir { mtime } => format!("dir, mtime {mtime}"),
+                    Node::Symlink { target, mtime } => format!("link -> {target}, mtime {mtime}"),
+                };
+                (p[prefix.len()..].to_string(), what)
+            })
+            .collect()
+    }
     /// The context the engine would pass to a step with this host's grants.
     pub fn context(&self, step_id: &str) -> Context {
         Context {
@@ -260,6 +283,32 @@ impl Host for FakeHost {
             available: u64::MAX / 2,
             total: u64::MAX,
         }))
+    }
+    fn mount_point(&self, path: &str) -> Result<bool, HostError> {
+        self.granted(path)?;
+        let path = path.trim_end_matches('/');
+        match self.nodes.get(path) {
+            None => Err(HostError::NotFound(path.to_string())),
+            Some(_) => Ok(self.mounts.iter().any(|m| m == path)),
+        }
+    }
+    fn compare(&self, a: &str, b: &str, max: u32) -> Result<Vec<String>, HostError> {
+        self.granted(a)?;
+        self.granted(b)?;
+        let (ea, eb) = (self.described(a), self.described(b));
+        let mut out = Vec::new();
+        for (p, m) in &ea {
+            match eb.get(p) {
+                None => out.push(format!("{p}: missing from {b}")),
+                Some(n) if n != m => out.push(format!("{p}: {m} in {a}, {n} in {b}")),
+                _ => {}
+            }
+        }
+        for p in eb.keys().filter(|p| !ea.contains_key(*p)) {
+            out.push(format!("{p}: in {b}, not in {a}"));
+        }
+        out.truncate(max as usize);
+        Ok(out)
     }
     fn probe(&self, command: &str, args: &[&str]) -> Result<Output, HostError> {
         if !self.commands.iter().any(|c| c == command) {

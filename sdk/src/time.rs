@@ -48,8 +48,22 @@ pub fn parse_duration(text: &str) -> Option<i64> {
 /// `2026-11-22` or `20261122` (a bare date is midnight UTC). `None` when the
 /// name holds no date (rsnapshot's `daily.0`): then use its mtime.
 pub fn time_in_name(name: &str) -> Option<i64> {
+    time_in_name_at(name).map(|(_, t)| t)
+}
+
+/// [`time_in_name`], and the byte offset where the time starts: what is
+/// before it is the name's label (`media-` in `media-20261122T030000Z`).
+pub fn time_in_name_at(name: &str) -> Option<(usize, i64)> {
     let b = name.as_bytes();
-    (0..b.len()).find_map(|i| parse_at(&b[i..]))
+    (0..b.len()).find_map(|i| parse_at(&b[i..]).map(|t| (i, t)))
+}
+
+/// The label of a dated name: what comes before its time, without the
+/// separator (`media` for `media-20261122T030000Z`, `db` for
+/// `db_2026-11-22.dump`); `None` when the name holds no time.
+pub fn label_of(name: &str) -> Option<&str> {
+    let (at, _) = time_in_name_at(name)?;
+    Some(name[..at].trim_end_matches(['-', '_', '.', ' ']))
 }
 
 fn digits(b: &[u8], n: usize) -> Option<i64> {
@@ -159,6 +173,15 @@ mod tests {
         assert_eq!(time_in_name("20261122"), Some(T - 3 * 3600));
         assert_eq!(utc(0), "1970-01-01T00:00:00Z");
         assert_eq!(utc(951_782_400), "2000-02-29T00:00:00Z");
+    }
+
+    #[test]
+    fn labels_are_what_comes_before_the_time() {
+        assert_eq!(label_of("media-20261126T100000Z"), Some("media"));
+        assert_eq!(label_of("zz-prosody-20261126T100000Z"), Some("zz-prosody"));
+        assert_eq!(label_of("db_2026-11-22.dump"), Some("db"));
+        assert_eq!(label_of("2026-11-22"), Some(""));
+        assert_eq!(label_of("daily.0"), None);
     }
 
     #[test]

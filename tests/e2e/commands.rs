@@ -378,6 +378,14 @@ with = { actions = [{ exec = ["write", ["-c", "echo nobody was here >> \"$1\"", 
         .split("\", stderr")
         .next()
         .unwrap();
+    // The command's own scratch directory (a new one each time) is one
+    // path, named three ways.
+    let scratch = stdout
+        .split("\\n")
+        .find_map(|l| l.strip_prefix("MEND_SCRATCH="))
+        .expect("MEND_SCRATCH is set");
+    assert!(scratch.contains("mend-scratch-"), "{scratch}");
+    let stdout = stdout.replace(scratch, "[SCRATCH]");
     let mut vars: Vec<&str> = stdout.split("\\n").filter(|l| !l.is_empty()).collect();
     vars.sort();
     let data = f.path("data").display().to_string();
@@ -388,6 +396,9 @@ with = { actions = [{ exec = ["write", ["-c", "echo nobody was here >> \"$1\"", 
         "HOME=/root".to_string(),
         format!("MEND_GRANT_DATA={data}"),
         "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_string(),
+        "MEND_SCRATCH=[SCRATCH]".to_string(),
+        "TMPDIR=[SCRATCH]".to_string(),
+        "XDG_CACHE_HOME=[SCRATCH]".to_string(),
     ];
     want.sort();
     assert_eq!(vars, want, "{line}");

@@ -32,7 +32,9 @@ fn normalise(text: &str, root: &std::path::Path, runs: &[String]) -> String {
             "[TIME]",
         ),
         (r"\b\d{2}:\d{2}:\d{2}\.\d{3}\b", "[HH:MM:SS]"),
-        (r"\b\d+(\.\d+)? (ms|s)\b", "[DURATION]"),
+        // With the spaces that align it: a column's width follows its
+        // longest duration, which differs from run to run.
+        (r"( ?) *\b\d+(\.\d+)? (ms|s)\b", "${1}[DURATION]"),
     ] {
         t = Regex::new(pattern)
             .unwrap()

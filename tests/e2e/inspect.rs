@@ -7,7 +7,7 @@ use crate::common::*;
 #[test]
 fn inspect_names_the_parameters_imports_and_pin_of_a_step() {
     let f = Fixture::new();
-    let ran = f.mend(&["step", "inspect", "std:release"]);
+    let ran = f.mend(&["-v", "step", "inspect", "std:release"]);
     assert_eq!(ran.code, 0, "{}", ran.text());
     let text = &ran.stdout;
     let sha = hex::encode(sha2::Sha256::digest(mend::bundled::get("release").unwrap()));
@@ -241,5 +241,26 @@ fn logs_carry_journald_priorities_when_stderr_is_the_journal() {
     assert!(
         plain.contains(" INFO mend::sandbox: compiled component") && !plain.contains("<6>"),
         "{plain}"
+    );
+}
+
+/// `mend step inspect std:assert` shows each check kind with its keys, and
+/// the imports only with -v.
+#[test]
+fn inspect_of_assert_shows_each_checks_keys_and_imports_only_when_verbose() {
+    let f = Fixture::new();
+    let ran = f.mend(&["step", "inspect", "std:assert"]);
+    assert_eq!(ran.code, 0, "{}", ran.text());
+    for line in [
+        "cert = { path = \"GRANT/fullchain.pem\", days_left = 14 }",
+        "not_listening = { port = 6379, procnet = \"procnet\" }",
+        "can ask the host for: capabilities = [",
+    ] {
+        assert!(ran.stdout.contains(line), "lacks {line:?}:\n{}", ran.stdout);
+    }
+    assert!(
+        !ran.stdout.contains("mend:runbook/files@"),
+        "{}",
+        ran.stdout
     );
 }

@@ -286,10 +286,12 @@ commands = ["restart"]
 with = { actions = [{ exec = ["restart", ["web"]] }] }
 "#,
     );
+    // Refused as bad input before anything is copied.
     let ran = f.mend(&["rehearse", rb.to_str().unwrap()]);
-    assert_eq!(ran.code, 1, "{}", ran.text());
+    assert_eq!(ran.code, 2, "{}", ran.text());
     assert!(
-        ran.text().contains("command `restart` has no stand-in"),
+        ran.text()
+            .contains("these have no stand-in: `restart` (step `restart`); nothing was copied"),
         "{}",
         ran.text()
     );

@@ -2,6 +2,7 @@
 
 mod common;
 
+mod backups;
 mod bad_input;
 mod commands;
 mod crash;
@@ -13,6 +14,8 @@ mod inspect;
 mod lifecycle;
 mod nothing_lost;
 mod postgres;
+mod prosody;
+mod repos;
 mod restore;
 mod runbooks;
 mod schema;

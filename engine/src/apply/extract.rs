@@ -1,6 +1,12 @@
 //! Unpacking tar archives entry by entry through cap-std, so an archive can
 //! no more leave its grant than a step can: `..`, absolute names and links
 //! that point outside are refused.
+//!
+//! What `tar -xp` as root keeps is kept: owners (the user and group of the
+//! entry's name on this host, else its number, as GNU tar), modes,
+//! modification times of files and directories (a directory's once its
+//! contents are in), hard links as links, extended attributes written as
+//! PAX `SCHILY.xattr.*` records, and the archive root's own attributes.
 
 use std::io::{Read, Write};
 use std::path::{Component, Path};
@@ -42,6 +48,9 @@ pub fn extract(
     // through one, and every one is resolved through the others at the end.
     let mut links: std::collections::HashMap<std::path::PathBuf, std::path::PathBuf> =
         Default::default();
+    let mut owners = Owners::default();
+    // Directories' attributes, applied deepest first once all is out.
+    let mut dirs: Vec<DirAttrs> = Vec::new();
     let mut buf = vec![0u8; 1 << 20];
     dst.grant.dir.create_dir(dst.rel_path())?;
     let out = dst.grant.dir.open_dir(dst.rel_path())?;
@@ -63,7 +72,15 @@ pub fn extract(
             .components()
             .filter(|c| matches!(c, Component::Normal(_)))
             .collect::<std::path::PathBuf>();
+        let owner = owners.of(entry.header());
+        let xattrs = xattrs_of(&mut entry)?;
         if path.as_os_str().is_empty() {
+            // The archive's root (`./`): its attributes are the directory's.
+            if entry.header().entry_type() == tar::EntryType::Directory {
+                let mode = entry.header().mode().unwrap_or(0o755) & 0o7777;
+                let mtime = entry.header().mtime().unwrap_or(0) as i64;
+                dirs.push((path, mode, owner, mtime));
+            }
             continue;
         }
         if let Some(link) = path.ancestors().skip(1).find(|a| links.contains_key(*a)) {
@@ -85,6 +102,37 @@ pub fn extract(
                 out.create_dir_all(&path)?;
                 out.set_permissions(&path, Permissions::from_mode(mode | 0o700))?;
                 made.insert(path.clone());
+                if !xattrs.is_empty() {
+                    let d = out.open_dir(&path)?.open(".")?;
+                    set_xattrs(&d, &xattrs)?;
+                }
+                let mtime = entry.header().mtime().unwrap_or(0) as i64;
+                dirs.push((path.clone(), mode, owner, mtime));
+            }
+            tar::EntryType::Link => {
+                let target = entry
+                    .link_name()?
+                    .map(|t| t.into_owned())
+                    .unwrap_or_default();
+                let target: std::path::PathBuf = target
+                    .components()
+                    .filter(|c| matches!(c, Component::Normal(_)))
+                    .collect();
+                if target.as_os_str().is_empty()
+                    || entry.link_name()?.is_some_and(|t| {
+                        t.components()
+                            .any(|c| matches!(c, Component::ParentDir | Component::RootDir))
+                    })
+                {
+                    bail!(
+                        "{what}: hard link `{}` names `{}`, which is not in the archive; refusing it",
+                        path.display(),
+                        target.display()
+                    );
+                }
+                out.hard_link(&target, &out, &path).with_context(|| {
+                    format!("{what}: link {} to {}", path.display(), target.display())
+                })?;
             }
             tar::EntryType::Regular | tar::EntryType::Continuous => {
                 let mut opts = OpenOptions::new();
@@ -99,7 +147,17 @@ pub fn extract(
                     }
                     f.write_all(&buf[..n])?;
                 }
+                if let Some((uid, gid)) = owner {
+                    rustix::fs::fchown(
+                        &f,
+                        Some(rustix::fs::Uid::from_raw(uid)),
+                        Some(rustix::fs::Gid::from_raw(gid)),
+                    )
+                    .with_context(|| format!("{what}: give {} to {uid}:{gid}", path.display()))?;
+                }
+                // After chown, which clears set-user-ID bits.
                 f.set_permissions(Permissions::from_mode(mode))?;
+                set_xattrs(&f, &xattrs)?;
                 drop(f);
                 // The archive's times, as tar -x keeps them. Durability comes
                 // from one syncfs when the whole archive is out.
@@ -121,6 +179,27 @@ pub fn extract(
                 }
                 out.symlink_contents(&target, &path)?;
                 links.insert(path.clone(), target);
+                let (parent, leaf) = (
+                    path.parent().unwrap_or(Path::new("")),
+                    path.file_name().unwrap_or_default(),
+                );
+                let pdir = if parent.as_os_str().is_empty() {
+                    out.try_clone()?
+                } else {
+                    out.open_dir(parent)?
+                };
+                if let Some((uid, gid)) = owner {
+                    rustix::fs::chownat(
+                        &pdir,
+                        leaf,
+                        Some(rustix::fs::Uid::from_raw(uid)),
+                        Some(rustix::fs::Gid::from_raw(gid)),
+                        rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+                    )?;
+                }
+                if let Ok(mtime) = entry.header().mtime() {
+                    super::fsops::set_times(&out, &path, mtime as i64, 0)?;
+                }
             }
             other => bail!(
                 "{what}: entry `{}` is a {other:?}, which mend does not extract",
@@ -138,6 +217,34 @@ pub fn extract(
                 target.display()
             );
         }
+    }
+    // Deepest first: a directory's time is set once nothing more is made in it.
+    dirs.sort_by_key(|(p, ..)| std::cmp::Reverse(p.components().count()));
+    for (p, mode, owner, mtime) in dirs {
+        let d = if p.as_os_str().is_empty() {
+            out.open(".")?
+        } else {
+            out.open_dir(&p)?.open(".")?
+        };
+        if let Some((uid, gid)) = owner {
+            rustix::fs::fchown(
+                &d,
+                Some(rustix::fs::Uid::from_raw(uid)),
+                Some(rustix::fs::Gid::from_raw(gid)),
+            )?;
+        }
+        rustix::fs::fchmod(&d, rustix::fs::Mode::from_raw_mode(mode))?;
+        let t = rustix::fs::Timespec {
+            tv_sec: mtime,
+            tv_nsec: 0,
+        };
+        rustix::fs::futimens(
+            &d,
+            &rustix::fs::Timestamps {
+                last_access: t,
+                last_modification: t,
+            },
+        )?;
     }
     Ok(())
 }
@@ -191,6 +298,71 @@ fn resolve(
                 return Err("it is absolute".into());
             }
         }
+    }
+    Ok(())
+}
+
+/// A directory's path, mode, owner and mtime, set once its contents are in.
+type DirAttrs = (std::path::PathBuf, u32, Option<(u32, u32)>, i64);
+
+/// Who an entry belongs to here: the user and group of its names when this
+/// host has them, else its numbers (GNU tar's rule). `None` when mend is
+/// not root (then files are the extractor's, as `tar -x` leaves them).
+#[derive(Default)]
+struct Owners {
+    dbs: Option<(
+        std::collections::HashMap<String, u32>,
+        std::collections::HashMap<String, u32>,
+    )>,
+}
+
+impl Owners {
+    fn of(&mut self, h: &tar::Header) -> Option<(u32, u32)> {
+        if !rustix::process::geteuid().is_root() {
+            return None;
+        }
+        let (users, groups) = self.dbs.get_or_insert_with(|| {
+            (
+                super::archive::ids_by_name("/etc/passwd"),
+                super::archive::ids_by_name("/etc/group"),
+            )
+        });
+        let uid = h
+            .username()
+            .ok()
+            .flatten()
+            .and_then(|n| users.get(n).copied())
+            .or_else(|| h.uid().ok().map(|u| u as u32))?;
+        let gid = h
+            .groupname()
+            .ok()
+            .flatten()
+            .and_then(|n| groups.get(n).copied())
+            .or_else(|| h.gid().ok().map(|g| g as u32))?;
+        Some((uid, gid))
+    }
+}
+
+/// The entry's `SCHILY.xattr.*` PAX records.
+fn xattrs_of<R: Read>(entry: &mut tar::Entry<R>) -> Result<Vec<(String, Vec<u8>)>> {
+    let mut out = Vec::new();
+    if let Some(exts) = entry.pax_extensions()? {
+        for ext in exts {
+            let ext = ext?;
+            if let Ok(key) = ext.key()
+                && let Some(name) = key.strip_prefix("SCHILY.xattr.")
+            {
+                out.push((name.to_string(), ext.value_bytes().to_vec()));
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn set_xattrs(fd: &impl std::os::fd::AsFd, attrs: &[(String, Vec<u8>)]) -> Result<()> {
+    for (name, value) in attrs {
+        rustix::fs::fsetxattr(fd, name.as_str(), value, rustix::fs::XattrFlags::empty())
+            .with_context(|| format!("set the extended attribute {name}"))?;
     }
     Ok(())
 }

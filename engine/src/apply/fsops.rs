@@ -3,8 +3,7 @@
 //! component unless it says so.
 
 use std::borrow::Cow;
-use std::io::{Read as _, Write};
-use std::os::unix::fs::PermissionsExt as _;
+use std::io::Write;
 use std::path::Path;
 
 use anyhow::{Context as _, Result, bail};
@@ -226,64 +225,105 @@ pub fn copy_entry(sd: &Dir, sp: &Path, dd: &Dir, dp: &Path) -> Result<()> {
     copy_with(sd, sp, dd, dp, &|_| {})
 }
 
-/// How much of a big file is copied between two progress reports.
-const COPY_CHUNK: u64 = 64 << 20;
-
+/// The copy itself is `copy.rs`: what `cp -a` keeps (owner, mode, times
+/// of files, directories and symlinks, hard links, extended attributes),
+/// special files refused before they are opened.
 fn copy_with(sd: &Dir, sp: &Path, dd: &Dir, dp: &Path, progress: &dyn Fn(u64)) -> Result<()> {
-    let md = sd.symlink_metadata(sp)?;
-    if md.is_symlink() {
-        let target = sd.read_link_contents(sp)?;
-        dd.symlink_contents(target, dp)?;
-        // The link's own time, as `cp -a` keeps it (set on the link, never
-        // on what it points to).
-        return set_mtime(dd, dp, &md);
-    }
-    let ft = md.file_type();
-    if !ft.is_dir() && !ft.is_file() {
-        // A FIFO, socket or device is made again as what it is, as `cp -a`
-        // does; opening it to read would block on a FIFO for ever.
-        use cap_std::fs::MetadataExt as _;
-        let kind = rustix::fs::FileType::from_raw_mode(md.mode());
-        let perms = rustix::fs::Mode::from_raw_mode(md.mode() & 0o7777);
-        let (parent, leaf) = match (dp.parent(), dp.file_name()) {
-            (Some(p), Some(leaf)) if !p.as_os_str().is_empty() => (dd.open_dir(p)?, leaf),
-            (_, Some(leaf)) => (dd.try_clone()?, leaf),
-            _ => bail!("cannot copy a special file onto {}", dp.display()),
-        };
-        rustix::fs::mknodat(&parent, leaf, kind, perms, md.rdev())
-            .with_context(|| format!("make {} again", special_kind(md.mode())))?;
-        return set_mtime(dd, dp, &md);
-    }
-    if md.is_dir() {
-        dd.create_dir(dp)?;
-        let sub_s = sd.open_dir(sp)?;
-        let sub_d = dd.open_dir(dp)?;
-        for e in sub_s.entries()? {
-            let name = e?.file_name();
-            copy_with(&sub_s, Path::new(&name), &sub_d, Path::new(&name), progress)?;
+    super::copy::copy(sd, sp, dd, dp, progress)
+}
+
+/// [`sync_filesystem`] of the filesystem `r` is on (a volume mounted in
+/// the grant is another filesystem than the grant's own).
+pub fn sync_at(r: &Resolved) -> Result<()> {
+    let top = fs_top(r)?;
+    let d = if top.is_empty() {
+        r.grant.dir.try_clone()?
+    } else {
+        r.grant.dir.open_dir(crate::names::decode(&top))?
+    };
+    sync_filesystem(&d)
+}
+
+/// The top of the filesystem `r` is on, inside its grant: "" when that is
+/// the grant's own, else the volume mounted in the grant that holds it.
+pub fn fs_top(r: &Resolved) -> Result<String> {
+    use cap_std::fs::MetadataExt as _;
+    let dir = &r.grant.dir;
+    let dev_of = |p: &str| {
+        dir.symlink_metadata(crate::names::decode(if p.is_empty() { "." } else { p }))
+            .ok()
+            .filter(|m| m.is_dir())
+            .map(|m| m.dev())
+    };
+    let root = dev_of("").context("stat the grant's root")?;
+    // The nearest directory that exists at or above the path's parent.
+    let mut at = r.rel.rsplit_once('/').map_or("", |(p, _)| p);
+    let dev = loop {
+        if let Some(d) = dev_of(at) {
+            break d;
         }
-        dd.set_permissions(dp, md.permissions())?;
-        set_mtime(dd, dp, &md)?;
-        return Ok(());
+        if at.is_empty() {
+            return Ok(String::new());
+        }
+        at = at.rsplit_once('/').map_or("", |(p, _)| p);
+    };
+    if dev == root {
+        return Ok(String::new());
     }
-    // As std files, so that io::copy moves the bytes in the kernel
-    // (copy_file_range), as cp does; in chunks, so a 10 GB file shows
-    // progress. No fsync per file: the caller makes the whole copy durable
-    // with one syncfs before it is renamed into place.
-    let mut from = open_regular(sd, sp, &sp.display().to_string())?;
-    let mut opts = OpenOptions::new();
-    opts.write(true).create_new(true);
-    let mut to = dd.open_with(dp, &opts)?.into_std();
-    loop {
-        let n = std::io::copy(&mut (&mut from).take(COPY_CHUNK), &mut to)?;
-        progress(n);
-        if n < COPY_CHUNK {
-            break;
+    let mut prefix = String::new();
+    for part in at.split('/') {
+        if !prefix.is_empty() {
+            prefix.push('/');
+        }
+        prefix.push_str(part);
+        if dev_of(&prefix) == Some(dev) {
+            return Ok(prefix);
         }
     }
-    to.set_permissions(std::fs::Permissions::from_mode(md.permissions().mode()))?;
-    drop(to);
-    set_mtime(dd, dp, &md)
+    Ok(at.to_string())
+}
+
+/// Volumes mounted below `root`, relative to it (from /proc/self/mountinfo).
+pub fn mounts_below(root: &Path) -> Vec<String> {
+    let Ok(root) = std::fs::canonicalize(root) else {
+        return Vec::new();
+    };
+    let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mut out: Vec<String> = text
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(unescape_mount)
+        .filter_map(|m| {
+            Path::new(&m)
+                .strip_prefix(&root)
+                .ok()
+                .map(|p| p.to_string_lossy().into_owned())
+        })
+        .filter(|p| !p.is_empty())
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// mountinfo writes space, tab, newline and backslash as `\040` and such.
+fn unescape_mount(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && let Ok(v) = u8::from_str_radix(&s[i + 1..i + 4], 8)
+        {
+            out.push(v);
+            i += 4;
+            continue;
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Make everything written on the filesystem of `dir` durable: one syncfs
@@ -297,11 +337,6 @@ pub fn sync_filesystem(dir: &Dir) -> Result<()> {
     crate::faults::fsync().context("sync the filesystem")?;
     rustix::fs::syncfs(&fd).context("sync the filesystem")?;
     Ok(())
-}
-
-fn set_mtime(dir: &Dir, path: &Path, md: &cap_std::fs::Metadata) -> Result<()> {
-    use cap_std::fs::MetadataExt as _;
-    set_times(dir, path, md.mtime(), md.mtime_nsec() as u32)
 }
 
 pub fn set_times(dir: &Dir, path: &Path, secs: i64, nanos: u32) -> Result<()> {

@@ -7,7 +7,10 @@
 //! to tell (the state before) is captured by [`prepare`] and journaled with
 //! the intent.
 
+mod archive;
+mod attrs;
 mod batch;
+mod copy;
 mod extract;
 mod fsops;
 pub mod record;
@@ -20,6 +23,7 @@ use serde::{Deserialize, Serialize};
 use crate::commands::{Call, CommandPolicy};
 use crate::grants::{Grants, OwnedPath, Resolved};
 use crate::plan::Action;
+pub use attrs::id_of;
 pub use batch::Batch;
 pub use fsops::{DirTimes, copy_entry as copy_between, dir_times, open_regular, restore_times};
 
@@ -47,6 +51,17 @@ impl Key<'_> {
     }
     fn staging(&self) -> String {
         format!("{STAGING}/{}/{}-{}", self.run, self.step, self.seq)
+    }
+}
+
+/// `rel` inside `top` (a volume mounted in the grant; "" for the grant's
+/// root): trash and staging stay on the filesystem of what they hold, so
+/// that moving in and out of them is a rename, never a copy.
+fn under(top: &str, rel: String) -> String {
+    if top.is_empty() {
+        rel
+    } else {
+        format!("{top}/{rel}")
     }
 }
 
@@ -91,6 +106,8 @@ pub enum Undo {
     ReplaceBack { trash: String, path: String },
     /// Run the compensating command.
     Exec { call: Call },
+    /// Put back the owners and modes saved before a set-owner or set-mode.
+    Attrs { path: String, saved: String },
 }
 
 /// What apply needs: the grants and commands of the step, the timeout for
@@ -102,6 +119,9 @@ pub struct ApplyCtx<'a> {
     pub timeout: Duration,
     /// Told the bytes a copy or extract has written so far, as it goes.
     pub progress: &'a (dyn Fn(u64) + Sync),
+    /// Told what an action made that the journal should keep (an
+    /// archive's sha256), one line each.
+    pub note: &'a dyn Fn(String),
 }
 
 fn writable<'a>(cx: &ApplyCtx<'a>, path: &'a str) -> Result<Resolved<'a>> {
@@ -140,7 +160,11 @@ pub fn prepare_in(batch: &mut Batch, cx: &ApplyCtx, action: &Action) -> Result<P
         Action::CreateDir { path } | Action::WriteFile { path, .. } => dirs(&[path])?,
         Action::Rename { path, to } => dirs(&[path, to])?,
         Action::Swap { path, with } => dirs(&[path, with])?,
-        Action::Copy { path, .. } | Action::Extract { path, .. } => dirs(&[path])?,
+        Action::Copy { path, .. } | Action::Extract { path, .. } | Action::Archive { path, .. } => {
+            dirs(&[path])?
+        }
+        // Owners and modes change no directory's time.
+        Action::SetOwner { .. } | Action::SetMode { .. } => {}
         Action::Exec {
             creates: Some(c), ..
         } => dirs(&[c])?,
@@ -150,6 +174,7 @@ pub fn prepare_in(batch: &mut Batch, cx: &ApplyCtx, action: &Action) -> Result<P
         Action::WriteFile { path, .. }
         | Action::Copy { path, .. }
         | Action::Extract { path, .. }
+        | Action::Archive { path, .. }
         | Action::Exec {
             creates: Some(path),
             ..
@@ -228,9 +253,15 @@ pub fn perform_in(
                 Some(false) => return Ok(Undo::Nothing),
                 None => {}
             }
+            // The general path: into the trash of the filesystem the path
+            // is on (the grant's, or a volume's mounted in it).
             let trash = OwnedPath {
                 grant: r.grant,
-                rel: key.trash(),
+                rel: under(&fsops::fs_top(&r)?, key.trash()),
+            };
+            let undo = Undo::Restore {
+                trash: trash.display(),
+                path: path.clone(),
             };
             match (fsops::exists(&trash.borrow())?, fsops::exists(&r)?) {
                 // Moved before a crash.
@@ -306,13 +337,14 @@ pub fn perform_in(
             mode,
         } => {
             let r = w(path)?;
+            let top = fsops::fs_top(&r)?;
             let trash = OwnedPath {
                 grant: r.grant,
-                rel: key.trash(),
+                rel: under(&top, key.trash()),
             };
             let staging = OwnedPath {
                 grant: r.grant,
-                rel: key.staging(),
+                rel: under(&top, key.staging()),
             };
             if pre.existed && !fsops::exists(&trash.borrow())? {
                 // Keep the old content by a second name: the rename below
@@ -362,26 +394,119 @@ pub fn perform_in(
             }
             let staging = OwnedPath {
                 grant: dst.grant,
-                rel: key.staging(),
+                rel: under(&fsops::fs_top(&dst)?, key.staging()),
             };
             if fsops::exists(&staging.borrow())? {
                 fsops::remove_any(&staging.borrow())?;
             }
             fsops::ensure_parent(&staging.borrow())?;
-            let (need, _) = crate::plan::tree_size(&src.grant.dir, &src.rel_path());
-            fsops::check_space(&dst, need, path)?;
             match action {
                 Action::Extract { format, .. } => {
+                    let (need, _) = crate::plan::tree_size(&src.grant.dir, &src.rel_path());
+                    fsops::check_space(&dst, need, path)?;
                     extract::extract(&src, &staging.borrow(), *format, cx.progress)?
                 }
-                _ => fsops::copy_tree(&src, &staging.borrow(), cx.progress)?,
+                _ => {
+                    // In blocks and inodes, as the plan counted it.
+                    crate::space::fits(&src, &staging.borrow(), &format!("copy {from} -> {path}"))
+                        .map_err(anyhow::Error::msg)?;
+                    fsops::copy_tree(&src, &staging.borrow(), cx.progress)?
+                }
             }
             // Whole on disk before it gets its name: a crash leaves a
             // staging path (redone on resume), never a half copy in place.
-            fsops::sync_filesystem(&dst.grant.dir)?;
+            fsops::sync_at(&staging.borrow())?;
             fsops::ensure_parent(&dst)?;
             fsops::rename(&staging.borrow(), &dst)?;
             Ok(Undo::RemoveCreated { path: path.clone() })
+        }
+        Action::Archive { from, path, format } => {
+            let src = g
+                .read(from)
+                .map_err(|e| anyhow::anyhow!("step `{}`: {e}", cx.step))?;
+            let dst = w(path)?;
+            if fsops::exists(&dst)? {
+                if pre.existed {
+                    bail!(
+                        "step `{}`: {path} already exists; archives never overwrite",
+                        cx.step
+                    );
+                }
+                return Ok(Undo::RemoveCreated { path: path.clone() });
+            }
+            let staging = OwnedPath {
+                grant: dst.grant,
+                rel: under(&fsops::fs_top(&dst)?, key.staging()),
+            };
+            if fsops::exists(&staging.borrow())? {
+                fsops::remove_any(&staging.borrow())?;
+            }
+            fsops::ensure_parent(&staging.borrow())?;
+            // Its space was counted in the plan, moments ago (no second walk
+            // of 120,000 files); a disk that filled since fails the write,
+            // in staging, and the step rolls back.
+            let made = archive::archive(&src, &staging.borrow(), *format, cx.progress)?;
+            fsops::sync_at(&staging.borrow())?;
+            fsops::ensure_parent(&dst)?;
+            fsops::rename(&staging.borrow(), &dst)?;
+            (cx.note)(format!(
+                "archive {path}: sha256 {}, {} entries, {}",
+                made.sha256,
+                crate::output::count(made.entries),
+                crate::output::bytes(made.bytes)
+            ));
+            Ok(Undo::RemoveCreated { path: path.clone() })
+        }
+        Action::SetOwner {
+            path,
+            owner,
+            group,
+            recursive,
+        } => {
+            let r = w(path)?;
+            let saved = OwnedPath {
+                grant: r.grant,
+                rel: under(&fsops::fs_top(&r)?, format!("{}.attrs", key.trash())),
+            };
+            let id = |n: &Option<String>, db: &str| -> Result<Option<u32>> {
+                n.as_deref()
+                    .map(|n| id_of(n, db).with_context(|| format!("no `{n}` in {db}")))
+                    .transpose()
+            };
+            let change = attrs::Change {
+                uid: id(owner, "/etc/passwd")?,
+                gid: id(group, "/etc/group")?,
+                mode: None,
+                recursive: *recursive,
+            };
+            attrs::apply(&r, &saved.borrow(), &change)?;
+            Ok(Undo::Attrs {
+                path: path.clone(),
+                saved: saved.display(),
+            })
+        }
+        Action::SetMode {
+            path,
+            mode,
+            dir_mode,
+            recursive,
+        } => {
+            let r = w(path)?;
+            let saved = OwnedPath {
+                grant: r.grant,
+                rel: under(&fsops::fs_top(&r)?, format!("{}.attrs", key.trash())),
+            };
+            let change = attrs::Change {
+                uid: None,
+                gid: None,
+                mode: Some((*mode & 0o7777, dir_mode.unwrap_or(*mode) & 0o7777)),
+                recursive: *recursive,
+            };
+            attrs::apply(&r, &saved.borrow(), &change)?;
+            Ok(Undo::Attrs {
+                path: path.clone(),
+                saved: saved.display(),
+            })
         }
         Action::Exec {
             call,
@@ -470,9 +595,11 @@ pub fn present(cx: &ApplyCtx, key: &Key, action: &Action, pre: &Pre) -> Result<O
             if r.grant.disposable {
                 (!fsops::exists(&r)?).then_some(Undo::Irreversible)
             } else {
+                // In the trash of the filesystem the path is on: the
+                // grant's, or a volume's mounted in it.
                 let trash = OwnedPath {
                     grant: r.grant,
-                    rel: key.trash(),
+                    rel: under(&fsops::fs_top(&r)?, key.trash()),
                 };
                 fsops::exists(&trash.borrow())?.then(|| Undo::Restore {
                     trash: trash.display(),
@@ -510,7 +637,7 @@ pub fn present(cx: &ApplyCtx, key: &Key, action: &Action, pre: &Pre) -> Result<O
             let r = w(path)?;
             let trash = OwnedPath {
                 grant: r.grant,
-                rel: key.trash(),
+                rel: under(&fsops::fs_top(&r)?, key.trash()),
             };
             if pre.existed {
                 fsops::exists(&trash.borrow())?.then(|| Undo::ReplaceBack {
@@ -521,10 +648,22 @@ pub fn present(cx: &ApplyCtx, key: &Key, action: &Action, pre: &Pre) -> Result<O
                 fsops::exists(&r)?.then(|| Undo::RemoveCreated { path: path.clone() })
             }
         }
-        Action::Copy { path, .. } | Action::Extract { path, .. } => {
+        Action::Copy { path, .. } | Action::Extract { path, .. } | Action::Archive { path, .. } => {
             // Renamed into place only when whole: present means done.
             (!pre.existed && fsops::exists(&w(path)?)?)
                 .then(|| Undo::RemoveCreated { path: path.clone() })
+        }
+        Action::SetOwner { path, .. } | Action::SetMode { path, .. } => {
+            // What it changed is saved before it changes anything.
+            let r = w(path)?;
+            let saved = OwnedPath {
+                grant: r.grant,
+                rel: under(&fsops::fs_top(&r)?, format!("{}.attrs", key.trash())),
+            };
+            fsops::exists(&saved.borrow())?.then(|| Undo::Attrs {
+                path: path.clone(),
+                saved: saved.display(),
+            })
         }
         Action::Exec {
             creates: Some(c),
@@ -622,6 +761,7 @@ pub fn undo(cx: &ApplyCtx, undo: &Undo, pre: &Pre) -> Result<()> {
             }
         }
         Undo::Exec { call } => run_checked(cx, call)?,
+        Undo::Attrs { path, saved } => attrs::undo(&w(path)?, &w(saved)?)?,
     }
     for d in &pre.dirs {
         restore_times(g, d)?;
@@ -636,15 +776,19 @@ pub fn purge(grants: &Grants, run: &str) -> Result<()> {
         .iter()
         .filter(|g| g.access == crate::runbook::Access::Write)
     {
-        for top in [TRASH, STAGING] {
-            let mine = format!("{top}/{run}");
-            if g.dir.symlink_metadata(&mine).is_ok() {
-                g.dir
-                    .remove_dir_all(&mine)
-                    .with_context(|| format!("purge {}/{mine}", g.name))?;
-            }
-            if g.dir.remove_dir(top).is_err() {
-                // Not empty (another run's) or absent: leave it.
+        // The grant's root, and every volume mounted inside it.
+        for vol in std::iter::once(String::new()).chain(fsops::mounts_below(&g.root)) {
+            for top in [TRASH, STAGING] {
+                let top = under(&vol, top.to_string());
+                let mine = format!("{top}/{run}");
+                if g.dir.symlink_metadata(&mine).is_ok() {
+                    g.dir
+                        .remove_dir_all(&mine)
+                        .with_context(|| format!("purge {}/{mine}", g.name))?;
+                }
+                if g.dir.remove_dir(&top).is_err() {
+                    // Not empty (another run's) or absent: leave it.
+                }
             }
         }
     }
@@ -674,6 +818,7 @@ mod tests {
             step: "s",
             timeout: Duration::from_secs(5),
             progress: &|_| {},
+            note: &|_| {},
         }
     }
 

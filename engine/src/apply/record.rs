@@ -61,7 +61,9 @@ fn parents(action: &Action) -> Vec<&str> {
         | Action::CreateDir { path }
         | Action::WriteFile { path, .. }
         | Action::Copy { path, .. }
-        | Action::Extract { path, .. } => vec![path],
+        | Action::Extract { path, .. }
+        | Action::Archive { path, .. } => vec![path],
+        Action::SetOwner { .. } | Action::SetMode { .. } => vec![],
         Action::Rename { path, to } => vec![path, to],
         Action::Swap { path, with } => vec![path, with],
         Action::Exec {
@@ -122,11 +124,16 @@ fn expand(tag: &str, action: &Action, key: &Key, pre: &Pre) -> Option<Undo> {
             Action::WriteFile { path, .. }
             | Action::Copy { path, .. }
             | Action::Extract { path, .. }
+            | Action::Archive { path, .. }
             | Action::Exec {
                 creates: Some(path),
                 ..
             },
         ) => Undo::RemoveCreated { path: path.clone() },
+        ("attrs", Action::SetOwner { path, .. } | Action::SetMode { path, .. }) => Undo::Attrs {
+            path: path.clone(),
+            saved: format!("{}.attrs", trash_of(path, key)),
+        },
         ("replace-back", Action::WriteFile { path, .. }) => Undo::ReplaceBack {
             trash: trash_of(path, key),
             path: path.clone(),
@@ -147,6 +154,7 @@ fn tag(undo: &Undo) -> &'static str {
         Undo::RemoveCreated { .. } => "remove-created",
         Undo::ReplaceBack { .. } => "replace-back",
         Undo::Exec { .. } => "exec",
+        Undo::Attrs { .. } => "attrs",
     }
 }
 

@@ -292,6 +292,14 @@ async fn run(cli: Cli) -> i32 {
         })),
         reporter,
     };
+    // A full disk is when mend is needed: commands that journal may run
+    // on the reserve kept in the state directory (journal/reserve.rs).
+    let writes = matches!(
+        cli.command,
+        Cmd::Run { .. } | Cmd::Resume { .. } | Cmd::Rollback { .. }
+    );
+    let reserve = writes.then(|| crate::journal::reserve::before(&settings.state_dir));
+    let verbose = cli.verbose > 0;
     let result = match cli.command {
         Cmd::Plan {
             runbook,
@@ -362,7 +370,7 @@ async fn run(cli: Cli) -> i32 {
         Cmd::Report { run } => report(&settings, &out, &run),
         Cmd::Step {
             command: StepCmd::Inspect { step },
-        } => step::inspect(&sandbox, &out, &step).await,
+        } => step::inspect(&sandbox, &out, &step, verbose).await,
         Cmd::Step {
             command: StepCmd::New { name, dir, sdk },
         } => step::new(&out, &name, dir.as_deref(), sdk.as_deref()),
@@ -376,6 +384,9 @@ async fn run(cli: Cli) -> i32 {
         Cmd::Completions { .. } | Cmd::Man => unreachable!("handled above"),
         Cmd::Demo { dir } => crate::demo::demo(&sandbox, &settings, &out, dir).await,
     };
+    if let Some(before) = reserve {
+        crate::journal::reserve::after(&settings.state_dir, &before);
+    }
     match result {
         Ok(code) => code,
         Err(f) => out.failure(&f),

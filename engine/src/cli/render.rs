@@ -493,7 +493,30 @@ impl Out {
                 println!("  {w}");
             }
         }
-        if r.ok {
+        if let Some(e) = r.elapsed_ms {
+            println!(
+                "time until the last verify passed: {}{}",
+                millis(e),
+                r.budget_ms
+                    .map(|b| format!(" (budget {})", millis(b)))
+                    .unwrap_or_default()
+            );
+            for (step, ms) in &r.step_ms {
+                println!("  {ms:>10} ms  {step}");
+            }
+        }
+        if r.over_budget {
+            let slowest = r.step_ms.iter().max_by_key(|(_, ms)| *ms);
+            println!(
+                "{} the drill took {}, over its budget of {}{}",
+                self.paint("31", "rehearsal failed:"),
+                millis(r.elapsed_ms.unwrap_or_default()),
+                millis(r.budget_ms.unwrap_or_default()),
+                slowest
+                    .map(|(s, ms)| format!("; slowest step: {s} ({})", millis(*ms)))
+                    .unwrap_or_default()
+            );
+        } else if r.ok {
             println!(
                 "{} every grant is byte-identical to where it started ({} entries compared, metadata included)",
                 self.paint("32", "rehearsal passed:"),
@@ -506,7 +529,6 @@ impl Out {
                 self.paint("31", "rehearsal failed:"),
                 count(r.files)
             );
-            println!("the copies are kept in {}", r.scratch.display());
         } else {
             println!(
                 "{} {} after the rollback:",
@@ -516,7 +538,6 @@ impl Out {
             for d in &r.differences {
                 println!("  {d}");
             }
-            println!("the copies are kept in {}", r.scratch.display());
         }
         code
     }
@@ -674,6 +695,16 @@ impl Out {
             }
         }
         code
+    }
+}
+
+/// A duration as a drill reports it: `1 h 2 min 3 s`, `4.2 s`.
+fn millis(ms: u64) -> String {
+    let s = ms / 1000;
+    match (s / 3600, s % 3600 / 60, s % 60) {
+        (0, 0, _) => format!("{:.1} s", ms as f64 / 1000.0),
+        (0, m, s) => format!("{m} min {s} s"),
+        (h, m, s) => format!("{h} h {m} min {s} s"),
     }
 }
 

@@ -60,6 +60,26 @@ pub fn markdown(
         let _ = writeln!(w, "| error | {} |", cell(e));
     }
 
+    // The slow part at a glance: planning to verify passing, per step.
+    let _ = writeln!(
+        w,
+        "\n## Time per step\n\n| step | until its verify passed |\n|---|---|"
+    );
+    for s in steps {
+        let verified = events
+            .iter()
+            .find(|e| e.step_idx == Some(s.idx) && e.message == crate::runner::VERIFIED);
+        let _ = writeln!(
+            w,
+            "| {}. {} | {} |",
+            u64::from(s.idx) + 1,
+            cell(&s.step_id),
+            verified.map_or("did not verify".to_string(), |e| duration(
+                e.at.saturating_sub(s.started_at)
+            ))
+        );
+    }
+
     let _ = writeln!(w, "\n## Steps");
     for s in steps {
         let took = s

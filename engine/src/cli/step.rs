@@ -18,7 +18,12 @@ use crate::sandbox::{HostCtx, Limits, Sandbox, wit};
 use super::render::Out;
 
 /// Inspect `what`: `std:NAME` (a bundled step) or a `.wasm` file.
-pub async fn inspect(sandbox: &Sandbox, out: &Out, what: &str) -> Result<i32, Failure> {
+pub async fn inspect(
+    sandbox: &Sandbox,
+    out: &Out,
+    what: &str,
+    verbose: bool,
+) -> Result<i32, Failure> {
     let bytes = match what.strip_prefix("std:") {
         Some(name) => crate::bundled::get(name)
             .ok_or_else(|| {
@@ -89,16 +94,31 @@ pub async fn inspect(sandbox: &Sandbox, out: &Out, what: &str) -> Result<i32, Fa
                 None => "optional".to_string(),
             }
         };
+        // A multi-line doc (std:assert's check kinds) goes on, indented.
+        let mut doc = p.doc.lines();
         println!(
             "  {:<width$}  {:<7}  {how}: {}",
             p.name,
             kind(p.kind),
-            p.doc
+            doc.next().unwrap_or("")
         );
+        for line in doc {
+            println!("  {:<width$}             {line}", "");
+        }
     }
-    println!("\nimports (what it can ask the host for; grants, commands and URLs still decide):");
-    for i in &imports {
-        println!("  {i}");
+    if verbose {
+        println!(
+            "\nimports (what it can ask the host for; grants, commands and URLs still decide):"
+        );
+        for i in &imports {
+            println!("  {i}");
+        }
+    } else {
+        println!(
+            "\ncan ask the host for: {} (-v lists the {} interfaces it imports)",
+            crate::supply::line(&capabilities),
+            imports.len()
+        );
     }
     Ok(exit::SUCCESS)
 }

@@ -58,19 +58,35 @@ pub fn support() -> &'static Support {
             };
             return Support::Missing(why.to_string());
         }
-        match ruleset() {
+        match ruleset(None, &[]) {
             Ok(_) => Support::Enforced,
             Err(e) => Support::Missing(e),
         }
     })
 }
 
-/// A fresh ruleset for one command: read-only everywhere, `/dev/null`
-/// writable. `Err` when the kernel cannot enforce it.
-pub fn ruleset() -> Result<OwnedFd, String> {
+/// A fresh ruleset for one command: read-only everywhere but `/dev/null`
+/// and, when given, the command's own scratch directory (`MEND_SCRATCH`:
+/// empty when it starts, removed when it ends, so a cache or a temporary
+/// file there changes nothing of the world). `Err` when the kernel cannot
+/// enforce it.
+pub fn ruleset(
+    scratch: Option<&std::path::Path>,
+    opens: &[std::path::PathBuf],
+) -> Result<OwnedFd, String> {
     let null = PathFd::new("/dev/null").map_err(|e| format!("cannot open /dev/null: {e}"))?;
+    let scratch = scratch
+        .map(|d| PathFd::new(d).map_err(|e| format!("cannot open {}: {e}", d.display())))
+        .transpose()?;
+    // Only files that exist: a rule on a file grants writing to it, never
+    // making it (a missing one stays read-only, and the program says so).
+    let files: Vec<PathFd> = opens
+        .iter()
+        .filter(|p| std::fs::symlink_metadata(p).is_ok_and(|m| m.is_file()))
+        .filter_map(|p| PathFd::new(p).ok())
+        .collect();
     let made = || -> Result<Option<OwnedFd>, landlock::RulesetError> {
-        let created = Ruleset::default()
+        let mut created = Ruleset::default()
             .set_compatibility(CompatLevel::HardRequirement)
             .handle_access(denied())?
             .create()?
@@ -79,6 +95,12 @@ pub fn ruleset() -> Result<OwnedFd, String> {
                 null,
                 AccessFs::WriteFile | AccessFs::Truncate,
             ))?;
+        if let Some(fd) = scratch {
+            created = created.add_rule(PathBeneath::new(fd, denied()))?;
+        }
+        for fd in files {
+            created = created.add_rule(PathBeneath::new(fd, AccessFs::WriteFile))?;
+        }
         Ok(created.into())
     };
     match made() {
@@ -90,11 +112,14 @@ pub fn ruleset() -> Result<OwnedFd, String> {
     }
 }
 
-/// The ruleset for a read, or `None` where Landlock is missing (the plan
-/// says so once).
-pub fn for_read() -> Result<Option<OwnedFd>, String> {
+/// The ruleset for a read, its scratch directory writable, or `None` where
+/// Landlock is missing (the plan says so once).
+pub fn for_read(
+    scratch: &std::path::Path,
+    opens: &[std::path::PathBuf],
+) -> Result<Option<OwnedFd>, String> {
     match support() {
-        Support::Enforced => ruleset().map(Some),
+        Support::Enforced => ruleset(Some(scratch), opens).map(Some),
         Support::Missing(_) => Ok(None),
     }
 }
@@ -110,6 +135,10 @@ mod tests {
             Support::Enforced => {}
             Support::Missing(why) => panic!("reads cannot be confined here: {why}"),
         }
-        assert!(for_read().unwrap().is_some());
+        assert!(
+            for_read(std::path::Path::new("/tmp"), &[])
+                .unwrap()
+                .is_some()
+        );
     }
 }

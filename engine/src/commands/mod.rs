@@ -154,19 +154,23 @@ impl CommandPolicy {
             None => (cmd.program.clone(), call.args.clone()),
         };
         let args = self.expand(step, &args)?;
-        let confine = match class {
-            Class::Read => {
-                confine::for_read().map_err(|e| format!("step `{step}`: `{call}`: {e}"))?
-            }
-            Class::Change => None,
-        };
         let account = cmd.run_as.as_ref().and_then(|r| r.account.as_ref());
         if cmd.run_as.is_some() && account.is_none() {
             return Err(format!(
                 "step `{step}`: `{call}`: its user is not on this machine"
             ));
         }
-        let env = self.environment(cmd);
+        // Every command gets a private, empty scratch directory, removed when
+        // it ends: TMPDIR and XDG_CACHE_HOME point there, and for a read it
+        // is the one place it may write (borg's self test, restic's cache).
+        let scratch = Scratch::new(account).map_err(|e| format!("step `{step}`: `{call}`: {e}"))?;
+        let confine = match class {
+            Class::Read => confine::for_read(&scratch.0, &cmd.opens)
+                .map_err(|e| format!("step `{step}`: `{call}`: {e}"))?,
+            Class::Change => None,
+        };
+        let mut env = self.environment(cmd);
+        scratch.add_to(&mut env);
         process::run(&process::Spawn {
             program: &program,
             args: &args,
@@ -315,5 +319,46 @@ fn stand_in_args(stand_in: &StandIn, call: &[String]) -> Vec<String> {
                 }
             })
             .collect(),
+    }
+}
+
+/// A command's private scratch directory (mode 700, its user's), removed
+/// with everything in it when the command ends.
+struct Scratch(std::path::PathBuf);
+
+impl Scratch {
+    fn new(account: Option<&crate::accounts::Account>) -> std::io::Result<Scratch> {
+        use std::os::unix::fs::DirBuilderExt as _;
+        static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("mend-scratch-{}-{n}", std::process::id()));
+        std::fs::DirBuilder::new().mode(0o700).create(&dir)?;
+        let scratch = Scratch(dir);
+        if let Some(a) = account {
+            std::os::unix::fs::chown(&scratch.0, Some(a.uid), Some(a.gid))?;
+        }
+        Ok(scratch)
+    }
+
+    /// `MEND_SCRATCH`, `TMPDIR` and `XDG_CACHE_HOME` (unless the runbook set
+    /// them); `$MEND_SCRATCH` in the runbook's `env` values stands for it.
+    fn add_to(&self, env: &mut Vec<(String, String)>) {
+        let at = self.0.display().to_string();
+        for (_, v) in env.iter_mut() {
+            if v.contains("$MEND_SCRATCH") {
+                *v = v.replace("$MEND_SCRATCH", &at);
+            }
+        }
+        for k in ["MEND_SCRATCH", "TMPDIR", "XDG_CACHE_HOME"] {
+            if !env.iter().any(|(name, _)| name == k) {
+                env.push((k.to_string(), at.clone()));
+            }
+        }
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
     }
 }

@@ -18,6 +18,7 @@ mod actions;
 mod events;
 pub mod integrity;
 pub mod lock;
+pub mod reserve;
 mod runs;
 pub mod schema;
 mod steps;
@@ -108,18 +109,18 @@ impl Journal {
             conn.pragma_update(None, "foreign_keys", true)?;
             // Refuse a newer journal before changing anything in it.
             schema::check_version(&conn, &path)?;
-            // For a new journal only (an existing one keeps its own): rows of
-            // actions with long paths (1 KB) spill out of 4 KiB pages of a
-            // WITHOUT ROWID table into overflow pages mostly empty; 16 KiB
-            // pages hold them whole (10,000 removals of 838-byte paths: 51
-            // MB of journal at 4 KiB, see docs/07-journal.md).
-            conn.pragma_update(None, "page_size", 16384)?;
             let mode: String =
                 conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))?;
             if !mode.eq_ignore_ascii_case("wal") {
                 bail!("cannot switch to WAL mode (journal_mode is `{mode}`)");
             }
             conn.pragma_update(None, "synchronous", "FULL")?;
+            if reserve::lean() {
+                // Running on the released reserve of a full disk: keep the
+                // WAL within it.
+                conn.pragma_update(None, "wal_autocheckpoint", 16)?;
+                conn.pragma_update(None, "journal_size_limit", 256 * 1024)?;
+            }
             schema::migrate(&conn, &path)
         };
         setup().with_context(|| format!("cannot open journal {}", path.display()))?;

@@ -195,6 +195,11 @@ pub static COMMAND: Table = Table {
             "With `user`: run with this primary group instead of the user's.",
         ),
         key(
+            "opens",
+            Kind::Strings,
+            "Existing files (absolute paths, ${param} allowed) that its reads may open for writing, never create or truncate: a pid file that `prosodyctl status` locks, the logs `nginx -t` opens. Everything else stays read-only.",
+        ),
+        key(
             "env",
             Kind::Named(&Kind::Str),
             "Variables added to the command's clean environment (PATH, LANG, HOME, MEND_GRANT_*); ${param} allowed.",
@@ -266,11 +271,18 @@ pub static RETRY: Table = Table {
 };
 
 pub static REHEARSAL: Table = Table {
-    keys: &[key(
-        "commands",
-        Kind::Named(&Kind::Table(&STAND_IN)),
-        "Stand-ins for declared commands, by command name.",
-    )],
+    keys: &[
+        key(
+            "commands",
+            Kind::Named(&Kind::Table(&STAND_IN)),
+            "Stand-ins for declared commands, by command name.",
+        ),
+        key(
+            "budget",
+            Kind::Duration,
+            "A restore drill's time budget (\"2h\"): `mend rehearse` fails when the run takes longer than this until its last verify passes.",
+        ),
+    ],
 };
 
 pub static STAND_IN: Table = Table {

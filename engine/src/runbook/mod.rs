@@ -112,6 +112,7 @@ impl Runbook {
             steps: parsed.steps,
             rehearsal_commands: parsed.rehearsal_commands,
             warnings: parsed.warnings,
+            rehearsal_budget: parsed.rehearsal_budget,
         })
     }
 

@@ -31,6 +31,8 @@ pub struct Runbook {
     /// What this machine lacks, when loaded for `mend lint` (else empty:
     /// loading refuses it).
     pub warnings: Vec<super::Diagnostic>,
+    /// `[rehearsal] budget`: how long a restore drill may take.
+    pub rehearsal_budget: Option<std::time::Duration>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default, serde::Serialize)]
@@ -77,6 +79,9 @@ pub struct Command {
     pub run_as: Option<RunAs>,
     /// The runbook's `env` table, interpolated, in the file's order.
     pub env: Vec<(String, String)>,
+    /// Existing files its reads may open for writing (no create, no
+    /// truncate): what a program that only looks still locks or appends to.
+    pub opens: Vec<std::path::PathBuf>,
     /// The command's table.
     pub span: Span,
 }
@@ -314,6 +319,7 @@ mod tests {
             changes: vec![v(&["restart", "mastodon-*.service"])],
             run_as: None,
             env: Vec::new(),
+            opens: Vec::new(),
             span: Span::default(),
         };
         let (r, c) = (Class::Read, Class::Change);

@@ -49,6 +49,7 @@ pub(crate) struct Parsed {
     pub rehearsal_commands: BTreeMap<String, StandIn>,
     /// What this machine lacks, when `lenient`.
     pub warnings: Vec<Diagnostic>,
+    pub rehearsal_budget: Option<std::time::Duration>,
 }
 
 pub(crate) fn parse(input: &Input<'_>) -> Result<Parsed, Vec<Diagnostic>> {
@@ -73,7 +74,7 @@ pub(crate) fn parse(input: &Input<'_>) -> Result<Parsed, Vec<Diagnostic>> {
     cx.overlapping_grants(&grants);
     let commands = cx.commands(&root, input.lenient);
     let steps = cx.steps(&root, input, &grants, &commands);
-    let rehearsal_commands = cx.rehearsal(&root, &commands);
+    let (rehearsal_commands, rehearsal_budget) = cx.rehearsal(&root, &commands);
 
     let mut errors = cx.errors;
     let warnings = cx.warnings;
@@ -95,6 +96,7 @@ pub(crate) fn parse(input: &Input<'_>) -> Result<Parsed, Vec<Diagnostic>> {
             steps,
             rehearsal_commands,
             warnings,
+            rehearsal_budget,
         }),
         _ => {
             // Position-less (command line) errors first, then source order.
@@ -888,6 +890,26 @@ impl Ctx<'_> {
         }
         let run_as = self.run_as(name, t, lenient);
         let env = self.command_env(name, t);
+        let opens = match t.get("opens") {
+            None => Some(Vec::new()),
+            Some(v) => self.strings(v, "opens").and_then(|items| {
+                let mut out = Vec::new();
+                for (s, span) in items {
+                    let p = self.interp(&s, span, "opens")?;
+                    if !p.starts_with('/') {
+                        self.error(
+                            span,
+                            format!("`opens` of command `{name}`: {p:?} is not an absolute path"),
+                            "name the file the program opens, e.g. \"/run/prosody/prosody.pid\""
+                                .to_string(),
+                        );
+                        return None;
+                    }
+                    out.push(std::path::PathBuf::from(p));
+                }
+                Some(out)
+            }),
+        };
         if !ok {
             return None;
         }
@@ -898,6 +920,7 @@ impl Ctx<'_> {
             changes: changes?,
             run_as: run_as?,
             env: env?,
+            opens: opens?,
             span: sp(v),
         })
     }
@@ -1677,20 +1700,23 @@ impl Ctx<'_> {
         &mut self,
         root: &DeTable<'_>,
         commands: &BTreeMap<String, Option<Command>>,
-    ) -> BTreeMap<String, StandIn> {
+    ) -> (BTreeMap<String, StandIn>, Option<std::time::Duration>) {
         let mut out = BTreeMap::new();
         let Some(v) = root.get("rehearsal") else {
-            return out;
+            return (out, None);
         };
         let Some(t) = self.table(v, "rehearsal") else {
-            return out;
+            return (out, None);
         };
         self.check_keys(t, &format::REHEARSAL.names(), "in [rehearsal]");
+        let budget = t
+            .get("budget")
+            .and_then(|b| self.duration(b, "rehearsal.budget", false));
         let Some(cv) = t.get("commands") else {
-            return out;
+            return (out, budget);
         };
         let Some(ct) = self.table(cv, "rehearsal.commands") else {
-            return out;
+            return (out, budget);
         };
         for (k, v) in entries(ct) {
             let name = k.get_ref().to_string();
@@ -1733,6 +1759,6 @@ impl Ctx<'_> {
                 out.insert(name, StandIn { program, args });
             }
         }
-        out
+        (out, budget)
     }
 }

@@ -414,6 +414,9 @@ async fn drive(
         {
             Ok(()) => {
                 journal.set_step_status(run_id, step.idx, StepStatus::Verified, None)?;
+                // When its last check passed: restore drills and reports
+                // time each step by it.
+                journal.event(run_id, Some(step.idx), "info", super::VERIFIED)?;
             }
             Err(StepStop::Journal(e)) => return Err(Failure::from(e).in_run(run_id)),
             Err(stop @ (StepStop::BadInput(_) | StepFailed(_))) => {
@@ -483,7 +486,7 @@ async fn drive(
         for step in &prepared.steps {
             apply::purge(&step.grants, run_id)?;
         }
-        restore_roots(journal, prepared, run_id)
+        restore_roots(journal, prepared, run_id, true)
     };
     if let Err(e) = tidy() {
         settings.reporter.line(&format!(
@@ -499,7 +502,9 @@ pub(crate) fn restore_roots(
     journal: &Journal,
     prepared: &Prepared,
     run_id: &str,
+    committed: bool,
 ) -> anyhow::Result<()> {
+    let actions = journal.actions(run_id)?;
     for rec in journal.steps(run_id)?.iter().rev() {
         let Some(saved) = rec
             .plan_json
@@ -511,7 +516,41 @@ pub(crate) fn restore_roots(
         let Some(step) = prepared.steps.get(rec.idx as usize) else {
             continue;
         };
-        for t in &saved.roots {
+        // After a commit, a root the step's own actions changed keeps the
+        // time they gave it: only mend's trash and staging folders are
+        // taken back. After a rollback, every root's time goes back.
+        // The step's actions: its journal rows (an older journal keeps them
+        // in the saved plan).
+        let rows: Vec<Planned> = if saved.plan.actions.is_empty() {
+            actions
+                .iter()
+                .filter(|a| a.step_idx == rec.idx)
+                .filter_map(|a| serde_json::from_str(&a.action_json).ok())
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let planned = if saved.plan.actions.is_empty() {
+            &rows
+        } else {
+            &saved.plan.actions
+        };
+        let changed: Vec<&str> = if !committed {
+            Vec::new()
+        } else {
+            planned
+                .iter()
+                .flat_map(|p| p.action.changed_paths())
+                .filter_map(|p| crate::grants::split(p).ok())
+                .filter(|(_, rel)| !rel.contains('/'))
+                .map(|(grant, _)| grant)
+                .collect()
+        };
+        for t in saved
+            .roots
+            .iter()
+            .filter(|t| !changed.contains(&t.grant.as_str()))
+        {
             apply::restore_times(&step.grants, t)?;
         }
     }
@@ -677,12 +716,15 @@ async fn apply_step(
     }
     let reporter = &settings.reporter;
     let progress = |n: u64| reporter.bytes_done(n);
+    let notes = std::cell::RefCell::new(Vec::new());
+    let note = |line: String| notes.borrow_mut().push(line);
     let cx = ApplyCtx {
         grants: &step.grants,
         commands: &step.commands,
         step: &step.def.id,
         timeout: step.limits.timeout,
         progress: &progress,
+        note: &note,
     };
     let actions = &saved.plan.actions;
     settings
@@ -770,6 +812,10 @@ async fn apply_step(
             }
             match performed {
                 Ok(undo) => {
+                    for line in notes.borrow_mut().drain(..) {
+                        settings.reporter.line(&format!("  {line}"));
+                        journal.event(run_id, Some(step.idx), "info", &line)?;
+                    }
                     let json = Journaled {
                         pre,
                         undo: Some(undo),

@@ -28,6 +28,10 @@ pub use fault_rehearsal::{FaultReport, Variant, rehearse_faults};
 pub use rehearse::{RehearsalReport, rehearse, rehearse_on_copies, tree_fingerprint};
 pub use rollback::{RollbackOutcome, rollback};
 
+/// The event journaled when a step's actions are applied and its verify
+/// passed: a drill's clock stops at the last one.
+pub const VERIFIED: &str = "step verified";
+
 /// Why a command did not succeed, in the terms of its exit code.
 #[derive(Debug, thiserror::Error)]
 pub enum Failure {

@@ -103,6 +103,7 @@ pub(crate) async fn rollback_prepared(
             step: &step.def.id,
             timeout: step.limits.timeout,
             progress: &|_| {},
+            note: &|_| {},
         };
         // An `undoing` action without undo data is one a stopped rollback
         // could not tell about: look at the world again.
@@ -208,7 +209,7 @@ pub(crate) async fn rollback_prepared(
     for step in &prepared.steps {
         apply::purge(&step.grants, run_id)?;
     }
-    restore_roots(journal, prepared, run_id)?;
+    restore_roots(journal, prepared, run_id, false)?;
     for s in journal.steps(run_id)? {
         if s.status != StepStatus::Pending {
             journal.set_step_status(run_id, s.idx, StepStatus::Undone, None)?;

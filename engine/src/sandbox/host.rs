@@ -277,16 +277,16 @@ impl Frame {
             return Ok(false);
         };
         let mut entries = Vec::new();
-        // At a grant's root, the host's own trash and staging are not the
-        // step's to see or plan over (what undo needs lives there).
-        let at_root = !self.prefix.contains('/');
+        // The host's own trash and staging (at a grant's root, and at the
+        // top of a volume mounted in it) are not the step's to see or plan
+        // over: what undo needs lives there.
         for e in rest.by_ref() {
             let e = e?;
             let raw = e.file_name();
             // Never skipped: a name that is not UTF-8 is escaped (see
             // `crate::names`), or its directory would look empty to a step.
             let name = crate::names::encode(&raw).into_owned();
-            if at_root && crate::grants::host_owned(&name).is_some() {
+            if crate::grants::host_owned(&name).is_some() {
                 continue;
             }
             // lstat: a symlink is reported as a symlink, never followed.
@@ -527,6 +527,21 @@ impl files::Host for StepState {
         self.host.asked = true;
         self.host.check_deadline()?;
         Ok(free_space(&self.host.grants, &path))
+    }
+    fn mount_point(&mut self, path: String) -> wasmtime::Result<Result<bool, HostError>> {
+        self.host.check_deadline()?;
+        Ok(super::host_fs::mount_point(&self.host.grants, &path))
+    }
+    fn compare(
+        &mut self,
+        a: String,
+        b: String,
+        max: u32,
+    ) -> wasmtime::Result<Result<Vec<String>, HostError>> {
+        self.host.check_deadline()?;
+        let r = super::host_fs::compare(&self.host.grants, &a, &b, max);
+        self.host.check_deadline()?;
+        Ok(r)
     }
 }
 

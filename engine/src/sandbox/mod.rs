@@ -5,6 +5,7 @@
 
 mod component_file;
 mod host;
+mod host_fs;
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};

@@ -167,6 +167,7 @@ impl Step for ArchiveCleanup {
             .keep_days
             .map(|d| host.now().saturating_sub(d.saturating_mul(86_400)));
         let (mut old, mut later, mut young, mut other) = (Vec::new(), 0, 0, 0);
+        let mut young_bytes = 0u64;
         for f in &files {
             let name = trim(&f.name, exts);
             if !is_segment(name) {
@@ -175,6 +176,7 @@ impl Step for ArchiveCleanup {
                 later += 1;
             } else if young_since.is_some_and(|since| f.mtime >= since) {
                 young += 1;
+                young_bytes += f.size;
             } else {
                 old.push((position(name), f));
             }
@@ -195,6 +197,14 @@ impl Step for ArchiveCleanup {
                 human_bytes(bytes)
             ))
             .summary(kept);
+        // What the margin costs: on a full disk the operator must see that
+        // the segments keep_days holds are what would free it.
+        if let Some(d) = p.keep_days.filter(|_| young > 0) {
+            plan = plan.summary(format!(
+                "keep_days = {d} keeps {young} segments ({}) that the newest base backup does not need; keep_days = 0 would free them too",
+                human_bytes(young_bytes)
+            ));
+        }
         let reason = format!("precedes {cut}");
         for (_, f) in old {
             plan = plan.remove(&f.path, &reason);
@@ -500,6 +510,11 @@ mod tests {
             "kept: 1 segments from 000000010000000000000004 on, \
              2 older ones modified within 7 days, \
              0 files that are not segments (.history, .backup, others)"
+        );
+        assert_eq!(
+            p.summary[3],
+            "keep_days = 7 keeps 2 segments (200 B) that the newest base backup does not need; \
+             keep_days = 0 would free them too"
         );
     }
 

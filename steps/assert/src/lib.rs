@@ -74,7 +74,16 @@ impl Step for Assert {
         vec![
             ParamSpec::list(
                 "checks",
-                "tables with one of exists, not_empty, mount, not_mount, free, contains, not_contains, command, http, not_listening, cert, and an optional `message`",
+                "tables with one kind and an optional `message`:
+exists = \"GRANT/path\"
+not_empty = \"GRANT/dir\"
+mount | not_mount = { command = \"mountpoint\", path = \"/abs/path\" }
+free = { path = \"GRANT/path\", at_least = \"10GiB\" | \"15%\", times = { path = \"GRANT/other\", factor = 2.0 } }
+contains | not_contains = { path = \"GRANT/file\", pattern = \"...\" }
+command = { command = \"NAME\", args = [...] }
+http = { url = \"http://...\", status = 200 }
+not_listening = { port = 6379, procnet = \"procnet\" }
+cert = { path = \"GRANT/fullchain.pem\", days_left = 14 }",
             )
             .required(),
             ParamSpec::string(

@@ -1,7 +1,7 @@
 //! Finding the snapshots and choosing one by its own time.
 
 use mend_sdk::prelude::*;
-use mend_sdk::time::{human_age, parse_duration, time_in_name, utc};
+use mend_sdk::time::{human_age, label_of, parse_duration, time_in_name, utc};
 
 use crate::Params;
 
@@ -21,6 +21,55 @@ pub struct Candidate {
     pub time: i64,
     /// `name` or `mtime`.
     pub by: &'static str,
+    /// An archive file (`.tar.zst`, `.tar`, `.tar.gz`) rather than a directory.
+    pub archive: Option<ArchiveFormat>,
+    /// Its size, for an archive.
+    pub size: u64,
+}
+
+/// The format of an archive file, by its name.
+pub fn archive_format(name: &str) -> Option<ArchiveFormat> {
+    if name.ends_with(".tar.zst") {
+        Some(ArchiveFormat::TarZst)
+    } else if name.ends_with(".tar.gz") || name.ends_with(".tgz") {
+        Some(ArchiveFormat::TarGz)
+    } else if name.ends_with(".tar") {
+        Some(ArchiveFormat::Tar)
+    } else {
+        None
+    }
+}
+
+/// A snapshot dated more than this ahead of the host's clock is in the
+/// future: a clock was wrong when it was named.
+pub const FUTURE_SLACK: i64 = 300;
+
+/// The snapshots of one label, and those of other labels that were left out.
+pub struct Listing {
+    /// Newest first.
+    pub chosen_from: Vec<Candidate>,
+    /// Other labels' snapshots, newest first.
+    pub skipped: Vec<Candidate>,
+}
+
+/// Keep the snapshots of `label` (and those whose name has no label: an
+/// rsnapshot `daily.0`, a bare date); set the others aside.
+pub fn by_label(all: Vec<Candidate>, label: &str) -> Listing {
+    let (chosen_from, skipped) = all
+        .into_iter()
+        .partition(|c| label_of(strip_ext(&c.name)).is_none_or(|l| l.is_empty() || l == label));
+    Listing {
+        chosen_from,
+        skipped,
+    }
+}
+
+/// A name without the extension a dump or an archive has.
+fn strip_ext(name: &str) -> &str {
+    [".tar.zst", ".tar.gz", ".tar", ".dump"]
+        .iter()
+        .find_map(|e| name.strip_suffix(e))
+        .unwrap_or(name)
 }
 
 /// The snapshots directly in `from`, newest first (by time, then name).
@@ -34,8 +83,11 @@ pub fn list(host: &dyn Host, from: &str, kind: Kind) -> Result<Vec<Candidate>, S
         if name.contains('/') || name.starts_with('.') {
             return;
         }
+        let archive = (kind == Kind::Dir && e.kind == EntryKind::File)
+            .then(|| archive_format(name))
+            .flatten();
         let wanted = match kind {
-            Kind::Dir => e.kind == EntryKind::Dir,
+            Kind::Dir => e.kind == EntryKind::Dir || archive.is_some(),
             Kind::Dump => {
                 e.kind == EntryKind::File
                     && name.ends_with(".dump")
@@ -53,6 +105,8 @@ pub fn list(host: &dyn Host, from: &str, kind: Kind) -> Result<Vec<Candidate>, S
             name: name.to_string(),
             time,
             by,
+            archive,
+            size: e.size,
         });
     })
     .map_err(|e| StepError::new(format!("cannot list {from}: {}", e.text())).param("from"))?;
@@ -87,6 +141,18 @@ pub fn pick(now: i64, listing: &[Candidate], p: &Params) -> Result<Candidate, St
                 .param("snapshot")
             });
     }
+    let ahead = newest.time - now;
+    if ahead > FUTURE_SLACK && !p.allow_future {
+        return Err(StepError::new(format!(
+            "the newest snapshot, {}, is dated {} in the future (taken {} by its {}, the host's clock says {}): a clock was wrong when it was named (local time written as UTC?), or this host's clock is behind; refusing to choose it",
+            newest.name,
+            human_age(ahead),
+            utc(newest.time),
+            newest.by,
+            utc(now)
+        ))
+        .hint("compare `date -u` here and where the backup was made; to restore it all the same set allow_future = true, or pick one with snapshot = \"NAME\""));
+    }
     if let Some(max) = &p.max_age {
         let limit = parse_duration(max).ok_or_else(|| {
             StepError::new(format!(
@@ -117,14 +183,23 @@ pub fn table(now: i64, listing: &[Candidate], chosen: &str) -> Vec<String> {
         .take(10)
         .map(|c| {
             format!(
-                "  {} {:width$}  taken {}, {} old (by its {})",
+                "  {} {:width$}  taken {}, {} (by its {})",
                 if c.name == chosen { "->" } else { "  " },
                 c.name,
                 utc(c.time),
-                human_age(now - c.time),
+                age_text(now, c.time),
                 c.by
             )
         })
         .chain((listing.len() > 10).then(|| format!("     ... and {} older", listing.len() - 10)))
         .collect()
+}
+
+/// `2 h 0 min old`, or `1 h 0 min IN THE FUTURE` for a snapshot dated ahead.
+pub fn age_text(now: i64, time: i64) -> String {
+    if time - now > FUTURE_SLACK {
+        format!("{} IN THE FUTURE", human_age(time - now))
+    } else {
+        format!("{} old", human_age(now - time))
+    }
 }

@@ -69,6 +69,11 @@ fn plain_identifier(t: &str) -> bool {
 }
 
 impl Database {
+    /// The database's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
     fn args<'a>(&'a self, rest: &[&'a str]) -> Vec<&'a str> {
         self.connect
             .iter()

@@ -199,3 +199,75 @@ fn a_table_name_that_is_not_plain_is_refused() {
         err.message
     );
 }
+
+/// Defect 3: `media-` and `config-` snapshots side by side; a restore of
+/// media chose the config snapshot, the newer of the two.
+#[test]
+fn a_restore_chooses_among_its_own_labels_snapshots_and_says_which_it_skipped() {
+    let h = FakeHost::new(NOW)
+        .grant("b", Access::Read)
+        .grant("srv", Access::Write)
+        .dir("b/s", NOW)
+        .dir("b/s/media-20261122T010000Z", NOW)
+        .file("b/s/media-20261122T010000Z/1.png", 10, NOW)
+        .dir("b/s/config-20261122T020000Z", NOW)
+        .file("b/s/config-20261122T020000Z/app.yml", 10, NOW)
+        .free("srv", 10 * GB, 100 * GB);
+    let plan = testing::plan::<Restore>(&h, json!({"from": "b/s", "target": "srv/media"})).unwrap();
+    assert_eq!(ops(&plan), ["copy b/s/media-20261122T010000Z -> srv/media"]);
+    let text = plan.summary.join("\n");
+    assert!(
+        text.contains("skipped 1 snapshot of other labels: config-20261122T020000Z"),
+        "{text}"
+    );
+    // Named otherwise, the label says which.
+    let plan = testing::plan::<Restore>(
+        &h,
+        json!({"from": "b/s", "target": "srv/app", "label": "config"}),
+    )
+    .unwrap();
+    assert_eq!(ops(&plan), ["copy b/s/config-20261122T020000Z -> srv/app"]);
+    let err =
+        testing::plan::<Restore>(&h, json!({"from": "b/s", "target": "srv/app"})).unwrap_err();
+    assert_eq!(
+        err.message,
+        "no snapshot labelled `app` in b/s; 2 of other labels: config-20261122T020000Z, media-20261122T010000Z"
+    );
+    assert_eq!(err.param.as_deref(), Some("label"));
+}
+
+/// Defect 4: a snapshot named an hour ahead (local time written as UTC)
+/// won as "0 s old". It is refused with the reason, or chosen with
+/// allow_future, and flagged.
+#[test]
+fn a_snapshot_dated_in_the_future_is_refused_unless_allowed() {
+    let h = FakeHost::new(NOW)
+        .grant("b", Access::Read)
+        .grant("srv", Access::Write)
+        .dir("b/s", NOW)
+        .dir("b/s/app-20261122T020000Z", NOW)
+        .dir("b/s/app-20261122T040000Z", NOW)
+        .free("srv", 10 * GB, 100 * GB);
+    let err =
+        testing::plan::<Restore>(&h, json!({"from": "b/s", "target": "srv/app"})).unwrap_err();
+    assert!(
+        err.message.starts_with(
+            "the newest snapshot, app-20261122T040000Z, is dated 1 h 0 min in the future"
+        ),
+        "{}",
+        err.message
+    );
+    assert!(err.hint.unwrap().contains("allow_future = true"));
+    let plan = testing::plan::<Restore>(
+        &h,
+        json!({"from": "b/s", "target": "srv/app", "allow_future": true}),
+    )
+    .unwrap();
+    assert_eq!(ops(&plan), ["copy b/s/app-20261122T040000Z -> srv/app"]);
+    let text = plan.summary.join("\n");
+    assert!(text.contains("1 h 0 min IN THE FUTURE"), "{text}");
+    assert!(
+        text.contains("WARNING: app-20261122T040000Z is dated"),
+        "{text}"
+    );
+}

@@ -143,3 +143,66 @@ fn verify_reports_each_unit_that_is_not_in_the_wanted_state() {
     .unwrap();
     assert!(stopped[0].ok);
 }
+
+/// Without systemd: OpenRC's rc-service, runit's sv, prosodyctl and
+/// docker compose, each with the same compensations.
+#[test]
+fn other_service_managers_speak_their_own_verbs() {
+    let h = FakeHost::new(1_700_000_000)
+        .command("rc")
+        .command("sv")
+        .command("pctl")
+        .command("dc")
+        .probe_answer("rc", &["nginx", "status"], 0, "")
+        .probe_answer("sv", &["check", "redis"], 0, "")
+        .probe_answer("pctl", &["status"], 0, "Prosody is running")
+        .probe_answer(
+            "dc",
+            &["ps", "--status", "running", "--services"],
+            0,
+            "db\nweb\n",
+        );
+    let stop = |command: &str, manager: &str, unit: &str| {
+        calls(
+            &testing::plan::<Service>(
+                &h,
+                json!({"units": [unit], "action": "stop", "command": command, "manager": manager}),
+            )
+            .unwrap(),
+        )
+    };
+    assert_eq!(
+        stop("rc", "openrc", "nginx"),
+        ["rc nginx stop => rc nginx start"]
+    );
+    assert_eq!(
+        stop("sv", "runit", "redis"),
+        ["sv down redis => sv up redis"]
+    );
+    assert_eq!(
+        stop("pctl", "prosodyctl", "prosody"),
+        ["pctl stop => pctl start"]
+    );
+    assert_eq!(
+        stop("dc", "compose", "web"),
+        ["dc stop web => dc start web"]
+    );
+    // Not listed by compose: not running, left alone.
+    assert!(stop("dc", "compose", "worker").is_empty());
+    let custom = testing::plan::<Service>(
+        &h,
+        json!({"units": ["nginx"], "action": "restart", "command": "rc", "manager": "openrc",
+               "verbs": {"restart": ["{unit}", "--ifstarted", "restart"]}}),
+    )
+    .unwrap();
+    assert_eq!(
+        calls(&custom),
+        ["rc nginx --ifstarted restart => rc nginx --ifstarted restart"]
+    );
+    let err = testing::plan::<Service>(
+        &h,
+        json!({"units": ["x"], "action": "stop", "command": "rc", "manager": "upstart"}),
+    )
+    .unwrap_err();
+    assert_eq!(err.param.as_deref(), Some("manager"));
+}

@@ -20,6 +20,13 @@ pub struct Params {
     database: Option<Database>,
     /// The name's prefix (default: the source's or the database's name).
     label: Option<String>,
+    /// `dir` (a copy), `tar` or `tar.zst` (one archive file, written by the host).
+    #[serde(default = "dir")]
+    format: String,
+}
+
+fn dir() -> String {
+    "dir".into()
 }
 
 /// A database to dump with `pg_dump -Fc`.
@@ -69,6 +76,11 @@ impl Step for Snapshot {
                 "label",
                 "the snapshot name's prefix (default: the source's or database's name)",
             ),
+            ParamSpec::string(
+                "format",
+                "dir (a copy of the directory), tar or tar.zst (one archive: owners, modes, times, links and xattrs kept; zstd on every core)",
+            )
+            .default("dir"),
         ]
     }
 
@@ -78,6 +90,17 @@ impl Step for Snapshot {
                 "nothing to snapshot: give `source`, `database` or both",
             ));
         }
+        let archive = match p.format.as_str() {
+            "dir" => None,
+            "tar" => Some((ArchiveFormat::Tar, ".tar")),
+            "tar.zst" => Some((ArchiveFormat::TarZst, ".tar.zst")),
+            other => {
+                return Err(StepError::new(format!(
+                    "format `{other}` is not one of dir, tar, tar.zst"
+                ))
+                .param("format"));
+            }
+        };
         let stamp = utc_stamp(cx.now);
         let label = p
             .label
@@ -89,7 +112,31 @@ impl Step for Snapshot {
             });
         let base = format!("{}/{label}-{stamp}", p.into.trim_end_matches('/'));
         let mut plan = Plan::builder().fact("snapshot.time", utc(cx.now));
-        if let Some(source) = &p.source {
+        if let (Some(source), Some((format, ext))) = (&p.source, archive) {
+            // No walk here: the host counts the tree once, as it checks the
+            // archive's space in the plan (120,000 files walked once, not twice).
+            match host.stat(source) {
+                Ok(e) if e.kind == EntryKind::Dir => {}
+                Ok(_) => {
+                    return Err(
+                        StepError::new(format!("{source} is not a directory")).param("source")
+                    );
+                }
+                Err(e) => {
+                    return Err(
+                        StepError::new(format!("cannot read {source}: {}", e.text()))
+                            .param("source"),
+                    );
+                }
+            }
+            let file = format!("{base}{ext}");
+            plan = plan
+                .archive(source, &file, format, "snapshot before the change")
+                .summary(format!(
+                    "archive {source} as {file}; the host counts its files and space (in blocks) before anything is written, and journals its sha256"
+                ))
+                .fact("snapshot.archive", &file);
+        } else if let Some(source) = &p.source {
             let (files, bytes) = tree_size(host, source).map_err(|e| {
                 StepError::new(format!("cannot read {source}: {}", e.text())).param("source")
             })?;

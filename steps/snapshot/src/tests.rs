@@ -98,3 +98,26 @@ fn needs_something_to_snapshot() {
     let err = testing::plan::<Snapshot>(&host(GB), json!({"into": "snaps/s"})).unwrap_err();
     assert!(err.message.contains("give `source`, `database` or both"));
 }
+
+#[test]
+fn archives_as_tar_zst_under_a_dated_name() {
+    let plan = testing::plan::<Snapshot>(
+        &host(10 * GB),
+        json!({"into": "snaps/s", "source": "data/media", "format": "tar.zst"}),
+    )
+    .unwrap();
+    match &plan.actions[0].kind {
+        ActionKind::Archive(a) => {
+            assert_eq!(a.src, "data/media");
+            assert_eq!(a.dst, "snaps/s/media-20261122T030000Z.tar.zst");
+            assert!(matches!(a.format, mend_sdk::ArchiveFormat::TarZst));
+        }
+        other => panic!("expected an archive, got {other:?}"),
+    }
+    let err = testing::plan::<Snapshot>(
+        &host(10 * GB),
+        json!({"into": "snaps/s", "source": "data/media", "format": "zip"}),
+    )
+    .unwrap_err();
+    assert_eq!(err.param.as_deref(), Some("format"));
+}
