@@ -44,13 +44,16 @@ use run::Outcome;
 use spec::Spec;
 
 /// The runbook's `with` table.
-#[derive(Deserialize)]
+#[derive(Params, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Params {
-    /// The checks, each read by [`spec::parse`].
+    /// tables with one of exists, not_empty, mount, not_mount, free, contains, not_contains, command, http, not_listening, cert, and an optional `message`
+    ///
+    /// Each read by [`spec::parse`].
     checks: Vec<Value>,
-    /// `"plan"` (default): check while planning; `"after"`: only in verify.
+    /// `plan` (check before anything runs) or `after` (check in verify, with retry)
     #[serde(default = "when_default")]
+    #[param(default = "plan")]
     when: String,
 }
 
@@ -66,24 +69,7 @@ pub const FIX_AND_RERUN: &str = "nothing was changed: fix what the checks say, t
 
 impl Step for Assert {
     type Params = Params;
-    const NAME: &'static str = "assert";
-    const VERSION: &'static str = "0.1.0";
     const SUMMARY: &'static str = "Check preconditions and postconditions (paths, mounts, free space, file contents, commands, URLs, listening ports, certificates); plan nothing, fail if any check fails";
-
-    fn params() -> Vec<ParamSpec> {
-        vec![
-            ParamSpec::list(
-                "checks",
-                "tables with one of exists, not_empty, mount, not_mount, free, contains, not_contains, command, http, not_listening, cert, and an optional `message`",
-            )
-            .required(),
-            ParamSpec::string(
-                "when",
-                "`plan` (check before anything runs) or `after` (check in verify, with retry)",
-            )
-            .default("plan"),
-        ]
-    }
 
     fn plan(cx: &Context, p: Params, host: &dyn Host) -> Result<Plan, StepError> {
         match p.when.as_str() {

@@ -23,23 +23,27 @@ use choose::{Candidate, Kind};
 pub use database::Database;
 
 /// The runbook's `with` table.
-#[derive(Deserialize)]
+#[derive(Params, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Params {
-    /// `GRANT/path` of the directory that holds the snapshots.
+    /// GRANT/path of the directory holding the snapshots
     from: String,
-    /// `GRANT/path` of the directory to restore.
+    /// GRANT/path of the directory to restore
     target: Option<String>,
-    /// The path inside a snapshot to restore from (rsnapshot's `localhost/...`).
+    /// the path inside each snapshot to restore from
+    ///
+    /// As rsnapshot's `localhost/...`.
     subdir: Option<String>,
-    /// A database to restore from the newest `*.dump`.
+    /// a database to restore: { name, connect = [...], counts = { table = rows }, query, expect }
+    #[param(kind = "table")]
     database: Option<Database>,
-    /// The snapshot to restore instead of the newest.
+    /// restore this snapshot instead of the newest ("" for the newest)
     snapshot: Option<String>,
-    /// Refuse a newest snapshot older than this (`36h`, `2d`).
+    /// refuse a newest snapshot older than this, e.g. "36h"
     max_age: Option<String>,
-    /// Restore an old snapshot all the same.
+    /// restore an old snapshot all the same
     #[serde(default)]
+    #[param(default = false)]
     allow_old: bool,
 }
 
@@ -48,32 +52,8 @@ pub struct Restore;
 
 impl Step for Restore {
     type Params = Params;
-    const NAME: &'static str = "restore";
-    const VERSION: &'static str = "0.1.0";
     const SUMMARY: &'static str =
         "Restore the newest snapshot (by its own time) of a directory or a database";
-
-    fn params() -> Vec<ParamSpec> {
-        vec![
-            ParamSpec::string("from", "GRANT/path of the directory holding the snapshots")
-                .required(),
-            ParamSpec::string("target", "GRANT/path of the directory to restore"),
-            ParamSpec::string("subdir", "the path inside each snapshot to restore from"),
-            ParamSpec::table(
-                "database",
-                "a database to restore: { name, connect = [...], counts = { table = rows }, query, expect }",
-            ),
-            ParamSpec::string(
-                "snapshot",
-                "restore this snapshot instead of the newest (\"\" for the newest)",
-            ),
-            ParamSpec::string(
-                "max_age",
-                "refuse a newest snapshot older than this, e.g. \"36h\"",
-            ),
-            ParamSpec::boolean("allow_old", "restore an old snapshot all the same").default(false),
-        ]
-    }
 
     fn plan(cx: &Context, p: Params, host: &dyn Host) -> Result<Plan, StepError> {
         let kind = match (&p.target, &p.database) {

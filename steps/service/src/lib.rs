@@ -9,14 +9,17 @@
 use mend_sdk::prelude::*;
 
 /// The runbook's `with` table.
-#[derive(Deserialize)]
+#[derive(Params, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Params {
-    /// The units, in the order to act on them (stop runs in reverse).
+    /// the units, e.g. ["mastodon-web.service"]
+    ///
+    /// In the order to act on them (stop runs in reverse).
     units: Vec<String>,
-    /// stop, start, restart or reload.
+    /// stop, start, restart or reload
     action: String,
-    /// The runbook's command to use (its `[commands.NAME]`).
+    /// the runbook command to use (a [commands.NAME] with systemctl's verbs)
+    #[param(default = "systemctl")]
     command: String,
 }
 
@@ -80,22 +83,8 @@ fn is_active(host: &dyn Host, command: &str, unit: &str) -> Result<bool, StepErr
 
 impl Step for Service {
     type Params = Params;
-    const NAME: &'static str = "service";
-    const VERSION: &'static str = "0.1.0";
     const SUMMARY: &'static str =
         "Stop, start, restart or reload units, each with its compensation, and wait for them";
-
-    fn params() -> Vec<ParamSpec> {
-        vec![
-            ParamSpec::list("units", "the units, e.g. [\"mastodon-web.service\"]").required(),
-            ParamSpec::string("action", "stop, start, restart or reload").required(),
-            ParamSpec::string(
-                "command",
-                "the runbook command to use (a [commands.NAME] with systemctl's verbs)",
-            )
-            .default("systemctl"),
-        ]
-    }
 
     fn plan(_cx: &Context, p: Params, host: &dyn Host) -> Result<Plan, StepError> {
         let verb = Verb::parse(&p.action)?;
