@@ -8,22 +8,26 @@
 //! ```ignore
 //! use mend_sdk::prelude::*;
 //!
-//! #[derive(serde::Deserialize)]
-//! struct Params { path: String }
+//! #[derive(Params, Deserialize)]
+//! pub struct Tidy {
+//!     /// GRANT/path of the file to remove
+//!     path: String,
+//! }
 //!
-//! struct Tidy;
-//! impl Step for Tidy {
-//!     type Params = Params;
-//!     const NAME: &'static str = "tidy";
-//!     const VERSION: &'static str = "0.1.0";
-//!     const SUMMARY: &'static str = "Remove one file";
-//!     fn params() -> Vec<ParamSpec> { vec![ParamSpec::string("path", "the file to remove").required()] }
-//!     fn plan(_cx: &Context, p: Params, _host: &dyn Host) -> Result<Plan, StepError> {
+//! struct Step;
+//! impl mend_sdk::Step for Step {
+//!     type Params = Tidy;
+//!     fn plan(_cx: &Context, p: Tidy, _host: &dyn Host) -> Result<Plan, StepError> {
 //!         Ok(Plan::builder().remove(&p.path, "asked to").build())
 //!     }
 //! }
-//! mend_sdk::export_step!(Tidy);
+//! mend_sdk::export_step!(Step);
 //! ```
+//!
+//! The step's name, version and summary are its crate's (`Cargo.toml`'s
+//! `name` without a `step-` prefix, `version`, `description`) unless it sets
+//! [`Step::NAME`], [`Step::VERSION`] or [`Step::SUMMARY`]. Its parameters are
+//! the fields of its `Params` struct: see [`macro@Params`].
 //!
 //! A step crate is a `cdylib` built with `cargo build --target wasm32-wasip2`; the
 //! result is already a component. Its planning can be tested natively with
@@ -62,35 +66,34 @@ pub use bindings::mend::runbook::types::{
     SetModeArgs, SetOwnerArgs, StepError, StepInfo, SwapArgs, WriteFileArgs,
 };
 pub use host::{Host, HostErrorExt, WasmHost, tree_size};
-pub use params::ParamSpecExt;
+pub use mend_sdk_derive::Params;
+pub use params::{NoParams, ParamSpecExt, Params};
 pub use plan::{PlanBuilder, StepErrorExt, copy_headroom, files_text, human_bytes, human_count};
 
 /// Everything a step usually needs, in one `use`.
 pub mod prelude {
     pub use crate::{
         Access, Algorithm, ArchiveFormat, Check, Context, Entry, EntryKind, Host, HostError,
-        HostErrorExt, Level, ParamSpec, ParamSpecExt, Plan, PlanBuilder, Step, StepError,
-        StepErrorExt, copy_headroom, files_text, human_bytes, human_count, tree_size,
+        HostErrorExt, Level, NoParams, ParamSpec, ParamSpecExt, Params, Plan, PlanBuilder, Step,
+        StepError, StepErrorExt, copy_headroom, files_text, human_bytes, human_count, tree_size,
     };
     pub use serde::Deserialize;
 }
 
-/// A runbook step: what it is called, what it takes, and how it plans.
+/// A runbook step: what it takes, and how it plans.
 pub trait Step {
-    /// The step's parameters, deserialized from the runbook's `with` table
-    /// (defaults from [`Step::params`] filled in first).
-    type Params: serde::de::DeserializeOwned;
+    /// The step's parameters, parsed from the runbook's `with` table
+    /// (defaults filled in first): a struct with `#[derive(Params,
+    /// Deserialize)]`, or [`NoParams`].
+    type Params: Params;
     /// Short name, e.g. `cache-cull`; bundled steps are used as `std:NAME`.
-    const NAME: &'static str;
-    /// The step's own version.
-    const VERSION: &'static str;
-    /// One line: what the step does.
-    const SUMMARY: &'static str;
-
-    /// The parameters the step accepts. The host checks the runbook's `with`
-    /// table against them (unknown keys, missing required ones, types) before
-    /// anything runs, and points at the runbook's line when one is wrong.
-    fn params() -> Vec<ParamSpec>;
+    /// Empty (the default): the crate's name without a `step-` prefix.
+    const NAME: &'static str = "";
+    /// The step's own version. Empty (the default): the crate's version.
+    const VERSION: &'static str = "";
+    /// One line: what the step does. Empty (the default): the crate's
+    /// description.
+    const SUMMARY: &'static str = "";
 
     /// Decide what to do. Grants are read-only here; return actions instead.
     fn plan(cx: &Context, params: Self::Params, host: &dyn Host) -> Result<Plan, StepError>;
@@ -114,7 +117,12 @@ macro_rules! export_step {
         pub struct __MendStepExport;
         impl $crate::bindings::Guest for __MendStepExport {
             fn describe() -> $crate::StepInfo {
-                $crate::__private::describe::<$step>()
+                // The step crate's own package fields, for what it does not set.
+                $crate::__private::describe::<$step>(
+                    env!("CARGO_PKG_NAME"),
+                    env!("CARGO_PKG_VERSION"),
+                    env!("CARGO_PKG_DESCRIPTION"),
+                )
             }
             fn plan(
                 cx: $crate::Context,
@@ -136,19 +144,45 @@ macro_rules! export_step {
     };
 }
 
+/// What the host learns from a step's `describe`, as it will see it (its
+/// crate's name, version and description filled in), for native tests:
+/// `let info = mend_sdk::step_info!(MyStep);`.
+#[macro_export]
+macro_rules! step_info {
+    ($step:ty) => {
+        $crate::__private::describe::<$step>(
+            env!("CARGO_PKG_NAME"),
+            env!("CARGO_PKG_VERSION"),
+            env!("CARGO_PKG_DESCRIPTION"),
+        )
+    };
+}
+
 /// Glue used by [`export_step!`] and [`testing`]; not a stable API.
 #[doc(hidden)]
 pub mod __private {
+    pub use serde_json;
     pub use wit_bindgen;
 
-    use crate::{Check, Context, Host, Plan, Step, StepError, StepInfo};
+    use crate::{Check, Context, Host, Params, Plan, Step, StepError, StepInfo};
 
-    pub fn describe<S: Step>() -> StepInfo {
+    /// What a step sets, else its crate's package fields.
+    pub fn describe<S: Step>(package: &str, version: &str, description: &str) -> StepInfo {
+        let or = |set: &str, crate_: &str| if set.is_empty() { crate_ } else { set }.to_string();
         StepInfo {
-            name: S::NAME.to_string(),
-            version: S::VERSION.to_string(),
-            summary: S::SUMMARY.to_string(),
-            params: S::params(),
+            name: or(S::NAME, package.strip_prefix("step-").unwrap_or(package)),
+            version: or(S::VERSION, version),
+            summary: or(S::SUMMARY, description),
+            params: <S::Params as Params>::specs(),
+        }
+    }
+
+    /// The step's name as messages say it (its `NAME`, else `this step`).
+    pub fn name<S: Step>() -> &'static str {
+        if S::NAME.is_empty() {
+            "this step"
+        } else {
+            S::NAME
         }
     }
 

@@ -61,6 +61,27 @@ impl ParamSpecExt for ParamSpec {
     }
 }
 
+/// A step's parameters: the struct the runbook's `with` table becomes.
+/// Derive it with `#[derive(Params, Deserialize)]` (see
+/// [`macro@crate::Params`]) rather than by hand.
+pub trait Params: serde::de::DeserializeOwned {
+    /// One spec per `with` key: its kind, whether it is required, its
+    /// default and its help. The host checks the runbook against these.
+    fn specs() -> Vec<ParamSpec>;
+    /// When the table does not parse: the key whose value does not fit its
+    /// field, and why. (The derive tries each field's own type.)
+    fn field_at_fault(
+        _map: &serde_json::Map<String, serde_json::Value>,
+    ) -> Option<(&'static str, String)> {
+        None
+    }
+}
+
+/// The parameters of a step that takes none.
+#[derive(serde::Deserialize, mend_sdk_derive::Params)]
+#[serde(deny_unknown_fields)]
+pub struct NoParams {}
+
 /// Parse the host's JSON `with` object into the step's own type, filling in
 /// defaults from its specs (the host fills them too; a native test may not).
 pub(crate) fn parse<S: Step>(json: &str) -> Result<S::Params, StepError> {
@@ -70,7 +91,7 @@ pub(crate) fn parse<S: Step>(json: &str) -> Result<S::Params, StepError> {
         param: None,
     })?;
     if let Some(map) = value.as_object_mut() {
-        for spec in S::params() {
+        for spec in <S::Params as Params>::specs() {
             if let (false, Some(default)) = (map.contains_key(&spec.name), &spec.default)
                 && let Ok(v) = serde_json::from_str(default)
             {
@@ -78,17 +99,51 @@ pub(crate) fn parse<S: Step>(json: &str) -> Result<S::Params, StepError> {
             }
         }
     }
+    let at_fault = value
+        .as_object()
+        .and_then(<S::Params as Params>::field_at_fault);
     serde_json::from_value(value).map_err(|e| {
-        let text = e.to_string();
-        // serde names the field in "missing field `x`" and "unknown field `x`".
-        let param = text.split('`').nth(1).map(str::to_string);
-        StepError {
-            message: format!("bad parameters: {text}"),
-            hint: Some(format!(
-                "see the parameters of `{}` with `mend step inspect`",
-                S::NAME
-            )),
-            param,
+        let hint = Some(format!(
+            "see the parameters of `{}` with `mend step inspect`",
+            crate::__private::name::<S>()
+        ));
+        match at_fault {
+            // Named from the field whose type refused the value.
+            Some((param, why)) => StepError {
+                message: format!("parameter `{param}`: {why}"),
+                hint,
+                param: Some(param.to_string()),
+            },
+            None => {
+                let text = e.to_string();
+                // serde names a missing or unknown key in backquotes, and a
+                // field's own parser (`deserialize_with`) may: the first
+                // backquoted word that is one of the step's keys.
+                let keys: Vec<String> = <S::Params as Params>::specs()
+                    .into_iter()
+                    .map(|s| s.name)
+                    .collect();
+                let named = |prefix: &str| {
+                    text.split(prefix)
+                        .nth(1)
+                        .and_then(|r| r.split('`').next())
+                        .map(str::to_string)
+                };
+                let param = named("unknown field `")
+                    .or_else(|| named("missing field `"))
+                    .or_else(|| {
+                        text.split('`')
+                            .skip(1)
+                            .step_by(2)
+                            .find(|w| keys.iter().any(|k| k == w))
+                            .map(str::to_string)
+                    });
+                StepError {
+                    message: format!("bad parameters: {text}"),
+                    hint,
+                    param,
+                }
+            }
         }
     })
 }

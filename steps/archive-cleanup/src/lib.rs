@@ -15,17 +15,20 @@ use mend_sdk::prelude::*;
 use serde::de::{Deserializer, Error as _};
 
 /// The runbook's `with` table.
-#[derive(Deserialize)]
+#[derive(Params, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Params {
-    /// `GRANT/dir`: the WAL archive.
+    /// GRANT/dir: the WAL archive
     path: String,
-    /// The oldest WAL file to keep, or a `.backup` file that names it.
+    /// oldest WAL file to keep, or a .backup file; default: the newest .backup
     oldest_kept: Option<String>,
-    /// Extensions (`.gz`, `.zst`) stripped from names before reading them, as `-x`.
+    /// extension(s) of compressed files, e.g. ".gz"
+    ///
+    /// Stripped from names before reading them, as `-x`.
     #[serde(default, deserialize_with = "one_or_many")]
+    #[param(kind = "any")]
     extension: Vec<String>,
-    /// Also keep every file modified at most this many days ago.
+    /// also keep files modified within this many days
     keep_days: Option<i64>,
 }
 
@@ -60,28 +63,8 @@ const SEGMENT_LEN: usize = 24;
 
 impl Step for ArchiveCleanup {
     type Params = Params;
-    const NAME: &'static str = "archive-cleanup";
-    const VERSION: &'static str = "0.1.0";
     const SUMMARY: &'static str =
         "Remove WAL segments older than the oldest one needed, as pg_archivecleanup";
-
-    fn params() -> Vec<ParamSpec> {
-        vec![
-            ParamSpec::string("path", "GRANT/dir: the WAL archive").required(),
-            ParamSpec::string(
-                "oldest_kept",
-                "oldest WAL file to keep, or a .backup file; default: the newest .backup",
-            ),
-            ParamSpec::any(
-                "extension",
-                "extension(s) of compressed files, e.g. \".gz\"",
-            ),
-            ParamSpec::integer(
-                "keep_days",
-                "also keep files modified within this many days",
-            ),
-        ]
-    }
 
     fn plan(_cx: &Context, p: Params, host: &dyn Host) -> Result<Plan, StepError> {
         if let Some(e) = p

@@ -44,13 +44,24 @@ use run::Outcome;
 use spec::Spec;
 
 /// The runbook's `with` table.
-#[derive(Deserialize)]
+#[derive(Params, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Params {
     /// The checks, each read by [`spec::parse`].
+    #[param(doc = "tables with one kind and an optional `message`:
+exists = \"GRANT/path\"
+not_empty = \"GRANT/dir\"
+mount | not_mount = { command = \"mountpoint\", path = \"/abs/path\" }
+free = { path = \"GRANT/path\", at_least = \"10GiB\" | \"15%\", times = { path = \"GRANT/other\", factor = 2.0 } }
+contains | not_contains = { path = \"GRANT/file\", pattern = \"...\" }
+command = { command = \"NAME\", args = [...] }
+http = { url = \"http://...\", status = 200 }
+not_listening = { port = 6379, procnet = \"procnet\" }
+cert = { path = \"GRANT/fullchain.pem\", days_left = 14 }")]
     checks: Vec<Value>,
-    /// `"plan"` (default): check while planning; `"after"`: only in verify.
+    /// `plan` (check before anything runs) or `after` (check in verify, with retry)
     #[serde(default = "when_default")]
+    #[param(default = "plan")]
     when: String,
 }
 
@@ -66,33 +77,7 @@ pub const FIX_AND_RERUN: &str = "nothing was changed: fix what the checks say, t
 
 impl Step for Assert {
     type Params = Params;
-    const NAME: &'static str = "assert";
-    const VERSION: &'static str = "0.1.0";
     const SUMMARY: &'static str = "Check preconditions and postconditions (paths, mounts, free space, file contents, commands, URLs, listening ports, certificates); plan nothing, fail if any check fails";
-
-    fn params() -> Vec<ParamSpec> {
-        vec![
-            ParamSpec::list(
-                "checks",
-                "tables with one kind and an optional `message`:
-exists = \"GRANT/path\"
-not_empty = \"GRANT/dir\"
-mount | not_mount = { command = \"mountpoint\", path = \"/abs/path\" }
-free = { path = \"GRANT/path\", at_least = \"10GiB\" | \"15%\", times = { path = \"GRANT/other\", factor = 2.0 } }
-contains | not_contains = { path = \"GRANT/file\", pattern = \"...\" }
-command = { command = \"NAME\", args = [...] }
-http = { url = \"http://...\", status = 200 }
-not_listening = { port = 6379, procnet = \"procnet\" }
-cert = { path = \"GRANT/fullchain.pem\", days_left = 14 }",
-            )
-            .required(),
-            ParamSpec::string(
-                "when",
-                "`plan` (check before anything runs) or `after` (check in verify, with retry)",
-            )
-            .default("plan"),
-        ]
-    }
 
     fn plan(cx: &Context, p: Params, host: &dyn Host) -> Result<Plan, StepError> {
         match p.when.as_str() {

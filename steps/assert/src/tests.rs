@@ -138,8 +138,9 @@ fn refused(check: Value) -> StepError {
 
 #[test]
 fn describe_declares_a_required_list_and_when() {
-    assert_eq!(Assert::NAME, "assert");
-    let params = Assert::params();
+    let info = mend_sdk::step_info!(Assert);
+    assert_eq!(info.name, "assert");
+    let params = info.params;
     assert_eq!(params.len(), 2);
     let when = &params[1];
     assert_eq!(

@@ -8,24 +8,31 @@ use std::collections::{BTreeMap, BTreeSet};
 use mend_sdk::prelude::*;
 
 /// The runbook's `with` table.
-#[derive(Deserialize)]
+#[derive(Params, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Params {
-    /// `GRANT/dir` to cull.
+    /// GRANT/dir: the cache to cull
     path: String,
-    /// Remove files last modified more than this many days ago.
+    /// remove files older than this many days
     days: Option<u64>,
-    /// Or more than this many minutes ago (`find -mmin +N`).
+    /// remove files older than this many minutes
+    ///
+    /// Strictly older, as `find -mmin +N`.
     minutes: Option<u64>,
-    /// Then remove the oldest files until the tree holds at most this many bytes.
+    /// then remove oldest files until at most this
+    ///
+    /// Bytes the tree may hold after the age cut, oldest removed first.
     max_bytes: Option<u64>,
-    /// Glob patterns (on the path below `path`); when given, only matches are culled.
+    /// only cull files matching these globs
+    ///
+    /// Globs on the path below `path`.
     #[serde(default)]
     include: Vec<String>,
-    /// Glob patterns of files never culled.
+    /// never cull files matching these globs
     #[serde(default)]
     exclude: Vec<String>,
-    /// Remove directories the cull leaves empty.
+    /// remove directories left empty
+    #[param(default = true)]
     remove_empty_dirs: bool,
 }
 
@@ -40,21 +47,7 @@ struct File {
 
 impl Step for CacheCull {
     type Params = Params;
-    const NAME: &'static str = "cache-cull";
-    const VERSION: &'static str = "0.1.0";
     const SUMMARY: &'static str = "Remove cache files by age and size budget";
-
-    fn params() -> Vec<ParamSpec> {
-        vec![
-            ParamSpec::string("path", "GRANT/dir: the cache to cull").required(),
-            ParamSpec::integer("days", "remove files older than this many days"),
-            ParamSpec::integer("minutes", "remove files older than this many minutes"),
-            ParamSpec::integer("max_bytes", "then remove oldest files until at most this"),
-            ParamSpec::list("include", "only cull files matching these globs"),
-            ParamSpec::list("exclude", "never cull files matching these globs"),
-            ParamSpec::boolean("remove_empty_dirs", "remove directories left empty").default(true),
-        ]
-    }
 
     fn plan(_cx: &Context, p: Params, host: &dyn Host) -> Result<Plan, StepError> {
         let age = match (p.days, p.minutes) {

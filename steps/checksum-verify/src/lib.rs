@@ -15,18 +15,23 @@ use mend_sdk::prelude::*;
 use report::{Tally, check_line, plural, short};
 
 /// The runbook's `with` table.
-#[derive(Deserialize)]
+#[derive(Params, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Params {
-    /// `GRANT/path` -> expected digest, `[ALGORITHM:]HEX`.
+    /// GRANT/path = expected digest, e.g. "sha256:ab12…"
     #[serde(default)]
     files: BTreeMap<String, Text>,
-    /// `GRANT/path` of a SHA256SUMS-style list; names are relative to its directory.
+    /// GRANT/path of a SHA256SUMS-style list to check
+    ///
+    /// Names in it are relative to its directory.
     list: Option<String>,
-    /// The algorithm of digests without a prefix (default sha256).
+    /// sha256, sha512 or blake3 for digests without a prefix (default sha256)
     algorithm: Option<String>,
-    /// Skip listed files that do not exist, as `sha256sum --ignore-missing`.
+    /// skip listed files that do not exist
+    ///
+    /// As `sha256sum --ignore-missing`.
     #[serde(default)]
+    #[param(default = false)]
     ignore_missing: bool,
 }
 
@@ -59,26 +64,8 @@ enum Verdict {
 
 impl Step for ChecksumVerify {
     type Params = Params;
-    const NAME: &'static str = "checksum-verify";
-    const VERSION: &'static str = "0.1.0";
     const SUMMARY: &'static str =
         "Check files against expected digests (sha256sum -c); fail the plan if any differ";
-
-    fn params() -> Vec<ParamSpec> {
-        vec![
-            ParamSpec::table(
-                "files",
-                "GRANT/path = expected digest, e.g. \"sha256:ab12…\"",
-            ),
-            ParamSpec::string("list", "GRANT/path of a SHA256SUMS-style list to check"),
-            ParamSpec::string(
-                "algorithm",
-                "sha256, sha512 or blake3 for digests without a prefix (default sha256)",
-            ),
-            ParamSpec::boolean("ignore_missing", "skip listed files that do not exist")
-                .default(false),
-        ]
-    }
 
     fn plan(_cx: &Context, p: Params, host: &dyn Host) -> Result<Plan, StepError> {
         let (entries, warning) = entries(&p, host)?;

@@ -17,22 +17,24 @@
 use mend_sdk::prelude::*;
 
 /// The runbook's `with` table.
-#[derive(Deserialize)]
+#[derive(Params, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Params {
-    /// `GRANT/path` of the release tarball.
+    /// GRANT/path of the release tarball
     archive: String,
-    /// `GRANT/path` of the live release directory.
+    /// GRANT/path of the live release directory
     current: String,
-    /// The directory inside the archive that holds the release ("" = its top).
+    /// the directory inside the archive that holds the release ("" for its top)
     #[serde(default)]
+    #[param(default = "")]
     root: String,
-    /// `tar`, `tar.gz` or `tar.zst`; from the archive's name when absent.
+    /// tar, tar.gz or tar.zst (default: from the archive's name)
     format: Option<String>,
-    /// Paths inside the current release moved into the new one.
+    /// paths inside the current release to move into the new one (config, uploads)
     #[serde(default)]
     carry: Vec<String>,
-    /// The command that migrates, run after the swap.
+    /// { command, args = [...], undo = [...] }: run in the new release after the swap
+    #[param(kind = "table")]
     migrate: Option<Migrate>,
 }
 
@@ -54,33 +56,7 @@ pub struct Release;
 
 impl Step for Release {
     type Params = Params;
-    const NAME: &'static str = "release";
-    const VERSION: &'static str = "0.1.0";
     const SUMMARY: &'static str = "Install a release tarball beside the current release, carry its data over, swap it in whole, migrate";
-
-    fn params() -> Vec<ParamSpec> {
-        vec![
-            ParamSpec::string("archive", "GRANT/path of the release tarball").required(),
-            ParamSpec::string("current", "GRANT/path of the live release directory").required(),
-            ParamSpec::string(
-                "root",
-                "the directory inside the archive that holds the release (\"\" for its top)",
-            )
-            .default(""),
-            ParamSpec::string(
-                "format",
-                "tar, tar.gz or tar.zst (default: from the archive's name)",
-            ),
-            ParamSpec::list(
-                "carry",
-                "paths inside the current release to move into the new one (config, uploads)",
-            ),
-            ParamSpec::table(
-                "migrate",
-                "{ command, args = [...], undo = [...] }: run in the new release after the swap",
-            ),
-        ]
-    }
 
     fn plan(_cx: &Context, p: Params, host: &dyn Host) -> Result<Plan, StepError> {
         let archive = p.archive.trim_end_matches('/');

@@ -24,35 +24,40 @@ use choose::{Candidate, Kind};
 pub use database::Database;
 
 /// The runbook's `with` table.
-#[derive(Deserialize)]
+#[derive(Params, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Params {
-    /// `GRANT/path` of the directory that holds the snapshots (not with
-    /// `restic` or `borg`).
+    /// GRANT/path of the directory holding the snapshots (or give restic or borg)
     #[serde(default)]
     from: String,
-    /// A restic repository to restore from.
+    /// a restic repository: { repo, path = "/var/lib/x", tag, command = "restic", args = ["--password-file", ...] }
+    #[param(kind = "table")]
     restic: Option<repo::Repo>,
-    /// A borg repository to restore from.
+    /// a borg repository: { repo, path = "var/lib/x", tag (the archives' label), command = "borg", args }
+    #[param(kind = "table")]
     borg: Option<repo::Repo>,
-    /// `GRANT/path` of the directory to restore.
+    /// GRANT/path of the directory to restore
     target: Option<String>,
-    /// The path inside a snapshot to restore from (rsnapshot's `localhost/...`).
+    /// the path inside each snapshot to restore from
+    ///
+    /// As rsnapshot's `localhost/...`.
     subdir: Option<String>,
-    /// A database to restore from the newest `*.dump`.
+    /// a database to restore: { name, connect = [...], counts = { table = rows }, query, expect }
+    #[param(kind = "table")]
     database: Option<Database>,
-    /// The snapshot to restore instead of the newest.
+    /// restore this snapshot instead of the newest ("" for the newest)
     snapshot: Option<String>,
-    /// Refuse a newest snapshot older than this (`36h`, `2d`).
+    /// refuse a newest snapshot older than this, e.g. "36h"
     max_age: Option<String>,
-    /// Restore an old snapshot all the same.
+    /// restore an old snapshot all the same
     #[serde(default)]
+    #[param(default = false)]
     allow_old: bool,
-    /// Restore a snapshot dated in the future all the same.
+    /// restore a snapshot dated in the future (a wrong clock) all the same
     #[serde(default)]
+    #[param(default = false)]
     allow_future: bool,
-    /// Choose among this label's snapshots (`LABEL-YYYYMMDDTHHMMSSZ`, as
-    /// std:snapshot names them); default: the target's or database's name.
+    /// choose among this label's snapshots (LABEL-YYYYMMDDTHHMMSSZ); default: the target's or database's name
     label: Option<String>,
 }
 
@@ -61,51 +66,8 @@ pub struct Restore;
 
 impl Step for Restore {
     type Params = Params;
-    const NAME: &'static str = "restore";
-    const VERSION: &'static str = "0.1.0";
     const SUMMARY: &'static str =
         "Restore the newest snapshot (by its own time) of a directory or a database";
-
-    fn params() -> Vec<ParamSpec> {
-        vec![
-            ParamSpec::string(
-                "from",
-                "GRANT/path of the directory holding the snapshots (or give restic or borg)",
-            ),
-            ParamSpec::table(
-                "restic",
-                "a restic repository: { repo, path = \"/var/lib/x\", tag, command = \"restic\", args = [\"--password-file\", ...] }",
-            ),
-            ParamSpec::table(
-                "borg",
-                "a borg repository: { repo, path = \"var/lib/x\", tag (the archives' label), command = \"borg\", args }",
-            ),
-            ParamSpec::string("target", "GRANT/path of the directory to restore"),
-            ParamSpec::string("subdir", "the path inside each snapshot to restore from"),
-            ParamSpec::table(
-                "database",
-                "a database to restore: { name, connect = [...], counts = { table = rows }, query, expect }",
-            ),
-            ParamSpec::string(
-                "snapshot",
-                "restore this snapshot instead of the newest (\"\" for the newest)",
-            ),
-            ParamSpec::string(
-                "max_age",
-                "refuse a newest snapshot older than this, e.g. \"36h\"",
-            ),
-            ParamSpec::boolean("allow_old", "restore an old snapshot all the same").default(false),
-            ParamSpec::boolean(
-                "allow_future",
-                "restore a snapshot dated in the future (a wrong clock) all the same",
-            )
-            .default(false),
-            ParamSpec::string(
-                "label",
-                "choose among this label's snapshots (LABEL-YYYYMMDDTHHMMSSZ); default: the target's or database's name",
-            ),
-        ]
-    }
 
     fn plan(cx: &Context, p: Params, host: &dyn Host) -> Result<Plan, StepError> {
         let tool = match (&p.restic, &p.borg) {

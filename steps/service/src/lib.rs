@@ -13,20 +13,22 @@
 use mend_sdk::prelude::*;
 
 /// The runbook's `with` table.
-#[derive(Deserialize)]
+#[derive(Params, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Params {
-    /// The units, in the order to act on them (stop runs in reverse).
+    /// the units, e.g. ["mastodon-web.service"]
+    ///
+    /// In the order to act on them (stop runs in reverse).
     units: Vec<String>,
-    /// stop, start, restart or reload.
+    /// stop, start, restart or reload
     action: String,
-    /// The runbook's command to use (its `[commands.NAME]`).
+    /// the runbook command to use (a [commands.NAME] with the manager's verbs)
+    #[param(default = "systemctl")]
     command: String,
-    /// systemd (default), openrc, runit, prosodyctl or compose.
+    /// systemd (default), openrc (rc-service), runit (sv), prosodyctl or compose (docker compose)
     #[serde(default)]
     manager: Option<String>,
-    /// The arguments for each verb, `{unit}` standing for the unit:
-    /// { is-active = [...], start = [...], stop = [...], restart = [...], reload = [...] }.
+    /// each verb's arguments, {unit} for the unit: { is-active = [...], start = [...], stop = [...], restart = [...], reload = [...] }
     #[serde(default)]
     verbs: Option<std::collections::BTreeMap<String, Vec<String>>>,
 }
@@ -201,30 +203,8 @@ fn is_active(host: &dyn Host, m: &Manager, command: &str, unit: &str) -> Result<
 
 impl Step for Service {
     type Params = Params;
-    const NAME: &'static str = "service";
-    const VERSION: &'static str = "0.1.0";
     const SUMMARY: &'static str =
         "Stop, start, restart or reload units, each with its compensation, and wait for them";
-
-    fn params() -> Vec<ParamSpec> {
-        vec![
-            ParamSpec::list("units", "the units, e.g. [\"mastodon-web.service\"]").required(),
-            ParamSpec::string("action", "stop, start, restart or reload").required(),
-            ParamSpec::string(
-                "command",
-                "the runbook command to use (a [commands.NAME] with the manager's verbs)",
-            )
-            .default("systemctl"),
-            ParamSpec::string(
-                "manager",
-                "systemd (default), openrc (rc-service), runit (sv), prosodyctl or compose (docker compose)",
-            ),
-            ParamSpec::table(
-                "verbs",
-                "each verb's arguments, {unit} for the unit: { is-active = [...], start = [...], stop = [...], restart = [...], reload = [...] }",
-            ),
-        ]
-    }
 
     fn plan(_cx: &Context, p: Params, host: &dyn Host) -> Result<Plan, StepError> {
         let verb = Verb::parse(&p.action)?;

@@ -9,19 +9,21 @@ use mend_sdk::prelude::*;
 use mend_sdk::time::{utc, utc_stamp};
 
 /// The runbook's `with` table.
-#[derive(Deserialize)]
+#[derive(Params, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Params {
-    /// `GRANT/path` of the directory where snapshots go.
+    /// GRANT/path of the directory where snapshots go
     into: String,
-    /// `GRANT/path` of a directory to copy.
+    /// GRANT/path of a directory to copy
     source: Option<String>,
-    /// A database to dump.
+    /// a database to dump: { name, command = "pg_dump", connect = [...] }
+    #[param(kind = "table")]
     database: Option<Database>,
-    /// The name's prefix (default: the source's or the database's name).
+    /// the snapshot name's prefix (default: the source's or database's name)
     label: Option<String>,
-    /// `dir` (a copy), `tar` or `tar.zst` (one archive file, written by the host).
+    /// dir (a copy of the directory), tar or tar.zst (one archive: owners, modes, times, links and xattrs kept; zstd on every core)
     #[serde(default = "dir")]
+    #[param(default = "dir")]
     format: String,
 }
 
@@ -59,30 +61,8 @@ fn last_component(path: &str) -> &str {
 
 impl Step for Snapshot {
     type Params = Params;
-    const NAME: &'static str = "snapshot";
-    const VERSION: &'static str = "0.1.0";
     const SUMMARY: &'static str =
         "Copy a directory and dump a database into a snapshots grant, space checked first";
-
-    fn params() -> Vec<ParamSpec> {
-        vec![
-            ParamSpec::string("into", "GRANT/path of the directory where snapshots go").required(),
-            ParamSpec::string("source", "GRANT/path of a directory to copy"),
-            ParamSpec::table(
-                "database",
-                "a database to dump: { name, command = \"pg_dump\", connect = [...] }",
-            ),
-            ParamSpec::string(
-                "label",
-                "the snapshot name's prefix (default: the source's or database's name)",
-            ),
-            ParamSpec::string(
-                "format",
-                "dir (a copy of the directory), tar or tar.zst (one archive: owners, modes, times, links and xattrs kept; zstd on every core)",
-            )
-            .default("dir"),
-        ]
-    }
 
     fn plan(cx: &Context, p: Params, host: &dyn Host) -> Result<Plan, StepError> {
         if p.source.is_none() && p.database.is_none() {

@@ -17,19 +17,12 @@ mod evil {
     });
 }
 
-#[derive(Deserialize)]
-pub struct Params {}
-
 pub struct EvilImport;
 impl Step for EvilImport {
-    type Params = Params;
+    type Params = NoParams;
     const NAME: &'static str = "evil-import";
-    const VERSION: &'static str = "0.1.0";
     const SUMMARY: &'static str = "Import an interface mend does not offer";
-    fn params() -> Vec<ParamSpec> {
-        Vec::new()
-    }
-    fn plan(_: &Context, _: Params, _: &dyn Host) -> Result<Plan, StepError> {
+    fn plan(_: &Context, _: NoParams, _: &dyn Host) -> Result<Plan, StepError> {
         // Used, so that the import stays in the component.
         let sent = evil::evil::net::raw::send(b"exfiltrate");
         Ok(Plan::builder().summary(format!("sent {sent}")).build())

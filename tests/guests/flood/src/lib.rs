@@ -8,15 +8,20 @@
 //! `how = "summary"`: a plan whose one summary line is `mib` MiB of `fill`.
 use mend_sdk::prelude::*;
 
-#[derive(Deserialize)]
+#[derive(Params, Deserialize)]
 pub struct Params {
+    /// log, flood, list, path, walk or summary
     how: String,
+    /// size in MiB
     #[serde(default)]
     mib: u64,
+    /// number of list elements
     #[serde(default)]
     n: u64,
+    /// what to walk
     #[serde(default)]
     path: String,
+    /// what to fill strings with (default `x`)
     #[serde(default)]
     fill: Option<String>,
 }
@@ -31,17 +36,7 @@ pub struct Flood;
 impl Step for Flood {
     type Params = Params;
     const NAME: &'static str = "flood";
-    const VERSION: &'static str = "0.1.0";
     const SUMMARY: &'static str = "Hand the host huge values";
-    fn params() -> Vec<ParamSpec> {
-        vec![
-            ParamSpec::string("how", "log, flood, list, path, walk or summary").required(),
-            ParamSpec::integer("mib", "size in MiB"),
-            ParamSpec::integer("n", "number of list elements"),
-            ParamSpec::string("path", "what to walk"),
-            ParamSpec::string("fill", "what to fill strings with (default `x`)"),
-        ]
-    }
     fn plan(_: &Context, p: Params, host: &dyn Host) -> Result<Plan, StepError> {
         let line = match p.how.as_str() {
             "log" => {

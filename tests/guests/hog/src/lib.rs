@@ -1,19 +1,12 @@
 //! Asks for 1 GiB in plan: the host must refuse it at the memory limit.
 use mend_sdk::prelude::*;
 
-#[derive(Deserialize)]
-pub struct Params {}
-
 pub struct Hog;
 impl Step for Hog {
-    type Params = Params;
+    type Params = NoParams;
     const NAME: &'static str = "hog";
-    const VERSION: &'static str = "0.1.0";
     const SUMMARY: &'static str = "Allocate 1 GiB";
-    fn params() -> Vec<ParamSpec> {
-        Vec::new()
-    }
-    fn plan(_: &Context, _: Params, _: &dyn Host) -> Result<Plan, StepError> {
+    fn plan(_: &Context, _: NoParams, _: &dyn Host) -> Result<Plan, StepError> {
         let big = vec![1u8; 1 << 30];
         let sum: u64 = std::hint::black_box(&big)
             .iter()

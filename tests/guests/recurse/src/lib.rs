@@ -2,9 +2,6 @@
 //! out, name the step, and live on.
 use mend_sdk::prelude::*;
 
-#[derive(Deserialize)]
-pub struct Params {}
-
 /// Not a tail call, and no locals in linear memory: every frame is on the
 /// wasm stack, which wasmtime bounds.
 #[inline(never)]
@@ -18,14 +15,10 @@ fn down(n: u64) -> u64 {
 
 pub struct Recurse;
 impl Step for Recurse {
-    type Params = Params;
+    type Params = NoParams;
     const NAME: &'static str = "recurse";
-    const VERSION: &'static str = "0.1.0";
     const SUMMARY: &'static str = "Recurse without end";
-    fn params() -> Vec<ParamSpec> {
-        Vec::new()
-    }
-    fn plan(_: &Context, _: Params, _: &dyn Host) -> Result<Plan, StepError> {
+    fn plan(_: &Context, _: NoParams, _: &dyn Host) -> Result<Plan, StepError> {
         let n = down(0);
         Ok(Plan::builder().summary(format!("reached {n}")).build())
     }

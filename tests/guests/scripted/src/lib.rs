@@ -19,23 +19,28 @@ use mend_sdk::prelude::*;
 use mend_sdk::{ActionKind, ArchiveFormat, Check};
 use serde_json::Value;
 
-#[derive(Deserialize)]
+#[derive(Params, Deserialize)]
 pub struct Params {
+    /// the actions to plan
     #[serde(default)]
     actions: Vec<serde_json::Map<String, Value>>,
+    /// fail planning with this message
     fail_plan: Option<String>,
+    /// `fail`, or `exists:GRANT/path`
     verify: Option<String>,
+    /// messages to log while planning
     #[serde(default)]
     log: Vec<String>,
-    /// Summary lines to return, as given.
+    /// summary lines to return, as given
     #[serde(default)]
     summary: Vec<String>,
-    /// Host helpers to call while planning, each reported as a summary line:
-    /// `walk:GRANT/dir` (entries, files, bytes), `digest:GRANT/file`,
-    /// `free:GRANT`, `read:GRANT/file`.
+    /// host helpers to call: walk:, digest:, free:, read:, clock:
+    ///
+    /// Each reported as a summary line: `walk:GRANT/dir` (entries, files,
+    /// bytes), `digest:GRANT/file`, `free:GRANT`, `read:GRANT/file`.
     #[serde(default)]
     inspect: Vec<String>,
-    /// Calls to run through `probe` while planning, each `[command, [args]]`.
+    /// calls to run through probe while planning, each `[command, [args]]`
     #[serde(default)]
     probe: Vec<Value>,
 }
@@ -69,22 +74,7 @@ pub struct Scripted;
 impl Step for Scripted {
     type Params = Params;
     const NAME: &'static str = "scripted";
-    const VERSION: &'static str = "0.1.0";
     const SUMMARY: &'static str = "Plan the actions the runbook lists";
-    fn params() -> Vec<ParamSpec> {
-        vec![
-            ParamSpec::list("actions", "the actions to plan"),
-            ParamSpec::string("fail_plan", "fail planning with this message"),
-            ParamSpec::string("verify", "`fail`, or `exists:GRANT/path`"),
-            ParamSpec::list("log", "messages to log while planning"),
-            ParamSpec::list("summary", "summary lines to return"),
-            ParamSpec::list(
-                "inspect",
-                "host helpers to call: walk:, digest:, free:, read:, clock:",
-            ),
-            ParamSpec::list("probe", "calls to run through probe while planning"),
-        ]
-    }
     fn plan(_: &Context, p: Params, host: &dyn Host) -> Result<Plan, StepError> {
         for line in &p.log {
             host.log(Level::Info, line);

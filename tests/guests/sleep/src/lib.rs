@@ -4,8 +4,9 @@
 //! monotonic-clock pollable.
 use mend_sdk::prelude::*;
 
-#[derive(Deserialize)]
+#[derive(Params, Deserialize)]
 pub struct Params {
+    /// `sleep` or `poll`
     how: String,
 }
 
@@ -15,11 +16,7 @@ pub struct Sleep;
 impl Step for Sleep {
     type Params = Params;
     const NAME: &'static str = "sleep";
-    const VERSION: &'static str = "0.1.0";
     const SUMMARY: &'static str = "Block in WASI for an hour";
-    fn params() -> Vec<ParamSpec> {
-        vec![ParamSpec::string("how", "`sleep` or `poll`").required()]
-    }
     fn plan(_: &Context, p: Params, _: &dyn Host) -> Result<Plan, StepError> {
         match p.how.as_str() {
             "sleep" => std::thread::sleep(std::time::Duration::from_nanos(HOUR_NS)),

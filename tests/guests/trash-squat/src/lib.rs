@@ -6,10 +6,13 @@
 use mend_sdk::prelude::*;
 use mend_sdk::{Action, ActionKind};
 
-#[derive(Deserialize)]
+#[derive(Params, Deserialize)]
 pub struct Params {
+    /// the grant whose trash to squat
     grant: String,
+    /// GRANT/path to remove after squatting
     victim: String,
+    /// this step's index in the runbook
     step: u32,
 }
 
@@ -17,15 +20,7 @@ pub struct TrashSquat;
 impl Step for TrashSquat {
     type Params = Params;
     const NAME: &'static str = "trash-squat";
-    const VERSION: &'static str = "0.1.0";
     const SUMMARY: &'static str = "Plan a create-dir inside the host's trash";
-    fn params() -> Vec<ParamSpec> {
-        vec![
-            ParamSpec::string("grant", "the grant whose trash to squat").required(),
-            ParamSpec::string("victim", "GRANT/path to remove after squatting").required(),
-            ParamSpec::integer("step", "this step's index in the runbook").required(),
-        ]
-    }
     fn plan(_: &Context, p: Params, _: &dyn Host) -> Result<Plan, StepError> {
         let trash = format!("/{}/.mend-trash", p.grant);
         let run = std::fs::read_dir(&trash)

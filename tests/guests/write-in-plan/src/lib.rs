@@ -2,8 +2,9 @@
 //! write must fail; the step reports what the sandbox said.
 use mend_sdk::prelude::*;
 
-#[derive(Deserialize)]
+#[derive(Params, Deserialize)]
 pub struct Params {
+    /// the grant to write into
     grant: String,
 }
 
@@ -11,11 +12,7 @@ pub struct WriteInPlan;
 impl Step for WriteInPlan {
     type Params = Params;
     const NAME: &'static str = "write-in-plan";
-    const VERSION: &'static str = "0.1.0";
     const SUMMARY: &'static str = "Try to write during plan";
-    fn params() -> Vec<ParamSpec> {
-        vec![ParamSpec::string("grant", "the grant to write into").required()]
-    }
     fn plan(_: &Context, p: Params, _: &dyn Host) -> Result<Plan, StepError> {
         let target = format!("/{}/planted.txt", p.grant);
         let create = std::fs::write(&target, b"written during plan");
