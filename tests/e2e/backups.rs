@@ -420,7 +420,7 @@ fn a_restore_drill_passes_within_its_budget_and_fails_over_it() {
         ok.text()
     );
     assert!(
-        ok.stdout.contains(" ms  restore"),
+        ok.stdout.contains("\n  restore: "),
         "time per step: {}",
         ok.text()
     );

@@ -502,7 +502,7 @@ impl Out {
                     .unwrap_or_default()
             );
             for (step, ms) in &r.step_ms {
-                println!("  {ms:>10} ms  {step}");
+                println!("  {step}: {}", millis(*ms));
             }
         }
         if r.over_budget {
