@@ -56,7 +56,7 @@ done
         '"5m"' '"256MiB"' 'true' '1e3' '-0' '0x'; do
         printf '"%s"\n' "$(printf '%s' "$t" | sed 's/\\/\\\\/g; s/"/\\"/g')"
     done
-    grep -ozP '(key|required)\(\s*"\K[a-z0-9_-]+' engine/src/runbook/format.rs |
+    grep -ozP '(key|required)\(\s*"\K[a-z0-9_-]+' crates/runbook/src/format.rs |
         tr '\0' '\n' | sort -u | sed 's/.*/"&"/'
 } >fuzz/runbook.dict
 
@@ -82,7 +82,10 @@ for t in "${targets[@]}"; do
     if [ -d fuzz/seeds/"$t" ]; then
         dirs+=(fuzz/seeds/"$t")
     fi
-    nice -n 15 cargo fuzz run -s "$sanitizer" --fuzz-dir fuzz "$t" \
+    # The targets that render a journal through the CLI need it linked.
+    features=()
+    case "$t" in journal | journal_render) features=(--features cli) ;; esac
+    nice -n 15 cargo fuzz run -s "$sanitizer" --fuzz-dir fuzz "${features[@]}" "$t" \
         "${dirs[@]}" -- "${args[@]}" >"$log" 2>&1
     rc=$?
     set -e

@@ -13,7 +13,7 @@ use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
 use mend::cli::Out;
-use mend::journal::{HistoryFilter, JOURNAL_FILE, Journal, RunRecord, RunStatus};
+use mend_journal::{HistoryFilter, JOURNAL_FILE, Journal, RunRecord, RunStatus};
 
 /// The state directory, one per process, emptied before each input.
 fn state_dir() -> &'static Path {
@@ -104,16 +104,16 @@ fuzz_target!(|data: &[u8]| {
             Out::new(true).show(&record, &steps, &actions, &events);
             Out::new(false).show(&record, &steps, &actions, &events);
             let _ = mend::cli::report::markdown(&record, &steps, &actions, &events);
-            let _ = serde_json::from_str::<mend::runner::RunInputs>(&record.params_json);
+            let _ = serde_json::from_str::<mend_journal::RunInputs>(&record.params_json);
             for s in &steps {
                 if let Some(plan) = &s.plan_json {
-                    let _ = serde_json::from_str::<mend::runner::SavedStep>(plan);
+                    let _ = serde_json::from_str::<mend_journal::SavedStep>(plan);
                 }
             }
             for a in &actions {
-                let _ = serde_json::from_str::<mend::plan::Planned>(&a.action_json);
+                let _ = serde_json::from_str::<mend_plan::Planned>(&a.action_json);
                 if let Some(undo) = &a.undo_json {
-                    let _ = serde_json::from_str::<mend::runner::Journaled>(undo);
+                    let _ = serde_json::from_str::<mend_journal::Journaled>(undo);
                 }
             }
         }

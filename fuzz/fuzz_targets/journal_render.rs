@@ -9,7 +9,7 @@
 use libfuzzer_sys::arbitrary::{self, Unstructured};
 use libfuzzer_sys::fuzz_target;
 use mend::cli::Out;
-use mend::journal::{
+use mend_journal::{
     ActionRecord, ActionState, EventRecord, RunMode, RunRecord, RunStatus, StepRecord, StepStatus,
 };
 

@@ -6,9 +6,9 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use mend::journal::{ActionState, RunMode, RunStatus, StepStatus};
-use mend::plan::{Action, Planned};
-use mend::runner::{Journaled, RunInputs, SavedStep};
+use mend_journal::{ActionState, RunMode, RunStatus, StepStatus};
+use mend_plan::{Action, Planned};
+use mend_journal::{Journaled, RunInputs, SavedStep};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 

@@ -40,7 +40,8 @@ mod host;
 mod params;
 mod plan;
 pub mod testing;
-pub mod time;
+/// UTC times for names and plans (`utc_stamp`, `time_in_name`, ...).
+pub use mend_human::time;
 
 /// The generated bindings for the `mend:runbook/step` world. Step authors
 /// should not need them; they are public for the export macro.
@@ -66,9 +67,10 @@ pub use bindings::mend::runbook::types::{
     SetModeArgs, SetOwnerArgs, StepError, StepInfo, SwapArgs, WriteFileArgs,
 };
 pub use host::{Host, HostErrorExt, WasmHost, tree_size};
+pub use mend_human::{copy_headroom, files_text, human_bytes, human_count};
 pub use mend_sdk_derive::Params;
 pub use params::{NoParams, ParamSpecExt, Params};
-pub use plan::{PlanBuilder, StepErrorExt, copy_headroom, files_text, human_bytes, human_count};
+pub use plan::{PlanBuilder, StepErrorExt};
 
 /// Everything a step usually needs, in one `use`.
 pub mod prelude {

@@ -13,7 +13,7 @@ pub fn mend_bin() -> &'static str {
 
 /// A file of the repository (a shipped runbook), by its path from the root.
 pub fn repo(rel: &str) -> String {
-    format!("{}/../{rel}", env!("CARGO_MANIFEST_DIR"))
+    format!("{}/../../{rel}", env!("CARGO_MANIFEST_DIR"))
 }
 
 /// Compiled components are cached here for the whole suite: a debug build
@@ -45,7 +45,7 @@ pub fn guest_capabilities(name: &str) -> String {
     }
     let (path, _) = guest(name);
     let bytes = std::fs::read(&path).unwrap();
-    let sandbox = mend::sandbox::Sandbox::new(Some(shared_cache())).unwrap();
+    let sandbox = mend_host::sandbox::Sandbox::new(Some(shared_cache())).unwrap();
     let imports = sandbox.imports(&path, &bytes).unwrap();
     let line = mend::supply::line(&mend::supply::capabilities(&imports));
     lines.lock().unwrap().insert(name.to_string(), line.clone());

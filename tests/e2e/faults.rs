@@ -1,4 +1,4 @@
-//! A full or failing disk, injected with `MEND_FAULT` (engine/src/faults.rs):
+//! A full or failing disk, injected with `MEND_FAULT` (crates/faults/src/lib.rs):
 //! on a journal write the run stops where it is and `mend resume` (or
 //! `mend rollback`) finishes it once the fault is gone; on an action the step
 //! fails and the run rolls back; a failed fsync is never retried.

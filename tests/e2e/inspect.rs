@@ -143,7 +143,7 @@ fn a_scaffolded_step_tests_builds_and_runs_in_a_runbook() {
 
     // Its own target dir, kept between runs: the suite's is locked by the
     // cargo that runs this test.
-    let target = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/scaffold");
+    let target = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/scaffold");
     let env = [
         ("CARGO_TARGET_DIR", target.to_str().unwrap()),
         ("CARGO", env!("CARGO")),
@@ -233,13 +233,17 @@ fn logs_carry_journald_priorities_when_stderr_is_the_journal() {
         .find(|l| l.contains("compiled component"))
         .unwrap_or_else(|| panic!("no compile log in:\n{journal}"));
     assert!(
-        line.starts_with("<6>mend::sandbox: compiled component"),
+        line.starts_with("<6>mend_host::sandbox: compiled component"),
         "{line}"
+    );
+    assert!(
+        !journal.contains('\x1b'),
+        "colour codes in the journal: {journal}"
     );
     std::fs::remove_dir_all(f.path("fresh-cache")).unwrap();
     let plain = run(false);
     assert!(
-        plain.contains(" INFO mend::sandbox: compiled component") && !plain.contains("<6>"),
+        plain.contains(" INFO mend_host::sandbox: compiled component") && !plain.contains("<6>"),
         "{plain}"
     );
 }

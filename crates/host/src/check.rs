@@ -1,0 +1,304 @@
+//! A step's plan as the host accepts it: each action the component proposed,
+//! checked against the step's grants and commands before anything is done,
+//! and sized.
+
+use mend_plan::{Action, Call, Format, Planned, StepPlan};
+
+use crate::grants::{Grants, PathError};
+use crate::sandbox::wit;
+
+impl From<wit::ArchiveFormat> for Format {
+    fn from(f: wit::ArchiveFormat) -> Format {
+        match f {
+            wit::ArchiveFormat::Tar => Format::Tar,
+            wit::ArchiveFormat::TarGz => Format::TarGz,
+            wit::ArchiveFormat::TarZst => Format::TarZst,
+        }
+    }
+}
+
+impl From<wit::ActionKind> for Action {
+    fn from(k: wit::ActionKind) -> Action {
+        use wit::ActionKind as K;
+        let call = |c: wit::CommandCall| Call {
+            command: c.command,
+            args: c.args,
+        };
+        match k {
+            K::Remove(path) => Action::Remove { path },
+            K::Rename(a) => Action::Rename {
+                path: a.src,
+                to: a.dst,
+            },
+            K::Swap(a) => Action::Swap {
+                path: a.a,
+                with: a.b,
+            },
+            K::CreateDir(path) => Action::CreateDir { path },
+            K::WriteFile(a) => Action::WriteFile {
+                path: a.path,
+                contents: a.contents,
+                mode: a.mode,
+            },
+            K::Copy(a) => Action::Copy {
+                from: a.src,
+                path: a.dst,
+            },
+            K::Extract(a) => Action::Extract {
+                archive: a.archive,
+                path: a.dst,
+                format: a.format.into(),
+            },
+            K::Archive(a) => Action::Archive {
+                from: a.src,
+                path: a.dst,
+                format: a.format.into(),
+            },
+            K::SetOwner(a) => Action::SetOwner {
+                path: a.path,
+                owner: a.owner,
+                group: a.group,
+                recursive: a.recursive,
+            },
+            K::SetMode(a) => Action::SetMode {
+                path: a.path,
+                mode: a.mode,
+                dir_mode: a.dir_mode,
+                recursive: a.recursive,
+            },
+            K::Exec(a) => Action::Exec {
+                call: call(a.call),
+                undo: a.undo.map(call),
+                creates: a.creates,
+            },
+        }
+    }
+}
+
+/// Check every action of a step's plan against its grants and commands, and
+/// size it. The first refused action refuses the whole plan: nothing is done.
+/// An `exec` (and its undo) must be one of its command's `changes`, and
+/// each of its `@GRANT/path` arguments is checked as an action path is.
+pub fn check(
+    plan: wit::Plan,
+    grants: &Grants,
+    commands: &crate::commands::CommandPolicy,
+    step: &str,
+) -> Result<StepPlan, String> {
+    let mut out = StepPlan {
+        summary: lines(&plan.summary, "summary"),
+        checks: lines(&plan.checks, "check"),
+        facts: plan.facts.into_iter().map(|f| (f.key, f.value)).collect(),
+        actions: Vec::with_capacity(plan.actions.len()),
+        reads: Vec::new(),
+    };
+    let refuse = |e: PathError| format!("step `{step}`: {e}");
+    // Removals so far, so that a directory removed after its files (a cull
+    // that removes the folders it emptied) is not counted twice.
+    let mut removed: std::collections::BTreeMap<String, (u64, u64)> = Default::default();
+    for a in plan.actions {
+        let reason = mend_human::shown(&a.reason, LINE_CAP);
+        let action = Action::from(a.kind);
+        let (bytes, files, reversible) = match &action {
+            Action::Remove { path } => {
+                let r = grants.action(path, true).map_err(refuse)?;
+                if r.rel.is_empty() {
+                    return Err(format!(
+                        "step `{step}`: refusing to remove the root of grant `{}`",
+                        r.grant.name
+                    ));
+                }
+                let (mut b, mut f) = tree_size(&r.grant.dir, &r.rel_path());
+                let below = format!("{path}/");
+                for (_, (eb, ef)) in removed
+                    .range(below.clone()..)
+                    .take_while(|(k, _)| k.starts_with(&below))
+                {
+                    b = b.saturating_sub(*eb);
+                    f = f.saturating_sub(*ef);
+                }
+                removed.insert(path.clone(), (b, f));
+                (b, f, !r.grant.disposable)
+            }
+            Action::Rename { path, to } => {
+                let a = grants.action(path, true).map_err(refuse)?;
+                let b = grants.action(to, true).map_err(refuse)?;
+                same_grant(step, path, to, a.grant, b.grant)?;
+                // A rename costs the same whatever it moves: not sized, so a
+                // plan that carries 1M media files does not walk them.
+                (0, 0, true)
+            }
+            Action::Swap { path, with } => {
+                let a = grants.action(path, true).map_err(refuse)?;
+                let b = grants.action(with, true).map_err(refuse)?;
+                same_grant(step, path, with, a.grant, b.grant)?;
+                (0, 0, true)
+            }
+            Action::CreateDir { path } => {
+                grants.action(path, true).map_err(refuse)?;
+                (0, 0, true)
+            }
+            Action::WriteFile { path, contents, .. } => {
+                let r = grants.action(path, true).map_err(refuse)?;
+                if r.grant
+                    .dir
+                    .symlink_metadata(r.rel_path())
+                    .is_ok_and(|m| m.file_type().is_symlink())
+                {
+                    return Err(format!(
+                        "step `{step}`: path `{}` in grant `{}` is a symlink; write-file never writes through a link: write the file the link names, or remove the link first",
+                        mend_human::shown(path, 512),
+                        r.grant.name
+                    ));
+                }
+                (contents.len() as u64, 1, true)
+            }
+            Action::Copy { from, path } => {
+                let src = grants.action(from, false).map_err(refuse)?;
+                let dst = grants.action(path, true).map_err(refuse)?;
+                let u = crate::space::fits(&src, &dst, &format!("copy {from} -> {path}"))
+                    .map_err(|m| format!("step `{step}`: {m}"))?;
+                (u.bytes, u.files, true)
+            }
+            Action::Extract { archive, path, .. } => {
+                let src = grants.action(archive, false).map_err(refuse)?;
+                grants.action(path, true).map_err(refuse)?;
+                let (b, _) = tree_size(&src.grant.dir, &src.rel_path());
+                (b, 1, true)
+            }
+            Action::Archive { from, path, format } => {
+                let src = grants.action(from, false).map_err(refuse)?;
+                let dst = grants.action(path, true).map_err(refuse)?;
+                if *format == Format::TarGz {
+                    return Err(format!(
+                        "step `{step}`: mend writes tar and tar.zst archives, not tar.gz"
+                    ));
+                }
+                let u =
+                    crate::space::fits_archive(&src, &dst, &format!("archive {from} -> {path}"))
+                        .map_err(|m| format!("step `{step}`: {m}"))?;
+                (u.bytes, u.files, true)
+            }
+            Action::SetOwner {
+                path, owner, group, ..
+            } => {
+                let r = grants.action(path, true).map_err(refuse)?;
+                for (what, name, db) in [
+                    ("user", owner, "/etc/passwd"),
+                    ("group", group, "/etc/group"),
+                ] {
+                    if let Some(n) = name
+                        && crate::apply::id_of(n, db).is_none()
+                    {
+                        return Err(format!(
+                            "step `{step}`: set-owner {}: there is no {what} `{}` on this host ({db})",
+                            mend_human::shown(path, 512),
+                            mend_human::shown(n, 64)
+                        ));
+                    }
+                }
+                let (b, f) = tree_size(&r.grant.dir, &r.rel_path());
+                (b, f, true)
+            }
+            Action::SetMode { path, .. } => {
+                let r = grants.action(path, true).map_err(refuse)?;
+                let (b, f) = tree_size(&r.grant.dir, &r.rel_path());
+                (b, f, true)
+            }
+            Action::Exec {
+                call,
+                undo,
+                creates,
+            } => {
+                commands.check(step, call)?;
+                if let Some(u) = undo {
+                    commands.check(step, u)?;
+                }
+                if let Some(c) = creates {
+                    grants.action(c, true).map_err(refuse)?;
+                }
+                (0, 0, undo.is_some() || creates.is_some())
+            }
+        };
+        out.actions.push(Planned {
+            action,
+            bytes,
+            files,
+            reversible,
+            reason,
+        });
+    }
+    Ok(out)
+}
+
+/// The longest summary line, check or reason kept from a step.
+const LINE_CAP: usize = 4096;
+/// The most summary lines (or checks) kept from a step.
+const LINES_CAP: usize = 1000;
+
+/// A step's lines for the operator: escaped, each cut at [`LINE_CAP`], at
+/// most [`LINES_CAP`] of them.
+fn lines(from: &[String], what: &str) -> Vec<String> {
+    let mut out: Vec<String> = from
+        .iter()
+        .take(LINES_CAP)
+        .map(|s| mend_human::shown(s, LINE_CAP))
+        .collect();
+    if from.len() > LINES_CAP {
+        out.push(format!(
+            "... {} more {what} lines dropped",
+            mend_human::human_count((from.len() - LINES_CAP) as u64)
+        ));
+    }
+    out
+}
+
+fn same_grant(
+    step: &str,
+    from: &str,
+    to: &str,
+    a: &crate::grants::GrantDir,
+    b: &crate::grants::GrantDir,
+) -> Result<(), String> {
+    if a.name == b.name {
+        Ok(())
+    } else {
+        Err(format!(
+            "step `{step}`: `{}` and `{}` are in two grants (`{}` and `{}`), and a rename or swap must stay inside one grant; copy instead",
+            mend_human::shown(from, 512),
+            mend_human::shown(to, 512),
+            a.name,
+            b.name
+        ))
+    }
+}
+
+/// Size and file count of a file or tree; symlinks count as themselves.
+pub fn tree_size(dir: &cap_std::fs::Dir, rel: &std::path::Path) -> (u64, u64) {
+    let Ok(md) = dir.symlink_metadata(rel) else {
+        return (0, 0);
+    };
+    if !md.is_dir() {
+        return (md.len(), 1);
+    }
+    let Ok(sub) = dir.open_dir(rel) else {
+        return (0, 0);
+    };
+    let mut stack = vec![sub];
+    let (mut bytes, mut files) = (0, 0);
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = d.entries() else { continue };
+        for e in entries.flatten() {
+            let Ok(md) = e.metadata() else { continue };
+            if md.is_dir() {
+                if let Ok(s) = e.open_dir() {
+                    stack.push(s);
+                }
+            } else {
+                bytes += md.len();
+                files += 1;
+            }
+        }
+    }
+    (bytes, files)
+}

@@ -1,0 +1,21 @@
+//! The host: the only crate that runs step code or touches the world.
+//!
+//! - [`sandbox`]: wasmtime, one store per step call, its grants preopened
+//!   read-only, a deadline and a memory limit; the host calls steps import
+//! - [`check`]: a step's proposed plan checked against its grants and
+//!   commands before anything is done
+//! - [`grants`]: `GRANT/relative/path` strings turned into paths that cannot
+//!   leave their grant (cap-std)
+//! - [`apply`]: performing, looking at and undoing actions
+//! - [`commands`]: running the programs a runbook allows (reads confined
+//!   read-only, changes as the plan's actions), as their user
+//! - [`space`]: what a copy needs, in blocks and inodes
+//!
+//! It knows no CLI and no journal: what it performs, the caller records.
+
+pub mod apply;
+pub mod check;
+pub mod commands;
+pub mod grants;
+pub mod sandbox;
+pub mod space;

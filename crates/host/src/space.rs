@@ -1,0 +1,252 @@
+//! Will it fit? A copy takes whole blocks and one inode per entry on the
+//! destination: 20,000 files of 100 B take 80 MiB of 4 KiB blocks on a
+//! tmpfs, not 2 MB. Counted here the way the destination allocates (its
+//! fragment size), against what an unprivileged writer may still use
+//! (`f_bavail`, `f_favail`), so that the plan refuses what the copy could
+//! not finish.
+
+use std::path::Path;
+
+use cap_std::fs::Dir;
+
+/// What a tree takes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Usage {
+    /// Bytes of content (what `du --apparent-size` says).
+    pub bytes: u64,
+    /// Bytes of whole blocks it takes at the destination's block size.
+    pub allocated: u64,
+    /// Inodes: files, directories and symlinks (hard links once).
+    pub inodes: u64,
+    /// Files (regular files and symlinks), for messages.
+    pub files: u64,
+}
+
+/// Room on a filesystem.
+#[derive(Clone, Copy, Debug)]
+pub struct Room {
+    /// Bytes an unprivileged writer may still use.
+    pub bytes: u64,
+    /// Inodes it may still make (None where the filesystem does not say,
+    /// or where `MEND_FAKE_FREE_BYTES` stands in for the disk).
+    pub inodes: Option<u64>,
+    /// The allocation unit.
+    pub block: u64,
+}
+
+/// Symlinks this short live in the inode (ext4, tmpfs): no block.
+const INLINE_LINK: u64 = 60;
+
+/// What `rel` (a file or tree under `dir`) would take at `block`-byte
+/// allocation. Unreadable entries count as nothing: the copy itself then
+/// fails on them and says which.
+pub fn usage(dir: &Dir, rel: &Path, block: u64) -> Usage {
+    use cap_std::fs::MetadataExt as _;
+    let block = block.max(1);
+    let round = |n: u64| n.div_ceil(block) * block;
+    let mut u = Usage::default();
+    let mut seen = std::collections::HashSet::new();
+    let mut add = |md: &cap_std::fs::Metadata, u: &mut Usage| {
+        if md.is_dir() {
+            u.inodes += 1;
+            u.allocated += block;
+            return;
+        }
+        u.files += 1;
+        u.bytes += md.len();
+        if md.nlink() > 1 && !seen.insert((md.dev(), md.ino())) {
+            return;
+        }
+        u.inodes += 1;
+        if md.file_type().is_symlink() {
+            if md.len() > INLINE_LINK {
+                u.allocated += block;
+            }
+        } else {
+            u.allocated += round(md.len());
+        }
+    };
+    let Ok(md) = dir.symlink_metadata(rel) else {
+        return u;
+    };
+    add(&md, &mut u);
+    if !md.is_dir() {
+        return u;
+    }
+    let Ok(sub) = dir.open_dir(rel) else {
+        return u;
+    };
+    let mut stack = vec![sub];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = d.entries() else { continue };
+        for e in entries.flatten() {
+            let Ok(md) = e.metadata() else { continue };
+            add(&md, &mut u);
+            if md.is_dir()
+                && let Ok(s) = e.open_dir()
+            {
+                stack.push(s);
+            }
+        }
+    }
+    u
+}
+
+/// The room on the filesystem where `rel` (under `dir`) is or would be:
+/// that of its nearest existing directory, so a path inside a volume
+/// mounted below the grant counts the volume's space.
+pub fn room_at(dir: &Dir, rel: &str) -> std::io::Result<Room> {
+    let mut at = rel.trim_end_matches('/');
+    let fd = loop {
+        let p = if at.is_empty() { "." } else { at };
+        let real = mend_plan::names::decode(p);
+        match dir.symlink_metadata(&real) {
+            Ok(md) if md.is_dir() => break dir.open_dir(&real)?,
+            _ if at.is_empty() => break dir.try_clone()?,
+            _ => at = at.rsplit_once('/').map_or("", |(parent, _)| parent),
+        }
+    };
+    let st = rustix::fs::fstatvfs(&fd)?;
+    let block = st.f_frsize.max(512);
+    if let Ok(free) = crate::sandbox::free_space_of(&fd)
+        && std::env::var_os("MEND_FAKE_FREE_BYTES").is_some()
+    {
+        return Ok(Room {
+            bytes: free,
+            inodes: None,
+            block,
+        });
+    }
+    Ok(Room {
+        bytes: st.f_bavail.saturating_mul(st.f_frsize),
+        inodes: (st.f_files > 0).then_some(st.f_favail),
+        block,
+    })
+}
+
+/// A block size as operators read it: `4 KiB`, `512 B`.
+fn block_text(b: u64) -> String {
+    if b >= 1024 && b.is_multiple_of(1024) {
+        format!("{} KiB", b / 1024)
+    } else {
+        format!("{b} B")
+    }
+}
+
+/// Refuse a copy of `u` into `room` with the same headroom rule steps use
+/// (5%, at least 64 MiB). `what` names the copy, `where_` the grant.
+pub fn check(u: &Usage, room: &Room, what: &str, where_: &str) -> Result<(), String> {
+    let headroom = mend_human::copy_headroom(u.allocated);
+    if room.bytes < u.allocated.saturating_add(headroom) {
+        return Err(format!(
+            "not enough space for {what}: its {} ({}) take {} in {} blocks on the destination, plus {} headroom; {} is free in {where_}",
+            mend_human::files_text(u.files),
+            mend_human::human_bytes(u.bytes),
+            mend_human::human_bytes(u.allocated),
+            block_text(room.block),
+            mend_human::human_bytes(headroom),
+            mend_human::human_bytes(room.bytes),
+        ));
+    }
+    if let Some(free) = room.inodes
+        && free < u.inodes
+    {
+        return Err(format!(
+            "not enough inodes for {what}: it makes {} files, directories and links, and only {} inodes are free in {where_}",
+            mend_human::human_count(u.inodes),
+            mend_human::human_count(free),
+        ));
+    }
+    Ok(())
+}
+
+/// Whether a copy of `src` fits where `dst` goes: what it takes, or why not.
+pub fn fits(
+    src: &crate::grants::Resolved,
+    dst: &crate::grants::Resolved,
+    what: &str,
+) -> Result<Usage, String> {
+    let room = room_at(&dst.grant.dir, dst.rel).map_err(|e| {
+        format!(
+            "cannot see the free space for {what} in grant `{}`: {e}",
+            dst.grant.name
+        )
+    })?;
+    let u = usage(&src.grant.dir, &src.rel_path(), room.block);
+    check(
+        &u,
+        &room,
+        what,
+        &format!("grant `{}` ({})", dst.grant.name, dst.grant.root.display()),
+    )?;
+    Ok(u)
+}
+
+/// Whether an archive of `src` fits where `dst` goes, counted as its
+/// uncompressed tar (a 512-byte header per entry, contents in 512-byte
+/// records): compression only makes it smaller.
+pub fn fits_archive(
+    src: &crate::grants::Resolved,
+    dst: &crate::grants::Resolved,
+    what: &str,
+) -> Result<Usage, String> {
+    let room = room_at(&dst.grant.dir, dst.rel).map_err(|e| {
+        format!(
+            "cannot see the free space for {what} in grant `{}`: {e}",
+            dst.grant.name
+        )
+    })?;
+    let mut u = usage(&src.grant.dir, &src.rel_path(), 512);
+    u.allocated = (u.allocated + u.inodes * 512 + 2 * 512).div_ceil(room.block) * room.block;
+    let inodes = Usage { inodes: 1, ..u };
+    check(
+        &inodes,
+        &room,
+        what,
+        &format!("grant `{}` ({})", dst.grant.name, dst.grant.root.display()),
+    )?;
+    Ok(u)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn small_files_take_whole_blocks_and_hard_links_one_inode() {
+        let tmp = tempfile::tempdir().unwrap();
+        let d = tmp.path().join("t");
+        std::fs::create_dir_all(d.join("sub")).unwrap();
+        for i in 0..10 {
+            std::fs::write(d.join(format!("sub/{i}")), [0u8; 100]).unwrap();
+        }
+        std::fs::hard_link(d.join("sub/0"), d.join("again")).unwrap();
+        std::os::unix::fs::symlink("sub/0", d.join("link")).unwrap();
+        let dir = Dir::open_ambient_dir(tmp.path(), cap_std::ambient_authority()).unwrap();
+        let u = usage(&dir, Path::new("t"), 4096);
+        assert_eq!(u.bytes, 11 * 100 + 5);
+        assert_eq!(u.files, 12);
+        assert_eq!(u.inodes, 2 + 10 + 1, "two dirs, ten files, one link");
+        assert_eq!(u.allocated, 2 * 4096 + 10 * 4096);
+        let room = Room {
+            bytes: 70 << 20,
+            inodes: Some(5),
+            block: 4096,
+        };
+        let err = check(&u, &room, "copy t -> u", "grant `vol`").unwrap_err();
+        assert!(
+            err.starts_with("not enough inodes for copy t -> u: it makes 13"),
+            "{err}"
+        );
+        let room = Room {
+            bytes: 64 << 20,
+            inodes: None,
+            block: 4096,
+        };
+        let err = check(&u, &room, "copy t -> u", "grant `vol`").unwrap_err();
+        assert!(
+            err.contains("12 files (1.1 kB) take 49.2 kB in 4 KiB blocks"),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,372 @@
+//! `mend rehearse`: copy the granted directories into a scratch area, run the
+//! runbook there with command stand-ins, roll it back, and prove every copy
+//! is byte-identical (metadata included) to where it started, apart from
+//! what the plan declared irreversible.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use serde::Serialize;
+
+use super::apply_run::{RunOutcome, run};
+use super::{Failure, Settings, bundled_names};
+use mend_host::sandbox::Sandbox;
+use mend_journal::{RunMode, RunStatus};
+use mend_runbook::Runbook;
+
+/// What a rehearsal found.
+#[derive(Debug, Serialize)]
+pub struct RehearsalReport {
+    /// Whether every copy ended where it started.
+    pub ok: bool,
+    /// The run's own outcome (it rolls back even when all steps pass).
+    pub run: RunOutcome,
+    /// Paths that differ after the rollback ("media/x: content differs").
+    pub differences: Vec<String>,
+    /// Actions the plan called irreversible: their paths are not compared.
+    pub irreversible: Vec<String>,
+    /// Files compared.
+    pub files: u64,
+    /// Where the copies were (removed on every way out).
+    pub scratch: PathBuf,
+    /// From the run's start until its last verify passed (a restore
+    /// drill's time), in milliseconds; none when a step failed.
+    pub elapsed_ms: Option<u64>,
+    /// `[rehearsal] budget`, in milliseconds.
+    pub budget_ms: Option<u64>,
+    /// Each step's time, planning to its verify passing.
+    pub step_ms: Vec<(String, u64)>,
+    /// The drill took longer than its budget.
+    pub over_budget: bool,
+}
+
+/// The scratch area, removed however the rehearsal ends (an error, a
+/// panic, a failed comparison): copies of 360,080 entries must not stay.
+struct Scratch(PathBuf);
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if self.0.exists()
+            && let Err(e) = std::fs::remove_dir_all(&self.0)
+        {
+            eprintln!(
+                "mend: cannot remove the rehearsal's copies in {}: {e}",
+                self.0.display()
+            );
+        }
+    }
+}
+
+/// A rehearsal runs every command through its stand-in: refuse one that
+/// lacks any, before anything is copied.
+fn stand_ins_present(file: &Path, runbook: &Runbook) -> Result<(), Failure> {
+    let missing: Vec<String> = runbook
+        .steps
+        .iter()
+        .flat_map(|s| s.commands.iter().map(move |c| (s, c)))
+        .filter(|(_, c)| !runbook.rehearsal_commands.contains_key(*c))
+        .map(|(s, c)| format!("`{c}` (step `{}`)", s.id))
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(Failure::input(
+        &file.display().to_string(),
+        format!(
+            "a rehearsal runs no real command, and these have no stand-in: {}; nothing was copied",
+            missing.join(", ")
+        ),
+        Some("add [rehearsal.commands.NAME] with program = \"/bin/true\" (or a harmless stand-in) for each".into()),
+    ))
+}
+
+/// The drill's milliseconds (none unless every step verified), and each step's.
+type Timings = (Option<u64>, Vec<(String, u64)>);
+
+/// Each step's time and the drill's, from the journal: from the run's
+/// start (or the step's) to the step's `verified` event.
+fn timings(settings: &Settings, run_id: &str) -> anyhow::Result<Timings> {
+    let Some(journal) = mend_journal::Journal::open_existing(&settings.state_dir)? else {
+        return Ok((None, Vec::new()));
+    };
+    let run = journal.run(run_id)?;
+    let events = journal.events(run_id)?;
+    let mut last = None;
+    let mut steps = Vec::new();
+    for s in journal.steps(run_id)? {
+        let Some(done) = events
+            .iter()
+            .find(|e| e.step_idx == Some(s.idx) && e.message == super::VERIFIED)
+        else {
+            return Ok((None, steps));
+        };
+        steps.push((s.step_id.clone(), (done.at - s.started_at).max(0) as u64));
+        last = Some(done.at);
+    }
+    Ok((last.map(|l| (l - run.started_at).max(0) as u64), steps))
+}
+
+/// Rehearse a runbook on copies of its grants.
+pub async fn rehearse(
+    sandbox: &Sandbox,
+    settings: &Settings,
+    file: &Path,
+    sets: &[(String, String)],
+) -> Result<RehearsalReport, Failure> {
+    let runbook = Runbook::load(file, sets, &bundled_names()).map_err(Failure::BadInput)?;
+    stand_ins_present(file, &runbook)?;
+    let scratch = std::env::temp_dir().join(format!(
+        "mend-rehearsal-{}-{}",
+        runbook.name,
+        std::process::id()
+    ));
+    if scratch.exists() {
+        std::fs::remove_dir_all(&scratch).context("clear an old scratch area")?;
+    }
+    std::fs::create_dir_all(&scratch).context("create the scratch area")?;
+    let _guard = Scratch(scratch.clone());
+    let mut overrides = BTreeMap::new();
+    let mut before = BTreeMap::new();
+    for (name, g) in &runbook.grants {
+        let copy = scratch.join(name);
+        copy_dir(&g.path, &copy).with_context(|| {
+            format!(
+                "copy grant `{name}` ({}) for the rehearsal",
+                g.path.display()
+            )
+        })?;
+        before.insert(name.clone(), snapshot(&copy)?);
+        overrides.insert(name.clone(), copy);
+    }
+    settings.reporter.line(&format!(
+        "rehearsing {} on copies in {}",
+        runbook.name,
+        scratch.display()
+    ));
+    let outcome = run(sandbox, settings, file, sets, RunMode::Rehearse, &overrides).await?;
+    let irreversible = outcome
+        .rollback
+        .as_ref()
+        .map(|r| r.irreversible.clone())
+        .unwrap_or_default();
+    let skip: Vec<String> = outcome
+        .rollback
+        .as_ref()
+        .map(|r| r.irreversible_paths.clone())
+        .unwrap_or_default();
+    let (differences, files) = compare(&overrides, &before, &skip)?;
+    let (elapsed_ms, step_ms) = timings(settings, &outcome.run_id)?;
+    let budget_ms = runbook.rehearsal_budget.map(|b| b.as_millis() as u64);
+    let over_budget = match (budget_ms, elapsed_ms) {
+        (Some(b), Some(e)) => e > b,
+        _ => false,
+    };
+    let ok = differences.is_empty()
+        && outcome.status == RunStatus::RolledBack
+        && outcome.error.is_none()
+        && !over_budget;
+    Ok(RehearsalReport {
+        ok,
+        run: outcome,
+        differences,
+        irreversible,
+        files,
+        scratch,
+        elapsed_ms,
+        budget_ms,
+        step_ms,
+        over_budget,
+    })
+}
+
+/// The child of `mend rehearse --faults`: a rehearsal run on copies that
+/// are already made (`DIR/GRANT`), compared by the parent, not here.
+pub async fn rehearse_on_copies(
+    sandbox: &Sandbox,
+    settings: &Settings,
+    file: &Path,
+    sets: &[(String, String)],
+    copies: &Path,
+) -> Result<RunOutcome, Failure> {
+    let runbook = Runbook::load(file, sets, &bundled_names()).map_err(Failure::BadInput)?;
+    let overrides = runbook
+        .grants
+        .keys()
+        .map(|name| (name.clone(), copies.join(name)))
+        .collect();
+    run(sandbox, settings, file, sets, RunMode::Rehearse, &overrides).await
+}
+
+/// What differs in each grant's copy from its snapshot `before`, apart from
+/// the paths in `skip` (irreversible by the plan), and how many entries
+/// were compared.
+pub(super) fn compare(
+    copies: &BTreeMap<String, PathBuf>,
+    before: &BTreeMap<String, BTreeMap<String, Meta>>,
+    skip: &[String],
+) -> anyhow::Result<(Vec<String>, u64)> {
+    let mut differences = Vec::new();
+    let mut files = 0;
+    for (name, copy) in copies {
+        let after = snapshot(copy)?;
+        let was = &before[name];
+        files += was.len() as u64;
+        for (path, meta) in was {
+            let full = format!("{name}{}{path}", if path.is_empty() { "" } else { "/" });
+            if skip
+                .iter()
+                .any(|s| full == *s || full.starts_with(&format!("{s}/")))
+            {
+                continue;
+            }
+            match after.get(path) {
+                None => differences.push(format!("{full}: missing after rollback")),
+                // A directory that held a disposable file the run removed
+                // (by design, for good) has new times and entries; what is
+                // below it is compared entry by entry.
+                Some(m)
+                    if m.kind == 'd'
+                        && meta.kind == 'd'
+                        && (m.mode, m.uid, m.gid) == (meta.mode, meta.uid, meta.gid)
+                        && skip.iter().any(|s| s.starts_with(&format!("{full}/"))) => {}
+                Some(m) if m != meta => {
+                    differences.push(format!("{full}: {}", describe_change(meta, m)))
+                }
+                _ => {}
+            }
+        }
+        for path in after.keys().filter(|p| !was.contains_key(*p)) {
+            let full = format!("{name}/{path}");
+            if !skip
+                .iter()
+                .any(|s| full == *s || full.starts_with(&format!("{s}/")))
+            {
+                differences.push(format!("{full}: left behind by the run"));
+            }
+        }
+    }
+    Ok((differences, files))
+}
+
+/// A comparable fingerprint of a tree: every entry's type, mode, owner,
+/// size, modification time and content hash.
+pub fn tree_fingerprint(root: &Path) -> anyhow::Result<Vec<String>> {
+    Ok(snapshot(root)?
+        .into_iter()
+        .map(|(k, m)| format!("{k} {m:?}"))
+        .collect())
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub(super) struct Meta {
+    kind: char,
+    mode: u32,
+    uid: u32,
+    gid: u32,
+    size: u64,
+    mtime: (i64, i64),
+    content: String,
+}
+
+fn describe_change(a: &Meta, b: &Meta) -> String {
+    let mut what = Vec::new();
+    if a.kind != b.kind {
+        what.push("type");
+    }
+    if a.content != b.content {
+        what.push("content");
+    }
+    if a.mode != b.mode {
+        what.push("mode");
+    }
+    if (a.uid, a.gid) != (b.uid, b.gid) {
+        what.push("owner");
+    }
+    if a.mtime != b.mtime {
+        what.push("mtime");
+    }
+    format!("{} differs", what.join(", "))
+}
+
+/// Every entry under `root` with its metadata and content hash.
+pub(super) fn snapshot(root: &Path) -> anyhow::Result<BTreeMap<String, Meta>> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![(root.to_path_buf(), String::new())];
+    while let Some((path, rel)) = stack.pop() {
+        let md = std::fs::symlink_metadata(&path)?;
+        let ft = md.file_type();
+        let (kind, content) = if ft.is_symlink() {
+            (
+                'l',
+                std::fs::read_link(&path)?.to_string_lossy().into_owned(),
+            )
+        } else if ft.is_dir() {
+            for e in std::fs::read_dir(&path)? {
+                let e = e?;
+                let name = e.file_name().to_string_lossy().into_owned();
+                let child = if rel.is_empty() {
+                    name
+                } else {
+                    format!("{rel}/{name}")
+                };
+                stack.push((e.path(), child));
+            }
+            ('d', String::new())
+        } else if ft.is_file() {
+            let mut h = blake3::Hasher::new();
+            let mut f = std::fs::File::open(&path)?;
+            let mut buf = vec![0; 1 << 16];
+            loop {
+                let n = f.read(&mut buf)?;
+                if n == 0 {
+                    break;
+                }
+                h.update(&buf[..n]);
+            }
+            ('f', h.finalize().to_hex().to_string())
+        } else {
+            ('o', String::new())
+        };
+        out.insert(
+            rel,
+            Meta {
+                kind,
+                mode: md.mode(),
+                uid: md.uid(),
+                gid: md.gid(),
+                size: if kind == 'd' { 0 } else { md.size() },
+                mtime: (md.mtime(), md.mtime_nsec()),
+                content,
+            },
+        );
+    }
+    Ok(out)
+}
+
+/// Copy a directory tree with modes and modification times (symlinks as
+/// symlinks). A grant whose directory does not exist yet is created empty.
+pub(super) fn copy_dir(from: &Path, to: &Path) -> anyhow::Result<()> {
+    if !from.exists() {
+        std::fs::create_dir_all(to)?;
+        return Ok(());
+    }
+    let parent = to.parent().context("scratch path has a parent")?;
+    let src = cap_std::fs::Dir::open_ambient_dir(
+        from.parent().unwrap_or(Path::new("/")),
+        cap_std::ambient_authority(),
+    )?;
+    let dst = cap_std::fs::Dir::open_ambient_dir(parent, cap_std::ambient_authority())?;
+    let name = from
+        .file_name()
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."));
+    mend_host::apply::copy_between(
+        &src,
+        &name,
+        &dst,
+        Path::new(to.file_name().context("scratch name")?),
+    )
+}

@@ -1,0 +1,273 @@
+//! Undoing a run: every performed action in reverse order, each journaled as
+//! undoing before and undone after, so a rollback killed half way resumes
+//! where it stopped and repeats no compensation that finished.
+
+use serde::Serialize;
+
+use super::apply_run::{reopen, restore_roots};
+use super::{Failure, Prepared, Settings};
+use mend_faults::crash_point;
+use mend_host::apply::{self, ApplyCtx, Key, Undo};
+use mend_host::sandbox::Sandbox;
+use mend_journal::Journaled;
+use mend_journal::{ActionState, Journal, RunStatus, StepStatus};
+use mend_plan::Planned;
+
+/// How a rollback ended.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct RollbackOutcome {
+    /// Actions undone.
+    pub undone: u64,
+    /// Steps whose actions were all undone.
+    pub steps_undone: Vec<String>,
+    /// Actions that could not be undone by design (disposable removals,
+    /// commands without compensation): "step: kind path".
+    pub irreversible: Vec<String>,
+    /// The paths those irreversible actions changed (`GRANT/path`; empty for commands).
+    pub irreversible_paths: Vec<String>,
+    /// The undo that failed, if one did; the rollback stopped there.
+    pub failed: Option<String>,
+    /// Actions still changed after a failed rollback.
+    pub not_undone: Vec<String>,
+}
+
+/// `mend rollback RUN`: undo a run that failed, was stopped or was killed.
+pub async fn rollback(
+    sandbox: &Sandbox,
+    settings: &Settings,
+    run: &str,
+) -> Result<(String, RollbackOutcome), Failure> {
+    // Undoing must stay possible whatever the policy says now: the
+    // components are the ones the run started with (reopen checks them
+    // against the journal), and a rollback runs none of their plans.
+    let trust = settings.trust.for_undo();
+    let (journal, record, prepared, _lock) = reopen(sandbox, settings, run, &trust).await?;
+    if matches!(record.status, RunStatus::RolledBack) {
+        return Err(Failure::input(
+            &record.id,
+            format!("run {} is already rolled back", record.id),
+            None,
+        ));
+    }
+    if record.status == RunStatus::Committed {
+        return Err(Failure::input(
+            &record.id,
+            format!(
+                "run {} is committed: its trash is purged, so it cannot be rolled back",
+                record.id
+            ),
+            Some("run a runbook that reverses it".into()),
+        ));
+    }
+    journal.set_run_status(&record.id, RunStatus::RollingBack, None)?;
+    let out = rollback_prepared(settings, &journal, &prepared, &record.id)
+        .await
+        .map_err(|f| f.in_run(&record.id))?;
+    Ok((record.id, out))
+}
+
+/// Undo what the journal says is performed, newest first.
+pub(crate) async fn rollback_prepared(
+    settings: &Settings,
+    journal: &Journal,
+    prepared: &Prepared,
+    run_id: &str,
+) -> Result<RollbackOutcome, Failure> {
+    let mut out = RollbackOutcome::default();
+    let mut actions = journal.actions(run_id)?;
+    actions.sort_by_key(|a| std::cmp::Reverse((a.step_idx, a.seq)));
+    let total = actions
+        .iter()
+        .filter(|a| a.state != ActionState::Undone)
+        .count();
+    if total > 0 {
+        settings
+            .reporter
+            .line(&format!("rolling back {total} actions"));
+    }
+    for (n, rec) in actions.iter().enumerate() {
+        let Some(step) = prepared.steps.get(rec.step_idx as usize) else {
+            continue;
+        };
+        let planned: Planned =
+            serde_json::from_str(&rec.action_json).map_err(anyhow::Error::from)?;
+        let what = format!(
+            "{}: {} {}",
+            step.def.id,
+            planned.action.kind(),
+            planned.action.target()
+        );
+        let mut j = Journaled::of(rec)?;
+        let cx = ApplyCtx {
+            grants: &step.grants,
+            commands: &step.commands,
+            step: &step.def.id,
+            timeout: step.limits.timeout,
+            progress: &|_| {},
+            note: &|_| {},
+        };
+        // An `undoing` action without undo data is one a stopped rollback
+        // could not tell about: look at the world again.
+        let state = match rec.state {
+            ActionState::Undoing if j.undo.is_none() => ActionState::Intended,
+            s => s,
+        };
+        match state {
+            // Never about to be performed: nothing to look at.
+            ActionState::Undone | ActionState::Planned => continue,
+            // Killed between intent and done, or failed while performing:
+            // the journal cannot say how much of it happened, the world
+            // can. Whatever of it is there is undone; nothing is performed
+            // (a rollback never does more of what it undoes).
+            ActionState::Intended | ActionState::Failed => {
+                let key = Key {
+                    run: run_id,
+                    step: rec.step_idx,
+                    seq: rec.seq,
+                };
+                match apply::present(&cx, &key, &planned.action, &j.pre) {
+                    Ok(Some(u)) => j.undo = Some(u),
+                    Ok(None) => {
+                        let message = match &planned.action {
+                            mend_plan::Action::Exec {
+                                creates: None,
+                                undo: Some(_),
+                                ..
+                            } if state == ActionState::Intended => Some((
+                                "warn",
+                                format!(
+                                    "{what}: killed before it was recorded done; whether it ran is unknown, so its compensation is not run"
+                                ),
+                            )),
+                            _ if state == ActionState::Intended => {
+                                Some(("info", format!("{what}: not performed before the kill")))
+                            }
+                            _ => None,
+                        };
+                        if let Some((level, message)) = message {
+                            journal.event(run_id, Some(rec.step_idx), level, &message)?;
+                        }
+                        journal.set_action_state(
+                            run_id,
+                            rec.step_idx,
+                            rec.seq,
+                            ActionState::Undone,
+                            None,
+                        )?;
+                        continue;
+                    }
+                    Err(e) => {
+                        // Not knowing is not "nothing to undo": stop here.
+                        let msg = mend_human::sanitize(&format!(
+                            "cannot tell how much of it was done: {e:#}"
+                        ));
+                        stop(
+                            journal,
+                            prepared,
+                            run_id,
+                            rec,
+                            &actions[n..],
+                            &what,
+                            &msg,
+                            &mut out,
+                        )?;
+                        return Ok(out);
+                    }
+                }
+            }
+            ActionState::Done | ActionState::Undoing => {}
+        }
+        let undo = j.undo.clone().unwrap_or(Undo::Nothing);
+        if matches!(undo, Undo::Irreversible) {
+            out.irreversible.push(what.clone());
+            if !matches!(planned.action, mend_plan::Action::Exec { .. }) {
+                out.irreversible_paths.push(planned.action.target());
+            }
+        }
+        journal.set_action_state(run_id, rec.step_idx, rec.seq, ActionState::Undoing, None)?;
+        crash_point("undoing", rec.step_idx, rec.seq);
+        if let Err(e) = apply::undo(&cx, &undo, &j.pre) {
+            // Errors carry the step's paths: neutralised for the terminal.
+            let msg = mend_human::sanitize(&format!("{e:#}"));
+            stop(
+                journal,
+                prepared,
+                run_id,
+                rec,
+                &actions[n..],
+                &what,
+                &msg,
+                &mut out,
+            )?;
+            return Ok(out);
+        }
+        crash_point("undo", rec.step_idx, rec.seq);
+        journal.set_action_state(run_id, rec.step_idx, rec.seq, ActionState::Undone, None)?;
+        out.undone += 1;
+    }
+    // Listed in the order the run performed them.
+    out.irreversible.reverse();
+    for step in &prepared.steps {
+        apply::purge(&step.grants, run_id)?;
+    }
+    restore_roots(journal, prepared, run_id, false)?;
+    for s in journal.steps(run_id)? {
+        if s.status != StepStatus::Pending {
+            journal.set_step_status(run_id, s.idx, StepStatus::Undone, None)?;
+            out.steps_undone.push(s.step_id);
+        }
+    }
+    journal.set_run_status(run_id, RunStatus::RolledBack, None)?;
+    Ok(out)
+}
+
+/// A rollback that cannot go on: the action stays `undoing`, with the
+/// reason, so a later `mend rollback` tries it again once the operator fixed
+/// the cause; the run is `rollback-failed`, listing what is still changed.
+#[allow(clippy::too_many_arguments)]
+fn stop(
+    journal: &Journal,
+    prepared: &Prepared,
+    run_id: &str,
+    rec: &mend_journal::ActionRecord,
+    rest: &[mend_journal::ActionRecord],
+    what: &str,
+    msg: &str,
+    out: &mut RollbackOutcome,
+) -> Result<(), Failure> {
+    journal.set_action_state(
+        run_id,
+        rec.step_idx,
+        rec.seq,
+        ActionState::Undoing,
+        Some(msg),
+    )?;
+    out.failed = Some(format!("{what}: {msg}"));
+    out.not_undone = rest
+        .iter()
+        .filter(|a| {
+            matches!(
+                a.state,
+                ActionState::Done | ActionState::Undoing | ActionState::Intended
+            )
+        })
+        .filter_map(|a| {
+            serde_json::from_str::<Planned>(&a.action_json)
+                .ok()
+                .map(|p| (a.step_idx, p))
+        })
+        .map(|(i, p)| {
+            format!(
+                "{}: {} {}",
+                prepared
+                    .steps
+                    .get(i as usize)
+                    .map_or("?", |s| s.def.id.as_str()),
+                p.action.kind(),
+                p.action.target()
+            )
+        })
+        .collect();
+    journal.set_run_status(run_id, RunStatus::RollbackFailed, Some(msg))?;
+    Ok(())
+}

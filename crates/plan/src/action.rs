@@ -1,0 +1,272 @@
+//! What a step asks the host to do, as the host keeps it: actions (with
+//! their paths as `GRANT/relative/path`), a step's plan of them, checked
+//! and sized, and the commands they run.
+
+use serde::{Deserialize, Serialize};
+
+/// An archive format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Format {
+    Tar,
+    TarGz,
+    TarZst,
+}
+
+impl Format {
+    /// As a file extension says it.
+    pub fn word(self) -> &'static str {
+        match self {
+            Format::Tar => "tar",
+            Format::TarGz => "tar.gz",
+            Format::TarZst => "tar.zst",
+        }
+    }
+}
+
+/// One change, as the host performs it. Paths are `GRANT/relative/path`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Action {
+    Remove {
+        path: String,
+    },
+    Rename {
+        path: String,
+        to: String,
+    },
+    Swap {
+        path: String,
+        with: String,
+    },
+    CreateDir {
+        path: String,
+    },
+    WriteFile {
+        path: String,
+        #[serde(with = "hex_bytes")]
+        contents: Vec<u8>,
+        mode: Option<u32>,
+    },
+    Copy {
+        from: String,
+        path: String,
+    },
+    Extract {
+        archive: String,
+        path: String,
+        format: Format,
+    },
+    Archive {
+        from: String,
+        path: String,
+        format: Format,
+    },
+    SetOwner {
+        path: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        owner: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        group: Option<String>,
+        recursive: bool,
+    },
+    SetMode {
+        path: String,
+        mode: u32,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        dir_mode: Option<u32>,
+        recursive: bool,
+    },
+    Exec {
+        call: Call,
+        undo: Option<Call>,
+        /// The `GRANT/path` the command creates, removed on rollback.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        creates: Option<String>,
+    },
+}
+
+mod hex_bytes {
+    pub fn serialize<S: serde::Serializer>(b: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&hex::encode(b))
+    }
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let s: String = serde::Deserialize::deserialize(d)?;
+        hex::decode(s).map_err(serde::de::Error::custom)
+    }
+}
+
+impl Action {
+    /// The path the action changes (or the command it runs).
+    pub fn target(&self) -> String {
+        mend_human::shown(&self.raw_target(), 1024)
+    }
+
+    fn raw_target(&self) -> String {
+        match self {
+            Action::Remove { path }
+            | Action::Rename { path, .. }
+            | Action::Swap { path, .. }
+            | Action::CreateDir { path }
+            | Action::WriteFile { path, .. }
+            | Action::Copy { path, .. }
+            | Action::Extract { path, .. }
+            | Action::Archive { path, .. }
+            | Action::SetOwner { path, .. }
+            | Action::SetMode { path, .. } => path.clone(),
+            Action::Exec { call, .. } => call.to_string(),
+        }
+    }
+
+    /// Every `GRANT/path` the action names (read or changed).
+    pub fn paths(&self) -> Vec<&str> {
+        match self {
+            Action::Remove { path }
+            | Action::CreateDir { path }
+            | Action::WriteFile { path, .. }
+            | Action::SetOwner { path, .. }
+            | Action::SetMode { path, .. } => vec![path],
+            Action::Rename { path, to } => vec![path, to],
+            Action::Swap { path, with } => vec![path, with],
+            Action::Copy { from, path } | Action::Archive { from, path, .. } => vec![from, path],
+            Action::Extract { archive, path, .. } => vec![archive, path],
+            Action::Exec { creates, .. } => creates.iter().map(String::as_str).collect(),
+        }
+    }
+
+    /// The `GRANT/path`s the action changes (not what it reads): a
+    /// command's only when it names what it creates.
+    pub fn changed_paths(&self) -> Vec<&str> {
+        match self {
+            Action::Copy { path, .. }
+            | Action::Extract { path, .. }
+            | Action::Archive { path, .. } => vec![path],
+            other => other.paths(),
+        }
+    }
+
+    /// What the action does to what, on one line: `rename a -> b`,
+    /// `exec cmd args (undo: ...)`.
+    pub fn line(&self) -> String {
+        format!("{} {}", self.kind(), self.what())
+    }
+
+    /// The action's object: its path, paths or command line.
+    pub fn what(&self) -> String {
+        mend_human::sanitize(&self.raw_what())
+    }
+
+    fn raw_what(&self) -> String {
+        match self {
+            Action::Rename { path, to } => format!("{path} -> {to}"),
+            Action::Swap { path, with } => format!("{path} <-> {with}"),
+            Action::Copy { from, path } => format!("{from} -> {path}"),
+            Action::Extract { archive, path, .. } => format!("{archive} -> {path}"),
+            Action::Archive {
+                from, path, format, ..
+            } => format!("{from} -> {path} ({})", format.word()),
+            Action::SetOwner {
+                path,
+                owner,
+                group,
+                recursive,
+            } => format!(
+                "{path}{} to {}{}",
+                if *recursive { " (recursively)" } else { "" },
+                owner.as_deref().unwrap_or(""),
+                group
+                    .as_deref()
+                    .map(|g| format!(":{g}"))
+                    .unwrap_or_default()
+            ),
+            Action::SetMode {
+                path,
+                mode,
+                dir_mode,
+                recursive,
+            } => format!(
+                "{path}{} to {mode:o}{}",
+                if *recursive { " (recursively)" } else { "" },
+                dir_mode
+                    .map(|d| format!(", directories {d:o}"))
+                    .unwrap_or_default()
+            ),
+            Action::Exec {
+                call,
+                undo: Some(u),
+                ..
+            } => format!("{call} (undo: {u})"),
+            Action::Exec {
+                call,
+                creates: Some(c),
+                ..
+            } => format!("{call} (creates {c})"),
+            other => other.raw_target(),
+        }
+    }
+
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Action::Remove { .. } => "remove",
+            Action::Rename { .. } => "rename",
+            Action::Swap { .. } => "swap",
+            Action::CreateDir { .. } => "create-dir",
+            Action::WriteFile { .. } => "write-file",
+            Action::Copy { .. } => "copy",
+            Action::Extract { .. } => "extract",
+            Action::Archive { .. } => "archive",
+            Action::SetOwner { .. } => "set-owner",
+            Action::SetMode { .. } => "set-mode",
+            Action::Exec { .. } => "exec",
+        }
+    }
+}
+
+/// An action in a plan, checked and sized.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Planned {
+    #[serde(flatten)]
+    pub action: Action,
+    /// Bytes the action moves, removes or writes (a tree's total).
+    pub bytes: u64,
+    /// Files it touches (a tree's count; 1 for a file).
+    pub files: u64,
+    /// Whether rollback can undo it.
+    pub reversible: bool,
+    /// The step's reason.
+    pub reason: String,
+}
+
+/// A step's plan as the host keeps it (and journals it).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct StepPlan {
+    pub actions: Vec<Planned>,
+    pub summary: Vec<String>,
+    pub checks: Vec<String>,
+    pub facts: Vec<(String, String)>,
+    /// The reads the step ran through `probe` while planning, with their
+    /// exit status: `systemctl is-active x (exit 0)`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reads: Vec<String>,
+}
+
+/// A command by its runbook name, with arguments.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Call {
+    pub command: String,
+    pub args: Vec<String>,
+}
+
+impl std::fmt::Display for Call {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.command)?;
+        for a in &self.args {
+            if a.is_empty() || a.contains(|c: char| c.is_whitespace() || c == '\'' || c == '"') {
+                write!(f, " '{}'", a.replace('\'', "'\\''"))?;
+            } else {
+                write!(f, " {a}")?;
+            }
+        }
+        Ok(())
+    }
+}
