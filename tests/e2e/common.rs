@@ -24,7 +24,7 @@ pub fn shared_cache() -> PathBuf {
 
 /// The path and sha256 of a test guest component.
 pub fn guest(name: &str) -> (String, String) {
-    let path = mend::bundled::TEST_GUESTS
+    let path = mend::load::bundled::TEST_GUESTS
         .iter()
         .find(|(n, _)| *n == name)
         .unwrap_or_else(|| panic!("no test guest {name}"))
@@ -47,7 +47,7 @@ pub fn guest_capabilities(name: &str) -> String {
     let bytes = std::fs::read(&path).unwrap();
     let sandbox = mend_host::sandbox::Sandbox::new(Some(shared_cache())).unwrap();
     let imports = sandbox.imports(&path, &bytes).unwrap();
-    let line = mend::supply::line(&mend::supply::capabilities(&imports));
+    let line = mend::load::supply::line(&mend::load::supply::capabilities(&imports));
     lines.lock().unwrap().insert(name.to_string(), line.clone());
     line
 }

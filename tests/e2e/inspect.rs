@@ -10,7 +10,9 @@ fn inspect_names_the_parameters_imports_and_pin_of_a_step() {
     let ran = f.mend(&["-v", "step", "inspect", "std:release"]);
     assert_eq!(ran.code, 0, "{}", ran.text());
     let text = &ran.stdout;
-    let sha = hex::encode(sha2::Sha256::digest(mend::bundled::get("release").unwrap()));
+    let sha = hex::encode(sha2::Sha256::digest(
+        mend::load::bundled::get("release").unwrap(),
+    ));
     for line in [
         "release 0.1.0: Install a release tarball",
         &format!("sha256 {sha}"),
@@ -168,7 +170,7 @@ fn a_scaffolded_step_tests_builds_and_runs_in_a_runbook() {
     assert_eq!(inspected["capabilities"], info["capabilities"]);
     let caps: Vec<String> = serde_json::from_value(info["capabilities"].clone()).unwrap();
     assert!(caps.contains(&"mend:runbook/files".to_string()), "{caps:?}");
-    let caps = mend::supply::line(&caps);
+    let caps = mend::load::supply::line(&caps);
 
     f.write("data/uploads/a.jpg", "a photo");
     f.write("data/uploads/b.jpg.tmp", "half a photo");

@@ -11,6 +11,7 @@ mod golden;
 mod host;
 mod hostile;
 mod inspect;
+mod layout;
 mod lifecycle;
 mod nothing_lost;
 mod postgres;

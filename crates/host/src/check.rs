@@ -108,7 +108,7 @@ pub fn check(
                         r.grant.name
                     ));
                 }
-                let (mut b, mut f) = tree_size(&r.grant.dir, &r.rel_path());
+                let (mut b, mut f) = crate::space::tree_size(&r.grant.dir, &r.rel_path());
                 let below = format!("{path}/");
                 for (_, (eb, ef)) in removed
                     .range(below.clone()..)
@@ -163,7 +163,7 @@ pub fn check(
             Action::Extract { archive, path, .. } => {
                 let src = grants.action(archive, false).map_err(refuse)?;
                 grants.action(path, true).map_err(refuse)?;
-                let (b, _) = tree_size(&src.grant.dir, &src.rel_path());
+                let (b, _) = crate::space::tree_size(&src.grant.dir, &src.rel_path());
                 (b, 1, true)
             }
             Action::Archive { from, path, format } => {
@@ -197,12 +197,12 @@ pub fn check(
                         ));
                     }
                 }
-                let (b, f) = tree_size(&r.grant.dir, &r.rel_path());
+                let (b, f) = crate::space::tree_size(&r.grant.dir, &r.rel_path());
                 (b, f, true)
             }
             Action::SetMode { path, .. } => {
                 let r = grants.action(path, true).map_err(refuse)?;
-                let (b, f) = tree_size(&r.grant.dir, &r.rel_path());
+                let (b, f) = crate::space::tree_size(&r.grant.dir, &r.rel_path());
                 (b, f, true)
             }
             Action::Exec {
@@ -271,34 +271,4 @@ fn same_grant(
             b.name
         ))
     }
-}
-
-/// Size and file count of a file or tree; symlinks count as themselves.
-pub fn tree_size(dir: &cap_std::fs::Dir, rel: &std::path::Path) -> (u64, u64) {
-    let Ok(md) = dir.symlink_metadata(rel) else {
-        return (0, 0);
-    };
-    if !md.is_dir() {
-        return (md.len(), 1);
-    }
-    let Ok(sub) = dir.open_dir(rel) else {
-        return (0, 0);
-    };
-    let mut stack = vec![sub];
-    let (mut bytes, mut files) = (0, 0);
-    while let Some(d) = stack.pop() {
-        let Ok(entries) = d.entries() else { continue };
-        for e in entries.flatten() {
-            let Ok(md) = e.metadata() else { continue };
-            if md.is_dir() {
-                if let Ok(s) = e.open_dir() {
-                    stack.push(s);
-                }
-            } else {
-                bytes += md.len();
-                files += 1;
-            }
-        }
-    }
-    (bytes, files)
 }

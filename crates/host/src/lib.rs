@@ -9,13 +9,15 @@
 //! - [`apply`]: performing, looking at and undoing actions
 //! - [`commands`]: running the programs a runbook allows (reads confined
 //!   read-only, changes as the plan's actions), as their user
-//! - [`space`]: what a copy needs, in blocks and inodes
+//! - [`space`]: free space, and what a copy needs, in blocks and inodes
+//! - [`files`]: files opened for reading, special files refused
 //!
 //! It knows no CLI and no journal: what it performs, the caller records.
 
 pub mod apply;
 pub mod check;
 pub mod commands;
+pub mod files;
 pub mod grants;
 pub mod sandbox;
 pub mod space;

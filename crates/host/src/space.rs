@@ -108,7 +108,7 @@ pub fn room_at(dir: &Dir, rel: &str) -> std::io::Result<Room> {
     };
     let st = rustix::fs::fstatvfs(&fd)?;
     let block = st.f_frsize.max(512);
-    if let Ok(free) = crate::sandbox::free_space_of(&fd)
+    if let Ok(free) = crate::space::free_space_of(&fd)
         && std::env::var_os("MEND_FAKE_FREE_BYTES").is_some()
     {
         return Ok(Room {
@@ -206,6 +206,63 @@ pub fn fits_archive(
         &format!("grant `{}` ({})", dst.grant.name, dst.grant.root.display()),
     )?;
     Ok(u)
+}
+
+/// Size and file count of a file or tree; symlinks count as themselves.
+pub fn tree_size(dir: &cap_std::fs::Dir, rel: &std::path::Path) -> (u64, u64) {
+    let Ok(md) = dir.symlink_metadata(rel) else {
+        return (0, 0);
+    };
+    if !md.is_dir() {
+        return (md.len(), 1);
+    }
+    let Ok(sub) = dir.open_dir(rel) else {
+        return (0, 0);
+    };
+    let mut stack = vec![sub];
+    let (mut bytes, mut files) = (0, 0);
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = d.entries() else { continue };
+        for e in entries.flatten() {
+            let Ok(md) = e.metadata() else { continue };
+            if md.is_dir() {
+                if let Ok(s) = e.open_dir() {
+                    stack.push(s);
+                }
+            } else {
+                bytes += md.len();
+                files += 1;
+            }
+        }
+    }
+    (bytes, files)
+}
+
+/// Bytes available to an unprivileged writer where the host path `path` is
+/// (a grant's root, outside any step), for reports and pinned plans.
+pub fn free_space_at(path: &std::path::Path) -> std::io::Result<u64> {
+    free_space_of(&Dir::open_ambient_dir(path, cap_std::ambient_authority())?)
+}
+
+/// `MEND_FAKE_FREE_BYTES=FREE` or `FREE/TOTAL`: the free (and total) space
+/// every filesystem reports. Tests use it to rehearse a full disk without
+/// filling the machine's, and to print the same plan on every machine.
+pub(crate) fn fake_space() -> Option<(u64, Option<u64>)> {
+    let v = std::env::var("MEND_FAKE_FREE_BYTES").ok()?;
+    match v.split_once('/') {
+        Some((free, total)) => Some((free.parse().ok()?, Some(total.parse().ok()?))),
+        None => Some((v.parse().ok()?, None)),
+    }
+}
+
+/// Bytes available to an unprivileged writer on the filesystem of `dir`
+/// (or what `MEND_FAKE_FREE_BYTES` says).
+pub fn free_space_of(dir: &Dir) -> std::io::Result<u64> {
+    if let Some((free, _)) = fake_space() {
+        return Ok(free);
+    }
+    let st = rustix::fs::fstatvfs(dir)?;
+    Ok(st.f_bavail.saturating_mul(st.f_frsize))
 }
 
 #[cfg(test)]

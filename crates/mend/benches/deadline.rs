@@ -19,7 +19,7 @@ const RUNS: usize = 200;
 const DEADLINE: Duration = Duration::from_millis(100);
 
 fn guest(name: &str) -> Vec<u8> {
-    let path = mend::bundled::TEST_GUESTS
+    let path = mend::load::bundled::TEST_GUESTS
         .iter()
         .find(|(n, _)| *n == name)
         .unwrap_or_else(|| panic!("no test guest {name}"))

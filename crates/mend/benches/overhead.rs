@@ -21,7 +21,9 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use mend::runner::{Settings, Silent, plan_step, prepare};
+use mend::load::prepare;
+use mend::plan::{StepCx, plan_step};
+use mend::settings::{Settings, Silent};
 use mend_host::sandbox::{HostCtx, Sandbox};
 use mend_journal::{Journal, NewAction, NewRun, RunMode};
 use sha2::Digest;
@@ -74,7 +76,7 @@ fn run_quiet(cmd: &mut Command) -> Result<(), String> {
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
-    let noop = mend::bundled::TEST_GUESTS
+    let noop = mend::load::bundled::TEST_GUESTS
         .iter()
         .find(|(n, _)| *n == "noop");
     let noop = Path::new(noop.expect("the noop test guest").1);
@@ -84,7 +86,7 @@ async fn main() -> anyhow::Result<()> {
     let (cache, state) = (tmp.path().join("cache"), tmp.path().join("state"));
     let runbook = tmp.path().join("bench.toml");
     let mut toml = RUNBOOK.to_string();
-    let caps = mend::supply::line(&mend::supply::capabilities(
+    let caps = mend::load::supply::line(&mend::load::supply::capabilities(
         &Sandbox::new(None)?.imports("noop", &bytes)?,
     ));
     for i in 1..=5 {
@@ -116,7 +118,12 @@ async fn main() -> anyhow::Result<()> {
     )
     .await?;
     let (rb, step) = (&prepared.runbook, &prepared.steps[0]);
-    let plan = async || plan_step(&sandbox, rb, step, 0, &settings).await;
+    let step_cx = StepCx {
+        step,
+        now: 0,
+        settings: &settings,
+    };
+    let plan = async || plan_step(&sandbox, rb, &step_cx).await;
     let describe = async || {
         let (g, c) = (step.grants.clone(), step.commands.clone());
         let host = HostCtx::new(&step.def.id, g, c, Vec::new(), 0, step.limits.timeout);

@@ -26,7 +26,7 @@ pub fn extract(
     progress: &dyn Fn(u64),
 ) -> Result<()> {
     let shown = format!("{}/{}", archive.grant.name, archive.rel);
-    let file = super::fsops::open_regular(&archive.grant.dir, &archive.rel_path(), &shown)
+    let file = crate::files::open_regular(&archive.grant.dir, &archive.rel_path(), &shown)
         .with_context(|| format!("open {shown}"))?;
     // tar reads 512-byte headers one at a time: buffer them, or each is a
     // system call (the copy bench saw 3x tar's time without this).

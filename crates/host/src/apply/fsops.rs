@@ -81,46 +81,6 @@ pub fn rename_noreplace(from: &Resolved, to: &Resolved) -> Result<()> {
         })
 }
 
-/// Open a file for reading only if it is a regular file. A FIFO opened for
-/// reading blocks until a writer comes (for ever), and a device or socket is
-/// no file to hash, copy or unpack: such a path is refused before anything
-/// waits on it. (Opened non-blocking, checked by fstat, then made blocking.)
-pub fn open_regular(dir: &Dir, path: &Path, shown: &str) -> std::io::Result<std::fs::File> {
-    use cap_std::fs::OpenOptionsExt as _;
-    use std::os::unix::fs::MetadataExt as _;
-    let mut opts = OpenOptions::new();
-    opts.read(true);
-    opts.custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32);
-    let file = dir.open_with(path, &opts)?.into_std();
-    let md = file.metadata()?;
-    if !md.is_file() {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidInput,
-            format!(
-                "{shown} is {}, not a regular file; mend never reads special files",
-                special_kind(md.mode())
-            ),
-        ));
-    }
-    let flags = rustix::fs::fcntl_getfl(&file)?;
-    rustix::fs::fcntl_setfl(&file, flags - rustix::fs::OFlags::NONBLOCK)?;
-    Ok(file)
-}
-
-/// "a FIFO", "a socket", ... (from `st_mode`), for messages.
-pub fn special_kind(mode: u32) -> &'static str {
-    use rustix::fs::FileType as T;
-    match T::from_raw_mode(mode) {
-        T::Fifo => "a FIFO (named pipe)",
-        T::Socket => "a socket",
-        T::BlockDevice => "a block device",
-        T::CharacterDevice => "a character device",
-        T::Directory => "a directory",
-        T::Symlink => "a symlink",
-        _ => "a special file",
-    }
-}
-
 /// Remove a file, a symlink (not its target) or a tree; `false` when it was
 /// already gone. One system call for a file.
 pub fn remove_if_exists(r: &Resolved) -> Result<bool> {
@@ -186,7 +146,7 @@ pub fn write_synced(r: &Resolved, contents: &[u8], mode: u32) -> Result<()> {
 
 /// Refuse a copy that would not fit, before writing anything.
 pub fn check_space(dst: &Resolved, need: u64, what: &str) -> Result<()> {
-    let free = crate::sandbox::free_space_of(&dst.grant.dir)?;
+    let free = crate::space::free_space_of(&dst.grant.dir)?;
     // The same rule steps check at plan time.
     let headroom = mend_human::copy_headroom(need);
     if free < need + headroom {

@@ -24,7 +24,7 @@ use crate::commands::CommandPolicy;
 use crate::grants::{Grants, OwnedPath, Resolved};
 pub use attrs::id_of;
 pub use batch::Batch;
-pub use fsops::{copy_entry as copy_between, dir_times, open_regular, restore_times};
+pub use fsops::{copy_entry as copy_between, dir_times, restore_times};
 pub use mend_plan::{DirTimes, Key, Pre, STAGING, TRASH, Undo, under};
 
 /// What apply needs: the grants and commands of the step, the timeout for
@@ -319,7 +319,7 @@ pub fn perform_in(
             fsops::ensure_parent(&staging.borrow())?;
             match action {
                 Action::Extract { format, .. } => {
-                    let (need, _) = crate::check::tree_size(&src.grant.dir, &src.rel_path());
+                    let (need, _) = crate::space::tree_size(&src.grant.dir, &src.rel_path());
                     fsops::check_space(&dst, need, path)?;
                     extract::extract(&src, &staging.borrow(), *format, cx.progress)?
                 }

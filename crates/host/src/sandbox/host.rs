@@ -432,7 +432,7 @@ pub fn digest(
     deadline: Option<Instant>,
 ) -> Result<String, HostError> {
     let r = grants.read(path).map_err(denied)?;
-    let mut file = crate::apply::open_regular(&r.grant.dir, &r.rel_path(), path)
+    let mut file = crate::files::open_regular(&r.grant.dir, &r.rel_path(), path)
         .map_err(|e| io_error(path, e))?;
     let total = file.metadata().map(|m| m.len()).unwrap_or(0);
     let report = total >= DIGEST_PROGRESS_FROM;
@@ -488,8 +488,8 @@ pub fn free_space(grants: &Grants, path: &str) -> Result<files::Space, HostError
         .map_err(|e| io_error(path, e))?;
     let st = rustix::fs::fstatvfs(&dir).map_err(|e| io_error(path, e.into()))?;
     Ok(files::Space {
-        available: free_space_of(&dir).map_err(|e| io_error(path, e))?,
-        total: fake_space()
+        available: crate::space::free_space_of(&dir).map_err(|e| io_error(path, e))?,
+        total: crate::space::fake_space()
             .and_then(|(_, total)| total)
             .unwrap_or(st.f_blocks.saturating_mul(st.f_frsize)),
     })
@@ -639,31 +639,4 @@ pub fn http_get_status(url: &str, timeout: Duration) -> Result<u16, HostError> {
         .nth(1)
         .and_then(|c| c.parse().ok())
         .ok_or_else(|| HostError::Io(format!("{url}: not an HTTP response: {line:?}")))
-}
-
-/// Bytes available to an unprivileged writer where the host path `path` is
-/// (a grant's root, outside any step), for reports and pinned plans.
-pub fn free_space_at(path: &std::path::Path) -> std::io::Result<u64> {
-    free_space_of(&Dir::open_ambient_dir(path, cap_std::ambient_authority())?)
-}
-
-/// `MEND_FAKE_FREE_BYTES=FREE` or `FREE/TOTAL`: the free (and total) space
-/// every filesystem reports. Tests use it to rehearse a full disk without
-/// filling the machine's, and to print the same plan on every machine.
-fn fake_space() -> Option<(u64, Option<u64>)> {
-    let v = std::env::var("MEND_FAKE_FREE_BYTES").ok()?;
-    match v.split_once('/') {
-        Some((free, total)) => Some((free.parse().ok()?, Some(total.parse().ok()?))),
-        None => Some((v.parse().ok()?, None)),
-    }
-}
-
-/// Bytes available to an unprivileged writer on the filesystem of `dir`
-/// (or what `MEND_FAKE_FREE_BYTES` says).
-pub fn free_space_of(dir: &Dir) -> std::io::Result<u64> {
-    if let Some((free, _)) = fake_space() {
-        return Ok(free);
-    }
-    let st = rustix::fs::fstatvfs(dir)?;
-    Ok(st.f_bavail.saturating_mul(st.f_frsize))
 }

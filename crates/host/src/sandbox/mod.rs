@@ -20,10 +20,7 @@ use wasmtime::{Config, Engine, Store};
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
 
 pub use component_file::{MAX_COMPONENT_BYTES, read_component};
-pub use host::{
-    HASH_PROGRESS, HostCtx, LogSink, ProgressSink, WalkState, free_space_at, free_space_of,
-    http_get_status,
-};
+pub use host::{HASH_PROGRESS, HostCtx, LogSink, ProgressSink, WalkState, http_get_status};
 
 /// Host bindings for the `mend:runbook/step` world.
 pub mod bindings {

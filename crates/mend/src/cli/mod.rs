@@ -1,24 +1,36 @@
-//! The `mend` command line: parse, hand to the library, print, exit with a
-//! documented code ([`crate::exit`]).
+//! The `mend` command line: parse, hand to the library, print, exit with the
+//! code the outcome owns ([`crate::outcome`]). One file per subcommand; this
+//! one parses and dispatches.
 
+mod demo;
+mod history;
+mod lint;
 mod logging;
+mod plan;
 mod progress;
+mod rehearse;
 mod render;
 pub mod report;
+mod resume;
+mod rollback;
+mod run;
+mod show;
 mod step;
+mod unlock;
 pub use render::Out;
 
 use std::io::IsTerminal;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
-
-use crate::runner::{self, Failure, Settings};
-use crate::supply::{self, Policy, Trust};
-use crate::{exit, pinned};
 use mend_host::sandbox::Sandbox;
-use mend_journal::{HistoryFilter, Journal, RunMode, RunStatus};
+use mend_journal::{HistoryFilter, RunStatus};
+
+use crate::exit;
+use crate::load::supply::{self, Policy, Trust};
+use crate::outcome::Failure;
+use crate::settings::{Reporter, Settings, Silent};
 
 /// Runbooks for self-hosted services: planned, sandboxed, journaled, undoable.
 #[derive(Parser, Debug)]
@@ -219,6 +231,17 @@ fn xdg(var: &str, fallback: &str) -> PathBuf {
     }
 }
 
+/// What every subcommand gets: the engine, the invocation's settings, the
+/// output, built once.
+pub(crate) struct Ctx {
+    pub sandbox: Sandbox,
+    pub settings: Settings,
+    pub out: Out,
+    /// Where compiled steps are cached (fault rehearsals pass it on).
+    pub cache_dir: PathBuf,
+    pub verbose: bool,
+}
+
 /// Parse the command line, run, print, and return the exit code.
 pub fn main() -> i32 {
     let cli = Cli::parse();
@@ -245,7 +268,7 @@ pub fn main() -> i32 {
     code
 }
 
-/// Output and exit code of a command.
+/// Build the context, run the subcommand, print a failure, give the code.
 async fn run(cli: Cli) -> i32 {
     // Generated from the CLI definition itself, so they never fall behind.
     match cli.command {
@@ -266,28 +289,103 @@ async fn run(cli: Cli) -> i32 {
         }
         _ => {}
     }
-    let out = render::Out::new(cli.json);
+    let out = Out::new(cli.json);
+    let cx = match context(&cli, out.clone()) {
+        Ok(cx) => cx,
+        Err(f) => return out.failure(&f),
+    };
+    // A full disk is when mend is needed: commands that journal may run
+    // on the reserve kept in the state directory (mend_journal::reserve).
+    let writes = matches!(
+        cli.command,
+        Cmd::Run { .. } | Cmd::Resume { .. } | Cmd::Rollback { .. }
+    );
+    let reserve = writes.then(|| mend_journal::reserve::before(&cx.settings.state_dir));
+    let result = dispatch(&cx, cli.command).await;
+    if let Some(before) = reserve {
+        mend_journal::reserve::after(&cx.settings.state_dir, &before);
+    }
+    match result {
+        Ok(code) => code,
+        Err(f) => out.failure(&f),
+    }
+}
+
+async fn dispatch(cx: &Ctx, command: Cmd) -> Result<i32, Failure> {
+    match command {
+        Cmd::Plan {
+            runbook,
+            sets,
+            all,
+            out,
+        } => plan::run(cx, &runbook, &sets, all, out.as_deref()).await,
+        Cmd::Run {
+            runbook,
+            sets,
+            plan,
+        } => run::run(cx, runbook, sets, plan.as_deref()).await,
+        Cmd::Resume { run } => resume::run(cx, &run).await,
+        Cmd::Rollback { run } => rollback::run(cx, &run).await,
+        Cmd::Rehearse {
+            runbook,
+            sets,
+            faults,
+            max_kills,
+            copies,
+        } => {
+            let mode = match (faults, copies) {
+                (true, _) => rehearse::Mode::Faults { max_kills },
+                (false, Some(dir)) => rehearse::Mode::OnCopies(dir),
+                (false, None) => rehearse::Mode::Plain,
+            };
+            rehearse::run(cx, &runbook, &sets, mode).await
+        }
+        Cmd::Unlock { runbook, id } => unlock::run(cx, &runbook, &id).await,
+        Cmd::History {
+            runbook,
+            status,
+            limit,
+        } => history::run(
+            cx,
+            HistoryFilter {
+                runbook,
+                status,
+                limit: Some(limit),
+            },
+        ),
+        Cmd::Show { run } => show::run(cx, &run),
+        Cmd::Report { run } => report::run(cx, &run),
+        Cmd::Lint { runbook, sets } => lint::run(cx, &runbook, &sets).await,
+        Cmd::Step { command } => match command {
+            StepCmd::Inspect { step } => {
+                step::inspect(&cx.sandbox, &cx.out, &step, cx.verbose).await
+            }
+            StepCmd::New { name, dir, sdk } => {
+                step::new(&cx.out, &name, dir.as_deref(), sdk.as_deref())
+            }
+            StepCmd::Build { dir } => step::build(&cx.sandbox, &cx.out, &dir).await,
+            StepCmd::Test { dir } => step::test(&dir),
+        },
+        Cmd::Schema => step::schema(&cx.sandbox).await,
+        Cmd::Demo { dir } => demo::run(cx, dir).await,
+        Cmd::Completions { .. } | Cmd::Man => unreachable!("handled before the context"),
+    }
+}
+
+/// The engine, the settings and the policy, for one invocation.
+fn context(cli: &Cli, out: Out) -> Result<Ctx, Failure> {
     let state_dir = cli.state_dir.clone().unwrap_or_else(default_state_dir);
     let cache_dir = cli.cache_dir.clone().unwrap_or_else(default_cache_dir);
-    let sandbox = match Sandbox::new(Some(cache_dir.clone())) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("error: cannot start the WebAssembly engine: {e:#}");
-            return exit::INTERNAL;
-        }
-    };
-    let reporter: Arc<dyn runner::Reporter> = if cli.json {
-        Arc::new(runner::Silent)
+    let sandbox = Sandbox::new(Some(cache_dir.clone()))
+        .map_err(|e| anyhow::anyhow!("cannot start the WebAssembly engine: {e:#}"))?;
+    let reporter: Arc<dyn Reporter> = if cli.json {
+        Arc::new(Silent)
     } else {
         Arc::new(progress::Live::new(std::io::stderr().is_terminal()))
     };
-    let trust = match trust(&cli) {
-        Ok(t) => t,
-        Err(f) => return out.failure(&f),
-    };
     let sink_out = out.clone();
     let settings = Settings {
-        trust,
+        trust: trust(cli)?,
         state_dir,
         now: cli.now,
         sink: Some(Arc::new(move |step, level, msg| {
@@ -295,105 +393,13 @@ async fn run(cli: Cli) -> i32 {
         })),
         reporter,
     };
-    // A full disk is when mend is needed: commands that journal may run
-    // on the reserve kept in the state directory (journal/reserve.rs).
-    let writes = matches!(
-        cli.command,
-        Cmd::Run { .. } | Cmd::Resume { .. } | Cmd::Rollback { .. }
-    );
-    let reserve = writes.then(|| mend_journal::reserve::before(&settings.state_dir));
-    let verbose = cli.verbose > 0;
-    let result = match cli.command {
-        Cmd::Plan {
-            runbook,
-            sets,
-            all,
-            out: file,
-        } => {
-            plan(
-                &sandbox,
-                &settings,
-                &out,
-                &runbook,
-                &sets,
-                all,
-                file.as_deref(),
-            )
-            .await
-        }
-        Cmd::Lint { runbook, sets } => lint(&sandbox, &settings, &out, &runbook, &sets).await,
-        Cmd::Run {
-            runbook,
-            sets,
-            plan: saved,
-        } => run_runbook(&sandbox, &settings, &out, runbook, sets, saved.as_deref()).await,
-        Cmd::Resume { run } => runner::resume(&sandbox, &settings, &run)
-            .await
-            .map(|o| out.run_outcome(&o)),
-        Cmd::Rollback { run } => runner::rollback(&sandbox, &settings, &run)
-            .await
-            .map(|(id, o)| out.rollback_outcome(&id, &o)),
-        Cmd::Rehearse {
-            runbook,
-            sets,
-            faults: true,
-            max_kills,
-            ..
-        } => runner::rehearse_faults(&settings, &cache_dir, &runbook, &sets, max_kills)
-            .await
-            .map(|r| out.fault_rehearsal(&r)),
-        Cmd::Rehearse {
-            runbook,
-            sets,
-            copies: Some(dir),
-            ..
-        } => runner::rehearse_on_copies(&sandbox, &settings, &runbook, &sets, &dir)
-            .await
-            .map(|o| out.run_outcome(&o)),
-        Cmd::Rehearse { runbook, sets, .. } => {
-            runner::rehearse(&sandbox, &settings, &runbook, &sets)
-                .await
-                .map(|r| out.rehearsal(&r))
-        }
-        Cmd::History {
-            runbook,
-            status,
-            limit,
-        } => history(
-            &settings,
-            &out,
-            HistoryFilter {
-                runbook,
-                status,
-                limit: Some(limit),
-            },
-        ),
-        Cmd::Show { run } => show(&settings, &out, &run),
-        Cmd::Unlock { runbook, id } => unlock(&settings, &out, &runbook, &id).await,
-        Cmd::Report { run } => report(&settings, &out, &run),
-        Cmd::Step {
-            command: StepCmd::Inspect { step },
-        } => step::inspect(&sandbox, &out, &step, verbose).await,
-        Cmd::Step {
-            command: StepCmd::New { name, dir, sdk },
-        } => step::new(&out, &name, dir.as_deref(), sdk.as_deref()),
-        Cmd::Step {
-            command: StepCmd::Build { dir },
-        } => step::build(&sandbox, &out, &dir).await,
-        Cmd::Step {
-            command: StepCmd::Test { dir },
-        } => step::test(&dir),
-        Cmd::Schema => step::schema(&sandbox).await,
-        Cmd::Completions { .. } | Cmd::Man => unreachable!("handled above"),
-        Cmd::Demo { dir } => crate::demo::demo(&sandbox, &settings, &out, dir).await,
-    };
-    if let Some(before) = reserve {
-        mend_journal::reserve::after(&settings.state_dir, &before);
-    }
-    match result {
-        Ok(code) => code,
-        Err(f) => out.failure(&f),
-    }
+    Ok(Ctx {
+        sandbox,
+        settings,
+        out,
+        cache_dir,
+        verbose: cli.verbose > 0,
+    })
 }
 
 /// The supply-chain policy and this invocation's approvals. Only the
@@ -430,269 +436,4 @@ fn trust(cli: &Cli) -> Result<Trust, Failure> {
         tell: Some(Arc::new(|text: &str| eprintln!("{text}"))),
         undo: false,
     })
-}
-
-/// Plan every step against the world as it is now (nothing runs between
-/// them): what `mend plan` shows and a saved plan is checked against.
-async fn plan_all<'a>(
-    sandbox: &Sandbox,
-    settings: &Settings,
-    prepared: &'a runner::Prepared,
-    now: i64,
-) -> Vec<runner::PlannedStep<'a>> {
-    let mut steps = Vec::new();
-    for step in &prepared.steps {
-        let planned = runner::plan_step(sandbox, &prepared.runbook, step, now, settings).await;
-        steps.push((step, planned));
-    }
-    steps
-}
-
-async fn plan(
-    sandbox: &Sandbox,
-    settings: &Settings,
-    out: &render::Out,
-    file: &Path,
-    sets: &[(String, String)],
-    all: bool,
-    save: Option<&Path>,
-) -> Result<i32, Failure> {
-    let prepared = runner::prepare(
-        sandbox,
-        file,
-        sets,
-        &Default::default(),
-        false,
-        &settings.trust,
-    )
-    .await?;
-    let now = runner::now(settings);
-    let steps = plan_all(sandbox, settings, &prepared, now).await;
-    let code = out.plan(&prepared, &steps, all);
-    let Some(save) = save else {
-        return Ok(code);
-    };
-    match pinned::capture(&prepared.runbook, sets, now, &steps) {
-        Ok(saved) => {
-            pinned::save(&saved, save)
-                .map_err(|e| anyhow::anyhow!("cannot write the plan to {}: {e}", save.display()))?;
-            out.note(&format!(
-                "plan saved to {}; `mend run --plan {}` runs exactly it, or nothing if anything it rests on has moved",
-                save.display(),
-                save.display()
-            ));
-            Ok(code)
-        }
-        Err(failed) => {
-            out.note(&format!(
-                "plan not saved to {}: a plan that cannot run is not worth keeping ({})",
-                save.display(),
-                failed.join("; ")
-            ));
-            Ok(exit::STEP_FAILED)
-        }
-    }
-}
-
-/// `mend run`, of a runbook or of a saved plan that must still hold.
-async fn run_runbook(
-    sandbox: &Sandbox,
-    settings: &Settings,
-    out: &render::Out,
-    runbook: Option<PathBuf>,
-    sets: Vec<(String, String)>,
-    saved: Option<&Path>,
-) -> Result<i32, Failure> {
-    let (file, sets) = match saved {
-        None => (runbook.expect("clap requires it"), sets),
-        Some(saved_file) => {
-            let saved = pinned::load(saved_file)
-                .map_err(|e| Failure::input(&saved_file.display().to_string(), e, None))?;
-            if let Some(given) = &runbook
-                && std::path::absolute(given).ok().as_ref() != Some(&saved.runbook.path)
-            {
-                return Err(Failure::input(
-                    &saved_file.display().to_string(),
-                    format!(
-                        "the plan is of {}, not {}",
-                        saved.runbook.path.display(),
-                        given.display()
-                    ),
-                    Some("leave the runbook out: the plan names it".to_string()),
-                ));
-            }
-            let prepared = runner::prepare(
-                sandbox,
-                &saved.runbook.path,
-                &saved.sets,
-                &Default::default(),
-                false,
-                &settings.trust,
-            )
-            .await?;
-            let now = runner::now(settings);
-            let steps = plan_all(sandbox, settings, &prepared, now).await;
-            let drift = match pinned::capture(&prepared.runbook, &saved.sets, now, &steps) {
-                Ok(current) => pinned::drift(&saved, &current),
-                Err(failed) => failed
-                    .into_iter()
-                    .map(|f| format!("step {f} (it planned at plan time)"))
-                    .collect(),
-            };
-            if !drift.is_empty() {
-                return Ok(out.drifted(saved_file, &drift));
-            }
-            out.note(&format!(
-                "the plan in {} still holds: runbook, steps, actions, facts, mounts and free space",
-                saved_file.display()
-            ));
-            (saved.runbook.path, saved.sets)
-        }
-    };
-    runner::run(
-        sandbox,
-        settings,
-        &file,
-        &sets,
-        RunMode::Run,
-        &Default::default(),
-    )
-    .await
-    .map(|o| out.run_outcome(&o))
-}
-
-async fn lint(
-    sandbox: &Sandbox,
-    settings: &Settings,
-    out: &render::Out,
-    file: &std::path::Path,
-    sets: &[(String, String)],
-) -> Result<i32, Failure> {
-    // A laptop or a CI job lacks the server's directories and users: each
-    // is a warning, and everything else is checked.
-    let prepared = runner::prepare_for(
-        sandbox,
-        file,
-        sets,
-        &Default::default(),
-        runner::Purpose::Lint,
-        &settings.trust,
-    )
-    .await?;
-    Ok(out.lint(&prepared))
-}
-
-fn history(settings: &Settings, out: &render::Out, filter: HistoryFilter) -> Result<i32, Failure> {
-    let runs = match Journal::open_existing(&settings.state_dir)? {
-        Some(j) => j.history(&filter)?,
-        None => Vec::new(),
-    };
-    Ok(out.history(&runs))
-}
-
-/// A run and everything the journal holds of it.
-type RunRecords = (
-    mend_journal::RunRecord,
-    Vec<mend_journal::StepRecord>,
-    Vec<mend_journal::ActionRecord>,
-    Vec<mend_journal::EventRecord>,
-);
-
-fn load_run(settings: &Settings, run: &str) -> Result<RunRecords, Failure> {
-    let journal = Journal::open_existing(&settings.state_dir)?.ok_or_else(|| {
-        Failure::input(
-            run,
-            format!("no journal in {}", settings.state_dir.display()),
-            None,
-        )
-    })?;
-    let record = journal
-        .run(run)
-        .map_err(|e| Failure::input(run, format!("{e:#}"), None))?;
-    let steps = journal.steps(&record.id)?;
-    let actions = journal.actions(&record.id)?;
-    let events = journal.events(&record.id)?;
-    Ok((record, steps, actions, events))
-}
-
-/// `mend unlock NAME --id ID`: a flock cannot be taken from its holder, so
-/// unlocking stops the holder (SIGTERM, SIGKILL after 10 s), as a crash
-/// would; the journal makes that safe and the run resumable.
-async fn unlock(
-    settings: &Settings,
-    out: &render::Out,
-    name: &str,
-    id: &str,
-) -> Result<i32, Failure> {
-    let holder = |what: &str| {
-        crate::lock::current_holder(&settings.state_dir, name)
-            .map_err(|e| anyhow::anyhow!("{what} the lock of {name}: {e}"))
-    };
-    let Some(h) = holder("cannot read")? else {
-        out.note(&format!("runbook `{name}` is not locked; nothing to do"));
-        return Ok(exit::SUCCESS);
-    };
-    if h.id != id {
-        return Err(Failure::input(
-            name,
-            format!(
-                "the lock of `{name}` has id {}, not {id}: it is held by another run than the one you saw (pid {}, since {})",
-                h.id,
-                h.pid,
-                mend_journal::format_utc(h.since)
-            ),
-            Some(format!(
-                "look again with `mend history --runbook {name}`; unlock by the id a refusal prints now"
-            )),
-        ));
-    }
-    let pid = rustix::process::Pid::from_raw(h.pid as i32)
-        .ok_or_else(|| anyhow::anyhow!("the lock of {name} names pid {}", h.pid))?;
-    let signal = |sig| rustix::process::kill_process(pid, sig);
-    let mut killed = false;
-    let _ = signal(rustix::process::Signal::TERM);
-    let start = std::time::Instant::now();
-    while holder("cannot read")?.is_some() {
-        if !killed && start.elapsed() > std::time::Duration::from_secs(10) {
-            let _ = signal(rustix::process::Signal::KILL);
-            killed = true;
-        }
-        if start.elapsed() > std::time::Duration::from_secs(20) {
-            return Err(anyhow::anyhow!(
-                "pid {} still holds the lock of {name} after SIGTERM and SIGKILL",
-                h.pid
-            )
-            .into());
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    let how = if killed { "SIGKILL" } else { "SIGTERM" };
-    let next = match &h.run_id {
-        Some(run) => {
-            let short = render::short(run);
-            format!("; run {run} stays as it was: `mend resume {short}` or `mend rollback {short}`")
-        }
-        None => String::new(),
-    };
-    out.note(&format!(
-        "stopped pid {} ({how}); the lock of `{name}` is free{next}",
-        h.pid
-    ));
-    Ok(exit::SUCCESS)
-}
-
-fn report(settings: &Settings, out: &render::Out, run: &str) -> Result<i32, Failure> {
-    let (record, steps, actions, events) = load_run(settings, run)?;
-    let md = report::markdown(&record, &steps, &actions, &events);
-    if out.json {
-        out.print_json(&serde_json::json!({"run": record.id, "markdown": md}));
-    } else {
-        print!("{md}");
-    }
-    Ok(exit::SUCCESS)
-}
-
-fn show(settings: &Settings, out: &render::Out, run: &str) -> Result<i32, Failure> {
-    let (record, steps, actions, events) = load_run(settings, run)?;
-    Ok(out.show(&record, &steps, &actions, &events))
 }

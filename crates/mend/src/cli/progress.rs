@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::runner::Reporter;
+use crate::settings::Reporter;
 
 /// Draws on stderr.
 pub struct Live {

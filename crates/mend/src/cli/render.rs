@@ -7,7 +7,12 @@ use std::io::IsTerminal;
 use serde_json::json;
 
 use crate::exit;
-use crate::runner::{Failure, PlannedStep, Prepared, RehearsalReport, RollbackOutcome, RunOutcome};
+use crate::load::Prepared;
+use crate::outcome::{Failure, Outcome as _};
+use crate::plan::PlannedStep;
+use crate::run::RunOutcome;
+use crate::run::rehearse::RehearsalReport;
+use crate::run::rollback::RollbackOutcome;
 use mend_host::sandbox::bindings::mend::runbook::log::Level;
 use mend_human::{human_bytes as bytes, human_count as count, sanitize};
 use mend_journal::{ActionRecord, EventRecord, RunRecord, RunStatus, StepRecord, format_utc};
@@ -115,17 +120,7 @@ impl Out {
     pub fn plan(&self, prepared: &Prepared, steps: &[PlannedStep], all: bool) -> i32 {
         let rb = &prepared.runbook;
         let failed = steps.iter().any(|(_, r)| r.is_err());
-        // A step that refused its own parameters: the runbook is wrong.
-        let bad_input = steps
-            .iter()
-            .any(|(_, r)| r.as_ref().is_err_and(|e| e.bad_input));
-        let code = if bad_input {
-            exit::BAD_INPUT
-        } else if failed {
-            exit::STEP_FAILED
-        } else {
-            exit::SUCCESS
-        };
+        let code = steps.exit_code();
         let unconfined = unconfined_reads(prepared);
         if self.json {
             let steps: Vec<_> = steps
@@ -228,7 +223,7 @@ impl Out {
             plural(n_actions as u64, "action"),
             bytes(n_bytes)
         );
-        if bad_input {
+        if code == exit::BAD_INPUT {
             println!(
                 "{}",
                 self.paint(
@@ -290,13 +285,7 @@ impl Out {
     }
 
     pub fn run_outcome(&self, o: &RunOutcome) -> i32 {
-        let code = match (o.status, &o.rollback) {
-            _ if o.bad_input => exit::BAD_INPUT,
-            (RunStatus::Committed, _) => exit::SUCCESS,
-            (RunStatus::RollbackFailed, _) => exit::ROLLBACK_FAILED,
-            (_, Some(r)) if r.failed.is_some() => exit::ROLLBACK_FAILED,
-            _ => exit::STEP_FAILED,
-        };
+        let code = o.exit_code();
         if self.json {
             self.print_json(&json!({"run": o, "exit_code": code}));
             return code;
@@ -396,11 +385,7 @@ impl Out {
     }
 
     pub fn rollback_outcome(&self, run: &str, r: &RollbackOutcome) -> i32 {
-        let code = if r.failed.is_some() {
-            exit::ROLLBACK_FAILED
-        } else {
-            exit::SUCCESS
-        };
+        let code = r.exit_code();
         if self.json {
             self.print_json(&json!({"run_id": run, "rollback": r, "exit_code": code}));
         } else {
@@ -411,12 +396,8 @@ impl Out {
 
     /// `mend rehearse --faults`: each variant was reported as it ended;
     /// this is the verdict.
-    pub fn fault_rehearsal(&self, r: &crate::runner::FaultReport) -> i32 {
-        let code = if r.ok {
-            exit::SUCCESS
-        } else {
-            exit::STEP_FAILED
-        };
+    pub fn fault_rehearsal(&self, r: &crate::run::faults::FaultReport) -> i32 {
+        let code = r.exit_code();
         if self.json {
             self.print_json(&json!({"ok": r.ok, "report": r, "exit_code": code}));
             return code;
@@ -462,11 +443,7 @@ impl Out {
     }
 
     pub fn rehearsal(&self, r: &RehearsalReport) -> i32 {
-        let code = if r.ok {
-            exit::SUCCESS
-        } else {
-            exit::STEP_FAILED
-        };
+        let code = r.exit_code();
         if self.json {
             self.print_json(&json!({"ok": r.ok, "report": r, "exit_code": code}));
             return code;
@@ -627,38 +604,28 @@ impl Out {
     }
 
     /// A saved plan that no longer holds: what moved. Nothing ran.
-    pub fn drifted(&self, file: &std::path::Path, drift: &[String]) -> i32 {
-        let code = exit::PLAN_DRIFTED;
+    pub fn drifted(&self, d: &crate::plan::saved::Drifted) -> i32 {
+        let code = d.exit_code();
         if self.json {
-            self.print_json(&json!({"exit_code": code, "plan": file, "drift": drift}));
+            self.print_json(&json!({"exit_code": code, "plan": d.plan, "drift": d.drift}));
         } else {
             eprintln!(
-                "{}",
-                self.paint(
-                    "31",
-                    &format!(
-                        "the plan in {} no longer holds; nothing was run:",
-                        file.display()
-                    )
-                )
+                "{} the plan in {} no longer holds; nothing was run:",
+                self.paint("31", "error:"),
+                d.plan.display()
             );
-            for d in drift {
-                eprintln!("  {d}");
+            for line in &d.drift {
+                eprintln!("  {line}");
             }
             eprintln!(
-                "make a new plan (mend plan RUNBOOK --out FILE), review it, and run that one."
+                "  = help: make a new plan (mend plan RUNBOOK --out FILE), review it, and run that one"
             );
         }
         code
     }
 
     pub fn failure(&self, f: &Failure) -> i32 {
-        let code = match f {
-            Failure::BadInput(_) => exit::BAD_INPUT,
-            Failure::Locked(_) => exit::LOCKED,
-            Failure::Damaged(_) => exit::JOURNAL_DAMAGED,
-            Failure::Journal { .. } | Failure::Internal(_) => exit::INTERNAL,
-        };
+        let code = f.exit_code();
         if self.json {
             let body = match f {
                 Failure::BadInput(d) => json!({"error": "bad-input", "diagnostics": d}),

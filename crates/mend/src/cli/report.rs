@@ -9,6 +9,23 @@ use mend_journal::SavedStep;
 use mend_journal::{ActionRecord, ActionState, EventRecord, RunRecord, StepRecord};
 use mend_plan::{Action, StepPlan};
 
+use crate::cli::Ctx;
+use crate::exit;
+use crate::outcome::Failure;
+
+/// `mend report RUN`: the Markdown on stdout (in a JSON document with `--json`).
+pub(crate) fn run(cx: &Ctx, run: &str) -> Result<i32, Failure> {
+    let (record, steps, actions, events) = crate::cli::show::load_run(&cx.settings, run)?;
+    let md = markdown(&record, &steps, &actions, &events);
+    if cx.out.json {
+        cx.out
+            .print_json(&serde_json::json!({"run": record.id, "markdown": md}));
+    } else {
+        print!("{md}");
+    }
+    Ok(exit::SUCCESS)
+}
+
 /// The report of one run, as Markdown.
 pub fn markdown(
     run: &RunRecord,
@@ -68,7 +85,7 @@ pub fn markdown(
     for s in steps {
         let verified = events
             .iter()
-            .find(|e| e.step_idx == Some(s.idx) && e.message == crate::runner::VERIFIED);
+            .find(|e| e.step_idx == Some(s.idx) && e.message == crate::run::VERIFIED);
         let _ = writeln!(
             w,
             "| {}. {} | {} |",

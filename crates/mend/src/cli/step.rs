@@ -8,7 +8,7 @@ use std::sync::Arc;
 use serde_json::json;
 
 use crate::exit;
-use crate::runner::Failure;
+use crate::outcome::Failure;
 use mend_host::commands::CommandPolicy;
 use mend_host::grants::Grants;
 use mend_host::sandbox::{HostCtx, Limits, Sandbox, wit};
@@ -25,14 +25,14 @@ pub async fn inspect(
     verbose: bool,
 ) -> Result<i32, Failure> {
     let bytes = match what.strip_prefix("std:") {
-        Some(name) => crate::bundled::get(name)
+        Some(name) => crate::load::bundled::get(name)
             .ok_or_else(|| {
                 Failure::input(
                     what,
                     format!("no bundled step `{name}`"),
                     Some(format!(
                         "bundled steps: {}",
-                        crate::runner::bundled_names()
+                        crate::load::bundled_names()
                             .iter()
                             .map(|n| format!("std:{n}"))
                             .collect::<Vec<_>>()
@@ -66,13 +66,13 @@ pub async fn inspect(
                 "doc": p.doc,
             })).collect::<Vec<_>>(),
             "imports": imports,
-            "capabilities": crate::supply::capabilities(&imports),
+            "capabilities": crate::load::supply::capabilities(&imports),
         }));
         return Ok(exit::SUCCESS);
     }
     println!("{} {}: {}", info.name, info.version, info.summary);
     println!("sha256 {}", loaded.sha256);
-    let capabilities = crate::supply::capabilities(&imports);
+    let capabilities = crate::load::supply::capabilities(&imports);
     if !what.starts_with("std:") {
         println!(
             "pin it in a runbook's step: uses = \"{what}\" (relative to the runbook) and sha256 = \"{}\"",
@@ -80,7 +80,7 @@ pub async fn inspect(
         );
         println!(
             "approve what it can do: {}",
-            crate::supply::line(&capabilities)
+            crate::load::supply::line(&capabilities)
         );
     }
     println!("\nparameters:");
@@ -116,7 +116,7 @@ pub async fn inspect(
     } else {
         println!(
             "\ncan ask the host for: {} (-v lists the {} interfaces it imports)",
-            crate::supply::line(&capabilities),
+            crate::load::supply::line(&capabilities),
             imports.len()
         );
     }
@@ -154,7 +154,7 @@ async fn describe(
 /// `mend schema`: the runbook JSON Schema, with each bundled step's `with`.
 pub async fn schema(sandbox: &Sandbox) -> Result<i32, Failure> {
     let mut steps = Vec::new();
-    for (name, bytes) in crate::bundled::BUNDLED {
+    for (name, bytes) in crate::load::bundled::BUNDLED {
         let uses = format!("std:{name}");
         let (info, _) = describe(sandbox, &uses, bytes).await?;
         steps.push(StepParams {
@@ -269,7 +269,7 @@ pub async fn build(sandbox: &Sandbox, out: &Out, dir: &Path) -> Result<i32, Fail
         )
     })?;
     let (info, loaded) = describe(sandbox, &what, &bytes).await?;
-    let capabilities = crate::supply::capabilities(&loaded.imports);
+    let capabilities = crate::load::supply::capabilities(&loaded.imports);
     if out.json {
         out.print_json(&json!({
             "path": wasm,
@@ -290,13 +290,13 @@ pub async fn build(sandbox: &Sandbox, out: &Out, dir: &Path) -> Result<i32, Fail
     println!("what it can ask the host for (review it; the runbook approves it below):");
     let width = capabilities.iter().map(|c| c.len()).max().unwrap_or(0);
     for c in &capabilities {
-        println!("  {c:<width$}  {}", crate::supply::what(c));
+        println!("  {c:<width$}  {}", crate::load::supply::what(c));
     }
     println!("pin it in a runbook's step (uses is relative to the runbook):");
     println!(
         "  uses = \"{what}\"\n  sha256 = \"{}\"\n  {}",
         loaded.sha256,
-        crate::supply::line(&capabilities)
+        crate::load::supply::line(&capabilities)
     );
     println!(
         "where a policy requires signatures, sign it where it will be used: minisign -Sm FILE.wasm (writes FILE.wasm.minisig beside it)"

@@ -16,7 +16,9 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::runner::PlannedStep;
+use crate::exit;
+use crate::outcome::Outcome;
+use crate::plan::PlannedStep;
 use mend_runbook::Runbook;
 
 /// The file format's name and version.
@@ -117,7 +119,7 @@ fn grant_pin(path: &Path) -> GrantPin {
     GrantPin {
         path: path.to_path_buf(),
         mount: mount_of(path),
-        free: mend_host::sandbox::free_space_at(path).unwrap_or(0),
+        free: mend_host::space::free_space_at(path).unwrap_or(0),
     }
 }
 
@@ -301,6 +303,19 @@ pub fn save(plan: &SavedPlan, file: &Path) -> std::io::Result<()> {
     let tmp = file.with_extension("tmp-mend");
     std::fs::write(&tmp, serde_json::to_vec_pretty(plan)?)?;
     std::fs::rename(&tmp, file)
+}
+
+/// A saved plan that no longer holds: which plan, and what moved.
+#[derive(Debug, serde::Serialize)]
+pub struct Drifted {
+    pub plan: std::path::PathBuf,
+    pub drift: Vec<String>,
+}
+
+impl Outcome for Drifted {
+    fn exit_code(&self) -> i32 {
+        exit::PLAN_DRIFTED
+    }
 }
 
 #[cfg(test)]

@@ -22,7 +22,10 @@ use anyhow::{Context as _, bail};
 use serde::Serialize;
 
 use super::rehearse::{compare, copy_dir, snapshot};
-use super::{Failure, Settings, bundled_names};
+use crate::exit;
+use crate::load::bundled_names;
+use crate::outcome::{Failure, Outcome};
+use crate::settings::Settings;
 use mend_journal::Journal;
 use mend_plan::Planned;
 use mend_runbook::Runbook;
@@ -206,7 +209,7 @@ pub async fn rehearse_faults(
     let child = Child {
         exe: std::env::current_exe().context("cannot find the mend executable")?,
         cache_dir,
-        now: super::now(settings),
+        now: crate::settings::now(settings),
         file: std::path::absolute(file).context("cannot resolve the runbook's path")?,
         sets,
     };
@@ -413,6 +416,16 @@ fn variant_line(v: &Variant) -> String {
         v.name,
         v.detail
     )
+}
+
+impl Outcome for FaultReport {
+    fn exit_code(&self) -> i32 {
+        if self.ok {
+            exit::SUCCESS
+        } else {
+            exit::STEP_FAILED
+        }
+    }
 }
 
 #[cfg(test)]

@@ -11,8 +11,11 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 use serde::Serialize;
 
-use super::apply_run::{RunOutcome, run};
-use super::{Failure, Settings, bundled_names};
+use super::{RunOutcome, run};
+use crate::exit;
+use crate::load::bundled_names;
+use crate::outcome::{Failure, Outcome};
+use crate::settings::Settings;
 use mend_host::sandbox::Sandbox;
 use mend_journal::{RunMode, RunStatus};
 use mend_runbook::Runbook;
@@ -369,4 +372,14 @@ pub(super) fn copy_dir(from: &Path, to: &Path) -> anyhow::Result<()> {
         &dst,
         Path::new(to.file_name().context("scratch name")?),
     )
+}
+
+impl Outcome for RehearsalReport {
+    fn exit_code(&self) -> i32 {
+        if self.ok {
+            exit::SUCCESS
+        } else {
+            exit::STEP_FAILED
+        }
+    }
 }

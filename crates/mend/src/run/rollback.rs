@@ -4,8 +4,11 @@
 
 use serde::Serialize;
 
-use super::apply_run::{reopen, restore_roots};
-use super::{Failure, Prepared, Settings};
+use super::journaled::{reopen, restore_roots};
+use crate::exit;
+use crate::load::Prepared;
+use crate::outcome::{Failure, Outcome};
+use crate::settings::Settings;
 use mend_faults::crash_point;
 use mend_host::apply::{self, ApplyCtx, Key, Undo};
 use mend_host::sandbox::Sandbox;
@@ -270,4 +273,14 @@ fn stop(
         .collect();
     journal.set_run_status(run_id, RunStatus::RollbackFailed, Some(msg))?;
     Ok(())
+}
+
+impl Outcome for RollbackOutcome {
+    fn exit_code(&self) -> i32 {
+        if self.failed.is_some() {
+            exit::ROLLBACK_FAILED
+        } else {
+            exit::SUCCESS
+        }
+    }
 }

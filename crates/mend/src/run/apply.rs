@@ -1,0 +1,424 @@
+//! Applying one step: its plan (made now, or the one journaled before a
+//! crash), its actions journaled as intended and performed in batches,
+//! journaled as done, then its verify, with retries.
+
+use std::collections::HashMap;
+
+use mend_host::apply::{self, ApplyCtx, Key};
+use mend_journal::{ActionState, Journal, Journaled, NewAction, SavedStep, StepStatus};
+use mend_plan::Planned;
+
+use super::RunCx;
+use crate::load::PreparedStep;
+use crate::outcome::Failure;
+use crate::plan::{StepCx, plan_step};
+
+/// Actions journaled per commit when they are many and small. Each commit
+/// costs an fsync (a few milliseconds on a real disk); a crash inside a batch
+/// only means its intended actions are checked again on resume, each safe to
+/// repeat. At 2,048, a cull of 50,000 files makes 50 commits instead of 400.
+const BATCH: usize = 2048;
+
+/// Why a step did not finish: it failed (the run rolls back), or the
+/// journal could not be written (the run stops where it is: rolling back
+/// is a change too, and it could not be journaled either).
+pub(crate) enum StepStop {
+    Failed(String),
+    Journal(anyhow::Error),
+    /// The step refused its parameters while planning (see `PlanError`).
+    BadInput(String),
+}
+
+/// Whether no action of the run was ever about to be performed (planned
+/// rows of a step that did not run do not count).
+pub(crate) fn nothing_done(journal: &Journal, run_id: &str) -> Result<bool, Failure> {
+    Ok(journal
+        .actions(run_id)?
+        .iter()
+        .all(|a| a.state == ActionState::Planned))
+}
+use StepStop::Failed as StepFailed;
+
+impl From<anyhow::Error> for StepStop {
+    fn from(e: anyhow::Error) -> Self {
+        if Failure::is_journal(&e) {
+            StepStop::Journal(e)
+        } else {
+            StepFailed(format!("{e:#}"))
+        }
+    }
+}
+
+/// Apply one step: plan it (or take the plan journaled before a crash),
+/// journal and perform its actions, then verify it.
+pub(crate) async fn apply_step(
+    run: &RunCx<'_>,
+    step: &PreparedStep,
+    prior: Option<&mend_journal::StepRecord>,
+) -> Result<(), StepStop> {
+    let RunCx {
+        sandbox,
+        settings,
+        journal,
+        run_id,
+        now,
+        ..
+    } = *run;
+    let step_cx = StepCx {
+        step,
+        now,
+        settings,
+    };
+    tracing::info!(run = run_id, step = %step.def.id, resumed = prior.is_some(), "applying step");
+    // A step planned before a crash keeps its plan: planning again after some
+    // of its actions ran would plan something else.
+    let saved = prior
+        .and_then(|s| s.plan_json.as_deref())
+        .and_then(|j| serde_json::from_str::<SavedStep>(j).ok());
+    let saved = match saved {
+        Some(s) => s,
+        None => {
+            let (plan, logs) = plan_step(sandbox, &run.prepared.runbook, &step_cx)
+                .await
+                .map_err(|e| match e.bad_input {
+                    true => StepStop::BadInput(e.to_string()),
+                    false => StepFailed(e.to_string()),
+                })?;
+            for (level, msg) in &logs {
+                journal.event(run_id, Some(step.idx), level, msg)?;
+            }
+            let roots = step
+                .grants
+                .iter()
+                .filter(|g| g.access == mend_runbook::Access::Write)
+                .map(|g| apply::dir_times(&g.dir, &g.name, ""))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            // The actions go to their own rows; the saved plan keeps the
+            // rest, so no action is journaled twice.
+            let mut saved = SavedStep { plan, roots };
+            let actions = std::mem::take(&mut saved.plan.actions);
+            let json = serde_json::to_string(&saved).map_err(anyhow::Error::from)?;
+            let rows: Vec<String> = actions
+                .iter()
+                .map(serde_json::to_string)
+                .collect::<Result<_, _>>()
+                .map_err(anyhow::Error::from)?;
+            let planned: Vec<mend_journal::PlannedAction> = actions
+                .iter()
+                .zip(&rows)
+                .enumerate()
+                .map(|(i, (a, json))| mend_journal::PlannedAction {
+                    seq: i as u32,
+                    action_json: json,
+                    reversible: a.reversible,
+                })
+                .collect();
+            journal.save_plan(
+                run_id,
+                step.idx,
+                &step.def.id,
+                &step.def.uses.to_string(),
+                &step.loaded.sha256,
+                &json,
+                &planned,
+            )?;
+            for line in &saved.plan.summary {
+                settings.reporter.line(&format!("  {line}"));
+            }
+            saved.plan.actions = actions;
+            saved
+        }
+    };
+    journal.set_step_status(run_id, step.idx, StepStatus::Applying, None)?;
+    let states: HashMap<u32, mend_journal::ActionRecord> = journal
+        .actions(run_id)?
+        .into_iter()
+        .filter(|a| a.step_idx == step.idx)
+        .map(|a| (a.seq, a))
+        .collect();
+    let mut saved = saved;
+    if saved.plan.actions.is_empty() && !states.is_empty() {
+        // Planned before a crash: the actions are the step's rows (a journal
+        // from before rows were written at plan time keeps them in the plan).
+        let mut rows: Vec<&mend_journal::ActionRecord> = states.values().collect();
+        rows.sort_by_key(|r| r.seq);
+        saved.plan.actions = rows
+            .iter()
+            .map(|r| serde_json::from_str::<Planned>(&r.action_json))
+            .collect::<Result<_, _>>()
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "journal records of step {} of run {run_id} are damaged ({e}); refusing to guess its plan",
+                    step.idx
+                )
+            })?;
+    }
+    let reporter = &settings.reporter;
+    let progress = |n: u64| reporter.bytes_done(n);
+    let notes = std::cell::RefCell::new(Vec::new());
+    let note = |line: String| notes.borrow_mut().push(line);
+    let cx = ApplyCtx {
+        grants: &step.grants,
+        commands: &step.commands,
+        step: &step.def.id,
+        timeout: step.limits.timeout,
+        progress: &progress,
+        note: &note,
+    };
+    let actions = &saved.plan.actions;
+    settings
+        .reporter
+        .actions_start(&step.def.id, actions.len() as u64);
+    let mut seq = 0usize;
+    while seq < actions.len() {
+        // A batch: consecutive actions that are cheap to journal together.
+        let mut end = seq + 1;
+        while end < actions.len()
+            && end - seq < BATCH
+            && batchable(&actions[end])
+            && batchable(&actions[seq])
+            && independent(&actions[seq..end], &actions[end])
+        {
+            end += 1;
+        }
+        let mut intents = Vec::new();
+        let mut pres = Vec::new();
+        let mut batch = apply::Batch::default();
+        for (i, planned) in actions.iter().enumerate().take(end).skip(seq) {
+            let i = i as u32;
+            match states.get(&i).filter(|r| r.state != ActionState::Planned) {
+                Some(rec) if rec.state == ActionState::Done => pres.push(None),
+                Some(rec) => {
+                    let j = Journaled::of(rec)?;
+                    pres.push(Some(j.pre));
+                }
+                None => {
+                    let pre = apply::prepare_in(&mut batch, &cx, &planned.action)
+                        .map_err(|e| StepFailed(format!("step `{}`: {e:#}", step.def.id)))?;
+                    let action_json =
+                        serde_json::to_string(planned).map_err(anyhow::Error::from)?;
+                    let key = Key {
+                        run: run_id,
+                        step: step.idx,
+                        seq: i,
+                    };
+                    let undo_json = Journaled {
+                        pre: pre.clone(),
+                        undo: None,
+                    }
+                    .to_json(&planned.action, &key);
+                    intents.push((i, action_json, undo_json, planned.reversible));
+                    pres.push(Some(pre));
+                }
+            }
+        }
+        if !intents.is_empty() {
+            let new: Vec<NewAction> = intents
+                .iter()
+                .map(|(i, a, u, r)| NewAction {
+                    seq: *i,
+                    action_json: a,
+                    reversible: *r,
+                    undo_json: Some(u),
+                })
+                .collect();
+            journal.intend(run_id, step.idx, &new)?;
+        }
+        let mut done = Vec::new();
+        for (k, pre) in pres.into_iter().enumerate() {
+            let i = (seq + k) as u32;
+            let Some(pre) = pre else { continue };
+            mend_faults::crash_point("intent", step.idx, i);
+            let key = Key {
+                run: run_id,
+                step: step.idx,
+                seq: i,
+            };
+            let planned = &actions[seq + k];
+            let bulk = matches!(
+                planned.action,
+                mend_plan::Action::Copy { .. } | mend_plan::Action::Extract { .. }
+            );
+            if bulk {
+                settings.reporter.bytes_start(
+                    &format!("{} {}", planned.action.kind(), planned.action.target()),
+                    planned.bytes,
+                );
+            }
+            let performed = apply::perform_in(&mut batch, &cx, &key, &planned.action, &pre);
+            if bulk {
+                settings.reporter.bytes_end();
+            }
+            match performed {
+                Ok(undo) => {
+                    for line in notes.borrow_mut().drain(..) {
+                        settings.reporter.line(&format!("  {line}"));
+                        journal.event(run_id, Some(step.idx), "info", &line)?;
+                    }
+                    let json = Journaled {
+                        pre,
+                        undo: Some(undo),
+                    }
+                    .to_json(&planned.action, &key);
+                    done.push((i, json));
+                    settings.reporter.action_done(planned.bytes);
+                    mend_faults::crash_point("perform", step.idx, i);
+                }
+                Err(e) => {
+                    let e = mend_human::sanitize(&format!("{e:#}"));
+                    // What was performed so far in the batch is done: say so first.
+                    let marks: Vec<(u32, Option<&str>)> =
+                        done.iter().map(|(i, j)| (*i, Some(j.as_str()))).collect();
+                    journal.mark_done(run_id, step.idx, &marks)?;
+                    let msg = e;
+                    journal.set_action_state(
+                        run_id,
+                        step.idx,
+                        i,
+                        ActionState::Failed,
+                        Some(&msg),
+                    )?;
+                    settings.reporter.actions_end();
+                    return Err(StepFailed(format!(
+                        "{} {}: {msg}",
+                        planned.action.kind(),
+                        planned.action.target()
+                    )));
+                }
+            }
+        }
+        let marks: Vec<(u32, Option<&str>)> =
+            done.iter().map(|(i, j)| (*i, Some(j.as_str()))).collect();
+        if !marks.is_empty() {
+            journal.mark_done(run_id, step.idx, &marks)?;
+        }
+        seq = end;
+    }
+    settings.reporter.actions_end();
+    journal.set_step_status(run_id, step.idx, StepStatus::Applied, None)?;
+    verify(run, &step_cx).await
+}
+
+/// Whether `next` can share a batch with `batch`: every intent of a batch
+/// records the world before any of them is performed, so an action whose
+/// paths meet those of an earlier rename or create-dir of the batch (the
+/// second rename of a release switch needs the first one's source free)
+/// starts a batch of its own, and its intent sees the world it acts on.
+/// Removals among themselves stay together: each names its own path.
+fn independent(batch: &[Planned], next: &Planned) -> bool {
+    use mend_plan::Action as A;
+    let only_removes = |p: &Planned| matches!(p.action, A::Remove { .. });
+    if only_removes(next) && batch.iter().all(only_removes) {
+        return true;
+    }
+    let meets = |a: &str, b: &str| {
+        a == b
+            || a.strip_prefix(b).is_some_and(|r| r.starts_with('/'))
+            || b.strip_prefix(a).is_some_and(|r| r.starts_with('/'))
+    };
+    let theirs: Vec<&str> = batch.iter().flat_map(|p| p.action.paths()).collect();
+    !next
+        .action
+        .paths()
+        .into_iter()
+        .any(|n| theirs.iter().any(|t| meets(n, t)))
+}
+
+/// Small actions whose intents and completions can share a commit.
+fn batchable(p: &Planned) -> bool {
+    use mend_plan::Action as A;
+    matches!(
+        p.action,
+        A::Remove { .. } | A::CreateDir { .. } | A::Rename { .. }
+    ) && p.bytes < (1 << 20)
+}
+
+/// Verify a step after its actions, as often as its `retry` allows.
+async fn verify(cx: &RunCx<'_>, step_cx: &StepCx<'_>) -> Result<(), StepStop> {
+    let RunCx {
+        sandbox,
+        settings,
+        journal,
+        run_id,
+        ..
+    } = *cx;
+    let step = step_cx.step;
+    let attempts = step.def.retry.attempts.max(1);
+    let mut last = String::new();
+    let mut shown = String::new();
+    for attempt in 1..=attempts {
+        let (result, _) = sandbox
+            .verify(
+                &step.loaded,
+                step_cx.host(),
+                step.limits,
+                step_cx.context(),
+                step.params_json.clone(),
+            )
+            .await
+            .map_err(|e| StepFailed(e.to_string()))?;
+        match result {
+            Ok(checks) => {
+                let failed: Vec<String> = checks
+                    .iter()
+                    .filter(|c| !c.ok)
+                    .map(|c| {
+                        mend_human::sanitize(&format!(
+                            "{}{}",
+                            c.name,
+                            if c.detail.is_empty() {
+                                String::new()
+                            } else {
+                                format!(" ({})", c.detail)
+                            }
+                        ))
+                    })
+                    .collect();
+                for c in &checks {
+                    let line = format!(
+                        "check {}: {}",
+                        if c.ok { "ok" } else { "FAILED" },
+                        mend_human::sanitize(&c.name)
+                    );
+                    journal.event(
+                        run_id,
+                        Some(step.idx),
+                        if c.ok { "info" } else { "warn" },
+                        &line,
+                    )?;
+                }
+                if failed.is_empty() {
+                    return Ok(());
+                }
+                last = format!("verify failed: {}", failed.join("; "));
+            }
+            Err(e) => last = format!("verify failed: {}", mend_human::sanitize(&e.message)),
+        }
+        if attempt < attempts {
+            // The same failure again is one short line, not the whole text:
+            // a service that takes a minute to come up must not bury the
+            // screen.
+            let line = if last == shown {
+                format!(
+                    "  the same; retry {attempt}/{} in {:?}",
+                    attempts - 1,
+                    step.def.retry.delay
+                )
+            } else {
+                format!(
+                    "  {last}; retry {attempt}/{} in {:?}",
+                    attempts - 1,
+                    step.def.retry.delay
+                )
+            };
+            settings.reporter.line(&line);
+            shown = last.clone();
+            tokio::time::sleep(step.def.retry.delay).await;
+        }
+    }
+    Err(StepFailed(format!(
+        "step `{}`: {last} (after {attempts} attempt{})",
+        step.def.id,
+        if attempts == 1 { "" } else { "s" }
+    )))
+}
