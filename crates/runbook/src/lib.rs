@@ -5,22 +5,34 @@
 //! runbook and looking up the users its commands name: the fuzz target for
 //! the parser links this crate alone.
 //!
-//! - [`accounts`]: the users and groups commands run as, from this machine
-//! - [`diagnostic`]: positions, rendering (`file:line:column`, caret, hint)
+//! One table drives it: [`format`] declares every key of a runbook, its
+//! kind, whether it is required and its default; the parser checks
+//! documents against it and [`schema`] writes the JSON Schema from it.
+//!
 //! - [`format`]: every table and key, for the parser and the JSON Schema
+//! - `parse`: TOML to model: syntax, then `shape`, then `analyze`
+//! - `shape`: a document against the format table: unknown and missing
+//!   keys, types, defaults; typed values with their spans
+//! - `analyze`: what the values mean: params, grants, commands, steps,
+//!   rehearsal; builds the [`model`]
 //! - [`model`]: the typed runbook and command-argument matching
-//! - `parse`: TOML to model, every check
+//! - [`diagnostic`]: positions, rendering (`file:line:column`, caret, hint)
 //! - [`schema`]: the JSON Schema editors check runbooks with
+//! - [`accounts`]: the users and groups commands run as, from this machine
 //! - [`interpolate`]: `${param}` substitution
 //! - [`units`]: durations and memory sizes
 
 pub mod accounts;
+mod analyze;
 pub mod diagnostic;
 pub mod format;
+mod hints;
 pub mod interpolate;
 pub mod model;
 mod parse;
+mod report;
 pub mod schema;
+mod shape;
 pub mod units;
 
 use std::path::Path;
@@ -29,9 +41,8 @@ use sha2::{Digest, Sha256};
 
 pub use diagnostic::{Diagnostic, Span};
 pub use model::{
-    Access, Class, Command, Grant, OnFailure, Retry, RunAs, Runbook, StandIn, Step, Uses,
+    ARGS, Access, Class, Command, Grant, OnFailure, Retry, RunAs, Runbook, StandIn, Step, Uses,
 };
-pub use parse::ARGS;
 
 impl Runbook {
     /// Read, parse, interpolate and validate. `sets` are --set pairs in
@@ -96,7 +107,7 @@ impl Runbook {
         lenient: bool,
     ) -> Result<Runbook, Vec<Diagnostic>> {
         let cwd = std::env::current_dir().ok();
-        let parsed = parse::parse(&parse::Input {
+        let (parsed, warnings) = parse::parse(&analyze::Input {
             file,
             source: &source,
             sets,
@@ -117,7 +128,7 @@ impl Runbook {
             commands: parsed.commands,
             steps: parsed.steps,
             rehearsal_commands: parsed.rehearsal_commands,
-            warnings: parsed.warnings,
+            warnings,
             rehearsal_budget: parsed.rehearsal_budget,
         })
     }

@@ -9,6 +9,10 @@ use super::diagnostic::Span;
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 pub const DEFAULT_MEMORY: u64 = 256 << 20;
 pub const DEFAULT_RETRY_DELAY: Duration = Duration::from_secs(1);
+pub const DEFAULT_ATTEMPTS: u32 = 1;
+
+/// In a stand-in's `args`: the original call's arguments.
+pub const ARGS: &str = "${args}";
 
 #[derive(Debug, Clone)]
 pub struct Runbook {
@@ -243,7 +247,7 @@ pub struct Retry {
 impl Default for Retry {
     fn default() -> Retry {
         Retry {
-            attempts: 1,
+            attempts: DEFAULT_ATTEMPTS,
             delay: DEFAULT_RETRY_DELAY,
         }
     }

@@ -143,7 +143,7 @@ fn kind(k: &Kind) -> Value {
         Kind::Bool => json!({"type": "boolean"}),
         Kind::Enum(options) => json!({"enum": options}),
         Kind::Strings => json!({"type": "array", "items": {"type": "string"}}),
-        Kind::Duration => json!({"anyOf": [
+        Kind::Duration { .. } => json!({"anyOf": [
             {"type": "integer", "minimum": 0},
             {"type": "string", "pattern": r"^\s*[0-9]+\s*(ms|s|m|h)\s*$"},
             {"type": "string", "pattern": r"\$\{[A-Za-z0-9_-]+\}"},
@@ -164,7 +164,7 @@ fn kind(k: &Kind) -> Value {
         }),
         Kind::StepParams => json!({"type": "object"}),
         Kind::Table(t) => table(t),
-        Kind::Named(inner) => json!({"type": "object", "additionalProperties": kind(inner)}),
+        Kind::Named { of, .. } => json!({"type": "object", "additionalProperties": kind(of)}),
         Kind::NonEmptyArray(inner) => json!({"type": "array", "minItems": 1, "items": kind(inner)}),
         Kind::Either(a, b) => json!({"anyOf": [kind(a), kind(b)]}),
     }
