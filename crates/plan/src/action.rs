@@ -145,12 +145,6 @@ impl Action {
         }
     }
 
-    /// What the action does to what, on one line: `rename a -> b`,
-    /// `exec cmd args (undo: ...)`.
-    pub fn line(&self) -> String {
-        format!("{} {}", self.kind(), self.what())
-    }
-
     /// The action's object: its path, paths or command line.
     pub fn what(&self) -> String {
         mend_human::sanitize(&self.raw_what())
@@ -205,6 +199,8 @@ impl Action {
         }
     }
 
+    /// The action's kind, as a runbook's reader knows it: `remove`,
+    /// `set-owner`, `exec`.
     pub fn kind(&self) -> &'static str {
         match self {
             Action::Remove { .. } => "remove",
@@ -219,6 +215,17 @@ impl Action {
             Action::SetMode { .. } => "set-mode",
             Action::Exec { .. } => "exec",
         }
+    }
+}
+
+/// What the action does to what, on one line: `rename a -> b`,
+/// `exec cmd args (undo: ...)`. The one describer of actions: `mend plan`
+/// prints these words (kind and object in columns of their own), a saved
+/// plan and the report keep them, and `mend_sdk::testing` gives a step's
+/// tests the same.
+impl std::fmt::Display for Action {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.kind(), self.what())
     }
 }
 
