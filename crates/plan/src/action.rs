@@ -222,10 +222,16 @@ impl Action {
 /// `exec cmd args (undo: ...)`. The one describer of actions: `mend plan`
 /// prints these words (kind and object in columns of their own), a saved
 /// plan and the report keep them, and `mend_sdk::testing` gives a step's
-/// tests the same.
+/// tests the same. The alternate form (`{:#}`) names the action by what it
+/// changes alone, for progress and failure lines: `rename a`,
+/// `exec pg_dump -f @b/db.dump`.
 impl std::fmt::Display for Action {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} {}", self.kind(), self.what())
+        if f.alternate() {
+            write!(f, "{} {}", self.kind(), self.target())
+        } else {
+            write!(f, "{} {}", self.kind(), self.what())
+        }
     }
 }
 
@@ -275,5 +281,39 @@ impl std::fmt::Display for Call {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_action_is_said_in_full_or_by_what_it_changes() {
+        let rename = Action::Rename {
+            path: "srv/app".into(),
+            to: "srv/app.old".into(),
+        };
+        assert_eq!(rename.to_string(), "rename srv/app -> srv/app.old");
+        assert_eq!(format!("{rename:#}"), "rename srv/app");
+        let dump = Action::Exec {
+            call: Call {
+                command: "pg_dump".into(),
+                args: vec!["-f".into(), "@b/db.dump".into(), "my db".into()],
+            },
+            undo: None,
+            creates: Some("b/db.dump".into()),
+        };
+        assert_eq!(
+            dump.to_string(),
+            "exec pg_dump -f @b/db.dump 'my db' (creates b/db.dump)"
+        );
+        assert_eq!(format!("{dump:#}"), "exec pg_dump -f @b/db.dump 'my db'");
+        // What a terminal would obey is shown, not obeyed.
+        let odd = Action::Remove {
+            path: "c/\u{1b}[2J".into(),
+        };
+        assert_eq!(odd.to_string(), "remove c/\\x1b[2J");
+        assert_eq!(format!("{odd:#}"), "remove c/\\x1b[2J");
     }
 }
