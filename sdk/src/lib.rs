@@ -36,6 +36,7 @@
 
 extern crate self as mend_sdk;
 
+mod describe;
 mod host;
 mod params;
 mod plan;

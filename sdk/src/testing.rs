@@ -6,15 +6,19 @@
 //!     .grant("cache", Access::Write)
 //!     .file("cache/a.png", 1_000, 1_600_000_000);
 //! let plan = mend_sdk::testing::plan::<CacheCull>(&host, serde_json::json!({"days": 7})).unwrap();
-//! assert_eq!(plan.actions.len(), 1);
+//! assert_eq!(mend_sdk::testing::lines(&plan), ["remove cache/a.png"]);
 //! ```
+//!
+//! [`lines`], [`describe`] and [`removed`] say actions in the engine's words
+//! (the ones `mend plan` prints), so a step's test asserts what the
+//! operator will read.
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 
 use crate::{
-    Access, Algorithm, Check, Context, Entry, EntryKind, GrantInfo, Host, HostError, Level, Output,
-    Plan, Space, Step, StepError,
+    Access, Action, ActionKind, Algorithm, Check, Context, Entry, EntryKind, GrantInfo, Host,
+    HostError, Level, Output, Plan, Space, Step, StepError,
 };
 
 #[derive(Clone, Debug)]
@@ -358,4 +362,27 @@ pub fn verify<S: Step>(
     params: serde_json::Value,
 ) -> Result<Vec<Check>, StepError> {
     crate::__private::verify::<S>(&host.context(S::NAME), &params.to_string(), host)
+}
+
+/// An action as `mend plan` says it: `remove cache/x`, `rename a -> b`,
+/// `exec svc stop web (undo: svc start web)`.
+pub fn describe(action: &Action) -> String {
+    action.to_string()
+}
+
+/// Every action of a plan, in order, as `mend plan` says it.
+pub fn lines(plan: &Plan) -> Vec<String> {
+    plan.actions.iter().map(describe).collect()
+}
+
+/// The paths a plan removes, in order, for a step that only removes.
+/// Panics, naming it, at an action that is not a removal.
+pub fn removed(plan: &Plan) -> Vec<String> {
+    plan.actions
+        .iter()
+        .map(|a| match &a.kind {
+            ActionKind::Remove(path) => path.clone(),
+            _ => panic!("`{}` in a plan expected to only remove", describe(a)),
+        })
+        .collect()
 }

@@ -114,28 +114,40 @@ fn completions_and_man_page_cover_every_command() {
     assert!(bash.stdout.contains("--plan"), "run --plan is completed");
 }
 
-/// A newcomer's path: scaffold a step, run its test, build the component,
-/// inspect it, pin it in a runbook and run that runbook.
+/// A newcomer's path with only the `mend` binary: scaffold a step against
+/// the SDK inside the binary (no checkout of mend anywhere in it), run its
+/// test, build the component, inspect it, pin it in a runbook and run that.
 #[test]
 fn a_scaffolded_step_tests_builds_and_runs_in_a_runbook() {
     let f = Fixture::new();
     let dir = f.path("tmp-clean");
-    let ran = f.mend(&[
-        "step",
-        "new",
-        "tmp-clean",
-        "--dir",
-        &dir.display().to_string(),
-    ]);
+    // A home and cache of its own, and cargo offline: nothing of the
+    // author's machine but Rust and cargo's download cache (cargo and rustup
+    // keep their real homes, found from the test's HOME).
+    let real_home = std::env::var("HOME").unwrap();
+    let cargo_home = std::env::var("CARGO_HOME").unwrap_or_else(|_| format!("{real_home}/.cargo"));
+    let rustup_home =
+        std::env::var("RUSTUP_HOME").unwrap_or_else(|_| format!("{real_home}/.rustup"));
+    std::fs::create_dir_all(f.path("home")).unwrap();
+    let home = f.path("home").display().to_string();
+    let xdg = f.path("home/.cache").display().to_string();
+    // Its own target dir, kept between runs: the suite's is locked by the
+    // cargo that runs this test.
+    let target = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/scaffold");
+    let env = [
+        ("HOME", home.as_str()),
+        ("XDG_CACHE_HOME", xdg.as_str()),
+        ("CARGO_HOME", cargo_home.as_str()),
+        ("RUSTUP_HOME", rustup_home.as_str()),
+        ("CARGO_NET_OFFLINE", "true"),
+        ("CARGO_TARGET_DIR", target.to_str().unwrap()),
+        ("CARGO", env!("CARGO")),
+    ];
+    let dir_arg = dir.display().to_string();
+    let ran = f.mend_env(&["step", "new", "tmp-clean", "--dir", &dir_arg], &env);
     assert_eq!(ran.code, 0, "{}", ran.text());
     assert!(dir.join("src/lib.rs").exists());
-    let again = f.mend(&[
-        "step",
-        "new",
-        "tmp-clean",
-        "--dir",
-        &dir.display().to_string(),
-    ]);
+    let again = f.mend_env(&["step", "new", "tmp-clean", "--dir", &dir_arg], &env);
     assert_eq!(
         again.code,
         2,
@@ -143,14 +155,53 @@ fn a_scaffolded_step_tests_builds_and_runs_in_a_runbook() {
         again.text()
     );
 
-    // Its own target dir, kept between runs: the suite's is locked by the
-    // cargo that runs this test.
-    let target = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/scaffold");
-    let env = [
-        ("CARGO_TARGET_DIR", target.to_str().unwrap()),
-        ("CARGO", env!("CARGO")),
-    ];
-    let dir_arg = dir.display().to_string();
+    // The SDK is the one inside the binary, written under the cache
+    // directory by version and hash, with the WIT mend speaks.
+    let checkout = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap();
+    let manifest = std::fs::read_to_string(dir.join("Cargo.toml")).unwrap();
+    let sdk = manifest
+        .lines()
+        .find_map(|l| l.strip_prefix("mend-sdk = { path = \""))
+        .and_then(|l| l.split_once('"'))
+        .map(|(p, _)| std::path::PathBuf::from(p))
+        .unwrap_or_else(|| panic!("no mend-sdk path in:\n{manifest}"));
+    let versioned = sdk.parent().unwrap();
+    assert_eq!(versioned.parent().unwrap(), shared_cache().join("sdk"));
+    let name = versioned.file_name().unwrap().to_str().unwrap();
+    let (version, hash) = name.split_once('-').unwrap();
+    assert_eq!(version, env!("CARGO_PKG_VERSION"));
+    assert_eq!(hash.len(), 12, "{name}");
+    assert_eq!(
+        std::fs::read(versioned.join("wit/runbook.wit")).unwrap(),
+        std::fs::read(checkout.join("wit/runbook.wit")).unwrap()
+    );
+    // Nothing written names the checkout: not the step, not the SDK.
+    let mut written = vec![dir.join("Cargo.toml"), dir.join("src/lib.rs")];
+    let mut todo = vec![versioned.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                todo.push(p)
+            } else {
+                written.push(p)
+            }
+        }
+    }
+    assert!(written.len() > 10, "{written:?}");
+    let needle = checkout.display().to_string();
+    for p in &written {
+        let text = std::fs::read_to_string(p).unwrap();
+        assert!(
+            !text.contains(&needle),
+            "{} names the checkout {needle}",
+            p.display()
+        );
+    }
+
     let tested = f.mend_env(&["step", "test", "--dir", &dir_arg], &env);
     assert_eq!(tested.code, 0, "{}", tested.text());
     assert!(tested.text().contains("1 passed"), "{}", tested.text());

@@ -6,6 +6,7 @@ mod backups;
 mod bad_input;
 mod commands;
 mod crash;
+mod describe;
 mod faults;
 mod golden;
 mod host;

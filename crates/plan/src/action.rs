@@ -145,12 +145,6 @@ impl Action {
         }
     }
 
-    /// What the action does to what, on one line: `rename a -> b`,
-    /// `exec cmd args (undo: ...)`.
-    pub fn line(&self) -> String {
-        format!("{} {}", self.kind(), self.what())
-    }
-
     /// The action's object: its path, paths or command line.
     pub fn what(&self) -> String {
         mend_human::sanitize(&self.raw_what())
@@ -205,6 +199,8 @@ impl Action {
         }
     }
 
+    /// The action's kind, as a runbook's reader knows it: `remove`,
+    /// `set-owner`, `exec`.
     pub fn kind(&self) -> &'static str {
         match self {
             Action::Remove { .. } => "remove",
@@ -218,6 +214,23 @@ impl Action {
             Action::SetOwner { .. } => "set-owner",
             Action::SetMode { .. } => "set-mode",
             Action::Exec { .. } => "exec",
+        }
+    }
+}
+
+/// What the action does to what, on one line: `rename a -> b`,
+/// `exec cmd args (undo: ...)`. The one describer of actions: `mend plan`
+/// prints these words (kind and object in columns of their own), a saved
+/// plan and the report keep them, and `mend_sdk::testing` gives a step's
+/// tests the same. The alternate form (`{:#}`) names the action by what it
+/// changes alone, for progress and failure lines: `rename a`,
+/// `exec pg_dump -f @b/db.dump`.
+impl std::fmt::Display for Action {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if f.alternate() {
+            write!(f, "{} {}", self.kind(), self.target())
+        } else {
+            write!(f, "{} {}", self.kind(), self.what())
         }
     }
 }
@@ -268,5 +281,39 @@ impl std::fmt::Display for Call {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_action_is_said_in_full_or_by_what_it_changes() {
+        let rename = Action::Rename {
+            path: "srv/app".into(),
+            to: "srv/app.old".into(),
+        };
+        assert_eq!(rename.to_string(), "rename srv/app -> srv/app.old");
+        assert_eq!(format!("{rename:#}"), "rename srv/app");
+        let dump = Action::Exec {
+            call: Call {
+                command: "pg_dump".into(),
+                args: vec!["-f".into(), "@b/db.dump".into(), "my db".into()],
+            },
+            undo: None,
+            creates: Some("b/db.dump".into()),
+        };
+        assert_eq!(
+            dump.to_string(),
+            "exec pg_dump -f @b/db.dump 'my db' (creates b/db.dump)"
+        );
+        assert_eq!(format!("{dump:#}"), "exec pg_dump -f @b/db.dump 'my db'");
+        // What a terminal would obey is shown, not obeyed.
+        let odd = Action::Remove {
+            path: "c/\u{1b}[2J".into(),
+        };
+        assert_eq!(odd.to_string(), "remove c/\\x1b[2J");
+        assert_eq!(format!("{odd:#}"), "remove c/\\x1b[2J");
     }
 }

@@ -6,6 +6,9 @@
 //! It knows no wasmtime, no SQLite, no filesystem: plain data with serde.
 
 mod action;
+// Real file names are the host's (Unix bytes); the step SDK links this
+// crate for wasm32-wasip2 to describe actions and needs none of it.
+#[cfg(unix)]
 pub mod names;
 pub mod record;
 mod undo;

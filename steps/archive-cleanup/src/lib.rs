@@ -244,7 +244,7 @@ mend_sdk::export_step!(ArchiveCleanup);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use mend_sdk::testing::{FakeHost, plan};
+    use mend_sdk::testing::{self, FakeHost, plan};
     use serde_json::{Value, json};
 
     const NOW: i64 = 1_700_000_000;
@@ -261,16 +261,12 @@ mod tests {
         )
     }
 
-    /// The names the plan removes, sorted.
+    /// The names the plan removes (it only removes), sorted.
     fn removed(host: &FakeHost, params: Value) -> Vec<String> {
         let p = plan::<ArchiveCleanup>(host, params).unwrap();
-        let mut names: Vec<String> = p
-            .actions
+        let mut names: Vec<String> = testing::removed(&p)
             .iter()
-            .map(|a| match &a.kind {
-                mend_sdk::ActionKind::Remove(p) => p.strip_prefix("pg/wal/").unwrap().to_string(),
-                other => panic!("unexpected {other:?}"),
-            })
+            .map(|path| path.strip_prefix("pg/wal/").unwrap().to_string())
             .collect();
         names.sort();
         names
@@ -367,13 +363,11 @@ mod tests {
             json!({"path": "pg/wal/", "oldest_kept": "000000010000000000000010"}),
         )
         .unwrap();
-        let gone: Vec<_> = p
-            .actions
+        let paths = testing::removed(&p);
+        let gone: Vec<_> = paths
             .iter()
-            .map(|a| match &a.kind {
-                mend_sdk::ActionKind::Remove(path) => (path.as_str(), a.reason.as_str()),
-                other => panic!("unexpected {other:?}"),
-            })
+            .map(String::as_str)
+            .zip(p.actions.iter().map(|a| a.reason.as_str()))
             .collect();
         // The symlink goes as a name; the subdirectory and what it holds stay.
         let why = "precedes 000000010000000000000010";

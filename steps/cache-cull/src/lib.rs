@@ -225,7 +225,7 @@ mend_sdk::export_step!(CacheCull);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use mend_sdk::testing::{FakeHost, plan};
+    use mend_sdk::testing::{FakeHost, plan, removed};
     use serde_json::json;
 
     const NOW: i64 = 1_700_000_000;
@@ -239,16 +239,6 @@ mod tests {
             .file("cache/media/b/old.png", 3000, NOW - 31 * DAY)
             .file("cache/cards/x.jpg", 500, NOW - 100 * DAY)
             .file("cache/cards/keep.jpg", 500, NOW - 100 * DAY)
-    }
-
-    fn removed(plan: &Plan) -> Vec<String> {
-        plan.actions
-            .iter()
-            .map(|a| match &a.kind {
-                mend_sdk::ActionKind::Remove(p) => p.clone(),
-                other => panic!("unexpected {other:?}"),
-            })
-            .collect()
     }
 
     #[test]

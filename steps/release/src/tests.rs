@@ -1,5 +1,5 @@
+use mend_sdk::Access;
 use mend_sdk::testing::{self, FakeHost};
-use mend_sdk::{Access, ActionKind, Plan};
 use serde_json::json;
 
 use super::Release;
@@ -20,28 +20,6 @@ fn world(free: u64) -> FakeHost {
         .free("srv", free, 100 * GB)
 }
 
-fn ops(plan: &Plan) -> Vec<String> {
-    plan.actions
-        .iter()
-        .map(|a| match &a.kind {
-            ActionKind::Extract(x) => format!("extract {} -> {}", x.archive, x.dst),
-            ActionKind::Rename(r) => format!("rename {} -> {}", r.src, r.dst),
-            ActionKind::Swap(s) => format!("swap {} <-> {}", s.a, s.b),
-            ActionKind::Remove(p) => format!("remove {p}"),
-            ActionKind::Exec(e) => format!(
-                "{} {}{}",
-                e.call.command,
-                e.call.args.join(" "),
-                e.undo
-                    .as_ref()
-                    .map(|u| format!(" (undo: {})", u.args.join(" ")))
-                    .unwrap_or_default()
-            ),
-            other => format!("{other:?}"),
-        })
-        .collect()
-}
-
 #[test]
 fn unpacks_beside_carries_swaps_and_migrates_in_that_order() {
     let plan = testing::plan::<Release>(
@@ -54,14 +32,14 @@ fn unpacks_beside_carries_swaps_and_migrates_in_that_order() {
     )
     .unwrap();
     assert_eq!(
-        ops(&plan),
+        testing::lines(&plan),
         [
             "extract dist/app-2.tar.gz -> srv/app.release-app-2",
             "rename srv/app/app.conf -> srv/app.release-app-2/app-2/app.conf",
             "rename srv/app/public/system -> srv/app.release-app-2/app-2/public/system",
             "swap srv/app <-> srv/app.release-app-2/app-2",
             "remove srv/app.release-app-2",
-            "migrate up (undo: down)",
+            "exec migrate up (undo: migrate down)",
         ]
     );
     let text = plan.summary.join("\n");
@@ -82,7 +60,7 @@ fn a_migration_without_undo_is_called_irreversible() {
     )
     .unwrap();
     assert!(plan.summary.join("\n").contains("IRREVERSIBLE"));
-    assert_eq!(ops(&plan).last().unwrap(), "migrate up");
+    assert_eq!(testing::lines(&plan).last().unwrap(), "exec migrate up");
 }
 
 #[test]
@@ -161,7 +139,7 @@ fn a_first_install_renames_the_release_into_place() {
     )
     .unwrap();
     assert_eq!(
-        ops(&plan),
+        testing::lines(&plan),
         [
             "extract dist/app-1.tar -> srv/app.release-app-1",
             "rename srv/app.release-app-1/app-1 -> srv/app",

@@ -1,5 +1,5 @@
+use mend_sdk::Access;
 use mend_sdk::testing::{self, FakeHost};
-use mend_sdk::{Access, ActionKind, Plan};
 use serde_json::json;
 
 use super::Restore;
@@ -26,27 +26,6 @@ fn rsnapshot(free: u64) -> FakeHost {
         .free("srv", free, 100 * GB)
 }
 
-fn ops(plan: &Plan) -> Vec<String> {
-    plan.actions
-        .iter()
-        .map(|a| match &a.kind {
-            ActionKind::Copy(c) => format!("copy {} -> {}", c.src, c.dst),
-            ActionKind::Swap(s) => format!("swap {} <-> {}", s.a, s.b),
-            ActionKind::Remove(p) => format!("remove {p}"),
-            ActionKind::Exec(e) => format!(
-                "{} {}{}",
-                e.call.command,
-                e.call.args.join(" "),
-                e.undo
-                    .as_ref()
-                    .map(|u| format!(" (undo: {} {})", u.command, u.args.join(" ")))
-                    .unwrap_or_default()
-            ),
-            other => format!("{other:?}"),
-        })
-        .collect()
-}
-
 #[test]
 fn chooses_the_newest_by_time_not_by_list_order() {
     let plan = testing::plan::<Restore>(
@@ -55,7 +34,7 @@ fn chooses_the_newest_by_time_not_by_list_order() {
     )
     .unwrap();
     assert_eq!(
-        ops(&plan),
+        testing::lines(&plan),
         [
             "copy backups/snaps/daily.10/app -> srv/app.restore-daily.10",
             "swap srv/app <-> srv/app.restore-daily.10",
@@ -84,7 +63,10 @@ fn a_time_in_the_name_beats_the_mtime() {
         .dir("b/s/app-20261121T030000Z", NOW - 30 * H)
         .free("srv", 10 * GB, 100 * GB);
     let plan = testing::plan::<Restore>(&h, json!({"from": "b/s", "target": "srv/app"})).unwrap();
-    assert_eq!(ops(&plan), ["copy b/s/app-20261121T030000Z -> srv/app"]);
+    assert_eq!(
+        testing::lines(&plan),
+        ["copy b/s/app-20261121T030000Z -> srv/app"]
+    );
 }
 
 #[test]
@@ -112,7 +94,7 @@ fn another_snapshot_by_name_and_a_missing_one_lists_what_there_is() {
     let p = json!({"from": "backups/snaps", "target": "srv/app", "snapshot": "daily.1"});
     let plan = testing::plan::<Restore>(&rsnapshot(10 * GB), p).unwrap();
     assert_eq!(
-        ops(&plan)[0],
+        testing::lines(&plan)[0],
         "copy backups/snaps/daily.1 -> srv/app.restore-daily.1"
     );
     let p = json!({"from": "backups/snaps", "target": "srv/app", "snapshot": "daily.7"});
@@ -149,11 +131,11 @@ fn a_database_is_dumped_dropped_and_created_each_with_its_undo() {
     let p = json!({"from": "dumps/pg", "database": {"name": "app", "connect": ["-p", "5433"], "counts": {"accounts": 3}}});
     let plan = testing::plan::<Restore>(&h, p).unwrap();
     assert_eq!(
-        ops(&plan),
+        testing::lines(&plan),
         [
-            "pg_dump -p 5433 -Fc -f @dumps/pg/pre-restore-app-20261122T030000Z.dump app",
-            "dropdb -p 5433 app (undo: pg_restore -p 5433 --create -d postgres @dumps/pg/pre-restore-app-20261122T030000Z.dump)",
-            "pg_restore -p 5433 --create -d postgres @dumps/pg/app-20261122T020000Z.dump (undo: dropdb -p 5433 --if-exists app)",
+            "exec pg_dump -p 5433 -Fc -f @dumps/pg/pre-restore-app-20261122T030000Z.dump app (creates dumps/pg/pre-restore-app-20261122T030000Z.dump)",
+            "exec dropdb -p 5433 app (undo: pg_restore -p 5433 --create -d postgres @dumps/pg/pre-restore-app-20261122T030000Z.dump)",
+            "exec pg_restore -p 5433 --create -d postgres @dumps/pg/app-20261122T020000Z.dump (undo: dropdb -p 5433 --if-exists app)",
         ]
     );
     assert_eq!(plan.checks, ["app.accounts has 3 rows"]);
@@ -214,7 +196,10 @@ fn a_restore_chooses_among_its_own_labels_snapshots_and_says_which_it_skipped() 
         .file("b/s/config-20261122T020000Z/app.yml", 10, NOW)
         .free("srv", 10 * GB, 100 * GB);
     let plan = testing::plan::<Restore>(&h, json!({"from": "b/s", "target": "srv/media"})).unwrap();
-    assert_eq!(ops(&plan), ["copy b/s/media-20261122T010000Z -> srv/media"]);
+    assert_eq!(
+        testing::lines(&plan),
+        ["copy b/s/media-20261122T010000Z -> srv/media"]
+    );
     let text = plan.summary.join("\n");
     assert!(
         text.contains("skipped 1 snapshot of other labels: config-20261122T020000Z"),
@@ -226,7 +211,10 @@ fn a_restore_chooses_among_its_own_labels_snapshots_and_says_which_it_skipped() 
         json!({"from": "b/s", "target": "srv/app", "label": "config"}),
     )
     .unwrap();
-    assert_eq!(ops(&plan), ["copy b/s/config-20261122T020000Z -> srv/app"]);
+    assert_eq!(
+        testing::lines(&plan),
+        ["copy b/s/config-20261122T020000Z -> srv/app"]
+    );
     let err =
         testing::plan::<Restore>(&h, json!({"from": "b/s", "target": "srv/app"})).unwrap_err();
     assert_eq!(
@@ -263,7 +251,10 @@ fn a_snapshot_dated_in_the_future_is_refused_unless_allowed() {
         json!({"from": "b/s", "target": "srv/app", "allow_future": true}),
     )
     .unwrap();
-    assert_eq!(ops(&plan), ["copy b/s/app-20261122T040000Z -> srv/app"]);
+    assert_eq!(
+        testing::lines(&plan),
+        ["copy b/s/app-20261122T040000Z -> srv/app"]
+    );
     let text = plan.summary.join("\n");
     assert!(text.contains("1 h 0 min IN THE FUTURE"), "{text}");
     assert!(

@@ -1,5 +1,4 @@
 use mend_sdk::testing::{self, FakeHost};
-use mend_sdk::{ActionKind, Plan};
 use serde_json::json;
 
 use super::Service;
@@ -12,28 +11,6 @@ fn host(states: &[(&str, bool)]) -> FakeHost {
     )
 }
 
-/// The planned commands as "CMD ARGS => UNDO ARGS".
-fn calls(plan: &Plan) -> Vec<String> {
-    plan.actions
-        .iter()
-        .map(|a| match &a.kind {
-            ActionKind::Exec(e) => {
-                let undo = e
-                    .undo
-                    .as_ref()
-                    .map(|u| format!("{} {}", u.command, u.args.join(" ")));
-                format!(
-                    "{} {} => {}",
-                    e.call.command,
-                    e.call.args.join(" "),
-                    undo.unwrap_or_else(|| "none".into())
-                )
-            }
-            _ => panic!("service plans only commands"),
-        })
-        .collect()
-}
-
 #[test]
 fn stop_runs_in_reverse_order_and_is_undone_by_start() {
     let h = host(&[("db", true), ("web", true)]);
@@ -43,10 +20,10 @@ fn stop_runs_in_reverse_order_and_is_undone_by_start() {
     )
     .unwrap();
     assert_eq!(
-        calls(&plan),
+        testing::lines(&plan),
         [
-            "svc stop web => svc start web",
-            "svc stop db => svc start db"
+            "exec svc stop web (undo: svc start web)",
+            "exec svc stop db (undo: svc start db)"
         ]
     );
 }
@@ -59,7 +36,10 @@ fn a_unit_already_stopped_is_left_alone_so_rollback_does_not_start_it() {
         json!({"units": ["db", "worker"], "action": "stop", "command": "svc"}),
     )
     .unwrap();
-    assert_eq!(calls(&plan), ["svc stop db => svc start db"]);
+    assert_eq!(
+        testing::lines(&plan),
+        ["exec svc stop db (undo: svc start db)"]
+    );
     assert!(
         plan.summary
             .iter()
@@ -77,17 +57,20 @@ fn start_only_what_is_down_and_restart_everything() {
         json!({"units": ["a", "b"], "action": "start", "command": "svc"}),
     )
     .unwrap();
-    assert_eq!(calls(&start), ["svc start b => svc stop b"]);
+    assert_eq!(
+        testing::lines(&start),
+        ["exec svc start b (undo: svc stop b)"]
+    );
     let restart = testing::plan::<Service>(
         &h,
         json!({"units": ["a", "b"], "action": "restart", "command": "svc"}),
     )
     .unwrap();
     assert_eq!(
-        calls(&restart),
+        testing::lines(&restart),
         [
-            "svc restart a => svc restart a",
-            "svc restart b => svc restart b"
+            "exec svc restart a (undo: svc restart a)",
+            "exec svc restart b (undo: svc restart b)"
         ]
     );
 }
@@ -163,7 +146,7 @@ fn other_service_managers_speak_their_own_verbs() {
             "db\nweb\n",
         );
     let stop = |command: &str, manager: &str, unit: &str| {
-        calls(
+        testing::lines(
             &testing::plan::<Service>(
                 &h,
                 json!({"units": [unit], "action": "stop", "command": command, "manager": manager}),
@@ -173,19 +156,19 @@ fn other_service_managers_speak_their_own_verbs() {
     };
     assert_eq!(
         stop("rc", "openrc", "nginx"),
-        ["rc nginx stop => rc nginx start"]
+        ["exec rc nginx stop (undo: rc nginx start)"]
     );
     assert_eq!(
         stop("sv", "runit", "redis"),
-        ["sv down redis => sv up redis"]
+        ["exec sv down redis (undo: sv up redis)"]
     );
     assert_eq!(
         stop("pctl", "prosodyctl", "prosody"),
-        ["pctl stop => pctl start"]
+        ["exec pctl stop (undo: pctl start)"]
     );
     assert_eq!(
         stop("dc", "compose", "web"),
-        ["dc stop web => dc start web"]
+        ["exec dc stop web (undo: dc start web)"]
     );
     // Not listed by compose: not running, left alone.
     assert!(stop("dc", "compose", "worker").is_empty());
@@ -196,8 +179,8 @@ fn other_service_managers_speak_their_own_verbs() {
     )
     .unwrap();
     assert_eq!(
-        calls(&custom),
-        ["rc nginx --ifstarted restart => rc nginx --ifstarted restart"]
+        testing::lines(&custom),
+        ["exec rc nginx --ifstarted restart (undo: rc nginx --ifstarted restart)"]
     );
     let err = testing::plan::<Service>(
         &h,

@@ -14,6 +14,7 @@ pub mod report;
 mod resume;
 mod rollback;
 mod run;
+mod sdk;
 mod show;
 mod step;
 mod unlock;
@@ -176,7 +177,8 @@ pub enum StepCmd {
         /// Where to create it [default: ./NAME]
         #[arg(long)]
         dir: Option<PathBuf>,
-        /// The sdk/ folder of a mend checkout [default: the one mend was built from]
+        /// The sdk/ folder of a mend checkout [default: the SDK inside this
+        /// mend, written to CACHE_DIR/sdk/VERSION-HASH]
         #[arg(long)]
         sdk: Option<PathBuf>,
     },
@@ -360,9 +362,13 @@ async fn dispatch(cx: &Ctx, command: Cmd) -> Result<i32, Failure> {
             StepCmd::Inspect { step } => {
                 step::inspect(&cx.sandbox, &cx.out, &step, cx.verbose).await
             }
-            StepCmd::New { name, dir, sdk } => {
-                step::new(&cx.out, &name, dir.as_deref(), sdk.as_deref())
-            }
+            StepCmd::New { name, dir, sdk } => step::new(
+                &cx.out,
+                &name,
+                dir.as_deref(),
+                sdk.as_deref(),
+                &cx.cache_dir,
+            ),
             StepCmd::Build { dir } => step::build(&cx.sandbox, &cx.out, &dir).await,
             StepCmd::Test { dir } => step::test(&dir),
         },

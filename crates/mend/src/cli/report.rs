@@ -212,7 +212,7 @@ pub fn markdown(
 /// A journaled action as `mend plan` shows it (its JSON if unreadable).
 fn action_line(a: &ActionRecord) -> String {
     serde_json::from_str::<Action>(&a.action_json)
-        .map(|x| x.line())
+        .map(|x| x.to_string())
         .unwrap_or_else(|_| a.action_json.clone())
 }
 

@@ -306,7 +306,13 @@ pub async fn build(sandbox: &Sandbox, out: &Out, dir: &Path) -> Result<i32, Fail
 
 /// `mend step new NAME`: a step crate that builds into a component and
 /// passes its own test, for an author to change.
-pub fn new(out: &Out, name: &str, dir: Option<&Path>, sdk: Option<&Path>) -> Result<i32, Failure> {
+pub fn new(
+    out: &Out,
+    name: &str,
+    dir: Option<&Path>,
+    sdk: Option<&Path>,
+    cache: &Path,
+) -> Result<i32, Failure> {
     let valid = name.len() <= 40
         && name.starts_with(|c: char| c.is_ascii_lowercase())
         && name
@@ -331,17 +337,22 @@ pub fn new(out: &Out, name: &str, dir: Option<&Path>, sdk: Option<&Path>) -> Res
             Some("pick another name or --dir".into()),
         ));
     }
+    // The SDK inside this binary unless the author names a checkout's.
     let sdk = match sdk {
-        Some(s) => s.to_path_buf(),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../sdk"),
+        Some(s) => std::fs::canonicalize(s).map_err(|e| {
+            Failure::input(
+                &s.display().to_string(),
+                format!("cannot find mend's SDK at {}: {e}", s.display()),
+                Some("give the path of the sdk/ folder of a mend checkout: --sdk PATH".into()),
+            )
+        })?,
+        None => super::sdk::install(cache).map_err(|e| {
+            anyhow::anyhow!(
+                "cannot write mend's SDK under {}: {e}",
+                cache.join("sdk").display()
+            )
+        })?,
     };
-    let sdk = std::fs::canonicalize(&sdk).map_err(|e| {
-        Failure::input(
-            &sdk.display().to_string(),
-            format!("cannot find mend's SDK at {}: {e}", sdk.display()),
-            Some("give the path of the sdk/ folder of a mend checkout: --sdk PATH".into()),
-        )
-    })?;
     let type_name: String = name
         .split('-')
         .map(|w| {
@@ -369,6 +380,9 @@ pub fn new(out: &Out, name: &str, dir: Option<&Path>, sdk: Option<&Path>) -> Res
             fill(include_str!("scaffold/lib.rs.in")),
         )?;
         std::fs::write(dir.join(".gitignore"), "/target\n")?;
+        // The versions mend was built and tested with; cargo drops the
+        // engine's own entries on the first build.
+        std::fs::write(dir.join("Cargo.lock"), super::sdk::LOCK)?;
         Ok(())
     };
     write().map_err(|e| anyhow::anyhow!("cannot write the step in {}: {e}", dir.display()))?;
@@ -377,6 +391,7 @@ pub fn new(out: &Out, name: &str, dir: Option<&Path>, sdk: Option<&Path>) -> Res
         out.print_json(&json!({"dir": dir, "name": name, "sdk": sdk}));
     } else {
         println!("created step `{name}` in {d}: Cargo.toml, src/lib.rs (the step and its test)");
+        println!("  its SDK:   {}", sdk.display());
         println!("  test it:   cd {d} && cargo test");
         println!("  build it:  cargo build --release --target wasm32-wasip2");
         println!(

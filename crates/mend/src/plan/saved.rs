@@ -90,7 +90,7 @@ pub fn capture(
                 id: s.def.id.clone(),
                 uses: s.def.uses.to_string(),
                 component_sha256: s.loaded.sha256.clone(),
-                actions: plan.actions.iter().map(|a| a.action.line()).collect(),
+                actions: plan.actions.iter().map(|a| a.action.to_string()).collect(),
                 facts: plan.facts.iter().cloned().collect(),
             })
         })

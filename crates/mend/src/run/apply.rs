@@ -240,10 +240,9 @@ pub(crate) async fn apply_step(
                 mend_plan::Action::Copy { .. } | mend_plan::Action::Extract { .. }
             );
             if bulk {
-                settings.reporter.bytes_start(
-                    &format!("{} {}", planned.action.kind(), planned.action.target()),
-                    planned.bytes,
-                );
+                settings
+                    .reporter
+                    .bytes_start(&format!("{:#}", planned.action), planned.bytes);
             }
             let performed = apply::perform_in(&mut batch, &cx, &key, &planned.action, &pre);
             if bulk {
@@ -279,11 +278,7 @@ pub(crate) async fn apply_step(
                         Some(&msg),
                     )?;
                     settings.reporter.actions_end();
-                    return Err(StepFailed(format!(
-                        "{} {}: {msg}",
-                        planned.action.kind(),
-                        planned.action.target()
-                    )));
+                    return Err(StepFailed(format!("{:#}: {msg}", planned.action)));
                 }
             }
         }

@@ -268,7 +268,7 @@ pub async fn rehearse_faults(
         .iter()
         .map(|a| {
             let what = serde_json::from_str::<Planned>(&a.action_json)
-                .map(|p| format!("{} {}", p.action.kind(), p.action.target()))
+                .map(|p| format!("{:#}", p.action))
                 .unwrap_or_else(|_| "?".into());
             (a.step_idx, a.seq, what)
         })

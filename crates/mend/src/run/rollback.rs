@@ -94,12 +94,7 @@ pub(crate) async fn rollback_prepared(
         };
         let planned: Planned =
             serde_json::from_str(&rec.action_json).map_err(anyhow::Error::from)?;
-        let what = format!(
-            "{}: {} {}",
-            step.def.id,
-            planned.action.kind(),
-            planned.action.target()
-        );
+        let what = format!("{}: {:#}", step.def.id, planned.action);
         let mut j = Journaled::of(rec)?;
         let cx = ApplyCtx {
             grants: &step.grants,
@@ -261,13 +256,12 @@ fn stop(
         })
         .map(|(i, p)| {
             format!(
-                "{}: {} {}",
+                "{}: {:#}",
                 prepared
                     .steps
                     .get(i as usize)
                     .map_or("?", |s| s.def.id.as_str()),
-                p.action.kind(),
-                p.action.target()
+                p.action
             )
         })
         .collect();

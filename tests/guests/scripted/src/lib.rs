@@ -7,8 +7,13 @@
 //!   { create_dir = "data/new" }, { write_file = ["data/f", "text"] }, { copy = ["data/a", "data/c"] },
 //!   { extract = ["data/r.tar.gz", "data/r", "tar-gz"] },
 //!   { exec = ["cmd", ["arg"]], undo = ["cmd", ["undo-arg"]] },
+//!   { exec = ["dump", ["@data/db.dump"]], creates = "data/db.dump" },
+//!   { archive = ["data/a", "data/a.tar.zst", "tar-zst"] },
+//!   { set_owner = ["data/a", "nobody", "", true] }, { set_mode = ["data/a", 416, true, 488] },
 //! ] }
 //! ```
+//! (an empty owner or group is none; `set_mode`'s fourth, the directories'
+//! mode, may be left out)
 //! `fail_plan = "why"` fails planning; `verify = "fail"` fails every verify;
 //! `verify = "exists:GRANT/path"` passes once that path exists.
 //! `probe = [["cmd", ["arg"]]]` runs each call through `probe` while
@@ -67,6 +72,14 @@ fn call(v: &Value) -> mend_sdk::CommandCall {
     mend_sdk::CommandCall {
         command: s(v, 0),
         args: strs(v.get(1)),
+    }
+}
+
+fn format(name: &str) -> ArchiveFormat {
+    match name {
+        "tar" => ArchiveFormat::Tar,
+        "tar-zst" => ArchiveFormat::TarZst,
+        _ => ArchiveFormat::TarGz,
     }
 }
 
@@ -173,11 +186,24 @@ impl Step for Scripted {
                 "extract" => ActionKind::Extract(mend_sdk::ExtractArgs {
                     archive: s(v, 0),
                     dst: s(v, 1),
-                    format: match s(v, 2).as_str() {
-                        "tar" => ArchiveFormat::Tar,
-                        "tar-zst" => ArchiveFormat::TarZst,
-                        _ => ArchiveFormat::TarGz,
-                    },
+                    format: format(&s(v, 2)),
+                }),
+                "archive" => ActionKind::Archive(mend_sdk::ArchiveArgs {
+                    src: s(v, 0),
+                    dst: s(v, 1),
+                    format: format(&s(v, 2)),
+                }),
+                "set_owner" => ActionKind::SetOwner(mend_sdk::SetOwnerArgs {
+                    path: s(v, 0),
+                    owner: Some(s(v, 1)).filter(|o| !o.is_empty()),
+                    group: Some(s(v, 2)).filter(|g| !g.is_empty()),
+                    recursive: v.get(3).and_then(Value::as_bool).unwrap_or(false),
+                }),
+                "set_mode" => ActionKind::SetMode(mend_sdk::SetModeArgs {
+                    path: s(v, 0),
+                    mode: v.get(1).and_then(Value::as_u64).unwrap_or(0) as u32,
+                    recursive: v.get(2).and_then(Value::as_bool).unwrap_or(false),
+                    dir_mode: v.get(3).and_then(Value::as_u64).map(|m| m as u32),
                 }),
                 "exec" => ActionKind::Exec(mend_sdk::ExecArgs {
                     call: call(v),
