@@ -17,6 +17,7 @@ mod lifecycle;
 mod nothing_lost;
 mod postgres;
 mod prosody;
+mod prune;
 mod repos;
 mod restore;
 mod runbooks;

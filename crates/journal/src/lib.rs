@@ -15,11 +15,13 @@
 //! a step's saved plan, an action's undo data, a run's inputs), `schema`
 //! (tables, versions), `runs`, `steps`, `actions`, `events` (the `Journal`
 //! methods for each table), `integrity` (damage found before use),
-//! `reserve` (room kept for a full disk).
+//! `reserve` (room kept for a full disk), `prune` (history that does not
+//! grow for ever).
 
 mod actions;
 mod events;
 pub mod integrity;
+mod prune;
 mod records;
 pub mod reserve;
 mod runs;
@@ -37,6 +39,7 @@ use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
 
 pub use integrity::{Damaged, WalState};
 pub use mend_human::time::{format_utc, now_ms, now_secs};
+pub use prune::{Pruned, PrunedRun, Retention};
 pub use records::{Journaled, RunInputs, SavedStep};
 pub use types::{
     ActionRecord, ActionState, EventRecord, HistoryFilter, NewAction, NewRun, PlannedAction,

@@ -8,6 +8,7 @@ mod lint;
 mod logging;
 mod plan;
 mod progress;
+mod prune;
 mod rehearse;
 mod render;
 pub mod report;
@@ -134,6 +135,21 @@ pub enum Cmd {
         status: Option<RunStatus>,
         #[arg(long, default_value_t = 20)]
         limit: usize,
+    },
+    /// Remove old runs from the journal: those older than the policy's
+    /// [history] keep_days or past its keep_runs per runbook (90 days, 100
+    /// runs by default). Never a run that can still be resumed or rolled
+    /// back. mend also prunes after each committed run
+    Prune {
+        /// Keep runs started within N days (0: no age limit)
+        #[arg(long, value_name = "N")]
+        keep_days: Option<u32>,
+        /// Keep the newest N runs of each runbook (0: no count limit)
+        #[arg(long, value_name = "N")]
+        keep_runs: Option<u32>,
+        /// Show what would be removed; remove nothing
+        #[arg(long)]
+        dry_run: bool,
     },
     /// One run: its steps, actions and events
     Show { run: String },
@@ -355,6 +371,11 @@ async fn dispatch(cx: &Ctx, command: Cmd) -> Result<i32, Failure> {
                 limit: Some(limit),
             },
         ),
+        Cmd::Prune {
+            keep_days,
+            keep_runs,
+            dry_run,
+        } => prune::run(cx, keep_days, keep_runs, dry_run),
         Cmd::Show { run } => show::run(cx, &run),
         Cmd::Report { run } => report::run(cx, &run),
         Cmd::Lint { runbook, sets } => lint::run(cx, &runbook, &sets).await,
@@ -420,6 +441,7 @@ fn trust(cli: &Cli) -> Result<Trust, Failure> {
             | Cmd::Rehearse { .. }
             | Cmd::Resume { .. }
             | Cmd::Demo { .. }
+            | Cmd::Prune { .. }
     );
     if !loads_steps {
         return Ok(Trust::default());

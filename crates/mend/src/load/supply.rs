@@ -32,6 +32,9 @@ pub struct Policy {
     /// Every component file needs a signature by a trusted key.
     pub require_signatures: bool,
     pub trusted_keys: Vec<TrustedKey>,
+    /// `[history]`: how long runs stay in the journal (`mend prune`, and
+    /// after each committed run).
+    pub history: mend_journal::Retention,
 }
 
 /// A minisign public key the policy trusts.
@@ -114,12 +117,16 @@ impl Policy {
                         )),
                     }
                 }
+                "history" => match history(v) {
+                    Ok(keep) => policy.history = keep,
+                    Err((span, message, hint)) => errors.push(at(span, message, hint)),
+                },
                 other => {
                     let span: Span = k.span().into();
                     errors.push(at(
                         span,
                         format!("unknown key `{other}` in the policy"),
-                        "valid keys: `require_signatures`, `trusted_keys`",
+                        "valid keys: `require_signatures`, `trusted_keys`, `[history]`",
                     ));
                 }
             }
@@ -150,6 +157,50 @@ impl Policy {
             .as_ref()
             .map_or_else(|| DEFAULT_POLICY.to_string(), |f| f.display().to_string())
     }
+}
+
+/// `[history] keep_days = 90, keep_runs = 100` (0: no limit).
+fn history(
+    v: &Spanned<DeValue<'_>>,
+) -> Result<mend_journal::Retention, (Span, String, &'static str)> {
+    const HINT: &str = "write [history] with keep_days = 90 and keep_runs = 100 (0: no limit)";
+    let DeValue::Table(t) = v.get_ref() else {
+        return Err((v.span().into(), "`history` must be a table".into(), HINT));
+    };
+    let mut keep = mend_journal::Retention::default();
+    for (k, v) in t.iter() {
+        let slot = match k.get_ref().as_ref() {
+            "keep_days" => &mut keep.keep_days,
+            "keep_runs" => &mut keep.keep_runs,
+            other => {
+                return Err((
+                    k.span().into(),
+                    format!("unknown key `{other}` in [history]"),
+                    HINT,
+                ));
+            }
+        };
+        match v.get_ref() {
+            DeValue::Integer(i) => match u32::from_str_radix(i.as_str(), i.radix()) {
+                Ok(n) => *slot = n,
+                Err(_) => {
+                    return Err((
+                        v.span().into(),
+                        format!("`{}` must be a whole number from 0", k.get_ref()),
+                        HINT,
+                    ));
+                }
+            },
+            _ => {
+                return Err((
+                    v.span().into(),
+                    format!("`{}` must be a whole number from 0", k.get_ref()),
+                    HINT,
+                ));
+            }
+        }
+    }
+    Ok(keep)
 }
 
 fn trusted_keys(v: &Spanned<DeValue<'_>>) -> Result<Vec<TrustedKey>, (Span, String)> {

@@ -310,7 +310,29 @@ async fn drive(cx: &RunCx<'_>, mode: RunMode) -> Result<RunOutcome, Failure> {
             "warning: run {run_id} is committed, but its trash was not all removed: {e:#}"
         ));
     }
+    prune_history(settings, journal);
     outcome(journal, prepared, run_id, None, None, None)
+}
+
+/// After a commit, old runs leave the journal as the policy's `[history]`
+/// says, so it does not grow for ever. The run is done: a prune that fails
+/// is a warning, never the run's failure.
+fn prune_history(settings: &Settings, journal: &Journal) {
+    let keep = settings.trust.policy.history;
+    let vacuum = !mend_journal::reserve::lean();
+    match journal.prune(keep, mend_journal::now_ms(), false, vacuum) {
+        Ok(p) if !p.runs.is_empty() => settings.reporter.line(&format!(
+            "history: {} old run{} pruned from the journal ({} -> {})",
+            p.runs.len(),
+            if p.runs.len() == 1 { "" } else { "s" },
+            mend_human::human_bytes(p.bytes_before),
+            mend_human::human_bytes(p.bytes_after),
+        )),
+        Ok(_) => {}
+        Err(e) => settings.reporter.line(&format!(
+            "warning: old runs were not pruned from the journal: {e:#}"
+        )),
+    }
 }
 
 pub(crate) fn outcome(
