@@ -23,6 +23,8 @@ pub enum Kind {
     Size,
     /// An integer, at least 1.
     Attempts,
+    /// An integer, at least 0.
+    Count,
     /// A string, integer, float or boolean.
     Scalar,
     /// Allowed argument vectors: arrays of glob patterns, or strings split on spaces.
@@ -60,7 +62,7 @@ impl Table {
     }
 }
 
-const fn key(name: &'static str, kind: Kind, doc: &'static str) -> Key {
+pub(crate) const fn key(name: &'static str, kind: Kind, doc: &'static str) -> Key {
     Key {
         name,
         kind,
@@ -69,7 +71,7 @@ const fn key(name: &'static str, kind: Kind, doc: &'static str) -> Key {
     }
 }
 
-const fn required(name: &'static str, kind: Kind, doc: &'static str) -> Key {
+pub(crate) const fn required(name: &'static str, kind: Kind, doc: &'static str) -> Key {
     Key {
         name,
         kind,

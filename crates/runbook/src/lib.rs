@@ -7,6 +7,7 @@
 //!
 //! - [`accounts`]: the users and groups commands run as, from this machine
 //! - [`diagnostic`]: positions, rendering (`file:line:column`, caret, hint)
+//! - [`fleet`]: the fleet inventory (`fleet.toml`) and the rollout's stop rule
 //! - [`format`]: every table and key, for the parser and the JSON Schema
 //! - [`model`]: the typed runbook and command-argument matching
 //! - `parse`: TOML to model, every check
@@ -16,6 +17,7 @@
 
 pub mod accounts;
 pub mod diagnostic;
+pub mod fleet;
 pub mod format;
 pub mod interpolate;
 pub mod model;

@@ -17,11 +17,11 @@ use super::model::{
 };
 use super::units::{parse_duration, parse_size};
 
-type Key<'i> = Spanned<Cow<'i, str>>;
+pub(crate) type Key<'i> = Spanned<Cow<'i, str>>;
 
 /// In a stand-in's `args`: the original call's arguments.
 pub const ARGS: &str = "${args}";
-type Val<'i> = Spanned<DeValue<'i>>;
+pub(crate) type Val<'i> = Spanned<DeValue<'i>>;
 
 /// What the loader hands to the parser.
 pub(crate) struct Input<'a> {
@@ -106,7 +106,7 @@ pub(crate) fn parse(input: &Input<'_>) -> Result<Parsed, Vec<Diagnostic>> {
     }
 }
 
-fn toml_error(file: &str, source: &str, e: &toml::de::Error) -> Diagnostic {
+pub(crate) fn toml_error(file: &str, source: &str, e: &toml::de::Error) -> Diagnostic {
     let mut lines = e.message().trim().lines();
     let first = lines.next().unwrap_or("syntax error");
     let rest: Vec<&str> = lines.map(str::trim).filter(|l| !l.is_empty()).collect();
@@ -124,19 +124,19 @@ fn toml_error(file: &str, source: &str, e: &toml::de::Error) -> Diagnostic {
     }
 }
 
-fn sp<T>(s: &Spanned<T>) -> Span {
+pub(crate) fn sp<T>(s: &Spanned<T>) -> Span {
     s.span().into()
 }
 
 /// Entries of a table in source order (the map itself is sorted by key).
-fn entries<'t, 'i>(t: &'t DeTable<'i>) -> Vec<(&'t Key<'i>, &'t Val<'i>)> {
+pub(crate) fn entries<'t, 'i>(t: &'t DeTable<'i>) -> Vec<(&'t Key<'i>, &'t Val<'i>)> {
     let mut v: Vec<_> = t.iter().collect();
     v.sort_by_key(|(k, _)| k.span().start);
     v
 }
 
 /// "`a`, `b`, `c`", or "(none)".
-fn list<'a>(names: impl IntoIterator<Item = &'a str>) -> String {
+pub(crate) fn list<'a>(names: impl IntoIterator<Item = &'a str>) -> String {
     let v: Vec<String> = names.into_iter().map(|n| format!("`{n}`")).collect();
     if v.is_empty() {
         "(none)".to_string()
@@ -145,7 +145,7 @@ fn list<'a>(names: impl IntoIterator<Item = &'a str>) -> String {
     }
 }
 
-fn describe(v: &DeValue<'_>) -> String {
+pub(crate) fn describe(v: &DeValue<'_>) -> String {
     match v {
         DeValue::String(s) => {
             let shown: String = s.chars().take(40).collect();
@@ -164,12 +164,12 @@ fn describe(v: &DeValue<'_>) -> String {
     }
 }
 
-fn int(i: &DeInteger<'_>) -> Option<i64> {
+pub(crate) fn int(i: &DeInteger<'_>) -> Option<i64> {
     i64::from_str_radix(i.as_str(), i.radix()).ok()
 }
 
 /// `[a-z0-9][a-z0-9-_]*`
-fn is_ident(s: &str) -> bool {
+pub(crate) fn is_ident(s: &str) -> bool {
     let mut chars = s.chars();
     chars
         .next()
@@ -178,7 +178,7 @@ fn is_ident(s: &str) -> bool {
 }
 
 /// Param names must be usable in `${NAME}` and `--set NAME=VALUE`.
-fn is_param_name(s: &str) -> bool {
+pub(crate) fn is_param_name(s: &str) -> bool {
     !s.is_empty()
         && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
@@ -246,7 +246,7 @@ fn edit_distance(a: &str, b: &str) -> usize {
 }
 
 /// The closest candidate, if it is close enough to be a likely typo.
-fn suggest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+pub(crate) fn suggest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
     let limit = ((word.chars().count() + 1) / 3).max(1);
     candidates
         .into_iter()
