@@ -19,6 +19,7 @@
 
 mod actions;
 mod events;
+pub mod fleet;
 pub mod integrity;
 mod records;
 pub mod reserve;

@@ -3,6 +3,7 @@
 //! one parses and dispatches.
 
 mod demo;
+mod fleet;
 mod history;
 mod lint;
 mod logging;
@@ -138,11 +139,17 @@ pub enum Cmd {
     Show { run: String },
     /// One run as a Markdown timeline for the postmortem: mend report RUN > RUN.md
     Report { run: String },
-    /// Check a runbook (and its steps' parameters) without running anything
+    /// Check a runbook (and its steps' parameters), or a fleet inventory, without running anything
     Lint {
         runbook: PathBuf,
         #[arg(long = "set", value_name = "KEY=VALUE", value_parser = parse_set)]
         sets: Vec<(String, String)>,
+    },
+    /// One runbook over many hosts through ssh: plan (with a drift table),
+    /// then a rollout in batches, canary first
+    Fleet {
+        #[command(subcommand)]
+        command: fleet::FleetCmd,
     },
     /// For step authors: look inside a step
     Step {
@@ -200,7 +207,7 @@ pub enum StepCmd {
     },
 }
 
-fn parse_set(s: &str) -> Result<(String, String), String> {
+pub(crate) fn parse_set(s: &str) -> Result<(String, String), String> {
     s.split_once('=')
         .map(|(k, v)| (k.trim().to_string(), v.to_string()))
         .ok_or_else(|| format!("`{s}` is not KEY=VALUE"))
@@ -356,6 +363,7 @@ async fn dispatch(cx: &Ctx, command: Cmd) -> Result<i32, Failure> {
         Cmd::Show { run } => show::run(cx, &run),
         Cmd::Report { run } => report::run(cx, &run),
         Cmd::Lint { runbook, sets } => lint::run(cx, &runbook, &sets).await,
+        Cmd::Fleet { command } => fleet::run(cx, command),
         Cmd::Step { command } => match command {
             StepCmd::Inspect { step } => {
                 step::inspect(&cx.sandbox, &cx.out, &step, cx.verbose).await
