@@ -7,6 +7,7 @@ mod bad_input;
 mod commands;
 mod crash;
 mod faults;
+mod fleet;
 mod golden;
 mod host;
 mod hostile;
