@@ -116,7 +116,10 @@ pub fn fleet_schema() -> Value {
         "$schema".into(),
         json!("https://json-schema.org/draft/2020-12/schema"),
     );
-    o.insert("$id".into(), json!("https://mend.invalid/fleet.schema.json"));
+    o.insert(
+        "$id".into(),
+        json!("https://mend.invalid/fleet.schema.json"),
+    );
     o.insert("title".into(), json!("mend fleet inventory"));
     o.insert(
         "description".into(),

@@ -165,7 +165,11 @@ pub enum Cmd {
     Man,
     /// Print the runbook JSON Schema, bundled steps' parameters included, for
     /// editors: mend schema > runbook.schema.json
-    Schema,
+    Schema {
+        /// The schema of fleet inventories (fleet.toml) instead
+        #[arg(long)]
+        fleet: bool,
+    },
     /// Generate a sandbox Mastodon instance and run the maintenance runbook on it
     Demo {
         /// Where to generate it [default: a new temporary directory]
@@ -374,7 +378,12 @@ async fn dispatch(cx: &Ctx, command: Cmd) -> Result<i32, Failure> {
             StepCmd::Build { dir } => step::build(&cx.sandbox, &cx.out, &dir).await,
             StepCmd::Test { dir } => step::test(&dir),
         },
-        Cmd::Schema => step::schema(&cx.sandbox).await,
+        Cmd::Schema { fleet: true } => {
+            cx.out
+                .print_json(&mend_runbook::schema::fleet_schema());
+            Ok(exit::SUCCESS)
+        }
+        Cmd::Schema { fleet: false } => step::schema(&cx.sandbox).await,
         Cmd::Demo { dir } => demo::run(cx, dir).await,
         Cmd::Completions { .. } | Cmd::Man => unreachable!("handled before the context"),
     }

@@ -202,7 +202,10 @@ impl Inventory {
                     cx.error(
                         sp(v),
                         "`fleet.journal` must be a postgres:// URL",
-                        Some("omit it to keep the history in the controller's state directory".into()),
+                        Some(
+                            "omit it to keep the history in the controller's state directory"
+                                .into(),
+                        ),
                     );
                 }
             }
@@ -358,7 +361,10 @@ impl Cx<'_> {
     fn type_error(&mut self, v: &Val<'_>, label: &str, expected: &str) {
         self.error(
             sp(v),
-            format!("`{label}` must be {expected}, found {}", describe(v.get_ref())),
+            format!(
+                "`{label}` must be {expected}, found {}",
+                describe(v.get_ref())
+            ),
             Some(format!("change it to {expected}")),
         );
     }
@@ -404,11 +410,19 @@ impl Cx<'_> {
     fn batches(&mut self, v: &Val<'_>) -> Option<Vec<BatchSize>> {
         let expected = "a count (1), a share (\"50%\") or \"rest\"";
         let DeValue::Array(items) = v.get_ref() else {
-            self.type_error(v, "rollout.batches", "an array such as [1, \"50%\", \"rest\"]");
+            self.type_error(
+                v,
+                "rollout.batches",
+                "an array such as [1, \"50%\", \"rest\"]",
+            );
             return None;
         };
         if items.is_empty() {
-            self.type_error(v, "rollout.batches", "an array such as [1, \"50%\", \"rest\"]");
+            self.type_error(
+                v,
+                "rollout.batches",
+                "an array such as [1, \"50%\", \"rest\"]",
+            );
             return None;
         }
         let mut out = Vec::new();
@@ -450,7 +464,11 @@ impl Cx<'_> {
                 DeValue::Float(f) => f.to_string(),
                 DeValue::Boolean(b) => b.to_string(),
                 _ => {
-                    self.type_error(v, &format!("{label}.{}", k.get_ref()), "a string, number or boolean");
+                    self.type_error(
+                        v,
+                        &format!("{label}.{}", k.get_ref()),
+                        "a string, number or boolean",
+                    );
                     continue;
                 }
             };
@@ -511,7 +529,11 @@ impl Cx<'_> {
                 DeValue::Array(items) => {
                     for item in items.iter() {
                         let DeValue::String(g) = item.get_ref() else {
-                            self.type_error(item, &format!("each entry of `{label}.groups`"), "a string");
+                            self.type_error(
+                                item,
+                                &format!("each entry of `{label}.groups`"),
+                                "a string",
+                            );
                             continue;
                         };
                         if !groups.iter().any(|x| x == g.as_ref()) {
@@ -650,9 +672,19 @@ mend = "/usr/local/bin/mend"
         assert_eq!(e.len(), 1, "{e:?}");
         assert_eq!((e[0].line, e[0].column), (3, 1));
         assert_eq!(e[0].message, "unknown key `group` in [hosts.h1]");
-        assert!(e[0].hint.as_deref().unwrap().starts_with("did you mean `groups`?"));
+        assert!(
+            e[0].hint
+                .as_deref()
+                .unwrap()
+                .starts_with("did you mean `groups`?")
+        );
         let e = parse("[rollout]\nmax_failure = 1\n[hosts.h1]\nssh = \"h1\"\n").unwrap_err();
-        assert!(e[0].hint.as_deref().unwrap().starts_with("did you mean `max_failures`?"));
+        assert!(
+            e[0].hint
+                .as_deref()
+                .unwrap()
+                .starts_with("did you mean `max_failures`?")
+        );
     }
 
     #[test]

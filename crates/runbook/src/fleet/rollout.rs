@@ -47,7 +47,10 @@ impl HostEnd {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Decision {
     Start,
-    Stop { failures: usize, max_failures: usize },
+    Stop {
+        failures: usize,
+        max_failures: usize,
+    },
 }
 
 /// The stop rule. `done` holds every host of this fleet run that has ended
@@ -205,7 +208,10 @@ mod tests {
                 .collect::<Vec<_>>()
         };
         assert_eq!(r(4, &[Count(1), Rest]), [1, 3]);
-        assert_eq!(r(10, &[Count(1), Count(1), Percent(50), Rest]), [1, 1, 5, 3]);
+        assert_eq!(
+            r(10, &[Count(1), Count(1), Percent(50), Rest]),
+            [1, 1, 5, 3]
+        );
         assert_eq!(r(4, &[Count(1), Count(1), Percent(50), Rest]), [1, 1, 2]);
         // The last size repeats; no sizes is one batch.
         assert_eq!(r(5, &[Count(2)]), [2, 2, 1]);
