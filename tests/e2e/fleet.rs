@@ -202,10 +202,16 @@ impl Fleet {
         h.sshd = Some(child);
     }
 
-    /// Stop a host's sshd (the listener; no session is open between calls).
+    /// Stop a host's sshd: the listener and every connection it forked
+    /// (each is a session leader of its own, so not in the listener's group).
     fn stop_host(&mut self, i: usize) {
         if let Some(mut c) = self.hosts[i].sshd.take() {
+            let sessions = sshd_descendants(c.id() as i32);
             let _ = c.kill();
+            for p in sessions {
+                // SAFETY: a plain kill(2) of a pid this test's sshd forked.
+                unsafe { libc::kill(p, libc::SIGKILL) };
+            }
             let _ = c.wait();
         }
     }
@@ -309,6 +315,32 @@ with = { when = "after", checks = [{ command = { command = "nginx", args = ["-t"
             tree(&h.state(), false).into_iter().collect(),
         )
     }
+}
+
+/// The sshd processes below `pid`, found by their parent in /proc.
+fn sshd_descendants(pid: i32) -> Vec<i32> {
+    let parent_of = |p: i32| -> Option<(i32, String)> {
+        let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).ok()?;
+        let (head, rest) = stat.rsplit_once(')')?;
+        let comm = head.split_once('(')?.1.to_string();
+        Some((rest.split_whitespace().nth(1)?.parse().ok()?, comm))
+    };
+    let all: Vec<(i32, i32, String)> = std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter_map(|p| parent_of(p).map(|(pp, comm)| (p, pp, comm)))
+        .collect();
+    let mut out = vec![];
+    let mut frontier = vec![pid];
+    while let Some(p) = frontier.pop() {
+        for (c, _, comm) in all.iter().filter(|(_, pp, _)| *pp == p) {
+            if comm.starts_with("sshd") {
+                out.push(*c);
+                frontier.push(*c);
+            }
+        }
+    }
+    out
 }
 
 impl Drop for Fleet {
@@ -647,4 +679,93 @@ fn fleet_bad_input_is_refused_with_its_place_and_changes_nothing() {
     for (i, b) in before.iter().enumerate() {
         assert_eq!(&f.snapshot(i), b, "h{} changed", i + 1);
     }
+}
+
+/// A connection that drops while a host runs does not stop the run there:
+/// it was started detached (its own session, stdio off the connection).
+/// The controller reports the host unreachable with ssh's words (exit 7);
+/// the host's run goes on, commits, and its journal says so.
+#[test]
+fn fleet_a_dropped_connection_does_not_stop_the_run_on_the_host() {
+    let mut f = Fleet::start(1);
+    let release = f.root().join("release");
+    let waiter = f.root().join("waiter.sh");
+    // nginx -t stand-in that waits for the test's word: the run is certain
+    // to be in flight when the connection drops, whatever the machine's speed.
+    std::fs::write(
+        &waiter,
+        format!(
+            "#!/bin/sh\nwhile [ ! -e {} ]; do sleep 0.05; done\n",
+            release.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&waiter, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    f.inventory("batches = [1]", &|i| {
+        format!(
+            "params = {{ data = \"{}\", nginx = \"{}\" }}",
+            f.hosts[i].data().display(),
+            waiter.display()
+        )
+    });
+    let rb = f.runbook();
+    let plan = f.mend(&["fleet", "plan", rb.to_str().unwrap(), "--out", "p"]);
+    assert_eq!(plan.code, 0, "{}", plan.text());
+    let controller = Command::new(mend_bin())
+        .current_dir(f.root())
+        .env_remove("MEND_STATE_DIR")
+        .arg("--state-dir")
+        .arg(f.root().join("controller"))
+        .args(["fleet", "run", "p"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Until the host's run has started (its supervisor's pid is written).
+    let runs = f.hosts[0].state().join("fleet/runs");
+    let t = Instant::now();
+    let run_dir = loop {
+        if let Some(d) = std::fs::read_dir(&runs)
+            .ok()
+            .and_then(|mut r| r.next())
+            .map(|e| e.unwrap().path())
+            .filter(|d| d.join("pid").exists())
+        {
+            break d;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(120),
+            "the run never started"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    f.stop_host(0);
+    let out = controller.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(7), "{text}");
+    assert!(text.contains("h1  unreachable"), "{text}");
+    assert!(
+        !run_dir.join("exit").exists(),
+        "the run ended before the drop: {text}"
+    );
+    // The host carries on alone once its check passes.
+    std::fs::write(&release, "").unwrap();
+    let t = Instant::now();
+    while !run_dir.join("exit").exists() {
+        assert!(
+            t.elapsed() < Duration::from_secs(120),
+            "the run never ended"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(std::fs::read_to_string(run_dir.join("exit")).unwrap(), "0");
+    assert_eq!(copies(&f.hosts[0]).len(), 1);
+    let hist = Command::new(mend_bin())
+        .arg("--state-dir")
+        .arg(f.hosts[0].state())
+        .args(["history"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&hist.stdout).contains("committed"));
 }

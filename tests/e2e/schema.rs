@@ -183,7 +183,11 @@ params = { live = "/etc/letsencrypt/live/cdn" }
     std::fs::write(&inv, &bad).unwrap();
     let lint = f.mend(&["lint", inv.to_str().unwrap()]);
     assert_eq!(lint.code, 2, "{}", lint.text());
-    assert!(lint.stderr.contains("did you mean `max_failures`?"), "{}", lint.text());
+    assert!(
+        lint.stderr.contains("did you mean `max_failures`?"),
+        "{}",
+        lint.text()
+    );
     let no_ssh = good.replace("ssh = \"root@cdn1.example.org\"\n", "");
     assert!(!errors(&validator, &no_ssh).is_empty());
 }

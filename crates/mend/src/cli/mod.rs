@@ -379,8 +379,7 @@ async fn dispatch(cx: &Ctx, command: Cmd) -> Result<i32, Failure> {
             StepCmd::Test { dir } => step::test(&dir),
         },
         Cmd::Schema { fleet: true } => {
-            cx.out
-                .print_json(&mend_runbook::schema::fleet_schema());
+            cx.out.print_json(&mend_runbook::schema::fleet_schema());
             Ok(exit::SUCCESS)
         }
         Cmd::Schema { fleet: false } => step::schema(&cx.sandbox).await,
