@@ -308,7 +308,7 @@ with = { when = "after", checks = [{ command = { command = "nginx", args = ["-t"
     }
 
     /// Every host's data and state, for "nothing changed".
-    fn snapshot(&self, i: usize) -> (Vec<(String, String)>, Vec<(String, String)>) {
+    fn snapshot(&self, i: usize) -> (Tree, Tree) {
         let h = &self.hosts[i];
         (
             tree(&h.data(), true).into_iter().collect(),
@@ -350,6 +350,9 @@ impl Drop for Fleet {
         }
     }
 }
+
+/// A tree as `common::tree` lists it: path, then what is there.
+type Tree = Vec<(String, String)>;
 
 struct Ran {
     code: i32,

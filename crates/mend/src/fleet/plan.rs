@@ -109,9 +109,7 @@ pub struct Args<'a> {
 
 pub fn plan(a: &Args<'_>) -> Result<FleetPlan, Failure> {
     let inv = Inventory::load(a.inventory).map_err(Failure::BadInput)?;
-    let picked = inv
-        .select(a.hosts)
-        .map_err(|d| Failure::BadInput(vec![d]))?;
+    let picked = inv.select(a.hosts).map_err(Failure::BadInput)?;
     let b = bundle::make(a.runbook)?;
     if let Some(dir) = a.out
         && dir.join(PLAN_FILE).exists()

@@ -300,7 +300,7 @@ impl Inventory {
 
     /// The hosts `--hosts` names (host or group names; "all"), in the
     /// inventory's order. Empty `sel` means all.
-    pub fn select(&self, sel: &[String]) -> Result<Vec<&Host>, Diagnostic> {
+    pub fn select(&self, sel: &[String]) -> Result<Vec<&Host>, Vec<Diagnostic>> {
         let file = self.file.display().to_string();
         if sel.is_empty() || sel.iter().any(|s| s == "all") {
             return Ok(self.hosts.iter().collect());
@@ -318,11 +318,11 @@ impl Inventory {
                 if let Some(m) = suggest(s, names.iter().copied()) {
                     hint = format!("did you mean `{m}`? {hint}");
                 }
-                return Err(Diagnostic::plain(
+                return Err(vec![Diagnostic::plain(
                     file,
                     format!("--hosts: `{s}` is no host or group of the inventory"),
                     Some(hint),
-                ));
+                )]);
             }
         }
         let picked: Vec<&Host> = self
@@ -331,11 +331,11 @@ impl Inventory {
             .filter(|h| sel.iter().any(|s| &h.name == s || h.groups.contains(s)))
             .collect();
         if picked.is_empty() {
-            return Err(Diagnostic::plain(
+            return Err(vec![Diagnostic::plain(
                 file,
                 format!("--hosts {} names no host", sel.join(",")),
                 Some("add hosts to the group, or name hosts".into()),
-            ));
+            )]);
         }
         Ok(picked)
     }
@@ -663,7 +663,7 @@ mend = "/usr/local/bin/mend"
         assert_eq!(inv.select(&["cdn".into()]).unwrap().len(), 1);
         assert_eq!(inv.select(&[]).unwrap().len(), 2);
         let e = inv.select(&["cdx".into()]).unwrap_err();
-        assert!(e.to_string().contains("did you mean `cdn`?"), "{e}");
+        assert!(e[0].to_string().contains("did you mean `cdn`?"), "{e:?}");
     }
 
     #[test]
