@@ -772,3 +772,111 @@ fn fleet_a_dropped_connection_does_not_stop_the_run_on_the_host() {
         .unwrap();
     assert!(String::from_utf8_lossy(&hist.stdout).contains("committed"));
 }
+
+/// A controller SIGKILLed while the canary runs: `mend fleet resume` asks
+/// the canary where it stands (its start finds the run already there),
+/// finishes it, then rolls out the rest; each host ran exactly once.
+#[test]
+fn fleet_resume_after_the_controller_is_killed_mid_canary_runs_each_host_once() {
+    let f = Fleet::start(3);
+    let release = f.root().join("release");
+    let waiter = f.root().join("waiter.sh");
+    std::fs::write(
+        &waiter,
+        format!(
+            "#!/bin/sh\nwhile [ ! -e {} ]; do sleep 0.05; done\n",
+            release.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&waiter, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    f.inventory("batches = [1, \"rest\"]", &|i| {
+        if i == 0 {
+            format!(
+                "params = {{ data = \"{}\", nginx = \"{}\" }}",
+                f.hosts[i].data().display(),
+                waiter.display()
+            )
+        } else {
+            String::new()
+        }
+    });
+    let rb = f.runbook();
+    let plan = f.mend(&["fleet", "plan", rb.to_str().unwrap(), "--out", "p"]);
+    assert_eq!(plan.code, 0, "{}", plan.text());
+    let mut controller = Command::new(mend_bin())
+        .current_dir(f.root())
+        .env_remove("MEND_STATE_DIR")
+        .arg("--state-dir")
+        .arg(f.root().join("controller"))
+        .args(["fleet", "run", "p"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let runs = f.hosts[0].state().join("fleet/runs");
+    let t = Instant::now();
+    let run_dir = loop {
+        if let Some(d) = std::fs::read_dir(&runs)
+            .ok()
+            .and_then(|mut r| r.next())
+            .map(|e| e.unwrap().path())
+            .filter(|d| d.join("pid").exists())
+        {
+            break d;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(120),
+            "the canary never started"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    controller.kill().unwrap();
+    controller.wait().unwrap();
+    let fleet_run = run_dir.file_name().unwrap().to_str().unwrap().to_string();
+    // The canary is still in flight; the others were never started.
+    assert!(!run_dir.join("exit").exists());
+    for h in &f.hosts[1..] {
+        assert!(!h.state().join("fleet/runs").exists(), "{} started", h.name);
+    }
+    std::fs::write(&release, "").unwrap();
+    let resumed = f.mend(&["fleet", "resume", &fleet_run]);
+    assert_eq!(resumed.code, 0, "{}", resumed.text());
+    assert!(
+        resumed
+            .stdout
+            .contains("batch 1/2: in flight, finishing it"),
+        "{}",
+        resumed.text()
+    );
+    assert!(
+        resumed.stdout.contains("every host committed"),
+        "{}",
+        resumed.text()
+    );
+    for h in &f.hosts {
+        // One run of this fleet run per host, one copy, one committed run.
+        let dirs: Vec<_> = std::fs::read_dir(h.state().join("fleet/runs"))
+            .unwrap()
+            .collect();
+        assert_eq!(dirs.len(), 1, "{}", h.name);
+        assert_eq!(copies(h).len(), 1, "{}", h.name);
+        let hist = Command::new(mend_bin())
+            .arg("--state-dir")
+            .arg(h.state())
+            .args(["--json", "history"])
+            .output()
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&hist.stdout).unwrap();
+        let runs = v.as_array().or_else(|| v["runs"].as_array()).unwrap();
+        assert_eq!(runs.len(), 1, "{}: {v}", h.name);
+    }
+    let again = f.mend(&["fleet", "resume", &fleet_run]);
+    assert_eq!(again.code, 2, "{}", again.text());
+    assert!(
+        again.stderr.contains("nothing to resume"),
+        "{}",
+        again.text()
+    );
+}

@@ -34,6 +34,9 @@ pub enum FleetCmd {
     /// Roll out what `fleet plan --out DIR` saved: batch by batch, canary
     /// first, stopping before a batch when too many hosts failed
     Run { dir: PathBuf },
+    /// Go on with a fleet run whose controller was killed: finish the batch
+    /// in flight (each host is asked where it stands), then the rule decides
+    Resume { fleet_run: String },
     /// This controller's fleet runs, newest first
     History {
         #[arg(long, default_value_t = 20)]
@@ -107,6 +110,10 @@ pub(crate) fn run(cx: &Ctx, command: FleetCmd) -> Result<i32, Failure> {
                 journal_note(&saved.inventory);
             }
             let r = fleet::run::run(&cx.settings.state_dir, &dir, json)?;
+            Ok(r.render(json))
+        }
+        FleetCmd::Resume { fleet_run } => {
+            let r = fleet::run::resume(&cx.settings.state_dir, &fleet_run, json)?;
             Ok(r.render(json))
         }
         FleetCmd::History { limit } => {

@@ -2,7 +2,8 @@
 //! batch by batch, canary first, each host running exactly its reviewed
 //! plan (`mend run --plan`) detached on the host. Before each batch the one
 //! stop rule ([`mend_runbook::fleet::rollout`]) decides; a started batch
-//! finishes. A host whose run fails rolls itself back, as a single-host run
+//! finishes. `mend fleet resume FLEETRUN` goes on after a controller died.
+//! A host whose run fails rolls itself back, as a single-host run
 //! does; a host that committed stays committed (its trash is purged at
 //! commit, so mend cannot undo it: a rollback of the fleet needs a hold
 //! before commit, not built yet).
@@ -200,7 +201,6 @@ pub fn run(state_dir: &Path, dir: &Path, json: bool) -> Result<FleetRun, Failure
     for h in &saved.hosts {
         plans.push(host_plan(dir, h)?);
     }
-    let by_name = |n: &str| saved.hosts.iter().position(|h| h.target.name == n);
     let id = fleet_run_id()?;
     let mut journal = LocalFleetJournal::open(state_dir)?;
     journal.begin(&FleetRunRecord {
@@ -214,6 +214,82 @@ pub fn run(state_dir: &Path, dir: &Path, json: bool) -> Result<FleetRun, Failure
         started_at: now_ms(),
         ended_at: None,
     })?;
+    roll(&saved, &plans, &id, journal, Vec::new(), &[], json)
+}
+
+/// `mend fleet resume FLEETRUN`: a controller killed mid-rollout goes on.
+/// Hosts the journal saw end keep their outcome; the batch that was in
+/// flight is finished (each host is asked again: a start of the same fleet
+/// run finds the run already there and only waits for it); then the rule
+/// applies before each batch not started.
+pub fn resume(state_dir: &Path, id: &str, json: bool) -> Result<FleetRun, Failure> {
+    let journal = LocalFleetJournal::open_existing(state_dir)?;
+    let run = match &journal {
+        Some(j) => j.run(id)?,
+        None => None,
+    };
+    let (Some(journal), Some(run)) = (journal, run) else {
+        return Err(Failure::input(
+            id,
+            format!("no fleet run {id} in {}", state_dir.display()),
+            Some("`mend fleet history` lists them".into()),
+        ));
+    };
+    if run.status != "running" {
+        return Err(Failure::input(
+            id,
+            format!(
+                "fleet run {id} has ended ({}): nothing to resume",
+                run.status
+            ),
+            Some("`mend fleet show` says how each host ended".into()),
+        ));
+    }
+    let dir = Path::new(&run.plan_dir);
+    let saved = load(dir)?;
+    let mut plans = Vec::new();
+    for h in &saved.hosts {
+        plans.push(host_plan(dir, h)?);
+    }
+    let rows = journal.hosts(id)?;
+    let ended: Vec<HostResult> = rows
+        .iter()
+        .filter_map(|h| {
+            let end = match h.state.as_str() {
+                "committed" => HostEnd::Committed,
+                "rolled-back" => HostEnd::RolledBack,
+                "rollback-failed" => HostEnd::RollbackFailed,
+                "plan-moved" => HostEnd::PlanMoved,
+                "refused" => HostEnd::Refused,
+                // An unreachable host may have gone on alone: asked again.
+                _ => return None,
+            };
+            Some(HostResult {
+                host: h.host.clone(),
+                batch: h.batch as usize,
+                end,
+                run_id: h.run_id.clone(),
+                detail: h.detail.clone(),
+            })
+        })
+        .collect();
+    let touched: Vec<String> = rows.into_iter().map(|h| h.host).collect();
+    roll(&saved, &plans, id, journal, ended, &touched, json)
+}
+
+/// The rollout from where `ended` leaves it; `touched` are the hosts the
+/// journal shows started (their batch is finished whatever the rule says).
+fn roll(
+    saved: &SavedFleet,
+    plans: &[Vec<u8>],
+    id: &str,
+    mut journal: LocalFleetJournal,
+    ended: Vec<HostResult>,
+    touched: &[String],
+    json: bool,
+) -> Result<FleetRun, Failure> {
+    let id = id.to_string();
+    let by_name = |n: &str| saved.hosts.iter().position(|h| h.target.name == n);
     let ssh = Ssh::new(saved.ssh_config.as_deref())
         .map_err(|e| anyhow::anyhow!("cannot make ssh's control directory: {e}"))?;
     let say = |line: String| {
@@ -230,12 +306,22 @@ pub fn run(state_dir: &Path, dir: &Path, json: bool) -> Result<FleetRun, Failure
         saved.batches.len(),
         saved.max_failures
     ));
-    let mut results: Vec<HostResult> = Vec::new();
+    let mut results: Vec<HostResult> = ended;
     let mut stopped = None;
     let total = saved.batches.len();
     for (bi, batch) in saved.batches.iter().enumerate() {
+        let left: Vec<&String> = batch
+            .iter()
+            .filter(|n| !results.iter().any(|r| &r.host == *n))
+            .collect();
+        if left.is_empty() {
+            continue;
+        }
+        let in_flight = batch.iter().any(|n| touched.contains(n));
         let ends: Vec<HostEnd> = results.iter().map(|r| r.end).collect();
-        if let Decision::Stop {
+        if in_flight {
+            say(format!("batch {}/{total}: in flight, finishing it", bi + 1));
+        } else if let Decision::Stop {
             failures,
             max_failures,
         } = rollout(&ends, saved.max_failures)
@@ -247,7 +333,7 @@ pub fn run(state_dir: &Path, dir: &Path, json: bool) -> Result<FleetRun, Failure
             stopped = Some(bi + 1);
             break;
         }
-        let idx: Vec<usize> = batch.iter().filter_map(|n| by_name(n)).collect();
+        let idx: Vec<usize> = left.iter().filter_map(|n| by_name(n)).collect();
         // The intent first: a controller killed now still knows where it went.
         for &i in &idx {
             journal.host(
@@ -292,8 +378,11 @@ pub fn run(state_dir: &Path, dir: &Path, json: bool) -> Result<FleetRun, Failure
                 ),
             )?;
         }
-        let failed_now = done.iter().filter(|r| r.end.failed()).count();
         results.extend(done);
+        let failed_now = results
+            .iter()
+            .filter(|r| r.batch == bi + 1 && r.end.failed())
+            .count();
         let failed_all = results.iter().filter(|r| r.end.failed()).count();
         say(format!(
             "batch {}/{total}: {} ok, {failed_now} failed; failures so far {failed_all}, max_failures {}",
@@ -302,6 +391,7 @@ pub fn run(state_dir: &Path, dir: &Path, json: bool) -> Result<FleetRun, Failure
             saved.max_failures
         ));
     }
+    results.sort_by_key(|r| (r.batch, by_name(&r.host)));
     let not_started: Vec<String> = saved
         .hosts
         .iter()
