@@ -880,3 +880,66 @@ fn fleet_resume_after_the_controller_is_killed_mid_canary_runs_each_host_once() 
         again.text()
     );
 }
+
+/// One rollout of a runbook at a time from a controller: a second one is
+/// refused (exit 4) naming the holder, while the first is in flight.
+#[test]
+fn fleet_a_second_rollout_of_the_same_runbook_is_refused_naming_the_holder() {
+    let f = Fleet::start(1);
+    let release = f.root().join("release");
+    let waiter = f.root().join("waiter.sh");
+    std::fs::write(
+        &waiter,
+        format!(
+            "#!/bin/sh\nwhile [ ! -e {} ]; do sleep 0.05; done\n",
+            release.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&waiter, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    f.inventory("batches = [1]", &|i| {
+        format!(
+            "params = {{ data = \"{}\", nginx = \"{}\" }}",
+            f.hosts[i].data().display(),
+            waiter.display()
+        )
+    });
+    let rb = f.runbook();
+    let plan = f.mend(&["fleet", "plan", rb.to_str().unwrap(), "--out", "p"]);
+    assert_eq!(plan.code, 0, "{}", plan.text());
+    let first = Command::new(mend_bin())
+        .current_dir(f.root())
+        .env_remove("MEND_STATE_DIR")
+        .arg("--state-dir")
+        .arg(f.root().join("controller"))
+        .args(["fleet", "run", "p"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let runs = f.hosts[0].state().join("fleet/runs");
+    let t = Instant::now();
+    while !std::fs::read_dir(&runs).is_ok_and(|mut r| r.next().is_some()) {
+        assert!(
+            t.elapsed() < Duration::from_secs(120),
+            "the first never started"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let second = f.mend(&["fleet", "run", "p"]);
+    std::fs::write(&release, "").unwrap();
+    let first_out = first.wait_with_output().unwrap();
+    assert_eq!(first_out.status.code(), Some(0));
+    assert_eq!(second.code, 4, "{}", second.text());
+    assert!(
+        second
+            .stderr
+            .contains("runbook `fleet-distribute-cert` is locked by pid")
+            && second.stderr.contains("fleet run p"),
+        "{}",
+        second.text()
+    );
+    // The refused one started nothing on the host.
+    assert_eq!(std::fs::read_dir(&runs).unwrap().count(), 1);
+}

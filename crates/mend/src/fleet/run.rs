@@ -23,6 +23,7 @@ use crate::fleet::plan::{FORMAT, PLAN_FILE, SavedFleet, SavedHost};
 use crate::fleet::remote::{HostError, Remote, each};
 use crate::fleet::ssh::Ssh;
 use crate::outcome::{Failure, Outcome};
+use crate::run::lock::{Holder, LockError, RunLock};
 
 /// How one host's part ended.
 #[derive(Clone, Debug, Serialize)]
@@ -202,6 +203,7 @@ pub fn run(state_dir: &Path, dir: &Path, json: bool) -> Result<FleetRun, Failure
         plans.push(host_plan(dir, h)?);
     }
     let id = fleet_run_id()?;
+    let _lock = lock(state_dir, &saved.runbook, &id)?;
     let mut journal = LocalFleetJournal::open(state_dir)?;
     journal.begin(&FleetRunRecord {
         id: id.clone(),
@@ -215,6 +217,21 @@ pub fn run(state_dir: &Path, dir: &Path, json: bool) -> Result<FleetRun, Failure
         ended_at: None,
     })?;
     roll(&saved, &plans, &id, journal, Vec::new(), &[], json)
+}
+
+/// One rollout of a runbook at a time from this controller: the run lock
+/// of `mend run` (a flock the kernel drops with its holder), keyed
+/// `fleet-RUNBOOK`. Across controllers it takes the shared journal's lease.
+fn lock(state_dir: &Path, runbook: &str, id: &str) -> Result<RunLock, Failure> {
+    RunLock::acquire(
+        state_dir,
+        &format!("fleet-{runbook}"),
+        &Holder::current(Some(id.to_string())),
+    )
+    .map_err(|e| match e {
+        LockError::Io(e) => Failure::Internal(anyhow::anyhow!("cannot take the fleet lock: {e}")),
+        e => Failure::Locked(format!("{e}: one rollout of a runbook at a time")),
+    })
 }
 
 /// `mend fleet resume FLEETRUN`: a controller killed mid-rollout goes on.
@@ -247,6 +264,7 @@ pub fn resume(state_dir: &Path, id: &str, json: bool) -> Result<FleetRun, Failur
     }
     let dir = Path::new(&run.plan_dir);
     let saved = load(dir)?;
+    let _lock = lock(state_dir, &saved.runbook, id)?;
     let mut plans = Vec::new();
     for h in &saved.hosts {
         plans.push(host_plan(dir, h)?);
