@@ -223,7 +223,11 @@ impl Inventory {
             if let Some(v) = t.get("config")
                 && let Some(s) = cx.string(v, "ssh.config")
             {
-                let p = PathBuf::from(s);
+                // `~/` as ssh itself reads it in its own options.
+                let p = match (s.strip_prefix("~/"), std::env::var_os("HOME")) {
+                    (Some(rest), Some(home)) => PathBuf::from(home).join(rest),
+                    _ => PathBuf::from(s),
+                };
                 inv.ssh_config = Some(if p.is_relative() {
                     file.parent().unwrap_or(Path::new(".")).join(p)
                 } else {
