@@ -8,6 +8,7 @@ mod commands;
 mod crash;
 mod describe;
 mod faults;
+mod fleet;
 mod golden;
 mod host;
 mod hostile;

@@ -147,3 +147,47 @@ with = { path = "data/cache", minutes = 0 }
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert!(stderr.is_empty(), "{stderr}");
 }
+
+/// `mend schema --fleet`: the inventory's schema, from the same declaration
+/// the inventory parser checks, accepts an inventory mend accepts and
+/// refuses the unknown key mend refuses.
+#[test]
+fn the_fleet_schema_agrees_with_the_inventory_parser() {
+    let f = Fixture::new();
+    let ran = f.mend(&["schema", "--fleet"]);
+    assert_eq!(ran.code, 0, "{}", ran.text());
+    let schema: serde_json::Value = serde_json::from_str(&ran.stdout).unwrap();
+    let validator = jsonschema::draft202012::new(&schema).expect("a valid 2020-12 schema");
+    let good = r#"
+[fleet]
+name = "hachyderm"
+parallel = 4
+[rollout]
+batches = [1, "50%", "rest"]
+max_failures = 1
+[groups.cdn]
+params = { nginx = "/usr/sbin/nginx", port = 443 }
+[hosts.cdn1]
+ssh = "root@cdn1.example.org"
+groups = ["cdn"]
+params = { live = "/etc/letsencrypt/live/cdn" }
+"#;
+    assert_eq!(errors(&validator, good), Vec::<String>::new());
+    let inv = f.dir.path().join("fleet.toml");
+    std::fs::write(&inv, good).unwrap();
+    let lint = f.mend(&["lint", inv.to_str().unwrap()]);
+    assert_eq!(lint.code, 0, "{}", lint.text());
+
+    let bad = good.replace("max_failures", "max_failure");
+    assert!(!errors(&validator, &bad).is_empty());
+    std::fs::write(&inv, &bad).unwrap();
+    let lint = f.mend(&["lint", inv.to_str().unwrap()]);
+    assert_eq!(lint.code, 2, "{}", lint.text());
+    assert!(
+        lint.stderr.contains("did you mean `max_failures`?"),
+        "{}",
+        lint.text()
+    );
+    let no_ssh = good.replace("ssh = \"root@cdn1.example.org\"\n", "");
+    assert!(!errors(&validator, &no_ssh).is_empty());
+}

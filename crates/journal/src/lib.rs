@@ -20,6 +20,7 @@
 
 mod actions;
 mod events;
+pub mod fleet;
 pub mod integrity;
 mod prune;
 mod records;

@@ -21,5 +21,8 @@ pub const PLAN_DRIFTED: i32 = 5;
 /// match its checksum): nothing was resumed, rolled back or run. A torn
 /// last record is not this: it is dropped and the run resumes before it.
 pub const JOURNAL_DAMAGED: i32 = 6;
+/// `mend fleet`: a host could not be reached over ssh (ssh's own words
+/// are shown); its outcome is unknown and it counts as failed.
+pub const UNREACHABLE: i32 = 7;
 /// mend itself failed (an I/O error on the journal, a bug).
 pub const INTERNAL: i32 = 70;

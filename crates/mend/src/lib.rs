@@ -15,6 +15,7 @@
 pub mod cli;
 pub mod demo;
 pub mod exit;
+pub mod fleet;
 pub mod load;
 pub mod outcome;
 pub mod plan;

@@ -17,6 +17,7 @@
 //!   rehearsal; builds the [`model`]
 //! - [`model`]: the typed runbook and command-argument matching
 //! - [`diagnostic`]: positions, rendering (`file:line:column`, caret, hint)
+//! - [`fleet`]: the fleet inventory (`fleet.toml`) and the rollout's stop rule
 //! - [`schema`]: the JSON Schema editors check runbooks with
 //! - [`accounts`]: the users and groups commands run as, from this machine
 //! - [`interpolate`]: `${param}` substitution
@@ -25,6 +26,7 @@
 pub mod accounts;
 mod analyze;
 pub mod diagnostic;
+pub mod fleet;
 pub mod format;
 mod hints;
 pub mod interpolate;

@@ -31,7 +31,7 @@ pub(crate) fn parse(input: &Input<'_>) -> Result<(Parsed, Vec<Diagnostic>), Vec<
     }
 }
 
-fn toml_error(file: &str, source: &str, e: &toml::de::Error) -> Diagnostic {
+pub(crate) fn toml_error(file: &str, source: &str, e: &toml::de::Error) -> Diagnostic {
     let mut lines = e.message().trim().lines();
     let first = lines.next().unwrap_or("syntax error");
     let rest: Vec<&str> = lines.map(str::trim).filter(|l| !l.is_empty()).collect();

@@ -3,6 +3,7 @@
 //! one parses and dispatches.
 
 mod demo;
+mod fleet;
 mod history;
 mod lint;
 mod logging;
@@ -155,11 +156,17 @@ pub enum Cmd {
     Show { run: String },
     /// One run as a Markdown timeline for the postmortem: mend report RUN > RUN.md
     Report { run: String },
-    /// Check a runbook (and its steps' parameters) without running anything
+    /// Check a runbook (and its steps' parameters), or a fleet inventory, without running anything
     Lint {
         runbook: PathBuf,
         #[arg(long = "set", value_name = "KEY=VALUE", value_parser = parse_set)]
         sets: Vec<(String, String)>,
+    },
+    /// One runbook over many hosts through ssh: plan (with a drift table),
+    /// then a rollout in batches, canary first
+    Fleet {
+        #[command(subcommand)]
+        command: fleet::FleetCmd,
     },
     /// For step authors: look inside a step
     Step {
@@ -175,7 +182,11 @@ pub enum Cmd {
     Man,
     /// Print the runbook JSON Schema, bundled steps' parameters included, for
     /// editors: mend schema > runbook.schema.json
-    Schema,
+    Schema {
+        /// The schema of fleet inventories (fleet.toml) instead
+        #[arg(long)]
+        fleet: bool,
+    },
     /// Generate a sandbox Mastodon instance and run the maintenance runbook on it
     Demo {
         /// Where to generate it [default: a new temporary directory]
@@ -218,7 +229,7 @@ pub enum StepCmd {
     },
 }
 
-fn parse_set(s: &str) -> Result<(String, String), String> {
+pub(crate) fn parse_set(s: &str) -> Result<(String, String), String> {
     s.split_once('=')
         .map(|(k, v)| (k.trim().to_string(), v.to_string()))
         .ok_or_else(|| format!("`{s}` is not KEY=VALUE"))
@@ -379,6 +390,7 @@ async fn dispatch(cx: &Ctx, command: Cmd) -> Result<i32, Failure> {
         Cmd::Show { run } => show::run(cx, &run),
         Cmd::Report { run } => report::run(cx, &run),
         Cmd::Lint { runbook, sets } => lint::run(cx, &runbook, &sets).await,
+        Cmd::Fleet { command } => fleet::run(cx, command),
         Cmd::Step { command } => match command {
             StepCmd::Inspect { step } => {
                 step::inspect(&cx.sandbox, &cx.out, &step, cx.verbose).await
@@ -393,7 +405,11 @@ async fn dispatch(cx: &Ctx, command: Cmd) -> Result<i32, Failure> {
             StepCmd::Build { dir } => step::build(&cx.sandbox, &cx.out, &dir).await,
             StepCmd::Test { dir } => step::test(&dir),
         },
-        Cmd::Schema => step::schema(&cx.sandbox).await,
+        Cmd::Schema { fleet: true } => {
+            cx.out.print_json(&mend_runbook::schema::fleet_schema());
+            Ok(exit::SUCCESS)
+        }
+        Cmd::Schema { fleet: false } => step::schema(&cx.sandbox).await,
         Cmd::Demo { dir } => demo::run(cx, dir).await,
         Cmd::Completions { .. } | Cmd::Man => unreachable!("handled before the context"),
     }

@@ -36,6 +36,8 @@ pub enum Kind {
     Size,
     /// An integer, at least 1.
     Attempts,
+    /// An integer, at least 0.
+    Count,
     /// A string, integer, float or boolean.
     Scalar,
     /// Allowed argument vectors: arrays of glob patterns, or strings split on spaces.
@@ -137,7 +139,7 @@ impl Table {
     }
 }
 
-const fn key(name: &'static str, kind: Kind, doc: &'static str) -> Key {
+pub(crate) const fn key(name: &'static str, kind: Kind, doc: &'static str) -> Key {
     Key {
         name,
         kind,
@@ -151,7 +153,12 @@ const fn key(name: &'static str, kind: Kind, doc: &'static str) -> Key {
 }
 
 /// A key the table needs; `help` says what to write (see [`Key::help`]).
-const fn required(name: &'static str, kind: Kind, help: &'static str, doc: &'static str) -> Key {
+pub(crate) const fn required(
+    name: &'static str,
+    kind: Kind,
+    help: &'static str,
+    doc: &'static str,
+) -> Key {
     Key {
         required: true,
         help,
@@ -183,7 +190,7 @@ impl Key {
     }
 }
 
-const fn table(noun: &'static str, place: Place, keys: &'static [Key]) -> Table {
+pub(crate) const fn table(noun: &'static str, place: Place, keys: &'static [Key]) -> Table {
     Table {
         noun,
         place,

@@ -19,7 +19,7 @@ use crate::hints::{list, suggest};
 use crate::report::Report;
 
 pub(crate) use typed::{Entry, Fields, Node, Val, Value, Vector};
-pub(crate) use values::{int, read_duration};
+pub(crate) use values::{describe, int, is_ident, read_duration};
 
 use typed::{Field, subject};
 
@@ -34,7 +34,7 @@ pub(crate) fn shape<'t, 'i>(root: &'t DeTable<'i>, report: &mut Report<'_>) -> F
     Walker { report }.table(&TOP, root, None, &at)
 }
 
-fn sp<T>(s: &Spanned<T>) -> Span {
+pub(crate) fn sp<T>(s: &Spanned<T>) -> Span {
     s.span().into()
 }
 

@@ -165,6 +165,18 @@ impl<'t, 'i> Walker<'_, '_> {
                 }
             }
             (Kind::Attempts, _) => return wrong(self, "an integer"),
+            (Kind::Count, DeValue::Integer(i)) => {
+                match int(i).and_then(|n| u32::try_from(n).ok()) {
+                    Some(n) => Value::Count(n),
+                    None => {
+                        let message = format!("`{label}` must be 0 or more, found {i}");
+                        self.report
+                            .error(span, message, "write a whole number".to_string());
+                        return None;
+                    }
+                }
+            }
+            (Kind::Count, _) => return wrong(self, "an integer"),
             (
                 Kind::Scalar,
                 DeValue::String(_) | DeValue::Integer(_) | DeValue::Float(_) | DeValue::Boolean(_),
@@ -308,7 +320,7 @@ fn nonzero(
     Some(d)
 }
 
-fn describe(v: &DeValue<'_>) -> String {
+pub(crate) fn describe(v: &DeValue<'_>) -> String {
     match v {
         DeValue::String(s) => {
             let shown: String = s.chars().take(40).collect();
@@ -333,7 +345,7 @@ pub(crate) fn int(i: &DeInteger<'_>) -> Option<i64> {
 }
 
 /// `[a-z0-9][a-z0-9-_]*`
-fn is_ident(s: &str) -> bool {
+pub(crate) fn is_ident(s: &str) -> bool {
     let mut chars = s.chars();
     chars
         .next()

@@ -1,0 +1,212 @@
+//! `mend fleet ...`: the controller's commands, and the hidden `fleet host
+//! ...` ones the controller runs on each host over ssh.
+
+use std::path::{Path, PathBuf};
+
+use clap::Subcommand;
+use mend_journal::fleet::{FleetHistory, LocalFleetJournal};
+use mend_runbook::fleet::{Inventory, JournalTarget};
+
+use crate::cli::{Ctx, parse_set};
+use crate::exit;
+use crate::fleet::{self, host};
+use crate::outcome::Failure;
+
+#[derive(Subcommand, Debug)]
+pub enum FleetCmd {
+    /// Plan a runbook on every host at once: actions and sizes per host, and
+    /// a drift table of what the hosts disagree on; --out saves it for `fleet run`
+    Plan {
+        runbook: PathBuf,
+        /// The inventory
+        #[arg(short = 'i', long, default_value = "fleet.toml")]
+        inventory: PathBuf,
+        /// Only these hosts or groups (comma-separated)
+        #[arg(long, value_delimiter = ',')]
+        hosts: Vec<String>,
+        /// Set a runbook parameter on every host, over the inventory's (repeatable)
+        #[arg(long = "set", value_name = "KEY=VALUE", value_parser = parse_set)]
+        sets: Vec<(String, String)>,
+        /// Save each host's plan and the batches in DIR, for `mend fleet run DIR`
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
+    /// Roll out what `fleet plan --out DIR` saved: batch by batch, canary
+    /// first, stopping before a batch when too many hosts failed
+    Run { dir: PathBuf },
+    /// Go on with a fleet run whose controller was killed: finish the batch
+    /// in flight (each host is asked where it stands), then the rule decides
+    Resume { fleet_run: String },
+    /// This controller's fleet runs, newest first
+    History {
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
+    /// One fleet run: each host's batch, outcome and run
+    Show { fleet_run: String },
+    /// Run on a host by the controller, over ssh
+    #[command(hide = true)]
+    Host {
+        #[command(subcommand)]
+        command: HostCmd,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum HostCmd {
+    Receive {
+        sum: String,
+    },
+    Bundle {
+        sum: String,
+    },
+    Plan {
+        runbook: PathBuf,
+        #[arg(long = "set", value_parser = parse_set)]
+        sets: Vec<(String, String)>,
+    },
+    Start {
+        #[arg(long)]
+        fleet_run: String,
+        #[arg(long)]
+        plan: String,
+    },
+    Supervise {
+        #[arg(long)]
+        fleet_run: String,
+    },
+    Wait {
+        #[arg(long)]
+        fleet_run: String,
+    },
+    Status {
+        #[arg(long)]
+        fleet_run: String,
+    },
+}
+
+pub(crate) fn run(cx: &Ctx, command: FleetCmd) -> Result<i32, Failure> {
+    let json = cx.out.json;
+    match command {
+        FleetCmd::Plan {
+            runbook,
+            inventory,
+            hosts,
+            sets,
+            out,
+        } => {
+            journal_note(&inventory);
+            let p = fleet::plan::plan(&fleet::plan::Args {
+                runbook: &runbook,
+                inventory: &inventory,
+                hosts: &hosts,
+                sets: &sets,
+                out: out.as_deref(),
+            })?;
+            Ok(p.render(json))
+        }
+        FleetCmd::Run { dir } => {
+            if let Ok(saved) = fleet::run::load(&dir) {
+                journal_note(&saved.inventory);
+            }
+            let r = fleet::run::run(&cx.settings.state_dir, &dir, json)?;
+            Ok(r.render(json))
+        }
+        FleetCmd::Resume { fleet_run } => {
+            let r = fleet::run::resume(&cx.settings.state_dir, &fleet_run, json)?;
+            Ok(r.render(json))
+        }
+        FleetCmd::History { limit } => {
+            let runs = match LocalFleetJournal::open_existing(&cx.settings.state_dir)? {
+                Some(j) => j.runs(limit)?,
+                None => vec![],
+            };
+            if json {
+                cx.out.print_json(&serde_json::json!({"fleet_runs": runs}));
+            } else if runs.is_empty() {
+                println!("no fleet runs in {}", cx.settings.state_dir.display());
+            } else {
+                for r in runs {
+                    println!(
+                        "{}  {}  {:<12}  {}",
+                        r.id,
+                        mend_journal::format_utc(r.started_at / 1000),
+                        r.status,
+                        r.runbook
+                    );
+                }
+            }
+            Ok(exit::SUCCESS)
+        }
+        FleetCmd::Show { fleet_run } => {
+            let j = LocalFleetJournal::open_existing(&cx.settings.state_dir)?;
+            let run = match &j {
+                Some(j) => j.run(&fleet_run)?,
+                None => None,
+            };
+            let (Some(j), Some(run)) = (j, run) else {
+                return Err(Failure::input(
+                    &fleet_run,
+                    format!(
+                        "no fleet run {fleet_run} in {}",
+                        cx.settings.state_dir.display()
+                    ),
+                    Some("`mend fleet history` lists them".into()),
+                ));
+            };
+            let hosts = j.hosts(&fleet_run)?;
+            if json {
+                cx.out
+                    .print_json(&serde_json::json!({"fleet_run": run, "hosts": hosts}));
+            } else {
+                println!("fleet run {}: {} ({})", run.id, run.runbook, run.status);
+                for h in hosts {
+                    println!(
+                        "  {}  batch {}  {}  {}{}",
+                        h.host,
+                        h.batch,
+                        h.state,
+                        h.run_id.as_deref().unwrap_or("-"),
+                        h.detail.map(|d| format!("  {d}")).unwrap_or_default()
+                    );
+                }
+            }
+            Ok(exit::SUCCESS)
+        }
+        FleetCmd::Host { command } => host_cmd(cx, command),
+    }
+}
+
+/// Say once that a PostgreSQL journal is named but not used yet.
+fn journal_note(inventory: &Path) {
+    if let Ok(inv) = Inventory::load(inventory)
+        && matches!(inv.journal, JournalTarget::Postgres(_))
+    {
+        eprintln!("warning: {}", fleet::PG_NOT_WIRED);
+    }
+}
+
+fn host_cmd(cx: &Ctx, command: HostCmd) -> Result<i32, Failure> {
+    let state = &cx.settings.state_dir;
+    let print = |v: serde_json::Value| {
+        cx.out.print_json(&v);
+        Ok(exit::SUCCESS)
+    };
+    let bad = |e: anyhow::Error| Failure::input("fleet host", format!("{e:#}"), None);
+    match command {
+        HostCmd::Receive { sum } => print(host::receive(state, &sum).map_err(bad)?),
+        HostCmd::Bundle { sum } => print(host::bundle(state, &sum).map_err(bad)?),
+        HostCmd::Plan { runbook, sets } => print(host::plan(state, &runbook, &sets)?),
+        HostCmd::Start { fleet_run, plan } => {
+            let s = host::start(state, &fleet_run, &plan).map_err(bad)?;
+            print(serde_json::to_value(s).expect("serializes"))
+        }
+        HostCmd::Supervise { fleet_run } => Ok(host::supervise(state, &fleet_run)?),
+        HostCmd::Wait { fleet_run } => {
+            print(serde_json::to_value(host::wait(state, &fleet_run)?).expect("serializes"))
+        }
+        HostCmd::Status { fleet_run } => {
+            print(serde_json::to_value(host::status(state, &fleet_run)?).expect("serializes"))
+        }
+    }
+}

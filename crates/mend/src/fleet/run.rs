@@ -1,0 +1,485 @@
+//! `mend fleet run DIR`: the rollout of what `fleet plan --out DIR` saved,
+//! batch by batch, canary first, each host running exactly its reviewed
+//! plan (`mend run --plan`) detached on the host. Before each batch the one
+//! stop rule ([`mend_runbook::fleet::rollout`]) decides; a started batch
+//! finishes. `mend fleet resume FLEETRUN` goes on after a controller died.
+//! A host whose run fails rolls itself back, as a single-host run
+//! does; a host that committed stays committed (its trash is purged at
+//! commit, so mend cannot undo it: a rollback of the fleet needs a hold
+//! before commit, not built yet).
+
+use std::io::Read;
+use std::path::Path;
+
+use mend_journal::fleet::{FleetHistory, FleetHostRecord, FleetRunRecord, LocalFleetJournal};
+use mend_journal::now_ms;
+use mend_runbook::fleet::{Decision, HostEnd, rollout};
+use serde::Serialize;
+use serde_json::json;
+
+use crate::exit;
+use crate::fleet::host::{Status, sha256_hex};
+use crate::fleet::plan::{FORMAT, PLAN_FILE, SavedFleet, SavedHost};
+use crate::fleet::remote::{HostError, Remote, each};
+use crate::fleet::ssh::Ssh;
+use crate::outcome::{Failure, Outcome};
+use crate::run::lock::{Holder, LockError, RunLock};
+
+/// How one host's part ended.
+#[derive(Clone, Debug, Serialize)]
+pub struct HostResult {
+    pub host: String,
+    pub batch: usize,
+    pub end: HostEnd,
+    pub run_id: Option<String>,
+    pub detail: Option<String>,
+}
+
+/// What a fleet run ended in.
+#[derive(Debug, Serialize)]
+pub struct FleetRun {
+    pub fleet_run: String,
+    pub runbook: String,
+    pub hosts: Vec<HostResult>,
+    /// Hosts never started because the rule stopped the rollout.
+    pub not_started: Vec<String>,
+    pub stopped_before_batch: Option<usize>,
+    pub batches: usize,
+}
+
+impl Outcome for FleetRun {
+    fn exit_code(&self) -> i32 {
+        let any = |e: HostEnd| self.hosts.iter().any(|h| h.end == e);
+        if any(HostEnd::RollbackFailed) {
+            exit::ROLLBACK_FAILED
+        } else if any(HostEnd::Unreachable) {
+            exit::UNREACHABLE
+        } else if any(HostEnd::PlanMoved) {
+            exit::PLAN_DRIFTED
+        } else if self.hosts.iter().any(|h| h.end.failed()) || self.stopped_before_batch.is_some() {
+            exit::STEP_FAILED
+        } else {
+            exit::SUCCESS
+        }
+    }
+}
+
+pub fn load(dir: &Path) -> Result<SavedFleet, Failure> {
+    let file = dir.join(PLAN_FILE);
+    let name = file.display().to_string();
+    let bytes = std::fs::read(&file).map_err(|e| {
+        Failure::input(
+            &name,
+            format!("cannot read {name}: {e}"),
+            Some("give the directory `mend fleet plan --out DIR` saved".into()),
+        )
+    })?;
+    let saved: SavedFleet = serde_json::from_slice(&bytes)
+        .map_err(|e| Failure::input(&name, format!("{name} is not a fleet plan: {e}"), None))?;
+    if saved.format != FORMAT {
+        return Err(Failure::input(
+            &name,
+            format!("{name} is {:?}, this mend reads {FORMAT:?}", saved.format),
+            Some("plan again with this mend".into()),
+        ));
+    }
+    Ok(saved)
+}
+
+/// A host's reviewed plan, checked against the sha256 the fleet plan pinned.
+fn host_plan(dir: &Path, h: &SavedHost) -> Result<Vec<u8>, Failure> {
+    let file = dir.join(&h.plan);
+    let mut data = Vec::new();
+    std::fs::File::open(&file)
+        .and_then(|mut f| f.read_to_end(&mut data))
+        .map_err(|e| {
+            Failure::input(
+                &file.display().to_string(),
+                format!("cannot read {}: {e}", file.display()),
+                None,
+            )
+        })?;
+    if sha256_hex(&data) != h.plan_sha256 {
+        return Err(Failure::input(
+            &file.display().to_string(),
+            format!(
+                "{} changed since it was planned (sha256 differs)",
+                file.display()
+            ),
+            Some("plan again: a fleet runs only what was reviewed".into()),
+        ));
+    }
+    Ok(data)
+}
+
+fn fleet_run_id() -> Result<String, Failure> {
+    let mut b = [0u8; 6];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut b))
+        .map_err(|e| anyhow::anyhow!("cannot read /dev/urandom: {e}"))?;
+    Ok(format!("F-{}", hex::encode(b)))
+}
+
+fn end_of(status: &Status) -> (HostEnd, Option<String>, Option<String>) {
+    match status {
+        Status::Ended {
+            exit_code,
+            run_id,
+            error,
+            failed_step,
+            ..
+        } => {
+            let end = match *exit_code {
+                exit::SUCCESS => HostEnd::Committed,
+                exit::STEP_FAILED => HostEnd::RolledBack,
+                exit::ROLLBACK_FAILED => HostEnd::RollbackFailed,
+                exit::PLAN_DRIFTED => HostEnd::PlanMoved,
+                _ => HostEnd::Refused,
+            };
+            let detail = match (failed_step, error) {
+                (Some(s), Some(e)) => Some(format!("{s}: {}", e.lines().next().unwrap_or(""))),
+                (None, Some(e)) => Some(e.lines().next().unwrap_or("").to_string()),
+                _ if end != HostEnd::Committed => Some(format!("mend run exited {exit_code}")),
+                _ => None,
+            };
+            (end, run_id.clone(), detail)
+        }
+        Status::Lost { run_id } => (
+            HostEnd::Refused,
+            run_id.clone(),
+            Some("the run's supervisor is gone without an outcome".into()),
+        ),
+        Status::Missing | Status::Running => (
+            HostEnd::Refused,
+            None,
+            Some("no run of this fleet run on the host".into()),
+        ),
+    }
+}
+
+fn record(
+    host: &str,
+    batch: usize,
+    state: &str,
+    run_id: Option<String>,
+    detail: Option<String>,
+) -> FleetHostRecord {
+    FleetHostRecord {
+        host: host.to_string(),
+        batch: batch as u32,
+        state: state.to_string(),
+        run_id,
+        detail,
+        at: now_ms(),
+    }
+}
+
+fn state_word(e: HostEnd) -> &'static str {
+    match e {
+        HostEnd::Committed => "committed",
+        HostEnd::RolledBack => "rolled-back",
+        HostEnd::RollbackFailed => "rollback-failed",
+        HostEnd::PlanMoved => "plan-moved",
+        HostEnd::Refused => "refused",
+        HostEnd::Unreachable => "unreachable",
+    }
+}
+
+pub fn host_line(r: &HostResult) -> String {
+    let mut s = format!("{}  {}", r.host, r.end.label());
+    if let Some(d) = &r.detail {
+        s.push_str(&format!("  {d}"));
+    }
+    if let Some(id) = &r.run_id {
+        s.push_str(&format!("  run {id}"));
+    }
+    s
+}
+
+pub fn run(state_dir: &Path, dir: &Path, json: bool) -> Result<FleetRun, Failure> {
+    let saved = load(dir)?;
+    let mut plans = Vec::new();
+    for h in &saved.hosts {
+        plans.push(host_plan(dir, h)?);
+    }
+    let id = fleet_run_id()?;
+    let _lock = lock(state_dir, &saved.runbook, &id)?;
+    let mut journal = LocalFleetJournal::open(state_dir)?;
+    journal.begin(&FleetRunRecord {
+        id: id.clone(),
+        runbook: saved.runbook.clone(),
+        plan_dir: std::fs::canonicalize(dir)
+            .unwrap_or_else(|_| dir.to_path_buf())
+            .display()
+            .to_string(),
+        status: "running".into(),
+        started_at: now_ms(),
+        ended_at: None,
+    })?;
+    roll(&saved, &plans, &id, journal, Vec::new(), &[], json)
+}
+
+/// One rollout of a runbook at a time from this controller: the run lock
+/// of `mend run` (a flock the kernel drops with its holder), keyed
+/// `fleet-RUNBOOK`. Across controllers it takes the shared journal's lease.
+fn lock(state_dir: &Path, runbook: &str, id: &str) -> Result<RunLock, Failure> {
+    RunLock::acquire(
+        state_dir,
+        &format!("fleet-{runbook}"),
+        &Holder::current(Some(id.to_string())),
+    )
+    .map_err(|e| match e {
+        LockError::Io(e) => Failure::Internal(anyhow::anyhow!("cannot take the fleet lock: {e}")),
+        e => Failure::Locked(format!("{e}: one rollout of a runbook at a time")),
+    })
+}
+
+/// `mend fleet resume FLEETRUN`: a controller killed mid-rollout goes on.
+/// Hosts the journal saw end keep their outcome; the batch that was in
+/// flight is finished (each host is asked again: a start of the same fleet
+/// run finds the run already there and only waits for it); then the rule
+/// applies before each batch not started.
+pub fn resume(state_dir: &Path, id: &str, json: bool) -> Result<FleetRun, Failure> {
+    let journal = LocalFleetJournal::open_existing(state_dir)?;
+    let run = match &journal {
+        Some(j) => j.run(id)?,
+        None => None,
+    };
+    let (Some(journal), Some(run)) = (journal, run) else {
+        return Err(Failure::input(
+            id,
+            format!("no fleet run {id} in {}", state_dir.display()),
+            Some("`mend fleet history` lists them".into()),
+        ));
+    };
+    if run.status != "running" {
+        return Err(Failure::input(
+            id,
+            format!(
+                "fleet run {id} has ended ({}): nothing to resume",
+                run.status
+            ),
+            Some("`mend fleet show` says how each host ended".into()),
+        ));
+    }
+    let dir = Path::new(&run.plan_dir);
+    let saved = load(dir)?;
+    let _lock = lock(state_dir, &saved.runbook, id)?;
+    let mut plans = Vec::new();
+    for h in &saved.hosts {
+        plans.push(host_plan(dir, h)?);
+    }
+    let rows = journal.hosts(id)?;
+    let ended: Vec<HostResult> = rows
+        .iter()
+        .filter_map(|h| {
+            let end = match h.state.as_str() {
+                "committed" => HostEnd::Committed,
+                "rolled-back" => HostEnd::RolledBack,
+                "rollback-failed" => HostEnd::RollbackFailed,
+                "plan-moved" => HostEnd::PlanMoved,
+                "refused" => HostEnd::Refused,
+                // An unreachable host may have gone on alone: asked again.
+                _ => return None,
+            };
+            Some(HostResult {
+                host: h.host.clone(),
+                batch: h.batch as usize,
+                end,
+                run_id: h.run_id.clone(),
+                detail: h.detail.clone(),
+            })
+        })
+        .collect();
+    let touched: Vec<String> = rows.into_iter().map(|h| h.host).collect();
+    roll(&saved, &plans, id, journal, ended, &touched, json)
+}
+
+/// The rollout from where `ended` leaves it; `touched` are the hosts the
+/// journal shows started (their batch is finished whatever the rule says).
+fn roll(
+    saved: &SavedFleet,
+    plans: &[Vec<u8>],
+    id: &str,
+    mut journal: LocalFleetJournal,
+    ended: Vec<HostResult>,
+    touched: &[String],
+    json: bool,
+) -> Result<FleetRun, Failure> {
+    let id = id.to_string();
+    let by_name = |n: &str| saved.hosts.iter().position(|h| h.target.name == n);
+    let ssh = Ssh::new(saved.ssh_config.as_deref())
+        .map_err(|e| anyhow::anyhow!("cannot make ssh's control directory: {e}"))?;
+    let say = |line: String| {
+        if json {
+            eprintln!("{line}");
+        } else {
+            println!("{line}");
+        }
+    };
+    say(format!(
+        "fleet run {id}: {} on {} hosts in {} batches (stops before a batch when more than {} failed)",
+        saved.runbook,
+        saved.hosts.len(),
+        saved.batches.len(),
+        saved.max_failures
+    ));
+    let mut results: Vec<HostResult> = ended;
+    let mut stopped = None;
+    let total = saved.batches.len();
+    for (bi, batch) in saved.batches.iter().enumerate() {
+        let left: Vec<&String> = batch
+            .iter()
+            .filter(|n| !results.iter().any(|r| &r.host == *n))
+            .collect();
+        if left.is_empty() {
+            continue;
+        }
+        let in_flight = batch.iter().any(|n| touched.contains(n));
+        let ends: Vec<HostEnd> = results.iter().map(|r| r.end).collect();
+        if in_flight {
+            say(format!("batch {}/{total}: in flight, finishing it", bi + 1));
+        } else if let Decision::Stop {
+            failures,
+            max_failures,
+        } = rollout(&ends, saved.max_failures)
+        {
+            say(format!(
+                "batch {}/{total}: not started; failures {failures} > max_failures {max_failures}: stopping",
+                bi + 1
+            ));
+            stopped = Some(bi + 1);
+            break;
+        }
+        let idx: Vec<usize> = left.iter().filter_map(|n| by_name(n)).collect();
+        // The intent first: a controller killed now still knows where it went.
+        for &i in &idx {
+            journal.host(
+                &id,
+                &record(&saved.hosts[i].target.name, bi + 1, "starting", None, None),
+            )?;
+        }
+        let done = each(&idx, saved.parallel, |&i| {
+            let h = &saved.hosts[i];
+            let r = Remote {
+                ssh: &ssh,
+                target: &h.target,
+            };
+            let status = r
+                .send(&h.plan_sha256, &plans[i])
+                .and_then(|()| r.start(&id, &h.plan_sha256))
+                .and_then(|_| r.wait(&id));
+            let (end, run_id, detail) = match &status {
+                Ok(s) => end_of(s),
+                Err(HostError::Unreachable(t)) => (HostEnd::Unreachable, None, Some(t.clone())),
+                Err(HostError::Refused(t)) => (HostEnd::Refused, None, Some(t.clone())),
+            };
+            let res = HostResult {
+                host: h.target.name.clone(),
+                batch: bi + 1,
+                end,
+                run_id,
+                detail,
+            };
+            say(host_line(&res));
+            res
+        });
+        for r in &done {
+            journal.host(
+                &id,
+                &record(
+                    &r.host,
+                    r.batch,
+                    state_word(r.end),
+                    r.run_id.clone(),
+                    r.detail.clone(),
+                ),
+            )?;
+        }
+        results.extend(done);
+        let failed_now = results
+            .iter()
+            .filter(|r| r.batch == bi + 1 && r.end.failed())
+            .count();
+        let failed_all = results.iter().filter(|r| r.end.failed()).count();
+        say(format!(
+            "batch {}/{total}: {} ok, {failed_now} failed; failures so far {failed_all}, max_failures {}",
+            bi + 1,
+            batch.len() - failed_now,
+            saved.max_failures
+        ));
+    }
+    results.sort_by_key(|r| (r.batch, by_name(&r.host)));
+    let not_started: Vec<String> = saved
+        .hosts
+        .iter()
+        .map(|h| h.target.name.clone())
+        .filter(|n| !results.iter().any(|r| &r.host == n))
+        .collect();
+    let outcome = FleetRun {
+        fleet_run: id.clone(),
+        runbook: saved.runbook.clone(),
+        hosts: results,
+        not_started,
+        stopped_before_batch: stopped,
+        batches: total,
+    };
+    for h in &saved.hosts {
+        ssh.close(&h.target.ssh);
+    }
+    let status = match outcome.exit_code() {
+        exit::SUCCESS => "committed",
+        _ if outcome.stopped_before_batch.is_some() => "stopped",
+        _ => "failed",
+    };
+    journal.end(&id, status)?;
+    Ok(outcome)
+}
+
+impl FleetRun {
+    pub fn render(&self, json: bool) -> i32 {
+        let code = self.exit_code();
+        if json {
+            let v = json!({"fleet_run": self.fleet_run, "runbook": self.runbook, "hosts": self.hosts, "not_started": self.not_started, "stopped_before_batch": self.stopped_before_batch, "exit_code": code});
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&v).expect("JSON serializes")
+            );
+            return code;
+        }
+        println!();
+        let w = self
+            .hosts
+            .iter()
+            .map(|h| h.host.len())
+            .chain(self.not_started.iter().map(String::len))
+            .max()
+            .unwrap_or(4)
+            .max(4);
+        println!("{:<w$}  batch  {:<16}  run", "host", "outcome");
+        for h in &self.hosts {
+            println!(
+                "{:<w$}  {:<5}  {:<16}  {}",
+                h.host,
+                h.batch,
+                h.end.label(),
+                h.run_id.as_deref().unwrap_or("-")
+            );
+        }
+        for n in &self.not_started {
+            println!("{n:<w$}  {:<5}  {:<16}  -", "-", "not started");
+        }
+        let verdict = match code {
+            exit::SUCCESS => "every host committed".to_string(),
+            _ => match self.stopped_before_batch {
+                Some(b) => format!(
+                    "stopped before batch {b}/{}; hosts not started are untouched",
+                    self.batches
+                ),
+                None => "not every host committed".to_string(),
+            },
+        };
+        println!("fleet run {}: {verdict}", self.fleet_run);
+        code
+    }
+}
