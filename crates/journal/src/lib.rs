@@ -15,11 +15,14 @@
 //! a step's saved plan, an action's undo data, a run's inputs), `schema`
 //! (tables, versions), `runs`, `steps`, `actions`, `events` (the `Journal`
 //! methods for each table), `integrity` (damage found before use),
-//! `reserve` (room kept for a full disk).
+//! `reserve` (room kept for a full disk), and with the `pg` feature `pg`
+//! (the fleet's shared journal and locks in PostgreSQL).
 
 mod actions;
 mod events;
 pub mod integrity;
+#[cfg(feature = "pg")]
+pub mod pg;
 mod records;
 pub mod reserve;
 mod runs;
