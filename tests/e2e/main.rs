@@ -7,6 +7,7 @@ mod bad_input;
 mod commands;
 mod crash;
 mod faults;
+mod fleet_history;
 mod golden;
 mod host;
 mod hostile;
@@ -15,6 +16,9 @@ mod layout;
 mod lifecycle;
 mod nothing_lost;
 mod postgres;
+// The private PostgreSQL cluster, shared with crates/journal/tests/pg.rs.
+#[path = "../support/pg_cluster.rs"]
+mod pg_cluster;
 mod prosody;
 mod repos;
 mod restore;

@@ -65,7 +65,7 @@ impl HostOutcome {
 }
 
 /// A fleet run as read back. Times are Unix milliseconds, server clock.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct FleetRun {
     pub id: String,
     pub runbook: String,
@@ -85,7 +85,7 @@ pub struct FleetRun {
 }
 
 /// One host of a fleet run.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct HostRow {
     pub host: String,
     pub batch: i32,

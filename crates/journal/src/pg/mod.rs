@@ -193,6 +193,12 @@ fn parse_dsn(dsn: &str) -> Result<Config, PgError> {
                 .into(),
         ));
     }
+    // libpq's variable, so a password need not sit in a command line.
+    if config.get_password().is_none()
+        && let Some(pw) = std::env::var_os("PGPASSWORD")
+    {
+        config.password(pw.as_encoded_bytes());
+    }
     if config.get_application_name().is_none() {
         config.application_name("mend fleet");
     }

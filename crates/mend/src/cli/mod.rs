@@ -3,6 +3,7 @@
 //! one parses and dispatches.
 
 mod demo;
+mod fleet_history;
 mod history;
 mod lint;
 mod logging;
@@ -144,6 +145,11 @@ pub enum Cmd {
         #[arg(long = "set", value_name = "KEY=VALUE", value_parser = parse_set)]
         sets: Vec<(String, String)>,
     },
+    /// Across hosts: the fleet's shared journal
+    Fleet {
+        #[command(subcommand)]
+        command: FleetCmd,
+    },
     /// For step authors: look inside a step
     Step {
         #[command(subcommand)]
@@ -165,6 +171,13 @@ pub enum Cmd {
         #[arg(long)]
         dir: Option<PathBuf>,
     },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum FleetCmd {
+    /// Fleet runs in the shared PostgreSQL journal, newest first, with their
+    /// hosts: what ran where, when, and how it ended
+    History(fleet_history::Args),
 }
 
 #[derive(Subcommand, Debug)]
@@ -356,6 +369,9 @@ async fn dispatch(cx: &Ctx, command: Cmd) -> Result<i32, Failure> {
         Cmd::Show { run } => show::run(cx, &run),
         Cmd::Report { run } => report::run(cx, &run),
         Cmd::Lint { runbook, sets } => lint::run(cx, &runbook, &sets).await,
+        Cmd::Fleet { command } => match command {
+            FleetCmd::History(args) => fleet_history::run(cx, args).await,
+        },
         Cmd::Step { command } => match command {
             StepCmd::Inspect { step } => {
                 step::inspect(&cx.sandbox, &cx.out, &step, cx.verbose).await
