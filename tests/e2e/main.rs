@@ -9,6 +9,7 @@ mod crash;
 mod describe;
 mod faults;
 mod fleet;
+mod fleet_history;
 mod golden;
 mod host;
 mod hostile;
@@ -17,6 +18,9 @@ mod layout;
 mod lifecycle;
 mod nothing_lost;
 mod postgres;
+// The private PostgreSQL cluster, shared with crates/journal/tests/pg.rs.
+#[path = "../support/pg_cluster.rs"]
+mod pg_cluster;
 mod prosody;
 mod prune;
 mod repos;

@@ -3,135 +3,13 @@
 //! an unprivileged user, stopped when the test ends. `.ci/run` installs
 //! Debian's postgresql-15 for these.
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use crate::common::*;
+use crate::pg_cluster::{BIN, Pg};
 
-const BIN: &str = "/usr/lib/postgresql/15/bin";
 /// `--now` for the runs: 2026-11-22T03:00:00Z.
 const NOW: &str = "1795316400";
-
-/// A running cluster; stopped (immediately) on drop.
-struct Pg {
-    root: tempfile::TempDir,
-    port: u16,
-}
-
-/// A PostgreSQL program; the server side (initdb, pg_ctl) as `nobody` when
-/// the tests run as root, which initdb and postgres refuse.
-fn pg_command(program: &str) -> Command {
-    let path = format!("{BIN}/{program}");
-    if rustix::process::geteuid().is_root() && matches!(program, "initdb" | "pg_ctl") {
-        let mut c = Command::new("setpriv");
-        c.args(["--reuid=65534", "--regid=65534", "--clear-groups", &path]);
-        c
-    } else {
-        Command::new(&path)
-    }
-}
-
-/// Run a PostgreSQL program; it must succeed.
-fn pg(program: &str, args: &[&str]) -> std::process::Output {
-    let path = format!("{BIN}/{program}");
-    let out = pg_command(program).args(args).output().unwrap_or_else(|e| {
-        panic!("cannot run {path} ({e}); install postgresql-15 (.ci/run does)")
-    });
-    assert!(
-        out.status.success(),
-        "{program} {args:?} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-impl Pg {
-    fn start() -> Pg {
-        let root = tempfile::tempdir().unwrap();
-        // Readable by the unprivileged server; its data directory its own.
-        std::fs::set_permissions(root.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-        let data = root.path().join("data");
-        let sock = root.path().join("sock");
-        for d in [&data, &sock] {
-            std::fs::create_dir(d).unwrap();
-            if rustix::process::geteuid().is_root() {
-                std::os::unix::fs::chown(d, Some(65534), Some(65534)).unwrap();
-            }
-        }
-        // A port number only names the socket file; nothing listens on TCP.
-        let port = 20_000 + (std::process::id() % 20_000) as u16;
-        let d = data.display().to_string();
-        pg(
-            "initdb",
-            &[
-                "-D",
-                &d,
-                "-U",
-                "mend",
-                "-A",
-                "trust",
-                "--no-sync",
-                "-E",
-                "UTF8",
-            ],
-        );
-        let opts = format!(
-            "-k {} -c listen_addresses= -p {port} -c fsync=off -c full_page_writes=off",
-            sock.display()
-        );
-        let log = root.path().join("log").display().to_string();
-        if rustix::process::geteuid().is_root() {
-            std::fs::write(&log, "").unwrap();
-            std::os::unix::fs::chown(&log, Some(65534), Some(65534)).unwrap();
-        }
-        pg(
-            "pg_ctl",
-            &["-D", &d, "-o", &opts, "-l", &log, "-w", "-t", "60", "start"],
-        );
-        Pg { root, port }
-    }
-    fn sock(&self) -> String {
-        self.root.path().join("sock").display().to_string()
-    }
-    fn conn(&self) -> Vec<String> {
-        vec![
-            "-h".into(),
-            self.sock(),
-            "-p".into(),
-            self.port.to_string(),
-            "-U".into(),
-            "mend".into(),
-        ]
-    }
-    fn run(&self, program: &str, rest: &[&str]) -> String {
-        let conn = self.conn();
-        let mut args: Vec<&str> = conn.iter().map(String::as_str).collect();
-        args.extend(rest);
-        String::from_utf8_lossy(&pg(program, &args).stdout)
-            .trim()
-            .to_string()
-    }
-    fn sql(&self, db: &str, sql: &str) -> String {
-        self.run(
-            "psql",
-            &["-At", "-v", "ON_ERROR_STOP=1", "-d", db, "-c", sql],
-        )
-    }
-    fn dump(&self, db: &str, to: &Path) {
-        self.run("pg_dump", &["-Fc", "-f", &to.display().to_string(), db]);
-    }
-}
-
-impl Drop for Pg {
-    fn drop(&mut self) {
-        let d = self.root.path().join("data").display().to_string();
-        let _ = pg_command("pg_ctl")
-            .args(["-D", &d, "-m", "immediate", "stop"])
-            .output();
-    }
-}
 
 /// A database `app` with `accounts`: two dumps in `dumps` (3 rows, taken
 /// 2026-11-21 03:00; 5 rows, taken 2026-11-22 02:00, whose file is the

@@ -16,12 +16,15 @@
 //! (tables, versions), `runs`, `steps`, `actions`, `events` (the `Journal`
 //! methods for each table), `integrity` (damage found before use),
 //! `reserve` (room kept for a full disk), `prune` (history that does not
-//! grow for ever).
+//! grow for ever), and with the `pg` feature `pg` (the fleet's shared
+//! journal and locks in PostgreSQL).
 
 mod actions;
 mod events;
 pub mod fleet;
 pub mod integrity;
+#[cfg(feature = "pg")]
+pub mod pg;
 mod prune;
 mod records;
 pub mod reserve;

@@ -37,11 +37,10 @@ pub enum FleetCmd {
     /// Go on with a fleet run whose controller was killed: finish the batch
     /// in flight (each host is asked where it stands), then the rule decides
     Resume { fleet_run: String },
-    /// This controller's fleet runs, newest first
-    History {
-        #[arg(long, default_value_t = 20)]
-        limit: usize,
-    },
+    /// Fleet runs, newest first: this controller's, or with --journal (or
+    /// MEND_FLEET_JOURNAL) every controller's from the shared PostgreSQL
+    /// journal, with their hosts: what ran where, when, and how it ended
+    History(crate::cli::fleet_history::Args),
     /// One fleet run: each host's batch, outcome and run
     Show { fleet_run: String },
     /// Run on a host by the controller, over ssh
@@ -116,7 +115,8 @@ pub(crate) fn run(cx: &Ctx, command: FleetCmd) -> Result<i32, Failure> {
             let r = fleet::run::resume(&cx.settings.state_dir, &fleet_run, json)?;
             Ok(r.render(json))
         }
-        FleetCmd::History { limit } => {
+        FleetCmd::History(args) => {
+            let limit = usize::try_from(args.limit).unwrap_or(0);
             let runs = match LocalFleetJournal::open_existing(&cx.settings.state_dir)? {
                 Some(j) => j.runs(limit)?,
                 None => vec![],

@@ -4,6 +4,7 @@
 
 mod demo;
 mod fleet;
+mod fleet_history;
 mod history;
 mod lint;
 mod logging;
@@ -390,6 +391,9 @@ async fn dispatch(cx: &Ctx, command: Cmd) -> Result<i32, Failure> {
         Cmd::Show { run } => show::run(cx, &run),
         Cmd::Report { run } => report::run(cx, &run),
         Cmd::Lint { runbook, sets } => lint::run(cx, &runbook, &sets).await,
+        Cmd::Fleet {
+            command: fleet::FleetCmd::History(args),
+        } if args.journal.is_some() => fleet_history::run(cx, args).await,
         Cmd::Fleet { command } => fleet::run(cx, command),
         Cmd::Step { command } => match command {
             StepCmd::Inspect { step } => {
