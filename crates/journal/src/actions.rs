@@ -4,7 +4,7 @@
 use anyhow::{Context, Result, bail};
 use rusqlite::params;
 
-use super::{ActionRecord, ActionState, Journal, NewAction, now_ms};
+use super::{ActionRecord, ActionState, Change, Journal, NewAction, now_ms};
 
 impl Journal {
     /// Record actions as intended (state Intended), all in one transaction.
@@ -39,7 +39,11 @@ impl Journal {
                 })?;
             }
         }
-        tx.commit().context("cannot commit the intended actions")?;
+        tx.commit(
+            run_id,
+            Change::batch(step_idx, actions.iter().map(|a| a.seq)),
+        )
+        .context("cannot commit the intended actions")?;
         Ok(())
     }
 
@@ -73,7 +77,8 @@ impl Journal {
                 }
             }
         }
-        tx.commit().context("cannot commit the done actions")?;
+        tx.commit(run_id, Change::batch(step_idx, done.iter().map(|d| d.0)))
+            .context("cannot commit the done actions")?;
         Ok(())
     }
 
@@ -102,7 +107,13 @@ impl Journal {
         if n == 0 {
             bail!("run {run_id} has no action {step_idx}.{seq} in the journal");
         }
-        tx.commit().context("cannot commit the action state")?;
+        let one = Change::Actions {
+            step: step_idx,
+            lo: seq,
+            hi: seq,
+        };
+        tx.commit(run_id, one)
+            .context("cannot commit the action state")?;
         Ok(())
     }
 

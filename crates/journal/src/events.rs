@@ -3,7 +3,7 @@
 use anyhow::{Context, Result};
 use rusqlite::params;
 
-use super::{EventRecord, Journal, now_ms};
+use super::{Change, EventRecord, Journal, now_ms};
 
 impl Journal {
     /// Appends an event to the run's log (`step_idx` None: about the run).
@@ -20,7 +20,9 @@ impl Journal {
             params![run_id, step_idx, now_ms(), level, message],
         )
         .with_context(|| format!("cannot record an event of run {run_id}"))?;
-        tx.commit().context("cannot commit the event")?;
+        let id = tx.last_insert_rowid();
+        tx.commit(run_id, Change::Event { id })
+            .context("cannot commit the event")?;
         Ok(())
     }
 

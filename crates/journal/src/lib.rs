@@ -18,6 +18,7 @@
 //! `reserve` (room kept for a full disk).
 
 mod actions;
+mod changes;
 mod events;
 pub mod integrity;
 mod records;
@@ -35,6 +36,8 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
 
+use changes::JournalTx;
+pub use changes::{Change, ChangeRecord};
 pub use integrity::{Damaged, WalState};
 pub use mend_human::time::{format_utc, now_ms, now_secs};
 pub use records::{Journaled, RunInputs, SavedStep};
@@ -137,7 +140,8 @@ impl Journal {
     /// Starts a write transaction. `BEGIN IMMEDIATE` takes the write lock up
     /// front, so the busy timeout applies instead of a deadlock-prone
     /// read-to-write upgrade.
-    fn write_tx(&self) -> Result<Transaction<'_>> {
+    /// Its only way to commit names the change made ([`JournalTx`]).
+    fn write_tx(&self) -> Result<JournalTx<'_>> {
         if let Some(e) = mend_faults::journal_write() {
             // As SQLite reports a full or failing disk.
             let code = match e.kind() {
@@ -152,6 +156,7 @@ impl Journal {
                 .with_context(|| format!("cannot write to journal {}", self.path.display()));
         }
         Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)
+            .map(JournalTx::new)
             .with_context(|| format!("cannot write to journal {}", self.path.display()))
     }
 }
@@ -232,7 +237,17 @@ mod tests {
             .unwrap()
             .collect::<rusqlite::Result<_>>()
             .unwrap();
-        assert_eq!(tables, ["actions", "events", "runs", "steps"]);
+        assert_eq!(
+            tables,
+            [
+                "actions",
+                "changes",
+                "events",
+                "journal_meta",
+                "runs",
+                "steps"
+            ]
+        );
     }
 
     #[test]

@@ -166,6 +166,23 @@ const MIGRATIONS: &[&str] = &[
         WHERE run_id = NEW.run_id AND step_idx = NEW.step_idx AND seq = NEW.seq;
     END;
     "#,
+    // 5: the change log (changes.rs): one row per write transaction, its
+    // seq taken under the write lock, so readers follow the journal in
+    // commit order; and the journal's own id, which prefixes those seqs.
+    r#"
+    CREATE TABLE changes (
+        seq      INTEGER PRIMARY KEY AUTOINCREMENT,
+        run_id   TEXT    NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+        kind     TEXT    NOT NULL CHECK (kind IN ('run', 'step', 'actions', 'event')),
+        step_idx INTEGER CHECK (step_idx >= 0),
+        lo       INTEGER,
+        hi       INTEGER,
+        at       INTEGER NOT NULL
+    ) STRICT;
+    CREATE INDEX changes_by_run ON changes (run_id, seq);
+    CREATE TABLE journal_meta (id TEXT NOT NULL) STRICT;
+    INSERT INTO journal_meta (id) VALUES (lower(hex(randomblob(8))));
+    "#,
 ];
 
 /// The journal's `user_version`.
