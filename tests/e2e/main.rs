@@ -23,6 +23,7 @@ mod schema;
 mod steps_native;
 mod supply;
 mod upgrade;
+mod watch;
 
 /// The test that exercises each test step that build.rs compiles (by its
 /// crate name, `-` as `_`). `foreach_test_guest!` is generated from

@@ -127,7 +127,48 @@ impl<'a> Deref for JournalTx<'a> {
     }
 }
 
+/// Keeps, of the changes to one key (the run, a step, a step's actions),
+/// only the last in `batch`, in seq order; every event is kept. Readers show
+/// the current row for a key, so the earlier changes add nothing.
+pub fn coalesce(batch: Vec<ChangeRecord>) -> Vec<ChangeRecord> {
+    let key = |c: &Change| match *c {
+        Change::Run => Some((0, 0)),
+        Change::Step { step } => Some((1, step)),
+        Change::Actions { step, .. } => Some((2, step)),
+        Change::Event { .. } => None,
+    };
+    let mut last = std::collections::HashMap::new();
+    for (i, c) in batch.iter().enumerate() {
+        if let Some(k) = key(&c.change) {
+            last.insert((c.run_id.clone(), k), i);
+        }
+    }
+    batch
+        .into_iter()
+        .enumerate()
+        .filter(|(i, c)| match key(&c.change) {
+            Some(k) => last.get(&(c.run_id.clone(), k)) == Some(i),
+            None => true,
+        })
+        .map(|(_, c)| c)
+        .collect()
+}
+
 impl Journal {
+    /// Runs `f` in one read transaction: everything it reads is one
+    /// snapshot of the journal, however many commits land meanwhile. Keep it
+    /// short: a long read transaction holds the WAL from being checkpointed.
+    pub fn snapshot<T>(&self, f: impl FnOnce(&Journal) -> Result<T>) -> Result<T> {
+        self.conn.execute_batch("BEGIN DEFERRED")?;
+        let r = f(self);
+        let end = self
+            .conn
+            .execute_batch(if r.is_ok() { "COMMIT" } else { "ROLLBACK" });
+        let r = r?;
+        end?;
+        Ok(r)
+    }
+
     /// This journal's id: random, made once with the change log. With a seq
     /// it names one point in one journal (a restored or replaced journal has
     /// another id, so a reader's remembered seq is not taken for its own).
@@ -309,5 +350,33 @@ mod tests {
         let other = tempfile::tempdir().unwrap();
         let c = Journal::open(other.path()).unwrap().journal_id().unwrap();
         assert_ne!(a, c);
+    }
+
+    /// A read-only journal follows what another connection writes, and
+    /// refuses to write.
+    #[test]
+    fn read_only_follows_a_writer_and_writes_nothing() {
+        let tmp = tempfile::tempdir().unwrap();
+        assert!(Journal::open_read_only(tmp.path()).unwrap().is_none());
+        let w = Journal::open(tmp.path()).unwrap();
+        let run = w.new_run(&new_run("x")).unwrap();
+        let r = Journal::open_read_only(tmp.path()).unwrap().unwrap();
+        assert_eq!(r.journal_id().unwrap(), w.journal_id().unwrap());
+        let v = r.data_version().unwrap();
+        let seq = r.last_seq().unwrap();
+        w.event(&run.id, None, "info", "one").unwrap();
+        assert_ne!(
+            r.data_version().unwrap(),
+            v,
+            "data_version moves on a commit"
+        );
+        let got = r.changes_after(seq, Some(&run.id), 10).unwrap();
+        assert_eq!(got.len(), 1);
+        let Change::Event { id } = got[0].change else {
+            panic!("{got:?}")
+        };
+        assert_eq!(r.event_by_id(id).unwrap().message, "one");
+        assert!(r.event(&run.id, None, "info", "two").is_err());
+        assert_eq!(r.last_seq().unwrap(), got[0].seq);
     }
 }

@@ -26,6 +26,24 @@ impl Journal {
         Ok(())
     }
 
+    /// One event by its id (`Change::Event`).
+    pub fn event_by_id(&self, id: i64) -> Result<EventRecord> {
+        self.conn
+            .prepare_cached(
+                "SELECT run_id, step_idx, at, level, message FROM events WHERE id = ?1",
+            )?
+            .query_row([id], |row| {
+                Ok(EventRecord {
+                    run_id: row.get(0)?,
+                    step_idx: row.get(1)?,
+                    at: row.get(2)?,
+                    level: row.get(3)?,
+                    message: row.get(4)?,
+                })
+            })
+            .with_context(|| format!("cannot read event {id} of the journal"))
+    }
+
     /// The run's events, by time then insertion.
     pub fn events(&self, run_id: &str) -> Result<Vec<EventRecord>> {
         let mut stmt = self.conn.prepare_cached(

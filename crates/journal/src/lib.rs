@@ -37,7 +37,7 @@ use anyhow::{Context, Result, bail};
 use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
 
 use changes::JournalTx;
-pub use changes::{Change, ChangeRecord};
+pub use changes::{Change, ChangeRecord, coalesce};
 pub use integrity::{Damaged, WalState};
 pub use mend_human::time::{format_utc, now_ms, now_secs};
 pub use records::{Journaled, RunInputs, SavedStep};
@@ -89,6 +89,38 @@ impl Journal {
         }
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         Self::open_with(path, flags).map(Some)
+    }
+
+    /// Opens `STATE/journal.db` read-only, for readers that follow a run
+    /// another process writes (`mend watch`, `mend serve`): no migration,
+    /// no checkpoint, no lock a run needs; every write is refused
+    /// (`query_only`). `None` when there is no journal.
+    pub fn open_read_only(state_dir: &Path) -> Result<Option<Journal>> {
+        let path = state_dir.join(JOURNAL_FILE);
+        if !path.is_file() {
+            return Ok(None);
+        }
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(&path, flags)
+            .with_context(|| format!("cannot open journal {}", path.display()))?;
+        let setup = || -> Result<()> {
+            integrity::register_functions(&conn)?;
+            conn.busy_timeout(BUSY_TIMEOUT)?;
+            conn.pragma_update(None, "query_only", true)?;
+            let version = schema::check_version(&conn, &path)?;
+            if version < schema::CHANGES_VERSION {
+                bail!(
+                    "journal {} has schema version {version}, from before the change log \
+                     (version {}): run any mend command that writes (`mend run`, `mend \
+                     resume`) with this build first",
+                    path.display(),
+                    schema::CHANGES_VERSION
+                );
+            }
+            Ok(())
+        };
+        setup().with_context(|| format!("cannot open journal {}", path.display()))?;
+        Ok(Some(Journal { conn, path }))
     }
 
     fn open_with(path: PathBuf, flags: OpenFlags) -> Result<Journal> {

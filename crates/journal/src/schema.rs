@@ -12,6 +12,9 @@ use rusqlite::{Connection, Transaction, TransactionBehavior};
 /// The schema version this build writes and understands.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
+/// The version that brought the change log (`changes`, `journal_meta`).
+pub const CHANGES_VERSION: i64 = 5;
+
 const MIGRATIONS: &[&str] = &[
     // 0 -> 1
     r#"

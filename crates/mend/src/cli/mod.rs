@@ -17,6 +17,7 @@ mod run;
 mod show;
 mod step;
 mod unlock;
+mod watch;
 pub use render::Out;
 
 use std::io::IsTerminal;
@@ -136,6 +137,19 @@ pub enum Cmd {
     },
     /// One run: its steps, actions and events
     Show { run: String },
+    /// Follow a run as the journal records it (read-only, from any shell,
+    /// `ssh HOST mend watch` too); exits with the run's exit code
+    Watch {
+        /// The run (an id or a prefix of 4+ characters) [default: the latest]
+        #[arg(conflicts_with = "latest")]
+        run: Option<String>,
+        /// The latest run (of --runbook, when given)
+        #[arg(long)]
+        latest: bool,
+        /// With --latest: the latest run of this runbook
+        #[arg(long, conflicts_with = "run")]
+        runbook: Option<String>,
+    },
     /// One run as a Markdown timeline for the postmortem: mend report RUN > RUN.md
     Report { run: String },
     /// Check a runbook (and its steps' parameters) without running anything
@@ -355,6 +369,11 @@ async fn dispatch(cx: &Ctx, command: Cmd) -> Result<i32, Failure> {
         ),
         Cmd::Show { run } => show::run(cx, &run),
         Cmd::Report { run } => report::run(cx, &run),
+        Cmd::Watch {
+            run,
+            latest: _,
+            runbook,
+        } => watch::run(cx, run.as_deref(), runbook),
         Cmd::Lint { runbook, sets } => lint::run(cx, &runbook, &sets).await,
         Cmd::Step { command } => match command {
             StepCmd::Inspect { step } => {
