@@ -20,6 +20,7 @@ mod repos;
 mod restore;
 mod runbooks;
 mod schema;
+mod serve;
 mod steps_native;
 mod supply;
 mod upgrade;

@@ -11,7 +11,11 @@ use crate::common::*;
 use crate::lifecycle::kinds;
 
 /// `mend run RUNBOOK` held at `point` until `gate` exists.
-fn paused_run(f: &Fixture, runbook: &std::path::Path, point: &str) -> (Child, std::path::PathBuf) {
+pub(crate) fn paused_run(
+    f: &Fixture,
+    runbook: &std::path::Path,
+    point: &str,
+) -> (Child, std::path::PathBuf) {
     let gate = f.path("gate");
     let child = Command::new(mend_bin())
         .arg("--state-dir")
@@ -89,7 +93,7 @@ impl Watcher {
     }
 }
 
-fn wait_running(f: &Fixture) {
+pub(crate) fn wait_running(f: &Fixture) {
     while !f.state().join("journal.db").exists()
         || !f
             .mend(&["--json", "history"])

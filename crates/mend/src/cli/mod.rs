@@ -14,6 +14,7 @@ pub mod report;
 mod resume;
 mod rollback;
 mod run;
+mod serve;
 mod show;
 mod step;
 mod unlock;
@@ -149,6 +150,15 @@ pub enum Cmd {
         /// With --latest: the latest run of this runbook
         #[arg(long, conflicts_with = "run")]
         runbook: Option<String>,
+    },
+    /// Serve the journal as a read-only web page, live while a run runs
+    Serve {
+        /// Where to listen; any address but loopback needs --token-file
+        #[arg(long, default_value = "127.0.0.1:8719", value_name = "ADDR")]
+        listen: std::net::SocketAddr,
+        /// A file holding the token viewers must give (bearer, cookie or ?token=)
+        #[arg(long, value_name = "FILE")]
+        token_file: Option<PathBuf>,
     },
     /// One run as a Markdown timeline for the postmortem: mend report RUN > RUN.md
     Report { run: String },
@@ -369,6 +379,7 @@ async fn dispatch(cx: &Ctx, command: Cmd) -> Result<i32, Failure> {
         ),
         Cmd::Show { run } => show::run(cx, &run),
         Cmd::Report { run } => report::run(cx, &run),
+        Cmd::Serve { listen, token_file } => serve::run(cx, listen, token_file.as_deref()).await,
         Cmd::Watch {
             run,
             latest: _,
