@@ -27,9 +27,11 @@ mod repos;
 mod restore;
 mod runbooks;
 mod schema;
+mod serve;
 mod steps_native;
 mod supply;
 mod upgrade;
+mod watch;
 
 /// The test that exercises each test step that build.rs compiles (by its
 /// crate name, `-` as `_`). `foreach_test_guest!` is generated from

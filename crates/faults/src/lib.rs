@@ -14,7 +14,9 @@
 //! variable.
 //!
 //! Its kill -9 sibling: `MEND_CRASH_AT=PHASE:STEP:SEQ` kills the process
-//! with SIGKILL at that point (`crash_point`), as a power cut would.
+//! with SIGKILL at that point (`crash_point`), as a power cut would; and
+//! `MEND_PAUSE_AT=PHASE:STEP:SEQ@FILE` holds the run there until FILE
+//! exists (`pause_point`).
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -106,6 +108,7 @@ pub fn check_env() -> Result<(), String> {
 /// Kills this process with SIGKILL if `MEND_CRASH_AT` names this point.
 /// Called around every action: the variable is read once, not per call.
 pub fn crash_point(phase: &str, step: u32, seq: u32) {
+    pause_point(phase, step, seq);
     static AT: OnceLock<Option<String>> = OnceLock::new();
     let Some(at) = AT.get_or_init(|| std::env::var("MEND_CRASH_AT").ok()) else {
         return;
@@ -114,6 +117,27 @@ pub fn crash_point(phase: &str, step: u32, seq: u32) {
         let _ =
             rustix::process::kill_process(rustix::process::getpid(), rustix::process::Signal::KILL);
         std::process::abort();
+    }
+}
+
+/// Blocks until a file exists if `MEND_PAUSE_AT=PHASE:STEP:SEQ@FILE` names
+/// this point: tests of readers that follow a live run (`mend watch`, `mend
+/// serve`) hold the run there, look, then create FILE to let it go on, with
+/// no timing involved. Called with `crash_point`, at the same points.
+pub fn pause_point(phase: &str, step: u32, seq: u32) {
+    static AT: OnceLock<Option<(String, std::path::PathBuf)>> = OnceLock::new();
+    let Some((at, gate)) = AT.get_or_init(|| {
+        let v = std::env::var("MEND_PAUSE_AT").ok()?;
+        let (at, file) = v.split_once('@')?;
+        Some((at.to_string(), file.into()))
+    }) else {
+        return;
+    };
+    if *at == format!("{phase}:{step}:{seq}") {
+        tracing::warn!("MEND_PAUSE_AT={at}: paused until {} exists", gate.display());
+        while !gate.exists() {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
     }
 }
 

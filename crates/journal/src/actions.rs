@@ -4,7 +4,23 @@
 use anyhow::{Context, Result, bail};
 use rusqlite::params;
 
-use super::{ActionRecord, ActionState, Journal, NewAction, now_ms};
+use super::{ActionRecord, ActionState, Change, Journal, NewAction, now_ms};
+
+fn action_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<ActionRecord> {
+    Ok(ActionRecord {
+        run_id: row.get(0)?,
+        step_idx: row.get(1)?,
+        seq: row.get(2)?,
+        action_json: row.get(3)?,
+        reversible: row.get(4)?,
+        state: row.get(5)?,
+        undo_json: row.get(6)?,
+        intended_at: row.get(7)?,
+        done_at: row.get(8)?,
+        undone_at: row.get(9)?,
+        error: row.get(10)?,
+    })
+}
 
 impl Journal {
     /// Record actions as intended (state Intended), all in one transaction.
@@ -39,7 +55,11 @@ impl Journal {
                 })?;
             }
         }
-        tx.commit().context("cannot commit the intended actions")?;
+        tx.commit(
+            run_id,
+            Change::batch(step_idx, actions.iter().map(|a| a.seq)),
+        )
+        .context("cannot commit the intended actions")?;
         Ok(())
     }
 
@@ -73,7 +93,8 @@ impl Journal {
                 }
             }
         }
-        tx.commit().context("cannot commit the done actions")?;
+        tx.commit(run_id, Change::batch(step_idx, done.iter().map(|d| d.0)))
+            .context("cannot commit the done actions")?;
         Ok(())
     }
 
@@ -102,8 +123,54 @@ impl Journal {
         if n == 0 {
             bail!("run {run_id} has no action {step_idx}.{seq} in the journal");
         }
-        tx.commit().context("cannot commit the action state")?;
+        let one = Change::Actions {
+            step: step_idx,
+            lo: seq,
+            hi: seq,
+        };
+        tx.commit(run_id, one)
+            .context("cannot commit the action state")?;
         Ok(())
+    }
+
+    /// How many of a step's actions are in each state, in `ActionState`
+    /// order; states with none are left out. Counts, not rows: a reader
+    /// following a run of 50,000 actions reads one small result.
+    pub fn action_counts(&self, run_id: &str, step_idx: u32) -> Result<Vec<(ActionState, u64)>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT state, count(*) FROM actions WHERE run_id = ?1 AND step_idx = ?2
+             GROUP BY state",
+        )?;
+        let mut counts: Vec<(ActionState, u64)> = stmt
+            .query_map(params![run_id, step_idx], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<rusqlite::Result<_>>()?;
+        counts.sort_by_key(|(s, _)| ActionState::ALL.iter().position(|a| a == s));
+        Ok(counts)
+    }
+
+    /// A page of a step's actions: those with seq after `after` (all with
+    /// None), by seq, at most `limit` (keyset paging on the primary key, so
+    /// a page costs the same at action 49,800 as at action 0).
+    pub fn actions_page(
+        &self,
+        run_id: &str,
+        step_idx: u32,
+        after: Option<u32>,
+        limit: usize,
+    ) -> Result<Vec<ActionRecord>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT run_id, step_idx, seq, action_json, reversible, state, undo_json,
+                 intended_at, done_at, undone_at, error FROM actions
+             WHERE run_id = ?1 AND step_idx = ?2 AND seq > ?3 ORDER BY seq LIMIT ?4",
+        )?;
+        let after = after.map_or(-1, i64::from);
+        let rows = stmt
+            .query_map(
+                params![run_id, step_idx, after, limit as i64],
+                action_from_row,
+            )?
+            .collect::<rusqlite::Result<_>>()?;
+        Ok(rows)
     }
 
     /// The run's actions, by (step index, seq).
@@ -114,21 +181,7 @@ impl Journal {
              FROM actions WHERE run_id = ?1 ORDER BY step_idx, seq",
         )?;
         let actions = stmt
-            .query_map([run_id], |row| {
-                Ok(ActionRecord {
-                    run_id: row.get(0)?,
-                    step_idx: row.get(1)?,
-                    seq: row.get(2)?,
-                    action_json: row.get(3)?,
-                    reversible: row.get(4)?,
-                    state: row.get(5)?,
-                    undo_json: row.get(6)?,
-                    intended_at: row.get(7)?,
-                    done_at: row.get(8)?,
-                    undone_at: row.get(9)?,
-                    error: row.get(10)?,
-                })
-            })?
+            .query_map([run_id], action_from_row)?
             .collect::<rusqlite::Result<_>>()?;
         Ok(actions)
     }

@@ -3,7 +3,7 @@
 use anyhow::{Context, Result};
 use rusqlite::params;
 
-use super::{EventRecord, Journal, now_ms};
+use super::{Change, EventRecord, Journal, now_ms};
 
 impl Journal {
     /// Appends an event to the run's log (`step_idx` None: about the run).
@@ -20,8 +20,28 @@ impl Journal {
             params![run_id, step_idx, now_ms(), level, message],
         )
         .with_context(|| format!("cannot record an event of run {run_id}"))?;
-        tx.commit().context("cannot commit the event")?;
+        let id = tx.last_insert_rowid();
+        tx.commit(run_id, Change::Event { id })
+            .context("cannot commit the event")?;
         Ok(())
+    }
+
+    /// One event by its id (`Change::Event`).
+    pub fn event_by_id(&self, id: i64) -> Result<EventRecord> {
+        self.conn
+            .prepare_cached(
+                "SELECT run_id, step_idx, at, level, message FROM events WHERE id = ?1",
+            )?
+            .query_row([id], |row| {
+                Ok(EventRecord {
+                    run_id: row.get(0)?,
+                    step_idx: row.get(1)?,
+                    at: row.get(2)?,
+                    level: row.get(3)?,
+                    message: row.get(4)?,
+                })
+            })
+            .with_context(|| format!("cannot read event {id} of the journal"))
     }
 
     /// The run's events, by time then insertion.

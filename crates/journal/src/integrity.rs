@@ -175,6 +175,8 @@ pub fn classify(wal: &[u8]) -> Result<WalState, String> {
     let mut sum = (u32_at(wal, 24), u32_at(wal, 28));
     let mut at = WAL_HEADER;
     let mut index = 0u32;
+    // The end of the last commit frame: what SQLite's reader keeps.
+    let mut committed = WAL_HEADER;
     while at + frame_len <= wal.len() {
         let frame = &wal[at..at + frame_len];
         let ours = (u32_at(frame, 8), u32_at(frame, 12)) == salts;
@@ -203,13 +205,24 @@ pub fn classify(wal: &[u8]) -> Result<WalState, String> {
         sum = s;
         at += frame_len;
         index += 1;
+        if u32_at(frame, 4) != 0 {
+            committed = at;
+        }
     }
     if at < wal.len() {
         // SQLite writes whole frames: a frame cut short is a torn write of
         // the last transaction.
         return Ok(WalState::TornTail {
-            offset: at as u64,
-            frames: 1,
+            offset: committed as u64,
+            frames: frame_count(wal.len() - committed, page_size),
+        });
+    }
+    if committed < at {
+        // Whole frames of a transaction whose commit frame never came: a
+        // multi-page commit cut between its frames.
+        return Ok(WalState::TornTail {
+            offset: committed as u64,
+            frames: frame_count(at - committed, page_size),
         });
     }
     Ok(WalState::Clean)

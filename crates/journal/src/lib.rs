@@ -20,6 +20,7 @@
 //! journal and locks in PostgreSQL).
 
 mod actions;
+mod changes;
 mod events;
 pub mod fleet;
 pub mod integrity;
@@ -41,6 +42,8 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
 
+use changes::JournalTx;
+pub use changes::{Change, ChangeRecord, coalesce};
 pub use integrity::{Damaged, WalState};
 pub use mend_human::time::{format_utc, now_ms, now_secs};
 pub use prune::{Pruned, PrunedRun, Retention};
@@ -95,6 +98,38 @@ impl Journal {
         Self::open_with(path, flags).map(Some)
     }
 
+    /// Opens `STATE/journal.db` read-only, for readers that follow a run
+    /// another process writes (`mend watch`, `mend serve`): no migration,
+    /// no checkpoint, no lock a run needs; every write is refused
+    /// (`query_only`). `None` when there is no journal.
+    pub fn open_read_only(state_dir: &Path) -> Result<Option<Journal>> {
+        let path = state_dir.join(JOURNAL_FILE);
+        if !path.is_file() {
+            return Ok(None);
+        }
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(&path, flags)
+            .with_context(|| format!("cannot open journal {}", path.display()))?;
+        let setup = || -> Result<()> {
+            integrity::register_functions(&conn)?;
+            conn.busy_timeout(BUSY_TIMEOUT)?;
+            conn.pragma_update(None, "query_only", true)?;
+            let version = schema::check_version(&conn, &path)?;
+            if version < schema::CHANGES_VERSION {
+                bail!(
+                    "journal {} has schema version {version}, from before the change log \
+                     (version {}): run any mend command that writes (`mend run`, `mend \
+                     resume`) with this build first",
+                    path.display(),
+                    schema::CHANGES_VERSION
+                );
+            }
+            Ok(())
+        };
+        setup().with_context(|| format!("cannot open journal {}", path.display()))?;
+        Ok(Some(Journal { conn, path }))
+    }
+
     fn open_with(path: PathBuf, flags: OpenFlags) -> Result<Journal> {
         // Before SQLite's recovery reads the WAL and silently stops at the
         // first bad frame (integrity.rs).
@@ -144,7 +179,8 @@ impl Journal {
     /// Starts a write transaction. `BEGIN IMMEDIATE` takes the write lock up
     /// front, so the busy timeout applies instead of a deadlock-prone
     /// read-to-write upgrade.
-    fn write_tx(&self) -> Result<Transaction<'_>> {
+    /// Its only way to commit names the change made ([`JournalTx`]).
+    fn write_tx(&self) -> Result<JournalTx<'_>> {
         if let Some(e) = mend_faults::journal_write() {
             // As SQLite reports a full or failing disk.
             let code = match e.kind() {
@@ -159,6 +195,7 @@ impl Journal {
                 .with_context(|| format!("cannot write to journal {}", self.path.display()));
         }
         Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)
+            .map(JournalTx::new)
             .with_context(|| format!("cannot write to journal {}", self.path.display()))
     }
 }
@@ -239,7 +276,17 @@ mod tests {
             .unwrap()
             .collect::<rusqlite::Result<_>>()
             .unwrap();
-        assert_eq!(tables, ["actions", "events", "runs", "steps"]);
+        assert_eq!(
+            tables,
+            [
+                "actions",
+                "changes",
+                "events",
+                "journal_meta",
+                "runs",
+                "steps"
+            ]
+        );
     }
 
     #[test]

@@ -135,7 +135,8 @@ impl Journal {
                         .with_context(|| format!("cannot remove run {}", run.id))?;
                 }
             }
-            tx.commit().context("cannot commit the pruned runs")?;
+            tx.commit_removal()
+                .context("cannot commit the pruned runs")?;
         }
         if vacuum {
             out.vacuumed = self.vacuum_if_worth_it()?;

@@ -6,7 +6,7 @@ use std::io::Read as _;
 use anyhow::{Context, Result, bail};
 use rusqlite::{OptionalExtension, Row, params};
 
-use super::{HistoryFilter, Journal, NewRun, RunRecord, RunStatus, now_ms};
+use super::{Change, HistoryFilter, Journal, NewRun, RunRecord, RunStatus, now_ms};
 
 /// Length of a run id in hex characters.
 pub const RUN_ID_LEN: usize = 16;
@@ -76,7 +76,8 @@ impl Journal {
             if inserted == 0 {
                 continue;
             }
-            tx.commit().context("cannot commit the new run")?;
+            tx.commit(&id, Change::Run)
+                .context("cannot commit the new run")?;
             return Ok(RunRecord {
                 id,
                 runbook_name: run.runbook_name.to_owned(),
@@ -118,7 +119,8 @@ impl Journal {
         if n == 0 {
             bail!("no run with id `{run_id}`");
         }
-        tx.commit().context("cannot commit the run status")?;
+        tx.commit(run_id, Change::Run)
+            .context("cannot commit the run status")?;
         Ok(())
     }
 

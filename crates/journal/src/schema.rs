@@ -12,6 +12,9 @@ use rusqlite::{Connection, Transaction, TransactionBehavior};
 /// The schema version this build writes and understands.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
+/// The version that brought the change log (`changes`, `journal_meta`).
+pub const CHANGES_VERSION: i64 = 5;
+
 const MIGRATIONS: &[&str] = &[
     // 0 -> 1
     r#"
@@ -165,6 +168,23 @@ const MIGRATIONS: &[&str] = &[
         UPDATE actions SET sum = mend_row_sum(NEW.run_id, NEW.step_idx, NEW.seq, NEW.action_json, NEW.reversible, NEW.state, NEW.undo_json, NEW.intended_at, NEW.done_at, NEW.undone_at, NEW.error)
         WHERE run_id = NEW.run_id AND step_idx = NEW.step_idx AND seq = NEW.seq;
     END;
+    "#,
+    // 5: the change log (changes.rs): one row per write transaction, its
+    // seq taken under the write lock, so readers follow the journal in
+    // commit order; and the journal's own id, which prefixes those seqs.
+    r#"
+    CREATE TABLE changes (
+        seq      INTEGER PRIMARY KEY AUTOINCREMENT,
+        run_id   TEXT    NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+        kind     TEXT    NOT NULL CHECK (kind IN ('run', 'step', 'actions', 'event')),
+        step_idx INTEGER CHECK (step_idx >= 0),
+        lo       INTEGER,
+        hi       INTEGER,
+        at       INTEGER NOT NULL
+    ) STRICT;
+    CREATE INDEX changes_by_run ON changes (run_id, seq);
+    CREATE TABLE journal_meta (id TEXT NOT NULL) STRICT;
+    INSERT INTO journal_meta (id) VALUES (lower(hex(randomblob(8))));
     "#,
 ];
 

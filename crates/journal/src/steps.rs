@@ -3,7 +3,7 @@
 use anyhow::{Context, Result, bail};
 use rusqlite::params;
 
-use super::{Journal, StepRecord, StepStatus, now_ms};
+use super::{Change, Journal, StepRecord, StepStatus, now_ms};
 
 impl Journal {
     /// Insert or replace the step row (status Planned), with the step's
@@ -42,7 +42,8 @@ impl Journal {
             ],
         )
         .with_context(|| format!("cannot save step {idx} of run {run_id}"))?;
-        tx.commit().context("cannot commit the step")?;
+        tx.commit(run_id, Change::Step { step: idx })
+            .context("cannot commit the step")?;
         Ok(())
     }
 
@@ -95,7 +96,8 @@ impl Journal {
                     })?;
             }
         }
-        tx.commit().context("cannot commit the step's plan")?;
+        tx.commit(run_id, Change::Step { step: idx })
+            .context("cannot commit the step's plan")?;
         Ok(())
     }
 
@@ -122,7 +124,8 @@ impl Journal {
         if n == 0 {
             bail!("run {run_id} has no step {idx} in the journal");
         }
-        tx.commit().context("cannot commit the step status")?;
+        tx.commit(run_id, Change::Step { step: idx })
+            .context("cannot commit the step status")?;
         Ok(())
     }
 

@@ -24,5 +24,8 @@ pub const JOURNAL_DAMAGED: i32 = 6;
 /// `mend fleet`: a host could not be reached over ssh (ssh's own words
 /// are shown); its outcome is unknown and it counts as failed.
 pub const UNREACHABLE: i32 = 7;
+/// `mend watch`: the journal says the run is running, but no process holds
+/// its runbook's lock: it was killed. `mend resume RUN` or `mend rollback RUN`.
+pub const RUN_ABANDONED: i32 = 8;
 /// mend itself failed (an I/O error on the journal, a bug).
 pub const INTERNAL: i32 = 70;

@@ -18,9 +18,11 @@ mod resume;
 mod rollback;
 mod run;
 mod sdk;
+mod serve;
 mod show;
 mod step;
 mod unlock;
+mod watch;
 pub use render::Out;
 
 use std::io::IsTerminal;
@@ -155,6 +157,28 @@ pub enum Cmd {
     },
     /// One run: its steps, actions and events
     Show { run: String },
+    /// Follow a run as the journal records it (read-only, from any shell,
+    /// `ssh HOST mend watch` too); exits with the run's exit code
+    Watch {
+        /// The run (an id or a prefix of 4+ characters) [default: the latest]
+        #[arg(conflicts_with = "latest")]
+        run: Option<String>,
+        /// The latest run (of --runbook, when given)
+        #[arg(long)]
+        latest: bool,
+        /// With --latest: the latest run of this runbook
+        #[arg(long, conflicts_with = "run")]
+        runbook: Option<String>,
+    },
+    /// Serve the journal as a read-only web page, live while a run runs
+    Serve {
+        /// Where to listen; any address but loopback needs --token-file
+        #[arg(long, default_value = "127.0.0.1:8719", value_name = "ADDR")]
+        listen: std::net::SocketAddr,
+        /// A file holding the token viewers must give (bearer, cookie or ?token=)
+        #[arg(long, value_name = "FILE")]
+        token_file: Option<PathBuf>,
+    },
     /// One run as a Markdown timeline for the postmortem: mend report RUN > RUN.md
     Report { run: String },
     /// Check a runbook (and its steps' parameters), or a fleet inventory, without running anything
@@ -390,6 +414,12 @@ async fn dispatch(cx: &Ctx, command: Cmd) -> Result<i32, Failure> {
         } => prune::run(cx, keep_days, keep_runs, dry_run),
         Cmd::Show { run } => show::run(cx, &run),
         Cmd::Report { run } => report::run(cx, &run),
+        Cmd::Serve { listen, token_file } => serve::run(cx, listen, token_file.as_deref()).await,
+        Cmd::Watch {
+            run,
+            latest: _,
+            runbook,
+        } => watch::run(cx, run.as_deref(), runbook),
         Cmd::Lint { runbook, sets } => lint::run(cx, &runbook, &sets).await,
         Cmd::Fleet {
             command: fleet::FleetCmd::History(args),

@@ -1,0 +1,129 @@
+//! `mend serve`: a small read-only web server over the journal, for the
+//! people not at the keyboard during an incident. Read-only by
+//! construction: the journal is opened read-only, every route is GET or
+//! HEAD, and it listens on loopback unless given a token.
+//!
+//! Modules: `view` (the read model: what the journal says of a run, in one
+//! snapshot), `pages` (HTML, every text escaped), `sse` (the live stream,
+//! keyed by the journal's change seq), `guard` (methods, token, headers).
+
+mod guard;
+mod pages;
+mod sse;
+mod view;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use axum::Router;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use mend_journal::Journal;
+use tokio::sync::broadcast;
+
+/// What `mend serve` was asked for.
+pub struct Options {
+    pub state_dir: PathBuf,
+    pub listen: SocketAddr,
+    /// Required when `listen` is not a loopback address.
+    pub token: Option<Vec<u8>>,
+}
+
+/// The server's shared state: cheap to clone into every handler.
+#[derive(Clone)]
+struct App {
+    state_dir: Arc<PathBuf>,
+    journal_id: Arc<String>,
+    tx: broadcast::Sender<Arc<sse::Msg>>,
+    token: Option<Arc<Vec<u8>>>,
+    /// Host headers accepted without a token (the DNS-rebinding guard).
+    local_hosts: Arc<Vec<String>>,
+}
+
+/// An error a handler answers with.
+struct AppError(StatusCode, String);
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        (
+            self.0,
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            format!("{}\n", self.1),
+        )
+            .into_response()
+    }
+}
+
+impl From<anyhow::Error> for AppError {
+    fn from(e: anyhow::Error) -> AppError {
+        AppError(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}"))
+    }
+}
+
+impl App {
+    /// Runs `f` on the blocking pool with its own read-only connection, in
+    /// one read transaction (a consistent snapshot, kept short).
+    async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Journal) -> Result<T> + Send + 'static,
+    ) -> Result<T, AppError> {
+        let dir = self.state_dir.clone();
+        tokio::task::spawn_blocking(move || {
+            let j = Journal::open_read_only(&dir)?
+                .with_context(|| format!("no journal in {}", dir.display()))?;
+            j.snapshot(f)
+        })
+        .await
+        .map_err(|e| AppError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+        .map_err(AppError::from)
+    }
+}
+
+/// Binds, calls `ready` with the bound address (port 0 picks one), and
+/// serves until the process ends. Read-only: there is nothing to flush, so
+/// it needs no graceful shutdown.
+pub async fn serve(opts: Options, ready: impl FnOnce(SocketAddr)) -> Result<()> {
+    let journal = Journal::open_read_only(&opts.state_dir)?
+        .with_context(|| format!("no journal in {}", opts.state_dir.display()))?;
+    let journal_id = journal.journal_id()?;
+    let listener = tokio::net::TcpListener::bind(opts.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", opts.listen))?;
+    let bound = listener.local_addr()?;
+    let port = bound.port();
+    let (tx, _) = broadcast::channel(sse::CHANNEL);
+    sse::start_poller(journal, tx.clone())?;
+    let app = App {
+        state_dir: Arc::new(opts.state_dir),
+        journal_id: Arc::new(journal_id),
+        tx,
+        token: opts.token.map(Arc::new),
+        local_hosts: Arc::new(vec![
+            format!("127.0.0.1:{port}"),
+            format!("localhost:{port}"),
+            format!("[::1]:{port}"),
+        ]),
+    };
+    let router = Router::new()
+        .route("/", get(pages::history))
+        .route("/runs/{id}", get(pages::run))
+        .route("/runs/{id}/stream", get(sse::stream))
+        .route("/runs/{id}/actions", get(pages::actions))
+        .route("/api/runs", get(pages::history_json))
+        .route("/api/runs/{id}", get(pages::run_json))
+        .route("/api/runs/{id}/actions", get(pages::actions_json))
+        .route("/static/live.js", get(pages::live_js))
+        .route("/static/style.css", get(pages::style_css))
+        .layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            guard::guard,
+        ))
+        .with_state(app);
+    ready(bound);
+    axum::serve(listener, router)
+        .await
+        .context("the web server stopped")
+}

@@ -1,0 +1,159 @@
+//! The read model: what the journal says of a run, read in one snapshot,
+//! shaped for the page, its JSON and the event stream alike.
+
+use anyhow::Result;
+use mend_journal::{
+    ActionState, Change, ChangeRecord, EventRecord, Journal, RunInputs, RunRecord, StepRecord,
+};
+use serde::Serialize;
+use serde_json::{Value, json};
+
+/// One run as the page and `/api/runs/ID` show it.
+#[derive(Serialize)]
+pub(crate) struct RunView {
+    pub journal_id: String,
+    /// The last change of the journal when this was read: the page's
+    /// resume point for the event stream.
+    pub seq: i64,
+    pub run: RunRecord,
+    pub params: Vec<(String, String)>,
+    pub steps: Vec<StepView>,
+    pub events: Vec<EventRecord>,
+}
+
+#[derive(Serialize)]
+pub(crate) struct StepView {
+    #[serde(flatten)]
+    pub step: StepRow,
+    /// The plan's summary lines (what the step said it would do).
+    pub summary: Vec<String>,
+}
+
+/// A step as the stream sends it: its row without the saved plan.
+#[derive(Serialize)]
+pub(crate) struct StepRow {
+    pub idx: u32,
+    pub id: String,
+    pub uses: String,
+    pub status: String,
+    pub started_at: i64,
+    pub finished_at: Option<i64>,
+    pub error: Option<String>,
+    /// Actions by state (`done`: 120, ...), in state order.
+    pub actions: Vec<(String, u64)>,
+}
+
+impl RunView {
+    /// Reads run `id` (a full id or a 4+ character prefix). Call inside
+    /// `Journal::snapshot`.
+    pub fn load(j: &Journal, id: &str) -> Result<RunView> {
+        let seq = j.last_seq()?;
+        let run = j.run(id)?;
+        let params = serde_json::from_str::<RunInputs>(&run.params_json)
+            .map(|i| i.sets)
+            .unwrap_or_default();
+        let steps = j
+            .steps(&run.id)?
+            .into_iter()
+            .map(|s| {
+                let summary = summary_of(&s);
+                Ok(StepView {
+                    step: step_row(j, s)?,
+                    summary,
+                })
+            })
+            .collect::<Result<_>>()?;
+        let events = j.events(&run.id)?;
+        Ok(RunView {
+            journal_id: j.journal_id()?,
+            seq,
+            run,
+            params,
+            steps,
+            events,
+        })
+    }
+}
+
+fn summary_of(s: &StepRecord) -> Vec<String> {
+    let plan: Value = s
+        .plan_json
+        .as_deref()
+        .and_then(|p| serde_json::from_str(p).ok())
+        .unwrap_or(Value::Null);
+    plan["plan"]["summary"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|l| l.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn step_row(j: &Journal, s: StepRecord) -> Result<StepRow> {
+    let actions = j
+        .action_counts(&s.run_id, s.idx)?
+        .into_iter()
+        .map(|(state, n)| (state.to_string(), n))
+        .collect();
+    Ok(StepRow {
+        idx: s.idx,
+        id: s.step_id,
+        uses: s.uses,
+        status: s.status.to_string(),
+        started_at: s.started_at,
+        finished_at: s.finished_at,
+        error: s.error,
+        actions,
+    })
+}
+
+/// What one change looks like on the stream: its kind, the current state
+/// of what it changed, and whether it ends the run. `None`: nothing to send.
+pub(crate) fn message(
+    j: &Journal,
+    c: &ChangeRecord,
+) -> Result<Option<(&'static str, Value, bool)>> {
+    Ok(Some(match c.change {
+        Change::Run => {
+            let r = j.run(&c.run_id)?;
+            let ends = r.status.is_terminal();
+            let v = json!({"status": r.status, "started_at": r.started_at,
+                           "finished_at": r.finished_at, "error": r.error});
+            ("run", v, ends)
+        }
+        Change::Step { step } | Change::Actions { step, .. } => {
+            let Some(s) = j.steps(&c.run_id)?.into_iter().find(|s| s.idx == step) else {
+                return Ok(None);
+            };
+            let kind = if matches!(c.change, Change::Step { .. }) {
+                "step"
+            } else {
+                "actions"
+            };
+            (kind, serde_json::to_value(step_row(j, s)?)?, false)
+        }
+        Change::Event { id } => {
+            let e = j.event_by_id(id)?;
+            let v = json!({"id": id, "at": e.at, "level": e.level, "step": e.step_idx,
+                           "message": e.message});
+            ("event", v, false)
+        }
+    }))
+}
+
+/// `done 120, planned 80`: a step's action counts as text.
+pub(crate) fn counts_text(counts: &[(String, u64)]) -> String {
+    if counts.is_empty() {
+        return "none".into();
+    }
+    let total: u64 = counts.iter().map(|(_, n)| n).sum();
+    let finished: u64 = counts
+        .iter()
+        .filter(|(s, _)| s == ActionState::Done.as_str() || s == ActionState::Undone.as_str())
+        .map(|(_, n)| n)
+        .sum();
+    let parts: Vec<String> = counts.iter().map(|(s, n)| format!("{n} {s}")).collect();
+    format!("{finished}/{total}: {}", parts.join(", "))
+}
