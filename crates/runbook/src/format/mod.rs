@@ -1,7 +1,7 @@
 //! The runbook format, declared once: every table, its keys, each key's
 //! kind, whether it is required, its default and what to write when it is
 //! missing. The shape pass (`shape`) checks a document against these
-//! tables, and `mend schema` ([`crate::schema`]) writes the JSON Schema
+//! tables, and `mend schema` (the `schema` module) writes the JSON Schema
 //! editors use from them, so the parser and the schema cannot disagree.
 //! What a value means (params, grants that nest, commands that steps name)
 //! is the semantic pass's (`analyze`).
