@@ -676,7 +676,11 @@ pub fn looks_like_inventory(source: &str) -> bool {
     match DeTable::parse(source) {
         Ok(t) => {
             let t = t.into_inner();
-            t.get("hosts").is_some() && t.get("runbook").is_none()
+            let ansible = t
+                .get("fleet")
+                .and_then(|f| f.get_ref().as_table())
+                .is_some_and(|f| f.get("ansible").is_some());
+            (t.get("hosts").is_some() || ansible) && t.get("runbook").is_none()
         }
         Err(_) => false,
     }
@@ -799,6 +803,7 @@ mend = "/usr/local/bin/mend"
         assert_eq!(e[0].line, 1);
         assert!(looks_like_inventory(GOOD));
         assert!(!looks_like_inventory("[runbook]\nname = \"x\"\n"));
+        assert!(looks_like_inventory("[fleet]\nansible = \"hosts.yml\"\n"));
     }
 
     #[test]
