@@ -39,14 +39,13 @@ pub static TOP: Table = table(
             },
             "Named groups of hosts, with the parameters they share.",
         ),
-        required(
+        key(
             "hosts",
             Kind::Named {
                 of: &Kind::Table(&HOST),
                 dotted: false,
             },
-            "",
-            "The hosts, by name, in rollout order.",
+            "The hosts, by name, in rollout order (or `ansible` in [fleet]).",
         ),
     ],
 );
@@ -65,6 +64,11 @@ pub static FLEET: Table = table(
             "parallel",
             Kind::Attempts,
             "How many hosts are reached at once (default 8).",
+        ),
+        key(
+            "ansible",
+            Kind::NonEmpty,
+            "An Ansible inventory (INI, or YAML for .yml/.yaml) to take the hosts and groups from, instead of [hosts] and [groups] (relative to fleet.toml).",
         ),
     ],
 );
@@ -180,6 +184,22 @@ pub struct Inventory {
 
 impl Inventory {
     pub fn load(file: &Path) -> Result<Inventory, Vec<Diagnostic>> {
+        // Anything but a .toml is an Ansible inventory, given as `-i`:
+        // the fleet's defaults, its hosts and groups.
+        if file.extension().is_none_or(|e| e != "toml") {
+            let a = super::ansible::load(file)?;
+            return Ok(Inventory {
+                file: file.to_path_buf(),
+                name: None,
+                journal: JournalTarget::Local,
+                parallel: 8,
+                ssh_config: None,
+                batches: vec![BatchSize::Count(1), BatchSize::Rest],
+                max_failures: 0,
+                groups: a.groups,
+                hosts: a.hosts,
+            });
+        }
         let name = file.display().to_string();
         let source = std::fs::read_to_string(file).map_err(|e| {
             vec![Diagnostic::plain(
@@ -279,6 +299,32 @@ impl Inventory {
                 }
             }
         }
+        let mut ansible = false;
+        if let Some(v) = root
+            .get("fleet")
+            .and_then(|f| f.get_ref().as_table())
+            .and_then(|t| t.get("ansible"))
+            && let Some(s) = cx.string(v, "fleet.ansible")
+        {
+            ansible = true;
+            for k in ["hosts", "groups"] {
+                if let Some((k, _)) = root.get_key_value(k) {
+                    cx.error(
+                        sp(k),
+                        format!("[{}] and `fleet.ansible` both list hosts", k.get_ref()),
+                        Some("keep one list: remove this table, or `ansible` in [fleet]".into()),
+                    );
+                }
+            }
+            let p = file.parent().unwrap_or(Path::new(".")).join(s);
+            match super::ansible::load(&p) {
+                Ok(a) => {
+                    inv.groups = a.groups;
+                    inv.hosts = a.hosts;
+                }
+                Err(e) => cx.errors.extend(e),
+            }
+        }
         let mut group_params: BTreeMap<String, BTreeMap<String, (String, Span)>> = BTreeMap::new();
         if let Some(t) = root.get("groups").and_then(|v| cx.table(v, "groups")) {
             for (k, v) in entries(t) {
@@ -304,9 +350,10 @@ impl Inventory {
             }
         }
         match root.get("hosts") {
+            None if ansible => {}
             None => cx.plain(
                 "the inventory has no [hosts]",
-                "add one table per host: [hosts.web1] ssh = \"root@web1.example.org\"",
+                "add one table per host: [hosts.web1] ssh = \"root@web1.example.org\", or ansible = \"hosts.yml\" in [fleet]",
             ),
             Some(v) => {
                 if let Some(t) = cx.table(v, "hosts") {
@@ -629,7 +676,11 @@ pub fn looks_like_inventory(source: &str) -> bool {
     match DeTable::parse(source) {
         Ok(t) => {
             let t = t.into_inner();
-            t.get("hosts").is_some() && t.get("runbook").is_none()
+            let ansible = t
+                .get("fleet")
+                .and_then(|f| f.get_ref().as_table())
+                .is_some_and(|f| f.get("ansible").is_some());
+            (t.get("hosts").is_some() || ansible) && t.get("runbook").is_none()
         }
         Err(_) => false,
     }
@@ -752,5 +803,50 @@ mend = "/usr/local/bin/mend"
         assert_eq!(e[0].line, 1);
         assert!(looks_like_inventory(GOOD));
         assert!(!looks_like_inventory("[runbook]\nname = \"x\"\n"));
+        assert!(looks_like_inventory("[fleet]\nansible = \"hosts.yml\"\n"));
+    }
+
+    #[test]
+    fn hosts_come_from_an_ansible_inventory_named_in_fleet_or_given_as_the_file() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(
+            d.path().join("hosts.yml"),
+            "all:\n  children:\n    cdn:\n      vars:\n        nginx: /usr/sbin/nginx\n      hosts:\n        cdn1:\n          ansible_host: 10.0.0.1\n          ansible_user: root\n",
+        )
+        .unwrap();
+        let toml = d.path().join("fleet.toml");
+        std::fs::write(
+            &toml,
+            "[fleet]\nname = \"edge\"\nansible = \"hosts.yml\"\n[rollout]\nbatches = [\"rest\"]\n",
+        )
+        .unwrap();
+        let inv = Inventory::load(&toml).unwrap();
+        assert_eq!(inv.name.as_deref(), Some("edge"));
+        assert_eq!(inv.batches, [BatchSize::Rest]);
+        assert_eq!(inv.groups, ["cdn"]);
+        assert_eq!(inv.hosts[0].ssh, "root@10.0.0.1");
+        assert_eq!(inv.hosts[0].params["nginx"], "/usr/sbin/nginx");
+        assert_eq!(inv.select(&["cdn".into()]).unwrap().len(), 1);
+        // `-i hosts.yml`: the same hosts, the fleet's defaults.
+        let direct = Inventory::load(&d.path().join("hosts.yml")).unwrap();
+        assert_eq!(direct.hosts, inv.hosts);
+        assert_eq!(direct.batches, [BatchSize::Count(1), BatchSize::Rest]);
+        // Two lists of hosts are one too many.
+        std::fs::write(
+            &toml,
+            "[fleet]\nansible = \"hosts.yml\"\n[hosts.h1]\nssh = \"h1\"\n",
+        )
+        .unwrap();
+        let e = Inventory::load(&toml).unwrap_err();
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert_eq!((e[0].line, e[0].column), (3, 2));
+        assert_eq!(e[0].message, "[hosts] and `fleet.ansible` both list hosts");
+        // Its errors come with the Ansible file's own place.
+        std::fs::write(&toml, "[fleet]\nansible = \"nope.ini\"\n").unwrap();
+        let e = Inventory::load(&toml).unwrap_err();
+        assert!(
+            e[0].message.starts_with("cannot read Ansible inventory"),
+            "{e:?}"
+        );
     }
 }

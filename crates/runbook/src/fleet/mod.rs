@@ -4,6 +4,7 @@
 //! - [`inventory`]: `fleet.toml`, parsed and checked like a runbook
 //! - [`rollout`]: the one stop rule and the split into batches, pure
 
+pub mod ansible;
 pub mod inventory;
 pub mod rollout;
 
