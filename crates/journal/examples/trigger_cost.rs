@@ -19,7 +19,9 @@ fn journal_run(dir: &std::path::Path, n: usize, keep_triggers: bool) -> f64 {
     if !keep_triggers {
         let raw = rusqlite::Connection::open(dir.join("journal.db")).unwrap();
         let names: Vec<String> = raw
-            .prepare("SELECT name FROM sqlite_schema WHERE type = 'trigger' AND name LIKE '%_sum_%'")
+            .prepare(
+                "SELECT name FROM sqlite_schema WHERE type = 'trigger' AND name LIKE '%_sum_%'",
+            )
             .unwrap()
             .query_map([], |r| r.get(0))
             .unwrap()
@@ -54,8 +56,16 @@ fn journal_run(dir: &std::path::Path, n: usize, keep_triggers: bool) -> f64 {
             reversible: false,
         })
         .collect();
-    j.save_plan(&run.id, 0, "cull", "std:cache-cull", &"cd".repeat(32), "{}", &planned)
-        .unwrap();
+    j.save_plan(
+        &run.id,
+        0,
+        "cull",
+        "std:cache-cull",
+        &"cd".repeat(32),
+        "{}",
+        &planned,
+    )
+    .unwrap();
     for chunk in planned.chunks(BATCH) {
         let intended: Vec<NewAction> = chunk
             .iter()
@@ -70,7 +80,8 @@ fn journal_run(dir: &std::path::Path, n: usize, keep_triggers: bool) -> f64 {
         let done: Vec<(u32, Option<&str>)> = chunk.iter().map(|p| (p.seq, None)).collect();
         j.mark_done(&run.id, 0, &done).unwrap();
     }
-    j.set_run_status(&run.id, RunStatus::Committed, None).unwrap();
+    j.set_run_status(&run.id, RunStatus::Committed, None)
+        .unwrap();
     started.elapsed().as_secs_f64()
 }
 
@@ -89,7 +100,11 @@ fn main() {
                 .unwrap();
             let secs = journal_run(dir.path(), n, keep);
             eprintln!("round {round}: triggers {keep}: {secs:.3} s");
-            if keep { with.push(secs) } else { without.push(secs) }
+            if keep {
+                with.push(secs)
+            } else {
+                without.push(secs)
+            }
         }
     }
     let median = |v: &mut Vec<f64>| {
