@@ -770,7 +770,8 @@ fn fleet_a_dropped_connection_does_not_stop_the_run_on_the_host() {
         .args(["history"])
         .output()
         .unwrap();
-    assert!(String::from_utf8_lossy(&hist.stdout).contains("committed"));
+    // Verified and held: the controller that lost it settles it later.
+    assert!(String::from_utf8_lossy(&hist.stdout).contains("held"));
 }
 
 /// A controller SIGKILLed while the canary runs: `mend fleet resume` asks
