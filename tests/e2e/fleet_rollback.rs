@@ -174,8 +174,8 @@ fn fleet_rollback_undoes_the_hosts_a_dead_controller_left_held() {
     for h in ["h2", "h3", "h4"] {
         assert!(pos(h) < pos("h1"), "{}", back.text());
     }
-    for i in 0..4 {
-        assert_eq!(f.snapshot(i).0, before[i], "h{} not as before", i + 1);
+    for (i, was) in before.iter().enumerate() {
+        assert_eq!(&f.snapshot(i).0, was, "h{} not as before", i + 1);
         assert_eq!(host_history(&f, i)[0]["status"], "rolled-back");
     }
     // Settled: a resume finds nothing to do.
