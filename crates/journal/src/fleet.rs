@@ -38,8 +38,9 @@ pub struct FleetHostRecord {
     pub host: String,
     /// 1-based.
     pub batch: u32,
-    /// starting, running, committed, rolled-back, rollback-failed,
-    /// plan-moved, refused, unreachable, undone
+    /// starting, running, held (verified, not committed), committing,
+    /// committed, undoing, undone, rolled-back, rollback-failed,
+    /// plan-moved, refused, unreachable
     pub state: String,
     pub run_id: Option<String>,
     pub detail: Option<String>,
@@ -77,9 +78,34 @@ impl LocalFleetJournal {
              CREATE TABLE IF NOT EXISTS fleet_hosts (
                  fleet_run TEXT NOT NULL REFERENCES fleet_runs(id), host TEXT NOT NULL,
                  batch INTEGER NOT NULL, state TEXT NOT NULL, run_id TEXT, detail TEXT,
-                 at INTEGER NOT NULL, PRIMARY KEY (fleet_run, host));",
+                 at INTEGER NOT NULL, PRIMARY KEY (fleet_run, host));
+             CREATE TABLE IF NOT EXISTS fleet_decisions (
+                 fleet_run TEXT NOT NULL REFERENCES fleet_runs(id), at INTEGER NOT NULL,
+                 decision TEXT NOT NULL);",
         )?;
         Ok(LocalFleetJournal { conn })
+    }
+
+    /// Journal a decision of the fleet run before it is acted on
+    /// (`rollback-fleet`, `settle: commit`, `settle: rollback`), so a
+    /// resumed controller settles held hosts the same way.
+    pub fn decide(&mut self, fleet_run: &str, decision: &str) -> Result<()> {
+        self.conn.execute(
+            "INSERT INTO fleet_decisions (fleet_run, at, decision) VALUES (?1, ?2, ?3)",
+            params![fleet_run, now_ms(), decision],
+        )?;
+        Ok(())
+    }
+
+    /// A fleet run's decisions, oldest first.
+    pub fn decisions(&self, fleet_run: &str) -> Result<Vec<String>> {
+        let mut st = self.conn.prepare(
+            "SELECT decision FROM fleet_decisions WHERE fleet_run = ?1 ORDER BY at, rowid",
+        )?;
+        let rows = st
+            .query_map(params![fleet_run], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        Ok(rows)
     }
 
     /// Opens it only if it exists (read-only commands create nothing).

@@ -2,7 +2,7 @@
 //!
 //! Only runs that are over for good go: `committed` and `rolled-back`. A run
 //! that can still be resumed or rolled back (`running`, `rolling-back`,
-//! `failed`, `rollback-failed`) stays whatever its age, and so do the runs
+//! `failed`, `rollback-failed`, `held`) stays whatever its age, and so do the runs
 //! a retention limit keeps. Deleting a run deletes its steps, actions and
 //! events with it (foreign keys, `ON DELETE CASCADE`).
 
@@ -338,5 +338,22 @@ mod tests {
                 .is_empty()
         );
         assert_eq!(left(&j).len(), 30);
+    }
+
+    #[test]
+    fn a_held_run_is_kept_however_old() {
+        // cull: 0 (running), 2, 4; upgrade: 1, 3.
+        let (_t, j, ids) = journal(5);
+        j.set_run_status(&ids[2], RunStatus::Held, None).unwrap();
+        let keep = Retention {
+            keep_days: 0,
+            keep_runs: 1,
+        };
+        let out = j.prune(keep, now_ms(), false, false).unwrap();
+        // Over the limit: 0, 2 and 1; only the committed one goes.
+        assert_eq!(out.runs.len(), 1, "{out:?}");
+        assert_eq!(out.runs[0].id, ids[1]);
+        assert!(left(&j).contains(&ids[2]), "the held run was pruned");
+        assert_eq!(out.kept_open, 2, "{out:?}");
     }
 }

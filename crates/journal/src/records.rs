@@ -15,6 +15,10 @@ pub struct RunInputs {
     /// Grants pointed elsewhere (a rehearsal's copies).
     #[serde(default)]
     pub grants: BTreeMap<String, PathBuf>,
+    /// `mend run --hold`: once verified the run is held, not committed
+    /// (kept here so a resumed run holds too).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub hold: bool,
 }
 
 /// A step's journaled plan, and the times of its grants' roots before it.

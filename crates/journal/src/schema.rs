@@ -186,6 +186,41 @@ const MIGRATIONS: &[&str] = &[
     CREATE TABLE journal_meta (id TEXT NOT NULL) STRICT;
     INSERT INTO journal_meta (id) VALUES (lower(hex(randomblob(8))));
     "#,
+    // 6: a run may be `held` (`mend run --hold`: verified, not committed).
+    // SQLite cannot change a CHECK in place: the table is rebuilt, with
+    // foreign keys off (see `migrate`) so its steps and actions stay.
+    r#"
+    CREATE TABLE runs_v6 (
+        id              TEXT    NOT NULL PRIMARY KEY,
+        runbook_name    TEXT    NOT NULL,
+        runbook_version TEXT    NOT NULL,
+        runbook_path    TEXT    NOT NULL,
+        runbook_sha256  TEXT    NOT NULL,
+        mode            TEXT    NOT NULL CHECK (mode IN ('run', 'rehearse')),
+        status          TEXT    NOT NULL CHECK (status IN ('running', 'rolling-back',
+                            'committed', 'failed', 'rolled-back', 'rollback-failed', 'held')),
+        params_json     TEXT    NOT NULL,
+        now             INTEGER NOT NULL,
+        started_at      INTEGER NOT NULL,
+        finished_at     INTEGER,
+        error           TEXT,
+        sum             INTEGER
+    ) STRICT;
+    INSERT INTO runs_v6 SELECT id, runbook_name, runbook_version, runbook_path, runbook_sha256,
+        mode, status, params_json, now, started_at, finished_at, error, sum FROM runs;
+    DROP TABLE runs;
+    ALTER TABLE runs_v6 RENAME TO runs;
+    CREATE INDEX runs_by_started ON runs (started_at);
+    CREATE INDEX runs_by_runbook ON runs (runbook_name, started_at);
+    CREATE TRIGGER runs_sum_insert AFTER INSERT ON runs BEGIN
+        UPDATE runs SET sum = mend_row_sum(NEW.id, NEW.runbook_name, NEW.runbook_version, NEW.runbook_path, NEW.runbook_sha256, NEW.mode, NEW.status, NEW.params_json, NEW.now, NEW.started_at, NEW.finished_at, NEW.error)
+        WHERE id = NEW.id;
+    END;
+    CREATE TRIGGER runs_sum_update AFTER UPDATE OF id, runbook_name, runbook_version, runbook_path, runbook_sha256, mode, status, params_json, now, started_at, finished_at, error ON runs BEGIN
+        UPDATE runs SET sum = mend_row_sum(NEW.id, NEW.runbook_name, NEW.runbook_version, NEW.runbook_path, NEW.runbook_sha256, NEW.mode, NEW.status, NEW.params_json, NEW.now, NEW.started_at, NEW.finished_at, NEW.error)
+        WHERE id = NEW.id;
+    END;
+    "#,
 ];
 
 /// The journal's `user_version`.
@@ -220,6 +255,19 @@ pub fn migrate(conn: &Connection, path: &Path) -> Result<()> {
     if check_version(conn, path)? == SCHEMA_VERSION {
         return Ok(());
     }
+    // Rebuilding `runs` (6) must not cascade into its steps and actions:
+    // foreign keys off for the migration (a no-op inside a transaction, so
+    // before it), back on after, and checked.
+    let fk: bool = conn.pragma_query_value(None, "foreign_keys", |r| r.get(0))?;
+    conn.pragma_update(None, "foreign_keys", false)?;
+    let migrated = migrate_tx(conn, path);
+    if fk {
+        conn.pragma_update(None, "foreign_keys", true)?;
+    }
+    migrated
+}
+
+fn migrate_tx(conn: &Connection, path: &Path) -> Result<()> {
     let tx = Transaction::new_unchecked(conn, TransactionBehavior::Immediate)?;
     let from = check_version(&tx, path)?;
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(from as usize) {
@@ -232,6 +280,14 @@ pub fn migrate(conn: &Connection, path: &Path) -> Result<()> {
         })?;
     }
     tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+    let broken: i64 = tx.query_row("SELECT count(*) FROM pragma_foreign_key_check", [], |r| {
+        r.get(0)
+    })?;
+    anyhow::ensure!(
+        broken == 0,
+        "migrating journal {} left {broken} rows without their run",
+        path.display()
+    );
     tx.commit()
         .with_context(|| format!("cannot commit the schema of {}", path.display()))?;
     Ok(())

@@ -100,6 +100,9 @@ pub enum RunStatus {
     Failed,
     RolledBack,
     RollbackFailed,
+    /// Every step verified, not committed (`mend run --hold`): undo data
+    /// and trash kept until `mend commit` or `mend rollback` settles it.
+    Held,
 }
 
 text_enum!(RunStatus, "run status", {
@@ -109,6 +112,7 @@ text_enum!(RunStatus, "run status", {
     Failed => "failed",
     RolledBack => "rolled-back",
     RollbackFailed => "rollback-failed",
+    Held => "held",
 });
 
 impl RunStatus {
@@ -332,7 +336,7 @@ mod tests {
         let err = "nope".parse::<RunStatus>().unwrap_err();
         assert_eq!(
             err.to_string(),
-            "unknown run status `nope` (one of: running, rolling-back, committed, failed, rolled-back, rollback-failed)"
+            "unknown run status `nope` (one of: running, rolling-back, committed, failed, rolled-back, rollback-failed, held)"
         );
     }
 }

@@ -164,6 +164,7 @@ pub(crate) async fn run(cx: &Ctx, dir: Option<PathBuf>) -> Result<i32, Failure> 
         &sets,
         RunMode::Run,
         &Default::default(),
+        false,
     )
     .await?;
     out.run_outcome(&outcome);

@@ -33,10 +33,19 @@ pub enum FleetCmd {
     },
     /// Roll out what `fleet plan --out DIR` saved: batch by batch, canary
     /// first, stopping before a batch when too many hosts failed
-    Run { dir: PathBuf },
+    Run {
+        dir: PathBuf,
+        /// When the stop rule stops the rollout, roll back the hosts already
+        /// done, newest batch first (they are held until the rollout ends)
+        #[arg(long)]
+        rollback_fleet: bool,
+    },
     /// Go on with a fleet run whose controller was killed: finish the batch
     /// in flight (each host is asked where it stands), then the rule decides
     Resume { fleet_run: String },
+    /// Roll back the hosts of a fleet run that are still held (its
+    /// controller died before it settled them), newest batch first
+    Rollback { fleet_run: String },
     /// Fleet runs, newest first: this controller's, or with --journal (or
     /// MEND_FLEET_JOURNAL) every controller's from the shared PostgreSQL
     /// journal, with their hosts: what ran where, when, and how it ended
@@ -82,6 +91,19 @@ pub enum HostCmd {
         #[arg(long)]
         fleet_run: String,
     },
+    /// Commit (--commit) or roll back (--rollback) this host's held run
+    Settle {
+        #[arg(long)]
+        fleet_run: String,
+        #[arg(
+            long,
+            conflicts_with = "rollback",
+            required_unless_present = "rollback"
+        )]
+        commit: bool,
+        #[arg(long)]
+        rollback: bool,
+    },
 }
 
 pub(crate) fn run(cx: &Ctx, command: FleetCmd) -> Result<i32, Failure> {
@@ -104,15 +126,22 @@ pub(crate) fn run(cx: &Ctx, command: FleetCmd) -> Result<i32, Failure> {
             })?;
             Ok(p.render(json))
         }
-        FleetCmd::Run { dir } => {
+        FleetCmd::Run {
+            dir,
+            rollback_fleet,
+        } => {
             if let Ok(saved) = fleet::run::load(&dir) {
                 journal_note(&saved.inventory);
             }
-            let r = fleet::run::run(&cx.settings.state_dir, &dir, json)?;
+            let r = fleet::run::run(&cx.settings.state_dir, &dir, json, rollback_fleet)?;
             Ok(r.render(json))
         }
         FleetCmd::Resume { fleet_run } => {
             let r = fleet::run::resume(&cx.settings.state_dir, &fleet_run, json)?;
+            Ok(r.render(json))
+        }
+        FleetCmd::Rollback { fleet_run } => {
+            let r = fleet::run::rollback(&cx.settings.state_dir, &fleet_run, json)?;
             Ok(r.render(json))
         }
         FleetCmd::History(args) => {
@@ -202,6 +231,9 @@ fn host_cmd(cx: &Ctx, command: HostCmd) -> Result<i32, Failure> {
             print(serde_json::to_value(s).expect("serializes"))
         }
         HostCmd::Supervise { fleet_run } => Ok(host::supervise(state, &fleet_run)?),
+        HostCmd::Settle {
+            fleet_run, commit, ..
+        } => print(host::settle(state, &fleet_run, commit)?),
         HostCmd::Wait { fleet_run } => {
             print(serde_json::to_value(host::wait(state, &fleet_run)?).expect("serializes"))
         }

@@ -98,7 +98,14 @@ pub enum Cmd {
         /// Run only if this saved plan (`mend plan --out`) still holds
         #[arg(long, value_name = "FILE", conflicts_with = "sets")]
         plan: Option<PathBuf>,
+        /// Once every step verified, hold the run instead of committing it:
+        /// its undo data stays until `mend commit RUN` or `mend rollback RUN`
+        /// (what `mend fleet run` does on each host)
+        #[arg(long)]
+        hold: bool,
     },
+    /// Commit a held run (`mend run --hold`): its undo data is purged
+    Commit { run: String },
     /// Finish a run that was interrupted
     Resume { run: String },
     /// Undo a run that failed, stopped or was interrupted
@@ -352,7 +359,7 @@ async fn run(cli: Cli) -> i32 {
     // on the reserve kept in the state directory (mend_journal::reserve).
     let writes = matches!(
         cli.command,
-        Cmd::Run { .. } | Cmd::Resume { .. } | Cmd::Rollback { .. }
+        Cmd::Run { .. } | Cmd::Resume { .. } | Cmd::Rollback { .. } | Cmd::Commit { .. }
     );
     let reserve = writes.then(|| mend_journal::reserve::before(&cx.settings.state_dir));
     let result = dispatch(&cx, cli.command).await;
@@ -377,7 +384,9 @@ async fn dispatch(cx: &Ctx, command: Cmd) -> Result<i32, Failure> {
             runbook,
             sets,
             plan,
-        } => run::run(cx, runbook, sets, plan.as_deref()).await,
+            hold,
+        } => run::run(cx, runbook, sets, plan.as_deref(), hold).await,
+        Cmd::Commit { run } => run::commit(cx, &run).await,
         Cmd::Resume { run } => resume::run(cx, &run).await,
         Cmd::Rollback { run } => rollback::run(cx, &run).await,
         Cmd::Rehearse {

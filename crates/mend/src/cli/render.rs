@@ -312,6 +312,16 @@ impl Out {
                 plural(o.steps_done.len() as u64, "step"),
                 plural(o.actions_done, "action")
             ),
+            RunStatus::Held => println!(
+                "{} run {} of {}: {}, {}; held, not committed (its undo data kept)\n  = help: `mend commit {}` keeps the changes, `mend rollback {}` undoes them",
+                self.paint("33", "held:"),
+                o.run_id,
+                o.runbook,
+                plural(o.steps_done.len() as u64, "step"),
+                plural(o.actions_done, "action"),
+                o.run_id,
+                o.run_id
+            ),
             RunStatus::Failed => {
                 println!(
                     "{} {}",

@@ -17,6 +17,7 @@ pub(crate) async fn run(
     runbook: Option<PathBuf>,
     sets: Vec<(String, String)>,
     saved_plan: Option<&Path>,
+    hold: bool,
 ) -> Result<i32, Failure> {
     let (settings, out) = (&cx.settings, &cx.out);
     let (file, sets) = match saved_plan {
@@ -77,8 +78,16 @@ pub(crate) async fn run(
         &sets,
         RunMode::Run,
         &Default::default(),
+        hold,
     )
     .await?;
     out.run_outcome(&o);
+    Ok(o.exit_code())
+}
+
+/// `mend commit RUN`: a held run committed, its trash purged.
+pub(crate) async fn commit(cx: &Ctx, run: &str) -> Result<i32, Failure> {
+    let o = crate::run::commit_held(&cx.sandbox, &cx.settings, run).await?;
+    cx.out.run_outcome(&o);
     Ok(o.exit_code())
 }

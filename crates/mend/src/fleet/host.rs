@@ -181,7 +181,9 @@ pub fn supervise(state: &Path, fleet_run: &str) -> anyhow::Result<i32> {
         .arg("--json")
         .arg("--state-dir")
         .arg(state)
-        .args(["run", "--plan"])
+        // Held, not committed: the controller settles it (commit, or a
+        // rollback of the fleet) once the rollout's outcome is known.
+        .args(["run", "--hold", "--plan"])
         .arg(blob_path(state, plan_sum.trim()))
         .stdin(Stdio::null())
         .stdout(std::fs::File::create(dir.join("out.json"))?)
@@ -269,6 +271,60 @@ pub fn wait(state: &Path, fleet_run: &str) -> anyhow::Result<Status> {
             s => return Ok(s),
         }
     }
+}
+
+/// `host settle --fleet-run F --commit|--rollback`: settle this host's held
+/// run of a fleet run with `mend commit` or `mend rollback`. Idempotent: a
+/// run already settled the same way answers as settled, so a controller
+/// that died mid-settle can settle again.
+pub fn settle(state: &Path, fleet_run: &str, commit: bool) -> anyhow::Result<serde_json::Value> {
+    let run_id = match status(state, fleet_run)? {
+        Status::Ended {
+            run_id: Some(id), ..
+        }
+        | Status::Lost { run_id: Some(id) } => id,
+        other => bail!("no run of fleet run {fleet_run} to settle here ({other:?})"),
+    };
+    let journal = mend_journal::Journal::open_existing(state)?
+        .with_context(|| format!("no journal in {}", state.display()))?;
+    let before = journal.run(&run_id)?.status;
+    drop(journal);
+    let (want, verb) = if commit {
+        (mend_journal::RunStatus::Committed, "commit")
+    } else {
+        (mend_journal::RunStatus::RolledBack, "rollback")
+    };
+    let mut exit_code = 0;
+    let mut message = String::new();
+    if before != want {
+        let me = std::env::current_exe()?;
+        let out = Command::new(me)
+            .arg("--state-dir")
+            .arg(state)
+            .args([verb, &run_id])
+            .stdin(Stdio::null())
+            .output()?;
+        exit_code = out.status.code().unwrap_or(70);
+        message = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+        .trim()
+        .to_string();
+    }
+    let after = mend_journal::Journal::open_existing(state)?
+        .with_context(|| format!("no journal in {}", state.display()))?
+        .run(&run_id)?
+        .status;
+    Ok(serde_json::json!({
+        "run_id": run_id,
+        "before": before.as_str(),
+        "status": after.as_str(),
+        "settled": after == want,
+        "exit_code": exit_code,
+        "message": message,
+    }))
 }
 
 /// `host plan BUNDLE_RUNBOOK --set ...`: `mend plan` here, saved to a

@@ -186,4 +186,21 @@ impl Remote<'_> {
         )?;
         serde_json::from_value(v).map_err(|e| HostError::Refused(format!("bad status: {e}")))
     }
+
+    /// Settle this host's held run of the fleet run: commit it, or roll it
+    /// back. Answers the run's id and status after.
+    pub fn settle(&self, fleet_run: &str, commit: bool) -> Result<serde_json::Value, HostError> {
+        self.json(
+            &[
+                "--json",
+                "fleet",
+                "host",
+                "settle",
+                "--fleet-run",
+                fleet_run,
+                if commit { "--commit" } else { "--rollback" },
+            ],
+            None,
+        )
+    }
 }

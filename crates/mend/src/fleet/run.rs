@@ -4,9 +4,12 @@
 //! stop rule ([`mend_runbook::fleet::rollout`]) decides; a started batch
 //! finishes. `mend fleet resume FLEETRUN` goes on after a controller died.
 //! A host whose run fails rolls itself back, as a single-host run
-//! does; a host that committed stays committed (its trash is purged at
-//! commit, so mend cannot undo it: a rollback of the fleet needs a hold
-//! before commit, not built yet).
+//! does; a host whose run verified is held (`mend run --hold`: not
+//! committed, its undo data kept) until the rollout's end settles every
+//! held host: committed, or with `--rollback-fleet` after the rule stopped
+//! the rollout, rolled back newest batch first. `mend fleet rollback
+//! FLEETRUN` rolls back the hosts a dead controller left held. Each
+//! decision is journaled before it is acted on.
 
 use std::io::Read;
 use std::path::Path;
@@ -45,6 +48,11 @@ pub struct FleetRun {
     pub not_started: Vec<String>,
     pub stopped_before_batch: Option<usize>,
     pub batches: usize,
+    /// How the held hosts were settled: "committed" or "rolled back".
+    pub settled: Option<&'static str>,
+    /// `mend fleet rollback`: hosts undone by the fleet are its success.
+    #[serde(skip)]
+    pub rollback_command: bool,
 }
 
 impl Outcome for FleetRun {
@@ -56,6 +64,13 @@ impl Outcome for FleetRun {
             exit::UNREACHABLE
         } else if any(HostEnd::PlanMoved) {
             exit::PLAN_DRIFTED
+        } else if self.rollback_command
+            && self
+                .hosts
+                .iter()
+                .all(|h| matches!(h.end, HostEnd::Undone | HostEnd::RolledBack))
+        {
+            exit::SUCCESS
         } else if self.hosts.iter().any(|h| h.end.failed()) || self.stopped_before_batch.is_some() {
             exit::STEP_FAILED
         } else {
@@ -176,7 +191,9 @@ fn record(
 
 fn state_word(e: HostEnd) -> &'static str {
     match e {
-        HostEnd::Committed => "committed",
+        // Verified and held on the host until the rollout's end settles it.
+        HostEnd::Committed => "held",
+        HostEnd::Undone => "undone",
         HostEnd::RolledBack => "rolled-back",
         HostEnd::RollbackFailed => "rollback-failed",
         HostEnd::PlanMoved => "plan-moved",
@@ -196,7 +213,17 @@ pub fn host_line(r: &HostResult) -> String {
     s
 }
 
-pub fn run(state_dir: &Path, dir: &Path, json: bool) -> Result<FleetRun, Failure> {
+/// Journaled when the fleet run starts with `--rollback-fleet`.
+const ROLLBACK_FLEET: &str = "rollback-fleet";
+const SETTLE_COMMIT: &str = "settle: commit";
+const SETTLE_ROLLBACK: &str = "settle: rollback";
+
+pub fn run(
+    state_dir: &Path,
+    dir: &Path,
+    json: bool,
+    rollback_fleet: bool,
+) -> Result<FleetRun, Failure> {
     let saved = load(dir)?;
     let mut plans = Vec::new();
     for h in &saved.hosts {
@@ -216,6 +243,9 @@ pub fn run(state_dir: &Path, dir: &Path, json: bool) -> Result<FleetRun, Failure
         started_at: now_ms(),
         ended_at: None,
     })?;
+    if rollback_fleet {
+        journal.decide(&id, ROLLBACK_FLEET)?;
+    }
     roll(&saved, &plans, &id, journal, Vec::new(), &[], json)
 }
 
@@ -252,7 +282,7 @@ pub fn resume(state_dir: &Path, id: &str, json: bool) -> Result<FleetRun, Failur
             Some("`mend fleet history` lists them".into()),
         ));
     };
-    if run.status != "running" {
+    if run.status != "running" && run.status != "unsettled" {
         return Err(Failure::input(
             id,
             format!(
@@ -274,7 +304,9 @@ pub fn resume(state_dir: &Path, id: &str, json: bool) -> Result<FleetRun, Failur
         .iter()
         .filter_map(|h| {
             let end = match h.state.as_str() {
-                "committed" => HostEnd::Committed,
+                // Verified: held, or being settled (the settle goes on).
+                "held" | "committing" | "committed" | "undoing" => HostEnd::Committed,
+                "undone" => HostEnd::Undone,
                 "rolled-back" => HostEnd::RolledBack,
                 "rollback-failed" => HostEnd::RollbackFailed,
                 "plan-moved" => HostEnd::PlanMoved,
@@ -409,6 +441,11 @@ fn roll(
             saved.max_failures
         ));
     }
+    let back = match settle_way(&journal, &id)? {
+        Some(way) => way,
+        None => stopped.is_some() && journal.decisions(&id)?.iter().any(|d| d == ROLLBACK_FLEET),
+    };
+    let (settled, unsettled) = settle(saved, &ssh, &id, &mut journal, &mut results, !back, &say)?;
     results.sort_by_key(|r| (r.batch, by_name(&r.host)));
     let not_started: Vec<String> = saved
         .hosts
@@ -423,11 +460,14 @@ fn roll(
         not_started,
         stopped_before_batch: stopped,
         batches: total,
+        settled,
+        rollback_command: false,
     };
     for h in &saved.hosts {
         ssh.close(&h.target.ssh);
     }
     let status = match outcome.exit_code() {
+        _ if unsettled => "unsettled",
         exit::SUCCESS => "committed",
         _ if outcome.stopped_before_batch.is_some() => "stopped",
         _ => "failed",
@@ -470,11 +510,23 @@ impl FleetRun {
             println!("{n:<w$}  {:<5}  {:<16}  -", "-", "not started");
         }
         let verdict = match code {
+            exit::SUCCESS if self.rollback_command => {
+                "every held host rolled back by the fleet".to_string()
+            }
             exit::SUCCESS => "every host committed".to_string(),
             _ => match self.stopped_before_batch {
                 Some(b) => format!(
-                    "stopped before batch {b}/{}; hosts not started are untouched",
-                    self.batches
+                    "stopped before batch {b}/{}; hosts not started are untouched; {}",
+                    self.batches,
+                    match self.settled {
+                        Some("rolled back") => {
+                            "the hosts done were rolled back by the fleet, newest batch first"
+                        }
+                        Some(_) => {
+                            "the hosts done are committed (without --rollback-fleet they keep the change)"
+                        }
+                        None => "no host was left held",
+                    }
                 ),
                 None => "not every host committed".to_string(),
             },
@@ -482,4 +534,246 @@ impl FleetRun {
         println!("fleet run {}: {verdict}", self.fleet_run);
         code
     }
+}
+
+/// How a decision already journaled settles this fleet run's held hosts:
+/// Some(true) rolls back, Some(false) commits, None not decided yet.
+fn settle_way(journal: &LocalFleetJournal, id: &str) -> Result<Option<bool>, Failure> {
+    Ok(journal
+        .decisions(id)?
+        .iter()
+        .rev()
+        .find_map(|d| match d.as_str() {
+            SETTLE_ROLLBACK => Some(true),
+            SETTLE_COMMIT => Some(false),
+            _ => None,
+        }))
+}
+
+/// Settle every host the journal shows held (or half settled): commit them
+/// in batch order, or roll them back newest batch first, one at a time. The
+/// decision is journaled first, then each host's intent, then its end.
+/// Answers how they were settled, and whether any was left held.
+fn settle(
+    saved: &SavedFleet,
+    ssh: &Ssh,
+    id: &str,
+    journal: &mut LocalFleetJournal,
+    results: &mut [HostResult],
+    commit: bool,
+    say: &dyn Fn(String),
+) -> Result<(Option<&'static str>, bool), Failure> {
+    let mut pending: Vec<FleetHostRecord> = journal
+        .hosts(id)?
+        .into_iter()
+        .filter(|h| matches!(h.state.as_str(), "held" | "committing" | "undoing"))
+        .collect();
+    if pending.is_empty() {
+        return Ok((None, false));
+    }
+    // Tests kill the controller here: every host verified, none settled.
+    mend_faults::crash_point("fleet-settle", 0, 0);
+    if commit {
+        pending.sort_by_key(|h| h.batch);
+    } else {
+        pending.sort_by_key(|h| std::cmp::Reverse(h.batch));
+    }
+    journal.decide(
+        id,
+        if commit {
+            SETTLE_COMMIT
+        } else {
+            SETTLE_ROLLBACK
+        },
+    )?;
+    say(format!(
+        "{} {} held host{}{}",
+        if commit { "committing" } else { "rolling back" },
+        pending.len(),
+        if pending.len() == 1 { "" } else { "s" },
+        if commit { "" } else { ", newest batch first" }
+    ));
+    let mut unsettled = false;
+    for h in pending {
+        let Some(target) = saved.hosts.iter().find(|s| s.target.name == h.host) else {
+            continue;
+        };
+        let batch = h.batch as usize;
+        let intent = if commit { "committing" } else { "undoing" };
+        journal.host(id, &record(&h.host, batch, intent, h.run_id.clone(), None))?;
+        let r = Remote {
+            ssh,
+            target: &target.target,
+        };
+        let (end, state, detail) = match r.settle(id, commit) {
+            Ok(v) if v["settled"].as_bool() == Some(true) => {
+                if commit {
+                    (HostEnd::Committed, "committed", None)
+                } else {
+                    (HostEnd::Undone, "undone", None)
+                }
+            }
+            Ok(v) if v["status"] == "rollback-failed" => (
+                HostEnd::RollbackFailed,
+                "rollback-failed",
+                v["message"]
+                    .as_str()
+                    .map(|m| m.lines().next().unwrap_or("").to_string()),
+            ),
+            Ok(v) => {
+                unsettled = true;
+                (
+                    HostEnd::Refused,
+                    "held",
+                    Some(format!(
+                        "still {}: {}",
+                        v["status"].as_str().unwrap_or("?"),
+                        v["message"]
+                            .as_str()
+                            .unwrap_or("")
+                            .lines()
+                            .next()
+                            .unwrap_or("")
+                    )),
+                )
+            }
+            Err(e) => {
+                unsettled = true;
+                let end = match e {
+                    HostError::Unreachable(_) => HostEnd::Unreachable,
+                    HostError::Refused(_) => HostEnd::Refused,
+                };
+                (end, "held", Some(format!("still held: {e}")))
+            }
+        };
+        journal.host(
+            id,
+            &record(&h.host, batch, state, h.run_id.clone(), detail.clone()),
+        )?;
+        let res = HostResult {
+            host: h.host.clone(),
+            batch,
+            end,
+            run_id: h.run_id.clone(),
+            detail,
+        };
+        say(host_line(&res));
+        if let Some(x) = results.iter_mut().find(|x| x.host == h.host) {
+            *x = res;
+        }
+    }
+    Ok((
+        Some(if commit { "committed" } else { "rolled back" }),
+        unsettled,
+    ))
+}
+
+/// `mend fleet rollback FLEETRUN`: roll back every host of a fleet run that
+/// is still held (a controller died before it settled them), newest batch
+/// first. Hosts whose run was still going are waited for first.
+pub fn rollback(state_dir: &Path, id: &str, json: bool) -> Result<FleetRun, Failure> {
+    let journal = LocalFleetJournal::open_existing(state_dir)?;
+    let run = match &journal {
+        Some(j) => j.run(id)?,
+        None => None,
+    };
+    let (Some(mut journal), Some(run)) = (journal, run) else {
+        return Err(Failure::input(
+            id,
+            format!("no fleet run {id} in {}", state_dir.display()),
+            Some("`mend fleet history` lists them".into()),
+        ));
+    };
+    let saved = load(Path::new(&run.plan_dir))?;
+    let _lock = lock(state_dir, &saved.runbook, id)?;
+    let ssh = Ssh::new(saved.ssh_config.as_deref())
+        .map_err(|e| anyhow::anyhow!("cannot make ssh's control directory: {e}"))?;
+    let say = |line: String| {
+        if json {
+            eprintln!("{line}");
+        } else {
+            println!("{line}");
+        }
+    };
+    say(format!(
+        "fleet run {id}: rolling back its held hosts ({})",
+        saved.runbook
+    ));
+    // Decided before anything is acted on: a resume rolls back too.
+    journal.decide(id, SETTLE_ROLLBACK)?;
+    let mut results = Vec::new();
+    for h in journal.hosts(id)? {
+        let mut res = HostResult {
+            host: h.host.clone(),
+            batch: h.batch as usize,
+            end: HostEnd::Refused,
+            run_id: h.run_id.clone(),
+            detail: h.detail.clone(),
+        };
+        match h.state.as_str() {
+            // In flight when the controller died: its outcome first.
+            "starting" | "running" | "unreachable" => {
+                if let Some(t) = saved.hosts.iter().find(|s| s.target.name == h.host) {
+                    let r = Remote {
+                        ssh: &ssh,
+                        target: &t.target,
+                    };
+                    let (end, run_id, detail) = match r.wait(id) {
+                        Ok(s) => end_of(&s),
+                        Err(e) => (HostEnd::Unreachable, None, Some(e.to_string())),
+                    };
+                    journal.host(
+                        id,
+                        &record(
+                            &h.host,
+                            res.batch,
+                            state_word(end),
+                            run_id.clone(),
+                            detail.clone(),
+                        ),
+                    )?;
+                    res.end = end;
+                    res.run_id = run_id.or(res.run_id);
+                    res.detail = detail;
+                }
+            }
+            "committed" => res.end = HostEnd::Committed,
+            "undone" => res.end = HostEnd::Undone,
+            "rolled-back" => res.end = HostEnd::RolledBack,
+            "rollback-failed" => res.end = HostEnd::RollbackFailed,
+            "plan-moved" => res.end = HostEnd::PlanMoved,
+            _ => {}
+        }
+        results.push(res);
+    }
+    let (settled, unsettled) = settle(&saved, &ssh, id, &mut journal, &mut results, false, &say)?;
+    for h in &saved.hosts {
+        ssh.close(&h.target.ssh);
+    }
+    results.sort_by_key(|r| (r.batch, r.host.clone()));
+    let not_started = saved
+        .hosts
+        .iter()
+        .map(|h| h.target.name.clone())
+        .filter(|n| !results.iter().any(|r| &r.host == n))
+        .collect();
+    let outcome = FleetRun {
+        fleet_run: id.to_string(),
+        runbook: saved.runbook.clone(),
+        hosts: results,
+        not_started,
+        stopped_before_batch: None,
+        batches: saved.batches.len(),
+        settled,
+        rollback_command: true,
+    };
+    let status = if unsettled {
+        "unsettled"
+    } else if outcome.exit_code() == exit::SUCCESS {
+        "rolled-back"
+    } else {
+        "failed"
+    };
+    journal.end(id, status)?;
+    Ok(outcome)
 }

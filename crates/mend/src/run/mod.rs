@@ -73,6 +73,7 @@ pub async fn run(
     sets: &[(String, String)],
     mode: RunMode,
     grants: &BTreeMap<String, PathBuf>,
+    hold: bool,
 ) -> Result<RunOutcome, Failure> {
     let prepared = prepare(
         sandbox,
@@ -85,9 +86,13 @@ pub async fn run(
     .await?;
     let mut lock = lock(settings, &prepared)?;
     let journal = Journal::open(&settings.state_dir)?;
+    if mode == RunMode::Run {
+        refuse_if_held(&journal, &prepared.runbook.name)?;
+    }
     let inputs = RunInputs {
         sets: sets.to_vec(),
         grants: grants.clone(),
+        hold,
     };
     let now = crate::settings::now(settings);
     let rb = &prepared.runbook;
@@ -119,7 +124,9 @@ pub async fn run(
         run_id: &record.id,
         now,
     };
-    let outcome = drive(&cx, mode).await.map_err(|f| f.in_run(&record.id))?;
+    let outcome = drive(&cx, mode, hold)
+        .await
+        .map_err(|f| f.in_run(&record.id))?;
     // For the report only: the run is over, whether or not this is written.
     if let Err(e) = free_space_event(&journal, &record.id, &prepared, "after") {
         tracing::warn!(
@@ -166,7 +173,9 @@ pub async fn resume(
                 run_id: &record.id,
                 now: record.now,
             };
-            drive(&cx, record.mode)
+            // A held run killed before it was held holds again.
+            let hold = serde_json::from_str::<RunInputs>(&record.params_json).is_ok_and(|i| i.hold);
+            drive(&cx, record.mode, hold)
                 .await
                 .map_err(|f| f.in_run(&record.id))
         }
@@ -186,6 +195,18 @@ pub async fn resume(
                 Some(rb),
             )?)
         }
+        // Verified already: what is left is a decision, not work.
+        RunStatus::Held => Err(Failure::input(
+            &record.id,
+            format!(
+                "run {} is held: every step verified, not committed; there is nothing to resume",
+                record.id
+            ),
+            Some(format!(
+                "commit it with `mend commit {0}`, or undo it with `mend rollback {0}`",
+                record.id
+            )),
+        )),
         other => Err(Failure::input(
             &record.id,
             format!(
@@ -199,7 +220,7 @@ pub async fn resume(
 }
 
 /// Apply steps from the first one not yet verified.
-async fn drive(cx: &RunCx<'_>, mode: RunMode) -> Result<RunOutcome, Failure> {
+async fn drive(cx: &RunCx<'_>, mode: RunMode, hold: bool) -> Result<RunOutcome, Failure> {
     let RunCx {
         settings,
         journal,
@@ -295,6 +316,27 @@ async fn drive(cx: &RunCx<'_>, mode: RunMode) -> Result<RunOutcome, Failure> {
         let rb = rollback_prepared(settings, journal, prepared, run_id).await?;
         return outcome(journal, prepared, run_id, None, None, Some(rb));
     }
+    if hold {
+        // Verified, not committed: the undo data and the trash stay until
+        // `mend commit` or `mend rollback` settles the run.
+        journal.set_run_status(run_id, RunStatus::Held, None)?;
+        journal.event(run_id, None, "info", "held: verified, not committed")?;
+        settings.reporter.line(&format!(
+            "run {run_id} is held: verified, not committed; `mend commit {run_id}` commits it, `mend rollback {run_id}` undoes it"
+        ));
+        return outcome(journal, prepared, run_id, None, None, None);
+    }
+    commit(settings, journal, prepared, run_id)?;
+    outcome(journal, prepared, run_id, None, None, None)
+}
+
+/// Commit a verified run: committed first, then its trash purged.
+fn commit(
+    settings: &Settings,
+    journal: &Journal,
+    prepared: &Prepared,
+    run_id: &str,
+) -> Result<(), Failure> {
     // Committed first, then the undo data goes: if the journal cannot say
     // "committed", the run must still be able to roll back, trash and all.
     // A crash between the two leaves only trash behind.
@@ -311,7 +353,49 @@ async fn drive(cx: &RunCx<'_>, mode: RunMode) -> Result<RunOutcome, Failure> {
         ));
     }
     prune_history(settings, journal);
-    outcome(journal, prepared, run_id, None, None, None)
+    Ok(())
+}
+
+/// `mend commit RUN`: settle a held run by committing it (its trash purged).
+pub async fn commit_held(
+    sandbox: &Sandbox,
+    settings: &Settings,
+    run: &str,
+) -> Result<RunOutcome, Failure> {
+    // Like a rollback, committing runs no step: the components the run
+    // started with are enough, whatever the policy says now.
+    let trust = settings.trust.for_undo();
+    let (journal, record, prepared, _lock) = reopen(sandbox, settings, run, &trust).await?;
+    if record.status != RunStatus::Held {
+        return Err(Failure::input(
+            &record.id,
+            format!(
+                "run {} is {}, not held: only a held run (`mend run --hold`) waits for a commit",
+                record.id,
+                record.status.as_str()
+            ),
+            Some(format!("see it with `mend show {}`", record.id)),
+        ));
+    }
+    commit(settings, &journal, &prepared, &record.id).map_err(|f| f.in_run(&record.id))?;
+    outcome(&journal, &prepared, &record.id, None, None, None)
+}
+
+/// While a run of this runbook is held its undo data is the only way back:
+/// a new run on top of it would leave the held one unsafe to undo.
+fn refuse_if_held(journal: &Journal, runbook: &str) -> Result<(), Failure> {
+    let held = journal.history(&mend_journal::HistoryFilter {
+        runbook: Some(runbook.to_string()),
+        status: Some(RunStatus::Held),
+        limit: Some(1),
+    })?;
+    if let Some(h) = held.first() {
+        return Err(Failure::Locked(format!(
+            "runbook `{runbook}` has a held run {0} (verified, not committed): a new run waits until it is settled\n  = help: `mend commit {0}` keeps its changes, `mend rollback {0}` undoes them",
+            h.id
+        )));
+    }
+    Ok(())
 }
 
 /// After a commit, old runs leave the journal as the policy's `[history]`
@@ -383,7 +467,7 @@ impl Outcome for RunOutcome {
     fn exit_code(&self) -> i32 {
         match (self.status, &self.rollback) {
             _ if self.bad_input => exit::BAD_INPUT,
-            (RunStatus::Committed, _) => exit::SUCCESS,
+            (RunStatus::Committed | RunStatus::Held, _) => exit::SUCCESS,
             (RunStatus::RollbackFailed, _) => exit::ROLLBACK_FAILED,
             (_, Some(r)) if r.failed.is_some() => exit::ROLLBACK_FAILED,
             _ => exit::STEP_FAILED,

@@ -149,7 +149,16 @@ pub async fn rehearse(
         runbook.name,
         scratch.display()
     ));
-    let outcome = run(sandbox, settings, file, sets, RunMode::Rehearse, &overrides).await?;
+    let outcome = run(
+        sandbox,
+        settings,
+        file,
+        sets,
+        RunMode::Rehearse,
+        &overrides,
+        false,
+    )
+    .await?;
     let irreversible = outcome
         .rollback
         .as_ref()
@@ -200,7 +209,16 @@ pub async fn rehearse_on_copies(
         .keys()
         .map(|name| (name.clone(), copies.join(name)))
         .collect();
-    run(sandbox, settings, file, sets, RunMode::Rehearse, &overrides).await
+    run(
+        sandbox,
+        settings,
+        file,
+        sets,
+        RunMode::Rehearse,
+        &overrides,
+        false,
+    )
+    .await
 }
 
 /// What differs in each grant's copy from its snapshot `before`, apart from

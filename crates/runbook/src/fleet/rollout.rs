@@ -24,6 +24,9 @@ pub enum HostEnd {
     Refused,
     /// ssh could not reach it; its outcome is unknown, so it counts as failed.
     Unreachable,
+    /// It had verified (held), and the fleet rolled it back
+    /// (`--rollback-fleet`, `mend fleet rollback`).
+    Undone,
 }
 
 impl HostEnd {
@@ -39,6 +42,7 @@ impl HostEnd {
             HostEnd::PlanMoved => "plan moved",
             HostEnd::Refused => "refused",
             HostEnd::Unreachable => "unreachable",
+            HostEnd::Undone => "undone by fleet",
         }
     }
 }
