@@ -43,30 +43,30 @@ fn user() -> String {
     }
 }
 
-struct Host {
-    name: String,
+pub(crate) struct Host {
+    pub(crate) name: String,
     port: u16,
     dir: PathBuf,
     sshd: Option<Child>,
 }
 
 impl Host {
-    fn data(&self) -> PathBuf {
+    pub(crate) fn data(&self) -> PathBuf {
         self.dir.join("data")
     }
-    fn state(&self) -> PathBuf {
+    pub(crate) fn state(&self) -> PathBuf {
         self.dir.join("state")
     }
 }
 
 /// N hosts, each a real sshd; the ssh_config and known_hosts that reach them.
-struct Fleet {
+pub(crate) struct Fleet {
     root: tempfile::TempDir,
-    hosts: Vec<Host>,
+    pub(crate) hosts: Vec<Host>,
 }
 
 impl Fleet {
-    fn start(n: usize) -> Fleet {
+    pub(crate) fn start(n: usize) -> Fleet {
         let root = tempfile::Builder::new()
             .prefix("mend-fleet.")
             .tempdir()
@@ -165,7 +165,7 @@ impl Fleet {
         fleet
     }
 
-    fn root(&self) -> &Path {
+    pub(crate) fn root(&self) -> &Path {
         self.root.path()
     }
 
@@ -217,7 +217,7 @@ impl Fleet {
     }
 
     /// The inventory: every host with the test's mend, its data as a param.
-    fn inventory(&self, rollout: &str, per_host: &dyn Fn(usize) -> String) -> PathBuf {
+    pub(crate) fn inventory(&self, rollout: &str, per_host: &dyn Fn(usize) -> String) -> PathBuf {
         let mut s = format!(
             "[fleet]\nname = \"test\"\nparallel = 4\n[ssh]\nconfig = \"ssh_config\"\n\
              [rollout]\n{rollout}\n[groups.cdn]\nparams = {{ nginx = \"/bin/true\" }}\n"
@@ -246,7 +246,7 @@ impl Fleet {
     /// The certificate-distribution runbook: the new certificate and key
     /// copied into `live` as a checked snapshot, then `nginx -t` (a stand-in
     /// per host: the inventory's `nginx` param) checked after it.
-    fn runbook(&self) -> PathBuf {
+    pub(crate) fn runbook(&self) -> PathBuf {
         let p = self.root().join("distribute-cert.toml");
         std::fs::write(
             &p,
@@ -289,7 +289,7 @@ with = { when = "after", checks = [{ command = { command = "nginx", args = ["-t"
     }
 
     /// The controller: mend with its own state directory, run from the root.
-    fn mend(&self, args: &[&str]) -> Ran {
+    pub(crate) fn mend(&self, args: &[&str]) -> Ran {
         let out = Command::new(mend_bin())
             .current_dir(self.root())
             .env_remove("MEND_STATE_DIR")
@@ -308,7 +308,7 @@ with = { when = "after", checks = [{ command = { command = "nginx", args = ["-t"
     }
 
     /// Every host's data and state, for "nothing changed".
-    fn snapshot(&self, i: usize) -> (Tree, Tree) {
+    pub(crate) fn snapshot(&self, i: usize) -> (Tree, Tree) {
         let h = &self.hosts[i];
         (
             tree(&h.data(), true).into_iter().collect(),
@@ -352,16 +352,16 @@ impl Drop for Fleet {
 }
 
 /// A tree as `common::tree` lists it: path, then what is there.
-type Tree = Vec<(String, String)>;
+pub(crate) type Tree = Vec<(String, String)>;
 
-struct Ran {
-    code: i32,
-    stdout: String,
-    stderr: String,
+pub(crate) struct Ran {
+    pub(crate) code: i32,
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
 }
 
 impl Ran {
-    fn text(&self) -> String {
+    pub(crate) fn text(&self) -> String {
         format!(
             "exit {}\n--- stdout\n{}--- stderr\n{}",
             self.code, self.stdout, self.stderr
@@ -373,7 +373,7 @@ impl Ran {
 }
 
 /// The snapshot directories a host's `live` holds after the rollout.
-fn copies(h: &Host) -> Vec<String> {
+pub(crate) fn copies(h: &Host) -> Vec<String> {
     let mut v: Vec<String> = std::fs::read_dir(h.data().join("live"))
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())

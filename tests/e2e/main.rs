@@ -10,6 +10,7 @@ mod describe;
 mod faults;
 mod fleet;
 mod fleet_history;
+mod fleet_pg;
 mod golden;
 mod host;
 mod hostile;

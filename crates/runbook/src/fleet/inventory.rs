@@ -59,7 +59,7 @@ pub static FLEET: Table = table(
         key(
             "journal",
             Kind::NonEmpty,
-            "\"postgres://...\": a shared journal (not yet wired); omit for the controller's own.",
+            "\"postgres://...\": a shared journal (fleet history and the fleet-wide lock); omit for the controller's own.",
         ),
         key(
             "parallel",
@@ -144,7 +144,7 @@ pub static HOST: Table = table(
 pub enum JournalTarget {
     /// The controller's own state directory (SQLite).
     Local,
-    /// A shared PostgreSQL journal: parsed, not yet wired.
+    /// A shared PostgreSQL journal: the fleet's history and lock.
     Postgres(String),
 }
 
