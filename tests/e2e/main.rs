@@ -11,6 +11,7 @@ mod faults;
 mod fleet;
 mod fleet_ansible;
 mod fleet_history;
+mod fleet_pg;
 mod fleet_rollback;
 mod golden;
 mod held;

@@ -63,6 +63,30 @@ impl Journal {
             .collect::<rusqlite::Result<_>>()?;
         Ok(events)
     }
+
+    /// The run's events with their ids (AUTOINCREMENT: never reused, so an
+    /// event's id is a stable sequence number for shipping it elsewhere).
+    pub fn events_with_ids(&self, run_id: &str) -> Result<Vec<(i64, EventRecord)>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT id, run_id, step_idx, at, level, message FROM events
+             WHERE run_id = ?1 ORDER BY id",
+        )?;
+        let events = stmt
+            .query_map([run_id], |row| {
+                Ok((
+                    row.get(0)?,
+                    EventRecord {
+                        run_id: row.get(1)?,
+                        step_idx: row.get(2)?,
+                        at: row.get(3)?,
+                        level: row.get(4)?,
+                        message: row.get(5)?,
+                    },
+                ))
+            })?
+            .collect::<rusqlite::Result<_>>()?;
+        Ok(events)
+    }
 }
 
 #[cfg(test)]

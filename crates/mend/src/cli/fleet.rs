@@ -1,11 +1,10 @@
 //! `mend fleet ...`: the controller's commands, and the hidden `fleet host
 //! ...` ones the controller runs on each host over ssh.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use clap::Subcommand;
 use mend_journal::fleet::{FleetHistory, LocalFleetJournal};
-use mend_runbook::fleet::{Inventory, JournalTarget};
 
 use crate::cli::{Ctx, parse_set};
 use crate::exit;
@@ -39,10 +38,16 @@ pub enum FleetCmd {
         /// done, newest batch first (they are held until the rollout ends)
         #[arg(long)]
         rollback_fleet: bool,
+        #[command(flatten)]
+        lock: BreakLockArgs,
     },
     /// Go on with a fleet run whose controller was killed: finish the batch
     /// in flight (each host is asked where it stands), then the rule decides
-    Resume { fleet_run: String },
+    Resume {
+        fleet_run: String,
+        #[command(flatten)]
+        lock: BreakLockArgs,
+    },
     /// Roll back the hosts of a fleet run that are still held (its
     /// controller died before it settled them), newest batch first
     Rollback { fleet_run: String },
@@ -50,14 +55,50 @@ pub enum FleetCmd {
     /// MEND_FLEET_JOURNAL) every controller's from the shared PostgreSQL
     /// journal, with their hosts: what ran where, when, and how it ended
     History(crate::cli::fleet_history::Args),
-    /// One fleet run: each host's batch, outcome and run
-    Show { fleet_run: String },
+    /// One fleet run: each host's batch, outcome and run; with --journal (or
+    /// MEND_FLEET_JOURNAL) from the shared PostgreSQL journal
+    Show {
+        fleet_run: String,
+        /// The shared journal: postgres://USER@HOST/DB or key=value pairs
+        #[arg(long, env = "MEND_FLEET_JOURNAL", value_name = "DSN")]
+        journal: Option<String>,
+    },
+    /// Retention of the shared journal: delete fleet runs finished, and host
+    /// runs and records shipped, more than --keep-days days ago
+    Prune {
+        /// The shared journal: postgres://USER@HOST/DB or key=value pairs
+        #[arg(long, env = "MEND_FLEET_JOURNAL", value_name = "DSN")]
+        journal: String,
+        #[arg(long, value_name = "N")]
+        keep_days: u16,
+    },
     /// Run on a host by the controller, over ssh
     #[command(hide = true)]
     Host {
         #[command(subcommand)]
         command: HostCmd,
     },
+}
+
+/// `--break-lock [--yes]` of `fleet run` and `fleet resume`.
+#[derive(clap::Args, Debug, Clone, Copy)]
+pub struct BreakLockArgs {
+    /// Break the shared journal's fleet lock held by another controller
+    /// (asks first; the break is journaled)
+    #[arg(long)]
+    pub break_lock: bool,
+    /// With --break-lock: break it without asking (no terminal needed)
+    #[arg(long, requires = "break_lock")]
+    pub yes: bool,
+}
+
+impl From<BreakLockArgs> for fleet::shared::BreakLock {
+    fn from(a: BreakLockArgs) -> Self {
+        fleet::shared::BreakLock {
+            requested: a.break_lock,
+            yes: a.yes,
+        }
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -104,6 +145,11 @@ pub enum HostCmd {
         #[arg(long)]
         rollback: bool,
     },
+    /// The host run's records as JSON lines, for the shared journal
+    Records {
+        #[arg(long)]
+        fleet_run: String,
+    },
 }
 
 pub(crate) fn run(cx: &Ctx, command: FleetCmd) -> Result<i32, Failure> {
@@ -116,7 +162,6 @@ pub(crate) fn run(cx: &Ctx, command: FleetCmd) -> Result<i32, Failure> {
             sets,
             out,
         } => {
-            journal_note(&inventory);
             let p = fleet::plan::plan(&fleet::plan::Args {
                 runbook: &runbook,
                 inventory: &inventory,
@@ -129,21 +174,26 @@ pub(crate) fn run(cx: &Ctx, command: FleetCmd) -> Result<i32, Failure> {
         FleetCmd::Run {
             dir,
             rollback_fleet,
+            lock,
         } => {
-            if let Ok(saved) = fleet::run::load(&dir) {
-                journal_note(&saved.inventory);
-            }
-            let r = fleet::run::run(&cx.settings.state_dir, &dir, json, rollback_fleet)?;
+            let r = fleet::run::run(
+                &cx.settings.state_dir,
+                &dir,
+                json,
+                rollback_fleet,
+                lock.into(),
+            )?;
             Ok(r.render(json))
         }
-        FleetCmd::Resume { fleet_run } => {
-            let r = fleet::run::resume(&cx.settings.state_dir, &fleet_run, json)?;
+        FleetCmd::Resume { fleet_run, lock } => {
+            let r = fleet::run::resume(&cx.settings.state_dir, &fleet_run, json, lock.into())?;
             Ok(r.render(json))
         }
         FleetCmd::Rollback { fleet_run } => {
             let r = fleet::run::rollback(&cx.settings.state_dir, &fleet_run, json)?;
             Ok(r.render(json))
         }
+        FleetCmd::Prune { .. } => Err(anyhow::anyhow!("fleet prune is async").into()),
         FleetCmd::History(args) => {
             let limit = usize::try_from(args.limit).unwrap_or(0);
             let runs = match LocalFleetJournal::open_existing(&cx.settings.state_dir)? {
@@ -167,7 +217,7 @@ pub(crate) fn run(cx: &Ctx, command: FleetCmd) -> Result<i32, Failure> {
             }
             Ok(exit::SUCCESS)
         }
-        FleetCmd::Show { fleet_run } => {
+        FleetCmd::Show { fleet_run, .. } => {
             let j = LocalFleetJournal::open_existing(&cx.settings.state_dir)?;
             let run = match &j {
                 Some(j) => j.run(&fleet_run)?,
@@ -206,15 +256,6 @@ pub(crate) fn run(cx: &Ctx, command: FleetCmd) -> Result<i32, Failure> {
     }
 }
 
-/// Say once that a PostgreSQL journal is named but not used yet.
-fn journal_note(inventory: &Path) {
-    if let Ok(inv) = Inventory::load(inventory)
-        && matches!(inv.journal, JournalTarget::Postgres(_))
-    {
-        eprintln!("warning: {}", fleet::PG_NOT_WIRED);
-    }
-}
-
 fn host_cmd(cx: &Ctx, command: HostCmd) -> Result<i32, Failure> {
     let state = &cx.settings.state_dir;
     let print = |v: serde_json::Value| {
@@ -239,6 +280,12 @@ fn host_cmd(cx: &Ctx, command: HostCmd) -> Result<i32, Failure> {
         }
         HostCmd::Status { fleet_run } => {
             print(serde_json::to_value(host::status(state, &fleet_run)?).expect("serializes"))
+        }
+        HostCmd::Records { fleet_run } => {
+            for line in fleet::shared::host_records(state, &fleet_run).map_err(bad)? {
+                println!("{line}");
+            }
+            Ok(exit::SUCCESS)
         }
     }
 }

@@ -33,9 +33,8 @@ pub(crate) async fn run(cx: &Ctx, file: &Path, sets: &[(String, String)]) -> Res
 
 fn inventory(cx: &Ctx, file: &Path) -> Result<i32, Failure> {
     let inv = Inventory::load(file).map_err(Failure::BadInput)?;
-    let note = match &inv.journal {
-        JournalTarget::Local => None,
-        JournalTarget::Postgres(_) => Some(crate::fleet::PG_NOT_WIRED),
+    let note: Option<&str> = match &inv.journal {
+        JournalTarget::Local | JournalTarget::Postgres(_) => None,
     };
     if cx.out.json {
         cx.out.print_json(&json!({

@@ -5,6 +5,7 @@
 mod demo;
 mod fleet;
 mod fleet_history;
+mod fleet_shared;
 mod history;
 mod lint;
 mod logging;
@@ -433,6 +434,16 @@ async fn dispatch(cx: &Ctx, command: Cmd) -> Result<i32, Failure> {
         Cmd::Fleet {
             command: fleet::FleetCmd::History(args),
         } if args.journal.is_some() => fleet_history::run(cx, args).await,
+        Cmd::Fleet {
+            command:
+                fleet::FleetCmd::Show {
+                    fleet_run,
+                    journal: Some(dsn),
+                },
+        } => fleet_shared::show(cx, &dsn, &fleet_run).await,
+        Cmd::Fleet {
+            command: fleet::FleetCmd::Prune { journal, keep_days },
+        } => fleet_shared::prune(cx, &journal, keep_days).await,
         Cmd::Fleet { command } => fleet::run(cx, command),
         Cmd::Step { command } => match command {
             StepCmd::Inspect { step } => {

@@ -99,6 +99,21 @@ impl Remote<'_> {
             .map_err(|e| HostError::Refused(format!("mend answered something else than JSON: {e}")))
     }
 
+    /// The host run's records as JSON lines (`mend fleet host records`),
+    /// for shipping to the shared journal.
+    pub fn records(&self, fleet_run: &str) -> Result<String, HostError> {
+        let args = ["fleet", "host", "records", "--fleet-run", fleet_run];
+        let out = self.call(&args, None)?;
+        if !out.status.success() {
+            return Err(HostError::Refused(format!(
+                "`mend fleet host records` exited {}: {}",
+                out.status.code().unwrap_or(-1),
+                text(&out.stderr).lines().next().unwrap_or("(no message)")
+            )));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
     /// The host's mend is this controller's version.
     pub fn check_version(&self) -> Result<(), HostError> {
         let out = self.call(&["--version"], None)?;

@@ -24,6 +24,7 @@ use crate::exit;
 use crate::fleet::host::{Status, sha256_hex};
 use crate::fleet::plan::{FORMAT, PLAN_FILE, SavedFleet, SavedHost};
 use crate::fleet::remote::{HostError, Remote, each};
+use crate::fleet::shared::{self, BreakLock, Session};
 use crate::fleet::ssh::Ssh;
 use crate::outcome::{Failure, Outcome};
 use crate::run::lock::{Holder, LockError, RunLock};
@@ -53,6 +54,8 @@ pub struct FleetRun {
     /// `mend fleet rollback`: hosts undone by the fleet are its success.
     #[serde(skip)]
     pub rollback_command: bool,
+    /// Why the rollout stopped when the shared journal's lease was lost.
+    pub fenced: Option<String>,
 }
 
 impl Outcome for FleetRun {
@@ -60,6 +63,8 @@ impl Outcome for FleetRun {
         let any = |e: HostEnd| self.hosts.iter().any(|h| h.end == e);
         if any(HostEnd::RollbackFailed) {
             exit::ROLLBACK_FAILED
+        } else if self.fenced.is_some() {
+            exit::LOCKED
         } else if any(HostEnd::Unreachable) {
             exit::UNREACHABLE
         } else if any(HostEnd::PlanMoved) {
@@ -223,6 +228,7 @@ pub fn run(
     dir: &Path,
     json: bool,
     rollback_fleet: bool,
+    brk: BreakLock,
 ) -> Result<FleetRun, Failure> {
     let saved = load(dir)?;
     let mut plans = Vec::new();
@@ -231,6 +237,8 @@ pub fn run(
     }
     let id = fleet_run_id()?;
     let _lock = lock(state_dir, &saved.runbook, &id)?;
+    // The fleet-wide lease before any host is touched; held to the end.
+    let pg = open_shared(&saved, &id, brk)?;
     let mut journal = LocalFleetJournal::open(state_dir)?;
     journal.begin(&FleetRunRecord {
         id: id.clone(),
@@ -246,7 +254,47 @@ pub fn run(
     if rollback_fleet {
         journal.decide(&id, ROLLBACK_FLEET)?;
     }
-    roll(&saved, &plans, &id, journal, Vec::new(), &[], json)
+    roll(
+        &saved,
+        &plans,
+        &id,
+        journal,
+        Vec::new(),
+        &[],
+        json,
+        pg.as_ref(),
+    )
+}
+
+/// With a shared journal: connect, take (or break) the lease, record the
+/// fleet run. `None` without one.
+fn open_shared(saved: &SavedFleet, id: &str, brk: BreakLock) -> Result<Option<Session>, Failure> {
+    let Some(dsn) = shared::dsn(saved) else {
+        if brk.requested {
+            return Err(Failure::input(
+                "--break-lock",
+                "--break-lock breaks the shared journal's fleet lock, and the inventory names                  no [fleet] journal",
+                Some("the controller's local lock is freed by ending its holder".into()),
+            ));
+        }
+        return Ok(None);
+    };
+    let (session, broke) = Session::open(&dsn, &saved.runbook, id, brk).map_err(shared::failure)?;
+    if let Some(b) = broke {
+        match &b.was {
+            Some(h) => eprintln!("broke the fleet lock: {h}; journaled in mend_fleet_events"),
+            None => eprintln!("--break-lock: nobody held the fleet lock"),
+        }
+    }
+    session
+        .begin(mend_journal::pg::NewFleetRun {
+            id: id.to_string(),
+            runbook_version: "-".into(),
+            runbook_sha256: saved.runbook_sha256.clone(),
+            operator: shared::operator(),
+        })
+        .map_err(shared::failure)?;
+    Ok(Some(session))
 }
 
 /// One rollout of a runbook at a time from this controller: the run lock
@@ -269,7 +317,7 @@ fn lock(state_dir: &Path, runbook: &str, id: &str) -> Result<RunLock, Failure> {
 /// flight is finished (each host is asked again: a start of the same fleet
 /// run finds the run already there and only waits for it); then the rule
 /// applies before each batch not started.
-pub fn resume(state_dir: &Path, id: &str, json: bool) -> Result<FleetRun, Failure> {
+pub fn resume(state_dir: &Path, id: &str, json: bool, brk: BreakLock) -> Result<FleetRun, Failure> {
     let journal = LocalFleetJournal::open_existing(state_dir)?;
     let run = match &journal {
         Some(j) => j.run(id)?,
@@ -295,6 +343,7 @@ pub fn resume(state_dir: &Path, id: &str, json: bool) -> Result<FleetRun, Failur
     let dir = Path::new(&run.plan_dir);
     let saved = load(dir)?;
     let _lock = lock(state_dir, &saved.runbook, id)?;
+    let pg = open_shared(&saved, id, brk)?;
     let mut plans = Vec::new();
     for h in &saved.hosts {
         plans.push(host_plan(dir, h)?);
@@ -324,11 +373,21 @@ pub fn resume(state_dir: &Path, id: &str, json: bool) -> Result<FleetRun, Failur
         })
         .collect();
     let touched: Vec<String> = rows.into_iter().map(|h| h.host).collect();
-    roll(&saved, &plans, id, journal, ended, &touched, json)
+    roll(
+        &saved,
+        &plans,
+        id,
+        journal,
+        ended,
+        &touched,
+        json,
+        pg.as_ref(),
+    )
 }
 
 /// The rollout from where `ended` leaves it; `touched` are the hosts the
 /// journal shows started (their batch is finished whatever the rule says).
+#[allow(clippy::too_many_arguments)]
 fn roll(
     saved: &SavedFleet,
     plans: &[Vec<u8>],
@@ -337,6 +396,7 @@ fn roll(
     ended: Vec<HostResult>,
     touched: &[String],
     json: bool,
+    pg: Option<&Session>,
 ) -> Result<FleetRun, Failure> {
     let id = id.to_string();
     let by_name = |n: &str| saved.hosts.iter().position(|h| h.target.name == n);
@@ -358,6 +418,7 @@ fn roll(
     ));
     let mut results: Vec<HostResult> = ended;
     let mut stopped = None;
+    let mut fenced = None;
     let total = saved.batches.len();
     for (bi, batch) in saved.batches.iter().enumerate() {
         let left: Vec<&String> = batch
@@ -383,6 +444,13 @@ fn roll(
             stopped = Some(bi + 1);
             break;
         }
+        // Fenced out (another controller took the lease): start nothing more.
+        if let Some(Err(e)) = pg.map(Session::check) {
+            say(format!("batch {}/{total}: not started; {e}", bi + 1));
+            stopped = Some(bi + 1);
+            fenced = Some(e.to_string());
+            break;
+        }
         let idx: Vec<usize> = left.iter().filter_map(|n| by_name(n)).collect();
         // The intent first: a controller killed now still knows where it went.
         for &i in &idx {
@@ -390,6 +458,9 @@ fn roll(
                 &id,
                 &record(&saved.hosts[i].target.name, bi + 1, "starting", None, None),
             )?;
+            if let Some(Err(e)) = pg.map(|s| s.host_started(&saved.hosts[i].target.name, bi + 1)) {
+                say(format!("warning: {e}"));
+            }
         }
         let done = each(&idx, saved.parallel, |&i| {
             let h = &saved.hosts[i];
@@ -414,6 +485,9 @@ fn roll(
                 detail,
             };
             say(host_line(&res));
+            if let Some(s) = pg {
+                ship(s, &r, &res, &say);
+            }
             res
         });
         for r in &done {
@@ -462,6 +536,7 @@ fn roll(
         batches: total,
         settled,
         rollback_command: false,
+        fenced,
     };
     for h in &saved.hosts {
         ssh.close(&h.target.ssh);
@@ -473,7 +548,47 @@ fn roll(
         _ => "failed",
     };
     journal.end(&id, status)?;
+    if let Some(s) = pg
+        && outcome.fenced.is_none()
+    {
+        use mend_journal::pg::FleetRunStatus as S;
+        let st = match status {
+            "committed" => S::Committed,
+            _ => S::Failed,
+        };
+        if let Err(e) = s.finish(st, None) {
+            say(format!("warning: {e}"));
+        }
+    }
     Ok(outcome)
+}
+
+/// After a host ends: its outcome into the shared journal, then its run's
+/// records, read from the host. A failure here is a warning: the host's own
+/// journal keeps them, and shipping again adds nothing twice.
+fn ship(s: &Session, r: &Remote<'_>, res: &HostResult, say: &dyn Fn(String)) {
+    if let Err(e) = s.host_finished(
+        &res.host,
+        res.end,
+        res.run_id.as_deref(),
+        res.detail.as_deref(),
+    ) {
+        say(format!("warning: {}: {e}", res.host));
+    }
+    if res.end == HostEnd::Unreachable {
+        return;
+    }
+    let shipped = r
+        .records(&s.fleet_run)
+        .map_err(|e| e.to_string())
+        .and_then(|t| shared::parse_records(&t))
+        .and_then(|(runs, recs)| s.ship(&res.host, runs, recs).map_err(|e| e.to_string()));
+    if let Err(e) = shipped {
+        say(format!(
+            "warning: {}: run records not shipped to the shared journal: {e}",
+            res.host
+        ));
+    }
 }
 
 impl FleetRun {
@@ -766,6 +881,7 @@ pub fn rollback(state_dir: &Path, id: &str, json: bool) -> Result<FleetRun, Fail
         batches: saved.batches.len(),
         settled,
         rollback_command: true,
+        fenced: None,
     };
     let status = if unsettled {
         "unsettled"

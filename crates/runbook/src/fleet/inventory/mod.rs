@@ -24,7 +24,7 @@ use crate::shape::{Val, describe, entries, int, is_ident, sp};
 pub enum JournalTarget {
     /// The controller's own state directory (SQLite).
     Local,
-    /// A shared PostgreSQL journal: parsed, not yet wired.
+    /// A shared PostgreSQL journal: the fleet's history and lock.
     Postgres(String),
 }
 

@@ -46,7 +46,7 @@ pub static FLEET: Table = table(
         key(
             "journal",
             Kind::NonEmpty,
-            "\"postgres://...\": a shared journal (not yet wired); omit for the controller's own.",
+            "\"postgres://...\": a shared journal (fleet history and the fleet-wide lock); omit for the controller's own.",
         ),
         key(
             "parallel",

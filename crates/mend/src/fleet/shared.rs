@@ -1,0 +1,410 @@
+//! The fleet controller's side of the shared PostgreSQL journal
+//! ([`mend_journal::pg`]), when the inventory names `[fleet] journal =
+//! "postgres://..."` (or `MEND_FLEET_JOURNAL` does): the fleet-wide lease
+//! taken before any host is touched and checked before each batch, the
+//! fleet run and its hosts recorded, each host's run records shipped after
+//! it ends. And the host's side: `mend fleet host records`, the host run's
+//! records as JSON lines, numbered by the host journal.
+//!
+//! The lock is a PostgreSQL *session* lock, so one session must live as long
+//! as the rollout. The controller is synchronous (ssh processes, threads),
+//! so the session lives on a thread of its own with its own tokio runtime,
+//! driven by requests over a channel; dropping the [`Session`] ends it and
+//! lets the lock go.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::Path;
+use std::sync::mpsc as std_mpsc;
+
+use mend_journal::Journal;
+use mend_journal::pg::{
+    BrokenLock, Controller, FleetRunStatus, Holder, HostOutcome, HostRun, Lease, NewFleetRun,
+    PgError, Shared, ShipReport, ShippedRecord,
+};
+use mend_runbook::fleet::{HostEnd, Inventory, JournalTarget};
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+
+use crate::fleet::host::{self, Status};
+use crate::fleet::plan::SavedFleet;
+use crate::outcome::Failure;
+
+/// The shared journal's DSN for a saved fleet plan: `MEND_FLEET_JOURNAL`
+/// when set, else the inventory's `[fleet] journal`.
+pub fn dsn(saved: &SavedFleet) -> Option<String> {
+    if let Ok(d) = std::env::var("MEND_FLEET_JOURNAL")
+        && !d.is_empty()
+    {
+        return Some(d);
+    }
+    match Inventory::load(&saved.inventory).ok()?.journal {
+        JournalTarget::Postgres(d) => Some(d),
+        JournalTarget::Local => None,
+    }
+}
+
+/// What the operator said about `--break-lock`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct BreakLock {
+    pub requested: bool,
+    /// `--yes`: break without asking (needed without a terminal).
+    pub yes: bool,
+}
+
+/// A shared-journal error in mend's exit codes: a held or lost lock is 4,
+/// a bad DSN, a pooler or a too-new journal 2, the rest internal (70).
+pub fn failure(e: PgError) -> Failure {
+    match e {
+        PgError::Held(_) | PgError::Fenced(_) => Failure::Locked(e.to_string()),
+        e if e.is_bad_input() => Failure::input("[fleet] journal", e.to_string(), None),
+        e => Failure::Internal(anyhow::Error::new(e)),
+    }
+}
+
+type Reply<T> = std_mpsc::Sender<Result<T, PgError>>;
+
+enum Op {
+    Check(Reply<()>),
+    /// On resume the fleet run may be there already.
+    Begin(NewFleetRun, Reply<()>),
+    HostStarted(String, i32, Reply<()>),
+    HostFinished {
+        host: String,
+        run_id: Option<String>,
+        outcome: HostOutcome,
+        error: Option<String>,
+        reply: Reply<()>,
+    },
+    Ship {
+        host: String,
+        runs: Vec<HostRun>,
+        records: Vec<ShippedRecord>,
+        reply: Reply<ShipReport>,
+    },
+    Finish(FleetRunStatus, Option<String>, Reply<()>),
+}
+
+/// A live session with the shared journal holding the fleet lease.
+pub struct Session {
+    tx: mpsc::UnboundedSender<Op>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    pub lease: Lease,
+    pub target: String,
+    pub fleet_run: String,
+}
+
+impl Session {
+    /// Connects (checking for a transaction pooler) and takes the lease on
+    /// `runbook` for `fleet_run`, or breaks it if asked and confirmed.
+    pub fn open(
+        dsn: &str,
+        runbook: &str,
+        fleet_run: &str,
+        brk: BreakLock,
+    ) -> Result<(Session, Option<BrokenLock>), PgError> {
+        let (tx, mut rx) = mpsc::unbounded_channel::<Op>();
+        let (init_tx, init_rx) = std_mpsc::channel();
+        let dsn = dsn.to_string();
+        let runbook = runbook.to_string();
+        let who = Controller::this(fleet_run);
+        let thread = std::thread::spawn(move || {
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    let _ = init_tx.send(Err(PgError::Db(format!(
+                        "shared journal: cannot start its runtime: {e}"
+                    ))));
+                    return;
+                }
+            };
+            rt.block_on(async move {
+                let shared = match Shared::connect(&dsn).await {
+                    Ok(s) => s,
+                    Err(e) => {
+                        let _ = init_tx.send(Err(e));
+                        return;
+                    }
+                };
+                let got = match shared.acquire(&runbook, &who).await {
+                    Ok(lease) => Ok((lease, None)),
+                    Err(PgError::Held(h)) if brk.requested => {
+                        if confirm(&h, brk.yes) {
+                            shared
+                                .break_lock(&runbook, &who)
+                                .await
+                                .map(|b| (b.lease.clone(), Some(b)))
+                        } else {
+                            Err(PgError::Held(h))
+                        }
+                    }
+                    Err(e) => Err(e),
+                };
+                let lease = match got {
+                    Ok((lease, broke)) => {
+                        let _ =
+                            init_tx.send(Ok((lease.clone(), broke, shared.target().to_string())));
+                        lease
+                    }
+                    Err(e) => {
+                        let _ = init_tx.send(Err(e));
+                        return;
+                    }
+                };
+                let fr = who.fleet_run.clone();
+                while let Some(op) = rx.recv().await {
+                    match op {
+                        Op::Check(r) => {
+                            let _ = r.send(shared.check(&lease).await);
+                        }
+                        Op::Begin(run, r) => {
+                            let res = match shared.show(&run.id).await {
+                                Ok(Some(_)) => Ok(()),
+                                Ok(None) => shared.begin_fleet_run(&lease, &run).await,
+                                Err(e) => Err(e),
+                            };
+                            let _ = r.send(res);
+                        }
+                        Op::HostStarted(h, b, r) => {
+                            let _ = r.send(shared.host_started(&lease, &fr, &h, b, None).await);
+                        }
+                        Op::HostFinished {
+                            host,
+                            run_id,
+                            outcome,
+                            error,
+                            reply,
+                        } => {
+                            let _ = reply.send(
+                                shared
+                                    .host_finished(
+                                        &lease,
+                                        &fr,
+                                        &host,
+                                        run_id.as_deref(),
+                                        outcome,
+                                        error.as_deref(),
+                                    )
+                                    .await,
+                            );
+                        }
+                        Op::Ship {
+                            host,
+                            runs,
+                            records,
+                            reply,
+                        } => {
+                            let _ =
+                                reply.send(shared.ship(&host, Some(&fr), &runs, &records).await);
+                        }
+                        Op::Finish(s, e, r) => {
+                            let _ =
+                                r.send(shared.finish_fleet_run(&lease, &fr, s, e.as_deref()).await);
+                        }
+                    }
+                }
+                let _ = shared.release(&lease).await;
+            });
+        });
+        match init_rx.recv() {
+            Ok(Ok((lease, broke, target))) => Ok((
+                Session {
+                    tx,
+                    thread: Some(thread),
+                    lease,
+                    target,
+                    fleet_run: fleet_run.to_string(),
+                },
+                broke,
+            )),
+            Ok(Err(e)) => {
+                let _ = thread.join();
+                Err(e)
+            }
+            Err(_) => {
+                let _ = thread.join();
+                Err(PgError::Db(
+                    "shared journal: its session thread ended without an answer".into(),
+                ))
+            }
+        }
+    }
+
+    fn ask<T>(&self, op: impl FnOnce(Reply<T>) -> Op) -> Result<T, PgError> {
+        let (r, rx) = std_mpsc::channel();
+        self.tx
+            .send(op(r))
+            .map_err(|_| PgError::Db("shared journal: its session has ended".into()))?;
+        rx.recv()
+            .map_err(|_| PgError::Db("shared journal: its session has ended".into()))?
+    }
+
+    /// Before each batch: the lease is still this controller's.
+    pub fn check(&self) -> Result<(), PgError> {
+        self.ask(Op::Check)
+    }
+
+    pub fn begin(&self, run: NewFleetRun) -> Result<(), PgError> {
+        self.ask(|r| Op::Begin(run, r))
+    }
+
+    pub fn host_started(&self, host: &str, batch: usize) -> Result<(), PgError> {
+        self.ask(|r| Op::HostStarted(host.to_string(), batch as i32, r))
+    }
+
+    pub fn host_finished(
+        &self,
+        host: &str,
+        end: HostEnd,
+        run_id: Option<&str>,
+        error: Option<&str>,
+    ) -> Result<(), PgError> {
+        self.ask(|reply| Op::HostFinished {
+            host: host.to_string(),
+            run_id: run_id.map(str::to_string),
+            outcome: outcome(end),
+            error: error.map(str::to_string),
+            reply,
+        })
+    }
+
+    pub fn ship(
+        &self,
+        host: &str,
+        runs: Vec<HostRun>,
+        records: Vec<ShippedRecord>,
+    ) -> Result<ShipReport, PgError> {
+        self.ask(|reply| Op::Ship {
+            host: host.to_string(),
+            runs,
+            records,
+            reply,
+        })
+    }
+
+    pub fn finish(&self, status: FleetRunStatus, error: Option<&str>) -> Result<(), PgError> {
+        let error = error.map(str::to_string);
+        self.ask(|r| Op::Finish(status, error, r))
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        // Closing the channel ends the loop; the thread releases the lock
+        // and drops the session.
+        let (tx, _) = mpsc::unbounded_channel();
+        drop(std::mem::replace(&mut self.tx, tx));
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// `--break-lock`: at a terminal, ask (y/N); without one, only with `--yes`.
+fn confirm(h: &Holder, yes: bool) -> bool {
+    if yes {
+        eprintln!("--break-lock --yes: breaking the {h}");
+        return true;
+    }
+    if !std::io::stdin().is_terminal() {
+        eprintln!("--break-lock: no terminal to ask at; add --yes to break it unasked");
+        return false;
+    }
+    eprint!("{h}\nbreak it, terminating that controller's session? [y/N] ");
+    let _ = std::io::stderr().flush();
+    let mut line = String::new();
+    let _ = std::io::stdin().lock().read_line(&mut line);
+    matches!(line.trim(), "y" | "Y" | "yes")
+}
+
+pub fn outcome(end: HostEnd) -> HostOutcome {
+    match end {
+        HostEnd::Committed => HostOutcome::Committed,
+        HostEnd::RolledBack | HostEnd::Undone => HostOutcome::RolledBack,
+        HostEnd::Unreachable => HostOutcome::Unreachable,
+        HostEnd::RollbackFailed | HostEnd::PlanMoved | HostEnd::Refused => HostOutcome::Failed,
+    }
+}
+
+/// `mend fleet host records --fleet-run F` on a host: the host run's record
+/// (`{"run": ...}`) then its events (`{"seq": ID, "kind": "event", "body":
+/// ...}`), one JSON document a line; `seq` is the event's id in the host's
+/// journal, so shipping the same lines again adds nothing.
+pub fn host_records(state: &Path, fleet_run: &str) -> anyhow::Result<Vec<Value>> {
+    let run_id = match host::status(state, fleet_run)? {
+        Status::Ended { run_id, .. } | Status::Lost { run_id } => run_id,
+        Status::Missing | Status::Running => None,
+    };
+    let Some(run_id) = run_id else {
+        return Ok(vec![]);
+    };
+    let Some(j) = Journal::open_read_only(state)? else {
+        return Ok(vec![]);
+    };
+    let r = j.run(&run_id)?;
+    let mut out = vec![json!({"run": {
+        "run_id": r.id,
+        "runbook": r.runbook_name,
+        "runbook_version": r.runbook_version,
+        "status": r.status.as_str(),
+        "started_at_ms": r.started_at,
+        "finished_at_ms": r.finished_at,
+        "error": r.error,
+    }})];
+    for (id, e) in j.events_with_ids(&run_id)? {
+        out.push(json!({"seq": id, "kind": "event", "body": {
+            "step_idx": e.step_idx, "at": e.at, "level": e.level, "message": e.message,
+        }}));
+    }
+    Ok(out)
+}
+
+/// The controller's reading of `host records`' lines.
+pub fn parse_records(text: &str) -> Result<(Vec<HostRun>, Vec<ShippedRecord>), String> {
+    let mut runs = Vec::new();
+    let mut records = Vec::new();
+    for (n, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
+        let v: Value =
+            serde_json::from_str(line).map_err(|e| format!("records line {}: {e}", n + 1))?;
+        if let Some(r) = v.get("run") {
+            let s = |k: &str| r[k].as_str().unwrap_or("").to_string();
+            runs.push(HostRun {
+                run_id: s("run_id"),
+                runbook: s("runbook"),
+                runbook_version: s("runbook_version"),
+                status: s("status"),
+                started_at_ms: r["started_at_ms"].as_i64().unwrap_or(0),
+                finished_at_ms: r["finished_at_ms"].as_i64(),
+                error: r["error"].as_str().map(str::to_string),
+            });
+        } else {
+            let Some(run) = runs.last() else {
+                return Err(format!("records line {}: a record before its run", n + 1));
+            };
+            let seq = v["seq"]
+                .as_i64()
+                .ok_or_else(|| format!("records line {}: no seq", n + 1))?;
+            records.push(ShippedRecord {
+                run_id: run.run_id.clone(),
+                seq,
+                kind: v["kind"].as_str().unwrap_or("event").to_string(),
+                body: v["body"].clone(),
+            });
+        }
+    }
+    Ok((runs, records))
+}
+
+/// Who runs the rollout, as the shared history names them.
+pub fn operator() -> String {
+    ["SUDO_USER", "USER", "LOGNAME"]
+        .iter()
+        .find_map(|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
+        .unwrap_or_else(|| "unknown".into())
+}
