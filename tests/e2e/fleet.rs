@@ -43,15 +43,15 @@ fn user() -> String {
     }
 }
 
-struct Host {
-    name: String,
+pub(crate) struct Host {
+    pub(crate) name: String,
     port: u16,
-    dir: PathBuf,
+    pub(crate) dir: PathBuf,
     sshd: Option<Child>,
 }
 
 impl Host {
-    fn data(&self) -> PathBuf {
+    pub(crate) fn data(&self) -> PathBuf {
         self.dir.join("data")
     }
     fn state(&self) -> PathBuf {
@@ -60,13 +60,13 @@ impl Host {
 }
 
 /// N hosts, each a real sshd; the ssh_config and known_hosts that reach them.
-struct Fleet {
+pub(crate) struct Fleet {
     root: tempfile::TempDir,
-    hosts: Vec<Host>,
+    pub(crate) hosts: Vec<Host>,
 }
 
 impl Fleet {
-    fn start(n: usize) -> Fleet {
+    pub(crate) fn start(n: usize) -> Fleet {
         let root = tempfile::Builder::new()
             .prefix("mend-fleet.")
             .tempdir()
@@ -165,7 +165,7 @@ impl Fleet {
         fleet
     }
 
-    fn root(&self) -> &Path {
+    pub(crate) fn root(&self) -> &Path {
         self.root.path()
     }
 
@@ -289,7 +289,7 @@ with = { when = "after", checks = [{ command = { command = "nginx", args = ["-t"
     }
 
     /// The controller: mend with its own state directory, run from the root.
-    fn mend(&self, args: &[&str]) -> Ran {
+    pub(crate) fn mend(&self, args: &[&str]) -> Ran {
         let out = Command::new(mend_bin())
             .current_dir(self.root())
             .env_remove("MEND_STATE_DIR")
@@ -308,7 +308,7 @@ with = { when = "after", checks = [{ command = { command = "nginx", args = ["-t"
     }
 
     /// Every host's data and state, for "nothing changed".
-    fn snapshot(&self, i: usize) -> (Tree, Tree) {
+    pub(crate) fn snapshot(&self, i: usize) -> (Tree, Tree) {
         let h = &self.hosts[i];
         (
             tree(&h.data(), true).into_iter().collect(),
@@ -352,16 +352,16 @@ impl Drop for Fleet {
 }
 
 /// A tree as `common::tree` lists it: path, then what is there.
-type Tree = Vec<(String, String)>;
+pub(crate) type Tree = Vec<(String, String)>;
 
-struct Ran {
-    code: i32,
-    stdout: String,
-    stderr: String,
+pub(crate) struct Ran {
+    pub(crate) code: i32,
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
 }
 
 impl Ran {
-    fn text(&self) -> String {
+    pub(crate) fn text(&self) -> String {
         format!(
             "exit {}\n--- stdout\n{}--- stderr\n{}",
             self.code, self.stdout, self.stderr

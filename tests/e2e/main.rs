@@ -9,6 +9,7 @@ mod crash;
 mod describe;
 mod faults;
 mod fleet;
+mod fleet_drift;
 mod fleet_history;
 mod golden;
 mod host;
