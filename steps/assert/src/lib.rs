@@ -20,6 +20,7 @@
 //! | `http = { url = "http://...", status = 200 }` | a GET of the allowed URL answers `status` (default 200) |
 //! | `not_listening = { port = 6379, procnet = "procnet" }` | no TCP socket listens on the port on a non-loopback address, per the granted copy of `/proc/net` (`procnet` names the grant; default `procnet`) |
 //! | `cert = { path = "GRANT/fullchain.pem", days_left = 14 }` | the first certificate in the PEM file expires at least `days_left` (default 14) days from the host's clock |
+//! | `dotenv = { path = "GRANT/.env.production", key = "S3_ENABLED", equals = "true" }` | the dotenv file sets `key` (to exactly `equals`, when given), read as Mastodon reads it; the plan records the fact `dotenv:PATH:KEY` (the value, or `(absent)`) |
 //!
 //! `when = "after"` makes the checks only in `verify`, after the steps
 //! before it ran, retried as the step's `retry` says: the checks after a
@@ -33,6 +34,7 @@
 
 mod amount;
 mod cert;
+mod dotenv;
 mod procnet;
 mod run;
 mod spec;
@@ -57,7 +59,8 @@ contains | not_contains = { path = \"GRANT/file\", pattern = \"...\" }
 command = { command = \"NAME\", args = [...] }
 http = { url = \"http://...\", status = 200 }
 not_listening = { port = 6379, procnet = \"procnet\" }
-cert = { path = \"GRANT/fullchain.pem\", days_left = 14 }")]
+cert = { path = \"GRANT/fullchain.pem\", days_left = 14 }
+dotenv = { path = \"GRANT/.env.production\", key = \"S3_ENABLED\", equals = \"true\" }")]
     checks: Vec<Value>,
     /// `plan` (check before anything runs) or `after` (check in verify, with retry)
     #[serde(default = "when_default")]
@@ -77,7 +80,7 @@ pub const FIX_AND_RERUN: &str = "nothing was changed: fix what the checks say, t
 
 impl Step for Assert {
     type Params = Params;
-    const SUMMARY: &'static str = "Check preconditions and postconditions (paths, mounts, free space, file contents, commands, URLs, listening ports, certificates); plan nothing, fail if any check fails";
+    const SUMMARY: &'static str = "Check preconditions and postconditions (paths, mounts, free space, file contents, commands, URLs, listening ports, certificates, dotenv values); plan nothing, fail if any check fails";
 
     fn plan(cx: &Context, p: Params, host: &dyn Host) -> Result<Plan, StepError> {
         match p.when.as_str() {
@@ -126,6 +129,9 @@ impl Step for Assert {
             };
             host.log(level, &line);
             plan = plan.summary(line).check(spec.claim());
+            if let Some((key, value)) = &outcome.fact {
+                plan = plan.fact(key.clone(), value.clone());
+            }
         }
         let total = results.len();
         if !failed.is_empty() {

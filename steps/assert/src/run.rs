@@ -16,12 +16,15 @@ pub struct Outcome {
     /// When it holds, what was seen (may be empty); when it does not, a
     /// sentence that names the subject and says what is wrong.
     pub detail: String,
+    /// A fact the plan records (key, value), for checks that read one.
+    pub fact: Option<(String, String)>,
 }
 
 fn pass(detail: impl Into<String>) -> Outcome {
     Outcome {
         ok: true,
         detail: detail.into(),
+        fact: None,
     }
 }
 
@@ -29,6 +32,7 @@ fn fail(detail: impl Into<String>) -> Outcome {
     Outcome {
         ok: false,
         detail: detail.into(),
+        fact: None,
     }
 }
 
@@ -82,6 +86,10 @@ impl Spec {
                 let days = if *days_left == 1 { "day" } else { "days" };
                 format!("the certificate in {path} has at least {days_left} {days} left")
             }
+            Kind::Dotenv { path, key, equals } => match equals {
+                Some(want) => format!("{key} is {want:?} in {path}"),
+                None => format!("{key} is set in {path}"),
+            },
         }
     }
 
@@ -125,6 +133,7 @@ impl Spec {
             },
             Kind::NotListening { port, procnet } => not_listening(host, *port, procnet),
             Kind::Cert { path, days_left } => cert_days(host, path, *days_left),
+            Kind::Dotenv { path, key, equals } => dotenv(host, path, key, equals.as_deref()),
         }
     }
 }
@@ -370,6 +379,31 @@ fn contains(host: &dyn Host, path: &str, pattern: &str, want: bool) -> Outcome {
         (None, false) => pass(""),
         (None, true) => fail(format!("{path}: no {pattern:?} in it")),
         (Some(i), false) => fail(format!("{path} contains {pattern:?} on line {}", line(i))),
+    }
+}
+
+/// The value of `key` in the dotenv file, with the fact `dotenv:PATH:KEY`
+/// (the value, `(absent)` when the file sets no such key, `(no file)`).
+fn dotenv(host: &dyn Host, path: &str, key: &str, equals: Option<&str>) -> Outcome {
+    let fact_key = format!("dotenv:{path}:{key}");
+    let with = |mut o: Outcome, value: &str| {
+        o.fact = Some((fact_key.clone(), value.to_string()));
+        o
+    };
+    let data = match host.read(path) {
+        Ok(data) => data,
+        Err(HostError::NotFound(_)) => {
+            return with(fail(format!("{path} does not exist")), "(no file)");
+        }
+        Err(e) => return fail(format!("{path}: {}", why(path, &e))),
+    };
+    let text = String::from_utf8_lossy(&data);
+    match (crate::dotenv::lookup(&text, key), equals) {
+        (None, _) => with(fail(format!("{path}: {key} is not set")), "(absent)"),
+        (Some(v), Some(want)) if v != want => {
+            with(fail(format!("{path}: {key} is {v:?}, not {want:?}")), &v)
+        }
+        (Some(v), _) => with(pass(format!("{key}={v}")), &v),
     }
 }
 

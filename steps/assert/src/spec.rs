@@ -9,7 +9,7 @@ use serde_json::{Map, Value};
 use crate::amount::{self, Amount};
 
 /// Every kind of check, in the order the docs list them.
-pub const KINDS: [&str; 11] = [
+pub const KINDS: [&str; 12] = [
     "exists",
     "not_empty",
     "mount",
@@ -21,6 +21,7 @@ pub const KINDS: [&str; 11] = [
     "http",
     "not_listening",
     "cert",
+    "dotenv",
 ];
 
 /// The hint for a check table that is not one of the kinds.
@@ -78,6 +79,12 @@ pub enum Kind {
     NotListening { port: u16, procnet: String },
     /// The first certificate of `path` has at least `days_left` days left.
     Cert { path: String, days_left: u32 },
+    /// `key` in the dotenv file `path` is set (to `equals`, when given).
+    Dotenv {
+        path: String,
+        key: String,
+        equals: Option<String>,
+    },
 }
 
 #[derive(Deserialize)]
@@ -157,6 +164,14 @@ struct CertArgs {
     path: String,
     #[serde(default = "fortnight")]
     days_left: u32,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DotenvArgs {
+    path: String,
+    key: String,
+    equals: Option<String>,
 }
 
 fn fortnight() -> u32 {
@@ -374,6 +389,33 @@ impl One<'_> {
                 Kind::Cert {
                     path: self.path(kind, &a.path)?,
                     days_left: a.days_left,
+                }
+            }
+            "dotenv" => {
+                let a: DotenvArgs = self.args(
+                    kind,
+                    value,
+                    "{ path = \"mastodon/.env.production\", key = \"S3_ENABLED\", equals = \"true\" }",
+                )?;
+                if a.key.is_empty()
+                    || !a
+                        .key
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
+                {
+                    return Err(self
+                        .error(
+                            Some(kind),
+                            format!("`key = {:?}` is not a dotenv key", a.key),
+                        )
+                        .hint(
+                            "a key is letters, digits, `_` and `.`, as on the left of `KEY=value`",
+                        ));
+                }
+                Kind::Dotenv {
+                    path: self.path(kind, &a.path)?,
+                    key: a.key,
+                    equals: a.equals,
                 }
             }
             other => {

@@ -250,7 +250,7 @@ fn drift(hosts: &[HostPlan]) -> Vec<(String, BTreeMap<String, String>)> {
                         .insert(name.clone(), val.to_string());
                 }
             }
-            if let Some(e) = s["error"].as_str() {
+            if let Some(e) = step_error(s) {
                 rows.entry(format!("{id} (plan)"))
                     .or_default()
                     .insert(name.clone(), format!("✗ {}", first_line(e)));
@@ -265,7 +265,11 @@ fn drift(hosts: &[HostPlan]) -> Vec<(String, BTreeMap<String, String>)> {
         }
     }
     rows.into_iter()
-        .filter(|(_, by)| {
+        .filter(|(row, by)| {
+            // A host that did not plan saved no components: not drift.
+            if row.ends_with(" component sha256") {
+                return by.values().collect::<BTreeSet<_>>().len() > 1;
+            }
             let vals: BTreeSet<&str> = seen
                 .iter()
                 .map(|h| by.get(h).map_or("(none)", String::as_str))
@@ -273,6 +277,18 @@ fn drift(hosts: &[HostPlan]) -> Vec<(String, BTreeMap<String, String>)> {
             vals.len() > 1
         })
         .collect()
+}
+
+/// A step's plan error: `mend --json plan` writes it as an object with a
+/// `message` (`step `ID` cannot plan: ...`); the id is shown beside it.
+fn step_error(s: &Value) -> Option<&str> {
+    let e = &s["error"];
+    let m = e.as_str().or_else(|| e["message"].as_str())?;
+    let id = s["id"].as_str().unwrap_or("");
+    Some(
+        m.strip_prefix(&format!("step `{id}` cannot plan: "))
+            .unwrap_or(m),
+    )
 }
 
 fn first_line(s: &str) -> &str {
@@ -298,7 +314,7 @@ fn host_line(h: &HostPlan) -> String {
                     Some(format!(
                         "{}: {}",
                         s["id"].as_str()?,
-                        first_line(s["error"].as_str()?)
+                        first_line(step_error(s)?)
                     ))
                 })
                 .collect();
