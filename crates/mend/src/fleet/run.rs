@@ -519,7 +519,16 @@ fn roll(
         Some(way) => way,
         None => stopped.is_some() && journal.decisions(&id)?.iter().any(|d| d == ROLLBACK_FLEET),
     };
-    let (settled, unsettled) = settle(saved, &ssh, &id, &mut journal, &mut results, !back, &say)?;
+    let (settled, unsettled) = settle(
+        saved,
+        &ssh,
+        &id,
+        &mut journal,
+        &mut results,
+        !back,
+        &say,
+        pg,
+    )?;
     results.sort_by_key(|r| (r.batch, by_name(&r.host)));
     let not_started: Vec<String> = saved
         .hosts
@@ -669,6 +678,7 @@ fn settle_way(journal: &LocalFleetJournal, id: &str) -> Result<Option<bool>, Fai
 /// in batch order, or roll them back newest batch first, one at a time. The
 /// decision is journaled first, then each host's intent, then its end.
 /// Answers how they were settled, and whether any was left held.
+#[allow(clippy::too_many_arguments)]
 fn settle(
     saved: &SavedFleet,
     ssh: &Ssh,
@@ -677,6 +687,7 @@ fn settle(
     results: &mut [HostResult],
     commit: bool,
     say: &dyn Fn(String),
+    pg: Option<&Session>,
 ) -> Result<(Option<&'static str>, bool), Failure> {
     let mut pending: Vec<FleetHostRecord> = journal
         .hosts(id)?
@@ -773,6 +784,11 @@ fn settle(
             detail,
         };
         say(host_line(&res));
+        // The host's run changed again (held -> committed or rolled back):
+        // the shared journal hears it, as after the run itself.
+        if let Some(s) = pg {
+            ship(s, &r, &res, say);
+        }
         if let Some(x) = results.iter_mut().find(|x| x.host == h.host) {
             *x = res;
         }
@@ -861,7 +877,16 @@ pub fn rollback(state_dir: &Path, id: &str, json: bool) -> Result<FleetRun, Fail
         }
         results.push(res);
     }
-    let (settled, unsettled) = settle(&saved, &ssh, id, &mut journal, &mut results, false, &say)?;
+    let (settled, unsettled) = settle(
+        &saved,
+        &ssh,
+        id,
+        &mut journal,
+        &mut results,
+        false,
+        &say,
+        None,
+    )?;
     for h in &saved.hosts {
         ssh.close(&h.target.ssh);
     }
