@@ -165,6 +165,38 @@ impl Fleet {
         fleet
     }
 
+    /// A stand-in `nginx -t` that waits until `release` exists, so a test
+    /// holds a host's run in flight for as long as it needs, whatever the
+    /// machine's speed: (the script, the file that releases it).
+    pub(crate) fn waiter(&self) -> (PathBuf, PathBuf) {
+        let release = self.root().join("release");
+        let waiter = self.root().join("waiter.sh");
+        std::fs::write(
+            &waiter,
+            format!(
+                "#!/bin/sh\nwhile [ ! -e {} ]; do sleep 0.05; done\n",
+                release.display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&waiter, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        (waiter, release)
+    }
+
+    /// The controller, as the operator starts it (no MEND_STATE_DIR: its
+    /// own state directory), to spawn with the stdio a test wants.
+    pub(crate) fn controller(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(mend_bin());
+        c.current_dir(self.root())
+            .env_remove("MEND_STATE_DIR")
+            .env("MEND_CACHE_DIR", shared_cache())
+            .arg("--state-dir")
+            .arg(self.root().join("controller"))
+            .args(args);
+        c
+    }
+
     pub(crate) fn root(&self) -> &Path {
         self.root.path()
     }
@@ -290,16 +322,7 @@ with = { when = "after", checks = [{ command = { command = "nginx", args = ["-t"
 
     /// The controller: mend with its own state directory, run from the root.
     pub(crate) fn mend(&self, args: &[&str]) -> Ran {
-        let out = Command::new(mend_bin())
-            .current_dir(self.root())
-            .env_remove("MEND_STATE_DIR")
-            .env("MEND_CACHE_DIR", shared_cache())
-            .arg("--state-dir")
-            .arg(self.root().join("controller"))
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
+        let out = self.controller(args).stdin(Stdio::null()).output().unwrap();
         Ran {
             code: out.status.code().unwrap_or(-1),
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -691,19 +714,9 @@ fn fleet_bad_input_is_refused_with_its_place_and_changes_nothing() {
 #[test]
 fn fleet_a_dropped_connection_does_not_stop_the_run_on_the_host() {
     let mut f = Fleet::start(1);
-    let release = f.root().join("release");
-    let waiter = f.root().join("waiter.sh");
     // nginx -t stand-in that waits for the test's word: the run is certain
     // to be in flight when the connection drops, whatever the machine's speed.
-    std::fs::write(
-        &waiter,
-        format!(
-            "#!/bin/sh\nwhile [ ! -e {} ]; do sleep 0.05; done\n",
-            release.display()
-        ),
-    )
-    .unwrap();
-    std::fs::set_permissions(&waiter, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let (waiter, release) = f.waiter();
     f.inventory("batches = [1]", &|i| {
         format!(
             "params = {{ data = \"{}\", nginx = \"{}\" }}",
@@ -714,12 +727,8 @@ fn fleet_a_dropped_connection_does_not_stop_the_run_on_the_host() {
     let rb = f.runbook();
     let plan = f.mend(&["fleet", "plan", rb.to_str().unwrap(), "--out", "p"]);
     assert_eq!(plan.code, 0, "{}", plan.text());
-    let controller = Command::new(mend_bin())
-        .current_dir(f.root())
-        .env_remove("MEND_STATE_DIR")
-        .arg("--state-dir")
-        .arg(f.root().join("controller"))
-        .args(["fleet", "run", "p"])
+    let controller = f
+        .controller(&["fleet", "run", "p"])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -780,17 +789,7 @@ fn fleet_a_dropped_connection_does_not_stop_the_run_on_the_host() {
 #[test]
 fn fleet_resume_after_the_controller_is_killed_mid_canary_runs_each_host_once() {
     let f = Fleet::start(3);
-    let release = f.root().join("release");
-    let waiter = f.root().join("waiter.sh");
-    std::fs::write(
-        &waiter,
-        format!(
-            "#!/bin/sh\nwhile [ ! -e {} ]; do sleep 0.05; done\n",
-            release.display()
-        ),
-    )
-    .unwrap();
-    std::fs::set_permissions(&waiter, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let (waiter, release) = f.waiter();
     f.inventory("batches = [1, \"rest\"]", &|i| {
         if i == 0 {
             format!(
@@ -805,12 +804,8 @@ fn fleet_resume_after_the_controller_is_killed_mid_canary_runs_each_host_once() 
     let rb = f.runbook();
     let plan = f.mend(&["fleet", "plan", rb.to_str().unwrap(), "--out", "p"]);
     assert_eq!(plan.code, 0, "{}", plan.text());
-    let mut controller = Command::new(mend_bin())
-        .current_dir(f.root())
-        .env_remove("MEND_STATE_DIR")
-        .arg("--state-dir")
-        .arg(f.root().join("controller"))
-        .args(["fleet", "run", "p"])
+    let mut controller = f
+        .controller(&["fleet", "run", "p"])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -887,17 +882,7 @@ fn fleet_resume_after_the_controller_is_killed_mid_canary_runs_each_host_once() 
 #[test]
 fn fleet_a_second_rollout_of_the_same_runbook_is_refused_naming_the_holder() {
     let f = Fleet::start(1);
-    let release = f.root().join("release");
-    let waiter = f.root().join("waiter.sh");
-    std::fs::write(
-        &waiter,
-        format!(
-            "#!/bin/sh\nwhile [ ! -e {} ]; do sleep 0.05; done\n",
-            release.display()
-        ),
-    )
-    .unwrap();
-    std::fs::set_permissions(&waiter, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let (waiter, release) = f.waiter();
     f.inventory("batches = [1]", &|i| {
         format!(
             "params = {{ data = \"{}\", nginx = \"{}\" }}",
@@ -908,12 +893,8 @@ fn fleet_a_second_rollout_of_the_same_runbook_is_refused_naming_the_holder() {
     let rb = f.runbook();
     let plan = f.mend(&["fleet", "plan", rb.to_str().unwrap(), "--out", "p"]);
     assert_eq!(plan.code, 0, "{}", plan.text());
-    let first = Command::new(mend_bin())
-        .current_dir(f.root())
-        .env_remove("MEND_STATE_DIR")
-        .arg("--state-dir")
-        .arg(f.root().join("controller"))
-        .args(["fleet", "run", "p"])
+    let first = f
+        .controller(&["fleet", "run", "p"])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -6,7 +6,7 @@
 //! nothing. Nothing waits on a clock: the canary's `nginx -t` stand-in waits
 //! on a file the test creates.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -40,22 +40,6 @@ fn ctl_cmd(f: &Fleet, state: &str, dsn: &str, args: &[&str]) -> Command {
     c
 }
 
-/// A stand-in `nginx` that waits until `release` exists.
-fn waiter(f: &Fleet) -> (PathBuf, PathBuf) {
-    let release = f.root().join("release");
-    let waiter = f.root().join("waiter.sh");
-    std::fs::write(
-        &waiter,
-        format!(
-            "#!/bin/sh\nwhile [ ! -e {} ]; do sleep 0.05; done\n",
-            release.display()
-        ),
-    )
-    .unwrap();
-    std::fs::set_permissions(&waiter, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    (waiter, release)
-}
-
 fn fleet_runs(state: &Path) -> Vec<String> {
     std::fs::read_dir(state.join("fleet/runs"))
         .map(|r| {
@@ -70,7 +54,7 @@ fn fleet_pg_lease_refuses_a_second_controller_a_killed_holder_frees_it_history_f
     let pg = Pg::start();
     let dsn = pg.dsn();
     let f = Fleet::start(4);
-    let (waiter, release) = waiter(&f);
+    let (waiter, release) = f.waiter();
     f.inventory("batches = [1, \"rest\"]", &|i| {
         if i == 0 {
             format!(
