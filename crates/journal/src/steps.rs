@@ -19,29 +19,7 @@ impl Journal {
         plan_json: &str,
     ) -> Result<()> {
         let tx = self.write_tx()?;
-        // An upsert, not `INSERT OR REPLACE`: a REPLACE deletes the old row
-        // first, which would fire the foreign keys' delete actions.
-        tx.execute(
-            "INSERT INTO steps (run_id, idx, step_id, uses, component_sha256, status,
-                 plan_json, started_at, finished_at, error)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, NULL, NULL)
-             ON CONFLICT (run_id, idx) DO UPDATE SET
-                 step_id = excluded.step_id, uses = excluded.uses,
-                 component_sha256 = excluded.component_sha256, status = excluded.status,
-                 plan_json = excluded.plan_json, started_at = excluded.started_at,
-                 finished_at = NULL, error = NULL",
-            params![
-                run_id,
-                idx,
-                step_id,
-                uses,
-                component_sha256,
-                StepStatus::Planned,
-                plan_json,
-                now_ms()
-            ],
-        )
-        .with_context(|| format!("cannot save step {idx} of run {run_id}"))?;
+        upsert_step(&tx, run_id, idx, step_id, uses, component_sha256, plan_json)?;
         tx.commit(run_id, Change::Step { step: idx })
             .context("cannot commit the step")?;
         Ok(())
@@ -62,27 +40,7 @@ impl Journal {
         actions: &[super::PlannedAction],
     ) -> Result<()> {
         let tx = self.write_tx()?;
-        tx.execute(
-            "INSERT INTO steps (run_id, idx, step_id, uses, component_sha256, status,
-                 plan_json, started_at, finished_at, error)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, NULL, NULL)
-             ON CONFLICT (run_id, idx) DO UPDATE SET
-                 step_id = excluded.step_id, uses = excluded.uses,
-                 component_sha256 = excluded.component_sha256, status = excluded.status,
-                 plan_json = excluded.plan_json, started_at = excluded.started_at,
-                 finished_at = NULL, error = NULL",
-            params![
-                run_id,
-                idx,
-                step_id,
-                uses,
-                component_sha256,
-                StepStatus::Planned,
-                plan_json,
-                now_ms()
-            ],
-        )
-        .with_context(|| format!("cannot save step {idx} of run {run_id}"))?;
+        upsert_step(&tx, run_id, idx, step_id, uses, component_sha256, plan_json)?;
         {
             let mut stmt = tx.prepare_cached(
                 "INSERT INTO actions (run_id, step_idx, seq, action_json, reversible, state)
@@ -154,6 +112,42 @@ impl Journal {
             .collect::<rusqlite::Result<_>>()?;
         Ok(steps)
     }
+}
+
+/// The step row, planned now: inserted, or reset if the step is planned
+/// again. An upsert, not `INSERT OR REPLACE`: a REPLACE deletes the old row
+/// first, which would fire the foreign keys' delete actions.
+fn upsert_step(
+    tx: &rusqlite::Connection,
+    run_id: &str,
+    idx: u32,
+    step_id: &str,
+    uses: &str,
+    component_sha256: &str,
+    plan_json: &str,
+) -> Result<()> {
+    tx.execute(
+        "INSERT INTO steps (run_id, idx, step_id, uses, component_sha256, status,
+             plan_json, started_at, finished_at, error)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, NULL, NULL)
+         ON CONFLICT (run_id, idx) DO UPDATE SET
+             step_id = excluded.step_id, uses = excluded.uses,
+             component_sha256 = excluded.component_sha256, status = excluded.status,
+             plan_json = excluded.plan_json, started_at = excluded.started_at,
+             finished_at = NULL, error = NULL",
+        params![
+            run_id,
+            idx,
+            step_id,
+            uses,
+            component_sha256,
+            StepStatus::Planned,
+            plan_json,
+            now_ms()
+        ],
+    )
+    .with_context(|| format!("cannot save step {idx} of run {run_id}"))?;
+    Ok(())
 }
 
 #[cfg(test)]
