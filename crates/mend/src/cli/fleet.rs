@@ -29,6 +29,10 @@ pub enum FleetCmd {
         /// Save each host's plan and the batches in DIR, for `mend fleet run DIR`
         #[arg(long, value_name = "DIR")]
         out: Option<PathBuf>,
+        /// Ship FILE with the runbook to every host, checked by sha256 there;
+        /// PARAM is set to the directory it lands in (repeatable)
+        #[arg(long = "ship", value_name = "PARAM=FILE", value_parser = parse_set)]
+        ships: Vec<(String, String)>,
     },
     /// Roll out what `fleet plan --out DIR` saved: batch by batch, canary
     /// first, stopping before a batch when too many hosts failed
@@ -161,6 +165,7 @@ pub(crate) fn run(cx: &Ctx, command: FleetCmd) -> Result<i32, Failure> {
             hosts,
             sets,
             out,
+            ships,
         } => {
             let p = fleet::plan::plan(&fleet::plan::Args {
                 runbook: &runbook,
@@ -168,6 +173,7 @@ pub(crate) fn run(cx: &Ctx, command: FleetCmd) -> Result<i32, Failure> {
                 hosts: &hosts,
                 sets: &sets,
                 out: out.as_deref(),
+                ships: &ships,
             })?;
             Ok(p.render(json))
         }

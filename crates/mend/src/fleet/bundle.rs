@@ -1,6 +1,9 @@
 //! What travels with a fleet run: the runbook and every `.wasm` file its
 //! steps use, each addressed by its sha256, and the parameters it declares
 //! (a host's inventory params that the runbook does not declare stay home).
+//! `--ship PARAM=FILE` adds files the run needs beside its steps (a renewed
+//! certificate and key): they travel the same way, checked by sha256 on the
+//! host, and land in `shipped/PARAM/` of the bundle, which PARAM then names.
 
 use std::collections::BTreeSet;
 use std::path::{Component, Path};
@@ -19,9 +22,16 @@ pub struct Bundle {
     /// The parameters the runbook declares.
     pub params: BTreeSet<String>,
     pub runbook_sha256: String,
+    /// The parameters `--ship` sets: each names `shipped/PARAM` in the bundle.
+    pub shipped: Vec<String>,
 }
 
-pub fn make(runbook: &Path) -> Result<Bundle, Failure> {
+/// Where `--ship PARAM=FILE` puts FILE in the bundle.
+pub fn shipped_dir(param: &str) -> String {
+    format!("shipped/{param}")
+}
+
+pub fn make(runbook: &Path, ships: &[(String, String)]) -> Result<Bundle, Failure> {
     let name = runbook.display().to_string();
     let bad = |m: String, hint: &str| Failure::input(&name, m, Some(hint.to_string()));
     let text = std::fs::read(runbook)
@@ -76,11 +86,50 @@ pub fn make(runbook: &Path) -> Result<Bundle, Failure> {
         files.push((uses.to_string(), sum.clone()));
         blobs.push((sum, data));
     }
-    let params = doc
+    let params: BTreeSet<String> = doc
         .get("params")
         .and_then(|p| p.as_table())
         .map(|t| t.keys().cloned().collect())
         .unwrap_or_default();
+    let mut shipped = Vec::new();
+    for (param, file) in ships {
+        if !params.contains(param) {
+            return Err(bad(
+                format!("--ship {param}={file}: the runbook declares no parameter `{param}`"),
+                "name one of the runbook's [params]: it is set to the directory the files land in",
+            ));
+        }
+        let path = Path::new(file);
+        let base = path
+            .file_name()
+            .map(|f| f.to_string_lossy().into_owned())
+            .filter(|_| path.is_file())
+            .ok_or_else(|| {
+                bad(
+                    format!("--ship {param}={file}: not a regular file"),
+                    "ship files one by one (--ship PARAM=FILE, repeatable)",
+                )
+            })?;
+        let data = std::fs::read(path).map_err(|e| {
+            bad(
+                format!("cannot read {file} (--ship {param}): {e}"),
+                "check the path",
+            )
+        })?;
+        let rel = format!("{}/{base}", shipped_dir(param));
+        if files.iter().any(|(f, _)| *f == rel) {
+            return Err(bad(
+                format!("--ship {param}: two files named {base}"),
+                "ship files with different names",
+            ));
+        }
+        let sum = sha256_hex(&data);
+        files.push((rel, sum.clone()));
+        blobs.push((sum, data));
+        if !shipped.contains(param) {
+            shipped.push(param.clone());
+        }
+    }
     let manifest = Manifest {
         runbook: file_name,
         files,
@@ -93,5 +142,6 @@ pub fn make(runbook: &Path) -> Result<Bundle, Failure> {
         blobs,
         params,
         runbook_sha256,
+        shipped,
     })
 }

@@ -9,7 +9,8 @@
 //!   tag: a second start of the same fleet run finds it and reports the
 //!   run already there, so a host runs once even across controller crashes.
 
-use std::io::Read;
+use std::io::{Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Component, Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -76,7 +77,15 @@ pub fn receive(state: &Path, sum: &str) -> anyhow::Result<serde_json::Value> {
         let dir = path.parent().expect("a blob has a directory");
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
         let tmp = dir.join(format!(".{sum}.{}", std::process::id()));
-        std::fs::write(&tmp, &data).with_context(|| format!("cannot write {}", tmp.display()))?;
+        // Owner-only: a shipped file may be a private key.
+        let _ = std::fs::remove_file(&tmp);
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)
+            .and_then(|mut f| f.write_all(&data))
+            .with_context(|| format!("cannot write {}", tmp.display()))?;
         std::fs::File::open(&tmp)?.sync_all()?;
         std::fs::rename(&tmp, &path)?;
     }

@@ -105,12 +105,14 @@ pub struct Args<'a> {
     pub hosts: &'a [String],
     pub sets: &'a [(String, String)],
     pub out: Option<&'a Path>,
+    /// `--ship PARAM=FILE`: files that travel with the bundle.
+    pub ships: &'a [(String, String)],
 }
 
 pub fn plan(a: &Args<'_>) -> Result<FleetPlan, Failure> {
     let inv = Inventory::load(a.inventory).map_err(Failure::BadInput)?;
     let picked = inv.select(a.hosts).map_err(Failure::BadInput)?;
-    let b = bundle::make(a.runbook)?;
+    let b = bundle::make(a.runbook, a.ships)?;
     if let Some(dir) = a.out
         && dir.join(PLAN_FILE).exists()
     {
@@ -149,9 +151,19 @@ pub fn plan(a: &Args<'_>) -> Result<FleetPlan, Failure> {
             ssh: &ssh,
             target: t,
         };
-        r.check_version()
-            .and_then(|()| r.ship(&b))
-            .and_then(|rb| r.plan(&rb, sets))
+        r.check_version().and_then(|()| r.ship(&b)).and_then(|rb| {
+            // A shipped parameter names its directory in this host's
+            // bundle; it stays out of the drift table (each host's state
+            // directory is its own).
+            let dir = Path::new(&rb).parent().unwrap_or(Path::new("/"));
+            let mut sets = sets.clone();
+            sets.retain(|(k, _)| !b.shipped.contains(k));
+            for p in &b.shipped {
+                let d = dir.join(bundle::shipped_dir(p));
+                sets.push((p.clone(), d.display().to_string()));
+            }
+            r.plan(&rb, &sets)
+        })
     });
     for (t, _) in &jobs {
         ssh.close(&t.ssh);
