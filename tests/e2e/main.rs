@@ -12,6 +12,7 @@ mod fleet;
 mod fleet_ansible;
 mod fleet_drift;
 mod fleet_history;
+mod fleet_install;
 mod fleet_nginx;
 mod fleet_pg;
 mod fleet_rollback;

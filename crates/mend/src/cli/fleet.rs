@@ -76,6 +76,16 @@ pub enum FleetCmd {
         #[arg(long, value_name = "N")]
         keep_days: u16,
     },
+    /// Copy this controller's own mend to the hosts where mend is missing
+    /// or of another version (same architecture, checked by sha256 there)
+    Install {
+        /// The inventory
+        #[arg(short = 'i', long, default_value = "fleet.toml")]
+        inventory: PathBuf,
+        /// Only these hosts or groups (comma-separated)
+        #[arg(long, value_delimiter = ',')]
+        hosts: Vec<String>,
+    },
     /// Run on a host by the controller, over ssh
     #[command(hide = true)]
     Host {
@@ -176,6 +186,9 @@ pub(crate) fn run(cx: &Ctx, command: FleetCmd) -> Result<i32, Failure> {
                 ships: &ships,
             })?;
             Ok(p.render(json))
+        }
+        FleetCmd::Install { inventory, hosts } => {
+            Ok(fleet::install::install(&inventory, &hosts)?.render(json))
         }
         FleetCmd::Run {
             dir,

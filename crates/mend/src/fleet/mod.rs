@@ -4,6 +4,7 @@
 
 pub mod bundle;
 pub mod host;
+pub mod install;
 pub mod plan;
 pub mod remote;
 pub mod run;

@@ -146,24 +146,48 @@ pub fn plan(a: &Args<'_>) -> Result<FleetPlan, Failure> {
             (t, sets.into_iter().collect())
         })
         .collect();
-    let results = each(&jobs, inv.parallel, |(t, sets)| {
+    // Every host's mend first: while one runs another version, nothing is
+    // shipped anywhere (a plan changes nothing, not even bundle stores).
+    let versions = each(&jobs, inv.parallel, |(t, _)| {
+        Remote {
+            ssh: &ssh,
+            target: t,
+        }
+        .check_version()
+    });
+    let other_version = versions
+        .iter()
+        .any(|v| matches!(v, Err(HostError::Refused(_))));
+    let jobs_v: Vec<_> = jobs.iter().zip(versions).collect();
+    let results = each(&jobs_v, inv.parallel, |((t, sets), version)| {
         let r = Remote {
             ssh: &ssh,
             target: t,
         };
-        r.check_version().and_then(|()| r.ship(&b)).and_then(|rb| {
-            // A shipped parameter names its directory in this host's
-            // bundle; it stays out of the drift table (each host's state
-            // directory is its own).
-            let dir = Path::new(&rb).parent().unwrap_or(Path::new("/"));
-            let mut sets = sets.clone();
-            sets.retain(|(k, _)| !b.shipped.contains(k));
-            for p in &b.shipped {
-                let d = dir.join(bundle::shipped_dir(p));
-                sets.push((p.clone(), d.display().to_string()));
-            }
-            r.plan(&rb, &sets)
-        })
+        version
+            .clone()
+            .and_then(|()| {
+                if other_version {
+                    return Err(HostError::Refused(
+                        "not planned: nothing is shipped while another host runs another mend"
+                            .into(),
+                    ));
+                }
+                r.ship(&b)
+            })
+            .and_then(|rb| {
+                // A shipped parameter names its directory in this host's
+                // bundle; it stays out of the drift table (each host's state
+                // directory is its own).
+                let dir = Path::new(&rb).parent().unwrap_or(Path::new("/"));
+                let mut sets = sets.clone();
+                sets.retain(|(k, _)| !b.shipped.contains(k));
+                for p in &b.shipped {
+                    let d = dir.join(bundle::shipped_dir(p));
+                    sets.push((p.clone(), d.display().to_string()));
+                }
+                r.plan(&rb, &sets)
+            })
     });
     for (t, _) in &jobs {
         ssh.close(&t.ssh);

@@ -129,7 +129,7 @@ impl Remote<'_> {
         let theirs = text(&out.stdout);
         if theirs != mine {
             return Err(HostError::Refused(format!(
-                "{} is {theirs:?}, this controller is {mine:?}: install the same version on the host",
+                "{} is {theirs:?}, this controller is {mine:?}: `mend fleet install` puts this one there",
                 self.target.mend
             )));
         }

@@ -235,6 +235,7 @@ pub fn run(
     for h in &saved.hosts {
         plans.push(host_plan(dir, h)?);
     }
+    check_versions(dir, &saved)?;
     let id = fleet_run_id()?;
     let _lock = lock(state_dir, &saved.runbook, &id)?;
     // The fleet-wide lease before any host is touched; held to the end.
@@ -264,6 +265,47 @@ pub fn run(
         json,
         pg.as_ref(),
     )
+}
+
+/// Every host's mend is this controller's version before anything starts
+/// anywhere: a host whose mend changed since the plan is refused by name,
+/// with both versions (exit 2), and nothing is journaled or started. A host
+/// not reached is left to the rollout, which counts it.
+fn check_versions(dir: &Path, saved: &SavedFleet) -> Result<(), Failure> {
+    let ssh = Ssh::new(saved.ssh_config.as_deref())
+        .map_err(|e| anyhow::anyhow!("cannot make ssh's control directory: {e}"))?;
+    let results = each(&saved.hosts, saved.parallel, |h| {
+        Remote {
+            ssh: &ssh,
+            target: &h.target,
+        }
+        .check_version()
+    });
+    for h in &saved.hosts {
+        ssh.close(&h.target.ssh);
+    }
+    let refused: Vec<String> = saved
+        .hosts
+        .iter()
+        .zip(results)
+        .filter_map(|(h, r)| match r {
+            Err(HostError::Refused(t)) => Some(format!("{}: {t}", h.target.name)),
+            _ => None,
+        })
+        .collect();
+    if refused.is_empty() {
+        return Ok(());
+    }
+    Err(Failure::input(
+        &dir.display().to_string(),
+        format!(
+            "{} host{} cannot run this plan, nothing was started:\n  {}",
+            refused.len(),
+            if refused.len() == 1 { "" } else { "s" },
+            refused.join("\n  ")
+        ),
+        Some("run `mend fleet install` for those hosts, then `mend fleet plan` again".into()),
+    ))
 }
 
 /// With a shared journal: connect, take (or break) the lease, record the

@@ -115,6 +115,35 @@ impl Ssh {
         Ok(out)
     }
 
+    /// Run `argv` on the host with a file as its stdin, streamed by ssh
+    /// itself (a mend binary is too big to hold once per host).
+    pub fn run_file(
+        &self,
+        host: &str,
+        dest: &str,
+        argv: &[String],
+        file: &std::path::Path,
+    ) -> Result<Output, Unreachable> {
+        let unreachable = |text: String| Unreachable {
+            host: host.to_string(),
+            text,
+        };
+        let f = std::fs::File::open(file)
+            .map_err(|e| unreachable(format!("cannot read {}: {e}", file.display())))?;
+        let line = argv.iter().map(|a| quote(a)).collect::<Vec<_>>().join(" ");
+        let mut c = self.base(dest, &[]);
+        c.arg(line).stdin(Stdio::from(f));
+        c.stdout(Stdio::piped()).stderr(Stdio::piped());
+        tracing::debug!(host, ?argv, "ssh");
+        let out = c
+            .output()
+            .map_err(|e| unreachable(format!("cannot run ssh: {e}")))?;
+        if out.status.code() == Some(SSH_FAILED) {
+            return Err(unreachable(ssh_text(&out.stderr)));
+        }
+        Ok(out)
+    }
+
     /// Close the master connection to `dest` (best effort).
     pub fn close(&self, dest: &str) {
         let _ = self
