@@ -202,7 +202,7 @@ impl Fleet {
     }
 
     /// Start a host's sshd and wait for its banner.
-    fn start_host(&mut self, i: usize) {
+    pub(crate) fn start_host(&mut self, i: usize) {
         let h = &mut self.hosts[i];
         let log = std::fs::File::create(h.dir.join("sshd.log")).unwrap();
         // sshd re-executes itself: its path must be absolute.
@@ -236,7 +236,7 @@ impl Fleet {
 
     /// Stop a host's sshd: the listener and every connection it forked
     /// (each is a session leader of its own, so not in the listener's group).
-    fn stop_host(&mut self, i: usize) {
+    pub(crate) fn stop_host(&mut self, i: usize) {
         if let Some(mut c) = self.hosts[i].sshd.take() {
             let sessions = sshd_descendants(c.id() as i32);
             let _ = c.kill();

@@ -358,7 +358,9 @@ fn lock(state_dir: &Path, runbook: &str, id: &str) -> Result<RunLock, Failure> {
 /// Hosts the journal saw end keep their outcome; the batch that was in
 /// flight is finished (each host is asked again: a start of the same fleet
 /// run finds the run already there and only waits for it); then the rule
-/// applies before each batch not started.
+/// applies before each batch not started. A host the controller could not
+/// reach is asked again, even in a run that has ended: its run went on
+/// alone, and is settled as the others were.
 pub fn resume(state_dir: &Path, id: &str, json: bool, brk: BreakLock) -> Result<FleetRun, Failure> {
     let journal = LocalFleetJournal::open_existing(state_dir)?;
     let run = match &journal {
@@ -372,7 +374,13 @@ pub fn resume(state_dir: &Path, id: &str, json: bool, brk: BreakLock) -> Result<
             Some("`mend fleet history` lists them".into()),
         ));
     };
-    if run.status != "running" && run.status != "unsettled" {
+    // A run that ended with hosts it could not reach is resumed to
+    // reconcile them: their runs went on alone, detached.
+    let unreached = journal
+        .hosts(id)?
+        .iter()
+        .any(|h| h.state == state_word(HostEnd::Unreachable));
+    if run.status != "running" && run.status != "unsettled" && !unreached {
         return Err(Failure::input(
             id,
             format!(
