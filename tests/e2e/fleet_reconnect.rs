@@ -104,7 +104,11 @@ fn fleet_sshd_stopped_mid_run_is_unreachable_then_resume_reconciles_it() {
         "{}",
         back.text()
     );
-    assert!(back.stdout.contains("every host committed"), "{}", back.text());
+    assert!(
+        back.stdout.contains("every host committed"),
+        "{}",
+        back.text()
+    );
     for h in &f.hosts {
         // One run of this fleet run per host, one copy, committed.
         let runs = host_runs(&h.state());

@@ -15,6 +15,7 @@ mod fleet_history;
 mod fleet_install;
 mod fleet_nginx;
 mod fleet_pg;
+mod fleet_pg_settle;
 mod fleet_reconnect;
 mod fleet_rollback;
 mod golden;

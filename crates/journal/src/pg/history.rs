@@ -305,6 +305,54 @@ impl Shared {
             .collect())
     }
 
+    /// A decision of the controller about `fleet_run` (`rollback-fleet`,
+    /// `settle: commit`, `settle: rollback`), journaled in
+    /// `mend_fleet_events` before it is acted on. Not fenced: a fact about
+    /// what this controller decided, whoever holds the lease now.
+    pub async fn fleet_event(
+        &self,
+        runbook: &str,
+        who: &super::Controller,
+        kind: &str,
+        message: &str,
+    ) -> Result<(), PgError> {
+        self.client()
+            .execute(
+                "INSERT INTO mend_fleet_events (runbook, fleet_run, controller, kind, message)
+                 VALUES ($1, $2, $3, $4, $5)",
+                &[
+                    &runbook,
+                    &who.fleet_run,
+                    &format!("{} pid {}", who.host, who.pid),
+                    &kind,
+                    &message,
+                ],
+            )
+            .await
+            .map_err(|e| db("journaling a fleet decision", e))?;
+        Ok(())
+    }
+
+    /// A fleet run's events, oldest first: (unix ms, controller, kind, message).
+    pub async fn fleet_events(
+        &self,
+        fleet_run_id: &str,
+    ) -> Result<Vec<(i64, String, String, String)>, PgError> {
+        let rows = self
+            .client()
+            .query(
+                "SELECT (extract(epoch FROM at) * 1000)::bigint, controller, kind, message
+                 FROM mend_fleet_events WHERE fleet_run = $1 ORDER BY id",
+                &[&fleet_run_id],
+            )
+            .await
+            .map_err(|e| db("reading a fleet run's events", e))?;
+        Ok(rows
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+            .collect())
+    }
+
     /// Retention: deletes fleet runs that finished more than `days` days ago
     /// (their hosts with them), and host runs and records shipped that long
     /// ago. Returns the fleet runs deleted.

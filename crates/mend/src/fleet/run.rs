@@ -254,6 +254,9 @@ pub fn run(
     })?;
     if rollback_fleet {
         journal.decide(&id, ROLLBACK_FLEET)?;
+        if let Some(Err(e)) = pg.as_ref().map(|s| s.decide(ROLLBACK_FLEET)) {
+            eprintln!("warning: {e}");
+        }
     }
     roll(
         &saved,
@@ -754,14 +757,16 @@ fn settle(
     } else {
         pending.sort_by_key(|h| std::cmp::Reverse(h.batch));
     }
-    journal.decide(
-        id,
-        if commit {
-            SETTLE_COMMIT
-        } else {
-            SETTLE_ROLLBACK
-        },
-    )?;
+    let decision = if commit {
+        SETTLE_COMMIT
+    } else {
+        SETTLE_ROLLBACK
+    };
+    journal.decide(id, decision)?;
+    // The shared journal hears it too, before any host is settled.
+    if let Some(Err(e)) = pg.map(|s| s.decide(decision)) {
+        say(format!("warning: {e}"));
+    }
     say(format!(
         "{} {} held host{}{}",
         if commit { "committing" } else { "rolling back" },

@@ -82,6 +82,8 @@ enum Op {
         reply: Reply<ShipReport>,
     },
     Finish(FleetRunStatus, Option<String>, Reply<()>),
+    /// A hold/settle decision: (kind, message).
+    Decision(String, String, Reply<()>),
 }
 
 /// A live session with the shared journal holding the fleet lease.
@@ -190,6 +192,10 @@ impl Session {
                                     .await,
                             );
                         }
+                        Op::Decision(kind, message, r) => {
+                            let _ =
+                                r.send(shared.fleet_event(&runbook, &who, &kind, &message).await);
+                        }
                         Op::Ship {
                             host,
                             runs,
@@ -284,6 +290,12 @@ impl Session {
         })
     }
 
+    /// The controller's decision (`rollback-fleet`, `settle: commit`,
+    /// `settle: rollback`) into the shared journal's fleet events.
+    pub fn decide(&self, decision: &str) -> Result<(), PgError> {
+        self.ask(|reply| Op::Decision("decision".into(), decision.to_string(), reply))
+    }
+
     pub fn finish(&self, status: FleetRunStatus, error: Option<&str>) -> Result<(), PgError> {
         let error = error.map(str::to_string);
         self.ask(|r| Op::Finish(status, error, r))
@@ -357,6 +369,27 @@ pub fn host_records(state: &Path, fleet_run: &str) -> anyhow::Result<Vec<Value>>
         out.push(json!({"seq": id, "kind": "event", "body": {
             "step_idx": e.step_idx, "at": e.at, "level": e.level, "message": e.message,
         }}));
+    }
+    // Actions, numbered apart from events (negative): action k as done is
+    // -(2k+1), its undo -(2k+2). Both are facts that never change, so the
+    // shipment after the fleet rolled the host back adds the undos, and
+    // nothing twice. An action of a run's plan keeps its place (k).
+    for (k, a) in j.actions(&run_id)?.iter().enumerate() {
+        let k = k as i64;
+        use mend_journal::ActionState as S;
+        let done = a.done_at.is_some() || matches!(a.state, S::Done | S::Undoing | S::Undone);
+        if !done {
+            continue;
+        }
+        let action: Value = serde_json::from_str(&a.action_json).unwrap_or(Value::Null);
+        out.push(json!({"seq": -(2 * k + 1), "kind": "action", "body": {
+            "step_idx": a.step_idx, "seq": a.seq, "action": action, "at": a.done_at,
+        }}));
+        if a.state == S::Undone {
+            out.push(json!({"seq": -(2 * k + 2), "kind": "undo", "body": {
+                "step_idx": a.step_idx, "seq": a.seq, "at": a.undone_at,
+            }}));
+        }
     }
     Ok(out)
 }
