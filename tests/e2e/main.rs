@@ -10,6 +10,7 @@ mod describe;
 mod faults;
 mod fleet;
 mod fleet_ansible;
+mod fleet_ansible_params;
 mod fleet_drift;
 mod fleet_history;
 mod fleet_install;

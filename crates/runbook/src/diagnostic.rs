@@ -26,7 +26,7 @@ impl From<std::ops::Range<usize>> for Span {
 }
 
 /// One error, optionally with a position in a file.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Diagnostic {
     pub file: String,
     /// 1-based line; 0 when the diagnostic has no position.

@@ -113,6 +113,14 @@ pub fn plan(a: &Args<'_>) -> Result<FleetPlan, Failure> {
     let inv = Inventory::load(a.inventory).map_err(Failure::BadInput)?;
     let picked = inv.select(a.hosts).map_err(Failure::BadInput)?;
     let b = bundle::make(a.runbook, a.ships)?;
+    // An Ansible list or dict is refused only where this runbook declares it.
+    let refused: Vec<_> = picked
+        .iter()
+        .flat_map(|h| h.refused_params(&b.params))
+        .collect();
+    if !refused.is_empty() {
+        return Err(Failure::BadInput(refused));
+    }
     if let Some(dir) = a.out
         && dir.join(PLAN_FILE).exists()
     {

@@ -3,7 +3,7 @@
 //! Hand-written: the format is line-based and small, and no INI crate knows
 //! its host lines.
 
-use super::{At, Raw, Sources, Vars, expand, split_port};
+use super::{At, NOT_SCALAR, Raw, Sources, Vars, expand, split_port};
 use crate::diagnostic::Span;
 
 enum Section {
@@ -148,16 +148,14 @@ pub fn inventory(s: &mut Sources, src: usize) -> Raw {
 }
 
 /// A value as Ansible's INI reader keeps it when it is a scalar: quotes
-/// removed; a list or dict (which Ansible would evaluate) refused.
+/// removed; a list or dict (which Ansible would evaluate) marked
+/// [`NOT_SCALAR`], refused where a runbook declares it.
 fn value(s: &mut Sources, at: At, key: &str, v: &str) -> Option<String> {
     let v = v.trim();
     if v.starts_with('[') || v.starts_with('{') {
-        s.error(
-            at,
-            format!("variable `{key}` is a list or dict: a mend parameter is a string, number or boolean"),
-            "make it a scalar, or keep it where mend does not read it",
-        );
-        return None;
+        // Kept, marked: refused only if a runbook declares it.
+        let _ = (s, at, key);
+        return Some(format!("{NOT_SCALAR}a list or dict"));
     }
     for q in ['"', '\''] {
         if v.len() >= 2 && v.starts_with(q) && v.ends_with(q) {

@@ -52,8 +52,12 @@ impl Sources {
     }
 }
 
-/// A variable's value (always a scalar: the readers refuse the rest).
+/// A variable's value: a scalar, or [`NOT_SCALAR`] and what it is (`a
+/// list`, `a dict`), kept so precedence applies before it is refused.
 pub type Vars = BTreeMap<String, (String, At)>;
+
+/// Marks a value that is a list or dict (no parameter can be one).
+pub const NOT_SCALAR: char = '\0';
 
 #[derive(Default, Debug)]
 pub struct Group {
@@ -488,6 +492,31 @@ fn host(s: &mut Sources, name: &str, mut vars: Vars, groups: &[&String]) -> Opti
         Some((p, _)) => format!("ssh://{user_at}{addr_s}:{p}"),
         None => format!("{user_at}{addr_s}"),
     };
+    let mut params = BTreeMap::new();
+    let mut refused = BTreeMap::new();
+    for (k, (v, at)) in vars {
+        if CONNECTION.contains(&k.as_str()) {
+            continue;
+        }
+        match v.strip_prefix(NOT_SCALAR) {
+            Some(what) => {
+                let (file, text) = &s.files[at.src];
+                let d = Diagnostic::at(
+                    file,
+                    text,
+                    at.span,
+                    format!(
+                        "variable `{k}` is {what}: a mend parameter is a string, number or boolean"
+                    ),
+                    Some("make it a scalar, or give the parameter with --set".into()),
+                );
+                refused.insert(k, d);
+            }
+            None => {
+                params.insert(k, v);
+            }
+        }
+    }
     Some(Host {
         name: name.to_string(),
         ssh,
@@ -497,11 +526,8 @@ fn host(s: &mut Sources, name: &str, mut vars: Vars, groups: &[&String]) -> Opti
             .map(|g| g.to_string())
             .collect(),
         mend: mend.map(|(m, _)| m).unwrap_or_else(|| "mend".into()),
-        params: vars
-            .into_iter()
-            .filter(|(k, _)| !CONNECTION.contains(&k.as_str()))
-            .map(|(k, (v, _))| (k, v))
-            .collect(),
+        params,
+        refused,
     })
 }
 

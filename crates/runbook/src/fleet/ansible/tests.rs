@@ -268,29 +268,65 @@ fn a_vault_value_is_refused_where_it_is() {
     );
 }
 
+/// The refusal of `host`'s parameter `key`, rendered, paths made relative.
+fn refused(d: &tempfile::TempDir, file: &str, host: &str, key: &str) -> Option<String> {
+    let r = load(&d.path().join(file)).unwrap_or_else(|e| panic!("{file}: {e:?}"));
+    let h = r.hosts.iter().find(|h| h.name == host).unwrap();
+    let prefix = format!("{}/", d.path().display());
+    let r = h
+        .refused
+        .get(key)
+        .map(|d| d.to_string().replace(&prefix, ""));
+    // Never both: a refused value is not passed.
+    assert!(r.is_none() || !h.params.contains_key(key), "{key} passed");
+    r
+}
+
+/// Lists and dicts are common in group_vars (users, limits) that no runbook
+/// reads: the inventory loads; only a runbook that declares such a variable
+/// as a parameter is refused, at the value's place (`fleet plan`, exit 2).
 #[test]
-fn a_list_or_dict_var_is_refused_in_yaml_ini_and_vars_files() {
+fn a_list_or_dict_var_is_refused_only_for_a_parameter_a_runbook_declares() {
     let d = dir(&[
         (
             "a.yml",
-            "all:\n  vars:\n    users: [alice, bob]\n  hosts:\n    h1:\n",
+            "all:\n  vars:\n    users: [alice, bob]\n  hosts:\n    h1:\n    h2:\n      users: alice\n",
         ),
         ("b.ini", "h1 users=['alice','bob']\n"),
         ("c/hosts", "h1\n"),
-        ("c/host_vars/h1.yml", "limits:\n  nofile: 1024\n"),
+        ("c/host_vars/h1.yml", "limits:\n  nofile: 1024\nzone: eu\n"),
     ]);
     assert_eq!(
-        errors(&d, "a.yml"),
-        "error: variable `users` is a list: a mend parameter is a string, number or boolean\n --> a.yml:3:12\n  |\n3 |     users: [alice, bob]\n  |            ^^^^^^^^^^^\n  = help: make it a scalar, or keep it where mend does not read it"
+        refused(&d, "a.yml", "h1", "users").unwrap(),
+        "error: variable `users` is a list: a mend parameter is a string, number or boolean\n --> a.yml:3:12\n  |\n3 |     users: [alice, bob]\n  |            ^^^^^^^^^^^\n  = help: make it a scalar, or give the parameter with --set"
     );
+    // A host's own scalar wins over the group's list, as in Ansible.
+    assert_eq!(refused(&d, "a.yml", "h2", "users"), None);
+    let r = load(&d.path().join("a.yml")).unwrap();
+    assert_eq!(r.hosts[1].params["users"], "alice");
     assert_eq!(
-        errors(&d, "b.ini"),
-        "error: variable `users` is a list or dict: a mend parameter is a string, number or boolean\n --> b.ini:1:10\n  |\n1 | h1 users=['alice','bob']\n  |          ^^^^^^^^^^^^^^^\n  = help: make it a scalar, or keep it where mend does not read it"
+        refused(&d, "b.ini", "h1", "users").unwrap(),
+        "error: variable `users` is a list or dict: a mend parameter is a string, number or boolean\n --> b.ini:1:10\n  |\n1 | h1 users=['alice','bob']\n  |          ^^^^^^^^^^^^^^^\n  = help: make it a scalar, or give the parameter with --set"
     );
-    let e = errors(&d, "c/hosts");
+    let e = refused(&d, "c/hosts", "h1", "limits").unwrap();
     assert!(
         e.starts_with("error: variable `limits` is a dict: a mend parameter is a string, number or boolean\n --> c/host_vars/h1.yml:2:3"),
         "{e}"
+    );
+    let r = load(&d.path().join("c/hosts")).unwrap();
+    assert_eq!(r.hosts[0].params["zone"], "eu");
+    // Only the declared ones count.
+    let declared: BTreeSet<String> = ["zone".to_string()].into();
+    assert!(r.hosts[0].refused_params(&declared).is_empty());
+    let declared: BTreeSet<String> = ["zone".to_string(), "limits".to_string()].into();
+    let got = r.hosts[0].refused_params(&declared);
+    assert_eq!(got.len(), 1);
+    assert!(
+        got[0]
+            .message
+            .starts_with("host `h1`: variable `limits` is a dict"),
+        "{}",
+        got[0].message
     );
 }
 

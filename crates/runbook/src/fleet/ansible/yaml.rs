@@ -4,7 +4,7 @@
 
 use saphyr::{LoadableYamlNode, MarkedYaml, Scalar, YamlData};
 
-use super::{At, Raw, Sources, Vars, expand, split_port};
+use super::{At, NOT_SCALAR, Raw, Sources, Vars, expand, split_port};
 use crate::diagnostic::Span;
 
 const VAULT_HINT: &str = "mend does not decrypt Ansible Vault: give the secret to the runbook another way (a file its step reads), or keep it where mend does not read it";
@@ -113,8 +113,9 @@ impl<'a> Cx<'a> {
                 );
                 return None;
             }
-            YamlData::Sequence(_) => "a list",
-            YamlData::Mapping(_) => "a dict",
+            // Kept, marked: refused only if a runbook declares it.
+            YamlData::Sequence(_) => return Some(format!("{NOT_SCALAR}a list")),
+            YamlData::Mapping(_) => return Some(format!("{NOT_SCALAR}a dict")),
             YamlData::Tagged(..) | YamlData::Representation(..) => "a tagged value",
             _ => "not a plain value",
         };

@@ -39,6 +39,26 @@ pub struct Host {
     pub mend: String,
     /// Its groups' parameters, then its own over them.
     pub params: BTreeMap<String, String>,
+    /// Variables an Ansible inventory gives as a list or dict, which no
+    /// parameter can be: refused only when a runbook declares them
+    /// ([`Host::refused_params`]), since group_vars hold many such that no
+    /// runbook reads.
+    pub refused: BTreeMap<String, Diagnostic>,
+}
+
+impl Host {
+    /// The refusals of the parameters in `declared`, each naming the host.
+    pub fn refused_params(&self, declared: &std::collections::BTreeSet<String>) -> Vec<Diagnostic> {
+        self.refused
+            .iter()
+            .filter(|(k, _)| declared.contains(*k))
+            .map(|(_, d)| {
+                let mut d = d.clone();
+                d.message = format!("host `{}`: {}", self.name, d.message);
+                d
+            })
+            .collect()
+    }
 }
 
 /// A checked `fleet.toml`.
@@ -542,6 +562,7 @@ impl Cx<'_> {
             groups: host_groups,
             mend,
             params,
+            refused: BTreeMap::new(),
         })
     }
 }
