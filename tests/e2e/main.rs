@@ -11,6 +11,7 @@ mod faults;
 mod fleet;
 mod fleet_ansible;
 mod fleet_ansible_params;
+mod fleet_bench;
 mod fleet_drift;
 mod fleet_history;
 mod fleet_install;
