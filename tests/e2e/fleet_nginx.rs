@@ -74,7 +74,7 @@ fn own(dir: &Path) {
 
 /// The serial nginx serves on this port, as openssl s_client sees it.
 fn served_serial(port: u16) -> String {
-    let s = Command::new("openssl")
+    let mut s = Command::new("openssl")
         .args(["s_client", "-connect", &format!("127.0.0.1:{port}")])
         .args(["-servername", DOMAIN])
         .stdin(Stdio::null())
@@ -84,9 +84,10 @@ fn served_serial(port: u16) -> String {
         .unwrap();
     let x = Command::new("openssl")
         .args(["x509", "-noout", "-serial"])
-        .stdin(s.stdout.unwrap())
+        .stdin(s.stdout.take().unwrap())
         .output()
         .unwrap();
+    let _ = s.wait();
     String::from_utf8_lossy(&x.stdout).trim().to_string()
 }
 
