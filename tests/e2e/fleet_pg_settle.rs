@@ -112,3 +112,66 @@ fn fleet_pg_a_host_the_fleet_rolled_back_shows_rolled_back_with_its_actions_from
         .collect();
     assert_eq!(kinds, ["rollback-fleet", "settle: rollback"], "{j}");
 }
+
+/// `mend fleet rollback` of a run whose controller died before settling:
+/// the shared journal hears the decision, each host's runs shipped again as
+/// rolled back, and the fleet run's own end.
+#[test]
+fn fleet_pg_fleet_rollback_after_a_dead_controller_is_shipped() {
+    let pg = Pg::start();
+    let dsn = pg.dsn();
+    let f = Fleet::start(2);
+    f.inventory("batches = [1, \"rest\"]", &|_| String::new());
+    let rb = f.runbook();
+    let plan = f.mend(&["fleet", "plan", rb.to_str().unwrap(), "--out", "p"]);
+    assert_eq!(plan.code, 0, "{}", plan.text());
+    // The controller dies after every host verified, before it settles one.
+    let out = Command::new(mend_bin())
+        .current_dir(f.root())
+        .env_remove("MEND_STATE_DIR")
+        .env("MEND_CACHE_DIR", shared_cache())
+        .env("MEND_FLEET_JOURNAL", &dsn)
+        .env("MEND_CRASH_AT", "fleet-settle:0:0")
+        .arg("--state-dir")
+        .arg(f.root().join("ctl-a"))
+        .args(["fleet", "run", "p"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), None, "not killed");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let fleet_run = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("fleet run ")?.split(':').next())
+        .unwrap_or_else(|| panic!("{stdout}"))
+        .to_string();
+
+    let back = ctl(&f, "ctl-a", &dsn, &["fleet", "rollback", &fleet_run]);
+    assert_eq!(back.code, 0, "{}", back.text());
+
+    let j = ctl(&f, "ctl-b", &dsn, &["--json", "fleet", "show", &fleet_run]).json();
+    let kinds: Vec<&str> = j["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["message"].as_str().unwrap())
+        .collect();
+    assert!(kinds.contains(&"settle: rollback"), "{j}");
+    assert_eq!(j["status"], "rolled-back", "the fleet run's own end: {j}");
+    for h in ["h1", "h2"] {
+        let acts = j["actions"][h].as_array().unwrap();
+        assert!(!acts.is_empty(), "{h}: {j}");
+        assert!(acts.iter().all(|a| a[1] == true), "{h}: {j}");
+    }
+    let shown = ctl(&f, "ctl-b", &dsn, &["fleet", "show", &fleet_run]);
+    for h in ["h1", "h2"] {
+        assert!(
+            shown
+                .stdout
+                .lines()
+                .any(|l| l.starts_with(&format!("  {h}  ")) && l.ends_with("(rolled-back)")),
+            "{}",
+            shown.text()
+        );
+    }
+}

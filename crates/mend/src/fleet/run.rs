@@ -881,6 +881,16 @@ pub fn rollback(state_dir: &Path, id: &str, json: bool) -> Result<FleetRun, Fail
             println!("{line}");
         }
     };
+    // The shared journal hears this rollback as it heard the run: under the
+    // fleet lock, each settled host shipped again.
+    let pg = open_shared(
+        &saved,
+        id,
+        BreakLock {
+            requested: false,
+            yes: false,
+        },
+    )?;
     say(format!(
         "fleet run {id}: rolling back its held hosts ({})",
         saved.runbook
@@ -940,7 +950,7 @@ pub fn rollback(state_dir: &Path, id: &str, json: bool) -> Result<FleetRun, Fail
         &mut results,
         false,
         &say,
-        None,
+        pg.as_ref(),
     )?;
     for h in &saved.hosts {
         ssh.close(&h.target.ssh);
@@ -971,5 +981,16 @@ pub fn rollback(state_dir: &Path, id: &str, json: bool) -> Result<FleetRun, Fail
         "failed"
     };
     journal.end(id, status)?;
+    if let Some(s) = &pg {
+        use mend_journal::pg::FleetRunStatus as S;
+        let st = match status {
+            "rolled-back" => S::RolledBack,
+            "unsettled" => S::Stopped,
+            _ => S::Failed,
+        };
+        if let Err(e) = s.finish(st, None) {
+            say(format!("warning: {e}"));
+        }
+    }
     Ok(outcome)
 }
