@@ -14,10 +14,16 @@ struct Registry {
     dir: tempfile::TempDir,
     port: u16,
     child: Option<Child>,
+    /// An htpasswd line: Basic authentication on.
+    htpasswd: Option<String>,
 }
 
 impl Registry {
     fn start() -> Registry {
+        Registry::start_as(None)
+    }
+
+    fn start_as(htpasswd: Option<&str>) -> Registry {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -27,6 +33,7 @@ impl Registry {
             dir: tempfile::tempdir().unwrap(),
             port,
             child: None,
+            htpasswd: htpasswd.map(String::from),
         };
         r.spawn();
         r
@@ -36,15 +43,20 @@ impl Registry {
         let data = self.dir.path().join("data");
         std::fs::create_dir_all(&data).unwrap();
         let config = self.dir.path().join("config.yml");
-        std::fs::write(
-            &config,
-            format!(
-                "version: 0.1\nlog: {{level: error, accesslog: {{disabled: true}}}}\nstorage: {{filesystem: {{rootdirectory: {}}}, delete: {{enabled: true}}}}\nhttp: {{addr: 127.0.0.1:{}, secret: mend-test-secret}}\n",
-                data.display(),
-                self.port
-            ),
-        )
-        .unwrap();
+        let mut text = format!(
+            "version: 0.1\nlog: {{level: error, accesslog: {{disabled: true}}}}\nstorage: {{filesystem: {{rootdirectory: {}}}, delete: {{enabled: true}}}}\nhttp: {{addr: 127.0.0.1:{}, secret: mend-test-secret}}\n",
+            data.display(),
+            self.port
+        );
+        if let Some(line) = &self.htpasswd {
+            let file = self.dir.path().join("htpasswd");
+            std::fs::write(&file, format!("{line}\n")).unwrap();
+            text.push_str(&format!(
+                "auth: {{htpasswd: {{realm: mend-test, path: {}}}}}\n",
+                file.display()
+            ));
+        }
+        std::fs::write(&config, text).unwrap();
         let child = Command::new("docker-registry")
             .arg("serve")
             .arg(&config)
@@ -218,6 +230,11 @@ fn mend_in(state: &Path, args: &[&str]) -> Ran {
 }
 
 fn mend_with(state: &Path, cache: &Path, args: &[&str]) -> Ran {
+    mend_docker(state, cache, &state.join("no-docker-config"), args)
+}
+
+/// mend with Docker's config in `docker` (DOCKER_CONFIG).
+fn mend_docker(state: &Path, cache: &Path, docker: &Path, args: &[&str]) -> Ran {
     let out = Command::new(mend_bin())
         .arg("--state-dir")
         .arg(state)
@@ -225,7 +242,7 @@ fn mend_with(state: &Path, cache: &Path, args: &[&str]) -> Ran {
         .arg(cache)
         .arg("--insecure")
         .args(args)
-        .env("DOCKER_CONFIG", state.join("no-docker-config"))
+        .env("DOCKER_CONFIG", docker)
         .env_remove("MEND_POLICY")
         .output()
         .unwrap();
@@ -311,6 +328,22 @@ pub fn a_step_pushed_from_one_state_dir_is_pulled_pinned_and_run_from_another() 
         wrong.stderr.contains("but the tag is `2.0.0`"),
         "{}",
         wrong.stderr
+    );
+
+    // Plain HTTP is only for a registry on this machine.
+    let far = mend_in(
+        &f.path("a"),
+        &[
+            "step",
+            "pull",
+            "oci://registry.example.org/community/disk-report:1.0.0",
+        ],
+    );
+    assert_eq!(far.code, 2, "{}", far.text());
+    assert!(
+        far.stderr.contains("--insecure (plain HTTP) is only for a registry on this machine (127.0.0.1, ::1, localhost), not registry.example.org"),
+        "{}",
+        far.stderr
     );
 
     // Pulled from another state directory: the same lines.
@@ -874,4 +907,61 @@ fn a_pushed_artifact_is_a_valid_wasm_oci_artifact_and_one_written_by_hand_runs()
             seen.stdout
         );
     }
+}
+
+#[test]
+fn credentials_come_from_docker_config() {
+    // htpasswd -Bbn mend s3cret
+    let reg = Registry::start_as(Some(
+        "mend:$2y$05$a5Cx0MA3Fbh6IUALyGwwvOJDiWzmNXO/ncs025DLLqLppyFWzFucO",
+    ));
+    let f = Fixture::new();
+    let (wasm, _) = guest_copy(&f, "shared-1-0");
+    let wasm = wasm.display().to_string();
+    let target = reg.oci("community/disk-report:1.0.0");
+    let push = |docker: &str| {
+        mend_docker(
+            &f.path("a"),
+            &shared_cache(),
+            &f.path(docker),
+            &["step", "push", &wasm, &target],
+        )
+    };
+    let none = push("none");
+    assert_eq!(none.code, 2, "{}", none.text());
+    assert!(
+        none.stderr.contains(&format!(
+            "the registry {} refused access: it wants credentials: `docker login`",
+            reg.host()
+        )),
+        "{}",
+        none.stderr
+    );
+    // An old-style key, as `docker login` once wrote it.
+    f.write(
+        "wrong/config.json",
+        &format!(
+            r#"{{"auths":{{"https://{}/v1/":{{"auth":"bWVuZDpub3BlCg=="}}}}}}"#,
+            reg.host()
+        ),
+    );
+    let wrong = push("wrong");
+    assert_eq!(wrong.code, 2, "{}", wrong.text());
+    assert!(
+        wrong
+            .stderr
+            .contains("the credentials from Docker's config.json were refused"),
+        "{}",
+        wrong.stderr
+    );
+    // base64 of mend:s3cret
+    f.write(
+        "right/config.json",
+        &format!(
+            r#"{{"auths":{{"{}":{{"auth":"bWVuZDpzM2NyZXQ="}}}}}}"#,
+            reg.host()
+        ),
+    );
+    let right = push("right");
+    assert_eq!(right.code, 0, "{}", right.text());
 }
