@@ -55,6 +55,18 @@ fn crates_link_only_what_they_may_know() {
         // The host runs steps and touches the world; it knows no journal.
         ("host", &["rusqlite", "mend-journal", "clap"]),
         ("human", &["wasmtime", "rusqlite", "cap-std", "wit-bindgen"]),
+        // The registry client moves and checks bytes; it runs no step.
+        (
+            "oci",
+            &[
+                "wasmtime",
+                "wasmtime-wasi",
+                "rusqlite",
+                "cap-std",
+                "mend-host",
+                "mend-journal",
+            ],
+        ),
     ];
     for (krate, banned) in rules {
         let have = deps(krate);

@@ -28,6 +28,7 @@ mod inspect;
 mod layout;
 mod lifecycle;
 mod nothing_lost;
+mod oci;
 mod postgres;
 // The private PostgreSQL cluster, shared with crates/journal/tests/pg.rs.
 #[path = "../support/pg_cluster.rs"]
@@ -60,6 +61,9 @@ mod guest_tests {
     pub(crate) use crate::hostile::unbounded_recursion_runs_out_of_stack_and_the_run_is_rolled_back as recurse;
     pub(crate) use crate::lifecycle::plan_changes_nothing_and_lists_every_action as scripted;
     pub(crate) use crate::nothing_lost::a_later_step_cannot_squat_on_the_runs_trash as trash_squat;
+    pub(crate) use crate::oci::a_step_pushed_from_one_state_dir_is_pulled_pinned_and_run_from_another as shared_1_0;
+    pub(crate) use crate::oci::upgrade_shows_the_diff_and_rewrites_three_lines_only_on_confirmation as shared_1_1;
+    pub(crate) use crate::oci::upgrade_shows_the_diff_and_rewrites_three_lines_only_on_confirmation as shared_1_2;
 }
 
 macro_rules! assert_test_exists {

@@ -22,7 +22,9 @@ pub const PLAN_DRIFTED: i32 = 5;
 /// last record is not this: it is dropped and the run resumes before it.
 pub const JOURNAL_DAMAGED: i32 = 6;
 /// `mend fleet`: a host could not be reached over ssh (ssh's own words
-/// are shown); its outcome is unknown and it counts as failed.
+/// are shown); its outcome is unknown and it counts as failed. Also: an
+/// `oci://` step is not in the cache and its registry cannot be reached;
+/// nothing ran (retry where the registry is reachable, or `mend step pull`).
 pub const UNREACHABLE: i32 = 7;
 /// `mend watch`: the journal says the run is running, but no process holds
 /// its runbook's lock: it was killed. `mend resume RUN` or `mend rollback RUN`.

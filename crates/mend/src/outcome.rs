@@ -36,6 +36,10 @@ pub enum Failure {
     /// mend itself failed.
     #[error("error: {0:#}")]
     Internal(anyhow::Error),
+    /// A registry a step comes from could not be reached and the step is
+    /// not in the cache: nothing ran; retry where it is reachable.
+    #[error("{}", render_diagnostics(.0))]
+    Unavailable(Vec<Diagnostic>),
 }
 
 impl Failure {
@@ -46,6 +50,7 @@ impl Failure {
             Failure::Locked(_) => exit::LOCKED,
             Failure::Damaged(_) => exit::JOURNAL_DAMAGED,
             Failure::Journal { .. } | Failure::Internal(_) => exit::INTERNAL,
+            Failure::Unavailable(_) => exit::UNREACHABLE,
         }
     }
 

@@ -26,11 +26,13 @@
 pub mod accounts;
 mod analyze;
 pub mod diagnostic;
+pub mod edit;
 pub mod fleet;
 pub mod format;
 mod hints;
 pub mod interpolate;
 pub mod model;
+pub mod oci_ref;
 mod parse;
 mod report;
 pub mod schema;
@@ -45,6 +47,7 @@ pub use diagnostic::{Diagnostic, Span};
 pub use model::{
     ARGS, Access, Class, Command, Grant, OnFailure, Retry, RunAs, Runbook, StandIn, Step, Uses,
 };
+pub use oci_ref::OciRef;
 
 impl Runbook {
     /// Read, parse, interpolate and validate. `sets` are --set pairs in

@@ -225,6 +225,32 @@ pub enum Uses {
         /// without versions; `None` when the pin predates the key.
         capabilities: Option<Vec<String>>,
     },
+    /// A component published on an OCI registry (`mend step push`), pinned
+    /// like a file: by the sha256 of its bytes, and its capabilities.
+    Oci {
+        reference: crate::OciRef,
+        sha256: String,
+        capabilities: Option<Vec<String>>,
+    },
+}
+
+impl Uses {
+    /// The pin and approved capabilities of a component (file or OCI).
+    pub fn pin(&self) -> Option<(&str, Option<&[String]>)> {
+        match self {
+            Uses::Std(_) => None,
+            Uses::File {
+                sha256,
+                capabilities,
+                ..
+            }
+            | Uses::Oci {
+                sha256,
+                capabilities,
+                ..
+            } => Some((sha256, capabilities.as_deref())),
+        }
+    }
 }
 
 impl std::fmt::Display for Uses {
@@ -232,6 +258,7 @@ impl std::fmt::Display for Uses {
         match self {
             Uses::Std(name) => write!(f, "std:{name}"),
             Uses::File { path, .. } => write!(f, "{}", path.display()),
+            Uses::Oci { reference, .. } => write!(f, "{reference}"),
         }
     }
 }

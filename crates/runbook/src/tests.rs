@@ -727,7 +727,7 @@ fn unknown_std_step_lists_bundled() {
         &with_head("[[steps]]\nid = \"a\"\nuses = \"pg-dump\"\n"),
         7,
         8,
-        "`uses` must be \"std:NAME\" or a path to a .wasm file, found \"pg-dump\"",
+        "`uses` must be \"std:NAME\", a path to a .wasm file or an oci:// reference, found \"pg-dump\"",
     );
     assert_eq!(d.hint.as_deref(), Some("did you mean `std:pg-dump`?"));
 }

@@ -22,6 +22,8 @@ mod sdk;
 mod serve;
 mod show;
 mod step;
+mod step_share;
+mod step_upgrade;
 mod unlock;
 mod watch;
 pub use render::Out;
@@ -70,6 +72,10 @@ pub struct Cli {
     /// `capabilities` approve, for this invocation only (repeatable)
     #[arg(long = "approve-capabilities", global = true, value_name = "STEP")]
     pub approve_capabilities: Vec<String>,
+    /// Reach OCI registries over plain HTTP: only for a registry on this
+    /// machine (127.0.0.1, ::1, localhost), as in tests
+    #[arg(long, global = true, env = "MEND_INSECURE_REGISTRY")]
+    pub insecure: bool,
     #[command(subcommand)]
     pub command: Cmd,
 }
@@ -257,8 +263,48 @@ pub enum StepCmd {
     },
     /// A step's name, version, parameters, imports and sha256 (for pinning)
     Inspect {
-        /// A component file (.wasm), or std:NAME for a bundled step
+        /// A component file (.wasm), std:NAME for a bundled step, or an
+        /// oci:// reference (pulled into the cache; with its manifest
+        /// digest, annotations and signature key)
         step: String,
+    },
+    /// Publish a step's component as a Wasm OCI artifact (with FILE.minisig
+    /// as a referrer when it exists) and print the lines that pin it
+    Push {
+        /// The step's .wasm file
+        file: PathBuf,
+        /// oci://REGISTRY/NAMESPACE/NAME:VERSION (VERSION: the step's own)
+        target: String,
+        /// Where its source lives (org.opencontainers.image.source)
+        #[arg(long, value_name = "URL")]
+        source: Option<String>,
+        /// Move an existing tag to these bytes (runbooks pinned to the old
+        /// bytes will refuse to run)
+        #[arg(long)]
+        force: bool,
+    },
+    /// Fetch an oci:// step into the state directory's cache (for a CI
+    /// image or an air-gapped host) and print the lines that pin it
+    Pull {
+        /// oci://REGISTRY/NAMESPACE/NAME:VERSION
+        reference: String,
+    },
+    /// Move a runbook's oci:// step to another version: show what changes
+    /// (capabilities, parameters, signature key, sha256), then rewrite its
+    /// uses, sha256 and capabilities, keeping every other byte of the file
+    Upgrade {
+        runbook: PathBuf,
+        /// The step's id
+        step: String,
+        /// The version (tag) to move to
+        #[arg(long, value_name = "VERSION")]
+        to: String,
+        /// Rewrite without asking
+        #[arg(long, conflicts_with = "dry_run")]
+        yes: bool,
+        /// Show the changes only
+        #[arg(long)]
+        dry_run: bool,
     },
 }
 
@@ -446,6 +492,10 @@ async fn dispatch(cx: &Ctx, command: Cmd) -> Result<i32, Failure> {
         } => fleet_shared::prune(cx, &journal, keep_days).await,
         Cmd::Fleet { command } => fleet::run(cx, command),
         Cmd::Step { command } => match command {
+            StepCmd::Inspect { step } if step.starts_with("oci://") => {
+                step_share::inspect(&cx.sandbox, &cx.out, &cx.settings.trust, &step, cx.verbose)
+                    .await
+            }
             StepCmd::Inspect { step } => {
                 step::inspect(&cx.sandbox, &cx.out, &step, cx.verbose).await
             }
@@ -458,6 +508,56 @@ async fn dispatch(cx: &Ctx, command: Cmd) -> Result<i32, Failure> {
             ),
             StepCmd::Build { dir } => step::build(&cx.sandbox, &cx.out, &dir).await,
             StepCmd::Test { dir } => step::test(&dir),
+            StepCmd::Push {
+                file,
+                target,
+                source,
+                force,
+            } => {
+                step_share::push(
+                    &cx.sandbox,
+                    &cx.out,
+                    &cx.settings.trust.oci,
+                    &file,
+                    &target,
+                    source.as_deref(),
+                    force,
+                )
+                .await
+            }
+            StepCmd::Upgrade {
+                runbook,
+                step,
+                to,
+                yes,
+                dry_run,
+            } => {
+                let confirm = match (yes, dry_run) {
+                    (true, _) => step_upgrade::Confirm::Yes,
+                    (_, true) => step_upgrade::Confirm::DryRun,
+                    _ => step_upgrade::Confirm::Ask,
+                };
+                step_upgrade::upgrade(
+                    &cx.sandbox,
+                    &cx.out,
+                    &cx.settings.trust,
+                    &runbook,
+                    &step,
+                    &to,
+                    confirm,
+                )
+                .await
+            }
+            StepCmd::Pull { reference } => {
+                step_share::pull(
+                    &cx.sandbox,
+                    &cx.out,
+                    &cx.settings.trust.oci,
+                    &cx.settings.trust.policy,
+                    &reference,
+                )
+                .await
+            }
         },
         Cmd::Schema { fleet: true } => {
             cx.out.print_json(&mend_runbook::schema::fleet_schema());
@@ -481,8 +581,13 @@ fn context(cli: &Cli, out: Out) -> Result<Ctx, Failure> {
         Arc::new(progress::Live::new(std::io::stderr().is_terminal()))
     };
     let sink_out = out.clone();
+    let mut trust = trust(cli)?;
+    trust.oci = crate::load::oci::Access {
+        store: state_dir.join("oci"),
+        insecure: cli.insecure,
+    };
     let settings = Settings {
-        trust: trust(cli)?,
+        trust,
         state_dir,
         now: cli.now,
         sink: Some(Arc::new(move |step, level, msg| {
@@ -512,6 +617,9 @@ fn trust(cli: &Cli) -> Result<Trust, Failure> {
             | Cmd::Resume { .. }
             | Cmd::Demo { .. }
             | Cmd::Prune { .. }
+            | Cmd::Step {
+                command: StepCmd::Pull { .. } | StepCmd::Inspect { .. } | StepCmd::Upgrade { .. }
+            }
     );
     if !loads_steps {
         return Ok(Trust::default());
@@ -533,5 +641,6 @@ fn trust(cli: &Cli) -> Result<Trust, Failure> {
         ask,
         tell: Some(Arc::new(|text: &str| eprintln!("{text}"))),
         undo: false,
+        oci: Default::default(),
     })
 }

@@ -647,12 +647,15 @@ impl Out {
                     json!({"error": "journal-write", "message": format!("{error:#}"), "run": run})
                 }
                 Failure::Internal(e) => json!({"error": "internal", "message": format!("{e:#}")}),
+                Failure::Unavailable(d) => json!({"error": "unreachable", "diagnostics": d}),
             };
             self.print_json(&json!({"exit_code": code, "failure": body}));
         } else {
             eprintln!("{f}");
             match f {
-                Failure::BadInput(_) => eprintln!("nothing was run and nothing changed."),
+                Failure::BadInput(_) | Failure::Unavailable(_) => {
+                    eprintln!("nothing was run and nothing changed.")
+                }
                 Failure::Damaged(d) => {
                     eprintln!("{}", mend_journal::Damaged::REFUSAL);
                     eprintln!("  = help: {}", d.help());

@@ -24,6 +24,18 @@ pub async fn inspect(
     what: &str,
     verbose: bool,
 ) -> Result<i32, Failure> {
+    inspect_file(sandbox, out, what, what, verbose).await
+}
+
+/// Inspect a bundled step or a component file; `uses` is how a runbook
+/// names it (the file, or the oci:// reference it was pulled from).
+pub(super) async fn inspect_file(
+    sandbox: &Sandbox,
+    out: &Out,
+    what: &str,
+    uses: &str,
+    verbose: bool,
+) -> Result<i32, Failure> {
     let bytes = match what.strip_prefix("std:") {
         Some(name) => crate::load::bundled::get(name)
             .ok_or_else(|| {
@@ -74,8 +86,13 @@ pub async fn inspect(
     println!("sha256 {}", loaded.sha256);
     let capabilities = crate::load::supply::capabilities(&imports);
     if !what.starts_with("std:") {
+        let relative = if uses.starts_with("oci://") {
+            ""
+        } else {
+            " (relative to the runbook)"
+        };
         println!(
-            "pin it in a runbook's step: uses = \"{what}\" (relative to the runbook) and sha256 = \"{}\"",
+            "pin it in a runbook's step: uses = \"{uses}\"{relative} and sha256 = \"{}\"",
             loaded.sha256
         );
         println!(
@@ -124,7 +141,7 @@ pub async fn inspect(
 }
 
 /// Load a component and ask it who it is.
-async fn describe(
+pub(super) async fn describe(
     sandbox: &Sandbox,
     what: &str,
     bytes: &[u8],
@@ -184,7 +201,7 @@ pub async fn schema(sandbox: &Sandbox) -> Result<i32, Failure> {
     Ok(exit::SUCCESS)
 }
 
-fn kind(k: wit::ParamKind) -> &'static str {
+pub(super) fn kind(k: wit::ParamKind) -> &'static str {
     match k {
         wit::ParamKind::String => "string",
         wit::ParamKind::Integer => "integer",

@@ -6,6 +6,7 @@
 //! opened.
 
 pub mod bundled;
+pub mod oci;
 mod params;
 pub mod supply;
 
@@ -193,6 +194,38 @@ pub async fn prepare_for(
                 }
                 bytes.into()
             }
+            Uses::Oci {
+                reference, sha256, ..
+            } => {
+                let (bytes, signatures) = match oci::component(&trust.oci, reference, sha256) {
+                    Ok(found) => found,
+                    Err(e) => {
+                        let (d, unreachable) =
+                            oci_refusal(&runbook, def, &label, &trust.oci.store, e);
+                        if unreachable {
+                            return Err(Failure::Unavailable(vec![d]));
+                        }
+                        problems.push(d);
+                        continue;
+                    }
+                };
+                if !trust.undo
+                    && let Err(r) = supply::check_oci_signature(
+                        &trust.policy,
+                        &reference.to_string(),
+                        &bytes,
+                        &signatures,
+                    )
+                {
+                    problems.push(runbook.diagnostic(
+                        def.uses_span,
+                        format!("step `{}`: {}", def.id, r.message),
+                        Some(r.hint),
+                    ));
+                    continue;
+                }
+                bytes.into()
+            }
         };
         let loaded = sandbox.load(&label, &bytes).map_err(|e| {
             Failure::BadInput(vec![runbook.diagnostic(def.span, format!("{e:#}"), None)])
@@ -284,6 +317,57 @@ pub async fn prepare_for(
         steps,
         warnings,
     })
+}
+
+/// Why an `oci://` step's component could not be had, at its `uses`; true
+/// when the registry could not be reached (exit 7, retryable).
+fn oci_refusal(
+    runbook: &Runbook,
+    def: &mend_runbook::Step,
+    label: &str,
+    store: &Path,
+    e: mend_oci::Error,
+) -> (Diagnostic, bool) {
+    let id = &def.id;
+    match e {
+        mend_oci::Error::PinMismatch { .. } => (
+            runbook.diagnostic(
+                def.uses_span,
+                format!("step `{id}`: {e}"),
+                Some(format!(
+                    "do not run it; review it with `mend step inspect {}`, then `mend step upgrade`",
+                    def.uses
+                )),
+            ),
+            false,
+        ),
+        mend_oci::Error::Unreachable { ref registry, ref why } => {
+            let Uses::Oci { reference, .. } = &def.uses else {
+                unreachable!("an oci step")
+            };
+            (
+                runbook.diagnostic(
+                    def.uses_span,
+                    format!(
+                        "step `{id}`: {reference} is not in the cache ({}) and cannot reach the registry {registry}: {why}",
+                        store.display()
+                    ),
+                    Some(format!(
+                        "fetch it where the registry is reachable: mend step pull {reference} (then copy the state directory's oci/ here)"
+                    )),
+                ),
+                true,
+            )
+        }
+        e => (
+            runbook.diagnostic(
+                def.uses_span,
+                format!("{label}: {e}"),
+                Some("check the reference, the registry and its credentials (Docker's config.json)".into()),
+            ),
+            false,
+        ),
+    }
 }
 
 /// Where a rehearsal's stand-ins keep what they pretend (which units they

@@ -343,6 +343,62 @@ pub fn check_signature(policy: &Policy, file: &Path, bytes: &[u8]) -> Result<(),
     }
 }
 
+/// Check the component `bytes` of an `oci://` step against the policy's
+/// signature rule, with the signatures its registry holds for it (kept in
+/// the cache beside it). One by a trusted key that verifies is enough.
+/// `Ok(Some(key id))` names the key that signed it.
+pub fn check_oci_signature(
+    policy: &Policy,
+    reference: &str,
+    bytes: &[u8],
+    signatures: &[Vec<u8>],
+) -> Result<Option<String>, Refusal> {
+    let (p, trusted) = (policy.name(), policy.trusted_ids());
+    let mut found: Vec<String> = Vec::new();
+    for sig in signatures {
+        let Ok(text) = std::str::from_utf8(sig) else {
+            continue;
+        };
+        let Ok(signature) = minisign_verify::Signature::decode(text) else {
+            continue;
+        };
+        let id = text.lines().nth(1).and_then(key_id).unwrap_or_default();
+        match policy.trusted_keys.iter().find(|k| k.id == id) {
+            Some(key) if key.key.verify(bytes, &signature, false).is_ok() => return Ok(Some(id)),
+            Some(_) => found.push(format!("{id} (does not verify)")),
+            None => found.push(id),
+        }
+    }
+    if !policy.require_signatures {
+        return Ok(None);
+    }
+    if found.is_empty() {
+        return Err(Refusal {
+            message: format!(
+                "no signature: the policy {p} requires one, and {reference} has none (no referrer of type {})",
+                mend_oci::artifact::MINISIG
+            ),
+            hint: format!(
+                "ask its publisher to sign it with a key the policy trusts (key id {trusted}) and push the signature: `mend step push FILE.wasm {reference}` with FILE.wasm.minisig beside it"
+            ),
+        });
+    }
+    let keys = found.join(", ");
+    Err(Refusal {
+        message: format!(
+            "{reference} is signed by key {keys}, which the policy {p} does not trust (trusted: {trusted})"
+        ),
+        hint: format!(
+            "do not run it unless you trust that key: then add its public key to trusted_keys in {p}; or have it signed by a trusted key"
+        ),
+    })
+}
+
+/// The key id in a `.minisig` text (its second line), as minisign prints it.
+pub fn signature_key_id(minisig: &str) -> Option<String> {
+    minisig.lines().nth(1).and_then(key_id)
+}
+
 /// What a component can ask the host for: its imports without versions,
 /// less the plumbing that reaches nothing outside the sandbox by itself
 /// (types, streams, exit, the standard streams the host leaves empty).
@@ -416,6 +472,8 @@ pub struct Trust {
     /// started with (checked against the journal), and undoing must stay
     /// possible whatever the policy says now.
     pub undo: bool,
+    /// Where `oci://` steps are cached and how their registries are reached.
+    pub oci: super::oci::Access,
 }
 
 /// A prompt: (step id, what it would gain) -> approved?
@@ -461,13 +519,13 @@ pub fn approve(
     label: &str,
     actual: &[String],
 ) -> Result<(), Box<Diagnostic>> {
-    let mend_runbook::Uses::File { capabilities, .. } = &step.uses else {
+    let Some((_, capabilities)) = step.uses.pin() else {
         return Ok(());
     };
     if trust.undo {
         return Ok(());
     }
-    let approved = capabilities.as_deref().unwrap_or(&[]);
+    let approved = capabilities.unwrap_or(&[]);
     let (gained, dropped) = diff(approved, actual);
     if gained.is_empty() {
         return Ok(());

@@ -71,6 +71,39 @@ impl Ctx<'_, '_> {
             }
             return ok.then(|| Uses::Std(name.to_string()));
         }
+        if s.starts_with("oci://") {
+            let reference = match crate::OciRef::parse(s) {
+                Ok(r) => r,
+                Err(e) => {
+                    self.report.error(
+                        u.span,
+                        format!("step {label}: {e}"),
+                        "write oci://REGISTRY/NAMESPACE/NAME:VERSION, as `mend step push` or `mend step pull` prints it".to_string(),
+                    );
+                    return None;
+                }
+            };
+            if t.written("sha256").is_none() {
+                self.report.error(
+                    u.span,
+                    format!("step {label} uses an oci:// step but has no `sha256` pin"),
+                    format!(
+                        "`mend step pull {s}` prints the lines that pin it, after you review it"
+                    ),
+                );
+                return None;
+            }
+            let digest = t.get("sha256")?.str();
+            let capabilities = match t.written("capabilities") {
+                None => None,
+                Some(_) => Some(self.capabilities(t.get("capabilities")?, label)?),
+            };
+            return Some(Uses::Oci {
+                reference,
+                sha256: digest.to_string(),
+                capabilities,
+            });
+        }
         if !s.ends_with(".wasm") {
             let hint = if bundled.contains(&s) {
                 format!("did you mean `std:{s}`?")
@@ -82,7 +115,7 @@ impl Ctx<'_, '_> {
             };
             self.report.error(
                 u.span,
-                format!("`uses` must be \"std:NAME\" or a path to a .wasm file, found {s:?}"),
+                format!("`uses` must be \"std:NAME\", a path to a .wasm file or an oci:// reference, found {s:?}"),
                 hint,
             );
             return None;

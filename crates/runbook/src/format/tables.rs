@@ -201,13 +201,13 @@ pub static STEP: Table = Table {
             required(
                 "uses",
                 Kind::NonEmpty,
-                "uses = \"std:NAME\" or uses = \"path/to/step.wasm\" with a sha256 pin",
-                "std:NAME for a bundled step, or a .wasm file (relative to the runbook) with `sha256`.",
+                "uses = \"std:NAME\", uses = \"path/to/step.wasm\" or uses = \"oci://REGISTRY/NS/NAME:VERSION\" with a sha256 pin",
+                "std:NAME for a bundled step, a .wasm file (relative to the runbook) or an oci:// reference (mend step push), with `sha256`.",
             ),
             key(
                 "sha256",
                 Kind::Sha256,
-                "The component's sha256 (mend step inspect FILE prints it); required for files.",
+                "The component's sha256 (mend step inspect FILE prints it); required for files and oci:// steps.",
             ),
             key(
                 "capabilities",
