@@ -101,6 +101,18 @@ pub trait Step {
     /// Decide what to do. Grants are read-only here; return actions instead.
     fn plan(cx: &Context, params: Self::Params, host: &dyn Host) -> Result<Plan, StepError>;
 
+    /// Check the parameters as `plan` would, without the host: what is
+    /// wrong in the runbook itself (a misspelt kind, a key the step does
+    /// not know, a command the step was not granted). `mend lint` calls
+    /// it before any step plans, and `plan` refuses what it finds; each
+    /// error's [`StepErrorExt::param`] is a path into `with`
+    /// (`checks[2].cert.days`) so the error points at that line. The
+    /// parameters have been parsed into `Params` already. Default: nothing
+    /// more to check.
+    fn validate(_cx: &Context, _params: &Self::Params) -> Vec<StepError> {
+        Vec::new()
+    }
+
     /// After the actions were applied: check that they worked. The host
     /// retries a failing verify as the runbook's `retry` says.
     fn verify(
@@ -138,6 +150,12 @@ macro_rules! export_step {
                 params: ::std::string::String,
             ) -> ::std::result::Result<::std::vec::Vec<$crate::Check>, $crate::StepError> {
                 $crate::__private::verify::<$step>(&cx, &params, &$crate::WasmHost)
+            }
+            fn validate(
+                cx: $crate::Context,
+                params: ::std::string::String,
+            ) -> ::std::vec::Vec<$crate::StepError> {
+                $crate::__private::validate::<$step>(&cx, &params)
             }
         }
         // Only a wasm build exports the world: a native build (unit tests)
@@ -191,7 +209,19 @@ pub mod __private {
 
     pub fn plan<S: Step>(cx: &Context, params: &str, host: &dyn Host) -> Result<Plan, StepError> {
         let params = crate::params::parse::<S>(params)?;
+        // Never a plan on parameters the step itself calls wrong.
+        if let Some(e) = S::validate(cx, &params).into_iter().next() {
+            return Err(e);
+        }
         S::plan(cx, params, host)
+    }
+
+    /// Every problem with the parameters: the parse's, else the step's own.
+    pub fn validate<S: Step>(cx: &Context, params: &str) -> Vec<StepError> {
+        match crate::params::parse::<S>(params) {
+            Ok(p) => S::validate(cx, &p),
+            Err(e) => vec![e],
+        }
     }
 
     pub fn verify<S: Step>(

@@ -356,6 +356,12 @@ pub fn plan<S: Step>(host: &FakeHost, params: serde_json::Value) -> Result<Plan,
     crate::__private::plan::<S>(&host.context(S::NAME), &params.to_string(), host)
 }
 
+/// Validate a step's parameters as `mend lint` would: every problem, none
+/// of the host's files looked at.
+pub fn validate<S: Step>(host: &FakeHost, params: serde_json::Value) -> Vec<StepError> {
+    crate::__private::validate::<S>(&host.context(S::NAME), &params.to_string())
+}
+
 /// Verify with a step as the engine would.
 pub fn verify<S: Step>(
     host: &FakeHost,

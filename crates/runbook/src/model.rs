@@ -289,7 +289,8 @@ pub struct Step {
     pub urls: Vec<String>,
     /// Interpolated; TOML datetimes become strings.
     pub with: serde_json::Map<String, serde_json::Value>,
-    /// Span of each top-level `with` key's value.
+    /// Span of each top-level `with` key's value, and of what is inside
+    /// it by path: `checks[1]` (an item), `checks[1].cert.days` (a key).
     pub with_spans: BTreeMap<String, Span>,
     pub retry: Retry,
     pub timeout: Duration,
@@ -302,6 +303,24 @@ pub struct Step {
     pub capabilities_span: Option<Span>,
     /// The `with` table, or `span` when absent.
     pub with_span: Span,
+}
+
+impl Step {
+    /// Where a step's error points: the deepest part of `param` (a path
+    /// into `with`, `checks[2].cert.days`) the runbook has, else the `with`
+    /// table.
+    pub fn param_span(&self, param: &str) -> Span {
+        let mut at = param;
+        loop {
+            if let Some(span) = self.with_spans.get(at) {
+                return *span;
+            }
+            match at.rfind(['.', '[']) {
+                Some(cut) if cut > 0 => at = &at[..cut],
+                _ => return self.with_span,
+            }
+        }
+    }
 }
 
 #[cfg(test)]

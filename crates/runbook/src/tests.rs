@@ -214,6 +214,16 @@ fn full_runbook_round_trip() {
     assert_eq!(&FULL[days.start..days.end], "\"${days}\"");
     let nested = cull.with_spans["nested"];
     assert!(FULL[nested.start..nested.end].starts_with("{ db = "));
+    // A step's error points at the deepest part of its path the runbook has.
+    let at = |p: &str| {
+        let s = cull.param_span(p);
+        &FULL[s.start..s.end]
+    };
+    assert_eq!(at("nested.n[1].p"), "p");
+    assert_eq!(at("nested.n[1].zz"), "{ p = \"${port}\" }");
+    assert_eq!(at("nested.n[0]"), "1");
+    assert_eq!(at("days"), "\"${days}\"");
+    assert!(at("nope[3].x").starts_with("{ days = "));
     assert!(FULL[cull.with_span.start..cull.with_span.end].starts_with("{ days = "));
     assert_eq!(&FULL[cull.span.start..cull.span.end], "[[steps]]");
     assert_eq!(

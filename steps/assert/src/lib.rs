@@ -100,11 +100,7 @@ impl Step for Assert {
                     ))
                     .build());
             }
-            other => {
-                return Err(StepError::new(format!("`when` is {other:?}"))
-                    .hint("use \"plan\" (check before anything runs) or \"after\" (check in verify, with retry)")
-                    .param("when"));
-            }
+            other => return Err(bad_when(other)),
         }
         let results = check_all(cx, &p, host)?;
         let mut plan = Plan::builder();
@@ -154,6 +150,17 @@ impl Step for Assert {
         Ok(plan.summary(format!("{all}; nothing to change")).build())
     }
 
+    /// Every check read and checked against the step's grants and
+    /// commands, and `when`: what `mend lint` reports.
+    fn validate(cx: &Context, p: &Params) -> Vec<StepError> {
+        let mut problems = Vec::new();
+        if !matches!(p.when.as_str(), "plan" | "after") {
+            problems.push(bad_when(&p.when));
+        }
+        problems.extend(spec::problems(&p.checks, cx));
+        problems
+    }
+
     /// The same checks again: after earlier steps' actions, or a restart.
     fn verify(cx: &Context, p: Params, host: &dyn Host) -> Result<Vec<Check>, StepError> {
         let results = check_all(cx, &p, host)?;
@@ -169,6 +176,14 @@ impl Step for Assert {
             })
             .collect())
     }
+}
+
+fn bad_when(when: &str) -> StepError {
+    StepError::new(format!("`when` is {when:?}"))
+        .hint(
+            "use \"plan\" (check before anything runs) or \"after\" (check in verify, with retry)",
+        )
+        .param("when")
 }
 
 /// Read the checks (refusing a bad one before any is made), then make them all.

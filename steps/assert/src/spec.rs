@@ -178,20 +178,55 @@ fn fortnight() -> u32 {
     14
 }
 
-/// Read and check every entry of `checks`.
+/// The keys each kind's table takes, for `mend step inspect` and for
+/// "did you mean" (`exists` and `not_empty` take a path, not a table).
+pub const KEYS: [(&str, &[&str]); 10] = [
+    ("mount", &["command", "path"]),
+    ("not_mount", &["command", "path"]),
+    ("free", &["path", "at_least", "times"]),
+    ("contains", &["path", "pattern"]),
+    ("not_contains", &["path", "pattern"]),
+    ("command", &["command", "args"]),
+    ("http", &["url", "status"]),
+    ("not_listening", &["port", "procnet"]),
+    ("cert", &["path", "days_left"]),
+    ("dotenv", &["path", "key", "equals"]),
+];
+
+/// Read and check every entry of `checks`; the first problem.
 pub fn parse(checks: &[Value], cx: &Context) -> Result<Vec<Spec>, StepError> {
+    let (specs, mut problems) = read(checks, cx);
+    match problems.is_empty() {
+        true => Ok(specs),
+        false => Err(problems.remove(0)),
+    }
+}
+
+/// Every problem of `checks`, each pointing at its check (`checks[2].cert.days`).
+pub fn problems(checks: &[Value], cx: &Context) -> Vec<StepError> {
+    read(checks, cx).1
+}
+
+fn read(checks: &[Value], cx: &Context) -> (Vec<Spec>, Vec<StepError>) {
     if checks.is_empty() {
-        return Err(
-            StepError::new("`checks` is empty: there is nothing to assert")
-                .hint(kinds_hint())
-                .param("checks"),
+        return (
+            Vec::new(),
+            vec![
+                StepError::new("`checks` is empty: there is nothing to assert")
+                    .hint(kinds_hint())
+                    .param("checks"),
+            ],
         );
     }
-    checks
-        .iter()
-        .enumerate()
-        .map(|(i, v)| One { n: i + 1, cx }.parse(v))
-        .collect()
+    let mut specs = Vec::new();
+    let mut problems = Vec::new();
+    for (i, v) in checks.iter().enumerate() {
+        match (One { n: i + 1, cx }.parse(v)) {
+            Ok(spec) => specs.push(spec),
+            Err(e) => problems.push(e),
+        }
+    }
+    (specs, problems)
 }
 
 /// Parsing check number `n` (from 1).
@@ -206,7 +241,17 @@ impl One<'_> {
             Some(k) => format!("check {} (`{k}`)", self.n),
             None => format!("check {}", self.n),
         };
-        StepError::new(format!("{at}: {message}")).param("checks")
+        // Where in `with`: the check, or its kind's key.
+        let param = match kind {
+            Some(k) => format!("checks[{}].{k}", self.n - 1),
+            None => format!("checks[{}]", self.n - 1),
+        };
+        StepError::new(format!("{at}: {message}")).param(param)
+    }
+
+    /// The same error, pointing deeper: at `key` inside the kind's table.
+    fn at(&self, e: StepError, kind: &str, key: &str) -> StepError {
+        e.param(format!("checks[{}].{kind}.{key}", self.n - 1))
     }
 
     fn parse(&self, value: &Value) -> Result<Spec, StepError> {
@@ -225,7 +270,8 @@ impl One<'_> {
                         None,
                         format!("`message = {other}` is not a non-empty string"),
                     )
-                    .hint("write what is wrong when the check fails, in your own words"));
+                    .hint("write what is wrong when the check fails, in your own words")
+                    .param(format!("checks[{}].message", self.n - 1)));
             }
         };
         let mut keys: Vec<&String> = table.keys().collect();
@@ -268,8 +314,8 @@ impl One<'_> {
                 )));
         }
         Ok(match kind {
-            "exists" => Kind::Exists(self.path(kind, &self.string(kind, value)?)?),
-            "not_empty" => Kind::NotEmpty(self.path(kind, &self.string(kind, value)?)?),
+            "exists" => Kind::Exists(self.path_at(kind, None, &self.string(kind, value)?)?),
+            "not_empty" => Kind::NotEmpty(self.path_at(kind, None, &self.string(kind, value)?)?),
             "mount" | "not_mount" => {
                 let a: MountArgs = self.args(
                     kind,
@@ -306,7 +352,7 @@ impl One<'_> {
                             )
                             .hint("e.g. `factor = 2.0` for room for two copies"));
                     }
-                    Some(t) => Some((self.path(kind, &t.path)?, t.factor)),
+                    Some(t) => Some((self.path_at(kind, Some("times.path"), &t.path)?, t.factor)),
                     None => None,
                 };
                 if at_least.is_none() && times.is_none() {
@@ -315,7 +361,7 @@ impl One<'_> {
                         .hint(format!("set `at_least` to {}, or `times = {{ path = \"GRANT/path\", factor = 2.0 }}` to need room for copies of it", amount::FORMS)));
                 }
                 Kind::Free {
-                    path: self.path(kind, &a.path)?,
+                    path: self.path_at(kind, Some("path"), &a.path)?,
                     at_least,
                     times,
                 }
@@ -332,7 +378,7 @@ impl One<'_> {
                         .hint("`pattern` is the text to look for, as a plain substring"));
                 }
                 Kind::Contains {
-                    path: self.path(kind, &a.path)?,
+                    path: self.path_at(kind, Some("path"), &a.path)?,
                     pattern: a.pattern,
                     want: kind == "contains",
                 }
@@ -377,7 +423,7 @@ impl One<'_> {
                 }
                 Kind::NotListening {
                     port: a.port,
-                    procnet: self.path(kind, &a.procnet)?,
+                    procnet: self.path_at(kind, Some("procnet"), &a.procnet)?,
                 }
             }
             "cert" => {
@@ -387,7 +433,7 @@ impl One<'_> {
                     "{ path = \"letsencrypt/live/example.org/fullchain.pem\", days_left = 14 }",
                 )?;
                 Kind::Cert {
-                    path: self.path(kind, &a.path)?,
+                    path: self.path_at(kind, Some("path"), &a.path)?,
                     days_left: a.days_left,
                 }
             }
@@ -413,7 +459,7 @@ impl One<'_> {
                         ));
                 }
                 Kind::Dotenv {
-                    path: self.path(kind, &a.path)?,
+                    path: self.path_at(kind, Some("path"), &a.path)?,
                     key: a.key,
                     equals: a.equals,
                 }
@@ -425,7 +471,8 @@ impl One<'_> {
                 }
                 return Err(self
                     .error(None, format!("unknown kind `{other}`"))
-                    .hint(hint));
+                    .hint(hint)
+                    .param(format!("checks[{}].{other}", self.n - 1)));
             }
         })
     }
@@ -446,13 +493,48 @@ impl One<'_> {
         value: &Value,
         example: &str,
     ) -> Result<T, StepError> {
+        let known = KEYS
+            .iter()
+            .find(|(k, _)| *k == kind)
+            .map(|(_, keys)| *keys)
+            .unwrap_or(&[]);
+        if let Some(table) = value.as_object() {
+            for key in table.keys() {
+                if known.contains(&key.as_str()) {
+                    continue;
+                }
+                let keys = known
+                    .iter()
+                    .map(|k| format!("`{k}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                let hint = match nearest_in(key, known) {
+                    Some(near) => format!("did you mean `{near}`? `{kind}` takes {keys}"),
+                    None => format!("`{kind}` takes {keys}, e.g. {{ {kind} = {example} }}"),
+                };
+                return Err(self.at(
+                    self.error(Some(kind), format!("unknown key `{key}`"))
+                        .hint(hint),
+                    kind,
+                    key,
+                ));
+            }
+        }
         serde_json::from_value(value.clone()).map_err(|e| {
             self.error(Some(kind), e)
                 .hint(format!("write it as {{ {kind} = {example} }}"))
         })
     }
 
-    /// A `GRANT/relative/path` in one of the step's grants, normalised.
+    /// A `GRANT/relative/path` in one of the step's grants, normalised;
+    /// an error points at `key` of the kind's table (none: the kind's own value).
+    fn path_at(&self, kind: &str, key: Option<&str>, path: &str) -> Result<String, StepError> {
+        self.path(kind, path).map_err(|e| match key {
+            Some(key) => self.at(e, kind, key),
+            None => e,
+        })
+    }
+
     fn path(&self, kind: &str, path: &str) -> Result<String, StepError> {
         let parts: Vec<&str> = path
             .split('/')
@@ -490,21 +572,36 @@ impl One<'_> {
         Ok(parts.join("/"))
     }
 
-    /// A command the step may run.
+    /// A command the step may run (named by `command` of the kind's table).
     fn command(&self, kind: &str, command: String) -> Result<String, StepError> {
         if self.cx.commands.contains(&command) {
             return Ok(command);
         }
-        Err(self
-            .error(Some(kind), format!("the step may not run command `{command}`"))
+        let e = self.error(
+            Some(kind),
+            format!("the step may not run command `{command}`"),
+        );
+        Err(self.at(e, kind, "command")
             .hint(format!("add \"{command}\" to the step's `commands` and declare [commands.{command}] with its `program` and the vectors it may run under `reads`")))
     }
 }
 
 /// The kind nearest to a misspelt one, if it is near enough.
 fn nearest(word: &str) -> Option<&'static str> {
+    nearest_in(word, &KINDS)
+}
+
+/// The word of `among` nearest to a misspelt one, if it is near enough:
+/// an edit or two, or one is the start of the other (`days`, `days_left`).
+fn nearest_in(word: &str, among: &[&'static str]) -> Option<&'static str> {
     let word = word.to_ascii_lowercase().replace('-', "_");
-    KINDS
+    if let Some(k) = among
+        .iter()
+        .find(|k| word.len() >= 3 && (k.starts_with(&word) || word.starts_with(**k)))
+    {
+        return Some(k);
+    }
+    among
         .iter()
         .map(|k| (distance(&word, k), *k))
         .filter(|(d, k)| *d <= 2.max(k.len() / 4))

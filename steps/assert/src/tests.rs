@@ -1,6 +1,6 @@
 use super::*;
 use crate::procnet::tests::{TCP, TCP6};
-use mend_sdk::testing::{FakeHost, plan, verify};
+use mend_sdk::testing::{FakeHost, plan, validate, verify};
 use serde_json::json;
 
 /// `openssl req -x509 -newkey rsa:2048 -nodes -days 10 -subj /CN=test`;
@@ -129,7 +129,9 @@ fn refused(check: Value) -> StepError {
     match plan::<Assert>(&host(), json!({ "checks": [check] })) {
         Ok(p) => panic!("expected a refusal, got {:?}", p.summary),
         Err(e) => {
-            assert_eq!(e.param.as_deref(), Some("checks"), "{}", e.message);
+            // It points at the check (`checks[0]`, `checks[0].cert.path`).
+            let param = e.param.clone().unwrap_or_default();
+            assert!(param.starts_with("checks[0]"), "{param}: {}", e.message);
             assert_ne!(e.hint.as_deref(), Some(FIX_AND_RERUN), "{}", e.message);
             e
         }
@@ -332,7 +334,7 @@ fn contains_and_not_contains_are_plain_substrings() {
     let e = refused(
         json!({ "contains": { "path": "nginx/mastodon.conf", "pattern": "x.*", "regex": true } }),
     );
-    assert!(e.message.contains("unknown field `regex`"), "{}", e.message);
+    assert!(e.message.contains("unknown key `regex`"), "{}", e.message);
     assert!(
         e.hint
             .unwrap()
@@ -613,7 +615,7 @@ fn verify_makes_the_same_checks() {
     );
     // A bad check is refused in verify as in plan.
     let e = verify::<Assert>(&host(), json!({ "checks": [{ "exist": "pgdata" }] })).unwrap_err();
-    assert_eq!(e.param.as_deref(), Some("checks"));
+    assert_eq!(e.param.as_deref(), Some("checks[0].exist"));
 }
 
 #[test]
@@ -664,7 +666,7 @@ fn malformed_tables_are_refused() {
     let e = refused(json!({ "mount": { "path": "/srv", "options": "-q" } }));
     assert!(
         e.message
-            .starts_with("check 1 (`mount`): unknown field `options`"),
+            .starts_with("check 1 (`mount`): unknown key `options`"),
         "{}",
         e.message
     );
@@ -910,5 +912,102 @@ fn dotenv_checks_need_a_grant_and_a_key() {
     let e = refused(json!({ "dotenv": { "path": "nginx/x", "key": "S3 ENABLED" } }));
     assert!(e.message.contains("is not a dotenv key"), "{}", e.message);
     let e = refused(json!({ "dotenv": { "path": "nginx/x", "key": "A", "value": "B" } }));
-    assert!(e.message.contains("unknown field `value`"), "{}", e.message);
+    assert!(e.message.contains("unknown key `value`"), "{}", e.message);
+}
+
+/// `mend lint`'s question: every problem of the runbook's checks, each
+/// pointing at its check and key, with what to write instead; nothing on
+/// the host is looked at.
+#[test]
+fn validate_finds_every_wrong_check_with_what_to_write() {
+    let h = FakeHost::new(0)
+        .grant("procnet", Access::Read)
+        .grant("ssl", Access::Read);
+    let wrong = validate::<Assert>(
+        &h,
+        json!({ "checks": [
+            { "exists": "procnet/tcp" },
+            { "not_listen": { "port": 6379 } },
+            { "cert": { "path": "ssl/fullchain.pem", "days": 14 } },
+            { "mount": { "command": "mountpoint", "path": "/srv/postgres" } },
+            { "exists": "letsencrypt/live" },
+        ] }),
+    );
+    let seen: Vec<(String, String, String)> = wrong
+        .iter()
+        .map(|e| {
+            (
+                e.param.clone().unwrap_or_default(),
+                e.message.clone(),
+                e.hint.clone().unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert_eq!(seen.len(), 4, "{seen:#?}");
+    assert_eq!(seen[0].0, "checks[1].not_listen");
+    assert_eq!(seen[0].1, "check 2: unknown kind `not_listen`");
+    assert!(
+        seen[0].2.starts_with("did you mean `not_listening`?"),
+        "{}",
+        seen[0].2
+    );
+    assert_eq!(seen[1].0, "checks[2].cert.days");
+    assert_eq!(seen[1].1, "check 3 (`cert`): unknown key `days`");
+    assert_eq!(
+        seen[1].2,
+        "did you mean `days_left`? `cert` takes `path`, `days_left`"
+    );
+    assert_eq!(seen[2].0, "checks[3].mount.command");
+    assert_eq!(
+        seen[2].1,
+        "check 4 (`mount`): the step may not run command `mountpoint`"
+    );
+    assert_eq!(seen[3].0, "checks[4].exists");
+    assert!(
+        seen[3].1.contains("the step holds no grant `letsencrypt`"),
+        "{}",
+        seen[3].1
+    );
+    assert!(h.logs().is_empty());
+    // A right runbook: nothing to say.
+    let right = validate::<Assert>(
+        &h,
+        json!({ "checks": [{ "cert": { "path": "ssl/fullchain.pem", "days_left": 14 } }], "when": "after" }),
+    );
+    assert!(right.is_empty(), "{right:?}");
+    // `when` too, and a parameter the step does not take.
+    let wrong = validate::<Assert>(
+        &h,
+        json!({ "checks": [{ "exists": "ssl" }], "when": "later" }),
+    );
+    assert_eq!(wrong.len(), 1);
+    assert_eq!(wrong[0].param.as_deref(), Some("when"));
+    let wrong = validate::<Assert>(
+        &h,
+        json!({ "checks": [{ "exists": "ssl" }], "strict": true }),
+    );
+    assert_eq!(wrong[0].param.as_deref(), Some("strict"));
+}
+
+/// What `mend step inspect std:assert` shows of `checks` names every kind
+/// and every key the step accepts, so the two cannot drift apart.
+#[test]
+fn the_described_checks_name_every_kind_and_key() {
+    let info = mend_sdk::step_info!(Assert);
+    let doc = &info.params[0].doc;
+    for kind in spec::KINDS {
+        assert!(doc.contains(kind), "{kind} is not described:\n{doc}");
+    }
+    for (kind, keys) in spec::KEYS {
+        let line = doc
+            .lines()
+            .find(|l| l.split(['|', '=']).any(|w| w.trim() == kind))
+            .unwrap_or_else(|| panic!("no line for {kind}:\n{doc}"));
+        for key in keys {
+            assert!(
+                line.contains(&format!("{key} =")),
+                "{kind}: `{key}` not in {line}"
+            );
+        }
+    }
 }

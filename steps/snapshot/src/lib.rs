@@ -52,6 +52,19 @@ fn pg_dump() -> String {
 /// The step.
 pub struct Snapshot;
 
+/// `dir` (none), or the archive format and its file extension.
+fn format_of(format: &str) -> Result<Option<(ArchiveFormat, &'static str)>, StepError> {
+    match format {
+        "dir" => Ok(None),
+        "tar" => Ok(Some((ArchiveFormat::Tar, ".tar"))),
+        "tar.zst" => Ok(Some((ArchiveFormat::TarZst, ".tar.zst"))),
+        other => Err(
+            StepError::new(format!("format `{other}` is not one of dir, tar, tar.zst"))
+                .param("format"),
+        ),
+    }
+}
+
 fn last_component(path: &str) -> &str {
     path.trim_end_matches('/')
         .rsplit('/')
@@ -64,23 +77,38 @@ impl Step for Snapshot {
     const SUMMARY: &'static str =
         "Copy a directory and dump a database into a snapshots grant, space checked first";
 
-    fn plan(cx: &Context, p: Params, host: &dyn Host) -> Result<Plan, StepError> {
+    /// What the parameters alone say is wrong, for `mend lint`: nothing to
+    /// snapshot, an unknown format, a dump command the step may not run.
+    fn validate(cx: &Context, p: &Params) -> Vec<StepError> {
+        let mut wrong = Vec::new();
         if p.source.is_none() && p.database.is_none() {
-            return Err(StepError::new(
+            wrong.push(StepError::new(
                 "nothing to snapshot: give `source`, `database` or both",
             ));
         }
-        let archive = match p.format.as_str() {
-            "dir" => None,
-            "tar" => Some((ArchiveFormat::Tar, ".tar")),
-            "tar.zst" => Some((ArchiveFormat::TarZst, ".tar.zst")),
-            other => {
-                return Err(StepError::new(format!(
-                    "format `{other}` is not one of dir, tar, tar.zst"
+        if let Err(e) = format_of(&p.format) {
+            wrong.push(e);
+        }
+        if let Some(db) = &p.database
+            && !cx.commands.contains(&db.command)
+        {
+            wrong.push(
+                StepError::new(format!(
+                    "the step may not run command `{}` to dump database {}",
+                    db.command, db.name
                 ))
-                .param("format"));
-            }
-        };
+                .hint(format!(
+                    "add \"{}\" to the step's `commands` and declare [commands.{}] with its `program` and the `changes` it may make",
+                    db.command, db.command
+                ))
+                .param(if db.command == "pg_dump" { "database" } else { "database.command" }),
+            );
+        }
+        wrong
+    }
+
+    fn plan(cx: &Context, p: Params, host: &dyn Host) -> Result<Plan, StepError> {
+        let archive = format_of(&p.format)?;
         let stamp = utc_stamp(cx.now);
         let label = p
             .label

@@ -96,3 +96,44 @@ fn archives_as_tar_zst_under_a_dated_name() {
     .unwrap_err();
     assert_eq!(err.param.as_deref(), Some("format"));
 }
+
+/// `mend lint` asks the step: every problem its parameters alone show, each
+/// naming where it is, none of the host's files looked at.
+#[test]
+fn validate_names_what_the_parameters_alone_get_wrong() {
+    let h = host(GB);
+    let wrong = testing::validate::<Snapshot>(&h, json!({"into": "snaps/s", "format": "zip"}));
+    let said: Vec<(Option<&str>, &str)> = wrong
+        .iter()
+        .map(|e| (e.param.as_deref(), e.message.as_str()))
+        .collect();
+    assert_eq!(
+        said,
+        [
+            (
+                None,
+                "nothing to snapshot: give `source`, `database` or both"
+            ),
+            (
+                Some("format"),
+                "format `zip` is not one of dir, tar, tar.zst"
+            ),
+        ]
+    );
+    let wrong = testing::validate::<Snapshot>(
+        &h,
+        json!({"into": "snaps/s", "database": {"name": "synapse", "command": "dump"}}),
+    );
+    assert_eq!(wrong.len(), 1, "{wrong:?}");
+    assert_eq!(wrong[0].param.as_deref(), Some("database.command"));
+    assert!(
+        wrong[0].message.contains("may not run command `dump`"),
+        "{}",
+        wrong[0].message
+    );
+    let right = testing::validate::<Snapshot>(
+        &h,
+        json!({"into": "snaps/s", "source": "data/media", "database": {"name": "synapse"}}),
+    );
+    assert!(right.is_empty(), "{right:?}");
+}

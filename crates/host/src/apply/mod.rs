@@ -300,41 +300,22 @@ pub fn perform_in(
                 .read(from)
                 .map_err(|e| anyhow::anyhow!("step `{}`: {e}", cx.step))?;
             let dst = w(path)?;
-            if fsops::exists(&dst)? {
-                if pre.existed {
-                    bail!(
-                        "step `{}`: {path} already exists; copies and extracts never overwrite",
-                        cx.step
-                    );
-                }
+            if made_before(&dst, pre, cx.step, path, "copies and extracts")? {
                 return Ok(Undo::RemoveCreated { path: path.clone() });
             }
-            let staging = OwnedPath {
-                grant: dst.grant,
-                rel: under(&fsops::fs_top(&dst)?, key.staging()),
-            };
-            if fsops::exists(&staging.borrow())? {
-                fsops::remove_any(&staging.borrow())?;
-            }
-            fsops::ensure_parent(&staging.borrow())?;
-            match action {
+            staged(&dst, key, |staging| match action {
                 Action::Extract { format, .. } => {
                     let (need, _) = crate::space::tree_size(&src.grant.dir, &src.rel_path());
                     fsops::check_space(&dst, need, path)?;
-                    extract::extract(&src, &staging.borrow(), *format, cx.progress)?
+                    extract::extract(&src, staging, *format, cx.progress)
                 }
                 _ => {
                     // In blocks and inodes, as the plan counted it.
-                    crate::space::fits(&src, &staging.borrow(), &format!("copy {from} -> {path}"))
+                    crate::space::fits(&src, staging, &format!("copy {from} -> {path}"))
                         .map_err(anyhow::Error::msg)?;
-                    fsops::copy_tree(&src, &staging.borrow(), cx.progress)?
+                    fsops::copy_tree(&src, staging, cx.progress)
                 }
-            }
-            // Whole on disk before it gets its name: a crash leaves a
-            // staging path (redone on resume), never a half copy in place.
-            fsops::sync_at(&staging.borrow())?;
-            fsops::ensure_parent(&dst)?;
-            fsops::rename(&staging.borrow(), &dst)?;
+            })?;
             Ok(Undo::RemoveCreated { path: path.clone() })
         }
         Action::Archive { from, path, format } => {
@@ -342,30 +323,15 @@ pub fn perform_in(
                 .read(from)
                 .map_err(|e| anyhow::anyhow!("step `{}`: {e}", cx.step))?;
             let dst = w(path)?;
-            if fsops::exists(&dst)? {
-                if pre.existed {
-                    bail!(
-                        "step `{}`: {path} already exists; archives never overwrite",
-                        cx.step
-                    );
-                }
+            if made_before(&dst, pre, cx.step, path, "archives")? {
                 return Ok(Undo::RemoveCreated { path: path.clone() });
             }
-            let staging = OwnedPath {
-                grant: dst.grant,
-                rel: under(&fsops::fs_top(&dst)?, key.staging()),
-            };
-            if fsops::exists(&staging.borrow())? {
-                fsops::remove_any(&staging.borrow())?;
-            }
-            fsops::ensure_parent(&staging.borrow())?;
             // Its space was counted in the plan, moments ago (no second walk
             // of 120,000 files); a disk that filled since fails the write,
             // in staging, and the step rolls back.
-            let made = archive::archive(&src, &staging.borrow(), *format, cx.progress)?;
-            fsops::sync_at(&staging.borrow())?;
-            fsops::ensure_parent(&dst)?;
-            fsops::rename(&staging.borrow(), &dst)?;
+            let made = staged(&dst, key, |staging| {
+                archive::archive(&src, staging, *format, cx.progress)
+            })?;
             (cx.note)(format!(
                 "archive {path}: sha256 {}, {} entries, {}",
                 made.sha256,
@@ -477,6 +443,39 @@ pub fn perform_in(
 /// Whether a rename is found done: what it moved (known by its inode when
 /// the intent was journaled) is at the destination. Without an inode (an
 /// older journal), a missing source and a present destination say so.
+/// Whether a copy, extract or archive to `dst` was made by this action
+/// before a crash (it was absent when the action began); an existing
+/// `dst` that was there before is refused: these never overwrite.
+fn made_before(dst: &Resolved, pre: &Pre, step: &str, path: &str, what: &str) -> Result<bool> {
+    if !fsops::exists(dst)? {
+        return Ok(false);
+    }
+    if pre.existed {
+        bail!("step `{step}`: {path} already exists; {what} never overwrite");
+    }
+    Ok(true)
+}
+
+/// Make `dst` whole in this action's staging path (on `dst`'s filesystem,
+/// emptied of what a crash left), synced, then renamed into place: a crash
+/// leaves a staging path (redone on resume), never a half copy in place.
+/// Shared by copy, extract and archive.
+fn staged<T>(dst: &Resolved, key: &Key, make: impl FnOnce(&Resolved) -> Result<T>) -> Result<T> {
+    let staging = OwnedPath {
+        grant: dst.grant,
+        rel: under(&fsops::fs_top(dst)?, key.staging()),
+    };
+    if fsops::exists(&staging.borrow())? {
+        fsops::remove_any(&staging.borrow())?;
+    }
+    fsops::ensure_parent(&staging.borrow())?;
+    let made = make(&staging.borrow())?;
+    fsops::sync_at(&staging.borrow())?;
+    fsops::ensure_parent(dst)?;
+    fsops::rename(&staging.borrow(), dst)?;
+    Ok(made)
+}
+
 fn renamed(a: &Resolved, b: &Resolved, pre: &Pre) -> Result<bool> {
     let at_b = if fsops::exists(b)? {
         Some(fsops::ino(b)?)

@@ -15,18 +15,20 @@ use std::time::Duration;
 
 use anyhow::Result;
 use sha2::{Digest, Sha256};
-use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
+use wasmtime::component::{Component, HasSelf, Instance, Linker, ResourceTable};
 use wasmtime::{Config, Engine, Store};
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
 
 pub use component_file::{MAX_COMPONENT_BYTES, read_component};
 pub use host::{HASH_PROGRESS, HostCtx, LogSink, ProgressSink, WalkState, http_get_status};
 
-/// Host bindings for the `mend:runbook/step` world.
+/// Host bindings for the `mend:runbook/step-core` world: the `step` world
+/// without `validate`, which is looked up by name (a step built before it
+/// existed still loads).
 pub mod bindings {
     wasmtime::component::bindgen!({
         path: "../../wit",
-        world: "step",
+        world: "step-core",
         imports: { default: trappable },
         exports: { default: async },
         with: { "mend:runbook/files.walk": super::WalkState },
@@ -86,7 +88,7 @@ pub struct LoadedStep {
     pub sha256: String,
     /// What it imports (`mend:runbook/files@0.1.0`, ...), sorted.
     pub imports: Vec<String>,
-    pre: bindings::StepPre<StepState>,
+    pre: bindings::StepCorePre<StepState>,
 }
 
 /// The wasmtime engine and what it has loaded.
@@ -172,7 +174,7 @@ impl Sandbox {
         let engine = Engine::new(&config)?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
-        bindings::Step::add_to_linker::<StepState, HasSelf<StepState>>(&mut linker, |s| s)?;
+        bindings::StepCore::add_to_linker::<StepState, HasSelf<StepState>>(&mut linker, |s| s)?;
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let weak = engine.weak();
         let flag = stop.clone();
@@ -218,7 +220,7 @@ impl Sandbox {
                 "{label}: it asks for something mend does not offer ({e:#}); a step may import mend:runbook/* and WASI 0.2 interfaces only"
             )
         })?;
-        let pre = bindings::StepPre::new(pre).map_err(|e| {
+        let pre = bindings::StepCorePre::new(pre).map_err(|e| {
             anyhow::anyhow!(
                 "{label}: not a mend step (it must export describe, plan and verify): {e:#}"
             )
@@ -308,7 +310,7 @@ impl Sandbox {
         step: &LoadedStep,
         host: HostCtx,
         limits: Limits,
-    ) -> Result<(Store<StepState>, bindings::Step)> {
+    ) -> Result<(Store<StepState>, bindings::StepCore, Instance)> {
         let mut wasi = WasiCtx::builder();
         // File calls run on tokio's blocking threads, not on this one: a
         // call the kernel blocks (opening a FIFO a step found in its grant)
@@ -342,8 +344,13 @@ impl Sandbox {
         // tick more, as the ticker runs free: never early, at most a tick late.
         store.set_epoch_deadline(ticks(limits.timeout) + 1);
         store.epoch_deadline_trap();
-        let instance = step.pre.instantiate_async(&mut store).await?;
-        Ok((store, instance))
+        let instance = step
+            .pre
+            .instance_pre()
+            .instantiate_async(&mut store)
+            .await?;
+        let step = bindings::StepCore::new(&mut store, &instance)?;
+        Ok((store, step, instance))
     }
 
     /// Ask a step who it is.
@@ -395,6 +402,26 @@ impl Sandbox {
         }
     }
 
+    /// Ask a step whether its `with` is right, without it looking at
+    /// anything: every problem it finds. `None` when the step exports no
+    /// `validate` (built before it existed).
+    pub async fn validate(
+        &self,
+        step: &LoadedStep,
+        host: HostCtx,
+        limits: Limits,
+        cx: wit::Context,
+        params: String,
+    ) -> Result<Option<Vec<wit::StepError>>, StepFault> {
+        match self
+            .call(step, host, limits, Request::Validate(cx, params))
+            .await?
+        {
+            (Reply::Validate(problems), _) => Ok(problems),
+            _ => unreachable!("validate answers validate"),
+        }
+    }
+
     async fn call(
         &self,
         step: &LoadedStep,
@@ -405,7 +432,7 @@ impl Sandbox {
         let id = host.step_id.clone();
         let mut host = host;
         host.deadline = Some(std::time::Instant::now() + limits.timeout);
-        let (mut store, inst) = self
+        let (mut store, inst, raw) = self
             .instantiate(step, host, limits)
             .await
             .map_err(|e| fault(&id, limits, CallError::Trap(format!("{e:#}"))))?;
@@ -415,6 +442,18 @@ impl Sandbox {
                 Request::Plan(cx, p) => Reply::Plan(inst.call_plan(&mut store, &cx, &p).await?),
                 Request::Verify(cx, p) => {
                     Reply::Verify(inst.call_verify(&mut store, &cx, &p).await?)
+                }
+                Request::Validate(cx, p) => {
+                    type Validate<'a> = (&'a wit::Context, &'a str);
+                    match raw
+                        .get_typed_func::<Validate, (Vec<wit::StepError>,)>(&mut store, "validate")
+                    {
+                        // Built before `validate`: plan will check.
+                        Err(_) => Reply::Validate(None),
+                        Ok(f) => {
+                            Reply::Validate(Some(f.call_async(&mut store, (&cx, &p)).await?.0))
+                        }
+                    }
                 }
             })
         };
@@ -449,12 +488,14 @@ enum Request {
     Describe,
     Plan(wit::Context, String),
     Verify(wit::Context, String),
+    Validate(wit::Context, String),
 }
 
 enum Reply {
     Describe(wit::StepInfo),
     Plan(Result<wit::Plan, wit::StepError>),
     Verify(Result<Vec<wit::Check>, wit::StepError>),
+    Validate(Option<Vec<wit::StepError>>),
 }
 
 enum CallError {

@@ -262,6 +262,18 @@ pub async fn prepare_for(
                 continue;
             }
         };
+        // The step's own deeper checks of its `with` (a misspelt kind, a
+        // key it does not know, a command it was not granted): errors in
+        // the runbook, for lint and plan alike, before any grant is opened.
+        // Never in the way of a rollback (the run passed it to start).
+        let mut wrong = match trust.undo {
+            true => Vec::new(),
+            false => validate(sandbox, &runbook, def, &loaded, limits, &params_json).await?,
+        };
+        if !wrong.is_empty() {
+            problems.append(&mut wrong);
+            continue;
+        }
         let held = def.grants.iter().filter(|g| !absent.contains(g));
         let grants = Grants::open(&runbook, held).map_err(|e| {
             Failure::BadInput(vec![runbook.diagnostic(
@@ -368,6 +380,64 @@ fn oci_refusal(
             false,
         ),
     }
+}
+
+/// What the step's own `validate` says of its parameters, each problem
+/// at the line of `with` it names; nothing from a step built before
+/// `validate` existed. The step sees its grants' and commands' names only.
+async fn validate(
+    sandbox: &Sandbox,
+    runbook: &Runbook,
+    def: &mend_runbook::Step,
+    loaded: &LoadedStep,
+    limits: Limits,
+    params_json: &str,
+) -> Result<Vec<Diagnostic>, Failure> {
+    let cx = wit::Context {
+        step_id: def.id.clone(),
+        grants: def
+            .grants
+            .iter()
+            .filter_map(|name| runbook.grants.get(name).map(|g| (name, g)))
+            .map(|(name, g)| wit::GrantInfo {
+                name: name.clone(),
+                access: match g.access {
+                    mend_runbook::Access::Read => wit::Access::Read,
+                    mend_runbook::Access::Write => wit::Access::Write,
+                },
+                disposable: g.disposable,
+            })
+            .collect(),
+        commands: def.commands.clone(),
+        now: 0,
+    };
+    let host = HostCtx::new(
+        &def.id,
+        Arc::new(Grants::default()),
+        CommandPolicy::default(),
+        Vec::new(),
+        0,
+        def.timeout,
+    );
+    let problems = sandbox
+        .validate(loaded, host, limits, cx, params_json.to_string())
+        .await
+        .map_err(|e| Failure::BadInput(vec![runbook.diagnostic(def.span, e.to_string(), None)]))?;
+    Ok(problems
+        .unwrap_or_default()
+        .into_iter()
+        .map(|e| {
+            let span = match &e.param {
+                Some(p) => def.param_span(p),
+                None => def.with_span,
+            };
+            runbook.diagnostic(
+                span,
+                format!("step `{}`: {}", def.id, mend_human::sanitize(&e.message)),
+                e.hint.map(|h| mend_human::sanitize(&h)),
+            )
+        })
+        .collect())
 }
 
 /// Where a rehearsal's stand-ins keep what they pretend (which units they

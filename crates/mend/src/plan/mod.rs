@@ -160,9 +160,9 @@ pub async fn plan_step(
         let at = e
             .param
             .as_ref()
-            .and_then(|p| step.def.with_spans.get(p))
+            .map(|p| step.def.param_span(p))
             .map(|span| {
-                let d = runbook.diagnostic(*span, "", None);
+                let d = runbook.diagnostic(span, "", None);
                 format!(" ({}:{}:{})", d.file, d.line, d.column)
             });
         PlanError {

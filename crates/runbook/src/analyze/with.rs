@@ -17,7 +17,9 @@ fn sp<T>(s: &serde_spanned::Spanned<T>) -> Span {
 }
 
 impl Ctx<'_, '_> {
-    /// The table as JSON, with the span of each top-level value.
+    /// The table as JSON, with the span of each top-level value, and of
+    /// what is inside it by path (`checks[1]`: an item's value;
+    /// `checks[1].cert.days`: a key), so a step's error points at its line.
     #[allow(clippy::type_complexity)]
     pub(super) fn with(
         &mut self,
@@ -30,7 +32,13 @@ impl Ctx<'_, '_> {
         let mut spans = BTreeMap::new();
         let mut ok = true;
         for (k, v) in entries(wt) {
-            match self.json(v, &format!("{}.{}", w.label, k.get_ref())) {
+            let path = k.get_ref().to_string();
+            match self.json(
+                v,
+                &format!("{}.{}", w.label, k.get_ref()),
+                &path,
+                &mut spans,
+            ) {
                 Some(j) => {
                     map.insert(k.get_ref().to_string(), j);
                     spans.insert(k.get_ref().to_string(), sp(v));
@@ -42,7 +50,13 @@ impl Ctx<'_, '_> {
     }
 
     /// A `with` value as JSON; strings are interpolated.
-    fn json(&mut self, v: &Val<'_>, label: &str) -> Option<J> {
+    fn json(
+        &mut self,
+        v: &Val<'_>,
+        label: &str,
+        path: &str,
+        spans: &mut BTreeMap<String, Span>,
+    ) -> Option<J> {
         Some(match v.get_ref() {
             DeValue::String(s) => match self.typed_param(s, sp(v), label)? {
                 Some(typed) => typed,
@@ -81,7 +95,9 @@ impl Ctx<'_, '_> {
                 let mut out = Vec::new();
                 let mut ok = true;
                 for (i, item) in items.iter().enumerate() {
-                    match self.json(item, &format!("{label}[{i}]")) {
+                    let at = format!("{path}[{i}]");
+                    spans.insert(at.clone(), sp(item));
+                    match self.json(item, &format!("{label}[{i}]"), &at, spans) {
                         Some(j) => out.push(j),
                         None => ok = false,
                     }
@@ -97,7 +113,12 @@ impl Ctx<'_, '_> {
                 for (k, item) in entries(t) {
                     // Keys are interpolated too: `files = { "dist/${release}" = ... }`.
                     let key = self.interp(k.get_ref(), sp(k), &format!("{label} key"));
-                    match (key, self.json(item, &format!("{label}.{}", k.get_ref()))) {
+                    let at = format!("{path}.{}", k.get_ref());
+                    spans.insert(at.clone(), sp(k));
+                    match (
+                        key,
+                        self.json(item, &format!("{label}.{}", k.get_ref()), &at, spans),
+                    ) {
                         (Some(key), Some(j)) => {
                             out.insert(key, j);
                         }
