@@ -16,14 +16,14 @@ use crate::lifecycle::kinds;
 use crate::watch::{paused_run, wait_running};
 
 /// A `mend serve` child, killed on drop; its stderr lines as they come.
-struct Server {
+pub(crate) struct Server {
     child: Child,
-    port: u16,
+    pub(crate) port: u16,
     log: mpsc::Receiver<String>,
 }
 
 impl Server {
-    fn start(f: &Fixture, args: &[&str]) -> Server {
+    pub(crate) fn start(f: &Fixture, args: &[&str]) -> Server {
         let mut child = Command::new(mend_bin())
             .arg("--state-dir")
             .arg(f.state())
@@ -65,7 +65,7 @@ impl Server {
         }
     }
 
-    fn get(&self, path: &str, headers: &[(&str, &str)]) -> Reply {
+    pub(crate) fn get(&self, path: &str, headers: &[(&str, &str)]) -> Reply {
         request(self.port, "GET", path, headers)
     }
 }
@@ -77,10 +77,10 @@ impl Drop for Server {
     }
 }
 
-struct Reply {
-    status: u16,
+pub(crate) struct Reply {
+    pub(crate) status: u16,
     headers: HashMap<String, String>,
-    body: String,
+    pub(crate) body: String,
 }
 
 fn request(port: u16, method: &str, path: &str, headers: &[(&str, &str)]) -> Reply {

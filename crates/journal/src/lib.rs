@@ -31,6 +31,9 @@ mod records;
 pub mod reserve;
 mod runs;
 pub mod schema;
+mod secrets;
+mod space;
+pub mod starter;
 mod steps;
 mod types;
 
@@ -48,6 +51,8 @@ pub use integrity::{Damaged, WalState};
 pub use mend_human::time::{format_utc, now_ms, now_secs};
 pub use prune::{Pruned, PrunedRun, Retention};
 pub use records::{Journaled, RunInputs, SavedStep};
+pub use secrets::{MASK, Redact};
+pub use space::GrantSpace;
 pub use types::{
     ActionRecord, ActionState, EventRecord, HistoryFilter, NewAction, NewRun, PlannedAction,
     RunMode, RunRecord, RunStatus, StepRecord, StepStatus, UnknownVariant,
@@ -115,13 +120,14 @@ impl Journal {
             conn.busy_timeout(BUSY_TIMEOUT)?;
             conn.pragma_update(None, "query_only", true)?;
             let version = schema::check_version(&conn, &path)?;
-            if version < schema::CHANGES_VERSION {
+            // A reader cannot migrate: it needs the columns this build reads.
+            if version < schema::SCHEMA_VERSION {
                 bail!(
-                    "journal {} has schema version {version}, from before the change log \
+                    "journal {} has schema version {version}, older than this build's \
                      (version {}): run any mend command that writes (`mend run`, `mend \
                      resume`) with this build first",
                     path.display(),
-                    schema::CHANGES_VERSION
+                    schema::SCHEMA_VERSION
                 );
             }
             Ok(())
@@ -282,6 +288,7 @@ mod tests {
                 "actions",
                 "changes",
                 "events",
+                "grant_space",
                 "journal_meta",
                 "runs",
                 "steps"

@@ -10,6 +10,7 @@
 mod guard;
 mod pages;
 mod sse;
+pub mod svg;
 mod view;
 
 use std::net::SocketAddr;
@@ -23,6 +24,12 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use mend_journal::Journal;
 use tokio::sync::broadcast;
+
+/// The timeline picture of run `id` (a full id or a prefix), as SVG text:
+/// what `/runs/ID/timeline.svg` serves and `mend report --svg` writes.
+pub fn timeline_svg(j: &Journal, id: &str) -> Result<String> {
+    j.snapshot(|j| Ok(svg::Timeline::load(j, id)?.svg()))
+}
 
 /// What `mend serve` was asked for.
 pub struct Options {
@@ -112,6 +119,7 @@ pub async fn serve(opts: Options, ready: impl FnOnce(SocketAddr)) -> Result<()> 
         .route("/runs/{id}", get(pages::run))
         .route("/runs/{id}/stream", get(sse::stream))
         .route("/runs/{id}/actions", get(pages::actions))
+        .route("/runs/{id}/timeline.svg", get(pages::timeline))
         .route("/api/runs", get(pages::history_json))
         .route("/api/runs/{id}", get(pages::run_json))
         .route("/api/runs/{id}/actions", get(pages::actions_json))

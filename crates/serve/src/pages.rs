@@ -157,7 +157,7 @@ pub(crate) async fn history(
             id = esc(&r.id),
             name = esc(&r.runbook_name),
             ver = esc(&r.runbook_version),
-            host = esc(&host),
+            host = esc(r.host.as_deref().unwrap_or(&host)),
             start = when(r.started_at),
             dur = run_duration(r),
         );
@@ -176,6 +176,10 @@ pub(crate) async fn history_json(
 ) -> Result<Response, AppError> {
     let f = filter(&q)?;
     let runs = app.read(move |j| j.history(&f)).await?;
+    let runs: Vec<RunRecord> = runs
+        .into_iter()
+        .map(|r| mend_journal::Redact::of_run(&r).run(r))
+        .collect();
     Ok(Json(runs).into_response())
 }
 
@@ -195,6 +199,22 @@ pub(crate) async fn run(
     }
     let v = load(&app, id).await?;
     Ok(Html(run_page(&v)).into_response())
+}
+
+/// `/runs/ID/timeline.svg`: the timeline picture.
+pub(crate) async fn timeline(
+    State(app): State<App>,
+    Path(id): Path<String>,
+) -> Result<Response, AppError> {
+    let svg = app
+        .read(move |j| Ok(crate::svg::Timeline::load(j, &id)?.svg()))
+        .await
+        .map_err(|e| AppError(StatusCode::NOT_FOUND, e.1))?;
+    Ok((
+        [(header::CONTENT_TYPE, "image/svg+xml; charset=utf-8")],
+        svg,
+    )
+        .into_response())
 }
 
 /// `/api/runs/ID`.
@@ -219,6 +239,7 @@ fn run_page(v: &RunView) -> String {
          <span id=run-status class='badge s-{st}'>{st}</span></h1>\
          <table class=meta>\
          <tr><th>run</th><td><code>{id}</code> on {host}</td></tr>\
+         <tr><th>started by</th><td id=run-by>{by}</td></tr>\
          <tr><th>runbook</th><td><code>{path}</code></td></tr>\
          <tr><th>sha256</th><td><code>{sha}</code></td></tr>\
          <tr><th>started</th><td>{start}</td></tr>\
@@ -230,7 +251,8 @@ fn run_page(v: &RunView) -> String {
         name = esc(&r.runbook_name),
         ver = esc(&r.runbook_version),
         st = r.status,
-        host = esc(&hostname()),
+        host = esc(r.host.as_deref().unwrap_or(&hostname())),
+        by = esc(r.started_by.as_deref().unwrap_or("(not journaled)")),
         path = esc(&r.runbook_path),
         sha = esc(&r.runbook_sha256),
         start = when(r.started_at),
@@ -257,8 +279,14 @@ fn run_page(v: &RunView) -> String {
         }
         h.push_str("</table>");
     }
+    let _ = write!(
+        h,
+        "</header><h2>Timeline</h2><p class=timeline><img src='/runs/{0}/timeline.svg' \
+         alt='timeline of run {0}: steps as bars on a time axis' width=960></p>",
+        esc(&r.id)
+    );
     h.push_str(
-        "</header><h2>Steps</h2><table id=steps><thead><tr><th>#</th><th>step</th>\
+        "<h2>Steps</h2><table id=steps><thead><tr><th>#</th><th>step</th>\
          <th>status</th><th>time</th><th>actions</th></tr></thead><tbody>",
     );
     for s in &v.steps {
@@ -333,8 +361,9 @@ async fn actions_of(
     let (step, after) = (q.step, q.after);
     app.read(move |j| {
         let run = j.run(&id)?;
+        let r = mend_journal::Redact::of_run(&run);
         let page = j.actions_page(&run.id, step, after, ACTIONS_PAGE)?;
-        Ok((run.id, page))
+        Ok((run.id, page.into_iter().map(|a| r.action(a)).collect()))
     })
     .await
     .map_err(|e| AppError(StatusCode::NOT_FOUND, e.1))

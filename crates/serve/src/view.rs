@@ -3,7 +3,8 @@
 
 use anyhow::Result;
 use mend_journal::{
-    ActionState, Change, ChangeRecord, EventRecord, Journal, RunInputs, RunRecord, StepRecord,
+    ActionState, Change, ChangeRecord, EventRecord, GrantSpace, Journal, Redact, RunRecord,
+    StepRecord,
 };
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -19,6 +20,8 @@ pub(crate) struct RunView {
     pub params: Vec<(String, String)>,
     pub steps: Vec<StepView>,
     pub events: Vec<EventRecord>,
+    /// Free space of each write grant before and after the run.
+    pub space: Vec<GrantSpace>,
 }
 
 #[derive(Serialize)]
@@ -49,13 +52,15 @@ impl RunView {
     pub fn load(j: &Journal, id: &str) -> Result<RunView> {
         let seq = j.last_seq()?;
         let run = j.run(id)?;
-        let params = serde_json::from_str::<RunInputs>(&run.params_json)
-            .map(|i| i.sets)
-            .unwrap_or_default();
+        // Secret params: masked here, before any page, JSON or picture.
+        let r = Redact::of_run(&run);
+        let params = Redact::params(&run);
+        let run = r.run(run);
         let steps = j
             .steps(&run.id)?
             .into_iter()
             .map(|s| {
+                let s = r.step(s);
                 let summary = summary_of(&s);
                 Ok(StepView {
                     step: step_row(j, s)?,
@@ -63,7 +68,8 @@ impl RunView {
                 })
             })
             .collect::<Result<_>>()?;
-        let events = j.events(&run.id)?;
+        let events = j.events(&run.id)?.into_iter().map(|e| r.event(e)).collect();
+        let space = j.grant_spaces(&run.id)?;
         Ok(RunView {
             journal_id: j.journal_id()?,
             seq,
@@ -71,6 +77,7 @@ impl RunView {
             params,
             steps,
             events,
+            space,
         })
     }
 }
@@ -115,6 +122,14 @@ pub(crate) fn message(
     j: &Journal,
     c: &ChangeRecord,
 ) -> Result<Option<(&'static str, Value, bool)>> {
+    let Some((kind, mut v, ends)) = message_of(j, c)? else {
+        return Ok(None);
+    };
+    Redact::of_run(&j.run(&c.run_id)?).json(&mut v);
+    Ok(Some((kind, v, ends)))
+}
+
+fn message_of(j: &Journal, c: &ChangeRecord) -> Result<Option<(&'static str, Value, bool)>> {
     Ok(Some(match c.change {
         Change::Run => {
             let r = j.run(&c.run_id)?;
