@@ -282,3 +282,61 @@ fn the_timeline_svg_has_a_bar_per_step_and_the_rollback_in_its_colour() {
     assert_well_formed(&svg);
     assert!(!svg.contains("class=\"rollback\""), "{svg}");
 }
+
+/// Runs as `nobody`, with no supplementary groups.
+const AS_NOBODY: &[&str] = &[
+    "setpriv",
+    "--reuid=65534",
+    "--regid=65534",
+    "--clear-groups",
+];
+
+#[test]
+fn another_user_who_can_only_read_the_journal_can_watch_and_serve_a_finished_run() {
+    let f = Fixture::new();
+    let rb = crate::lifecycle::kinds(&f, "pass", "rollback");
+    let ran = f.mend(&["run", rb.to_str().unwrap()]);
+    assert_eq!(ran.code, 0, "{}", ran.text());
+    let id = history_id(&f);
+    // The writer has closed the journal. Let `nobody` read, never write:
+    // the fixture and state directories traversable, the files 0644.
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = |p: &std::path::Path, m: u32| {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap()
+    };
+    mode(&f.path(""), 0o755);
+    mode(&f.state(), 0o755);
+    for e in std::fs::read_dir(f.state()).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_file() {
+            mode(&p, 0o644);
+        }
+    }
+    let watch = std::process::Command::new(AS_NOBODY[0])
+        .args(&AS_NOBODY[1..])
+        .arg(mend_bin())
+        .arg("--state-dir")
+        .arg(f.state())
+        .args(["watch", &id])
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&watch.stdout),
+        String::from_utf8_lossy(&watch.stderr)
+    );
+    assert_eq!(watch.status.code(), Some(0), "watch as nobody:\n{text}");
+    assert!(text.contains("committed"), "{text}");
+
+    let s = Server::start_as(&f, &["--listen", "127.0.0.1:0"], AS_NOBODY);
+    let page = s.get(&format!("/runs/{id}"), &[]);
+    assert_eq!(page.status, 200, "serve as nobody: {}", page.body);
+    assert!(page.body.contains("committed"), "{}", page.body);
+    // And it wrote nothing: the journal's files are still root's.
+    for e in std::fs::read_dir(f.state()).unwrap() {
+        use std::os::unix::fs::MetadataExt as _;
+        let m = e.unwrap().metadata().unwrap();
+        assert_eq!(m.uid(), 0, "a file of the state dir is not root's");
+    }
+}

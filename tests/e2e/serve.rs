@@ -24,7 +24,20 @@ pub(crate) struct Server {
 
 impl Server {
     pub(crate) fn start(f: &Fixture, args: &[&str]) -> Server {
-        let mut child = Command::new(mend_bin())
+        Server::start_as(f, args, &[])
+    }
+
+    /// Started through `wrapper` (e.g. `setpriv --reuid=...`) when not empty.
+    pub(crate) fn start_as(f: &Fixture, args: &[&str], wrapper: &[&str]) -> Server {
+        let mut cmd = match wrapper.split_first() {
+            Some((prog, rest)) => {
+                let mut c = Command::new(prog);
+                c.args(rest).arg(mend_bin());
+                c
+            }
+            None => Command::new(mend_bin()),
+        };
+        let mut child = cmd
             .arg("--state-dir")
             .arg(f.state())
             .arg("serve")

@@ -165,6 +165,11 @@ impl Journal {
                 bail!("cannot switch to WAL mode (journal_mode is `{mode}`)");
             }
             conn.pragma_update(None, "synchronous", "FULL")?;
+            persist_wal(&conn)?;
+            // Non-negative, so the last close empties the kept WAL (to 0
+            // bytes) after its checkpoint instead of leaving old frames
+            // that the next open would replay; also caps an idle WAL.
+            conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)?;
             if reserve::lean() {
                 // Running on the released reserve of a full disk: keep the
                 // WAL within it.
@@ -204,6 +209,29 @@ impl Journal {
             .map(JournalTx::new)
             .with_context(|| format!("cannot write to journal {}", self.path.display()))
     }
+}
+
+/// Keeps `-wal` and `-shm` when the last writer closes (the WAL is
+/// checkpointed and emptied to 0 bytes, not deleted): a reader that may not write the
+/// state directory (`mend serve` or `mend watch` as another user) cannot
+/// create them, and SQLite opens a WAL journal read-only only when they
+/// exist.
+fn persist_wal(conn: &Connection) -> Result<()> {
+    let mut on: std::ffi::c_int = 1;
+    // SAFETY: a valid open connection, the "main" schema name as a C
+    // string, and a pointer to an int, as SQLITE_FCNTL_PERSIST_WAL takes.
+    let rc = unsafe {
+        rusqlite::ffi::sqlite3_file_control(
+            conn.handle(),
+            c"main".as_ptr(),
+            rusqlite::ffi::SQLITE_FCNTL_PERSIST_WAL,
+            (&raw mut on).cast(),
+        )
+    };
+    if rc != rusqlite::ffi::SQLITE_OK {
+        bail!("cannot keep the journal's WAL file (sqlite3_file_control: {rc})");
+    }
+    Ok(())
 }
 
 /// `mkdir -p` with mode 0700 for every directory it creates.
