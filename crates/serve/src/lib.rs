@@ -48,6 +48,13 @@ struct App {
     token: Option<Arc<Vec<u8>>>,
     /// Host headers accepted without a token (the DNS-rebinding guard).
     local_hosts: Arc<Vec<String>>,
+    /// Run views read in the last [`view::FRESH`]: 50 viewers of one run
+    /// cost the journal one read, not 50 (a view is a consistent snapshot
+    /// with its seq; the stream resumes after it).
+    views: Arc<std::sync::Mutex<std::collections::HashMap<String, view::Cached>>>,
+    /// The last change the poller has read: a cached view older than it
+    /// is read again, so a page is never behind the stream.
+    seen: Arc<std::sync::atomic::AtomicI64>,
 }
 
 /// An error a handler answers with.
@@ -79,9 +86,30 @@ impl App {
     ) -> Result<T, AppError> {
         let dir = self.state_dir.clone();
         tokio::task::spawn_blocking(move || {
-            let j = Journal::open_read_only(&dir)?
-                .with_context(|| format!("no journal in {}", dir.display()))?;
-            j.snapshot(f)
+            // One read-only connection per blocking thread, kept: opening
+            // one (schema check, functions, the WAL index) per request
+            // cost more than the request under 50 viewers. An idle
+            // connection holds no read transaction, so it never stops a
+            // checkpoint.
+            thread_local! {
+                static JOURNAL: std::cell::RefCell<Option<(PathBuf, Journal)>> =
+                    const { std::cell::RefCell::new(None) };
+            }
+            JOURNAL.with(|cell| {
+                let mut slot = cell.borrow_mut();
+                if slot.as_ref().is_none_or(|(d, _)| d != &*dir) {
+                    let j = Journal::open_read_only(&dir)?
+                        .with_context(|| format!("no journal in {}", dir.display()))?;
+                    *slot = Some(((*dir).clone(), j));
+                }
+                let (_, j) = slot.as_ref().expect("just set");
+                let r = j.snapshot(f);
+                if r.is_err() {
+                    // Maybe the journal was replaced: open it again next time.
+                    *slot = None;
+                }
+                r
+            })
         })
         .await
         .map_err(|e| AppError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
@@ -102,7 +130,8 @@ pub async fn serve(opts: Options, ready: impl FnOnce(SocketAddr)) -> Result<()> 
     let bound = listener.local_addr()?;
     let port = bound.port();
     let (tx, _) = broadcast::channel(sse::CHANNEL);
-    sse::start_poller(journal, tx.clone())?;
+    let seen = Arc::new(std::sync::atomic::AtomicI64::new(0));
+    sse::start_poller(journal, tx.clone(), seen.clone())?;
     let app = App {
         state_dir: Arc::new(opts.state_dir),
         journal_id: Arc::new(journal_id),
@@ -113,6 +142,8 @@ pub async fn serve(opts: Options, ready: impl FnOnce(SocketAddr)) -> Result<()> 
             format!("localhost:{port}"),
             format!("[::1]:{port}"),
         ]),
+        views: Arc::default(),
+        seen,
     };
     let router = Router::new()
         .route("/", get(pages::history))

@@ -183,10 +183,19 @@ pub(crate) async fn history_json(
     Ok(Json(runs).into_response())
 }
 
-async fn load(app: &App, id: String) -> Result<RunView, AppError> {
-    app.read(move |j| RunView::load(j, &id))
+async fn load(app: &App, id: String) -> Result<std::sync::Arc<RunView>, AppError> {
+    let seen = app.seen.load(std::sync::atomic::Ordering::Acquire);
+    if let Some(v) = crate::view::cached(&app.views, &id, seen) {
+        return Ok(v);
+    }
+    let key = id.clone();
+    let v = app
+        .read(move |j| RunView::load(j, &id))
         .await
-        .map_err(|e| AppError(StatusCode::NOT_FOUND, e.1))
+        .map_err(|e| AppError(StatusCode::NOT_FOUND, e.1))?;
+    let v = std::sync::Arc::new(v);
+    crate::view::keep(&app.views, &key, v.clone());
+    Ok(v)
 }
 
 /// `/runs/ID` (and `/runs/ID.json`): one run.
@@ -195,7 +204,7 @@ pub(crate) async fn run(
     Path(id): Path<String>,
 ) -> Result<Response, AppError> {
     if let Some(id) = id.strip_suffix(".json") {
-        return Ok(Json(load(&app, id.to_string()).await?).into_response());
+        return Ok(Json(&*load(&app, id.to_string()).await?).into_response());
     }
     let v = load(&app, id).await?;
     Ok(Html(run_page(&v)).into_response())
@@ -222,7 +231,7 @@ pub(crate) async fn run_json(
     State(app): State<App>,
     Path(id): Path<String>,
 ) -> Result<Response, AppError> {
-    Ok(Json(load(&app, id).await?).into_response())
+    Ok(Json(&*load(&app, id).await?).into_response())
 }
 
 fn run_page(v: &RunView) -> String {

@@ -9,6 +9,43 @@ use mend_journal::{
 use serde::Serialize;
 use serde_json::{Value, json};
 
+/// How long a run view read from the journal is served again.
+pub(crate) const FRESH: std::time::Duration = std::time::Duration::from_millis(500);
+/// At most this many cached views (one per run being watched).
+const CACHED_RUNS: usize = 64;
+
+/// A run view and when it was read.
+pub(crate) type Cached = (std::time::Instant, std::sync::Arc<RunView>);
+
+/// The cached view of `id` if it is fresh.
+/// (Fresh: read less than [`FRESH`] ago, and not older than `seen`, the
+/// last change the poller has read.)
+pub(crate) fn cached(
+    views: &std::sync::Mutex<std::collections::HashMap<String, Cached>>,
+    id: &str,
+    seen: i64,
+) -> Option<std::sync::Arc<RunView>> {
+    let g = views.lock().unwrap_or_else(|e| e.into_inner());
+    g.get(id)
+        .filter(|(at, v)| at.elapsed() < FRESH && v.seq >= seen)
+        .map(|(_, v)| v.clone())
+}
+
+/// Keeps `v` as the view of `id`, dropping stale ones.
+pub(crate) fn keep(
+    views: &std::sync::Mutex<std::collections::HashMap<String, Cached>>,
+    id: &str,
+    v: std::sync::Arc<RunView>,
+) {
+    let mut g = views.lock().unwrap_or_else(|e| e.into_inner());
+    if g.len() >= CACHED_RUNS {
+        g.retain(|_, (at, _)| at.elapsed() < FRESH);
+    }
+    if g.len() < CACHED_RUNS {
+        g.insert(id.to_string(), (std::time::Instant::now(), v));
+    }
+}
+
 /// One run as the page and `/api/runs/ID` show it.
 #[derive(Serialize)]
 pub(crate) struct RunView {
