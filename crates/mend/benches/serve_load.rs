@@ -98,7 +98,13 @@ fn running_run(port: u16) -> Option<String> {
 
 /// One viewer: waits for the run, follows its stream to the end; another
 /// thread of it fetches the page and actions once a second meanwhile.
-fn viewer(port: u16, stop: Arc<AtomicBool>, events: Arc<AtomicU64>, bytes: Arc<AtomicU64>) {
+fn viewer(
+    port: u16,
+    every: Duration,
+    stop: Arc<AtomicBool>,
+    events: Arc<AtomicU64>,
+    bytes: Arc<AtomicU64>,
+) {
     let id = loop {
         if stop.load(Ordering::Relaxed) {
             return;
@@ -115,7 +121,7 @@ fn viewer(port: u16, stop: Arc<AtomicBool>, events: Arc<AtomicU64>, bytes: Arc<A
                 let n = get(port, &format!("/runs/{id}"))
                     + get(port, &format!("/runs/{id}/actions?step=0"));
                 bytes.fetch_add(n as u64, Ordering::Relaxed);
-                std::thread::sleep(Duration::from_secs(1));
+                std::thread::sleep(every);
             }
         })
     };
@@ -142,6 +148,18 @@ fn viewer(port: u16, stop: Arc<AtomicBool>, events: Arc<AtomicU64>, bytes: Arc<A
         }
     }
     let _ = pages.join();
+}
+
+/// CPU seconds (user + system) a process has used so far.
+fn cpu_secs(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = stat.rsplit_once(')').map_or("", |(_, a)| a);
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let ticks: f64 = [11, 12]
+        .iter()
+        .filter_map(|&i| f.get(i).and_then(|v| v.parse::<f64>().ok()))
+        .sum();
+    ticks / 100.0
 }
 
 fn peak_rss_kib(pid: u32) -> u64 {
@@ -195,6 +213,15 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(5);
+    // How often each viewer fetches the page and a page of actions: 1 s
+    // by default (harsher than a page without JavaScript, which reloads
+    // every 5 s).
+    let every = Duration::from_secs_f64(
+        std::env::var("MEND_BENCH_PAGE_EVERY")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1.0),
+    );
     let base = std::env::var_os("MEND_BENCH_DIR").map_or_else(std::env::temp_dir, PathBuf::from);
     let tmp = tempfile::Builder::new()
         .prefix("mend-serve-load-")
@@ -231,7 +258,7 @@ fn main() {
     mend_run(&state, &runbook);
 
     let (mut alone, mut watched) = (Vec::new(), Vec::new());
-    let (mut peak, mut per_viewer) = (0u64, Vec::new());
+    let (mut peak, mut per_viewer, mut serve_cpu) = (0u64, Vec::new(), Vec::new());
     for rep in 0..reps {
         populate(&cache);
         let t = mend_run(&state, &runbook);
@@ -248,7 +275,7 @@ fn main() {
             .iter()
             .map(|(e, b)| {
                 let (stop, e, b) = (stop.clone(), e.clone(), b.clone());
-                std::thread::spawn(move || viewer(port, stop, e, b))
+                std::thread::spawn(move || viewer(port, every, stop, e, b))
             })
             .collect();
         let t = mend_run(&state, &runbook);
@@ -257,6 +284,7 @@ fn main() {
         std::thread::sleep(Duration::from_millis(500));
         stop.store(true, Ordering::Relaxed);
         peak = peak.max(peak_rss_kib(serve.id()));
+        serve_cpu.push(cpu_secs(serve.id()));
         // Ends every stream still open (a viewer that came late).
         let _ = serve.kill();
         let _ = serve.wait();
@@ -280,6 +308,11 @@ fn main() {
         (w.as_secs_f64() / a.as_secs_f64() - 1.0) * 100.0
     );
     println!("  mend serve peak RSS:               {} MiB", peak / 1024);
+    serve_cpu.sort_by(f64::total_cmp);
+    println!(
+        "  mend serve CPU per run:            {:.1} s (median; pages every {every:?} per viewer)",
+        serve_cpu[serve_cpu.len() / 2]
+    );
     println!(
         "  stream events per viewer:          min {} median {} max {}",
         per_viewer.first().unwrap_or(&0),

@@ -55,7 +55,14 @@ struct App {
     /// The last change the poller has read: a cached view older than it
     /// is read again, so a page is never behind the stream.
     seen: Arc<std::sync::atomic::AtomicI64>,
+    /// Journal reads at once: more requests wait their turn, so the
+    /// blocking pool (a thread and a connection each) stays this small
+    /// however many viewers come.
+    readers: Arc<tokio::sync::Semaphore>,
 }
+
+/// At most this many journal reads at once.
+const READERS: usize = 4;
 
 /// An error a handler answers with.
 struct AppError(StatusCode, String);
@@ -85,7 +92,14 @@ impl App {
         f: impl FnOnce(&Journal) -> Result<T> + Send + 'static,
     ) -> Result<T, AppError> {
         let dir = self.state_dir.clone();
+        let permit = self
+            .readers
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|e| AppError(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
         tokio::task::spawn_blocking(move || {
+            let _permit = permit;
             // One read-only connection per blocking thread, kept: opening
             // one (schema check, functions, the WAL index) per request
             // cost more than the request under 50 viewers. An idle
@@ -144,6 +158,7 @@ pub async fn serve(opts: Options, ready: impl FnOnce(SocketAddr)) -> Result<()> 
         ]),
         views: Arc::default(),
         seen,
+        readers: Arc::new(tokio::sync::Semaphore::new(READERS)),
     };
     let router = Router::new()
         .route("/", get(pages::history))
