@@ -35,6 +35,11 @@ fn normalise(text: &str, root: &std::path::Path, runs: &[String]) -> String {
         // With the spaces that align it: a column's width follows its
         // longest duration, which differs from run to run.
         (r"( ?) *\b\d+(\.\d+)? (ms|s)\b", "${1}[DURATION]"),
+        // Who ran the tests, on which machine.
+        (
+            r"\| started by \| .* on .* \|",
+            "| started by | [USER] on [HOST] |",
+        ),
     ] {
         t = Regex::new(pattern)
             .unwrap()

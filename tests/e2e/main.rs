@@ -37,6 +37,7 @@ mod prosody;
 mod prune;
 mod repos;
 mod restore;
+mod room;
 mod runbooks;
 mod schema;
 mod serve;

@@ -16,15 +16,28 @@ use crate::lifecycle::kinds;
 use crate::watch::{paused_run, wait_running};
 
 /// A `mend serve` child, killed on drop; its stderr lines as they come.
-struct Server {
+pub(crate) struct Server {
     child: Child,
-    port: u16,
+    pub(crate) port: u16,
     log: mpsc::Receiver<String>,
 }
 
 impl Server {
-    fn start(f: &Fixture, args: &[&str]) -> Server {
-        let mut child = Command::new(mend_bin())
+    pub(crate) fn start(f: &Fixture, args: &[&str]) -> Server {
+        Server::start_as(f, args, &[])
+    }
+
+    /// Started through `wrapper` (e.g. `setpriv --reuid=...`) when not empty.
+    pub(crate) fn start_as(f: &Fixture, args: &[&str], wrapper: &[&str]) -> Server {
+        let mut cmd = match wrapper.split_first() {
+            Some((prog, rest)) => {
+                let mut c = Command::new(prog);
+                c.args(rest).arg(mend_bin());
+                c
+            }
+            None => Command::new(mend_bin()),
+        };
+        let mut child = cmd
             .arg("--state-dir")
             .arg(f.state())
             .arg("serve")
@@ -65,7 +78,7 @@ impl Server {
         }
     }
 
-    fn get(&self, path: &str, headers: &[(&str, &str)]) -> Reply {
+    pub(crate) fn get(&self, path: &str, headers: &[(&str, &str)]) -> Reply {
         request(self.port, "GET", path, headers)
     }
 }
@@ -77,10 +90,10 @@ impl Drop for Server {
     }
 }
 
-struct Reply {
-    status: u16,
+pub(crate) struct Reply {
+    pub(crate) status: u16,
     headers: HashMap<String, String>,
-    body: String,
+    pub(crate) body: String,
 }
 
 fn request(port: u16, method: &str, path: &str, headers: &[(&str, &str)]) -> Reply {

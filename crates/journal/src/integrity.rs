@@ -305,6 +305,8 @@ pub(crate) const SUMMED: &[(&str, &str, &[&str])] = &[
             "started_at",
             "finished_at",
             "error",
+            "started_by",
+            "host",
         ],
     ),
     (

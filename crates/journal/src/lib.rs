@@ -31,6 +31,9 @@ mod records;
 pub mod reserve;
 mod runs;
 pub mod schema;
+mod secrets;
+mod space;
+pub mod starter;
 mod steps;
 mod types;
 
@@ -48,6 +51,8 @@ pub use integrity::{Damaged, WalState};
 pub use mend_human::time::{format_utc, now_ms, now_secs};
 pub use prune::{Pruned, PrunedRun, Retention};
 pub use records::{Journaled, RunInputs, SavedStep};
+pub use secrets::{MASK, Redact};
+pub use space::GrantSpace;
 pub use types::{
     ActionRecord, ActionState, EventRecord, HistoryFilter, NewAction, NewRun, PlannedAction,
     RunMode, RunRecord, RunStatus, StepRecord, StepStatus, UnknownVariant,
@@ -115,13 +120,14 @@ impl Journal {
             conn.busy_timeout(BUSY_TIMEOUT)?;
             conn.pragma_update(None, "query_only", true)?;
             let version = schema::check_version(&conn, &path)?;
-            if version < schema::CHANGES_VERSION {
+            // A reader cannot migrate: it needs the columns this build reads.
+            if version < schema::SCHEMA_VERSION {
                 bail!(
-                    "journal {} has schema version {version}, from before the change log \
+                    "journal {} has schema version {version}, older than this build's \
                      (version {}): run any mend command that writes (`mend run`, `mend \
                      resume`) with this build first",
                     path.display(),
-                    schema::CHANGES_VERSION
+                    schema::SCHEMA_VERSION
                 );
             }
             Ok(())
@@ -159,6 +165,11 @@ impl Journal {
                 bail!("cannot switch to WAL mode (journal_mode is `{mode}`)");
             }
             conn.pragma_update(None, "synchronous", "FULL")?;
+            persist_wal(&conn)?;
+            // Non-negative, so the last close empties the kept WAL (to 0
+            // bytes) after its checkpoint instead of leaving old frames
+            // that the next open would replay; also caps an idle WAL.
+            conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)?;
             if reserve::lean() {
                 // Running on the released reserve of a full disk: keep the
                 // WAL within it.
@@ -198,6 +209,29 @@ impl Journal {
             .map(JournalTx::new)
             .with_context(|| format!("cannot write to journal {}", self.path.display()))
     }
+}
+
+/// Keeps `-wal` and `-shm` when the last writer closes (the WAL is
+/// checkpointed and emptied to 0 bytes, not deleted): a reader that may not write the
+/// state directory (`mend serve` or `mend watch` as another user) cannot
+/// create them, and SQLite opens a WAL journal read-only only when they
+/// exist.
+fn persist_wal(conn: &Connection) -> Result<()> {
+    let mut on: std::ffi::c_int = 1;
+    // SAFETY: a valid open connection, the "main" schema name as a C
+    // string, and a pointer to an int, as SQLITE_FCNTL_PERSIST_WAL takes.
+    let rc = unsafe {
+        rusqlite::ffi::sqlite3_file_control(
+            conn.handle(),
+            c"main".as_ptr(),
+            rusqlite::ffi::SQLITE_FCNTL_PERSIST_WAL,
+            (&raw mut on).cast(),
+        )
+    };
+    if rc != rusqlite::ffi::SQLITE_OK {
+        bail!("cannot keep the journal's WAL file (sqlite3_file_control: {rc})");
+    }
+    Ok(())
 }
 
 /// `mkdir -p` with mode 0700 for every directory it creates.
@@ -282,6 +316,7 @@ mod tests {
                 "actions",
                 "changes",
                 "events",
+                "grant_space",
                 "journal_meta",
                 "runs",
                 "steps"

@@ -19,6 +19,11 @@ pub struct RunInputs {
     /// (kept here so a resumed run holds too).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub hold: bool,
+    /// The names of the params declared `secret = true`. Their values are
+    /// in `sets` (a resume needs them); every output masks them
+    /// ([`crate::Redact`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secrets: Vec<String>,
 }
 
 /// A step's journaled plan, and the times of its grants' roots before it.

@@ -16,7 +16,7 @@ pub const MIN_PREFIX_LEN: usize = 4;
 const MAX_CANDIDATES: usize = 10;
 
 const RUN_COLUMNS: &str = "id, runbook_name, runbook_version, runbook_path, runbook_sha256, \
-     mode, status, params_json, now, started_at, finished_at, error";
+     mode, status, params_json, now, started_at, finished_at, error, started_by, host";
 
 fn run_from_row(row: &Row<'_>) -> rusqlite::Result<RunRecord> {
     Ok(RunRecord {
@@ -32,6 +32,8 @@ fn run_from_row(row: &Row<'_>) -> rusqlite::Result<RunRecord> {
         started_at: row.get(9)?,
         finished_at: row.get(10)?,
         error: row.get(11)?,
+        started_by: row.get(12)?,
+        host: row.get(13)?,
     })
 }
 
@@ -52,13 +54,15 @@ impl Journal {
         let started_at = now_ms();
         // A collision of 64 random bits is not expected; retry anyway rather
         // than fail on a primary-key violation.
+        let (started_by, host) = (crate::starter::user(), crate::starter::host());
         for _ in 0..8 {
             let id = new_run_id().context("cannot read /dev/urandom for a run id")?;
             let tx = self.write_tx()?;
             let inserted = tx.execute(
                 "INSERT INTO runs (id, runbook_name, runbook_version, runbook_path,
-                     runbook_sha256, mode, status, params_json, now, started_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+                     runbook_sha256, mode, status, params_json, now, started_at,
+                     started_by, host)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
                  ON CONFLICT (id) DO NOTHING",
                 params![
                     id,
@@ -70,7 +74,9 @@ impl Journal {
                     RunStatus::Running,
                     run.params_json,
                     run.now,
-                    started_at
+                    started_at,
+                    started_by,
+                    host
                 ],
             )?;
             if inserted == 0 {
@@ -91,6 +97,8 @@ impl Journal {
                 started_at,
                 finished_at: None,
                 error: None,
+                started_by: Some(started_by),
+                host: Some(host),
             });
         }
         bail!("cannot allocate a unique run id")

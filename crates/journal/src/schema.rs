@@ -221,6 +221,54 @@ const MIGRATIONS: &[&str] = &[
         WHERE id = NEW.id;
     END;
     "#,
+    // who started a run and where (`started_by`, `host`: shown in its
+    // header), and the free space of each write grant before and after it
+    // (`grant_space`: the timeline picture). `runs` is rebuilt so the new
+    // columns sit before `sum` and are summed like the others (as in 6,
+    // with foreign keys off so its steps and actions stay).
+    r#"
+    CREATE TABLE runs_v7 (
+        id              TEXT    NOT NULL PRIMARY KEY,
+        runbook_name    TEXT    NOT NULL,
+        runbook_version TEXT    NOT NULL,
+        runbook_path    TEXT    NOT NULL,
+        runbook_sha256  TEXT    NOT NULL,
+        mode            TEXT    NOT NULL CHECK (mode IN ('run', 'rehearse')),
+        status          TEXT    NOT NULL CHECK (status IN ('running', 'rolling-back',
+                            'committed', 'failed', 'rolled-back', 'rollback-failed', 'held')),
+        params_json     TEXT    NOT NULL,
+        now             INTEGER NOT NULL,
+        started_at      INTEGER NOT NULL,
+        finished_at     INTEGER,
+        error           TEXT,
+        started_by      TEXT,
+        host            TEXT,
+        sum             INTEGER
+    ) STRICT;
+    INSERT INTO runs_v7 SELECT id, runbook_name, runbook_version, runbook_path, runbook_sha256,
+        mode, status, params_json, now, started_at, finished_at, error, NULL, NULL, NULL FROM runs;
+    DROP TABLE runs;
+    ALTER TABLE runs_v7 RENAME TO runs;
+    UPDATE runs SET sum = mend_row_sum(id, runbook_name, runbook_version, runbook_path, runbook_sha256, mode, status, params_json, now, started_at, finished_at, error, started_by, host);
+    CREATE INDEX runs_by_started ON runs (started_at);
+    CREATE INDEX runs_by_runbook ON runs (runbook_name, started_at);
+    CREATE TRIGGER runs_sum_insert AFTER INSERT ON runs BEGIN
+        UPDATE runs SET sum = mend_row_sum(NEW.id, NEW.runbook_name, NEW.runbook_version, NEW.runbook_path, NEW.runbook_sha256, NEW.mode, NEW.status, NEW.params_json, NEW.now, NEW.started_at, NEW.finished_at, NEW.error, NEW.started_by, NEW.host)
+        WHERE id = NEW.id;
+    END;
+    CREATE TRIGGER runs_sum_update AFTER UPDATE OF id, runbook_name, runbook_version, runbook_path, runbook_sha256, mode, status, params_json, now, started_at, finished_at, error, started_by, host ON runs BEGIN
+        UPDATE runs SET sum = mend_row_sum(NEW.id, NEW.runbook_name, NEW.runbook_version, NEW.runbook_path, NEW.runbook_sha256, NEW.mode, NEW.status, NEW.params_json, NEW.now, NEW.started_at, NEW.finished_at, NEW.error, NEW.started_by, NEW.host)
+        WHERE id = NEW.id;
+    END;
+    CREATE TABLE grant_space (
+        run_id     TEXT    NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+        grant_name TEXT    NOT NULL,
+        moment     TEXT    NOT NULL CHECK (moment IN ('before', 'after')),
+        free       INTEGER NOT NULL CHECK (free >= 0),
+        at         INTEGER NOT NULL,
+        PRIMARY KEY (run_id, grant_name, moment)
+    ) STRICT;
+    "#,
 ];
 
 /// The journal's `user_version`.

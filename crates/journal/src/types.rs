@@ -205,6 +205,11 @@ pub struct RunRecord {
     pub started_at: i64,
     pub finished_at: Option<i64>,
     pub error: Option<String>,
+    /// Who started it: `SUDO_USER` under sudo, else the user's name (or
+    /// uid). `None` in runs journaled before this was kept.
+    pub started_by: Option<String>,
+    /// The host it ran on (its node name).
+    pub host: Option<String>,
 }
 
 impl RunRecord {
@@ -305,6 +310,8 @@ mod tests {
             started_at: 0,
             finished_at: None,
             error: None,
+            started_by: None,
+            host: None,
         };
         assert_eq!(run.short_sha256(), "abababababab");
         // What a damaged journal can hold: short, or `é` across byte 12.

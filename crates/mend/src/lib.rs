@@ -20,4 +20,5 @@ pub mod load;
 pub mod outcome;
 pub mod plan;
 pub mod run;
+pub mod secrets;
 pub mod settings;

@@ -129,6 +129,7 @@ impl Runbook {
             summary: parsed.summary,
             on_failure: parsed.on_failure,
             params: parsed.params,
+            secrets: parsed.secrets,
             grants: parsed.grants,
             commands: parsed.commands,
             steps: parsed.steps,

@@ -28,6 +28,8 @@ pub struct Runbook {
     pub on_failure: OnFailure,
     /// Final values: defaults overridden by `--set`.
     pub params: BTreeMap<String, String>,
+    /// Params declared `secret = true`: every output shows them as `***`.
+    pub secrets: std::collections::BTreeSet<String>,
     pub grants: BTreeMap<String, Grant>,
     pub commands: BTreeMap<String, Command>,
     pub steps: Vec<Step>,

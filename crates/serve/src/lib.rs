@@ -10,6 +10,7 @@
 mod guard;
 mod pages;
 mod sse;
+pub mod svg;
 mod view;
 
 use std::net::SocketAddr;
@@ -23,6 +24,12 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use mend_journal::Journal;
 use tokio::sync::broadcast;
+
+/// The timeline picture of run `id` (a full id or a prefix), as SVG text:
+/// what `/runs/ID/timeline.svg` serves and `mend report --svg` writes.
+pub fn timeline_svg(j: &Journal, id: &str) -> Result<String> {
+    j.snapshot(|j| Ok(svg::Timeline::load(j, id)?.svg()))
+}
 
 /// What `mend serve` was asked for.
 pub struct Options {
@@ -41,7 +48,21 @@ struct App {
     token: Option<Arc<Vec<u8>>>,
     /// Host headers accepted without a token (the DNS-rebinding guard).
     local_hosts: Arc<Vec<String>>,
+    /// Run views read in the last [`view::FRESH`]: 50 viewers of one run
+    /// cost the journal one read, not 50 (a view is a consistent snapshot
+    /// with its seq; the stream resumes after it).
+    views: Arc<std::sync::Mutex<std::collections::HashMap<String, view::Cached>>>,
+    /// The last change the poller has read: a cached view older than it
+    /// is read again, so a page is never behind the stream.
+    seen: Arc<std::sync::atomic::AtomicI64>,
+    /// Journal reads at once: more requests wait their turn, so the
+    /// blocking pool (a thread and a connection each) stays this small
+    /// however many viewers come.
+    readers: Arc<tokio::sync::Semaphore>,
 }
+
+/// At most this many journal reads at once.
+const READERS: usize = 4;
 
 /// An error a handler answers with.
 struct AppError(StatusCode, String);
@@ -71,10 +92,38 @@ impl App {
         f: impl FnOnce(&Journal) -> Result<T> + Send + 'static,
     ) -> Result<T, AppError> {
         let dir = self.state_dir.clone();
+        let permit = self
+            .readers
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|e| AppError(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
         tokio::task::spawn_blocking(move || {
-            let j = Journal::open_read_only(&dir)?
-                .with_context(|| format!("no journal in {}", dir.display()))?;
-            j.snapshot(f)
+            let _permit = permit;
+            // One read-only connection per blocking thread, kept: opening
+            // one (schema check, functions, the WAL index) per request
+            // cost more than the request under 50 viewers. An idle
+            // connection holds no read transaction, so it never stops a
+            // checkpoint.
+            thread_local! {
+                static JOURNAL: std::cell::RefCell<Option<(PathBuf, Journal)>> =
+                    const { std::cell::RefCell::new(None) };
+            }
+            JOURNAL.with(|cell| {
+                let mut slot = cell.borrow_mut();
+                if slot.as_ref().is_none_or(|(d, _)| d != &*dir) {
+                    let j = Journal::open_read_only(&dir)?
+                        .with_context(|| format!("no journal in {}", dir.display()))?;
+                    *slot = Some(((*dir).clone(), j));
+                }
+                let (_, j) = slot.as_ref().expect("just set");
+                let r = j.snapshot(f);
+                if r.is_err() {
+                    // Maybe the journal was replaced: open it again next time.
+                    *slot = None;
+                }
+                r
+            })
         })
         .await
         .map_err(|e| AppError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
@@ -95,7 +144,8 @@ pub async fn serve(opts: Options, ready: impl FnOnce(SocketAddr)) -> Result<()> 
     let bound = listener.local_addr()?;
     let port = bound.port();
     let (tx, _) = broadcast::channel(sse::CHANNEL);
-    sse::start_poller(journal, tx.clone())?;
+    let seen = Arc::new(std::sync::atomic::AtomicI64::new(0));
+    sse::start_poller(journal, tx.clone(), seen.clone())?;
     let app = App {
         state_dir: Arc::new(opts.state_dir),
         journal_id: Arc::new(journal_id),
@@ -106,12 +156,16 @@ pub async fn serve(opts: Options, ready: impl FnOnce(SocketAddr)) -> Result<()> 
             format!("localhost:{port}"),
             format!("[::1]:{port}"),
         ]),
+        views: Arc::default(),
+        seen,
+        readers: Arc::new(tokio::sync::Semaphore::new(READERS)),
     };
     let router = Router::new()
         .route("/", get(pages::history))
         .route("/runs/{id}", get(pages::run))
         .route("/runs/{id}/stream", get(sse::stream))
         .route("/runs/{id}/actions", get(pages::actions))
+        .route("/runs/{id}/timeline.svg", get(pages::timeline))
         .route("/api/runs", get(pages::history_json))
         .route("/api/runs/{id}", get(pages::run_json))
         .route("/api/runs/{id}/actions", get(pages::actions_json))

@@ -157,7 +157,7 @@ pub(crate) async fn history(
             id = esc(&r.id),
             name = esc(&r.runbook_name),
             ver = esc(&r.runbook_version),
-            host = esc(&host),
+            host = esc(r.host.as_deref().unwrap_or(&host)),
             start = when(r.started_at),
             dur = run_duration(r),
         );
@@ -176,13 +176,26 @@ pub(crate) async fn history_json(
 ) -> Result<Response, AppError> {
     let f = filter(&q)?;
     let runs = app.read(move |j| j.history(&f)).await?;
+    let runs: Vec<RunRecord> = runs
+        .into_iter()
+        .map(|r| mend_journal::Redact::of_run(&r).run(r))
+        .collect();
     Ok(Json(runs).into_response())
 }
 
-async fn load(app: &App, id: String) -> Result<RunView, AppError> {
-    app.read(move |j| RunView::load(j, &id))
+async fn load(app: &App, id: String) -> Result<std::sync::Arc<RunView>, AppError> {
+    let seen = app.seen.load(std::sync::atomic::Ordering::Acquire);
+    if let Some(v) = crate::view::cached(&app.views, &id, seen) {
+        return Ok(v);
+    }
+    let key = id.clone();
+    let v = app
+        .read(move |j| RunView::load(j, &id))
         .await
-        .map_err(|e| AppError(StatusCode::NOT_FOUND, e.1))
+        .map_err(|e| AppError(StatusCode::NOT_FOUND, e.1))?;
+    let v = std::sync::Arc::new(v);
+    crate::view::keep(&app.views, &key, v.clone());
+    Ok(v)
 }
 
 /// `/runs/ID` (and `/runs/ID.json`): one run.
@@ -191,10 +204,26 @@ pub(crate) async fn run(
     Path(id): Path<String>,
 ) -> Result<Response, AppError> {
     if let Some(id) = id.strip_suffix(".json") {
-        return Ok(Json(load(&app, id.to_string()).await?).into_response());
+        return Ok(Json(&*load(&app, id.to_string()).await?).into_response());
     }
     let v = load(&app, id).await?;
     Ok(Html(run_page(&v)).into_response())
+}
+
+/// `/runs/ID/timeline.svg`: the timeline picture.
+pub(crate) async fn timeline(
+    State(app): State<App>,
+    Path(id): Path<String>,
+) -> Result<Response, AppError> {
+    let svg = app
+        .read(move |j| Ok(crate::svg::Timeline::load(j, &id)?.svg()))
+        .await
+        .map_err(|e| AppError(StatusCode::NOT_FOUND, e.1))?;
+    Ok((
+        [(header::CONTENT_TYPE, "image/svg+xml; charset=utf-8")],
+        svg,
+    )
+        .into_response())
 }
 
 /// `/api/runs/ID`.
@@ -202,7 +231,7 @@ pub(crate) async fn run_json(
     State(app): State<App>,
     Path(id): Path<String>,
 ) -> Result<Response, AppError> {
-    Ok(Json(load(&app, id).await?).into_response())
+    Ok(Json(&*load(&app, id).await?).into_response())
 }
 
 fn run_page(v: &RunView) -> String {
@@ -219,6 +248,7 @@ fn run_page(v: &RunView) -> String {
          <span id=run-status class='badge s-{st}'>{st}</span></h1>\
          <table class=meta>\
          <tr><th>run</th><td><code>{id}</code> on {host}</td></tr>\
+         <tr><th>started by</th><td id=run-by>{by}</td></tr>\
          <tr><th>runbook</th><td><code>{path}</code></td></tr>\
          <tr><th>sha256</th><td><code>{sha}</code></td></tr>\
          <tr><th>started</th><td>{start}</td></tr>\
@@ -230,7 +260,8 @@ fn run_page(v: &RunView) -> String {
         name = esc(&r.runbook_name),
         ver = esc(&r.runbook_version),
         st = r.status,
-        host = esc(&hostname()),
+        host = esc(r.host.as_deref().unwrap_or(&hostname())),
+        by = esc(r.started_by.as_deref().unwrap_or("(not journaled)")),
         path = esc(&r.runbook_path),
         sha = esc(&r.runbook_sha256),
         start = when(r.started_at),
@@ -257,8 +288,14 @@ fn run_page(v: &RunView) -> String {
         }
         h.push_str("</table>");
     }
+    let _ = write!(
+        h,
+        "</header><h2>Timeline</h2><p class=timeline><img src='/runs/{0}/timeline.svg' \
+         alt='timeline of run {0}: steps as bars on a time axis' width=960></p>",
+        esc(&r.id)
+    );
     h.push_str(
-        "</header><h2>Steps</h2><table id=steps><thead><tr><th>#</th><th>step</th>\
+        "<h2>Steps</h2><table id=steps><thead><tr><th>#</th><th>step</th>\
          <th>status</th><th>time</th><th>actions</th></tr></thead><tbody>",
     );
     for s in &v.steps {
@@ -333,8 +370,9 @@ async fn actions_of(
     let (step, after) = (q.step, q.after);
     app.read(move |j| {
         let run = j.run(&id)?;
+        let r = mend_journal::Redact::of_run(&run);
         let page = j.actions_page(&run.id, step, after, ACTIONS_PAGE)?;
-        Ok((run.id, page))
+        Ok((run.id, page.into_iter().map(|a| r.action(a)).collect()))
     })
     .await
     .map_err(|e| AppError(StatusCode::NOT_FOUND, e.1))

@@ -3,10 +3,48 @@
 
 use anyhow::Result;
 use mend_journal::{
-    ActionState, Change, ChangeRecord, EventRecord, Journal, RunInputs, RunRecord, StepRecord,
+    ActionState, Change, ChangeRecord, EventRecord, GrantSpace, Journal, Redact, RunRecord,
+    StepRecord,
 };
 use serde::Serialize;
 use serde_json::{Value, json};
+
+/// How long a run view read from the journal is served again.
+pub(crate) const FRESH: std::time::Duration = std::time::Duration::from_millis(500);
+/// At most this many cached views (one per run being watched).
+const CACHED_RUNS: usize = 64;
+
+/// A run view and when it was read.
+pub(crate) type Cached = (std::time::Instant, std::sync::Arc<RunView>);
+
+/// The cached view of `id` if it is fresh.
+/// (Fresh: read less than [`FRESH`] ago, and not older than `seen`, the
+/// last change the poller has read.)
+pub(crate) fn cached(
+    views: &std::sync::Mutex<std::collections::HashMap<String, Cached>>,
+    id: &str,
+    seen: i64,
+) -> Option<std::sync::Arc<RunView>> {
+    let g = views.lock().unwrap_or_else(|e| e.into_inner());
+    g.get(id)
+        .filter(|(at, v)| at.elapsed() < FRESH && v.seq >= seen)
+        .map(|(_, v)| v.clone())
+}
+
+/// Keeps `v` as the view of `id`, dropping stale ones.
+pub(crate) fn keep(
+    views: &std::sync::Mutex<std::collections::HashMap<String, Cached>>,
+    id: &str,
+    v: std::sync::Arc<RunView>,
+) {
+    let mut g = views.lock().unwrap_or_else(|e| e.into_inner());
+    if g.len() >= CACHED_RUNS {
+        g.retain(|_, (at, _)| at.elapsed() < FRESH);
+    }
+    if g.len() < CACHED_RUNS {
+        g.insert(id.to_string(), (std::time::Instant::now(), v));
+    }
+}
 
 /// One run as the page and `/api/runs/ID` show it.
 #[derive(Serialize)]
@@ -19,6 +57,8 @@ pub(crate) struct RunView {
     pub params: Vec<(String, String)>,
     pub steps: Vec<StepView>,
     pub events: Vec<EventRecord>,
+    /// Free space of each write grant before and after the run.
+    pub space: Vec<GrantSpace>,
 }
 
 #[derive(Serialize)]
@@ -49,13 +89,15 @@ impl RunView {
     pub fn load(j: &Journal, id: &str) -> Result<RunView> {
         let seq = j.last_seq()?;
         let run = j.run(id)?;
-        let params = serde_json::from_str::<RunInputs>(&run.params_json)
-            .map(|i| i.sets)
-            .unwrap_or_default();
+        // Secret params: masked here, before any page, JSON or picture.
+        let r = Redact::of_run(&run);
+        let params = Redact::params(&run);
+        let run = r.run(run);
         let steps = j
             .steps(&run.id)?
             .into_iter()
             .map(|s| {
+                let s = r.step(s);
                 let summary = summary_of(&s);
                 Ok(StepView {
                     step: step_row(j, s)?,
@@ -63,7 +105,8 @@ impl RunView {
                 })
             })
             .collect::<Result<_>>()?;
-        let events = j.events(&run.id)?;
+        let events = j.events(&run.id)?.into_iter().map(|e| r.event(e)).collect();
+        let space = j.grant_spaces(&run.id)?;
         Ok(RunView {
             journal_id: j.journal_id()?,
             seq,
@@ -71,6 +114,7 @@ impl RunView {
             params,
             steps,
             events,
+            space,
         })
     }
 }
@@ -115,6 +159,14 @@ pub(crate) fn message(
     j: &Journal,
     c: &ChangeRecord,
 ) -> Result<Option<(&'static str, Value, bool)>> {
+    let Some((kind, mut v, ends)) = message_of(j, c)? else {
+        return Ok(None);
+    };
+    Redact::of_run(&j.run(&c.run_id)?).json(&mut v);
+    Ok(Some((kind, v, ends)))
+}
+
+fn message_of(j: &Journal, c: &ChangeRecord) -> Result<Option<(&'static str, Value, bool)>> {
     Ok(Some(match c.change {
         Change::Run => {
             let r = j.run(&c.run_id)?;

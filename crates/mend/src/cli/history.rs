@@ -11,6 +11,11 @@ pub(crate) fn run(cx: &Ctx, filter: HistoryFilter) -> Result<i32, Failure> {
         Some(j) => j.history(&filter)?,
         None => Vec::new(),
     };
+    // Each run's secret params masked in its inputs and error.
+    let runs: Vec<_> = runs
+        .into_iter()
+        .map(|r| mend_journal::Redact::of_run(&r).run(r))
+        .collect();
     cx.out.history(&runs);
     Ok(exit::SUCCESS)
 }

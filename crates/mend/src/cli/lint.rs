@@ -2,6 +2,8 @@
 //! running anything. Given a fleet inventory (`[hosts]`, no `[runbook]`),
 //! it checks that instead.
 
+#[allow(unused_imports)]
+use crate::secrets::{eprintln, println};
 use std::path::Path;
 
 use mend_runbook::fleet::{Inventory, JournalTarget, inventory::looks_like_inventory};

@@ -25,7 +25,7 @@ pub fn init(verbose: u8) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(filter));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(|| MaskedStderr);
     if stderr_is_journal() {
         // journald keeps the bytes: no colour codes in its records.
         builder.with_ansi(false).event_format(Journald).init();
@@ -34,6 +34,26 @@ pub fn init(verbose: u8) {
             .with_ansi(std::io::stderr().is_terminal() && !no_color())
             .without_time()
             .init();
+    }
+}
+
+/// stderr, with every secret value masked (`-v` logs the commands run,
+/// whose arguments may hold one).
+struct MaskedStderr;
+
+impl std::io::Write for MaskedStderr {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let text = String::from_utf8_lossy(buf);
+        let masked = crate::secrets::mask(&text);
+        if masked == text {
+            std::io::stderr().write_all(buf)?;
+        } else {
+            std::io::stderr().write_all(masked.as_bytes())?;
+        }
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
     }
 }
 

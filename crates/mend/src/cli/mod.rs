@@ -28,6 +28,8 @@ mod unlock;
 mod watch;
 pub use render::Out;
 
+#[allow(unused_imports)]
+use crate::secrets::eprintln;
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -194,7 +196,13 @@ pub enum Cmd {
         token_file: Option<PathBuf>,
     },
     /// One run as a Markdown timeline for the postmortem: mend report RUN > RUN.md
-    Report { run: String },
+    Report {
+        run: String,
+        /// Also write the run's timeline picture (SVG) to this file, to
+        /// embed beside the Markdown
+        #[arg(long, value_name = "FILE")]
+        svg: Option<PathBuf>,
+    },
     /// Check a runbook (and its steps' parameters), or a fleet inventory, without running anything
     Lint {
         runbook: PathBuf,
@@ -469,7 +477,7 @@ async fn dispatch(cx: &Ctx, command: Cmd) -> Result<i32, Failure> {
             dry_run,
         } => prune::run(cx, keep_days, keep_runs, dry_run),
         Cmd::Show { run } => show::run(cx, &run),
-        Cmd::Report { run } => report::run(cx, &run),
+        Cmd::Report { run, svg } => report::run(cx, &run, svg.as_deref()),
         Cmd::Serve { listen, token_file } => serve::run(cx, listen, token_file.as_deref()).await,
         Cmd::Watch {
             run,

@@ -1,6 +1,8 @@
 //! Live output of a run on stderr: lines, and a progress bar with rate and
 //! ETA for steps with many actions (on a terminal; plain lines otherwise).
 
+#[allow(unused_imports)]
+use crate::secrets::eprintln;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -58,6 +60,7 @@ fn plain(b: &Bulk) -> String {
 
 impl Reporter for Live {
     fn line(&self, text: &str) {
+        let text = &*crate::secrets::mask(text);
         match self.bar.lock().expect("not poisoned").as_ref() {
             Some(bar) => bar.println(text),
             None => eprintln!("{text}"),

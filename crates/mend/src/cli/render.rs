@@ -2,6 +2,8 @@
 //! run stands and what to do next, errors with the fix. `--json` prints one
 //! JSON document per command instead.
 
+#[allow(unused_imports)]
+use crate::secrets::{eprintln, println};
 use std::io::IsTerminal;
 
 use serde_json::json;
@@ -97,9 +99,11 @@ impl Out {
     }
 
     pub(crate) fn print_json(&self, v: &serde_json::Value) {
+        let mut v = v.clone();
+        crate::secrets::mask_json(&mut v);
         println!(
             "{}",
-            serde_json::to_string_pretty(v).expect("JSON values serialize")
+            serde_json::to_string_pretty(&v).expect("JSON values serialize")
         );
     }
 
@@ -577,6 +581,19 @@ impl Out {
                 .map(|f| format!(", finished {}", format_utc(f / 1000)))
                 .unwrap_or_default()
         );
+        if let Some(by) = &run.started_by {
+            println!(
+                "  started by {}{}",
+                sanitize(by),
+                run.host
+                    .as_deref()
+                    .map(|h| format!(" on {}", sanitize(h)))
+                    .unwrap_or_default()
+            );
+        }
+        for (k, v) in mend_journal::Redact::params(run) {
+            println!("  param {} = {}", sanitize(&k), sanitize(&v));
+        }
         if let Some(e) = &run.error {
             println!("  error: {e}");
         }

@@ -2,6 +2,8 @@
 //! postmortems: what ran, when, how long, what each step planned and did,
 //! what was rolled back and what could not be, in UTC.
 
+#[allow(unused_imports)]
+use crate::secrets::print;
 use std::fmt::Write as _;
 
 use mend_human::sanitize;
@@ -14,9 +16,29 @@ use crate::exit;
 use crate::outcome::Failure;
 
 /// `mend report RUN`: the Markdown on stdout (in a JSON document with `--json`).
-pub(crate) fn run(cx: &Ctx, run: &str) -> Result<i32, Failure> {
+pub(crate) fn run(cx: &Ctx, run: &str, svg: Option<&std::path::Path>) -> Result<i32, Failure> {
     let (record, steps, actions, events) = crate::cli::show::load_run(&cx.settings, run)?;
-    let md = markdown(&record, &steps, &actions, &events);
+    let mut md = markdown(&record, &steps, &actions, &events);
+    if let Some(file) = svg {
+        // The same picture `mend serve` draws, secrets masked as there.
+        let j = mend_journal::Journal::open_read_only(&cx.settings.state_dir)?
+            .ok_or_else(|| anyhow::anyhow!("the journal went away"))?;
+        let picture = mend_serve::timeline_svg(&j, &record.id)?;
+        std::fs::write(file, picture)
+            .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", file.display()))?;
+        let name = file.file_name().map_or_else(
+            || file.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        );
+        md = md.replacen(
+            "\n## Time per step",
+            &format!(
+                "\n![timeline of run {}]({name})\n\n## Time per step",
+                record.id
+            ),
+            1,
+        );
+    }
     if cx.out.json {
         cx.out
             .print_json(&serde_json::json!({"run": record.id, "markdown": md}));
@@ -53,6 +75,15 @@ pub fn markdown(
     let _ = writeln!(w, "| mode | {} |", run.mode.as_str());
     if let Some(sets) = parameters(&run.params_json) {
         let _ = writeln!(w, "| parameters | {sets} |");
+    }
+    if let Some(by) = &run.started_by {
+        let host = run.host.as_deref().map(|h| format!(" on {}", cell(h)));
+        let _ = writeln!(
+            w,
+            "| started by | {}{} |",
+            cell(by),
+            host.unwrap_or_default()
+        );
     }
     let _ = writeln!(w, "| started | {} |", utc_ms(run.started_at));
     if let Some(end) = run.finished_at {
@@ -296,6 +327,8 @@ pub(crate) mod tests {
             started_at: i64::MAX,
             finished_at: Some(i64::MIN),
             error: Some("|\n".into()),
+            started_by: Some("<b>|\n".into()),
+            host: None,
         };
         let steps = vec![StepRecord {
             run_id: run.id.clone(),

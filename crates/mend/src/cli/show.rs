@@ -32,8 +32,16 @@ pub(crate) fn load_run(settings: &Settings, run: &str) -> Result<RunRecords, Fai
     let record = journal
         .run(run)
         .map_err(|e| Failure::input(run, format!("{e:#}"), None))?;
+    // Secret params are masked here, before any renderer sees a record.
+    let r = mend_journal::Redact::of_run(&record);
+    crate::secrets::add(&r);
     let steps = journal.steps(&record.id)?;
     let actions = journal.actions(&record.id)?;
     let events = journal.events(&record.id)?;
-    Ok((record, steps, actions, events))
+    Ok((
+        r.run(record),
+        steps.into_iter().map(|s| r.step(s)).collect(),
+        actions.into_iter().map(|a| r.action(a)).collect(),
+        events.into_iter().map(|e| r.event(e)).collect(),
+    ))
 }

@@ -8,6 +8,8 @@
 //! never listed: at most one count line a second per step, and the final
 //! count when the step ends.
 
+#[allow(unused_imports)]
+use crate::secrets::println;
 use std::collections::HashMap;
 use std::io::Write as _;
 use std::path::Path;
@@ -81,6 +83,8 @@ struct Watch<'a> {
 
 impl<'a> Watch<'a> {
     fn new(journal: Journal, run: RunRecord, json: bool, state: &'a Path) -> Watch<'a> {
+        // Every line printed from here on masks the run's secret params.
+        crate::secrets::add(&mend_journal::Redact::of_run(&run));
         Watch {
             journal,
             run,
@@ -102,11 +106,15 @@ impl<'a> Watch<'a> {
                 "started_at": r.started_at}));
         } else {
             println!(
-                "watching run {} · {} {} · started {}",
+                "watching run {} · {} {} · started {}{}",
                 r.id,
                 mend_human::sanitize(&r.runbook_name),
                 mend_human::sanitize(&r.runbook_version),
-                mend_human::time::format_utc(r.started_at.div_euclid(1000))
+                mend_human::time::format_utc(r.started_at.div_euclid(1000)),
+                r.started_by
+                    .as_deref()
+                    .map(|by| format!(" by {}", mend_human::sanitize(by)))
+                    .unwrap_or_default()
             );
         }
         let mut version = self.journal.data_version()?;

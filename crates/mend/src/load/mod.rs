@@ -94,6 +94,13 @@ pub async fn prepare_for(
     let stand_ins = purpose == Purpose::Rehearse;
     let mut runbook =
         Runbook::load_as(file, sets, &bundled_names(), lint).map_err(Failure::BadInput)?;
+    // From here on, every line the CLI prints masks its secret values.
+    crate::secrets::add(&mend_journal::Redact::new(
+        runbook
+            .secrets
+            .iter()
+            .filter_map(|n| runbook.params.get(n).cloned()),
+    ));
     let mut warnings: Vec<String> = runbook
         .warnings
         .iter()

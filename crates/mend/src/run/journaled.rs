@@ -64,14 +64,17 @@ pub(crate) fn free_space_event(
     when: &str,
 ) -> Result<(), Failure> {
     let mut parts = Vec::new();
+    let mut data = Vec::new();
     for (name, g) in &prepared.runbook.grants {
         if g.access != mend_runbook::Access::Write {
             continue;
         }
         if let Ok(free) = mend_host::space::free_space_at(&g.path) {
             parts.push(format!("{name} {}", mend_human::human_bytes(free)));
+            data.push((name.clone(), free));
         }
     }
+    journal.grant_space(run_id, when, &data)?;
     if !parts.is_empty() {
         journal.event(
             run_id,

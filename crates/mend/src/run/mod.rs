@@ -89,13 +89,24 @@ pub async fn run(
     if mode == RunMode::Run {
         refuse_if_held(&journal, &prepared.runbook.name)?;
     }
+    let rb = &prepared.runbook;
+    // A secret's value is journaled with `--set` (a resume needs it), also
+    // when it is the runbook's default, so every reader can mask it.
+    let mut sets = sets.to_vec();
+    for name in &rb.secrets {
+        if !sets.iter().any(|(k, _)| k == name)
+            && let Some(v) = rb.params.get(name).filter(|v| !v.is_empty())
+        {
+            sets.push((name.clone(), v.clone()));
+        }
+    }
     let inputs = RunInputs {
-        sets: sets.to_vec(),
+        sets,
         grants: grants.clone(),
         hold,
+        secrets: rb.secrets.iter().cloned().collect(),
     };
     let now = crate::settings::now(settings);
-    let rb = &prepared.runbook;
     let record = journal.new_run(&NewRun {
         runbook_name: &rb.name,
         runbook_version: &rb.version,

@@ -3,6 +3,8 @@
 //! is byte-identical (metadata included) to where it started, apart from
 //! what the plan declared irreversible.
 
+#[allow(unused_imports)]
+use crate::secrets::eprintln;
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::os::unix::fs::MetadataExt;

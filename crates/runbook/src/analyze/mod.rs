@@ -43,6 +43,8 @@ pub(crate) struct Parsed {
     pub summary: String,
     pub on_failure: OnFailure,
     pub params: BTreeMap<String, String>,
+    /// Params declared `secret = true`.
+    pub secrets: std::collections::BTreeSet<String>,
     pub grants: BTreeMap<String, Grant>,
     pub commands: BTreeMap<String, Command>,
     pub steps: Vec<Step>,
@@ -57,6 +59,8 @@ struct Ctx<'r, 'a> {
     /// The TOML type of each param's default, when it is not a string: a
     /// value that is exactly `${name}` keeps that type in `with`.
     param_types: BTreeMap<String, &'static str>,
+    /// Params declared `secret = true`.
+    secrets: std::collections::BTreeSet<String>,
 }
 
 /// Check what `doc` means; the model when the whole document holds
@@ -70,6 +74,7 @@ pub(crate) fn analyze(
         report,
         params: BTreeMap::new(),
         param_types: BTreeMap::new(),
+        secrets: Default::default(),
     };
     let header = doc.get("runbook").and_then(|n| header(n.fields()));
     let params = cx.params(doc.get("params"), input.sets);
@@ -85,6 +90,7 @@ pub(crate) fn analyze(
         summary,
         on_failure,
         params,
+        secrets: std::mem::take(&mut cx.secrets),
         grants: grants
             .into_iter()
             .filter_map(|(k, g)| Some((k, g?)))

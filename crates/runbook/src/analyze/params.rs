@@ -59,6 +59,9 @@ impl Ctx<'_, '_> {
                         self.note_type(&name, d.scalar());
                     }
                     required = pt.get("required").is_some_and(Node::bool);
+                    if pt.get("secret").is_some_and(Node::bool) {
+                        self.secrets.insert(name.clone());
+                    }
                     if required && pt.written("default").is_some() {
                         self.report.error(
                             pt.written("required").unwrap_or(pt.span),

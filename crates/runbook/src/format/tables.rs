@@ -101,6 +101,12 @@ pub static PARAM: Table = table(
         )
         .or(DefaultValue::Bool(false)),
         key("doc", Kind::Str, "One line for the operator."),
+        key(
+            "secret",
+            Kind::Bool,
+            "A password or token: shown as *** in every output (terminal, report, mend serve); kept in the journal for resume.",
+        )
+        .or(DefaultValue::Bool(false)),
     ],
 );
 
