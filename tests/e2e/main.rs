@@ -22,6 +22,7 @@ mod inspect;
 mod layout;
 mod lifecycle;
 mod nothing_lost;
+mod overlay;
 mod postgres;
 // The private PostgreSQL cluster, shared with crates/journal/tests/pg.rs.
 #[path = "../support/pg_cluster.rs"]

@@ -111,7 +111,7 @@ pub enum Cmd {
     Resume { run: String },
     /// Undo a run that failed, stopped or was interrupted
     Rollback { run: String },
-    /// Run on copies of the grants, roll back, and prove nothing is left changed
+    /// Run on overlays (or copies) of the grants, roll back, and prove nothing is left changed
     Rehearse {
         runbook: PathBuf,
         #[arg(long = "set", value_name = "KEY=VALUE", value_parser = parse_set)]
@@ -127,6 +127,18 @@ pub enum Cmd {
         /// Internal (--faults): rehearse on copies already made in DIR/GRANT
         #[arg(long, value_name = "DIR", hide = true, conflicts_with = "faults")]
         copies: Option<PathBuf>,
+        /// How the grants are presented: overlays on their own paths (root,
+        /// Linux), reflinked copies (btrfs, XFS), full copies; auto takes
+        /// the first that works and says why
+        #[arg(long, value_enum, default_value = "auto", env = "MEND_REHEARSE_ON")]
+        on: crate::run::rehearse::On,
+        /// Where the upper layers or copies go [default: /dev/shm for
+        /// overlays, $TMPDIR for copies]
+        #[arg(long, value_name = "DIR")]
+        scratch: Option<PathBuf>,
+        /// Internal: the child that mounts the overlays SPEC names
+        #[arg(long, value_name = "SPEC", hide = true, conflicts_with = "copies")]
+        in_overlay: Option<PathBuf>,
     },
     /// Stop a hung run that holds a runbook's lock, by the lock id its refusal
     /// printed; the run stays resumable (mend resume / mend rollback)
@@ -396,11 +408,15 @@ async fn dispatch(cx: &Ctx, command: Cmd) -> Result<i32, Failure> {
             faults,
             max_kills,
             copies,
+            on,
+            scratch,
+            in_overlay,
         } => {
-            let mode = match (faults, copies) {
-                (true, _) => rehearse::Mode::Faults { max_kills },
-                (false, Some(dir)) => rehearse::Mode::OnCopies(dir),
-                (false, None) => rehearse::Mode::Plain,
+            let mode = match (faults, copies, in_overlay) {
+                (_, _, Some(spec)) => rehearse::Mode::InOverlay(spec),
+                (true, _, None) => rehearse::Mode::Faults { max_kills },
+                (false, Some(dir), None) => rehearse::Mode::OnCopies(dir),
+                (false, None, None) => rehearse::Mode::Plain { on, scratch },
             };
             rehearse::run(cx, &runbook, &sets, mode).await
         }
