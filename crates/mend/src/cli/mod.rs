@@ -108,7 +108,12 @@ pub enum Cmd {
     /// Commit a held run (`mend run --hold`): its undo data is purged
     Commit { run: String },
     /// Finish a run that was interrupted
-    Resume { run: String },
+    Resume {
+        run: String,
+        /// Internal (rehearse --faults): resume on the overlays SPEC names
+        #[arg(long, value_name = "SPEC", hide = true)]
+        in_overlay: Option<std::path::PathBuf>,
+    },
     /// Undo a run that failed, stopped or was interrupted
     Rollback { run: String },
     /// Run on overlays (or copies) of the grants, roll back, and prove nothing is left changed
@@ -400,7 +405,7 @@ async fn dispatch(cx: &Ctx, command: Cmd) -> Result<i32, Failure> {
             hold,
         } => run::run(cx, runbook, sets, plan.as_deref(), hold).await,
         Cmd::Commit { run } => run::commit(cx, &run).await,
-        Cmd::Resume { run } => resume::run(cx, &run).await,
+        Cmd::Resume { run, in_overlay } => resume::run(cx, &run, in_overlay.as_deref()).await,
         Cmd::Rollback { run } => rollback::run(cx, &run).await,
         Cmd::Rehearse {
             runbook,
@@ -414,7 +419,7 @@ async fn dispatch(cx: &Ctx, command: Cmd) -> Result<i32, Failure> {
         } => {
             let mode = match (faults, copies, in_overlay) {
                 (_, _, Some(spec)) => rehearse::Mode::InOverlay(spec),
-                (true, _, None) => rehearse::Mode::Faults { max_kills },
+                (true, _, None) => rehearse::Mode::Faults { max_kills, on },
                 (false, Some(dir), None) => rehearse::Mode::OnCopies(dir),
                 (false, None, None) => rehearse::Mode::Plain { on, scratch },
             };

@@ -19,7 +19,7 @@ pub(crate) enum Mode {
     /// Internal: the child that mounts the overlays the spec names.
     InOverlay(PathBuf),
     /// Every fault variant, each on fresh copies, in child processes.
-    Faults { max_kills: usize },
+    Faults { max_kills: usize, on: rehearse::On },
     /// Internal: a child of `--faults`, on copies already made in DIR.
     OnCopies(PathBuf),
 }
@@ -32,9 +32,9 @@ pub(crate) async fn run(
 ) -> Result<i32, Failure> {
     let (sandbox, settings, out) = (&cx.sandbox, &cx.settings, &cx.out);
     match mode {
-        Mode::Faults { max_kills } => {
-            let r =
-                faults::rehearse_faults(settings, &cx.cache_dir, runbook, sets, max_kills).await?;
+        Mode::Faults { max_kills, on } => {
+            let r = faults::rehearse_faults(settings, &cx.cache_dir, runbook, sets, max_kills, on)
+                .await?;
             out.fault_rehearsal(&r);
             Ok(r.exit_code())
         }

@@ -87,7 +87,7 @@ pub(crate) fn default_base() -> PathBuf {
 }
 
 /// Why overlays cannot be had for these grants, before anything starts.
-fn precheck(runbook: &Runbook, base: &Path) -> Option<String> {
+pub(crate) fn precheck(runbook: &Runbook, base: &Path) -> Option<String> {
     if let Some(why) = overlay::unfit_upper(base) {
         return Some(format!("{why}; use --scratch DIR elsewhere"));
     }
@@ -146,6 +146,7 @@ pub(crate) fn rehearse(runbook: &Runbook, base: &Path) -> Result<i32, Unavailabl
 
 /// The layers and read-only binds of a runbook's grants, in `scratch`.
 pub(crate) fn spec(runbook: &Runbook, scratch: &Path) -> Spec {
+    let _ = std::fs::create_dir_all(scratch);
     let layers = runbook
         .grants
         .iter()
@@ -310,6 +311,66 @@ pub(crate) fn check_all(m: &Mounted, skip: &[String]) -> anyhow::Result<(Vec<Str
     Ok((differences, entries))
 }
 
+fn read_spec(spec_path: &Path) -> Result<Spec, Failure> {
+    Ok(serde_json::from_slice(
+        &std::fs::read(spec_path)
+            .with_context(|| format!("read the overlay spec {}", spec_path.display()))?,
+    )
+    .context("parse the overlay spec")?)
+}
+
+/// `mend resume RUN --in-overlay SPEC`: a fault rehearsal killed on these
+/// upper layers, mounted again and resumed to its rollback, then checked.
+pub(crate) async fn resume_in_overlay(
+    sandbox: &Sandbox,
+    settings: &Settings,
+    run_id: &str,
+    spec_path: &Path,
+) -> Result<Option<RehearsalReport>, Failure> {
+    let spec = read_spec(spec_path)?;
+    let Ok(mounted) = mount_all(&spec) else {
+        return Ok(None);
+    };
+    let outcome = super::resume(sandbox, settings, run_id).await?;
+    let skip: Vec<String> = outcome
+        .rollback
+        .as_ref()
+        .map(|r| r.irreversible_paths.clone())
+        .unwrap_or_default();
+    let (differences, entries) = check_all(&mounted, &skip)?;
+    let presentation = Presentation {
+        kind: "overlay",
+        why: mounted.why.clone(),
+        scratch: spec.scratch.clone(),
+    };
+    Ok(Some(report(
+        settings,
+        None,
+        outcome,
+        differences,
+        entries,
+        presentation,
+    )?))
+}
+
+/// Run `cmd` (a child mend) in a private namespace with its output
+/// captured; sweep the namespace once it ends.
+pub(crate) fn output_in_namespace(mut cmd: Command) -> std::io::Result<std::process::Output> {
+    overlay::in_private_namespace(&mut cmd);
+    let child = cmd
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    let own = overlay::namespace_of(std::process::id());
+    let ns = overlay::namespace_of(child.id()).filter(|n| Some(*n) != own);
+    let out = child.wait_with_output();
+    if let Some(ns) = ns {
+        overlay::kill_namespace(ns);
+    }
+    out
+}
+
 /// The child: mount, say so, run, roll back, check. `None`: the mounts
 /// failed (the parent reads why and runs nothing, or falls back).
 pub(crate) async fn rehearse_in_overlay(
@@ -319,11 +380,7 @@ pub(crate) async fn rehearse_in_overlay(
     sets: &[(String, String)],
     spec_path: &Path,
 ) -> Result<Option<RehearsalReport>, Failure> {
-    let spec: Spec = serde_json::from_slice(
-        &std::fs::read(spec_path)
-            .with_context(|| format!("read the overlay spec {}", spec_path.display()))?,
-    )
-    .context("parse the overlay spec")?;
+    let spec = read_spec(spec_path)?;
     let Ok(mounted) = mount_all(&spec) else {
         return Ok(None);
     };
@@ -357,7 +414,7 @@ pub(crate) async fn rehearse_in_overlay(
     };
     Ok(Some(report(
         settings,
-        &runbook,
+        runbook.rehearsal_budget,
         outcome,
         differences,
         entries,

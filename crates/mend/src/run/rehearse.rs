@@ -261,13 +261,20 @@ async fn on_copies(
         why,
         scratch,
     };
-    report(settings, runbook, outcome, differences, files, presentation)
+    report(
+        settings,
+        runbook.rehearsal_budget,
+        outcome,
+        differences,
+        files,
+        presentation,
+    )
 }
 
 /// The report of a run, its rollback and the comparison after it.
 pub(super) fn report(
     settings: &Settings,
-    runbook: &Runbook,
+    budget: Option<std::time::Duration>,
     outcome: RunOutcome,
     differences: Vec<String>,
     files: u64,
@@ -279,7 +286,7 @@ pub(super) fn report(
         .map(|r| r.irreversible.clone())
         .unwrap_or_default();
     let (elapsed_ms, step_ms) = timings(settings, &outcome.run_id)?;
-    let budget_ms = runbook.rehearsal_budget.map(|b| b.as_millis() as u64);
+    let budget_ms = budget.map(|b| b.as_millis() as u64);
     let over_budget = match (budget_ms, elapsed_ms) {
         (Some(b), Some(e)) => e > b,
         _ => false,
