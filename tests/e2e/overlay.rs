@@ -343,3 +343,47 @@ with = { actions = [{ exec = ["mark", ["new.txt"]], undo = ["unmark", ["new.txt"
     }
     assert_same(&before, &tree(&data, true), "the real grant after a kill");
 }
+
+#[test]
+fn a_step_whose_changes_do_not_fit_the_upper_layer_fails_before_it_acts() {
+    let f = Fixture::new();
+    for i in 0..100 {
+        let p = f.write(&format!("data/old/f{i:03}.log"), "old\n");
+        let t = std::time::SystemTime::now() - std::time::Duration::from_secs(40 * 86_400);
+        std::fs::File::options()
+            .write(true)
+            .open(p)
+            .unwrap()
+            .set_modified(t)
+            .unwrap();
+    }
+    f.write("data/config.yml", "config\n");
+    cull(&f, "data");
+    let before = tree(&f.path("data"), true);
+    std::fs::create_dir_all(f.path("small")).unwrap();
+    // Room for 60 inodes: the cull of 100 files needs about 200.
+    let out = in_namespace(
+        &f,
+        r#"
+mount -t tmpfs -o size=1m,nr_inodes=60 tmpfs "$ROOT/small"
+set +e
+$MEND rehearse --scratch "$ROOT/small" "$ROOT/cull.toml" > "$ROOT/small.out" 2>&1
+echo $? > "$ROOT/small.code"
+"#,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = read(&f, "small.out");
+    assert_eq!(read(&f, "small.code").trim(), "1", "{text}");
+    assert!(
+        text.contains("not enough room for the rehearsal's changes in ")
+            && text.contains("(tmpfs): step cull-old needs ~0 B and 20")
+            && text.contains("rehearse with --scratch DIR"),
+        "{text}"
+    );
+    assert!(text.contains("rolled back 0 actions"), "{text}");
+    assert_same(&before, &tree(&f.path("data"), true), "the real grant");
+}

@@ -6,6 +6,8 @@
 //!
 //! - [`overlay`]: the namespace, the mounts, what the kernel really mounted
 //! - [`upper`]: the proof after a rollback, read from the upper layer only
+//! - [`space`]: what a step's changes need in the upper layer
 
 pub mod overlay;
+pub mod space;
 pub mod upper;

@@ -234,6 +234,15 @@ pub(crate) struct Mounted {
     pub why: String,
 }
 
+/// Where this process's upper layers are, once mounted: each step's
+/// changes are checked against its filesystem's room.
+static UPPER_SCRATCH: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+
+/// The scratch area of the upper layers, in the child that mounted them.
+pub(crate) fn upper_scratch() -> Option<&'static Path> {
+    UPPER_SCRATCH.get().map(PathBuf::as_path)
+}
+
 /// The child's side of the mounts: open every grant's real directory
 /// first (a grant inside another stays reachable), then mount; write the
 /// status the parent reads. `Err(why)`: nothing may run.
@@ -273,6 +282,7 @@ pub(crate) fn mount_all(spec: &Spec) -> Result<Mounted, String> {
             return fail(format!("cannot bind {} read-only: {e}", r.display()));
         }
     }
+    let _ = UPPER_SCRATCH.set(spec.scratch.clone());
     if std::fs::write(&spec.status, "ok").is_err() {
         return Err("cannot write the status".into());
     }

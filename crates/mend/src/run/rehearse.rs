@@ -122,7 +122,8 @@ pub enum On {
     Auto,
     /// Overlays on the grants' own paths, or nothing runs (exit 2).
     Overlay,
-    /// Reflinked copies (btrfs, XFS), or nothing runs (exit 2).
+    /// Reflinked copies (btrfs, XFS), or nothing runs (exit 2); not built
+    /// yet: always exit 2.
     Reflink,
     /// Full copies.
     Copy,
@@ -158,6 +159,13 @@ pub async fn rehearse(
 ) -> Result<Rehearsed, Failure> {
     let runbook = Runbook::load(file, sets, &bundled_names()).map_err(Failure::BadInput)?;
     stand_ins_present(file, &runbook)?;
+    if on == On::Reflink {
+        return Err(Failure::input(
+            &file.display().to_string(),
+            "cannot rehearse on reflinked copies: this mend does not make them yet; nothing ran",
+            Some("choose --on overlay (as root) or --on copy (a copy reflinks by itself on btrfs and XFS)".into()),
+        ));
+    }
     let mut why_not = Vec::new();
     if matches!(on, On::Auto | On::Overlay) {
         let at = base
