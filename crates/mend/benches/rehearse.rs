@@ -20,10 +20,14 @@ const MEND: &str = env!("CARGO_BIN_EXE_mend");
 
 /// Wall time and peak RSS (KiB) of a command, which must succeed.
 fn measure(cmd: &mut Command) -> (Duration, u64) {
+    let log = std::env::temp_dir().join(format!("mend-bench-rehearse-{}.err", std::process::id()));
+    let err_file = std::fs::File::create(&log).unwrap();
     let start = Instant::now();
+    // Reaped by wait4 below, which also gives its rusage.
+    #[allow(clippy::zombie_processes)]
     let child = cmd
         .stdout(Stdio::null())
-        .stderr(Stdio::piped())
+        .stderr(err_file)
         .spawn()
         .expect("start the command");
     let pid = child.id() as libc::pid_t;
@@ -34,11 +38,9 @@ fn measure(cmd: &mut Command) -> (Duration, u64) {
     let r = unsafe { libc::wait4(pid, &mut status, 0, &mut ru) };
     let took = start.elapsed();
     assert_eq!(r, pid, "wait4: {}", std::io::Error::last_os_error());
-    let mut err = String::new();
-    if let Some(mut e) = child.stderr {
-        use std::io::Read;
-        let _ = e.read_to_string(&mut err);
-    }
+    drop(child);
+    let err = std::fs::read_to_string(&log).unwrap_or_default();
+    let _ = std::fs::remove_file(&log);
     assert!(
         libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
         "{cmd:?} failed: {err}"
