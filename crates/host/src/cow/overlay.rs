@@ -20,6 +20,11 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+/// The environment variable that puts a rehearsal's stand-ins directory
+/// in its scratch area (on overlays the grants keep their own paths, so
+/// there is no copy to put it beside).
+pub const STAND_IN_DIR: &str = "MEND_STAND_IN_DIR";
+
 /// One write grant shown as an overlay on its own path.
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Layer {

@@ -92,8 +92,12 @@ fn xattr(path: &Path, name: &[u8]) -> Option<Vec<u8>> {
 
 const OVERLAY: &[u8] = b"trusted.overlay.";
 
-fn meta(dir: &OwnedFd, rel: &str, abs: &Path, links: bool) -> Option<Meta> {
-    let at = if rel.is_empty() { "." } else { rel };
+fn meta(dir: &OwnedFd, rel: &Path, abs: &Path, links: bool) -> Option<Meta> {
+    let at = if rel.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        rel
+    };
     let st = rustix::fs::statat(dir, at, AtFlags::SYMLINK_NOFOLLOW).ok()?;
     let kind = match FileType::from_raw_mode(st.st_mode) {
         FileType::Directory => 'd',
@@ -134,7 +138,7 @@ fn meta(dir: &OwnedFd, rel: &str, abs: &Path, links: bool) -> Option<Meta> {
     })
 }
 
-fn hash(dir: &OwnedFd, rel: &str) -> std::io::Result<blake3::Hash> {
+fn hash(dir: &OwnedFd, rel: &Path) -> std::io::Result<blake3::Hash> {
     let fd = rustix::fs::openat(
         dir,
         rel,
@@ -189,11 +193,11 @@ struct Walk<'a> {
 }
 
 impl Walk<'_> {
-    fn full(&self, rel: &str) -> String {
-        if rel.is_empty() {
+    fn full(&self, rel: &Path) -> String {
+        if rel.as_os_str().is_empty() {
             self.l.name.to_string()
         } else {
-            format!("{}/{rel}", self.l.name)
+            format!("{}/{}", self.l.name, rel.to_string_lossy())
         }
     }
 
@@ -211,16 +215,16 @@ impl Walk<'_> {
         self.l.skip.iter().any(|s| s.starts_with(&prefix))
     }
 
-    fn lower(&self, rel: &str) -> Option<Meta> {
+    fn lower(&self, rel: &Path) -> Option<Meta> {
         meta(self.l.lower, rel, &self.lower_abs.join(rel), self.l.links)
     }
 
-    fn merged(&self, rel: &str) -> Option<Meta> {
+    fn merged(&self, rel: &Path) -> Option<Meta> {
         meta(&self.merged, rel, &self.l.merged.join(rel), self.l.links)
     }
 
     /// Compare one entry present in both views; whether to go below it.
-    fn compare(&mut self, rel: &str, a: &Meta, b: &Meta, data_same: bool) -> anyhow::Result<()> {
+    fn compare(&mut self, rel: &Path, a: &Meta, b: &Meta, data_same: bool) -> anyhow::Result<()> {
         let full = self.full(rel);
         if a.kind == 'd' && b.kind == 'd' && self.above_skipped(&full) {
             if (a.mode, a.uid, a.gid) != (b.mode, b.uid, b.gid) {
@@ -240,7 +244,7 @@ impl Walk<'_> {
         Ok(())
     }
 
-    fn walk(&mut self, rel: &str) -> anyhow::Result<()> {
+    fn walk(&mut self, rel: &Path) -> anyhow::Result<()> {
         let up = self.l.upper.join(rel);
         let umd = std::fs::symlink_metadata(&up)?;
         self.v.entries += 1;
@@ -280,12 +284,12 @@ impl Walk<'_> {
         };
         // A redirect to its own path is the way back from a rename; one to
         // another path means the data (or the subtree) is someone else's.
-        let own = format!("/{rel}");
-        let base = rel.rsplit('/').next().unwrap_or("");
+        let mut own = b"/".to_vec();
+        own.extend_from_slice(rel.as_os_str().as_bytes());
+        let base = rel.file_name().map(|b| b.as_bytes()).unwrap_or(b"");
         let foreign = has("redirect")
             && xattr(&up, b"trusted.overlay.redirect").is_some_and(|r| {
-                let r = String::from_utf8_lossy(&r).into_owned();
-                if r.starts_with('/') {
+                if r.starts_with(b"/") {
                     r != own
                 } else {
                     r != base
@@ -305,13 +309,7 @@ impl Walk<'_> {
                 }
                 children.sort();
                 for name in children {
-                    let name = name.to_string_lossy().into_owned();
-                    let child = if rel.is_empty() {
-                        name
-                    } else {
-                        format!("{rel}/{name}")
-                    };
-                    self.walk(&child)?;
+                    self.walk(&rel.join(name))?;
                 }
             }
         }
@@ -319,27 +317,19 @@ impl Walk<'_> {
     }
 
     /// A subtree that replaced the lower one: every entry, both ways.
-    fn subtree(&mut self, rel: &str) -> anyhow::Result<()> {
-        let list = |abs: &Path| -> Vec<String> {
-            let mut n: Vec<String> = std::fs::read_dir(abs)
-                .map(|rd| {
-                    rd.flatten()
-                        .map(|e| e.file_name().to_string_lossy().into_owned())
-                        .collect()
-                })
+    fn subtree(&mut self, rel: &Path) -> anyhow::Result<()> {
+        let list = |abs: &Path| -> Vec<std::ffi::OsString> {
+            let mut n: Vec<std::ffi::OsString> = std::fs::read_dir(abs)
+                .map(|rd| rd.flatten().map(|e| e.file_name()).collect())
                 .unwrap_or_default();
             n.sort();
             n
         };
         let below = list(&self.lower_abs.join(rel));
         let now = list(&self.l.merged.join(rel));
-        let extra: Vec<&String> = now.iter().filter(|n| !below.contains(n)).collect();
+        let extra: Vec<&std::ffi::OsString> = now.iter().filter(|n| !below.contains(n)).collect();
         for name in below.iter().chain(extra) {
-            let child = if rel.is_empty() {
-                name.clone()
-            } else {
-                format!("{rel}/{name}")
-            };
+            let child = rel.join(name);
             let full = self.full(&child);
             if self.skipped(&full) {
                 continue;
@@ -380,6 +370,6 @@ pub fn check(l: &Layers) -> anyhow::Result<Verdict> {
         lower_abs: PathBuf::from(format!("/proc/self/fd/{}", l.lower.as_raw_fd())),
         v: Verdict::default(),
     };
-    w.walk("")?;
+    w.walk(Path::new(""))?;
     Ok(w.v)
 }

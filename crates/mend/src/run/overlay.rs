@@ -37,9 +37,7 @@ pub(crate) struct Spec {
     pub status: PathBuf,
 }
 
-/// The environment variable that puts the stand-ins' directory in the
-/// scratch area (the grants keep their own paths).
-pub(crate) const STAND_IN_DIR: &str = "MEND_STAND_IN_DIR";
+pub(crate) use mend_host::cow::overlay::STAND_IN_DIR;
 
 /// Why a rehearsal could not have overlays here (nothing ran).
 pub(crate) enum Unavailable {
