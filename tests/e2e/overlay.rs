@@ -308,6 +308,7 @@ with = { actions = [{ exec = ["mark", ["new.txt"]], undo = ["unmark", ["new.txt"
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
+    let pid = child.id();
     // Wait for the stand-in to have written into the overlay.
     let start = std::time::Instant::now();
     let data = f.path("data");
@@ -342,6 +343,9 @@ with = { actions = [{ exec = ["mark", ["new.txt"]], undo = ["unmark", ["new.txt"
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     assert_same(&before, &tree(&data, true), "the real grant after a kill");
+    // A killed parent cannot remove its scratch area: the operator's (or
+    // the next reboot's) to clear, as any killed process's /dev/shm files.
+    let _ = std::fs::remove_dir_all(format!("/dev/shm/mend-rehearsal-slow-mark-{pid}"));
 }
 
 #[test]
