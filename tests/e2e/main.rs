@@ -29,6 +29,7 @@ mod layout;
 mod lifecycle;
 mod nothing_lost;
 mod oci;
+mod overlay;
 mod postgres;
 // The private PostgreSQL cluster, shared with crates/journal/tests/pg.rs.
 #[path = "../support/pg_cluster.rs"]

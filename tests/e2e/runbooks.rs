@@ -11,6 +11,15 @@ fn rehearse(f: &Fixture, runbook: &str, sets: &[String]) -> Ran {
     }
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let ran = f.mend(&args);
+    // As root (this suite), a rehearsal runs on overlays unless told not to.
+    if std::env::var_os("MEND_REHEARSE_ON").is_none() && ran.code == 0 {
+        let first = ran.stderr.lines().next().unwrap_or("");
+        assert!(
+            first.contains(" on overlays (real directories read-only"),
+            "{runbook}: {}",
+            ran.text()
+        );
+    }
     // A rehearsal that changed nothing proves nothing: every shipped
     // runbook but the preflight (checks only) must act on its fixture.
     if ran.code == 0 && !runbook.contains("preflight") {

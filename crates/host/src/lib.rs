@@ -11,12 +11,14 @@
 //!   read-only, changes as the plan's actions), as their user
 //! - [`space`]: free space, and what a copy needs, in blocks and inodes
 //! - [`files`]: files opened for reading, special files refused
+//! - [`cow`]: rehearsals on overlays (copy-on-write) instead of copies
 //!
 //! It knows no CLI and no journal: what it performs, the caller records.
 
 pub mod apply;
 pub mod check;
 pub mod commands;
+pub mod cow;
 pub mod files;
 pub mod grants;
 pub mod sandbox;

@@ -149,9 +149,24 @@ pub(crate) async fn run(cx: &Ctx, dir: Option<PathBuf>) -> Result<i32, Failure> 
     );
 
     println!("\n$ mend rehearse {} --set system=...", runbook.display());
-    let report = crate::run::rehearse::rehearse(sandbox, &settings, &runbook, &sets).await?;
-    out.rehearsal(&report);
-    let code = report.exit_code();
+    // In this process, on copies: the demo runs as any user, and its
+    // output stays the same everywhere.
+    let code = match crate::run::rehearse::rehearse(
+        sandbox,
+        &settings,
+        &runbook,
+        &sets,
+        crate::run::rehearse::On::Copy,
+        None,
+    )
+    .await?
+    {
+        crate::run::rehearse::Rehearsed::Here(report) => {
+            out.rehearsal(&report);
+            report.exit_code()
+        }
+        crate::run::rehearse::Rehearsed::InChild(code) => code,
+    };
     if code != 0 {
         return Ok(code);
     }

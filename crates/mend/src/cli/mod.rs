@@ -116,10 +116,15 @@ pub enum Cmd {
     /// Commit a held run (`mend run --hold`): its undo data is purged
     Commit { run: String },
     /// Finish a run that was interrupted
-    Resume { run: String },
+    Resume {
+        run: String,
+        /// Internal (rehearse --faults): resume on the overlays SPEC names
+        #[arg(long, value_name = "SPEC", hide = true)]
+        in_overlay: Option<std::path::PathBuf>,
+    },
     /// Undo a run that failed, stopped or was interrupted
     Rollback { run: String },
-    /// Run on copies of the grants, roll back, and prove nothing is left changed
+    /// Run on overlays (or copies) of the grants, roll back, and prove nothing is left changed
     Rehearse {
         runbook: PathBuf,
         #[arg(long = "set", value_name = "KEY=VALUE", value_parser = parse_set)]
@@ -135,6 +140,18 @@ pub enum Cmd {
         /// Internal (--faults): rehearse on copies already made in DIR/GRANT
         #[arg(long, value_name = "DIR", hide = true, conflicts_with = "faults")]
         copies: Option<PathBuf>,
+        /// How the grants are presented: overlays on their own paths (root,
+        /// Linux), reflinked copies (btrfs, XFS), full copies; auto takes
+        /// the first that works and says why
+        #[arg(long, value_enum, default_value = "auto", env = "MEND_REHEARSE_ON")]
+        on: crate::run::rehearse::On,
+        /// Where the upper layers or copies go [default: /dev/shm for
+        /// overlays, $TMPDIR for copies]
+        #[arg(long, value_name = "DIR")]
+        scratch: Option<PathBuf>,
+        /// Internal: the child that mounts the overlays SPEC names
+        #[arg(long, value_name = "SPEC", hide = true, conflicts_with = "copies")]
+        in_overlay: Option<PathBuf>,
     },
     /// Stop a hung run that holds a runbook's lock, by the lock id its refusal
     /// printed; the run stays resumable (mend resume / mend rollback)
@@ -442,7 +459,7 @@ async fn dispatch(cx: &Ctx, command: Cmd) -> Result<i32, Failure> {
             hold,
         } => run::run(cx, runbook, sets, plan.as_deref(), hold).await,
         Cmd::Commit { run } => run::commit(cx, &run).await,
-        Cmd::Resume { run } => resume::run(cx, &run).await,
+        Cmd::Resume { run, in_overlay } => resume::run(cx, &run, in_overlay.as_deref()).await,
         Cmd::Rollback { run } => rollback::run(cx, &run).await,
         Cmd::Rehearse {
             runbook,
@@ -450,11 +467,15 @@ async fn dispatch(cx: &Ctx, command: Cmd) -> Result<i32, Failure> {
             faults,
             max_kills,
             copies,
+            on,
+            scratch,
+            in_overlay,
         } => {
-            let mode = match (faults, copies) {
-                (true, _) => rehearse::Mode::Faults { max_kills },
-                (false, Some(dir)) => rehearse::Mode::OnCopies(dir),
-                (false, None) => rehearse::Mode::Plain,
+            let mode = match (faults, copies, in_overlay) {
+                (_, _, Some(spec)) => rehearse::Mode::InOverlay(spec),
+                (true, _, None) => rehearse::Mode::Faults { max_kills, on },
+                (false, Some(dir), None) => rehearse::Mode::OnCopies(dir),
+                (false, None, None) => rehearse::Mode::Plain { on, scratch },
             };
             rehearse::run(cx, &runbook, &sets, mode).await
         }

@@ -454,7 +454,11 @@ fn stand_in_dir(
     runbook: &Runbook,
     grant_paths: &BTreeMap<String, PathBuf>,
 ) -> Result<PathBuf, Failure> {
+    // On overlays the grants keep their paths: the parent names a place
+    // in the scratch area.
+    let named = std::env::var_os(mend_host::cow::overlay::STAND_IN_DIR).map(PathBuf::from);
     let dir = match grant_paths.values().next().and_then(|p| p.parent()) {
+        _ if named.is_some() => named.unwrap_or_default(),
         Some(scratch) => scratch.join(".stand-ins"),
         None => std::env::temp_dir().join(format!("mend-rehearsal-{}-stand-ins", runbook.name)),
     };

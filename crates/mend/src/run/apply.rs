@@ -166,6 +166,23 @@ pub(crate) async fn apply_step(
         note: &note,
     };
     let actions = &saved.plan.actions;
+    // On overlays: the upper layer's filesystem must hold what the step's
+    // remaining actions write there, before any of them runs.
+    if let Some(scratch) = super::overlay::upper_scratch() {
+        let todo: Vec<&Planned> = actions
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| {
+                !states
+                    .get(&(*i as u32))
+                    .is_some_and(|r| r.state == ActionState::Done)
+            })
+            .map(|(_, a)| a)
+            .collect();
+        let fs = mend_host::cow::overlay::fs_name(scratch);
+        let need = mend_host::cow::space::need(&todo, fs);
+        mend_host::cow::space::check(need, scratch, &step.def.id).map_err(StepFailed)?;
+    }
     settings
         .reporter
         .actions_start(&step.def.id, actions.len() as u64);

@@ -1,7 +1,10 @@
-//! `mend rehearse --faults`: rehearse a runbook again and again on fresh
-//! copies of its grants, each time with one fault, and prove that every
-//! variant ends where a rehearsal must: all steps through and rolled back
-//! to byte-identical copies.
+//! `mend rehearse --faults`: rehearse a runbook again and again, each time
+//! with one fault, on overlays with a fresh upper layer per variant (or,
+//! where overlays cannot be had, fresh copies of its grants), and prove
+//! that every variant ends where a rehearsal must: all steps through and
+//! rolled back to byte-identical grants. On overlays each variant's child
+//! (and the resume after a kill, on the same upper layers) runs in a mount
+//! namespace of its own and reports its own check.
 //!
 //! Variants, each a child `mend` process (a kill must kill a process):
 //! - a SIGKILL after each action (`MEND_CRASH_AT`), then `mend resume`,
@@ -66,6 +69,8 @@ struct Child<'a> {
     now: i64,
     file: PathBuf,
     sets: &'a [(String, String)],
+    /// Variants run on overlays (one fresh upper layer each), not copies.
+    overlay: bool,
 }
 
 /// What a child printed with `--json`.
@@ -81,6 +86,7 @@ impl Child<'_> {
         state: &Path,
         args: &[&std::ffi::OsStr],
         env: Option<(&str, &str)>,
+        overlay_dir: Option<&Path>,
     ) -> anyhow::Result<Ran> {
         let mut cmd = Command::new(&self.exe);
         cmd.arg("--json")
@@ -96,27 +102,89 @@ impl Child<'_> {
         if let Some((k, v)) = env {
             cmd.env(k, v);
         }
-        let out = cmd
-            .output()
-            .with_context(|| format!("cannot start {}", self.exe.display()))?;
+        let out = match overlay_dir {
+            Some(dir) => {
+                cmd.arg("--in-overlay")
+                    .arg(dir.join("spec.json"))
+                    .env(super::overlay::STAND_IN_DIR, dir.join(".stand-ins"));
+                super::overlay::output_in_namespace(cmd)
+            }
+            None => cmd.output(),
+        }
+        .with_context(|| format!("cannot start {}", self.exe.display()))?;
+        let json: serde_json::Value =
+            serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
         Ok(Ran {
             status: out.status,
-            json: serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null),
+            // On overlays the child prints a rehearsal's report: its run,
+            // and the differences its check found.
+            json: if overlay_dir.is_some() && !json.is_null() {
+                json["report"].clone()
+            } else {
+                json
+            },
             stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
         })
     }
 
-    /// Rehearse on the copies in `dir/grants`, journaling in `dir/state`.
+    /// Rehearse on the copies in `dir/grants` (or on overlays whose upper
+    /// layers are in `dir`), journaling in `dir/state`.
     fn rehearse(&self, dir: &Path, env: Option<(&str, &str)>) -> anyhow::Result<Ran> {
         let mut args: Vec<std::ffi::OsString> = vec!["rehearse".into(), self.file.clone().into()];
         for (k, v) in self.sets {
             args.push("--set".into());
             args.push(format!("{k}={v}").into());
         }
-        args.push("--copies".into());
-        args.push(dir.join("grants").into());
+        if !self.overlay {
+            args.push("--copies".into());
+            args.push(dir.join("grants").into());
+        }
         let args: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_os_str()).collect();
-        self.mend(&dir.join("state"), &args, env)
+        self.mend(&dir.join("state"), &args, env, self.overlay.then_some(dir))
+    }
+}
+
+/// A variant's fresh start: copies and their snapshots, or (on overlays)
+/// nothing but an empty upper layer and the spec that mounts it.
+enum Fresh {
+    Copies(Copies),
+    Overlay,
+}
+
+fn fresh(runbook: &Runbook, dir: &Path, overlay: bool) -> anyhow::Result<Fresh> {
+    if !overlay {
+        return Ok(Fresh::Copies(fresh_copies(runbook, dir)?));
+    }
+    let spec = super::overlay::spec(runbook, dir);
+    std::fs::write(dir.join("spec.json"), serde_json::to_vec(&spec)?)
+        .with_context(|| format!("write {}", dir.join("spec.json").display()))?;
+    Ok(Fresh::Overlay)
+}
+
+/// What differs from the start after a variant, and how many entries
+/// were compared: the copies against their snapshots, or what the
+/// child's check of its upper layers said.
+fn differences(
+    fresh: &Fresh,
+    json: Option<&serde_json::Value>,
+    skip: &[String],
+) -> anyhow::Result<(Vec<String>, u64)> {
+    match fresh {
+        Fresh::Copies((copies, before)) => compare(copies, before, skip),
+        Fresh::Overlay => {
+            let Some(json) = json else {
+                return Ok((Vec::new(), 0));
+            };
+            let list = json["differences"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|d| d.as_str().map(str::to_string))
+                        .collect()
+                })
+                .unwrap_or_default();
+            Ok((list, json["files"].as_u64().unwrap_or(0)))
+        }
     }
 }
 
@@ -195,9 +263,30 @@ pub async fn rehearse_faults(
     file: &Path,
     sets: &[(String, String)],
     max_kills: usize,
+    on: super::rehearse::On,
 ) -> Result<FaultReport, Failure> {
+    use super::rehearse::On;
     let runbook = Runbook::load(file, sets, &bundled_names()).map_err(Failure::BadInput)?;
-    let scratch = std::env::temp_dir().join(format!(
+    // Overlays when they can be had: one fresh upper layer per variant
+    // costs what the variant changes, where a copy costs the grants.
+    let base = super::overlay::default_base();
+    let why_not = if !rustix::process::geteuid().is_root() {
+        Some("mend is not running as root".to_string())
+    } else {
+        super::overlay::precheck(&runbook, &base)
+    };
+    let overlay = matches!(on, On::Auto | On::Overlay) && why_not.is_none();
+    if on == On::Overlay && !overlay {
+        return Err(Failure::input(
+            &file.display().to_string(),
+            format!(
+                "cannot rehearse on overlays: {}; nothing ran",
+                why_not.unwrap_or_default()
+            ),
+            Some("rehearse as root on Linux with overlayfs, or choose --on copy".into()),
+        ));
+    }
+    let scratch = if overlay { base } else { std::env::temp_dir() }.join(format!(
         "mend-faults-{}-{}",
         runbook.name,
         std::process::id()
@@ -212,18 +301,30 @@ pub async fn rehearse_faults(
         now: crate::settings::now(settings),
         file: std::path::absolute(file).context("cannot resolve the runbook's path")?,
         sets,
+        overlay,
     };
     let say = |line: String| settings.reporter.line(&line);
-    say(format!(
-        "rehearsing {} under faults, on fresh copies in {}",
-        runbook.name,
-        scratch.display()
-    ));
+    say(if overlay {
+        format!(
+            "rehearsing {} under faults, on overlays with a fresh upper layer per variant in {}",
+            runbook.name,
+            scratch.display()
+        )
+    } else {
+        format!(
+            "rehearsing {} under faults, on fresh copies in {}{}",
+            runbook.name,
+            scratch.display(),
+            why_not
+                .map(|w| format!(" (no overlay: {w})"))
+                .unwrap_or_default()
+        )
+    });
 
     // The unfaulted rehearsal: it must pass, and it tells where the
     // action boundaries are.
     let base = scratch.join("baseline");
-    let (copies, before) = fresh_copies(&runbook, &base)?;
+    let start = fresh(&runbook, &base, overlay)?;
     let ran = child.rehearse(&base, None)?;
     let mut report = FaultReport {
         runbook: runbook.name.clone(),
@@ -233,7 +334,11 @@ pub async fn rehearse_faults(
         variants: vec![],
         scratch: scratch.clone(),
     };
-    let (diffs, _) = compare(&copies, &before, &skip_paths(&ran.json))?;
+    let (diffs, _) = differences(
+        &start,
+        (!ran.json.is_null()).then_some(&ran.json),
+        &skip_paths(&ran.json),
+    )?;
     if let Err(why) = through_and_back(&ran.json).and_then(|()| {
         if diffs.is_empty() {
             Ok(())
@@ -295,7 +400,7 @@ pub async fn rehearse_faults(
         let dir = next_dir();
         let fault = format!("perform:{step}:{seq}");
         let name = format!("kill after {}.{} {what}", step + 1, seq + 1);
-        let (copies, before) = fresh_copies(&runbook, &dir)?;
+        let start = fresh(&runbook, &dir, overlay)?;
         let killed = child.rehearse(&dir, Some(("MEND_CRASH_AT", &fault)))?;
         let result = if killed.status.signal() != Some(9) {
             Err(format!(
@@ -311,8 +416,7 @@ pub async fn rehearse_faults(
             format!("MEND_CRASH_AT={fault}"),
             dir,
             result,
-            &copies,
-            &before,
+            &start,
             "killed, resumed, rolled back",
         )?);
         say(variant_line(report.variants.last().expect("pushed")));
@@ -323,7 +427,7 @@ pub async fn rehearse_faults(
         let fault = format!("enospc:write:{step}");
         let id = &runbook.steps[step as usize].id;
         let name = format!("no space at step {} ({id})", step + 1);
-        let (copies, before) = fresh_copies(&runbook, &dir)?;
+        let start = fresh(&runbook, &dir, overlay)?;
         let ran = child.rehearse(&dir, Some((mend_faults::VAR, &fault)))?;
         let run = &ran.json["run"];
         let result = match (run["error"].as_str(), run["rollback"]["failed"].as_str()) {
@@ -342,8 +446,7 @@ pub async fn rehearse_faults(
             format!("{}={fault}", mend_faults::VAR),
             dir,
             result,
-            &copies,
-            &before,
+            &start,
             "failed, rolled back",
         )?);
         say(variant_line(report.variants.last().expect("pushed")));
@@ -365,7 +468,12 @@ fn resume(child: &Child, dir: &Path) -> Result<serde_json::Value, String> {
     })()
     .map_err(|e| format!("cannot find the killed run: {e:#}"))?;
     let ran = child
-        .mend(&state, &["resume".as_ref(), id.as_ref()], None)
+        .mend(
+            &state,
+            &["resume".as_ref(), id.as_ref()],
+            None,
+            child.overlay.then_some(dir),
+        )
         .map_err(|e| format!("{e:#}"))?;
     if ran.json.is_null() {
         return Err(format!("resume failed: {}", last_line(&ran.stderr)));
@@ -379,17 +487,20 @@ fn settle(
     fault: String,
     dir: PathBuf,
     result: Result<serde_json::Value, String>,
-    copies: &BTreeMap<String, PathBuf>,
-    before: &BTreeMap<String, BTreeMap<String, super::rehearse::Meta>>,
+    start: &Fresh,
     how: &str,
 ) -> anyhow::Result<Variant> {
     let skip = result.as_ref().map(skip_paths).unwrap_or_default();
-    let (differences, files) = compare(copies, before, &skip)?;
+    let (differences, files) = differences(start, result.as_ref().ok(), &skip)?;
     let (ok, detail) = match result {
         Err(why) => (false, why),
         Ok(_) if !differences.is_empty() => (
             false,
             format!("{how}, but {} differ from the start", differences.len()),
+        ),
+        Ok(_) if matches!(start, Fresh::Overlay) => (
+            true,
+            format!("{how}; the {files} entries its upper layer held are as they started"),
         ),
         Ok(_) => (true, format!("{how}; {files} entries as they started")),
     };

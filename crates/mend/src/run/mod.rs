@@ -2,13 +2,14 @@
 //! actions journaled as intended, performed, journaled as done, then
 //! verified; everything rolled back when something fails. `mend run` and
 //! `mend resume` here; `apply` does one step, `rollback` undoes a run,
-//! `rehearse` and `faults` prove a runbook can go back, `lock` keeps one run
+//! `rehearse`, `overlay` and `faults` prove a runbook can go back, `lock` keeps one run
 //! per runbook, `journaled` is what they share of the journal.
 
 mod apply;
 pub mod faults;
 mod journaled;
 pub mod lock;
+pub(crate) mod overlay;
 pub mod rehearse;
 pub mod rollback;
 

@@ -1,7 +1,8 @@
-//! `mend rehearse`: copy the granted directories into a scratch area, run the
-//! runbook there with command stand-ins, roll it back, and prove every copy
-//! is byte-identical (metadata included) to where it started, apart from
-//! what the plan declared irreversible.
+//! `mend rehearse`: run the runbook with command stand-ins on overlays of
+//! its grants ([`super::overlay`]) or, where overlays cannot be had, on
+//! copies in a scratch area; roll it back, and prove every grant is
+//! byte-identical (metadata included) to where it started, apart from what
+//! the plan declared irreversible.
 
 #[allow(unused_imports)]
 use crate::secrets::eprintln;
@@ -25,7 +26,7 @@ use mend_runbook::Runbook;
 /// What a rehearsal found.
 #[derive(Debug, Serialize)]
 pub struct RehearsalReport {
-    /// Whether every copy ended where it started.
+    /// Whether every grant ended where it started.
     pub ok: bool,
     /// The run's own outcome (it rolls back even when all steps pass).
     pub run: RunOutcome,
@@ -35,8 +36,10 @@ pub struct RehearsalReport {
     pub irreversible: Vec<String>,
     /// Files compared.
     pub files: u64,
-    /// Where the copies were (removed on every way out).
+    /// Where the copies or upper layers were (removed on every way out).
     pub scratch: PathBuf,
+    /// Overlays, reflinked or full copies, and why.
+    pub presentation: Presentation,
     /// From the run's start until its last verify passed (a restore
     /// drill's time), in milliseconds; none when a step failed.
     pub elapsed_ms: Option<u64>,
@@ -114,16 +117,107 @@ fn timings(settings: &Settings, run_id: &str) -> anyhow::Result<Timings> {
     Ok((last.map(|l| (l - run.started_at).max(0) as u64), steps))
 }
 
-/// Rehearse a runbook on copies of its grants.
+/// How a rehearsal presents the grants to the run (`--on`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum On {
+    /// Overlays, else reflinked copies, else full copies.
+    Auto,
+    /// Overlays on the grants' own paths, or nothing runs (exit 2).
+    Overlay,
+    /// Reflinked copies (btrfs, XFS), or nothing runs (exit 2); not built
+    /// yet: always exit 2.
+    Reflink,
+    /// Full copies.
+    Copy,
+}
+
+/// Which presentation a rehearsal used, and why.
+#[derive(Debug, Clone, Serialize)]
+pub struct Presentation {
+    /// "overlay", "reflink" or "copy".
+    pub kind: &'static str,
+    /// Why: what the overlay kept, or why each earlier option was not used.
+    pub why: String,
+    /// Where the upper layers or the copies were.
+    pub scratch: PathBuf,
+}
+
+/// A rehearsal's result: reported here, or by the child that ran it in
+/// its own mount namespace (which printed it; its exit code).
+pub enum Rehearsed {
+    Here(Box<RehearsalReport>),
+    InChild(i32),
+}
+
+/// Rehearse a runbook: on overlays when it can (`--on auto`), else on
+/// copies; `base` is where the scratch area goes (`--scratch`).
 pub async fn rehearse(
     sandbox: &Sandbox,
     settings: &Settings,
     file: &Path,
     sets: &[(String, String)],
-) -> Result<RehearsalReport, Failure> {
+    on: On,
+    base: Option<&Path>,
+) -> Result<Rehearsed, Failure> {
     let runbook = Runbook::load(file, sets, &bundled_names()).map_err(Failure::BadInput)?;
     stand_ins_present(file, &runbook)?;
-    let scratch = std::env::temp_dir().join(format!(
+    if on == On::Reflink {
+        return Err(Failure::input(
+            &file.display().to_string(),
+            "cannot rehearse on reflinked copies: this mend does not make them yet; nothing ran",
+            Some("choose --on overlay (as root) or --on copy (a copy reflinks by itself on btrfs and XFS)".into()),
+        ));
+    }
+    let mut why_not = Vec::new();
+    if matches!(on, On::Auto | On::Overlay) {
+        let at = base
+            .map(Path::to_path_buf)
+            .unwrap_or_else(super::overlay::default_base);
+        match super::overlay::rehearse(&runbook, &at) {
+            Ok(code) => return Ok(Rehearsed::InChild(code)),
+            Err(super::overlay::Unavailable::Failed(f)) => return Err(f),
+            Err(super::overlay::Unavailable::Why(why)) if on == On::Overlay => {
+                return Err(Failure::input(
+                    &file.display().to_string(),
+                    format!("cannot rehearse on overlays: {why}; nothing ran"),
+                    Some("rehearse as root on Linux with overlayfs, or choose --on copy".into()),
+                ));
+            }
+            Err(super::overlay::Unavailable::Why(why)) => {
+                why_not.push(format!("no overlay: {why}"))
+            }
+        }
+    }
+    if on == On::Copy {
+        why_not.push("asked for with --on copy".into());
+    }
+    let base = base
+        .map(Path::to_path_buf)
+        .unwrap_or_else(std::env::temp_dir);
+    let report = on_copies(
+        sandbox,
+        settings,
+        file,
+        sets,
+        &runbook,
+        &base,
+        why_not.join("; "),
+    )
+    .await?;
+    Ok(Rehearsed::Here(Box::new(report)))
+}
+
+/// Rehearse a runbook on full copies of its grants in `base`.
+async fn on_copies(
+    sandbox: &Sandbox,
+    settings: &Settings,
+    file: &Path,
+    sets: &[(String, String)],
+    runbook: &Runbook,
+    base: &Path,
+    why: String,
+) -> Result<RehearsalReport, Failure> {
+    let scratch = base.join(format!(
         "mend-rehearsal-{}-{}",
         runbook.name,
         std::process::id()
@@ -147,9 +241,14 @@ pub async fn rehearse(
         overrides.insert(name.clone(), copy);
     }
     settings.reporter.line(&format!(
-        "rehearsing {} on copies in {}",
+        "rehearsing {} on full copies in {}{}",
         runbook.name,
-        scratch.display()
+        scratch.display(),
+        if why.is_empty() {
+            String::new()
+        } else {
+            format!(" ({why})")
+        }
     ));
     let outcome = run(
         sandbox,
@@ -161,19 +260,43 @@ pub async fn rehearse(
         false,
     )
     .await?;
-    let irreversible = outcome
-        .rollback
-        .as_ref()
-        .map(|r| r.irreversible.clone())
-        .unwrap_or_default();
     let skip: Vec<String> = outcome
         .rollback
         .as_ref()
         .map(|r| r.irreversible_paths.clone())
         .unwrap_or_default();
     let (differences, files) = compare(&overrides, &before, &skip)?;
+    let presentation = Presentation {
+        kind: "copy",
+        why,
+        scratch,
+    };
+    report(
+        settings,
+        runbook.rehearsal_budget,
+        outcome,
+        differences,
+        files,
+        presentation,
+    )
+}
+
+/// The report of a run, its rollback and the comparison after it.
+pub(super) fn report(
+    settings: &Settings,
+    budget: Option<std::time::Duration>,
+    outcome: RunOutcome,
+    differences: Vec<String>,
+    files: u64,
+    presentation: Presentation,
+) -> Result<RehearsalReport, Failure> {
+    let irreversible = outcome
+        .rollback
+        .as_ref()
+        .map(|r| r.irreversible.clone())
+        .unwrap_or_default();
     let (elapsed_ms, step_ms) = timings(settings, &outcome.run_id)?;
-    let budget_ms = runbook.rehearsal_budget.map(|b| b.as_millis() as u64);
+    let budget_ms = budget.map(|b| b.as_millis() as u64);
     let over_budget = match (budget_ms, elapsed_ms) {
         (Some(b), Some(e)) => e > b,
         _ => false,
@@ -188,7 +311,8 @@ pub async fn rehearse(
         differences,
         irreversible,
         files,
-        scratch,
+        scratch: presentation.scratch.clone(),
+        presentation,
         elapsed_ms,
         budget_ms,
         step_ms,

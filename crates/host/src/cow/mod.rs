@@ -1,0 +1,13 @@
+//! Copy-on-write presentations of a rehearsal's grants: the real directory
+//! stays the read-only lower layer of an overlay mounted on its own path in
+//! a private mount namespace, and the run's changes go to an upper layer in
+//! a scratch area. A rehearsal then costs what the run touches, not what the
+//! grant holds.
+//!
+//! - [`overlay`]: the namespace, the mounts, what the kernel really mounted
+//! - [`upper`]: the proof after a rollback, read from the upper layer only
+//! - [`space`]: what a step's changes need in the upper layer
+
+pub mod overlay;
+pub mod space;
+pub mod upper;

@@ -1,0 +1,431 @@
+//! `mend rehearse` on overlays. The parent (tokio, threads) never unshares:
+//! it starts a child `mend ... rehearse --in-overlay SPEC` in a private mount
+//! namespace. The child mounts an overlay on each write grant's own path
+//! (upper layer in the scratch area) and a read-only bind on each read
+//! grant, runs and rolls back as a rehearsal does, checks the upper layers,
+//! and prints the report itself. When the child ends, the parent kills
+//! whatever is left in its namespace (a command the run started) and
+//! removes the scratch area: nothing stays mounted, nothing is seen
+//! outside.
+
+use std::collections::BTreeMap;
+use std::os::unix::process::ExitStatusExt as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::Context as _;
+use serde::{Deserialize, Serialize};
+
+use super::rehearse::{Presentation, RehearsalReport, report};
+use super::run;
+use crate::outcome::Failure;
+use crate::settings::Settings;
+use mend_host::cow::overlay::{self, Layer};
+use mend_host::cow::upper;
+use mend_host::sandbox::Sandbox;
+use mend_journal::RunMode;
+use mend_runbook::{Access, Runbook};
+
+/// Where the parent tells the child what to mount.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct Spec {
+    pub layers: Vec<Layer>,
+    pub reads: Vec<PathBuf>,
+    pub scratch: PathBuf,
+    /// The child writes `ok` here once everything is mounted, or
+    /// `failed: WHY` (and runs nothing).
+    pub status: PathBuf,
+}
+
+pub(crate) use mend_host::cow::overlay::STAND_IN_DIR;
+
+/// Why a rehearsal could not have overlays here (nothing ran).
+pub(crate) enum Unavailable {
+    Why(String),
+    Failed(Failure),
+}
+
+impl From<Failure> for Unavailable {
+    fn from(f: Failure) -> Self {
+        Unavailable::Failed(f)
+    }
+}
+
+impl From<anyhow::Error> for Unavailable {
+    fn from(e: anyhow::Error) -> Self {
+        Unavailable::Failed(Failure::Internal(e))
+    }
+}
+
+/// The scratch area, removed however the rehearsal ends.
+pub(crate) struct Scratch(pub PathBuf);
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if self.0.exists()
+            && let Err(e) = std::fs::remove_dir_all(&self.0)
+        {
+            eprintln!(
+                "mend: cannot remove the rehearsal's scratch area {}: {e}",
+                self.0.display()
+            );
+        }
+    }
+}
+
+/// Where upper layers go by default: a tmpfs (copy-ups there cost no
+/// journal writes; an ext4 upper spends a block of xattrs per entry).
+pub(crate) fn default_base() -> PathBuf {
+    let shm = Path::new("/dev/shm");
+    if shm.is_dir() && overlay::fs_name(shm) == "tmpfs" {
+        shm.to_path_buf()
+    } else {
+        std::env::temp_dir()
+    }
+}
+
+/// Why overlays cannot be had for these grants, before anything starts.
+pub(crate) fn precheck(runbook: &Runbook, base: &Path) -> Option<String> {
+    if let Some(why) = overlay::unfit_upper(base) {
+        return Some(format!("{why}; use --scratch DIR elsewhere"));
+    }
+    for (name, g) in &runbook.grants {
+        if g.access != Access::Write {
+            continue;
+        }
+        if !g.path.is_dir() {
+            return Some(format!(
+                "grant {name} ({}) is not a directory yet",
+                g.path.display()
+            ));
+        }
+        if let Some(m) = overlay::mounts_inside(&g.path).first() {
+            return Some(format!(
+                "a filesystem is mounted inside grant {name} ({}), which an overlay would hide",
+                m.display()
+            ));
+        }
+    }
+    None
+}
+
+/// The parent's side; the child's exit code when it ran.
+pub(crate) fn rehearse(runbook: &Runbook, base: &Path) -> Result<i32, Unavailable> {
+    if let Some(why) = precheck(runbook, base) {
+        return Err(Unavailable::Why(why));
+    }
+    let scratch = base.join(format!(
+        "mend-rehearsal-{}-{}",
+        runbook.name,
+        std::process::id()
+    ));
+    if scratch.exists() {
+        std::fs::remove_dir_all(&scratch).context("clear an old scratch area")?;
+    }
+    std::fs::create_dir_all(&scratch)
+        .with_context(|| format!("create the scratch area {}", scratch.display()))?;
+    std::fs::set_permissions(
+        &scratch,
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )
+    .context("make the scratch area private")?;
+    let guard = Scratch(scratch.clone());
+    let spec = spec(runbook, &scratch);
+    let spec_path = scratch.join("spec.json");
+    std::fs::write(
+        &spec_path,
+        serde_json::to_vec(&spec).context("write the overlay spec")?,
+    )
+    .context("write the overlay spec")?;
+    let code = spawn_child(&spec, &spec_path, &[])?;
+    drop(guard);
+    Ok(code)
+}
+
+/// The layers and read-only binds of a runbook's grants, in `scratch`.
+pub(crate) fn spec(runbook: &Runbook, scratch: &Path) -> Spec {
+    let _ = std::fs::create_dir_all(scratch);
+    let layers = runbook
+        .grants
+        .iter()
+        .filter(|(_, g)| g.access == Access::Write)
+        .map(|(name, g)| Layer {
+            name: name.clone(),
+            grant: g.path.clone(),
+            upper: scratch.join("layers").join(name).join("upper"),
+            work: scratch.join("layers").join(name).join("work"),
+        })
+        .collect();
+    let reads = runbook
+        .grants
+        .values()
+        .filter(|g| g.access == Access::Read && g.path.is_dir())
+        .map(|g| g.path.clone())
+        .collect();
+    Spec {
+        layers,
+        reads,
+        scratch: scratch.to_path_buf(),
+        status: scratch.join("status"),
+    }
+}
+
+/// Start this very command again (same options, same policy) as the
+/// child, with `--in-overlay SPEC`, in its own mount namespace; wait for
+/// it, sweep its namespace. `extra` replaces the arguments when given.
+pub(crate) fn spawn_child(
+    spec: &Spec,
+    spec_path: &Path,
+    extra: &[(&str, &str)],
+) -> Result<i32, Unavailable> {
+    let exe = std::env::current_exe().context("cannot find the mend executable")?;
+    let mut cmd = Command::new(exe);
+    cmd.args(std::env::args_os().skip(1))
+        .arg("--in-overlay")
+        .arg(spec_path)
+        .env(STAND_IN_DIR, spec.scratch.join(".stand-ins"));
+    for (k, v) in extra {
+        cmd.env(k, v);
+    }
+    run_in_namespace(cmd, spec)
+}
+
+/// Run `cmd` in a private namespace, sweep it, read the child's status.
+pub(crate) fn run_in_namespace(mut cmd: Command, spec: &Spec) -> Result<i32, Unavailable> {
+    overlay::in_private_namespace(&mut cmd);
+    let mut child = cmd.spawn().map_err(|e| {
+        let root = rustix::process::geteuid().is_root();
+        Unavailable::Why(if root {
+            format!("unshare: {e}")
+        } else {
+            format!("mend is not running as root: unshare: {e}")
+        })
+    })?;
+    let own = overlay::namespace_of(std::process::id());
+    let ns = overlay::namespace_of(child.id()).filter(|n| Some(*n) != own);
+    let status = child.wait().context("wait for the rehearsal's process")?;
+    if let Some(ns) = ns {
+        overlay::kill_namespace(ns);
+    }
+    match std::fs::read_to_string(&spec.status) {
+        Ok(s) if s.starts_with("failed: ") => {
+            return Err(Unavailable::Why(s["failed: ".len()..].trim().to_string()));
+        }
+        Ok(_) => {}
+        Err(_) => {
+            return Err(Unavailable::Failed(Failure::Internal(anyhow::anyhow!(
+                "the rehearsal's process ended before it mounted its overlays ({status})"
+            ))));
+        }
+    }
+    match (status.code(), status.signal()) {
+        (Some(c), _) => Ok(c),
+        (None, Some(s)) => Ok(128 + s),
+        (None, None) => Ok(crate::exit::INTERNAL),
+    }
+}
+
+/// What the child mounted.
+pub(crate) struct Mounted {
+    pub grants: Vec<(Layer, overlay::Mounted)>,
+    /// For the first line and the report: "redirect_dir, index, metacopy (upper on tmpfs)".
+    pub why: String,
+}
+
+/// Where this process's upper layers are, once mounted: each step's
+/// changes are checked against its filesystem's room.
+static UPPER_SCRATCH: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+
+/// The scratch area of the upper layers, in the child that mounted them.
+pub(crate) fn upper_scratch() -> Option<&'static Path> {
+    UPPER_SCRATCH.get().map(PathBuf::as_path)
+}
+
+/// The child's side of the mounts: open every grant's real directory
+/// first (a grant inside another stays reachable), then mount; write the
+/// status the parent reads. `Err(why)`: nothing may run.
+pub(crate) fn mount_all(spec: &Spec) -> Result<Mounted, String> {
+    let fail = |why: String| {
+        let _ = std::fs::write(&spec.status, format!("failed: {why}"));
+        Err(why)
+    };
+    let mut fds = Vec::new();
+    for l in &spec.layers {
+        match overlay::open_path(&l.grant) {
+            Ok(fd) => fds.push(fd),
+            Err(e) => return fail(format!("cannot open {}: {e}", l.grant.display())),
+        }
+    }
+    let mut grants = Vec::new();
+    let mut options = String::new();
+    for (l, fd) in spec.layers.iter().zip(&fds) {
+        if let Err(e) = overlay::prepare_upper(l) {
+            return fail(format!("cannot prepare {}: {e}", l.upper.display()));
+        }
+        match overlay::mount_overlay(fd, l) {
+            Ok(m) => {
+                options = m.options.clone();
+                grants.push((l.clone(), m));
+            }
+            Err(why) => {
+                return fail(format!(
+                    "{why} (upper filesystem {})",
+                    overlay::fs_name(&spec.scratch)
+                ));
+            }
+        }
+    }
+    for r in &spec.reads {
+        if let Err(e) = overlay::bind_read_only(r) {
+            return fail(format!("cannot bind {} read-only: {e}", r.display()));
+        }
+    }
+    let _ = UPPER_SCRATCH.set(spec.scratch.clone());
+    if std::fs::write(&spec.status, "ok").is_err() {
+        return Err("cannot write the status".into());
+    }
+    let kept: Vec<&str> = ["redirect_dir", "index", "metacopy"]
+        .into_iter()
+        .filter(|k| options.split(',').any(|o| o == format!("{k}=on")))
+        .collect();
+    Ok(Mounted {
+        grants,
+        why: format!(
+            "overlayfs with {} (upper filesystem {})",
+            kept.join(", "),
+            overlay::fs_name(&spec.scratch)
+        ),
+    })
+}
+
+/// The upper layers after the rollback: the differences, and how many
+/// entries were looked at.
+pub(crate) fn check_all(m: &Mounted, skip: &[String]) -> anyhow::Result<(Vec<String>, u64)> {
+    let mut differences = Vec::new();
+    let mut entries = 0;
+    for (l, mounted) in &m.grants {
+        let v = upper::check(&upper::Layers {
+            name: &l.name,
+            upper: &l.upper,
+            lower: &mounted.lower,
+            merged: &l.grant,
+            links: mounted.index,
+            skip,
+        })
+        .with_context(|| format!("check grant {}'s upper layer", l.name))?;
+        differences.extend(v.differences);
+        entries += v.entries;
+    }
+    Ok((differences, entries))
+}
+
+fn read_spec(spec_path: &Path) -> Result<Spec, Failure> {
+    Ok(serde_json::from_slice(
+        &std::fs::read(spec_path)
+            .with_context(|| format!("read the overlay spec {}", spec_path.display()))?,
+    )
+    .context("parse the overlay spec")?)
+}
+
+/// `mend resume RUN --in-overlay SPEC`: a fault rehearsal killed on these
+/// upper layers, mounted again and resumed to its rollback, then checked.
+pub(crate) async fn resume_in_overlay(
+    sandbox: &Sandbox,
+    settings: &Settings,
+    run_id: &str,
+    spec_path: &Path,
+) -> Result<Option<RehearsalReport>, Failure> {
+    let spec = read_spec(spec_path)?;
+    let Ok(mounted) = mount_all(&spec) else {
+        return Ok(None);
+    };
+    let outcome = super::resume(sandbox, settings, run_id).await?;
+    let skip: Vec<String> = outcome
+        .rollback
+        .as_ref()
+        .map(|r| r.irreversible_paths.clone())
+        .unwrap_or_default();
+    let (differences, entries) = check_all(&mounted, &skip)?;
+    let presentation = Presentation {
+        kind: "overlay",
+        why: mounted.why.clone(),
+        scratch: spec.scratch.clone(),
+    };
+    Ok(Some(report(
+        settings,
+        None,
+        outcome,
+        differences,
+        entries,
+        presentation,
+    )?))
+}
+
+/// Run `cmd` (a child mend) in a private namespace with its output
+/// captured; sweep the namespace once it ends.
+pub(crate) fn output_in_namespace(mut cmd: Command) -> std::io::Result<std::process::Output> {
+    overlay::in_private_namespace(&mut cmd);
+    let child = cmd
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    let own = overlay::namespace_of(std::process::id());
+    let ns = overlay::namespace_of(child.id()).filter(|n| Some(*n) != own);
+    let out = child.wait_with_output();
+    if let Some(ns) = ns {
+        overlay::kill_namespace(ns);
+    }
+    out
+}
+
+/// The child: mount, say so, run, roll back, check. `None`: the mounts
+/// failed (the parent reads why and runs nothing, or falls back).
+pub(crate) async fn rehearse_in_overlay(
+    sandbox: &Sandbox,
+    settings: &Settings,
+    file: &Path,
+    sets: &[(String, String)],
+    spec_path: &Path,
+) -> Result<Option<RehearsalReport>, Failure> {
+    let spec = read_spec(spec_path)?;
+    let Ok(mounted) = mount_all(&spec) else {
+        return Ok(None);
+    };
+    let runbook =
+        Runbook::load(file, sets, &crate::load::bundled_names()).map_err(Failure::BadInput)?;
+    settings.reporter.line(&format!(
+        "rehearsing {} on overlays (real directories read-only; changes go to {})",
+        runbook.name,
+        spec.scratch.display()
+    ));
+    let outcome = run(
+        sandbox,
+        settings,
+        file,
+        sets,
+        RunMode::Rehearse,
+        &BTreeMap::new(),
+        false,
+    )
+    .await?;
+    let skip: Vec<String> = outcome
+        .rollback
+        .as_ref()
+        .map(|r| r.irreversible_paths.clone())
+        .unwrap_or_default();
+    let (differences, entries) = check_all(&mounted, &skip)?;
+    let presentation = Presentation {
+        kind: "overlay",
+        why: mounted.why.clone(),
+        scratch: spec.scratch.clone(),
+    };
+    Ok(Some(report(
+        settings,
+        runbook.rehearsal_budget,
+        outcome,
+        differences,
+        entries,
+        presentation,
+    )?))
+}
