@@ -103,16 +103,7 @@ pub(crate) async fn apply_step(
                 .map(serde_json::to_string)
                 .collect::<Result<_, _>>()
                 .map_err(anyhow::Error::from)?;
-            let planned: Vec<mend_journal::PlannedAction> = actions
-                .iter()
-                .zip(&rows)
-                .enumerate()
-                .map(|(i, (a, json))| mend_journal::PlannedAction {
-                    seq: i as u32,
-                    action_json: json,
-                    reversible: a.reversible,
-                })
-                .collect();
+            let (planned, bulk) = journal_rows(&actions, &rows);
             journal.save_plan(
                 run_id,
                 step.idx,
@@ -121,6 +112,7 @@ pub(crate) async fn apply_step(
                 &step.loaded.sha256,
                 &json,
                 &planned,
+                &bulk,
             )?;
             for line in &saved.plan.summary {
                 settings.reporter.line(&format!("  {line}"));
@@ -130,19 +122,28 @@ pub(crate) async fn apply_step(
         }
     };
     journal.set_step_status(run_id, step.idx, StepStatus::Applying, None)?;
+    // The step's actions kept one row each, and its batches of removals
+    // (read one batch at a time below).
     let states: HashMap<u32, mend_journal::ActionRecord> = journal
-        .actions(run_id)?
+        .step_rows(run_id, step.idx)?
         .into_iter()
-        .filter(|a| a.step_idx == step.idx)
         .map(|a| (a.seq, a))
         .collect();
+    let ranges: HashMap<u32, mend_journal::BulkRange> = journal
+        .bulk_ranges(run_id, step.idx)?
+        .into_iter()
+        .map(|b| (b.lo, b))
+        .collect();
     let mut saved = saved;
-    if saved.plan.actions.is_empty() && !states.is_empty() {
+    if saved.plan.actions.is_empty() && !(states.is_empty() && ranges.is_empty()) {
         // Planned before a crash: the actions are the step's rows (a journal
         // from before rows were written at plan time keeps them in the plan).
-        let mut rows: Vec<&mend_journal::ActionRecord> = states.values().collect();
-        rows.sort_by_key(|r| r.seq);
-        saved.plan.actions = rows
+        let all: Vec<mend_journal::ActionRecord> = journal
+            .actions(run_id)?
+            .into_iter()
+            .filter(|a| a.step_idx == step.idx)
+            .collect();
+        saved.plan.actions = all
             .iter()
             .map(|r| serde_json::from_str::<Planned>(&r.action_json))
             .collect::<Result<_, _>>()
@@ -171,10 +172,16 @@ pub(crate) async fn apply_step(
         .actions_start(&step.def.id, actions.len() as u64);
     let mut seq = 0usize;
     while seq < actions.len() {
+        if let Some(range) = ranges.get(&(seq as u32)) {
+            bulk_batch(run, step, &cx, &actions[seq..seq + range.n as usize], range)?;
+            seq += range.n as usize;
+            continue;
+        }
         // A batch: consecutive actions that are cheap to journal together.
         let mut end = seq + 1;
         while end < actions.len()
             && end - seq < BATCH
+            && !ranges.contains_key(&(end as u32))
             && batchable(&actions[end])
             && batchable(&actions[seq])
             && independent(&actions[seq..end], &actions[end])
@@ -292,6 +299,129 @@ pub(crate) async fn apply_step(
     settings.reporter.actions_end();
     journal.set_step_status(run_id, step.idx, StepStatus::Applied, None)?;
     verify(run, &step_cx).await
+}
+
+/// How a plan is journaled: runs of consecutive removals (all reversible
+/// or none), up to `BATCH` each, as one batch row; the rest a row each.
+fn journal_rows<'a>(
+    actions: &[Planned],
+    json: &'a [String],
+) -> (
+    Vec<mend_journal::PlannedAction<'a>>,
+    Vec<mend_journal::PlannedBulk<'a>>,
+) {
+    let (mut rows, mut bulk) = (Vec::new(), Vec::<mend_journal::PlannedBulk>::new());
+    let removal = |p: &Planned| matches!(p.action, mend_plan::Action::Remove { .. });
+    for (i, (a, json)) in actions.iter().zip(json).enumerate() {
+        let seq = i as u32;
+        if removal(a) {
+            if let Some(b) = bulk.last_mut().filter(|b| {
+                b.lo + b.actions.len() as u32 == seq
+                    && b.reversible == a.reversible
+                    && b.actions.len() < BATCH
+            }) {
+                b.actions.push(json);
+                continue;
+            }
+            if actions.get(i + 1).is_some_and(removal) {
+                bulk.push(mend_journal::PlannedBulk {
+                    lo: seq,
+                    reversible: a.reversible,
+                    actions: vec![json],
+                });
+                continue;
+            }
+        }
+        rows.push(mend_journal::PlannedAction {
+            seq,
+            action_json: json,
+            reversible: a.reversible,
+        });
+    }
+    (rows, bulk)
+}
+
+/// One batch of removals journaled as one record: intended together (each
+/// action's state before it), performed one by one (each checks the world,
+/// so a batch cut by a crash is simply performed again), done together. A
+/// removal that fails turns the batch into a row per action (the journal
+/// does it) so the failure and what was done before it are recorded as
+/// exactly as in any other batch.
+fn bulk_batch(
+    run: &RunCx<'_>,
+    step: &PreparedStep,
+    cx: &ApplyCtx<'_>,
+    actions: &[Planned],
+    range: &mend_journal::BulkRange,
+) -> Result<(), StepStop> {
+    let (journal, run_id, reporter) = (run.journal, run.run_id, &run.settings.reporter);
+    let key = |i: u32| Key {
+        run: run_id,
+        step: step.idx,
+        seq: i,
+    };
+    let mut batch = apply::Batch::default();
+    let pres: Vec<mend_plan::Pre> = match range.state {
+        // Done before a crash: as a row per action, not performed again.
+        ActionState::Done => return Ok(()),
+        ActionState::Planned => {
+            let mut pres = Vec::with_capacity(actions.len());
+            let mut lines = Vec::with_capacity(actions.len());
+            for (k, planned) in actions.iter().enumerate() {
+                let pre = apply::prepare_in(&mut batch, cx, &planned.action)
+                    .map_err(|e| StepFailed(format!("step `{}`: {e:#}", step.def.id)))?;
+                let k = key(range.lo + k as u32);
+                lines.push(
+                    Journaled {
+                        pre: pre.clone(),
+                        undo: None,
+                    }
+                    .to_json(&planned.action, &k),
+                );
+                pres.push(pre);
+            }
+            let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
+            journal.intend_bulk(run_id, step.idx, range.lo, &lines)?;
+            pres
+        }
+        _ => journal
+            .bulk_records(run_id, step.idx, range.lo)?
+            .iter()
+            .map(|rec| Journaled::of(rec).map(|j| j.pre))
+            .collect::<anyhow::Result<_>>()?,
+    };
+    let mut done = Vec::with_capacity(actions.len());
+    for (k, (planned, pre)) in actions.iter().zip(&pres).enumerate() {
+        let i = range.lo + k as u32;
+        mend_faults::crash_point("intent", step.idx, i);
+        match apply::perform_in(&mut batch, cx, &key(i), &planned.action, pre) {
+            Ok(undo) => {
+                let json = Journaled {
+                    pre: pre.clone(),
+                    undo: Some(undo),
+                }
+                .to_json(&planned.action, &key(i));
+                done.push(json);
+                reporter.action_done(planned.bytes);
+                mend_faults::crash_point("perform", step.idx, i);
+            }
+            Err(e) => {
+                let msg = mend_human::sanitize(&format!("{e:#}"));
+                let marks: Vec<(u32, Option<&str>)> = done
+                    .iter()
+                    .enumerate()
+                    .map(|(k, j)| (range.lo + k as u32, Some(j.as_str())))
+                    .collect();
+                journal.mark_done(run_id, step.idx, &marks)?;
+                journal.set_action_state(run_id, step.idx, i, ActionState::Failed, Some(&msg))?;
+                reporter.actions_end();
+                return Err(StepFailed(format!("{:#}: {msg}", planned.action)));
+            }
+        }
+    }
+    let lines: Vec<&str> = done.iter().map(String::as_str).collect();
+    journal.done_bulk(run_id, step.idx, range.lo, &lines)?;
+    Ok(())
 }
 
 /// Whether `next` can share a batch with `batch`: every intent of a batch
