@@ -20,14 +20,27 @@ use super::{ActionRecord, ActionState, Change, Journal, now_ms};
 /// compress some 20 times.
 const LEVEL: i32 = 3;
 
-/// A batch of a step's plan, journaled when the step is planned.
-pub struct PlannedBulk<'a> {
+/// A batch of a step's plan, journaled when the step is planned: packed
+/// when made, so a plan of a million removals is not held as JSON text.
+pub struct PlannedBulk {
     /// The seq of its first action; the others follow without gaps.
     pub lo: u32,
     /// All of them reversible, or none.
     pub reversible: bool,
-    /// Each action's JSON.
-    pub actions: Vec<&'a str>,
+    n: u32,
+    blob: Vec<u8>,
+}
+
+impl PlannedBulk {
+    /// A batch of the actions `actions` (their JSON), the first at `lo`.
+    pub fn new(lo: u32, reversible: bool, actions: &[&str]) -> Result<PlannedBulk> {
+        Ok(PlannedBulk {
+            lo,
+            reversible,
+            n: actions.len() as u32,
+            blob: pack(actions)?,
+        })
+    }
 }
 
 /// A batch as the journal holds it, without its actions.
@@ -130,7 +143,7 @@ pub(crate) fn save_planned(
     tx: &rusqlite::Transaction<'_>,
     run_id: &str,
     step_idx: u32,
-    bulk: &[PlannedBulk<'_>],
+    bulk: &[PlannedBulk],
 ) -> Result<()> {
     let mut stmt = tx.prepare_cached(
         "INSERT INTO bulk (run_id, step_idx, lo, n, reversible, state, actions)
@@ -138,20 +151,13 @@ pub(crate) fn save_planned(
          ON CONFLICT (run_id, step_idx, lo) DO NOTHING",
     )?;
     for b in bulk {
-        stmt.execute(params![
-            run_id,
-            step_idx,
-            b.lo,
-            b.actions.len() as u32,
-            b.reversible,
-            pack(&b.actions)?
-        ])
-        .with_context(|| {
-            format!(
-                "cannot record actions {step_idx}.{}.. of run {run_id}",
-                b.lo
-            )
-        })?;
+        stmt.execute(params![run_id, step_idx, b.lo, b.n, b.reversible, b.blob])
+            .with_context(|| {
+                format!(
+                    "cannot record actions {step_idx}.{}.. of run {run_id}",
+                    b.lo
+                )
+            })?;
     }
     Ok(())
 }
@@ -404,11 +410,8 @@ mod tests {
             action_json: r#"{"op":"create-dir","path":"g/d"}"#,
             reversible: true,
         };
-        let bulk = PlannedBulk {
-            lo: 0,
-            reversible: true,
-            actions: json.iter().map(String::as_str).collect(),
-        };
+        let lines: Vec<&str> = json.iter().map(String::as_str).collect();
+        let bulk = PlannedBulk::new(0, true, &lines).unwrap();
         j.save_plan(&run, 0, "s", "u", "c", "{}", &[one], &[bulk])
             .unwrap();
         let rows = |t: &str| -> i64 {

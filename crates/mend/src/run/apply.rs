@@ -98,12 +98,15 @@ pub(crate) async fn apply_step(
             let mut saved = SavedStep { plan, roots };
             let actions = std::mem::take(&mut saved.plan.actions);
             let json = serde_json::to_string(&saved).map_err(anyhow::Error::from)?;
-            let rows: Vec<String> = actions
+            let (rows, bulk) = journal_rows(&actions)?;
+            let planned: Vec<mend_journal::PlannedAction> = rows
                 .iter()
-                .map(serde_json::to_string)
-                .collect::<Result<_, _>>()
-                .map_err(anyhow::Error::from)?;
-            let (planned, bulk) = journal_rows(&actions, &rows);
+                .map(|(seq, json, reversible)| mend_journal::PlannedAction {
+                    seq: *seq,
+                    action_json: json,
+                    reversible: *reversible,
+                })
+                .collect();
             journal.save_plan(
                 run_id,
                 step.idx,
@@ -303,42 +306,47 @@ pub(crate) async fn apply_step(
 
 /// How a plan is journaled: runs of consecutive removals (all reversible
 /// or none), up to `BATCH` each, as one batch row; the rest a row each.
-fn journal_rows<'a>(
+fn journal_rows(
     actions: &[Planned],
-    json: &'a [String],
-) -> (
-    Vec<mend_journal::PlannedAction<'a>>,
-    Vec<mend_journal::PlannedBulk<'a>>,
-) {
-    let (mut rows, mut bulk) = (Vec::new(), Vec::<mend_journal::PlannedBulk>::new());
+) -> anyhow::Result<(Vec<(u32, String, bool)>, Vec<mend_journal::PlannedBulk>)> {
+    let (mut rows, mut bulk) = (Vec::new(), Vec::new());
     let removal = |p: &Planned| matches!(p.action, mend_plan::Action::Remove { .. });
-    for (i, (a, json)) in actions.iter().zip(json).enumerate() {
-        let seq = i as u32;
-        if removal(a) {
-            if let Some(b) = bulk.last_mut().filter(|b| {
-                b.lo + b.actions.len() as u32 == seq
-                    && b.reversible == a.reversible
-                    && b.actions.len() < BATCH
-            }) {
-                b.actions.push(json);
-                continue;
-            }
-            if actions.get(i + 1).is_some_and(removal) {
-                bulk.push(mend_journal::PlannedBulk {
-                    lo: seq,
-                    reversible: a.reversible,
-                    actions: vec![json],
-                });
-                continue;
-            }
+    let mut group: Vec<String> = Vec::new();
+    let mut lo = 0u32;
+    let flush = |group: &mut Vec<String>, lo: u32, bulk: &mut Vec<mend_journal::PlannedBulk>| {
+        if group.is_empty() {
+            return Ok::<_, anyhow::Error>(());
         }
-        rows.push(mend_journal::PlannedAction {
-            seq,
-            action_json: json,
-            reversible: a.reversible,
-        });
+        let lines: Vec<&str> = group.iter().map(String::as_str).collect();
+        let reversible = actions[lo as usize].reversible;
+        bulk.push(mend_journal::PlannedBulk::new(lo, reversible, &lines)?);
+        group.clear();
+        Ok(())
+    };
+    for (i, a) in actions.iter().enumerate() {
+        let seq = i as u32;
+        let json = serde_json::to_string(a)?;
+        if removal(a) {
+            let joins = !group.is_empty()
+                && actions[lo as usize].reversible == a.reversible
+                && group.len() < BATCH;
+            if joins {
+                group.push(json);
+                continue;
+            }
+            flush(&mut group, lo, &mut bulk)?;
+            if actions.get(i + 1).is_some_and(removal) {
+                lo = seq;
+                group.push(json);
+                continue;
+            }
+        } else {
+            flush(&mut group, lo, &mut bulk)?;
+        }
+        rows.push((seq, json, a.reversible));
     }
-    (rows, bulk)
+    flush(&mut group, lo, &mut bulk)?;
+    Ok((rows, bulk))
 }
 
 /// One batch of removals journaled as one record: intended together (each
