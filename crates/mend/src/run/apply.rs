@@ -304,11 +304,12 @@ pub(crate) async fn apply_step(
     verify(run, &step_cx).await
 }
 
+/// An action journaled as a row of its own: seq, JSON, reversible.
+type Row = (u32, String, bool);
+
 /// How a plan is journaled: runs of consecutive removals (all reversible
 /// or none), up to `BATCH` each, as one batch row; the rest a row each.
-fn journal_rows(
-    actions: &[Planned],
-) -> anyhow::Result<(Vec<(u32, String, bool)>, Vec<mend_journal::PlannedBulk>)> {
+fn journal_rows(actions: &[Planned]) -> anyhow::Result<(Vec<Row>, Vec<mend_journal::PlannedBulk>)> {
     let (mut rows, mut bulk) = (Vec::new(), Vec::new());
     let removal = |p: &Planned| matches!(p.action, mend_plan::Action::Remove { .. });
     let mut group: Vec<String> = Vec::new();

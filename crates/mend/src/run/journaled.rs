@@ -209,11 +209,7 @@ pub(crate) fn restore_roots(
         } else if committed {
             saved.plan.actions.iter().for_each(&mut note);
         }
-        for t in saved
-            .roots
-            .iter()
-            .filter(|t| !changed.iter().any(|g| *g == t.grant))
-        {
+        for t in saved.roots.iter().filter(|t| !changed.contains(&t.grant)) {
             apply::restore_times(&step.grants, t)?;
         }
     }
