@@ -4,6 +4,7 @@ mod common;
 
 mod backups;
 mod bad_input;
+mod bulk;
 mod commands;
 mod crash;
 mod describe;

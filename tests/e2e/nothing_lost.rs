@@ -709,6 +709,19 @@ with = { path = "data/cache", days = 7 }
             text.push('\n');
         }
     }
+    // Batches of removals keep their actions and undo data compressed.
+    let mut stmt = db.prepare("SELECT actions, undo FROM bulk").unwrap();
+    let blobs = stmt
+        .query_map([], |r| {
+            Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, Option<Vec<u8>>>(1)?))
+        })
+        .unwrap();
+    for b in blobs {
+        let (actions, undo) = b.unwrap();
+        for blob in [Some(actions), undo].into_iter().flatten() {
+            text += &String::from_utf8(zstd::decode_all(&blob[..]).unwrap()).unwrap();
+        }
+    }
     for file in &files {
         assert_eq!(
             text.matches(file.as_str()).count(),

@@ -64,6 +64,7 @@ fn journal_run(dir: &std::path::Path, n: usize, keep_triggers: bool) -> f64 {
         &"cd".repeat(32),
         "{}",
         &planned,
+        &[],
     )
     .unwrap();
     for chunk in planned.chunks(BATCH) {

@@ -29,6 +29,7 @@ impl Journal {
     pub fn intend(&self, run_id: &str, step_idx: u32, actions: &[NewAction]) -> Result<()> {
         let now = now_ms();
         let tx = self.write_tx()?;
+        crate::bulk::explode(&tx, run_id, step_idx, actions.iter().map(|a| a.seq))?;
         {
             let mut stmt = tx.prepare_cached(
                 "INSERT INTO actions (run_id, step_idx, seq, action_json, reversible, state,
@@ -74,6 +75,7 @@ impl Journal {
     ) -> Result<()> {
         let now = now_ms();
         let tx = self.write_tx()?;
+        crate::bulk::explode(&tx, run_id, step_idx, done.iter().map(|d| d.0))?;
         {
             let mut stmt = tx.prepare_cached(
                 "UPDATE actions SET state = ?4, undo_json = ?5, done_at = ?6, error = NULL
@@ -112,6 +114,7 @@ impl Journal {
         let now = now_ms();
         let keep_error = !matches!(state, ActionState::Intended | ActionState::Done);
         let tx = self.write_tx()?;
+        crate::bulk::explode(&tx, run_id, step_idx, [seq])?;
         let n = tx.execute(
             "UPDATE actions SET state = ?4,
                  done_at = CASE WHEN ?4 = 'done' THEN ?5 ELSE done_at END,
@@ -144,6 +147,12 @@ impl Journal {
         let mut counts: Vec<(ActionState, u64)> = stmt
             .query_map(params![run_id, step_idx], |r| Ok((r.get(0)?, r.get(1)?)))?
             .collect::<rusqlite::Result<_>>()?;
+        for (state, n) in self.bulk_counts(run_id, step_idx)? {
+            match counts.iter_mut().find(|(s, _)| *s == state) {
+                Some((_, m)) => *m += n,
+                None => counts.push((state, n)),
+            }
+        }
         counts.sort_by_key(|(s, _)| ActionState::ALL.iter().position(|a| a == s));
         Ok(counts)
     }
@@ -164,17 +173,45 @@ impl Journal {
              WHERE run_id = ?1 AND step_idx = ?2 AND seq > ?3 ORDER BY seq LIMIT ?4",
         )?;
         let after = after.map_or(-1, i64::from);
-        let rows = stmt
+        let mut rows: Vec<ActionRecord> = stmt
             .query_map(
                 params![run_id, step_idx, after, limit as i64],
                 action_from_row,
             )?
             .collect::<rusqlite::Result<_>>()?;
+        rows.extend(self.bulk_page(run_id, step_idx, after, limit)?);
+        rows.sort_by_key(|a| a.seq);
+        rows.truncate(limit);
         Ok(rows)
     }
 
-    /// The run's actions, by (step index, seq).
+    /// The run's actions, by (step index, seq): those kept one row each and
+    /// those of batches (`bulk`), one record per action either way.
     pub fn actions(&self, run_id: &str) -> Result<Vec<ActionRecord>> {
+        let mut all = self.actions_rows(run_id)?;
+        let bulk = self.bulk_all(run_id)?;
+        if !bulk.is_empty() {
+            all.extend(bulk);
+            all.sort_by_key(|a| (a.step_idx, a.seq));
+        }
+        Ok(all)
+    }
+
+    /// A step's actions kept one row each (not those of its batches), by seq.
+    pub fn step_rows(&self, run_id: &str, step_idx: u32) -> Result<Vec<ActionRecord>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT run_id, step_idx, seq, action_json, reversible, state, undo_json,
+                 intended_at, done_at, undone_at, error
+             FROM actions WHERE run_id = ?1 AND step_idx = ?2 ORDER BY seq",
+        )?;
+        let actions = stmt
+            .query_map(params![run_id, step_idx], action_from_row)?
+            .collect::<rusqlite::Result<_>>()?;
+        Ok(actions)
+    }
+
+    /// The run's actions kept one row each.
+    fn actions_rows(&self, run_id: &str) -> Result<Vec<ActionRecord>> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT run_id, step_idx, seq, action_json, reversible, state, undo_json,
                  intended_at, done_at, undone_at, error

@@ -280,7 +280,7 @@ mod tests {
                 reversible: true,
             },
         ];
-        j.save_plan(&run.id, 1, "b", "std:b", "00", "{}", &planned)
+        j.save_plan(&run.id, 1, "b", "std:b", "00", "{}", &planned, &[])
             .unwrap();
         expect(&j, "save_plan", Change::Step { step: 1 });
         j.set_step_status(&run.id, 1, StepStatus::Applying, None)

@@ -342,6 +342,22 @@ pub(crate) const SUMMED: &[(&str, &str, &[&str])] = &[
             "error",
         ],
     ),
+    (
+        "bulk",
+        "'actions ' || (step_idx + 1) || '.' || (lo + 1) || '-' || (lo + n) || ' of run ' || run_id",
+        &[
+            "run_id",
+            "step_idx",
+            "lo",
+            "n",
+            "reversible",
+            "state",
+            "actions",
+            "undo",
+            "intended_at",
+            "done_at",
+        ],
+    ),
 ];
 
 impl Journal {

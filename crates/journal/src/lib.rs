@@ -20,6 +20,7 @@
 //! journal and locks in PostgreSQL).
 
 mod actions;
+mod bulk;
 mod changes;
 mod events;
 pub mod fleet;
@@ -45,6 +46,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
 
+pub use bulk::{BulkRange, PlannedBulk};
 use changes::JournalTx;
 pub use changes::{Change, ChangeRecord, coalesce};
 pub use integrity::{Damaged, WalState};
@@ -314,6 +316,7 @@ mod tests {
             tables,
             [
                 "actions",
+                "bulk",
                 "changes",
                 "events",
                 "grant_space",

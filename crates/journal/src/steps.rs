@@ -25,8 +25,9 @@ impl Journal {
         Ok(())
     }
 
-    /// Save a step's plan: the step row (as `save_step`) and one `planned`
-    /// row per action, in one transaction. `plan_json` holds what the plan
+    /// Save a step's plan: the step row (as `save_step`), one `planned`
+    /// row per action and one per batch of removals (`bulk`), in one
+    /// transaction. `plan_json` holds what the plan
     /// says besides its actions; the actions are journaled only here.
     #[allow(clippy::too_many_arguments)]
     pub fn save_plan(
@@ -38,6 +39,7 @@ impl Journal {
         component_sha256: &str,
         plan_json: &str,
         actions: &[super::PlannedAction],
+        bulk: &[super::PlannedBulk],
     ) -> Result<()> {
         let tx = self.write_tx()?;
         upsert_step(&tx, run_id, idx, step_id, uses, component_sha256, plan_json)?;
@@ -54,6 +56,7 @@ impl Journal {
                     })?;
             }
         }
+        crate::bulk::save_planned(&tx, run_id, idx, bulk)?;
         tx.commit(run_id, Change::Step { step: idx })
             .context("cannot commit the step's plan")?;
         Ok(())

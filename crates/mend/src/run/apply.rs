@@ -98,19 +98,13 @@ pub(crate) async fn apply_step(
             let mut saved = SavedStep { plan, roots };
             let actions = std::mem::take(&mut saved.plan.actions);
             let json = serde_json::to_string(&saved).map_err(anyhow::Error::from)?;
-            let rows: Vec<String> = actions
+            let (rows, bulk) = journal_rows(&actions)?;
+            let planned: Vec<mend_journal::PlannedAction> = rows
                 .iter()
-                .map(serde_json::to_string)
-                .collect::<Result<_, _>>()
-                .map_err(anyhow::Error::from)?;
-            let planned: Vec<mend_journal::PlannedAction> = actions
-                .iter()
-                .zip(&rows)
-                .enumerate()
-                .map(|(i, (a, json))| mend_journal::PlannedAction {
-                    seq: i as u32,
+                .map(|(seq, json, reversible)| mend_journal::PlannedAction {
+                    seq: *seq,
                     action_json: json,
-                    reversible: a.reversible,
+                    reversible: *reversible,
                 })
                 .collect();
             journal.save_plan(
@@ -121,6 +115,7 @@ pub(crate) async fn apply_step(
                 &step.loaded.sha256,
                 &json,
                 &planned,
+                &bulk,
             )?;
             for line in &saved.plan.summary {
                 settings.reporter.line(&format!("  {line}"));
@@ -130,19 +125,28 @@ pub(crate) async fn apply_step(
         }
     };
     journal.set_step_status(run_id, step.idx, StepStatus::Applying, None)?;
+    // The step's actions kept one row each, and its batches of removals
+    // (read one batch at a time below).
     let states: HashMap<u32, mend_journal::ActionRecord> = journal
-        .actions(run_id)?
+        .step_rows(run_id, step.idx)?
         .into_iter()
-        .filter(|a| a.step_idx == step.idx)
         .map(|a| (a.seq, a))
         .collect();
+    let ranges: HashMap<u32, mend_journal::BulkRange> = journal
+        .bulk_ranges(run_id, step.idx)?
+        .into_iter()
+        .map(|b| (b.lo, b))
+        .collect();
     let mut saved = saved;
-    if saved.plan.actions.is_empty() && !states.is_empty() {
+    if saved.plan.actions.is_empty() && !(states.is_empty() && ranges.is_empty()) {
         // Planned before a crash: the actions are the step's rows (a journal
         // from before rows were written at plan time keeps them in the plan).
-        let mut rows: Vec<&mend_journal::ActionRecord> = states.values().collect();
-        rows.sort_by_key(|r| r.seq);
-        saved.plan.actions = rows
+        let all: Vec<mend_journal::ActionRecord> = journal
+            .actions(run_id)?
+            .into_iter()
+            .filter(|a| a.step_idx == step.idx)
+            .collect();
+        saved.plan.actions = all
             .iter()
             .map(|r| serde_json::from_str::<Planned>(&r.action_json))
             .collect::<Result<_, _>>()
@@ -188,10 +192,16 @@ pub(crate) async fn apply_step(
         .actions_start(&step.def.id, actions.len() as u64);
     let mut seq = 0usize;
     while seq < actions.len() {
+        if let Some(range) = ranges.get(&(seq as u32)) {
+            bulk_batch(run, step, &cx, &actions[seq..seq + range.n as usize], range)?;
+            seq += range.n as usize;
+            continue;
+        }
         // A batch: consecutive actions that are cheap to journal together.
         let mut end = seq + 1;
         while end < actions.len()
             && end - seq < BATCH
+            && !ranges.contains_key(&(end as u32))
             && batchable(&actions[end])
             && batchable(&actions[seq])
             && independent(&actions[seq..end], &actions[end])
@@ -309,6 +319,135 @@ pub(crate) async fn apply_step(
     settings.reporter.actions_end();
     journal.set_step_status(run_id, step.idx, StepStatus::Applied, None)?;
     verify(run, &step_cx).await
+}
+
+/// An action journaled as a row of its own: seq, JSON, reversible.
+type Row = (u32, String, bool);
+
+/// How a plan is journaled: runs of consecutive removals (all reversible
+/// or none), up to `BATCH` each, as one batch row; the rest a row each.
+fn journal_rows(actions: &[Planned]) -> anyhow::Result<(Vec<Row>, Vec<mend_journal::PlannedBulk>)> {
+    let (mut rows, mut bulk) = (Vec::new(), Vec::new());
+    let removal = |p: &Planned| matches!(p.action, mend_plan::Action::Remove { .. });
+    let mut group: Vec<String> = Vec::new();
+    let mut lo = 0u32;
+    let flush = |group: &mut Vec<String>, lo: u32, bulk: &mut Vec<mend_journal::PlannedBulk>| {
+        if group.is_empty() {
+            return Ok::<_, anyhow::Error>(());
+        }
+        let lines: Vec<&str> = group.iter().map(String::as_str).collect();
+        let reversible = actions[lo as usize].reversible;
+        bulk.push(mend_journal::PlannedBulk::new(lo, reversible, &lines)?);
+        group.clear();
+        Ok(())
+    };
+    for (i, a) in actions.iter().enumerate() {
+        let seq = i as u32;
+        let json = serde_json::to_string(a)?;
+        if removal(a) {
+            let joins = !group.is_empty()
+                && actions[lo as usize].reversible == a.reversible
+                && group.len() < BATCH;
+            if joins {
+                group.push(json);
+                continue;
+            }
+            flush(&mut group, lo, &mut bulk)?;
+            if actions.get(i + 1).is_some_and(removal) {
+                lo = seq;
+                group.push(json);
+                continue;
+            }
+        } else {
+            flush(&mut group, lo, &mut bulk)?;
+        }
+        rows.push((seq, json, a.reversible));
+    }
+    flush(&mut group, lo, &mut bulk)?;
+    Ok((rows, bulk))
+}
+
+/// One batch of removals journaled as one record: intended together (each
+/// action's state before it), performed one by one (each checks the world,
+/// so a batch cut by a crash is simply performed again), done together. A
+/// removal that fails turns the batch into a row per action (the journal
+/// does it) so the failure and what was done before it are recorded as
+/// exactly as in any other batch.
+fn bulk_batch(
+    run: &RunCx<'_>,
+    step: &PreparedStep,
+    cx: &ApplyCtx<'_>,
+    actions: &[Planned],
+    range: &mend_journal::BulkRange,
+) -> Result<(), StepStop> {
+    let (journal, run_id, reporter) = (run.journal, run.run_id, &run.settings.reporter);
+    let key = |i: u32| Key {
+        run: run_id,
+        step: step.idx,
+        seq: i,
+    };
+    let mut batch = apply::Batch::default();
+    let pres: Vec<mend_plan::Pre> = match range.state {
+        // Done before a crash: as a row per action, not performed again.
+        ActionState::Done => return Ok(()),
+        ActionState::Planned => {
+            let mut pres = Vec::with_capacity(actions.len());
+            let mut lines = Vec::with_capacity(actions.len());
+            for (k, planned) in actions.iter().enumerate() {
+                let pre = apply::prepare_in(&mut batch, cx, &planned.action)
+                    .map_err(|e| StepFailed(format!("step `{}`: {e:#}", step.def.id)))?;
+                let k = key(range.lo + k as u32);
+                lines.push(
+                    Journaled {
+                        pre: pre.clone(),
+                        undo: None,
+                    }
+                    .to_json(&planned.action, &k),
+                );
+                pres.push(pre);
+            }
+            let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
+            journal.intend_bulk(run_id, step.idx, range.lo, &lines)?;
+            pres
+        }
+        _ => journal
+            .bulk_records(run_id, step.idx, range.lo)?
+            .iter()
+            .map(|rec| Journaled::of(rec).map(|j| j.pre))
+            .collect::<anyhow::Result<_>>()?,
+    };
+    let mut done = Vec::with_capacity(actions.len());
+    for (k, (planned, pre)) in actions.iter().zip(&pres).enumerate() {
+        let i = range.lo + k as u32;
+        mend_faults::crash_point("intent", step.idx, i);
+        match apply::perform_in(&mut batch, cx, &key(i), &planned.action, pre) {
+            Ok(undo) => {
+                let json = Journaled {
+                    pre: pre.clone(),
+                    undo: Some(undo),
+                }
+                .to_json(&planned.action, &key(i));
+                done.push(json);
+                reporter.action_done(planned.bytes);
+                mend_faults::crash_point("perform", step.idx, i);
+            }
+            Err(e) => {
+                let msg = mend_human::sanitize(&format!("{e:#}"));
+                let marks: Vec<(u32, Option<&str>)> = done
+                    .iter()
+                    .enumerate()
+                    .map(|(k, j)| (range.lo + k as u32, Some(j.as_str())))
+                    .collect();
+                journal.mark_done(run_id, step.idx, &marks)?;
+                journal.set_action_state(run_id, step.idx, i, ActionState::Failed, Some(&msg))?;
+                reporter.actions_end();
+                return Err(StepFailed(format!("{:#}: {msg}", planned.action)));
+            }
+        }
+    }
+    let lines: Vec<&str> = done.iter().map(String::as_str).collect();
+    journal.done_bulk(run_id, step.idx, range.lo, &lines)?;
+    Ok(())
 }
 
 /// Whether `next` can share a batch with `batch`: every intent of a batch

@@ -175,7 +175,6 @@ pub(crate) fn restore_roots(
     run_id: &str,
     committed: bool,
 ) -> anyhow::Result<()> {
-    let actions = journal.actions(run_id)?;
     for rec in journal.steps(run_id)?.iter().rev() {
         let Some(saved) = rec
             .plan_json
@@ -192,36 +191,28 @@ pub(crate) fn restore_roots(
         // taken back. After a rollback, every root's time goes back.
         // The step's actions: its journal rows (an older journal keeps them
         // in the saved plan).
-        let rows: Vec<Planned> = if saved.plan.actions.is_empty() {
-            actions
-                .iter()
-                .filter(|a| a.step_idx == rec.idx)
-                .filter_map(|a| serde_json::from_str(&a.action_json).ok())
-                .collect()
-        } else {
-            Vec::new()
+        // Read a batch at a time: a cull of a million files is not held.
+        let mut changed: Vec<String> = Vec::new();
+        let mut note = |p: &Planned| {
+            for path in p.action.changed_paths() {
+                if let Ok((grant, rel)) = mend_host::grants::split(path)
+                    && !rel.contains('/')
+                    && !changed.iter().any(|g| g == grant)
+                {
+                    changed.push(grant.to_string());
+                }
+            }
         };
-        let planned = if saved.plan.actions.is_empty() {
-            &rows
-        } else {
-            &saved.plan.actions
-        };
-        let changed: Vec<&str> = if !committed {
-            Vec::new()
-        } else {
-            planned
-                .iter()
-                .flat_map(|p| p.action.changed_paths())
-                .filter_map(|p| mend_host::grants::split(p).ok())
-                .filter(|(_, rel)| !rel.contains('/'))
-                .map(|(grant, _)| grant)
-                .collect()
-        };
-        for t in saved
-            .roots
-            .iter()
-            .filter(|t| !changed.contains(&t.grant.as_str()))
-        {
+        if committed && saved.plan.actions.is_empty() {
+            journal.each_action(run_id, rec.idx, |a| {
+                if let Ok(p) = serde_json::from_str::<Planned>(&a.action_json) {
+                    note(&p);
+                }
+            })?;
+        } else if committed {
+            saved.plan.actions.iter().for_each(&mut note);
+        }
+        for t in saved.roots.iter().filter(|t| !changed.contains(&t.grant)) {
             apply::restore_times(&step.grants, t)?;
         }
     }

@@ -1,0 +1,289 @@
+//! A cache of many files: `mend run` of std:cache-cull against `find -type f
+//! -mmin +60 -delete` on the same tree in the same run, and std:archive-cleanup
+//! against `pg_archivecleanup` on 10,000 WAL segments. Prints, for each
+//! command, its wall time, its peak RSS (from `wait4`'s rusage of that child
+//! alone) and, for mend, the journal's size after the run.
+//!
+//! The tree: N files of 100 B in 1,000 directories (`DD/DD/`), half of them
+//! 2 to 3 hours old (removed), half at most 30 minutes old (kept). Before
+//! each command the files the previous one removed are written again (same
+//! names, sizes and times); afterwards exactly the old files must be gone.
+//!
+//! Run: cargo bench -p mend --bench scale
+//! Env: MEND_BENCH_DIR (where the trees go; default $TMPDIR; /dev/shm shows
+//! the engine's own cost, a disk adds the disk's), MEND_BENCH_FILES (tree
+//! sizes, default `100000,1000000`), MEND_BENCH_MEND (a mend binary to time
+//! instead of the one cargo built, e.g. an older build for a before/after).
+//! Targets (issue 18): disposable run <= 1.3x find on tmpfs, trash + purge
+//! <= 2x, peak RSS < 64 MB and journal < 16 MB at 1,000,000 files;
+//! archive-cleanup <= 1.5x pg_archivecleanup.
+
+use std::fs::File;
+use std::io::Write;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant, SystemTime};
+
+const PG_BIN: &str = "/usr/lib/postgresql";
+
+/// What one command cost.
+struct Cost {
+    wall: Duration,
+    /// Peak resident set of the child, bytes.
+    rss: u64,
+    /// The journal's size after a mend run (database and WAL), bytes.
+    journal: Option<u64>,
+}
+
+fn mend_bin() -> PathBuf {
+    std::env::var_os("MEND_BENCH_MEND")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_mend")))
+}
+
+/// Runs `cmd` to the end; its wall time and its own peak RSS (wait4).
+// Reaped by wait4 itself, which alone gives that child's rusage.
+#[allow(clippy::zombie_processes)]
+fn measure(cmd: &mut Command) -> (Duration, u64) {
+    let start = Instant::now();
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the command");
+    let pid = child.id() as libc::pid_t;
+    let mut stderr = child.stderr.expect("piped");
+    let reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut stderr, &mut s).ok();
+        s
+    });
+    let mut status = 0;
+    // SAFETY: a plain rusage out-parameter; the child is ours and not yet reaped.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    let got = unsafe { libc::wait4(pid, &mut status, 0, &mut ru) };
+    let wall = start.elapsed();
+    assert_eq!(got, pid, "wait4: {}", std::io::Error::last_os_error());
+    let err = reader.join().unwrap_or_default();
+    let status = std::process::ExitStatus::from_raw(status);
+    assert!(status.success(), "{cmd:?} failed ({status}): {err}");
+    (wall, ru.ru_maxrss as u64 * 1024)
+}
+
+fn journal_bytes(state: &Path) -> u64 {
+    ["journal.db", "journal.db-wal"]
+        .iter()
+        .filter_map(|f| std::fs::metadata(state.join(f)).ok())
+        .map(|m| m.len())
+        .sum()
+}
+
+/// A generated file: where, its mtime, and whether the run removes it.
+type Gen = (PathBuf, SystemTime, bool);
+
+fn regenerate(files: &[Gen]) {
+    let body = [b'x'; 100];
+    for (path, mtime, _) in files.iter().filter(|(p, ..)| !p.exists()) {
+        let mut f = match File::create(path) {
+            Ok(f) => f,
+            Err(_) => {
+                std::fs::create_dir_all(path.parent().unwrap()).expect("create dirs");
+                File::create(path).expect("create a file")
+            }
+        };
+        f.write_all(&body).expect("write a file");
+        f.set_modified(*mtime).expect("set mtime");
+    }
+}
+
+fn check(files: &[Gen], what: &str) {
+    let wrong = files
+        .iter()
+        .filter(|(p, _, gone)| p.exists() == *gone)
+        .count();
+    assert_eq!(wrong, 0, "{what} left or removed {wrong} wrong files");
+}
+
+fn runbook(dir: &Path, name: &str, step: &str, disposable: Option<bool>, with: &str) -> PathBuf {
+    let access = if disposable.is_some() {
+        "write"
+    } else {
+        "read"
+    };
+    let text = format!(
+        "[runbook]\nname = \"bench-scale\"\nversion = \"1.0.0\"\nsummary = \"a big cull\"\n\n\
+         [grants.data]\npath = \"{}\"\naccess = \"{access}\"\ndisposable = {}\n\n\
+         [[steps]]\nid = \"bench\"\nuses = \"std:{step}\"\ngrants = [\"data\"]\nwith = {with}\n",
+        dir.display(),
+        disposable.unwrap_or(false)
+    );
+    let path = dir.with_file_name(format!("{name}.toml"));
+    std::fs::write(&path, text).expect("write the runbook");
+    path
+}
+
+/// `mend ARGS RUNBOOK` with a fresh state dir; its cost and journal size.
+fn mend(tmp: &Path, args: &[&str], rb: &Path) -> Cost {
+    let state = tmp.join("state");
+    let _ = std::fs::remove_dir_all(&state);
+    let mut cmd = Command::new(mend_bin());
+    cmd.arg("--state-dir").arg(&state);
+    cmd.arg("--cache-dir").arg(tmp.join("cache"));
+    cmd.args(args).arg(rb);
+    let (wall, rss) = measure(&mut cmd);
+    let journal = Some(journal_bytes(&state));
+    let _ = std::fs::remove_dir_all(&state);
+    Cost { wall, rss, journal }
+}
+
+fn native(argv: &[&str]) -> Cost {
+    let (wall, rss) = measure(Command::new(argv[0]).args(&argv[1..]));
+    Cost {
+        wall,
+        rss,
+        journal: None,
+    }
+}
+
+fn mb(b: u64) -> f64 {
+    b as f64 / 1e6
+}
+
+fn row(label: &str, c: &Cost, native: &Cost, target: Option<f64>) {
+    let r = c.wall.as_secs_f64() / native.wall.as_secs_f64();
+    let goal = target.map_or(String::new(), |t| {
+        format!("<= {t:.1}x {}", if r <= t { "met" } else { "MISSED" })
+    });
+    let journal = c.journal.map_or("-".into(), |j| format!("{:.1}", mb(j)));
+    println!(
+        "  {label:<34} {:>8.3} {:>7.2}x {:>9.1} {:>9}  {goal}",
+        c.wall.as_secs_f64(),
+        r,
+        mb(c.rss),
+        journal
+    );
+}
+
+fn header() {
+    println!(
+        "  {:<34} {:>8} {:>8} {:>9} {:>9}",
+        "", "wall s", "ratio", "RSS MB", "journal MB"
+    );
+}
+
+/// Removal runs of `step` on `files` in `dir` against `argv`: the native
+/// tool, then mend in a disposable grant, in a plain one (trash, purged when
+/// the run commits) and its plan alone.
+fn removal(tmp: &Path, dir: &Path, step: &str, with: &str, files: &[Gen], argv: &[&str], t: f64) {
+    let unlink = runbook(dir, "unlink", step, Some(true), with);
+    let trash = runbook(dir, "trash", step, Some(false), with);
+    regenerate(files);
+    mend(tmp, &["plan"], &unlink); // warms the component cache
+    let name = Path::new(argv[0]).file_name().unwrap().to_string_lossy();
+    regenerate(files);
+    let n = native(argv);
+    check(files, &name);
+    row(&name, &n, &n, None);
+    regenerate(files);
+    let d = mend(tmp, &["run"], &unlink);
+    check(files, "mend run (disposable)");
+    row("mend run, disposable", &d, &n, Some(t));
+    regenerate(files);
+    let p = mend(tmp, &["run"], &trash);
+    check(files, "mend run (trash)");
+    row("mend run, trash + purge", &p, &n, Some(t.max(2.0)));
+    regenerate(files);
+    let plan = mend(tmp, &["plan"], &unlink);
+    row("mend plan alone", &plan, &n, None);
+}
+
+fn cull(root: &Path, n: u32) {
+    let tmp = root.join(format!("cull-{n}"));
+    let dir = tmp.join("data");
+    let now = SystemTime::now();
+    let files: Vec<Gen> = (0..n)
+        .map(|i| {
+            let j = i / 2; // an older and a younger file side by side, in 1,000 dirs
+            let path = dir.join(format!("{:02}/{:02}/f{i}.bin", j % 20, j / 20 % 50));
+            let old = i % 2 == 0; // 2 to 3 hours old, or at most 30 minutes
+            let age = if old { 7200 + i % 3600 } else { i % 1800 };
+            (path, now - Duration::from_secs(age.into()), old)
+        })
+        .collect();
+    println!(
+        "cache-cull: {n} files of 100 B in 1,000 dirs, {} older than 60 minutes, in {}",
+        n / 2 + n % 2,
+        root.display()
+    );
+    header();
+    let d = dir.to_str().unwrap();
+    let find = ["find", d, "-type", "f", "-mmin", "+60", "-delete"];
+    let with = "{ path = \"data\", minutes = 60, remove_empty_dirs = false }";
+    removal(&tmp, &dir, "cache-cull", with, &files, &find, 1.3);
+    std::fs::remove_dir_all(&tmp).expect("remove the tree");
+}
+
+fn pg_archivecleanup() -> Option<PathBuf> {
+    let mut found: Vec<PathBuf> = std::fs::read_dir(PG_BIN)
+        .ok()?
+        .filter_map(|e| Some(e.ok()?.path().join("bin/pg_archivecleanup")))
+        .filter(|p| p.exists())
+        .collect();
+    found.sort();
+    found.pop()
+}
+
+fn wal(root: &Path) {
+    let Some(tool) = pg_archivecleanup() else {
+        return println!("archive-cleanup: skipped, no {PG_BIN}/*/bin/pg_archivecleanup");
+    };
+    let tmp = root.join("wal");
+    let dir = tmp.join("data");
+    let now = SystemTime::now();
+    let name = |i: u32| format!("00000001{:08X}{:08X}", i / 256, i % 256);
+    let files: Vec<Gen> = (0..10_000)
+        .map(|i| (dir.join(name(i)), now, i < 5_000))
+        .collect();
+    println!("archive-cleanup: 10,000 segments, 5,000 before the cut");
+    header();
+    let (cut, d) = (name(5_000), dir.to_str().unwrap());
+    let with = format!("{{ path = \"data\", oldest_kept = \"{cut}\" }}");
+    let tool = tool.to_str().unwrap();
+    removal(
+        &tmp,
+        &dir,
+        "archive-cleanup",
+        &with,
+        &files,
+        &[tool, d, &cut],
+        1.5,
+    );
+    std::fs::remove_dir_all(&tmp).expect("remove the segments");
+}
+
+fn main() {
+    let base = std::env::var_os("MEND_BENCH_DIR").map(PathBuf::from);
+    let tmp = match &base {
+        Some(b) => tempfile::tempdir_in(b),
+        None => tempfile::tempdir(),
+    }
+    .expect("a temp dir");
+    let sizes: Vec<u32> = std::env::var("MEND_BENCH_FILES")
+        .unwrap_or_else(|_| "100000,1000000".into())
+        .split(',')
+        .map(|s| {
+            s.trim()
+                .parse()
+                .expect("MEND_BENCH_FILES: counts, comma-separated")
+        })
+        .collect();
+    println!("mend on many files vs the native tools, one run each\n");
+    for n in sizes {
+        cull(tmp.path(), n);
+        println!();
+    }
+    wal(tmp.path());
+    println!("\n  mend: {}", mend_bin().display());
+}
