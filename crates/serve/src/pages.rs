@@ -184,7 +184,15 @@ pub(crate) async fn history_json(
 }
 
 async fn load(app: &App, id: String) -> Result<std::sync::Arc<RunView>, AppError> {
-    let seen = app.seen.load(std::sync::atomic::Ordering::Acquire);
+    // The cache saves building a view, not asking the journal where it is:
+    // a view older than the journal's last change is never served, so a
+    // viewer whose own stream saw the run end never gets a page saying it
+    // still runs (the poller's `seen` can lag the journal by a poll).
+    let last = app.read(|j| j.last_seq()).await?;
+    let seen = app
+        .seen
+        .load(std::sync::atomic::Ordering::Acquire)
+        .max(last);
     if let Some(v) = crate::view::cached(&app.views, &id, seen) {
         return Ok(v);
     }

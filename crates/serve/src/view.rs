@@ -19,7 +19,7 @@ pub(crate) type Cached = (std::time::Instant, std::sync::Arc<RunView>);
 
 /// The cached view of `id` if it is fresh.
 /// (Fresh: read less than [`FRESH`] ago, and not older than `seen`, the
-/// last change the poller has read.)
+/// journal's last change when the request came.)
 pub(crate) fn cached(
     views: &std::sync::Mutex<std::collections::HashMap<String, Cached>>,
     id: &str,
