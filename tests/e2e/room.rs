@@ -329,6 +329,30 @@ fn another_user_who_can_only_read_the_journal_can_watch_and_serve_a_finished_run
     assert_eq!(watch.status.code(), Some(0), "watch as nobody:\n{text}");
     assert!(text.contains("committed"), "{text}");
 
+    // The postmortem's readers too: show, report and history.
+    for args in [
+        vec!["show", id.as_str()],
+        vec!["report", id.as_str()],
+        vec!["history"],
+    ] {
+        let out = std::process::Command::new(AS_NOBODY[0])
+            .args(&AS_NOBODY[1..])
+            .arg(mend_bin())
+            .arg("--state-dir")
+            .arg(f.state())
+            .args(&args)
+            .env("NO_COLOR", "1")
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(out.status.code(), Some(0), "{args:?} as nobody:\n{text}");
+        assert!(text.contains("committed"), "{args:?}: {text}");
+    }
+
     let s = Server::start_as(&f, &["--listen", "127.0.0.1:0"], AS_NOBODY);
     let page = s.get(&format!("/runs/{id}"), &[]);
     assert_eq!(page.status, 200, "serve as nobody: {}", page.body);
