@@ -364,3 +364,65 @@ fn another_user_who_can_only_read_the_journal_can_watch_and_serve_a_finished_run
         assert_eq!(m.uid(), 0, "a file of the state dir is not root's");
     }
 }
+
+/// A user who may read the journal but not write it, running a command that
+/// writes: told that, not to free disk space (the hint a full disk gets).
+#[test]
+fn a_user_who_cannot_write_the_journal_is_told_so_not_to_free_space() {
+    let f = Fixture::new();
+    let rb = crate::lifecycle::kinds(&f, "pass", "rollback");
+    let ran = f.mend(&["run", rb.to_str().unwrap()]);
+    assert_eq!(ran.code, 0, "{}", ran.text());
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = |p: &std::path::Path, m: u32| {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap()
+    };
+    // Locks may be taken (a shared state dir), the journal only read.
+    mode(&f.path(""), 0o755);
+    mode(&f.state(), 0o777);
+    for e in std::fs::read_dir(f.state()).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            mode(&p, 0o777);
+            for l in std::fs::read_dir(&p).unwrap() {
+                mode(&l.unwrap().path(), 0o666);
+            }
+        } else {
+            mode(&p, 0o644);
+        }
+    }
+    for e in walk(&f.path("")) {
+        if e.is_dir() {
+            mode(&e, 0o777);
+        }
+    }
+    let out = std::process::Command::new(AS_NOBODY[0])
+        .args(&AS_NOBODY[1..])
+        .arg(mend_bin())
+        .arg("--state-dir")
+        .arg(f.state())
+        .args(["run", rb.to_str().unwrap()])
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(70), "{stderr}");
+    assert!(
+        stderr.contains("this user may not write the journal"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("free space"), "{stderr}");
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = vec![dir.to_path_buf()];
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() && !p.is_symlink() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}

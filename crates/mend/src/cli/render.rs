@@ -677,21 +677,46 @@ impl Out {
                     eprintln!("{}", mend_journal::Damaged::REFUSAL);
                     eprintln!("  = help: {}", d.help());
                 }
-                Failure::Journal { run: Some(run), .. } => {
+                Failure::Journal {
+                    run: Some(run),
+                    error,
+                } => {
                     eprintln!(
                         "run {run} stopped before its next change: what it did is journaled up to here"
                     );
                     eprintln!(
-                        "  = help: free space on (or repair) the journal's disk, then `mend resume {run}`; nothing is retried until then"
+                        "  = help: {}, then `mend resume {run}`; nothing is retried until then",
+                        journal_fix(error)
                     );
                 }
-                Failure::Journal { run: None, .. } => eprintln!(
-                    "  = help: free space on (or repair) the journal's disk and try again"
-                ),
+                Failure::Journal { run: None, error } => {
+                    eprintln!("  = help: {}, then try again", journal_fix(error))
+                }
                 _ => {}
             }
         }
         code
+    }
+}
+
+/// What to do about a journal that could not be opened or written: a
+/// permission problem is not a full disk, and saying so saves a 3am hunt.
+fn journal_fix(error: &anyhow::Error) -> &'static str {
+    let denied = error.chain().any(|e| {
+        e.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::PermissionDenied)
+            || e.downcast_ref::<rusqlite::Error>().is_some_and(|q| {
+                matches!(
+                    q.sqlite_error_code(),
+                    Some(rusqlite::ErrorCode::ReadOnly | rusqlite::ErrorCode::PermissionDenied)
+                )
+            })
+    });
+    if denied {
+        "this user may not write the journal (`mend watch` and `mend serve` only read it): \
+         run mend as the owner of the state directory, or pass another --state-dir"
+    } else {
+        "free space on (or repair) the journal's disk"
     }
 }
 
