@@ -17,7 +17,7 @@ use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
 
 use super::rehearse::{Presentation, RehearsalReport, report};
-use super::run;
+use super::{RunOutcome, run};
 use crate::outcome::Failure;
 use crate::settings::Settings;
 use mend_host::cow::overlay::{self, Layer};
@@ -340,25 +340,38 @@ pub(crate) async fn resume_in_overlay(
         return Ok(None);
     };
     let outcome = super::resume(sandbox, settings, run_id).await?;
+    checked(settings, None, outcome, &mounted, &spec).map(Some)
+}
+
+/// After the run (or its resume) and its rollback on the overlays: the
+/// upper layers checked, skipping what the rollback could not undo, and
+/// the rehearsal's report.
+fn checked(
+    settings: &Settings,
+    budget: Option<std::time::Duration>,
+    outcome: RunOutcome,
+    mounted: &Mounted,
+    spec: &Spec,
+) -> Result<RehearsalReport, Failure> {
     let skip: Vec<String> = outcome
         .rollback
         .as_ref()
         .map(|r| r.irreversible_paths.clone())
         .unwrap_or_default();
-    let (differences, entries) = check_all(&mounted, &skip)?;
+    let (differences, entries) = check_all(mounted, &skip)?;
     let presentation = Presentation {
         kind: "overlay",
         why: mounted.why.clone(),
         scratch: spec.scratch.clone(),
     };
-    Ok(Some(report(
+    report(
         settings,
-        None,
+        budget,
         outcome,
         differences,
         entries,
         presentation,
-    )?))
+    )
 }
 
 /// Run `cmd` (a child mend) in a private namespace with its output
@@ -409,23 +422,5 @@ pub(crate) async fn rehearse_in_overlay(
         false,
     )
     .await?;
-    let skip: Vec<String> = outcome
-        .rollback
-        .as_ref()
-        .map(|r| r.irreversible_paths.clone())
-        .unwrap_or_default();
-    let (differences, entries) = check_all(&mounted, &skip)?;
-    let presentation = Presentation {
-        kind: "overlay",
-        why: mounted.why.clone(),
-        scratch: spec.scratch.clone(),
-    };
-    Ok(Some(report(
-        settings,
-        runbook.rehearsal_budget,
-        outcome,
-        differences,
-        entries,
-        presentation,
-    )?))
+    checked(settings, runbook.rehearsal_budget, outcome, &mounted, &spec).map(Some)
 }
