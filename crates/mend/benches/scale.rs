@@ -120,6 +120,8 @@ fn runbook(dir: &Path, name: &str, step: &str, disposable: Option<bool>, with: &
         disposable.unwrap_or(false)
     );
     let path = dir.with_file_name(format!("{name}.toml"));
+    // Written before the tree is generated: its directory may not exist yet.
+    std::fs::create_dir_all(path.parent().unwrap()).expect("make the bench directory");
     std::fs::write(&path, text).expect("write the runbook");
     path
 }
