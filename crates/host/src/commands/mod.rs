@@ -306,13 +306,28 @@ fn stand_in_args(stand_in: &StandIn, call: &[String]) -> Vec<String> {
 /// with everything in it when the command ends.
 struct Scratch(std::path::PathBuf);
 
+/// The next scratch directory's number in this process.
+static SCRATCH_N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 impl Scratch {
     fn new(account: Option<&mend_runbook::accounts::Account>) -> std::io::Result<Scratch> {
         use std::os::unix::fs::DirBuilderExt as _;
-        static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let dir = std::env::temp_dir().join(format!("mend-scratch-{}-{n}", std::process::id()));
-        std::fs::DirBuilder::new().mode(0o700).create(&dir)?;
+        // A mend killed with SIGKILL leaves its scratch behind, and a later
+        // mend may get its pid: a name taken is skipped, never reused or
+        // removed (`create` makes a new directory or fails; it follows no
+        // link). Before this, such a leftover failed the command with EEXIST.
+        let mut tries = 0;
+        let dir = loop {
+            let n = SCRATCH_N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let dir = std::env::temp_dir().join(format!("mend-scratch-{}-{n}", std::process::id()));
+            match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
+                Ok(()) => break dir,
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && tries < 1000 => {
+                    tries += 1
+                }
+                Err(e) => return Err(e),
+            }
+        };
         let scratch = Scratch(dir);
         if let Some(a) = account {
             std::os::unix::fs::chown(&scratch.0, Some(a.uid), Some(a.gid))?;
@@ -340,5 +355,31 @@ impl Scratch {
 impl Drop for Scratch {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[cfg(test)]
+mod scratch_tests {
+    use super::*;
+
+    /// Leftovers of a killed mend that had this pid: the next scratch skips
+    /// them and leaves them as they are.
+    #[test]
+    fn a_scratch_left_by_a_killed_process_with_this_pid_is_skipped() {
+        let next = SCRATCH_N.load(std::sync::atomic::Ordering::Relaxed);
+        let left: Vec<_> = (next..next + 3)
+            .map(|n| std::env::temp_dir().join(format!("mend-scratch-{}-{n}", std::process::id())))
+            .collect();
+        for d in &left {
+            std::fs::create_dir(d).unwrap();
+            std::fs::write(d.join("left"), "by a killed mend").unwrap();
+        }
+        let s = Scratch::new(None).expect("a fresh scratch despite the leftovers");
+        assert!(!left.contains(&s.0), "reused {}", s.0.display());
+        assert!(s.0.is_dir());
+        for d in &left {
+            assert!(d.join("left").exists(), "{} was touched", d.display());
+            std::fs::remove_dir_all(d).unwrap();
+        }
     }
 }
