@@ -168,6 +168,28 @@ impl Fleet {
     /// A stand-in `nginx -t` that waits until `release` exists, so a test
     /// holds a host's run in flight for as long as it needs, whatever the
     /// machine's speed: (the script, the file that releases it).
+    /// A canary (h1) whose `nginx -t` waits on the returned file, a batch
+    /// of the rest after it, planned into `p`: the shape of every test that
+    /// acts while the canary runs.
+    pub(crate) fn plan_with_waiting_canary(&self) -> PathBuf {
+        let (waiter, release) = self.waiter();
+        self.inventory("batches = [1, \"rest\"]", &|i| {
+            if i == 0 {
+                format!(
+                    "params = {{ data = \"{}\", nginx = \"{}\" }}",
+                    self.hosts[i].data().display(),
+                    waiter.display()
+                )
+            } else {
+                String::new()
+            }
+        });
+        let rb = self.runbook();
+        let plan = self.mend(&["fleet", "plan", rb.to_str().unwrap(), "--out", "p"]);
+        assert_eq!(plan.code, 0, "{}", plan.text());
+        release
+    }
+
     pub(crate) fn waiter(&self) -> (PathBuf, PathBuf) {
         let release = self.root().join("release");
         let waiter = self.root().join("waiter.sh");
@@ -789,21 +811,7 @@ fn fleet_a_dropped_connection_does_not_stop_the_run_on_the_host() {
 #[test]
 fn fleet_resume_after_the_controller_is_killed_mid_canary_runs_each_host_once() {
     let f = Fleet::start(3);
-    let (waiter, release) = f.waiter();
-    f.inventory("batches = [1, \"rest\"]", &|i| {
-        if i == 0 {
-            format!(
-                "params = {{ data = \"{}\", nginx = \"{}\" }}",
-                f.hosts[i].data().display(),
-                waiter.display()
-            )
-        } else {
-            String::new()
-        }
-    });
-    let rb = f.runbook();
-    let plan = f.mend(&["fleet", "plan", rb.to_str().unwrap(), "--out", "p"]);
-    assert_eq!(plan.code, 0, "{}", plan.text());
+    let release = f.plan_with_waiting_canary();
     let mut controller = f
         .controller(&["fleet", "run", "p"])
         .stdin(Stdio::null())

@@ -54,21 +54,7 @@ fn fleet_pg_lease_refuses_a_second_controller_a_killed_holder_frees_it_history_f
     let pg = Pg::start();
     let dsn = pg.dsn();
     let f = Fleet::start(4);
-    let (waiter, release) = f.waiter();
-    f.inventory("batches = [1, \"rest\"]", &|i| {
-        if i == 0 {
-            format!(
-                "params = {{ data = \"{}\", nginx = \"{}\" }}",
-                f.hosts[i].data().display(),
-                waiter.display()
-            )
-        } else {
-            String::new()
-        }
-    });
-    let rb = f.runbook();
-    let plan = f.mend(&["fleet", "plan", rb.to_str().unwrap(), "--out", "p"]);
-    assert_eq!(plan.code, 0, "{}", plan.text());
+    let release = f.plan_with_waiting_canary();
 
     // Controller A: holds the lease while its canary waits.
     let mut a = ctl_cmd(&f, "ctl-a", &dsn, &["fleet", "run", "p"])

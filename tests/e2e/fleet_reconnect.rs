@@ -36,21 +36,7 @@ fn host_runs(state: &Path) -> Vec<serde_json::Value> {
 #[test]
 fn fleet_sshd_stopped_mid_run_is_unreachable_then_resume_reconciles_it() {
     let mut f = Fleet::start(2);
-    let (waiter, release) = f.waiter();
-    f.inventory("batches = [1, \"rest\"]", &|i| {
-        if i == 0 {
-            format!(
-                "params = {{ data = \"{}\", nginx = \"{}\" }}",
-                f.hosts[i].data().display(),
-                waiter.display()
-            )
-        } else {
-            String::new()
-        }
-    });
-    let rb = f.runbook();
-    let plan = f.mend(&["fleet", "plan", rb.to_str().unwrap(), "--out", "p"]);
-    assert_eq!(plan.code, 0, "{}", plan.text());
+    let release = f.plan_with_waiting_canary();
     let h2_before = f.snapshot(1);
     let controller = f
         .controller(&["fleet", "run", "p"])
