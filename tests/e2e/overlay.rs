@@ -287,7 +287,7 @@ program = "/bin/true"
 
 [rehearsal.commands.mark]
 program = "/bin/sh"
-args = ["-c", "echo marked > \"$MEND_GRANT_DATA/new.txt\"; sleep 3"]
+args = ["-c", "echo marked > \"$MEND_GRANT_DATA/new.txt\"; until [ -e {root}/released ]; do sleep 0.05; done"]
 
 [[steps]]
 id = "mark"
@@ -317,7 +317,7 @@ with = { actions = [{ exec = ["mark", ["new.txt"]], undo = ["unmark", ["new.txt"
         if !mounted.is_empty()
             && std::fs::read_dir("/proc").unwrap().flatten().any(|e| {
                 std::fs::read_to_string(e.path().join("cmdline"))
-                    .is_ok_and(|c| c.contains("sleep\x003"))
+                    .is_ok_and(|c| c.contains("/released ]"))
             })
         {
             break;
@@ -335,8 +335,11 @@ with = { actions = [{ exec = ["mark", ["new.txt"]], undo = ["unmark", ["new.txt"
     );
     child.kill().unwrap();
     child.wait().unwrap();
+    // The stand-in waited on a file, not a clock, so the kill above came
+    // while it ran however slow the machine; now it may end.
+    std::fs::write(f.path("released"), "").unwrap();
     // The child mend dies with its parent; the namespace goes with the last
-    // process in it (the stand-in, a few seconds on).
+    // process in it (the stand-in, once it sees the file).
     let start = std::time::Instant::now();
     while !overlays_on(&data).is_empty() {
         assert!(start.elapsed().as_secs() < 60, "{:?}", overlays_on(&data));
