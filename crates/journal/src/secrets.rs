@@ -4,6 +4,12 @@
 //! replaces every occurrence of a secret value with `***`. Masking the
 //! text, not one field, also catches a secret interpolated into a step's
 //! `with`, a path, a summary or an error.
+//!
+//! Only values of [`MIN_MASKED`] bytes or more are masked in free text: a
+//! one-byte secret `a` would mask every `a` of every path and message. A
+//! secret param's own field (`param pin = ***`, `params_json`) is masked
+//! whatever its length; a shorter one is warned of at load
+//! ([`Redact::too_short`]).
 
 use serde_json::Value;
 
@@ -11,6 +17,10 @@ use crate::{ActionRecord, EventRecord, RunInputs, RunRecord, StepRecord};
 
 /// What a secret's value is shown as.
 pub const MASK: &str = "***";
+
+/// The shortest secret value masked in free text (bytes). Shorter ones are
+/// masked only in their own field: as a substring they match too much.
+pub const MIN_MASKED: usize = 4;
 
 /// The secret values of one run (or one loaded runbook).
 #[derive(Clone, Debug, Default)]
@@ -20,9 +30,13 @@ pub struct Redact {
 }
 
 impl Redact {
-    /// From the values themselves (empty ones mask nothing).
+    /// From the values themselves (those under [`MIN_MASKED`] bytes mask
+    /// nothing).
     pub fn new(values: impl IntoIterator<Item = String>) -> Redact {
-        let mut values: Vec<String> = values.into_iter().filter(|v| !v.is_empty()).collect();
+        let mut values: Vec<String> = values
+            .into_iter()
+            .filter(|v| v.len() >= MIN_MASKED)
+            .collect();
         values.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
         values.dedup();
         Redact { values }
@@ -44,6 +58,45 @@ impl Redact {
         serde_json::from_str::<RunInputs>(&run.params_json)
             .map(|i| Redact::of_inputs(&i))
             .unwrap_or_default()
+    }
+
+    /// The secret params, of `(name, value)` pairs, whose value is set but
+    /// too short to mask in free text: each deserves a warning.
+    pub fn too_short<'a>(
+        secrets: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Vec<(String, usize)> {
+        secrets
+            .into_iter()
+            .filter(|(_, v)| !v.is_empty() && v.len() < MIN_MASKED)
+            .map(|(k, v)| (k.to_string(), v.len()))
+            .collect()
+    }
+
+    /// The warning for a secret param `name` of `len` bytes.
+    pub fn too_short_warning(name: &str, len: usize) -> String {
+        let bytes = if len == 1 { "byte" } else { "bytes" };
+        format!(
+            "warning: secret param `{name}` is {len} {bytes} long, shorter than {MIN_MASKED} \
+             bytes: it shows as {MASK} where params are shown, but it cannot be masked inside \
+             step output (paths, messages); give it {MIN_MASKED} bytes or more"
+        )
+    }
+
+    /// `params_json` with each secret param's value `***`, whatever its
+    /// length (text that does not parse is returned as it is).
+    pub fn params_json(json: &str) -> String {
+        let Ok(mut inputs) = serde_json::from_str::<RunInputs>(json) else {
+            return json.to_string();
+        };
+        if inputs.secrets.is_empty() {
+            return json.to_string();
+        }
+        for (k, v) in inputs.sets.iter_mut() {
+            if inputs.secrets.contains(k) {
+                *v = MASK.to_string();
+            }
+        }
+        serde_json::to_string(&inputs).unwrap_or_else(|_| json.to_string())
     }
 
     pub fn is_empty(&self) -> bool {
@@ -104,9 +157,10 @@ impl Redact {
             .collect()
     }
 
-    /// A run record fit to show: secret values masked in its inputs and
-    /// its error.
+    /// A run record fit to show: secret params masked in its inputs (by
+    /// field, then as text) and secret values in its error.
     pub fn run(&self, mut run: RunRecord) -> RunRecord {
+        run.params_json = Redact::params_json(&run.params_json);
         if self.is_empty() {
             return run;
         }
@@ -158,5 +212,20 @@ mod tests {
         r.json(&mut v);
         assert_eq!(v, serde_json::json!({"k ***": ["***", 3, {"x": "-***-"}]}));
         assert_eq!(Redact::new([String::new()]).text("abc"), "abc");
+    }
+
+    #[test]
+    fn a_short_value_masks_no_text_but_its_own_field() {
+        let r = Redact::new(["a".to_string(), "abc".into(), "hunter2".into()]);
+        assert_eq!(r.text("data/a/abc/hunter2"), "data/a/abc/***");
+        let json = r#"{"sets":[["pin","a"],["host","db1"]],"secrets":["pin"]}"#;
+        let masked = Redact::params_json(json);
+        let v: Value = serde_json::from_str(&masked).unwrap();
+        assert_eq!(v["sets"][0][1], "***");
+        assert_eq!(v["sets"][1][1], "db1");
+        assert_eq!(
+            Redact::too_short([("pin", "a"), ("token", "hunter2"), ("unset", "")]),
+            vec![("pin".to_string(), 1)]
+        );
     }
 }

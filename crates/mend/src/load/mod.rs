@@ -106,6 +106,20 @@ pub async fn prepare_for(
         .iter()
         .map(|d| d.to_string().replacen("error: ", "warning: ", 1))
         .collect();
+    // A secret too short to mask in text: said once, naming the param.
+    for (name, len) in mend_journal::Redact::too_short(
+        runbook
+            .secrets
+            .iter()
+            .filter_map(|n| runbook.params.get(n).map(|v| (n.as_str(), v.as_str()))),
+    ) {
+        let w = mend_journal::Redact::too_short_warning(&name, len);
+        if lint {
+            warnings.push(w);
+        } else {
+            crate::secrets::eprintln!("{w}");
+        }
+    }
     // For lint: the grants whose directory is not on this machine, said
     // once each; the steps that hold them are checked without them.
     let mut absent: Vec<String> = Vec::new();
