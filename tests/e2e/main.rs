@@ -40,6 +40,7 @@ mod prune;
 mod repos;
 mod restore;
 mod room;
+mod room_fleet;
 mod room_short_secret;
 mod runbooks;
 mod schema;

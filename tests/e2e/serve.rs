@@ -96,7 +96,7 @@ pub(crate) struct Reply {
     pub(crate) body: String,
 }
 
-fn request(port: u16, method: &str, path: &str, headers: &[(&str, &str)]) -> Reply {
+pub(crate) fn request(port: u16, method: &str, path: &str, headers: &[(&str, &str)]) -> Reply {
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
     let mut req =
         format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n");

@@ -8,12 +8,32 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
 use subtle::ConstantTimeEq as _;
 
-use crate::App;
+/// What the guard needs: the token, else the loopback Host names. The
+/// same for the single-host and the fleet view.
+#[derive(Clone)]
+pub(crate) struct Gate {
+    pub token: Option<std::sync::Arc<Vec<u8>>>,
+    /// Host headers accepted without a token (the DNS-rebinding guard).
+    pub local_hosts: std::sync::Arc<Vec<String>>,
+}
+
+impl Gate {
+    pub(crate) fn new(token: Option<Vec<u8>>, port: u16) -> Gate {
+        Gate {
+            token: token.map(std::sync::Arc::new),
+            local_hosts: std::sync::Arc::new(vec![
+                format!("127.0.0.1:{port}"),
+                format!("localhost:{port}"),
+                format!("[::1]:{port}"),
+            ]),
+        }
+    }
+}
 
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; \
                    connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
-pub(crate) async fn guard(State(app): State<App>, req: Request, next: Next) -> Response {
+pub(crate) async fn guard(State(app): State<Gate>, req: Request, next: Next) -> Response {
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return (
             StatusCode::METHOD_NOT_ALLOWED,

@@ -5,8 +5,11 @@
 //!
 //! Modules: `view` (the read model: what the journal says of a run, in one
 //! snapshot), `pages` (HTML, every text escaped), `sse` (the live stream,
-//! keyed by the journal's change seq), `guard` (methods, token, headers).
+//! keyed by the journal's change seq), `guard` (methods, token, headers),
+//! `fleet` (the same pages across hosts, from the fleet's shared
+//! PostgreSQL journal, read-only).
 
+mod fleet;
 mod guard;
 mod pages;
 mod sse;
@@ -34,6 +37,9 @@ pub fn timeline_svg(j: &Journal, id: &str) -> Result<String> {
 /// What `mend serve` was asked for.
 pub struct Options {
     pub state_dir: PathBuf,
+    /// The fleet's shared journal (a DSN): the pages show every host's
+    /// runs from it, not this state directory's.
+    pub fleet_journal: Option<String>,
     pub listen: SocketAddr,
     /// Required when `listen` is not a loopback address.
     pub token: Option<Vec<u8>>,
@@ -45,9 +51,6 @@ struct App {
     state_dir: Arc<PathBuf>,
     journal_id: Arc<String>,
     tx: broadcast::Sender<Arc<sse::Msg>>,
-    token: Option<Arc<Vec<u8>>>,
-    /// Host headers accepted without a token (the DNS-rebinding guard).
-    local_hosts: Arc<Vec<String>>,
     /// Run views read in the last [`view::FRESH`]: 50 viewers of one run
     /// cost the journal one read, not 50 (a view is a consistent snapshot
     /// with its seq; the stream resumes after it).
@@ -135,6 +138,9 @@ impl App {
 /// serves until the process ends. Read-only: there is nothing to flush, so
 /// it needs no graceful shutdown.
 pub async fn serve(opts: Options, ready: impl FnOnce(SocketAddr)) -> Result<()> {
+    if let Some(dsn) = opts.fleet_journal.clone() {
+        return fleet::serve(dsn, opts, ready).await;
+    }
     let journal = Journal::open_read_only(&opts.state_dir)?
         .with_context(|| format!("no journal in {}", opts.state_dir.display()))?;
     let journal_id = journal.journal_id()?;
@@ -150,12 +156,6 @@ pub async fn serve(opts: Options, ready: impl FnOnce(SocketAddr)) -> Result<()> 
         state_dir: Arc::new(opts.state_dir),
         journal_id: Arc::new(journal_id),
         tx,
-        token: opts.token.map(Arc::new),
-        local_hosts: Arc::new(vec![
-            format!("127.0.0.1:{port}"),
-            format!("localhost:{port}"),
-            format!("[::1]:{port}"),
-        ]),
         views: Arc::default(),
         seen,
         readers: Arc::new(tokio::sync::Semaphore::new(READERS)),
@@ -172,7 +172,7 @@ pub async fn serve(opts: Options, ready: impl FnOnce(SocketAddr)) -> Result<()> 
         .route("/static/live.js", get(pages::live_js))
         .route("/static/style.css", get(pages::style_css))
         .layer(axum::middleware::from_fn_with_state(
-            app.clone(),
+            guard::Gate::new(opts.token, port),
             guard::guard,
         ))
         .with_state(app);

@@ -40,7 +40,7 @@ pub(crate) async fn style_css() -> Response {
 
 /// Text from the journal for HTML: terminal escapes made visible (as the
 /// terminal shows them), then `<>&"'` escaped.
-fn esc(text: &str) -> String {
+pub(crate) fn esc(text: &str) -> String {
     let clean = mend_human::sanitize(text);
     let mut out = String::with_capacity(clean.len());
     for c in clean.chars() {
@@ -57,7 +57,7 @@ fn esc(text: &str) -> String {
 }
 
 /// `12.3 s`, `4 min 05 s`, `2 h 03 min`.
-fn duration(ms: i64) -> String {
+pub(crate) fn duration(ms: i64) -> String {
     let ms = ms.max(0);
     match ms {
         0..60_000 => format!("{:.1} s", ms as f64 / 1000.0),
@@ -66,11 +66,11 @@ fn duration(ms: i64) -> String {
     }
 }
 
-fn when(ms: i64) -> String {
+pub(crate) fn when(ms: i64) -> String {
     format_utc(ms.div_euclid(1000))
 }
 
-fn head(title: &str, live: bool) -> String {
+pub(crate) fn head(title: &str, live: bool) -> String {
     let mut h = String::from(
         "<!doctype html>\n<html lang=en><head><meta charset=utf-8>\
          <meta name=viewport content='width=device-width, initial-scale=1'>\
@@ -451,7 +451,7 @@ pub(crate) async fn actions_json(
 }
 
 /// An action as one line: its kind and paths (the journaled JSON, compact).
-fn action_text(json: &str) -> String {
+pub(crate) fn action_text(json: &str) -> String {
     match serde_json::from_str::<serde_json::Value>(json) {
         Ok(serde_json::Value::Object(m)) => {
             let op = m.get("op").and_then(|o| o.as_str()).unwrap_or("");

@@ -2,7 +2,7 @@
 //! write fenced by its lease; read by any controller ("what ran where,
 //! when, and how did it end").
 
-use tokio_postgres::Row;
+use tokio_postgres::{Client, Row};
 
 use super::{Lease, PgError, Shared, db};
 
@@ -238,71 +238,13 @@ impl Shared {
 
     /// Fleet runs, newest first, each with its hosts.
     pub async fn history(&self, q: &HistoryQuery) -> Result<Vec<FleetRun>, PgError> {
-        let doing = "reading the fleet history";
-        let rows = self
-            .client()
-            .query(
-                &format!(
-                    "SELECT {FLEET_RUN_COLUMNS} FROM mend_fleet_runs f
-                     WHERE ($1::text IS NULL OR runbook = $1)
-                       AND ($2::text IS NULL OR EXISTS (SELECT 1 FROM mend_fleet_hosts h
-                           WHERE h.fleet_run = f.id AND h.host = $2))
-                     ORDER BY started_at DESC, id DESC LIMIT $3"
-                ),
-                &[&q.runbook, &q.host, &q.limit],
-            )
-            .await
-            .map_err(|e| db(doing, e))?;
-        let mut runs: Vec<FleetRun> = rows.iter().map(fleet_run).collect();
-        for run in &mut runs {
-            run.hosts = self.hosts_of(&run.id).await?;
-        }
-        Ok(runs)
+        history_on(self.client(), q).await
     }
 
     /// One fleet run with its hosts; `None` if the shared journal has none
     /// by that id.
     pub async fn show(&self, fleet_run_id: &str) -> Result<Option<FleetRun>, PgError> {
-        let row = self
-            .client()
-            .query_opt(
-                &format!("SELECT {FLEET_RUN_COLUMNS} FROM mend_fleet_runs WHERE id = $1"),
-                &[&fleet_run_id],
-            )
-            .await
-            .map_err(|e| db("reading a fleet run", e))?;
-        let Some(row) = row else { return Ok(None) };
-        let mut run = fleet_run(&row);
-        run.hosts = self.hosts_of(&run.id).await?;
-        Ok(Some(run))
-    }
-
-    async fn hosts_of(&self, fleet_run_id: &str) -> Result<Vec<HostRow>, PgError> {
-        let rows = self
-            .client()
-            .query(
-                "SELECT h.host, h.batch, h.run_id, h.status, h.error, r.status AS run_status,
-                     (extract(epoch FROM h.started_at) * 1000)::bigint AS started_at_ms,
-                     (extract(epoch FROM h.finished_at) * 1000)::bigint AS finished_at_ms
-                 FROM mend_fleet_hosts h LEFT JOIN mend_host_runs r ON r.run_id = h.run_id
-                 WHERE h.fleet_run = $1 ORDER BY h.batch, h.host",
-                &[&fleet_run_id],
-            )
-            .await
-            .map_err(|e| db("reading a fleet run's hosts", e))?;
-        Ok(rows
-            .iter()
-            .map(|r| HostRow {
-                host: r.get("host"),
-                batch: r.get("batch"),
-                run_id: r.get("run_id"),
-                status: r.get("status"),
-                started_at_ms: r.get("started_at_ms"),
-                finished_at_ms: r.get("finished_at_ms"),
-                error: r.get("error"),
-                run_status: r.get("run_status"),
-            })
-            .collect())
+        show_on(self.client(), fleet_run_id).await
     }
 
     /// A decision of the controller about `fleet_run` (`rollback-fleet`,
@@ -338,19 +280,7 @@ impl Shared {
         &self,
         fleet_run_id: &str,
     ) -> Result<Vec<(i64, String, String, String)>, PgError> {
-        let rows = self
-            .client()
-            .query(
-                "SELECT (extract(epoch FROM at) * 1000)::bigint, controller, kind, message
-                 FROM mend_fleet_events WHERE fleet_run = $1 ORDER BY id",
-                &[&fleet_run_id],
-            )
-            .await
-            .map_err(|e| db("reading a fleet run's events", e))?;
-        Ok(rows
-            .iter()
-            .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
-            .collect())
+        fleet_events_on(self.client(), fleet_run_id).await
     }
 
     /// Retention: deletes fleet runs that finished more than `days` days ago
@@ -383,4 +313,90 @@ impl Shared {
         c.batch_execute(end).await.map_err(|e| db(doing, e))?;
         result
     }
+}
+
+/// Fleet runs, newest first, each with its hosts, on any session (a
+/// viewer's read-only one too).
+pub async fn history_on(c: &Client, q: &HistoryQuery) -> Result<Vec<FleetRun>, PgError> {
+    let doing = "reading the fleet history";
+    let rows = c
+        .query(
+            &format!(
+                "SELECT {FLEET_RUN_COLUMNS} FROM mend_fleet_runs f
+                 WHERE ($1::text IS NULL OR runbook = $1)
+                   AND ($2::text IS NULL OR EXISTS (SELECT 1 FROM mend_fleet_hosts h
+                       WHERE h.fleet_run = f.id AND h.host = $2))
+                 ORDER BY started_at DESC, id DESC LIMIT $3"
+            ),
+            &[&q.runbook, &q.host, &q.limit],
+        )
+        .await
+        .map_err(|e| db(doing, e))?;
+    let mut runs: Vec<FleetRun> = rows.iter().map(fleet_run).collect();
+    for run in &mut runs {
+        run.hosts = hosts_of(c, &run.id).await?;
+    }
+    Ok(runs)
+}
+
+/// One fleet run with its hosts; `None` if the shared journal has none
+/// by that id.
+pub async fn show_on(c: &Client, fleet_run_id: &str) -> Result<Option<FleetRun>, PgError> {
+    let row = c
+        .query_opt(
+            &format!("SELECT {FLEET_RUN_COLUMNS} FROM mend_fleet_runs WHERE id = $1"),
+            &[&fleet_run_id],
+        )
+        .await
+        .map_err(|e| db("reading a fleet run", e))?;
+    let Some(row) = row else { return Ok(None) };
+    let mut run = fleet_run(&row);
+    run.hosts = hosts_of(c, &run.id).await?;
+    Ok(Some(run))
+}
+
+async fn hosts_of(c: &Client, fleet_run_id: &str) -> Result<Vec<HostRow>, PgError> {
+    let rows = c
+        .query(
+            "SELECT h.host, h.batch, h.run_id, h.status, h.error, r.status AS run_status,
+                 (extract(epoch FROM h.started_at) * 1000)::bigint AS started_at_ms,
+                 (extract(epoch FROM h.finished_at) * 1000)::bigint AS finished_at_ms
+             FROM mend_fleet_hosts h LEFT JOIN mend_host_runs r ON r.run_id = h.run_id
+             WHERE h.fleet_run = $1 ORDER BY h.batch, h.host",
+            &[&fleet_run_id],
+        )
+        .await
+        .map_err(|e| db("reading a fleet run's hosts", e))?;
+    Ok(rows
+        .iter()
+        .map(|r| HostRow {
+            host: r.get("host"),
+            batch: r.get("batch"),
+            run_id: r.get("run_id"),
+            status: r.get("status"),
+            started_at_ms: r.get("started_at_ms"),
+            finished_at_ms: r.get("finished_at_ms"),
+            error: r.get("error"),
+            run_status: r.get("run_status"),
+        })
+        .collect())
+}
+
+/// A fleet run's events, oldest first: (unix ms, controller, kind, message).
+pub async fn fleet_events_on(
+    c: &Client,
+    fleet_run_id: &str,
+) -> Result<Vec<(i64, String, String, String)>, PgError> {
+    let rows = c
+        .query(
+            "SELECT (extract(epoch FROM at) * 1000)::bigint, controller, kind, message
+             FROM mend_fleet_events WHERE fleet_run = $1 ORDER BY id",
+            &[&fleet_run_id],
+        )
+        .await
+        .map_err(|e| db("reading a fleet run's events", e))?;
+    Ok(rows
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+        .collect())
 }

@@ -12,11 +12,13 @@
 //! token, breaking it), `ship` (idempotent upload of run records),
 //! `history` (fleet runs and hosts, written fenced, read by anyone),
 //! `pooler` (the connect-time check that refuses a transaction pooler),
+//! `read_only` (a viewer's session: READ ONLY, nothing migrated),
 //! `tls` (rustls with the system's roots).
 
 mod history;
 mod lease;
 mod pooler;
+mod read_only;
 mod schema;
 mod ship;
 mod tls;
@@ -27,8 +29,12 @@ use std::str::FromStr;
 use tokio_postgres::config::Host;
 use tokio_postgres::{Client, Config};
 
-pub use history::{FleetRun, FleetRunStatus, HistoryQuery, HostOutcome, HostRow, NewFleetRun};
+pub use history::{
+    FleetRun, FleetRunStatus, HistoryQuery, HostOutcome, HostRow, NewFleetRun, fleet_events_on,
+    history_on, show_on,
+};
 pub use lease::{BrokenLock, Holder, Lease, LeaseRow};
+pub use read_only::ReadOnly;
 pub use schema::SCHEMA_VERSION;
 pub use ship::{HostRun, ShipReport, ShippedRecord};
 

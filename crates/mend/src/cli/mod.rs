@@ -211,6 +211,11 @@ pub enum Cmd {
         /// A file holding the token viewers must give (bearer, cookie or ?token=)
         #[arg(long, value_name = "FILE")]
         token_file: Option<PathBuf>,
+        /// The fleet's shared journal (postgres://USER@HOST/DB or key=value
+        /// pairs): show every host's runs from it, read-only, not this
+        /// state directory's
+        #[arg(long, env = "MEND_FLEET_JOURNAL", value_name = "DSN")]
+        journal: Option<String>,
     },
     /// One run as a Markdown timeline for the postmortem: mend report RUN > RUN.md
     Report {
@@ -499,7 +504,11 @@ async fn dispatch(cx: &Ctx, command: Cmd) -> Result<i32, Failure> {
         } => prune::run(cx, keep_days, keep_runs, dry_run),
         Cmd::Show { run } => show::run(cx, &run),
         Cmd::Report { run, svg } => report::run(cx, &run, svg.as_deref()),
-        Cmd::Serve { listen, token_file } => serve::run(cx, listen, token_file.as_deref()).await,
+        Cmd::Serve {
+            listen,
+            token_file,
+            journal,
+        } => serve::run(cx, listen, token_file.as_deref(), journal).await,
         Cmd::Watch {
             run,
             latest: _,

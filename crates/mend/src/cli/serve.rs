@@ -1,6 +1,8 @@
-//! `mend serve [--listen ADDR] [--token-file F]`: the journal as a small
-//! read-only web site (crates/serve). Loopback by default; any other
-//! address needs a token, or anyone who reaches it could read the journal.
+//! `mend serve [--listen ADDR] [--token-file F] [--journal DSN]`: the
+//! journal as a small read-only web site (crates/serve), or with --journal
+//! (or MEND_FLEET_JOURNAL) the fleet's shared PostgreSQL journal, every
+//! host's runs. Loopback by default; any other address needs a token, or
+//! anyone who reaches it could read the journal.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -13,6 +15,7 @@ pub(crate) async fn run(
     cx: &Ctx,
     listen: SocketAddr,
     token_file: Option<&Path>,
+    fleet_journal: Option<String>,
 ) -> Result<i32, Failure> {
     let token = match token_file {
         Some(f) => {
@@ -49,6 +52,29 @@ pub(crate) async fn run(
         None => None,
     };
     let state_dir = cx.settings.state_dir.clone();
+    if let Some(dsn) = fleet_journal.filter(|d| !d.is_empty()) {
+        // Refused before listening: a bad DSN, no mend journal there, a
+        // newer one (exit 2), or no server (70).
+        let ro = mend_journal::pg::ReadOnly::connect(&dsn)
+            .await
+            .map_err(crate::cli::fleet_history::failure)?;
+        eprintln!(
+            "mend serve: the fleet's shared journal at {}, read-only",
+            ro.target()
+        );
+        drop(ro);
+        let opts = mend_serve::Options {
+            state_dir,
+            fleet_journal: Some(dsn),
+            listen,
+            token,
+        };
+        mend_serve::serve(opts, |addr| {
+            eprintln!("mend serve: read-only on http://{addr}/");
+        })
+        .await?;
+        return Ok(exit::SUCCESS);
+    }
     if mend_journal::Journal::open_read_only(&state_dir)?.is_none() {
         return Err(Failure::input(
             &state_dir.display().to_string(),
@@ -58,6 +84,7 @@ pub(crate) async fn run(
     }
     let opts = mend_serve::Options {
         state_dir,
+        fleet_journal: None,
         listen,
         token,
     };

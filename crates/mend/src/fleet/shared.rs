@@ -340,10 +340,16 @@ pub fn outcome(end: HostEnd) -> HostOutcome {
     }
 }
 
+/// Where step records are numbered: below every action's (`-(2k+1)`,
+/// `-(2k+2)`), apart from events (positive).
+pub const STEP_SEQ_BASE: i64 = -(1 << 52);
+
 /// `mend fleet host records --fleet-run F` on a host: the host run's record
 /// (`{"run": ...}`) then its events (`{"seq": ID, "kind": "event", "body":
-/// ...}`), one JSON document a line; `seq` is the event's id in the host's
-/// journal, so shipping the same lines again adds nothing.
+/// ...}`), its actions as done and undone, and each step as it stood, one
+/// JSON document a line; `seq` is the fact's number in the host's journal,
+/// so shipping the same lines again adds nothing. Secret params' values
+/// are masked here, on the host: the shared journal never holds them.
 pub fn host_records(state: &Path, fleet_run: &str) -> anyhow::Result<Vec<Value>> {
     let run_id = match host::status(state, fleet_run)? {
         Status::Ended { run_id, .. } | Status::Lost { run_id } => run_id,
@@ -356,6 +362,7 @@ pub fn host_records(state: &Path, fleet_run: &str) -> anyhow::Result<Vec<Value>>
         return Ok(vec![]);
     };
     let r = j.run(&run_id)?;
+    let mask = mend_journal::Redact::of_run(&r);
     let mut out = vec![json!({"run": {
         "run_id": r.id,
         "runbook": r.runbook_name,
@@ -363,9 +370,10 @@ pub fn host_records(state: &Path, fleet_run: &str) -> anyhow::Result<Vec<Value>>
         "status": r.status.as_str(),
         "started_at_ms": r.started_at,
         "finished_at_ms": r.finished_at,
-        "error": r.error,
+        "error": r.error.as_deref().map(|e| mask.text(e)),
     }})];
     for (id, e) in j.events_with_ids(&run_id)? {
+        let e = mask.event(e);
         out.push(json!({"seq": id, "kind": "event", "body": {
             "step_idx": e.step_idx, "at": e.at, "level": e.level, "message": e.message,
         }}));
@@ -381,7 +389,8 @@ pub fn host_records(state: &Path, fleet_run: &str) -> anyhow::Result<Vec<Value>>
         if !done {
             continue;
         }
-        let action: Value = serde_json::from_str(&a.action_json).unwrap_or(Value::Null);
+        let mut action: Value = serde_json::from_str(&a.action_json).unwrap_or(Value::Null);
+        mask.json(&mut action);
         out.push(json!({"seq": -(2 * k + 1), "kind": "action", "body": {
             "step_idx": a.step_idx, "seq": a.seq, "action": action, "at": a.done_at,
         }}));
@@ -390,6 +399,25 @@ pub fn host_records(state: &Path, fleet_run: &str) -> anyhow::Result<Vec<Value>>
                 "step_idx": a.step_idx, "seq": a.seq, "at": a.undone_at,
             }}));
         }
+    }
+    // Each step as it stands: one fact per (step, status), so a step
+    // shipped verified and again undone keeps both; `observed` (the host
+    // journal's change seq when read) says which is the latest.
+    let observed = j.last_seq()?;
+    for s in j.steps(&run_id)? {
+        let s = mask.step(s);
+        let rank = mend_journal::StepStatus::ALL
+            .iter()
+            .position(|x| *x == s.status)
+            .unwrap_or(0) as i64;
+        out.push(
+            json!({"seq": STEP_SEQ_BASE - (i64::from(s.idx) * 16 + rank), "kind": "step",
+                "body": {
+                "idx": s.idx, "id": s.step_id, "uses": s.uses, "status": s.status.as_str(),
+                "started_at": s.started_at, "finished_at": s.finished_at, "error": s.error,
+                "observed": observed,
+            }}),
+        );
     }
     Ok(out)
 }
