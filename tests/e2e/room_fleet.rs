@@ -102,6 +102,9 @@ fn room_fleet_serve_shows_every_hosts_runs_and_steps_from_the_shared_journal_rea
         String::from_utf8_lossy(&run.stderr)
     );
     assert_ne!(run.status.code(), Some(0), "{run_text}");
+    for (what, text) in [("fleet plan", plan.text()), ("fleet run", run_text.clone())] {
+        assert!(!text.contains(SECRET), "the secret is in {what}:\n{text}");
+    }
     let fleet_run = pg.sql("postgres", "SELECT id FROM mend_fleet_runs");
     assert!(!fleet_run.is_empty(), "{run_text}");
     let run_of = |host: &str| {
