@@ -9,6 +9,7 @@
 //! `fleet` (the same pages across hosts, from the fleet's shared
 //! PostgreSQL journal, read-only).
 
+mod actions_cache;
 mod fleet;
 mod guard;
 mod pages;
@@ -58,6 +59,8 @@ struct App {
     /// The last change the poller has read: a cached view older than it
     /// is read again, so a page is never behind the stream.
     seen: Arc<std::sync::atomic::AtomicI64>,
+    /// Pages of actions kept while the journal says they still hold.
+    actions: Arc<actions_cache::Cache>,
     /// Journal reads at once: more requests wait their turn, so the
     /// blocking pool (a thread and a connection each) stays this small
     /// however many viewers come.
@@ -157,6 +160,7 @@ pub async fn serve(opts: Options, ready: impl FnOnce(SocketAddr)) -> Result<()> 
         journal_id: Arc::new(journal_id),
         tx,
         views: Arc::default(),
+        actions: Arc::default(),
         seen,
         readers: Arc::new(tokio::sync::Semaphore::new(READERS)),
     };

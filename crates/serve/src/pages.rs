@@ -215,7 +215,7 @@ pub(crate) async fn run(
         return Ok(Json(&*load(&app, id.to_string()).await?).into_response());
     }
     let v = load(&app, id).await?;
-    Ok(Html(run_page(&v)).into_response())
+    Ok(Html(v.html.get_or_init(|| run_page(&v)).clone()).into_response())
 }
 
 /// `/runs/ID/timeline.svg`: the timeline picture.
@@ -374,16 +374,12 @@ async fn actions_of(
     app: &App,
     id: String,
     q: &ActionsQ,
-) -> Result<(String, Vec<mend_journal::ActionRecord>), AppError> {
+) -> Result<std::sync::Arc<crate::actions_cache::Page>, AppError> {
     let (step, after) = (q.step, q.after);
-    app.read(move |j| {
-        let run = j.run(&id)?;
-        let r = mend_journal::Redact::of_run(&run);
-        let page = j.actions_page(&run.id, step, after, ACTIONS_PAGE)?;
-        Ok((run.id, page.into_iter().map(|a| r.action(a)).collect()))
-    })
-    .await
-    .map_err(|e| AppError(StatusCode::NOT_FOUND, e.1))
+    let cache = app.actions.clone();
+    app.read(move |j| cache.load(j, &id, step, after, ACTIONS_PAGE))
+        .await
+        .map_err(|e| AppError(StatusCode::NOT_FOUND, e.1))
 }
 
 /// `/runs/ID/actions?step=N&after=SEQ`: a step's actions, a page at a time
@@ -393,7 +389,14 @@ pub(crate) async fn actions(
     Path(id): Path<String>,
     Query(q): Query<ActionsQ>,
 ) -> Result<Response, AppError> {
-    let (run, rows) = actions_of(&app, id, &q).await?;
+    let page = actions_of(&app, id, &q).await?;
+    // Rendered once for every viewer of this page.
+    let html = page.html.get_or_init(|| actions_html(&page, &q));
+    Ok(Html(html.clone()).into_response())
+}
+
+fn actions_html(page: &crate::actions_cache::Page, q: &ActionsQ) -> String {
+    let (run, rows) = (&page.run_id, &page.rows);
     let mut h = head(
         &format!("actions of step {} · run {run}", q.step + 1),
         false,
@@ -404,9 +407,9 @@ pub(crate) async fn actions(
          <table id=actions><thead><tr><th>#</th><th>state</th><th>action</th><th>error</th></tr>\
          </thead><tbody>",
         q.step + 1,
-        r = esc(&run),
+        r = esc(run),
     );
-    for a in &rows {
+    for a in rows {
         let _ = write!(
             h,
             "<tr class='a-{st}'><td>{seq}</td><td>{st}</td><td><code>{act}</code></td><td>{err}</td></tr>",
@@ -421,13 +424,13 @@ pub(crate) async fn actions(
         let _ = write!(
             h,
             "<p><a href='/runs/{}/actions?step={}&after={}'>next {ACTIONS_PAGE}</a></p>",
-            esc(&run),
+            esc(run),
             q.step,
             last.seq
         );
     }
     h.push_str("</body></html>\n");
-    Ok(Html(h).into_response())
+    h
 }
 
 /// `/api/runs/ID/actions?step=N&after=SEQ`.
@@ -436,8 +439,9 @@ pub(crate) async fn actions_json(
     Path(id): Path<String>,
     Query(q): Query<ActionsQ>,
 ) -> Result<Response, AppError> {
-    let (_, rows) = actions_of(&app, id, &q).await?;
-    let rows: Vec<serde_json::Value> = rows
+    let page = actions_of(&app, id, &q).await?;
+    let rows: Vec<serde_json::Value> = page
+        .rows
         .iter()
         .map(|a| {
             serde_json::json!({"step": a.step_idx, "seq": a.seq, "state": a.state,

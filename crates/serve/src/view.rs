@@ -59,6 +59,9 @@ pub(crate) struct RunView {
     pub events: Vec<EventRecord>,
     /// Free space of each write grant before and after the run.
     pub space: Vec<GrantSpace>,
+    /// The page, rendered once for every viewer of this view.
+    #[serde(skip)]
+    pub html: std::sync::OnceLock<String>,
 }
 
 #[derive(Serialize)]
@@ -115,6 +118,7 @@ impl RunView {
             steps,
             events,
             space,
+            html: std::sync::OnceLock::new(),
         })
     }
 }
