@@ -67,6 +67,16 @@ fn a_one_byte_secret_is_shown_as_stars_in_its_field_and_warned_of_not_masked_in_
     );
     outputs.push(("plan".into(), plan.text()));
 
+    let lint = f.mend(&[&["lint", rbs][..], &sets[..]].concat());
+    assert_eq!(lint.code, 0, "{}", lint.text());
+    assert!(
+        lint.stderr
+            .contains("warning: secret param `pin` is 1 byte long"),
+        "{}",
+        lint.text()
+    );
+    outputs.push(("lint".into(), lint.text()));
+
     let run = f.mend(&[&["run", rbs][..], &sets[..]].concat());
     assert_eq!(run.code, 0, "{}", run.text());
     let warned: Vec<&str> = run
