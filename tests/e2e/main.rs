@@ -5,6 +5,7 @@ mod common;
 mod backups;
 mod bad_input;
 mod bulk;
+mod bulk_rollback;
 mod commands;
 mod crash;
 mod describe;
