@@ -38,6 +38,7 @@ mod postgres;
 mod pg_cluster;
 mod prosody;
 mod prune;
+mod reflink;
 mod repos;
 mod restore;
 mod room;
