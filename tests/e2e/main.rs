@@ -32,6 +32,7 @@ mod lifecycle;
 mod nothing_lost;
 mod oci;
 mod overlay;
+mod overlay_mounts;
 mod postgres;
 // The private PostgreSQL cluster, shared with crates/journal/tests/pg.rs.
 #[path = "../support/pg_cluster.rs"]
