@@ -168,6 +168,8 @@ $MEND rehearse --on reflink "$ROOT/cull.toml" > "$ROOT/forced.out" 2>&1
 echo $? > "$ROOT/forced.code"
 $MEND rehearse "$ROOT/cull.toml" > "$ROOT/auto.out" 2>&1
 echo $? > "$ROOT/auto.code"
+$MEND rehearse --faults --on reflink "$ROOT/cull.toml" > "$ROOT/faults.out" 2>&1
+echo $? > "$ROOT/faults.code"
 ls -A "$ROOT/t" > "$ROOT/left"
 "#
         ),
@@ -197,6 +199,13 @@ ls -A "$ROOT/t" > "$ROOT/left"
         "{auto}"
     );
     assert!(auto.contains("rehearsal passed"), "{auto}");
+    // Fault variants are not reflinked: refused, not silently copied.
+    let faults = read(&f, "faults.out");
+    assert_eq!(read(&f, "faults.code").trim(), "2", "{faults}");
+    assert!(
+        faults.contains("does not run on reflinked copies yet"),
+        "{faults}"
+    );
     // Only the fallback ran; the refused rehearsal journaled nothing.
     let history = f.mend(&["--json", "history"]);
     assert_eq!(
