@@ -8,10 +8,10 @@ use std::time::{Duration, SystemTime};
 
 use crate::common::*;
 
-const FILES: u32 = 3_000;
+pub(crate) const FILES: u32 = 3_000;
 
 /// 3,000 files two hours old in 10 directories, and 10 young ones.
-fn cache(f: &Fixture) {
+pub(crate) fn cache(f: &Fixture) {
     let old = SystemTime::now() - Duration::from_secs(7_200);
     for i in 0..FILES {
         let p = f.write(&format!("cache/d{}/f{i:05}", i % 10), &format!("old {i}\n"));
@@ -27,7 +27,7 @@ fn cache(f: &Fixture) {
     }
 }
 
-fn cull(f: &Fixture, disposable: bool) -> std::path::PathBuf {
+pub(crate) fn cull(f: &Fixture, disposable: bool) -> std::path::PathBuf {
     f.runbook(
         "cull.toml",
         &format!(
@@ -51,7 +51,7 @@ with = {{ path = "cache", minutes = 60, remove_empty_dirs = false }}
     )
 }
 
-fn states(f: &Fixture, id: &str) -> Vec<String> {
+pub(crate) fn states(f: &Fixture, id: &str) -> Vec<String> {
     let show: serde_json::Value =
         serde_json::from_str(&f.mend(&["--json", "show", id]).stdout).unwrap();
     show["actions"]
@@ -64,7 +64,7 @@ fn states(f: &Fixture, id: &str) -> Vec<String> {
 
 /// The batches are one journal row each: the run's 3,000 removals are not
 /// 3,000 rows of `actions`.
-fn rows(f: &Fixture, table: &str) -> i64 {
+pub(crate) fn rows(f: &Fixture, table: &str) -> i64 {
     let db = rusqlite::Connection::open(f.state().join("journal.db")).unwrap();
     db.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
         .unwrap()

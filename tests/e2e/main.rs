@@ -5,6 +5,7 @@ mod common;
 mod backups;
 mod bad_input;
 mod bulk;
+mod bulk_rollback;
 mod commands;
 mod crash;
 mod describe;
@@ -31,12 +32,14 @@ mod lifecycle;
 mod nothing_lost;
 mod oci;
 mod overlay;
+mod overlay_mounts;
 mod postgres;
 // The private PostgreSQL cluster, shared with crates/journal/tests/pg.rs.
 #[path = "../support/pg_cluster.rs"]
 mod pg_cluster;
 mod prosody;
 mod prune;
+mod reflink;
 mod repos;
 mod restore;
 mod room;

@@ -6,10 +6,11 @@
 //!
 //! Readers do not see the difference: `actions`, `actions_page` and
 //! `action_counts` give one `ActionRecord` per action of a batch. A write
-//! that names one action of a batch (a failure, a rollback's undoing) first
-//! turns the batch back into one row per action, in the same transaction
-//! (`explode`), so every per-action state a journal could hold before is
-//! still held exactly.
+//! that names one action of a batch (a failure, a rollback stopped inside
+//! it) first turns the batch back into one row per action, in the same
+//! transaction (`explode`), so every per-action state a journal could hold
+//! before is still held exactly. A rollback that undoes a whole batch
+//! records it `undone` in one write (`undone_bulk`).
 
 use anyhow::{Context, Result, bail};
 use rusqlite::{OptionalExtension, params};
@@ -88,9 +89,11 @@ struct Row {
     undo: Option<Vec<u8>>,
     intended_at: Option<i64>,
     done_at: Option<i64>,
+    undone_at: Option<i64>,
 }
 
-const COLS: &str = "step_idx, lo, n, reversible, state, actions, undo, intended_at, done_at";
+const COLS: &str =
+    "step_idx, lo, n, reversible, state, actions, undo, intended_at, done_at, undone_at";
 
 fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
     Ok(Row {
@@ -103,6 +106,7 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
         undo: r.get(6)?,
         intended_at: r.get(7)?,
         done_at: r.get(8)?,
+        undone_at: r.get(9)?,
     })
 }
 
@@ -131,7 +135,7 @@ impl Row {
                 undo_json,
                 intended_at: self.intended_at,
                 done_at: self.done_at,
-                undone_at: None,
+                undone_at: self.undone_at,
                 error: None,
             })
             .collect())
@@ -189,8 +193,8 @@ pub(crate) fn explode(
         };
         let mut ins = tx.prepare_cached(
             "INSERT INTO actions (run_id, step_idx, seq, action_json, reversible, state,
-                 undo_json, intended_at, done_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                 undo_json, intended_at, done_at, undone_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
         )?;
         for r in b.records(run_id)? {
             ins.execute(params![
@@ -202,7 +206,8 @@ pub(crate) fn explode(
                 r.state,
                 r.undo_json,
                 r.intended_at,
-                r.done_at
+                r.done_at,
+                r.undone_at
             ])?;
         }
         tx.execute(
@@ -300,6 +305,72 @@ impl Journal {
         Ok(())
     }
 
+    /// Records a batch the rollback undid, every action of it, as undone in
+    /// one commit: the batch stays one row. Until then it reads done (or
+    /// intended), and a rollback killed inside it undoes it again, each undo
+    /// looking at the world first (a restore whose trash is gone is done).
+    pub fn undone_bulk(&self, run_id: &str, step_idx: u32, lo: u32) -> Result<()> {
+        let now = now_ms();
+        let tx = self.write_tx()?;
+        let n: Option<u32> = tx
+            .query_row(
+                "UPDATE bulk SET state = 'undone', undone_at = ?4
+                 WHERE run_id = ?1 AND step_idx = ?2 AND lo = ?3
+                   AND state IN ('intended', 'done', 'undone')
+                 RETURNING n",
+                params![run_id, step_idx, lo, now],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let Some(n) = n else {
+            bail!("run {run_id} has no performed batch of actions at {step_idx}.{lo}");
+        };
+        tx.commit(
+            run_id,
+            Change::Actions {
+                step: step_idx,
+                lo,
+                hi: lo + n - 1,
+            },
+        )
+        .context("cannot commit the undoing of a batch of actions")?;
+        Ok(())
+    }
+
+    /// A rollback stopped inside a batch: the batch becomes a row per action
+    /// (as any write to one of its actions does), and `undone`, the ones it
+    /// undid before it stopped, are recorded undone, in one commit.
+    pub fn partly_undone_bulk(
+        &self,
+        run_id: &str,
+        step_idx: u32,
+        lo: u32,
+        undone: &[u32],
+    ) -> Result<()> {
+        let now = now_ms();
+        let tx = self.write_tx()?;
+        explode(&tx, run_id, step_idx, [lo])?;
+        let mut set = tx.prepare_cached(
+            "UPDATE actions SET state = 'undone', undone_at = ?4
+             WHERE run_id = ?1 AND step_idx = ?2 AND seq = ?3",
+        )?;
+        for &seq in undone {
+            set.execute(params![run_id, step_idx, seq, now])?;
+        }
+        drop(set);
+        let hi = undone.iter().copied().max().unwrap_or(lo);
+        tx.commit(
+            run_id,
+            Change::Actions {
+                step: step_idx,
+                lo,
+                hi,
+            },
+        )
+        .context("cannot commit the undoing of a batch of actions")?;
+        Ok(())
+    }
+
     /// Every batch of a run as records, by (step, seq).
     pub(crate) fn bulk_all(&self, run_id: &str) -> Result<Vec<ActionRecord>> {
         let mut stmt = self.conn.prepare_cached(&format!(
@@ -367,7 +438,7 @@ impl Journal {
             |r| r.get(0),
         )?;
         let bulk: u64 = self.conn.query_row(
-            "SELECT coalesce(sum(n), 0) FROM bulk WHERE run_id = ?1 AND state = 'done'",
+            "SELECT coalesce(sum(n), 0) FROM bulk WHERE run_id = ?1 AND state IN ('done', 'undone')",
             [run_id],
             |r| r.get(0),
         )?;
@@ -465,6 +536,53 @@ mod tests {
         assert_eq!(all[4].state, ActionState::Done);
         assert_eq!(all[4].undo_json.as_deref(), Some("undo4"));
         assert_eq!(all[4].action_json, json[4]);
+        j.verify_run(&run).unwrap();
+    }
+
+    #[test]
+    fn a_batch_undone_whole_stays_one_row_and_one_stopped_inside_splits() {
+        let tmp = tempfile::tempdir().unwrap();
+        let j = Journal::open(tmp.path()).unwrap();
+        let run = j.new_run(&new_run("x")).unwrap().id;
+        let json: Vec<String> = (0..8)
+            .map(|i| format!(r#"{{"op":"remove","path":"g/f{i}"}}"#))
+            .collect();
+        let lines: Vec<&str> = json.iter().map(String::as_str).collect();
+        let a = PlannedBulk::new(0, true, &lines[..4]).unwrap();
+        let b = PlannedBulk::new(4, true, &lines[4..]).unwrap();
+        j.save_plan(&run, 0, "s", "u", "c", "{}", &[], &[a, b])
+            .unwrap();
+        let undo = ["u"; 4];
+        // A planned batch was never performed: nothing to record undone.
+        assert!(j.undone_bulk(&run, 0, 0).is_err());
+        for lo in [0, 4] {
+            j.intend_bulk(&run, 0, lo, &undo).unwrap();
+            j.done_bulk(&run, 0, lo, &undo).unwrap();
+        }
+        let rows = |t: &str| -> i64 {
+            j.conn
+                .query_row(&format!("SELECT count(*) FROM {t}"), [], |r| r.get(0))
+                .unwrap()
+        };
+        j.undone_bulk(&run, 0, 4).unwrap();
+        assert_eq!((rows("bulk"), rows("actions")), (2, 0));
+        let all = j.actions(&run).unwrap();
+        assert!(all[4..].iter().all(|a| a.state == ActionState::Undone));
+        assert!(all[4..].iter().all(|a| a.undone_at.is_some()));
+        assert!(all[..4].iter().all(|a| a.state == ActionState::Done));
+        assert_eq!(j.actions_done(&run).unwrap(), 8);
+        assert!(j.undo_span(&run, 0).unwrap().is_some());
+        j.verify_run(&run).unwrap();
+
+        // Stopped after undoing 3 and 2: those undone, the rest kept.
+        j.partly_undone_bulk(&run, 0, 0, &[3, 2]).unwrap();
+        assert_eq!((rows("bulk"), rows("actions")), (1, 4));
+        let states: Vec<ActionState> = j.actions(&run).unwrap().iter().map(|a| a.state).collect();
+        use ActionState::{Done, Undone};
+        assert_eq!(
+            states,
+            [Done, Done, Undone, Undone, Undone, Undone, Undone, Undone]
+        );
         j.verify_run(&run).unwrap();
     }
 }

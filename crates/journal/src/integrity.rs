@@ -356,6 +356,7 @@ pub(crate) const SUMMED: &[(&str, &str, &[&str])] = &[
             "undo",
             "intended_at",
             "done_at",
+            "undone_at",
         ],
     ),
 ];

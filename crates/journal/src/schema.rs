@@ -299,6 +299,45 @@ const MIGRATIONS: &[&str] = &[
         WHERE run_id = NEW.run_id AND step_idx = NEW.step_idx AND lo = NEW.lo;
     END;
     "#,
+    // bulk rollback: a rollback undoes a batch as a unit and records it
+    // `undone` in one write (bulk.rs), instead of splitting it into a row
+    // per action and committing each undo twice. The table is rebuilt for
+    // the wider CHECK and `undone_at`. A row's sum is recomputed with the new
+    // column only where it matched the old columns: a damaged row stays
+    // damaged.
+    r#"
+    CREATE TABLE bulk_undone (
+        run_id      TEXT    NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+        step_idx    INTEGER NOT NULL CHECK (step_idx >= 0),
+        lo          INTEGER NOT NULL CHECK (lo >= 0),
+        n           INTEGER NOT NULL CHECK (n > 0),
+        reversible  INTEGER NOT NULL CHECK (reversible IN (0, 1)),
+        state       TEXT    NOT NULL CHECK (state IN ('planned', 'intended', 'done', 'undone')),
+        actions     BLOB    NOT NULL,
+        undo        BLOB,
+        intended_at INTEGER,
+        done_at     INTEGER,
+        undone_at   INTEGER,
+        sum         INTEGER,
+        PRIMARY KEY (run_id, step_idx, lo)
+    ) STRICT, WITHOUT ROWID;
+    INSERT INTO bulk_undone (run_id, step_idx, lo, n, reversible, state, actions, undo,
+            intended_at, done_at, sum)
+        SELECT run_id, step_idx, lo, n, reversible, state, actions, undo, intended_at,
+            done_at, sum FROM bulk;
+    UPDATE bulk_undone SET sum = mend_row_sum(run_id, step_idx, lo, n, reversible, state, actions, undo, intended_at, done_at, undone_at)
+        WHERE sum IS mend_row_sum(run_id, step_idx, lo, n, reversible, state, actions, undo, intended_at, done_at);
+    DROP TABLE bulk;
+    ALTER TABLE bulk_undone RENAME TO bulk;
+    CREATE TRIGGER bulk_sum_insert AFTER INSERT ON bulk BEGIN
+        UPDATE bulk SET sum = mend_row_sum(NEW.run_id, NEW.step_idx, NEW.lo, NEW.n, NEW.reversible, NEW.state, NEW.actions, NEW.undo, NEW.intended_at, NEW.done_at, NEW.undone_at)
+        WHERE run_id = NEW.run_id AND step_idx = NEW.step_idx AND lo = NEW.lo;
+    END;
+    CREATE TRIGGER bulk_sum_update AFTER UPDATE OF run_id, step_idx, lo, n, reversible, state, actions, undo, intended_at, done_at, undone_at ON bulk BEGIN
+        UPDATE bulk SET sum = mend_row_sum(NEW.run_id, NEW.step_idx, NEW.lo, NEW.n, NEW.reversible, NEW.state, NEW.actions, NEW.undo, NEW.intended_at, NEW.done_at, NEW.undone_at)
+        WHERE run_id = NEW.run_id AND step_idx = NEW.step_idx AND lo = NEW.lo;
+    END;
+    "#,
 ];
 
 /// The journal's `user_version`.

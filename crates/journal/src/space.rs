@@ -67,8 +67,11 @@ impl Journal {
         let (lo, hi): (Option<i64>, Option<i64>) = self
             .conn
             .prepare_cached(
-                "SELECT min(undone_at), max(undone_at) FROM actions
-                 WHERE run_id = ?1 AND step_idx = ?2 AND undone_at IS NOT NULL",
+                "SELECT min(t), max(t) FROM (
+                     SELECT undone_at AS t FROM actions WHERE run_id = ?1 AND step_idx = ?2
+                     UNION ALL
+                     SELECT undone_at FROM bulk WHERE run_id = ?1 AND step_idx = ?2
+                 ) WHERE t IS NOT NULL",
             )?
             .query_row(params![run_id, step_idx], |r| Ok((r.get(0)?, r.get(1)?)))
             .with_context(|| format!("cannot read the undo times of run {run_id}"))?;

@@ -146,7 +146,8 @@ pub enum Cmd {
         #[arg(long, value_enum, default_value = "auto", env = "MEND_REHEARSE_ON")]
         on: crate::run::rehearse::On,
         /// Where the upper layers or copies go [default: /dev/shm for
-        /// overlays, $TMPDIR for copies]
+        /// overlays, beside each write grant for reflinked copies, $TMPDIR
+        /// for copies]
         #[arg(long, value_name = "DIR")]
         scratch: Option<PathBuf>,
         /// Internal: the child that mounts the overlays SPEC names

@@ -87,12 +87,24 @@ pub(crate) async fn apply_step(
             for (level, msg) in &logs {
                 journal.event(run_id, Some(step.idx), level, msg)?;
             }
-            let roots = step
+            let mut roots = Vec::new();
+            for g in step
                 .grants
                 .iter()
                 .filter(|g| g.access == mend_runbook::Access::Write)
-                .map(|g| apply::dir_times(&g.dir, &g.name, ""))
-                .collect::<anyhow::Result<Vec<_>>>()?;
+            {
+                roots.push(apply::dir_times(&g.dir, &g.name, "")?);
+                // A volume mounted inside the grant holds its own trash at
+                // its top: a rollback puts that directory's times back too.
+                let real = std::fs::canonicalize(&g.root).unwrap_or_else(|_| g.root.clone());
+                for m in mend_host::cow::overlay::mounts_inside(&g.root) {
+                    if let Some(rel) = m.strip_prefix(&real).ok().and_then(|r| r.to_str())
+                        && let Ok(t) = apply::dir_times(&g.dir, &g.name, rel)
+                    {
+                        roots.push(t);
+                    }
+                }
+            }
             // The actions go to their own rows; the saved plan keeps the
             // rest, so no action is journaled twice.
             let mut saved = SavedStep { plan, roots };

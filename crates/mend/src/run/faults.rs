@@ -275,6 +275,15 @@ pub async fn rehearse_faults(
     } else {
         super::overlay::precheck(&runbook, &base)
     };
+    if on == On::Reflink {
+        // Each variant would need its own clones; it is not built, and a
+        // silent fallback to full copies would be a lie about the cost.
+        return Err(Failure::input(
+            &file.display().to_string(),
+            "`mend rehearse --faults` does not run on reflinked copies yet; nothing ran",
+            Some("choose --on overlay (as root) or --on copy".into()),
+        ));
+    }
     let overlay = matches!(on, On::Auto | On::Overlay) && why_not.is_none();
     if on == On::Overlay && !overlay {
         return Err(Failure::input(

@@ -212,7 +212,14 @@ pub(crate) fn restore_roots(
         } else if committed {
             saved.plan.actions.iter().for_each(&mut note);
         }
-        for t in saved.roots.iter().filter(|t| !changed.contains(&t.grant)) {
+        // A volume's top (`rel` inside the grant) goes back after a
+        // rollback only: after a commit it keeps what the run's actions
+        // did to it.
+        for t in saved
+            .roots
+            .iter()
+            .filter(|t| !changed.contains(&t.grant) && (!committed || t.rel.is_empty()))
+        {
             apply::restore_times(&step.grants, t)?;
         }
     }

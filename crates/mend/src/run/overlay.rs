@@ -99,12 +99,6 @@ pub(crate) fn precheck(runbook: &Runbook, base: &Path) -> Option<String> {
                 g.path.display()
             ));
         }
-        if let Some(m) = overlay::mounts_inside(&g.path).first() {
-            return Some(format!(
-                "a filesystem is mounted inside grant {name} ({}), which an overlay would hide",
-                m.display()
-            ));
-        }
     }
     None
 }
@@ -143,19 +137,45 @@ pub(crate) fn rehearse(runbook: &Runbook, base: &Path) -> Result<i32, Unavailabl
 }
 
 /// The layers and read-only binds of a runbook's grants, in `scratch`.
+/// A filesystem mounted inside a write grant (a volume) gets an overlay of
+/// its own on its mount point, after the grant's: one overlay would hide
+/// it, as overlayfs does not cross mounts in a lower layer. Its changes are
+/// named `GRANT/path/in/grant` like any other.
 pub(crate) fn spec(runbook: &Runbook, scratch: &Path) -> Spec {
     let _ = std::fs::create_dir_all(scratch);
-    let layers = runbook
+    let mut layers = Vec::new();
+    for (name, g) in runbook
         .grants
         .iter()
         .filter(|(_, g)| g.access == Access::Write)
-        .map(|(name, g)| Layer {
+    {
+        let at = scratch.join("layers").join(name);
+        layers.push(Layer {
             name: name.clone(),
             grant: g.path.clone(),
-            upper: scratch.join("layers").join(name).join("upper"),
-            work: scratch.join("layers").join(name).join("work"),
-        })
-        .collect();
+            upper: at.join("upper"),
+            work: at.join("work"),
+        });
+        let real = std::fs::canonicalize(&g.path).unwrap_or_else(|_| g.path.clone());
+        let mut inside = overlay::mounts_inside(&g.path);
+        // Outer mounts first; a point mounted twice is the top one, once.
+        inside.sort();
+        inside.dedup();
+        for (k, m) in inside.into_iter().enumerate() {
+            let rel = m
+                .strip_prefix(&real)
+                .unwrap_or(&m)
+                .to_string_lossy()
+                .into_owned();
+            let at = at.join("mounts").join(k.to_string());
+            layers.push(Layer {
+                name: format!("{name}/{rel}"),
+                grant: m,
+                upper: at.join("upper"),
+                work: at.join("work"),
+            });
+        }
+    }
     let reads = runbook
         .grants
         .values()
@@ -256,12 +276,17 @@ pub(crate) fn mount_all(spec: &Spec) -> Result<Mounted, String> {
             Err(e) => return fail(format!("cannot open {}: {e}", l.grant.display())),
         }
     }
-    let mut grants = Vec::new();
-    let mut options = String::new();
-    for (l, fd) in spec.layers.iter().zip(&fds) {
+    // Every upper root takes its lower root's owner, mode and times before
+    // anything is mounted: a volume's mount point, once the grant's
+    // overlay is on, shows the directory beneath the volume.
+    for l in &spec.layers {
         if let Err(e) = overlay::prepare_upper(l) {
             return fail(format!("cannot prepare {}: {e}", l.upper.display()));
         }
+    }
+    let mut grants = Vec::new();
+    let mut options = String::new();
+    for (l, fd) in spec.layers.iter().zip(&fds) {
         match overlay::mount_overlay(fd, l) {
             Ok(m) => {
                 options = m.options.clone();

@@ -124,8 +124,8 @@ pub enum On {
     Auto,
     /// Overlays on the grants' own paths, or nothing runs (exit 2).
     Overlay,
-    /// Reflinked copies (btrfs, XFS), or nothing runs (exit 2); not built
-    /// yet: always exit 2.
+    /// Reflinked copies of the write grants (btrfs, XFS), or nothing runs
+    /// (exit 2).
     Reflink,
     /// Full copies.
     Copy,
@@ -161,13 +161,6 @@ pub async fn rehearse(
 ) -> Result<Rehearsed, Failure> {
     let runbook = Runbook::load(file, sets, &bundled_names()).map_err(Failure::BadInput)?;
     stand_ins_present(file, &runbook)?;
-    if on == On::Reflink {
-        return Err(Failure::input(
-            &file.display().to_string(),
-            "cannot rehearse on reflinked copies: this mend does not make them yet; nothing ran",
-            Some("choose --on overlay (as root) or --on copy (a copy reflinks by itself on btrfs and XFS)".into()),
-        ));
-    }
     let mut why_not = Vec::new();
     if matches!(on, On::Auto | On::Overlay) {
         let at = base
@@ -188,35 +181,77 @@ pub async fn rehearse(
             }
         }
     }
+    if matches!(on, On::Auto | On::Reflink) {
+        match reflinked(&runbook, base) {
+            Ok((overrides, guards)) => {
+                let scratch = guards
+                    .iter()
+                    .map(|g| g.0.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                let how = Copies {
+                    kind: "reflink",
+                    line: format!("on reflinked copies in {scratch}"),
+                    scratch: guards.first().map(|g| g.0.clone()).unwrap_or_default(),
+                    overrides,
+                    _guards: guards,
+                };
+                let report = on_copies(
+                    sandbox,
+                    settings,
+                    file,
+                    sets,
+                    &runbook,
+                    how,
+                    why_not.join("; "),
+                )
+                .await?;
+                return Ok(Rehearsed::Here(Box::new(report)));
+            }
+            Err(why) if on == On::Reflink => {
+                return Err(Failure::input(
+                    &file.display().to_string(),
+                    format!("cannot rehearse on reflinked copies: {why}; nothing ran"),
+                    Some("put the grants and --scratch DIR on one btrfs or XFS filesystem, or choose --on copy".into()),
+                ));
+            }
+            Err(why) => why_not.push(format!("no reflink: {why}")),
+        }
+    }
     if on == On::Copy {
         why_not.push("asked for with --on copy".into());
     }
     let base = base
         .map(Path::to_path_buf)
         .unwrap_or_else(std::env::temp_dir);
+    let how = full_copies(&runbook, &base)?;
     let report = on_copies(
         sandbox,
         settings,
         file,
         sets,
         &runbook,
-        &base,
+        how,
         why_not.join("; "),
     )
     .await?;
     Ok(Rehearsed::Here(Box::new(report)))
 }
 
-/// Rehearse a runbook on full copies of its grants in `base`.
-async fn on_copies(
-    sandbox: &Sandbox,
-    settings: &Settings,
-    file: &Path,
-    sets: &[(String, String)],
-    runbook: &Runbook,
-    base: &Path,
-    why: String,
-) -> Result<RehearsalReport, Failure> {
+/// The grants as the run sees them on copies: each grant's copy, and the
+/// scratch areas that hold them (removed when this is dropped).
+struct Copies {
+    /// "reflink" or "copy".
+    kind: &'static str,
+    /// The first line's "on ... in ...".
+    line: String,
+    scratch: PathBuf,
+    overrides: BTreeMap<String, PathBuf>,
+    _guards: Vec<Scratch>,
+}
+
+/// Full copies of every grant in one scratch area in `base`.
+fn full_copies(runbook: &Runbook, base: &Path) -> Result<Copies, Failure> {
     let scratch = base.join(format!(
         "mend-rehearsal-{}-{}",
         runbook.name,
@@ -226,9 +261,8 @@ async fn on_copies(
         std::fs::remove_dir_all(&scratch).context("clear an old scratch area")?;
     }
     std::fs::create_dir_all(&scratch).context("create the scratch area")?;
-    let _guard = Scratch(scratch.clone());
+    let guard = Scratch(scratch.clone());
     let mut overrides = BTreeMap::new();
-    let mut before = BTreeMap::new();
     for (name, g) in &runbook.grants {
         let copy = scratch.join(name);
         copy_dir(&g.path, &copy).with_context(|| {
@@ -237,13 +271,89 @@ async fn on_copies(
                 g.path.display()
             )
         })?;
-        before.insert(name.clone(), snapshot(&copy)?);
         overrides.insert(name.clone(), copy);
     }
+    Ok(Copies {
+        kind: "copy",
+        line: format!("on full copies in {}", scratch.display()),
+        scratch,
+        overrides,
+        _guards: vec![guard],
+    })
+}
+
+/// Reflinked copies of each write grant, each in a scratch area on its own
+/// filesystem: in `base` (`--scratch`) or else beside the grant, as a
+/// hidden directory. Read grants stay where they are (the run may only
+/// read them). Why not, when a filesystem cannot share extents; nothing
+/// is left behind either way.
+fn reflinked(
+    runbook: &Runbook,
+    base: Option<&Path>,
+) -> Result<(BTreeMap<String, PathBuf>, Vec<Scratch>), String> {
+    use mend_host::cow::reflink;
+    let mut guards: Vec<Scratch> = Vec::new();
+    let mut overrides = BTreeMap::new();
+    for (name, g) in &runbook.grants {
+        if g.access != mend_runbook::Access::Write {
+            continue;
+        }
+        let scratch = match base {
+            Some(b) => b.join(format!(
+                "mend-rehearsal-{}-{}",
+                runbook.name,
+                std::process::id()
+            )),
+            None => g.path.parent().unwrap_or(Path::new("/")).join(format!(
+                ".mend-rehearsal-{}-{}",
+                runbook.name,
+                std::process::id()
+            )),
+        };
+        if !guards.iter().any(|s| s.0 == scratch) {
+            if scratch.exists() {
+                std::fs::remove_dir_all(&scratch)
+                    .map_err(|e| format!("cannot clear {}: {e}", scratch.display()))?;
+            }
+            std::fs::create_dir_all(&scratch)
+                .map_err(|e| format!("cannot create {}: {e}", scratch.display()))?;
+            guards.push(Scratch(scratch.clone()));
+        }
+        if let Some(why) = reflink::unfit(&g.path, &scratch) {
+            return Err(why);
+        }
+        let copy = scratch.join(name);
+        if g.path.exists() {
+            reflink::clone_tree(&g.path, &copy).map_err(|e| format!("{e:#}"))?;
+        } else {
+            std::fs::create_dir_all(&copy)
+                .map_err(|e| format!("cannot create {}: {e}", copy.display()))?;
+        }
+        overrides.insert(name.clone(), copy);
+    }
+    Ok((overrides, guards))
+}
+
+/// Rehearse a runbook on copies of its grants (`how`): snapshot each,
+/// run and roll back on them, compare.
+async fn on_copies(
+    sandbox: &Sandbox,
+    settings: &Settings,
+    file: &Path,
+    sets: &[(String, String)],
+    runbook: &Runbook,
+    how: Copies,
+    why: String,
+) -> Result<RehearsalReport, Failure> {
+    let mut before = BTreeMap::new();
+    for (name, copy) in &how.overrides {
+        before.insert(name.clone(), snapshot(copy)?);
+    }
+    let overrides = &how.overrides;
     settings.reporter.line(&format!(
-        "rehearsing {} on full copies in {}{}",
+        "rehearsing {} {}{}",
         runbook.name,
-        scratch.display(),
+        how.line,
         if why.is_empty() {
             String::new()
         } else {
@@ -256,7 +366,7 @@ async fn on_copies(
         file,
         sets,
         RunMode::Rehearse,
-        &overrides,
+        overrides,
         false,
     )
     .await?;
@@ -265,11 +375,11 @@ async fn on_copies(
         .as_ref()
         .map(|r| r.irreversible_paths.clone())
         .unwrap_or_default();
-    let (differences, files) = compare(&overrides, &before, &skip)?;
+    let (differences, files) = compare(overrides, &before, &skip)?;
     let presentation = Presentation {
-        kind: "copy",
+        kind: how.kind,
         why,
-        scratch,
+        scratch: how.scratch.clone(),
     };
     report(
         settings,
