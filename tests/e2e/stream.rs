@@ -132,7 +132,11 @@ fn a_streamed_trash_cull_killed_inside_its_second_batch_rolls_back_byte_identica
     // The first batch and the second up to the kill were undone; the
     // third was never performed.
     assert!(undone[..=3000].iter().all(|s| s == "undone"));
-    assert!(undone[4096..].iter().all(|s| s == "planned"), "{:?}", &undone[4096..4100]);
+    assert!(
+        undone[4096..].iter().all(|s| s == "planned"),
+        "{:?}",
+        &undone[4096..4100]
+    );
 }
 
 #[test]

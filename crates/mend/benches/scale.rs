@@ -114,7 +114,10 @@ fn regenerate(files: &Files) {
 }
 
 fn check(files: &Files, what: &str) {
-    let wrong = files.iter().filter(|(p, _, gone)| p.exists() == *gone).count();
+    let wrong = files
+        .iter()
+        .filter(|(p, _, gone)| p.exists() == *gone)
+        .count();
     assert_eq!(wrong, 0, "{what} left or removed {wrong} wrong files");
 }
 

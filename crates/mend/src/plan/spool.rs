@@ -114,8 +114,12 @@ impl Spool {
                     .collect::<Result<_, _>>()
                     .map_err(|e| format!("step `{}`: {e}", self.step))?;
                 let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
-                let blob = mend_journal::pack(&lines)
+                let mut blob = mend_journal::pack(&lines)
                     .map_err(|e| format!("step `{}`: {e:#}", self.step))?;
+                // zstd hands back a buffer the size of its input (a batch's
+                // JSON): kept for the plan's life, that was 100 bytes of
+                // memory per removal.
+                blob.shrink_to_fit();
                 self.plan.packed.push(Packed {
                     lo: self.seq,
                     n: n as u32,
@@ -148,7 +152,6 @@ impl Spool {
         };
         Ok(out)
     }
-
 }
 
 impl ActionSink for Spool {

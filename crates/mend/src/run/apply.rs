@@ -203,11 +203,7 @@ pub(crate) async fn apply_step(
     if let Some(scratch) = super::overlay::upper_scratch() {
         let mut todo: Vec<Planned> = rows
             .iter()
-            .filter(|(i, _)| {
-                !states
-                    .get(i)
-                    .is_some_and(|r| r.state == ActionState::Done)
-            })
+            .filter(|(i, _)| !states.get(i).is_some_and(|r| r.state == ActionState::Done))
             .map(|(_, a)| a.clone())
             .collect();
         for r in ranges.values().filter(|r| r.state != ActionState::Done) {
@@ -288,8 +284,7 @@ fn row_batch(
             None => {
                 let pre = apply::prepare_in(&mut batch, cx, &planned.action)
                     .map_err(|e| StepFailed(format!("step `{}`: {e:#}", step.def.id)))?;
-                let action_json =
-                    serde_json::to_string(planned).map_err(anyhow::Error::from)?;
+                let action_json = serde_json::to_string(planned).map_err(anyhow::Error::from)?;
                 let key = Key {
                     run: run_id,
                     step: step.idx,
@@ -363,13 +358,7 @@ fn row_batch(
                     done.iter().map(|(i, j)| (*i, Some(j.as_str()))).collect();
                 journal.mark_done(run_id, step.idx, &marks)?;
                 let msg = e;
-                journal.set_action_state(
-                    run_id,
-                    step.idx,
-                    i,
-                    ActionState::Failed,
-                    Some(&msg),
-                )?;
+                journal.set_action_state(run_id, step.idx, i, ActionState::Failed, Some(&msg))?;
                 settings.reporter.actions_end();
                 return Err(StepFailed(format!("{:#}: {msg}", planned.action)));
             }
