@@ -71,7 +71,7 @@ pub use host::{Host, HostErrorExt, WasmHost, tree_size};
 pub use mend_human::{copy_headroom, files_text, human_bytes, human_count};
 pub use mend_sdk_derive::Params;
 pub use params::{NoParams, ParamSpecExt, Params};
-pub use plan::{PlanBuilder, StepErrorExt};
+pub use plan::{PlanBuilder, STREAM_BATCH, StepErrorExt};
 
 /// Everything a step usually needs, in one `use`.
 pub mod prelude {
@@ -213,6 +213,14 @@ pub mod __private {
         if let Some(e) = S::validate(cx, &params).into_iter().next() {
             return Err(e);
         }
+        // In a component, builders hand their actions to the host as they fill.
+        #[cfg(target_arch = "wasm32")]
+        {
+            let emit: crate::plan::Emit =
+                Box::new(|actions| crate::bindings::mend::runbook::plan_sink::emit(&actions));
+            crate::plan::streaming(emit, || S::plan(cx, params, host))
+        }
+        #[cfg(not(target_arch = "wasm32"))]
         S::plan(cx, params, host)
     }
 

@@ -1,9 +1,41 @@
-//! Building a plan, one action per line.
+//! Building a plan, one action per line. While a step plans, the builder
+//! hands its actions to the host every [`STREAM_BATCH`] of them
+//! (`plan-sink.emit`), so a plan of a million removals never sits whole in
+//! the step's memory; the step's code does not change.
+
+use std::cell::RefCell;
 
 use crate::{
     Action, ActionKind, ArchiveArgs, ArchiveFormat, CommandCall, CopyArgs, ExecArgs, ExtractArgs,
-    Fact, Plan, RenameArgs, SetModeArgs, SetOwnerArgs, StepError, SwapArgs, WriteFileArgs,
+    Fact, HostError, Plan, RenameArgs, SetModeArgs, SetOwnerArgs, StepError, SwapArgs,
+    WriteFileArgs,
 };
+
+/// How many actions a builder holds before it hands them to the host: the
+/// host journals removals in batches of this size.
+pub const STREAM_BATCH: usize = 2048;
+
+/// Where a builder hands its actions while a step plans.
+pub(crate) type Emit = Box<dyn FnMut(Vec<Action>) -> Result<(), HostError>>;
+
+thread_local! {
+    static SINK: RefCell<Option<Emit>> = RefCell::new(None);
+}
+
+/// Runs `f` (a step's `plan`) with builders handing their actions to
+/// `emit` as they fill; `f`'s plan holds only the ones not handed over.
+#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
+pub(crate) fn streaming<R>(emit: Emit, f: impl FnOnce() -> R) -> R {
+    struct Reset;
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            SINK.with(|s| s.borrow_mut().take());
+        }
+    }
+    SINK.with(|s| *s.borrow_mut() = Some(emit));
+    let _reset = Reset;
+    f()
+}
 
 impl Plan {
     /// Start an empty plan.
@@ -14,9 +46,19 @@ impl Plan {
 
 /// Collects actions, summary lines, checks and facts into a [`Plan`].
 /// Paths are `GRANT/relative/path`, as walk entries give them.
+///
+/// In a component, every [`STREAM_BATCH`] actions go to the host as they
+/// are added (their order kept): build one plan per `plan` call, as an
+/// action handed over cannot be taken back (a plan that returns an error
+/// discards them all).
 #[derive(Default, Debug)]
 pub struct PlanBuilder {
     plan: Option<Plan>,
+    /// Actions handed to the host already.
+    handed: usize,
+    /// The host refused an action handed over: the plan is refused, what
+    /// follows is only counted.
+    refused: bool,
 }
 
 impl PlanBuilder {
@@ -29,12 +71,32 @@ impl PlanBuilder {
         })
     }
 
-    fn push(mut self, kind: ActionKind, reason: &str) -> Self {
-        self.plan().actions.push(Action {
+    fn push(self, kind: ActionKind, reason: &str) -> Self {
+        self.action(Action {
             kind,
             reason: reason.to_string(),
+        })
+    }
+
+    /// Hand the actions held to the host, when a step is planning.
+    fn hand_over(&mut self) {
+        if self.plan().actions.len() < STREAM_BATCH {
+            return;
+        }
+        let actions = &mut self.plan.as_mut().expect("made above").actions;
+        let handed = SINK.with(|s| {
+            // Not planning (a native test): the builder keeps them all.
+            let mut sink = s.borrow_mut();
+            let emit = sink.as_mut()?;
+            let batch = std::mem::take(actions);
+            let n = batch.len();
+            Some((n, emit(batch)))
         });
-        self
+        if let Some((n, handed)) = handed {
+            self.handed += n;
+            // The host has said why; the plan is refused whatever follows.
+            self.refused = handed.is_err();
+        }
     }
 
     /// Remove a file, a symlink (not its target) or a tree.
@@ -183,12 +245,17 @@ impl PlanBuilder {
     }
     /// Add an action built elsewhere.
     pub fn action(mut self, action: Action) -> Self {
+        if self.refused {
+            self.handed += 1;
+            return self;
+        }
         self.plan().actions.push(action);
+        self.hand_over();
         self
     }
-    /// How many actions so far.
+    /// How many actions so far (those handed to the host included).
     pub fn len(&self) -> usize {
-        self.plan.as_ref().map_or(0, |p| p.actions.len())
+        self.handed + self.plan.as_ref().map_or(0, |p| p.actions.len())
     }
     /// Whether no action was added yet.
     pub fn is_empty(&self) -> bool {
@@ -244,5 +311,67 @@ mod tests {
         assert!(matches!(plan.actions[0].kind, ActionKind::CreateDir(ref p) if p == "a/x"));
         assert_eq!(plan.actions[1].reason, "two");
         assert_eq!(plan.summary, vec!["s".to_string()]);
+    }
+
+    #[test]
+    fn while_planning_every_batch_goes_to_the_host_in_order() {
+        let got = std::rc::Rc::new(RefCell::new(Vec::<Vec<String>>::new()));
+        let seen = got.clone();
+        let emit: Emit = Box::new(move |batch| {
+            let paths = batch.into_iter().map(|a| match a.kind {
+                ActionKind::Remove(p) => p,
+                _ => panic!("only removals here"),
+            });
+            seen.borrow_mut().push(paths.collect());
+            Ok(())
+        });
+        let n = 2 * STREAM_BATCH + 5;
+        let plan = streaming(emit, || {
+            let mut b = Plan::builder();
+            for i in 0..n {
+                b = b.remove(&format!("g/f{i}"), "old");
+                assert_eq!(b.len(), i + 1);
+            }
+            b.summary("s").build()
+        });
+        let batches = got.borrow();
+        assert_eq!(
+            batches.iter().map(Vec::len).collect::<Vec<_>>(),
+            [STREAM_BATCH, STREAM_BATCH]
+        );
+        assert_eq!(plan.actions.len(), 5);
+        let mut all: Vec<String> = batches.concat();
+        all.extend(plan.actions.into_iter().map(|a| match a.kind {
+            ActionKind::Remove(p) => p,
+            _ => unreachable!(),
+        }));
+        let want: Vec<String> = (0..n).map(|i| format!("g/f{i}")).collect();
+        assert_eq!(all, want);
+        // Outside `plan`, a builder keeps everything.
+        let mut b = Plan::builder();
+        for i in 0..STREAM_BATCH + 1 {
+            b = b.remove(&format!("g/f{i}"), "old");
+        }
+        assert_eq!(b.build().actions.len(), STREAM_BATCH + 1);
+    }
+
+    #[test]
+    fn a_refused_batch_stops_the_handing_over() {
+        let calls = std::rc::Rc::new(RefCell::new(0));
+        let c = calls.clone();
+        let emit: Emit = Box::new(move |_| {
+            *c.borrow_mut() += 1;
+            Err(HostError::Denied("no".into()))
+        });
+        let plan = streaming(emit, || {
+            let mut b = Plan::builder();
+            for i in 0..3 * STREAM_BATCH {
+                b = b.remove(&format!("g/f{i}"), "old");
+            }
+            assert_eq!(b.len(), 3 * STREAM_BATCH);
+            b.build()
+        });
+        assert_eq!(*calls.borrow(), 1);
+        assert!(plan.actions.is_empty());
     }
 }

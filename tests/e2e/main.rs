@@ -49,6 +49,7 @@ mod runbooks;
 mod schema;
 mod serve;
 mod steps_native;
+mod stream;
 mod supply;
 mod upgrade;
 mod watch;

@@ -85,18 +85,68 @@ pub fn check(
     commands: &crate::commands::CommandPolicy,
     step: &str,
 ) -> Result<StepPlan, String> {
-    let mut out = StepPlan {
+    let mut out = outline(&plan);
+    let mut removals = Removals::default();
+    for a in plan.actions {
+        out.actions
+            .push(check_action(a, grants, commands, step, &mut removals)?);
+    }
+    Ok(out)
+}
+
+/// A step's plan without its actions: its summary, checks and facts, as
+/// they are kept.
+pub fn outline(plan: &wit::Plan) -> StepPlan {
+    StepPlan {
         summary: lines(&plan.summary, "summary"),
         checks: lines(&plan.checks, "check"),
-        facts: plan.facts.into_iter().map(|f| (f.key, f.value)).collect(),
-        actions: Vec::with_capacity(plan.actions.len()),
-        reads: Vec::new(),
-    };
+        facts: plan
+            .facts
+            .iter()
+            .map(|f| (f.key.clone(), f.value.clone()))
+            .collect(),
+        ..StepPlan::default()
+    }
+}
+
+/// What a plan's removals so far freed below each directory (every
+/// ancestor of a removed path), so that a directory removed after its
+/// files (a cull that removes the folders it emptied) is not counted
+/// twice. One entry per directory, not per file: a cull of a million files
+/// in a thousand directories keeps a thousand.
+#[derive(Default, Debug)]
+pub struct Removals {
+    below: std::collections::HashMap<String, (u64, u64)>,
+}
+
+impl Removals {
+    /// Bytes and files of a removal of `path` that earlier removals below
+    /// it have not counted, then counted for every directory above it.
+    fn count(&mut self, path: &str, bytes: u64, files: u64) -> (u64, u64) {
+        let (eb, ef) = self.below.get(path).copied().unwrap_or_default();
+        let (b, f) = (bytes.saturating_sub(eb), files.saturating_sub(ef));
+        let mut up = path;
+        while let Some((parent, _)) = up.rsplit_once('/') {
+            let slot = self.below.entry(parent.to_string()).or_default();
+            slot.0 += b;
+            slot.1 += f;
+            up = parent;
+        }
+        (b, f)
+    }
+}
+
+/// Check one action of a step's plan (see [`check`]) and size it;
+/// `removals` carries what the plan's earlier removals freed.
+pub fn check_action(
+    a: wit::Action,
+    grants: &Grants,
+    commands: &crate::commands::CommandPolicy,
+    step: &str,
+    removals: &mut Removals,
+) -> Result<Planned, String> {
     let refuse = |e: PathError| format!("step `{step}`: {e}");
-    // Removals so far, so that a directory removed after its files (a cull
-    // that removes the folders it emptied) is not counted twice.
-    let mut removed: std::collections::BTreeMap<String, (u64, u64)> = Default::default();
-    for a in plan.actions {
+    {
         let reason = mend_human::shown(&a.reason, LINE_CAP);
         let action = Action::from(a.kind);
         let (bytes, files, reversible) = match &action {
@@ -108,16 +158,8 @@ pub fn check(
                         r.grant.name
                     ));
                 }
-                let (mut b, mut f) = crate::space::tree_size(&r.grant.dir, &r.rel_path());
-                let below = format!("{path}/");
-                for (_, (eb, ef)) in removed
-                    .range(below.clone()..)
-                    .take_while(|(k, _)| k.starts_with(&below))
-                {
-                    b = b.saturating_sub(*eb);
-                    f = f.saturating_sub(*ef);
-                }
-                removed.insert(path.clone(), (b, f));
+                let (b, f) = crate::space::tree_size(&r.grant.dir, &r.rel_path());
+                let (b, f) = removals.count(path, b, f);
                 (b, f, !r.grant.disposable)
             }
             Action::Rename { path, to } => {
@@ -220,15 +262,14 @@ pub fn check(
                 (0, 0, undo.is_some() || creates.is_some())
             }
         };
-        out.actions.push(Planned {
+        Ok(Planned {
             action,
             bytes,
             files,
             reversible,
             reason,
-        });
+        })
     }
-    Ok(out)
 }
 
 /// The longest summary line, check or reason kept from a step.

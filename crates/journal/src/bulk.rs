@@ -42,6 +42,16 @@ impl PlannedBulk {
             blob: pack(actions)?,
         })
     }
+
+    /// A batch the host packed (with [`pack`]) while the step planned.
+    pub fn of(p: &mend_plan::Packed) -> PlannedBulk {
+        PlannedBulk {
+            lo: p.lo,
+            reversible: p.reversible,
+            n: p.n,
+            blob: p.blob.clone(),
+        }
+    }
 }
 
 /// A batch as the journal holds it, without its actions.
@@ -52,7 +62,8 @@ pub struct BulkRange {
     pub state: ActionState,
 }
 
-fn pack(lines: &[&str]) -> Result<Vec<u8>> {
+/// JSON lines (none holding a newline), compressed as a batch keeps them.
+pub fn pack(lines: &[&str]) -> Result<Vec<u8>> {
     let mut text = Vec::with_capacity(lines.iter().map(|l| l.len() + 1).sum());
     for l in lines {
         if l.contains('\n') {
@@ -64,7 +75,8 @@ fn pack(lines: &[&str]) -> Result<Vec<u8>> {
     zstd::bulk::compress(&text, LEVEL).context("cannot compress a batch of actions")
 }
 
-fn unpack(blob: &[u8], n: u32, what: &str) -> Result<Vec<String>> {
+/// The `n` lines of a packed batch; `what` names them in errors.
+pub fn unpack(blob: &[u8], n: u32, what: &str) -> Result<Vec<String>> {
     let text = zstd::stream::decode_all(blob)
         .with_context(|| format!("the {what} of a batch of actions do not decompress"))?;
     let text = String::from_utf8(text)

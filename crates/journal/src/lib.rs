@@ -46,7 +46,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
 
-pub use bulk::{BulkRange, PlannedBulk};
+pub use bulk::{BulkRange, PlannedBulk, pack, unpack};
 use changes::JournalTx;
 pub use changes::{Change, ChangeRecord, coalesce};
 pub use integrity::{Damaged, WalState};

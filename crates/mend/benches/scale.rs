@@ -83,10 +83,25 @@ fn journal_bytes(state: &Path) -> u64 {
 /// A generated file: where, its mtime, and whether the run removes it.
 type Gen = (PathBuf, SystemTime, bool);
 
-fn regenerate(files: &[Gen]) {
+/// The tree's files, made one at a time from their number: a list of a
+/// million paths would make this process big, and a child started by
+/// `posix_spawn` (vfork) starts its peak RSS from its parent's, so every
+/// command's RSS would read at least that.
+struct Files {
+    n: u32,
+    at: Box<dyn Fn(u32) -> Gen>,
+}
+
+impl Files {
+    fn iter(&self) -> impl Iterator<Item = Gen> + '_ {
+        (0..self.n).map(|i| (self.at)(i))
+    }
+}
+
+fn regenerate(files: &Files) {
     let body = [b'x'; 100];
     for (path, mtime, _) in files.iter().filter(|(p, ..)| !p.exists()) {
-        let mut f = match File::create(path) {
+        let mut f = match File::create(&path) {
             Ok(f) => f,
             Err(_) => {
                 std::fs::create_dir_all(path.parent().unwrap()).expect("create dirs");
@@ -94,11 +109,11 @@ fn regenerate(files: &[Gen]) {
             }
         };
         f.write_all(&body).expect("write a file");
-        f.set_modified(*mtime).expect("set mtime");
+        f.set_modified(mtime).expect("set mtime");
     }
 }
 
-fn check(files: &[Gen], what: &str) {
+fn check(files: &Files, what: &str) {
     let wrong = files
         .iter()
         .filter(|(p, _, gone)| p.exists() == *gone)
@@ -178,7 +193,7 @@ fn header() {
 /// Removal runs of `step` on `files` in `dir` against `argv`: the native
 /// tool, then mend in a disposable grant, in a plain one (trash, purged when
 /// the run commits) and its plan alone.
-fn removal(tmp: &Path, dir: &Path, step: &str, with: &str, files: &[Gen], argv: &[&str], t: f64) {
+fn removal(tmp: &Path, dir: &Path, step: &str, with: &str, files: &Files, argv: &[&str], t: f64) {
     let unlink = runbook(dir, "unlink", step, Some(true), with);
     let trash = runbook(dir, "trash", step, Some(false), with);
     regenerate(files);
@@ -205,15 +220,17 @@ fn cull(root: &Path, n: u32) {
     let tmp = root.join(format!("cull-{n}"));
     let dir = tmp.join("data");
     let now = SystemTime::now();
-    let files: Vec<Gen> = (0..n)
-        .map(|i| {
+    let base = dir.clone();
+    let files = Files {
+        n,
+        at: Box::new(move |i| {
             let j = i / 2; // an older and a younger file side by side, in 1,000 dirs
-            let path = dir.join(format!("{:02}/{:02}/f{i}.bin", j % 20, j / 20 % 50));
+            let path = base.join(format!("{:02}/{:02}/f{i}.bin", j % 20, j / 20 % 50));
             let old = i % 2 == 0; // 2 to 3 hours old, or at most 30 minutes
             let age = if old { 7200 + i % 3600 } else { i % 1800 };
             (path, now - Duration::from_secs(age.into()), old)
-        })
-        .collect();
+        }),
+    };
     println!(
         "cache-cull: {n} files of 100 B in 1,000 dirs, {} older than 60 minutes, in {}",
         n / 2 + n % 2,
@@ -245,9 +262,11 @@ fn wal(root: &Path) {
     let dir = tmp.join("data");
     let now = SystemTime::now();
     let name = |i: u32| format!("00000001{:08X}{:08X}", i / 256, i % 256);
-    let files: Vec<Gen> = (0..10_000)
-        .map(|i| (dir.join(name(i)), now, i < 5_000))
-        .collect();
+    let base = dir.clone();
+    let files = Files {
+        n: 10_000,
+        at: Box::new(move |i| (base.join(name(i)), now, i < 5_000)),
+    };
     println!("archive-cleanup: 10,000 segments, 5,000 before the cut");
     header();
     let (cut, d) = (name(5_000), dir.to_str().unwrap());

@@ -250,10 +250,48 @@ pub struct Planned {
     pub reason: String,
 }
 
+/// A run of consecutive removals (all reversible or none) the host packed
+/// as the step handed them over: the JSON lines of their [`Planned`],
+/// compressed as the journal keeps a batch (`mend_journal::PlannedBulk`).
+/// Sizes and counts are kept beside, so a plan is shown without unpacking.
+#[derive(Clone, Debug, Default)]
+pub struct Packed {
+    /// The seq of its first action; the others follow without gaps.
+    pub lo: u32,
+    pub n: u32,
+    pub reversible: bool,
+    /// Bytes and files the removals free.
+    pub bytes: u64,
+    pub files: u64,
+    pub blob: Vec<u8>,
+}
+
+/// How a step's plan reached the host, for `mend plan --json`: proof that
+/// the host's memory does not grow with the plan.
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub struct Arrival {
+    /// Batches the step handed over while it planned (`plan-sink`).
+    pub batches: u32,
+    /// The most actions the host held unpacked at once.
+    pub held_max: usize,
+    /// The largest linear memory the step grew to while it planned, bytes.
+    pub step_memory: usize,
+}
+
 /// A step's plan as the host keeps it (and journals it).
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct StepPlan {
+    /// The actions not in `packed`, in order: together with the packed
+    /// runs they are the plan, the seqs `packed` does not cover going to
+    /// these one by one.
     pub actions: Vec<Planned>,
+    /// Runs of removals packed while the step planned (never saved with
+    /// the plan: the journal keeps them as batches).
+    #[serde(skip)]
+    pub packed: Vec<Packed>,
+    /// How the plan arrived from the step (not saved).
+    #[serde(skip)]
+    pub arrival: Arrival,
     pub summary: Vec<String>,
     pub checks: Vec<String>,
     pub facts: Vec<(String, String)>,
@@ -261,6 +299,58 @@ pub struct StepPlan {
     /// exit status: `systemctl is-active x (exit 0)`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub reads: Vec<String>,
+}
+
+impl StepPlan {
+    /// How many actions, packed ones included.
+    pub fn len(&self) -> usize {
+        self.actions.len() + self.packed.iter().map(|p| p.n as usize).sum::<usize>()
+    }
+
+    /// Whether the plan has no action.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Bytes all actions move, remove or write.
+    pub fn bytes(&self) -> u64 {
+        self.actions.iter().map(|a| a.bytes).sum::<u64>()
+            + self.packed.iter().map(|p| p.bytes).sum::<u64>()
+    }
+
+    /// How many actions rollback cannot undo.
+    pub fn irreversible(&self) -> usize {
+        self.actions.iter().filter(|a| !a.reversible).count()
+            + self
+                .packed
+                .iter()
+                .filter(|p| !p.reversible)
+                .map(|p| p.n as usize)
+                .sum::<usize>()
+    }
+
+    /// The order of the plan: for each seq, either the next of `actions`
+    /// (`Err(index)`) or the start of a packed run (`Ok(index)`).
+    pub fn layout(&self) -> impl Iterator<Item = (u32, Result<usize, usize>)> + '_ {
+        let mut packed = self.packed.iter().enumerate().peekable();
+        let mut row = 0usize;
+        let mut seq = 0u32;
+        std::iter::from_fn(move || {
+            if let Some((i, p)) = packed.peek().copied()
+                && p.lo == seq
+            {
+                packed.next();
+                seq += p.n;
+                return Some((p.lo, Ok(i)));
+            }
+            if row < self.actions.len() {
+                row += 1;
+                seq += 1;
+                return Some((seq - 1, Err(row - 1)));
+            }
+            None
+        })
+    }
 }
 
 /// A command by its runbook name, with arguments.

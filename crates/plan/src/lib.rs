@@ -13,5 +13,5 @@ pub mod names;
 pub mod record;
 mod undo;
 
-pub use action::{Action, Call, Format, Planned, StepPlan};
+pub use action::{Action, Arrival, Call, Format, Packed, Planned, StepPlan};
 pub use undo::{DirTimes, Key, Pre, STAGING, TRASH, Undo, under};

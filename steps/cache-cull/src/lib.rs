@@ -67,11 +67,25 @@ impl Step for CacheCull {
             .hint("set `days = 30` to cull by age, `max_bytes` for a size budget, or both"));
         }
         let root = p.path.trim_end_matches('/');
-        let mut files = Vec::new();
+        let now = host.now();
+        // Older than the cut means strictly older: as `find -mmin +N`, a file
+        // exactly N minutes old stays.
+        let cut = age.as_ref().map(|(secs, why)| (now - secs, why.as_str()));
+        // Files culled by age go into the plan as the walk finds them (the
+        // builder hands them to the host in batches): a cache of millions
+        // of files is never held. Only the candidates of a size budget are.
+        let mut plan = Plan::builder();
         let mut dirs = BTreeSet::new();
-        // Entries that stay whatever happens (excluded, not matched, sockets):
-        // their directories are never empty.
-        let mut staying: Vec<String> = Vec::new();
+        // Per top-level subdirectory: files removed, their bytes, files kept.
+        let mut per_dir: BTreeMap<String, (u64, u64, u64)> = BTreeMap::new();
+        // Directory -> entries that stay below it (kept files, excluded
+        // ones, sockets): such a directory is never empty.
+        let mut left: BTreeMap<String, usize> = BTreeMap::new();
+        let mut candidates: Vec<File> = Vec::new();
+        let top = |path: &str| -> String {
+            let rel = &path[root.len() + 1..];
+            rel.split_once('/').map_or(".", |(t, _)| t).to_string()
+        };
         host.walk(root, &mut |e| {
             let rel = &e.path[root.len() + 1..];
             match e.kind {
@@ -79,69 +93,54 @@ impl Step for CacheCull {
                     dirs.insert(e.path);
                 }
                 EntryKind::File | EntryKind::Symlink if selected(rel, &p.include, &p.exclude) => {
-                    files.push(File {
-                        path: e.path,
-                        size: e.size,
-                        mtime: e.mtime,
-                    })
+                    match cut {
+                        Some((cut, why)) if e.mtime < cut => {
+                            let slot = per_dir.entry(top(&e.path)).or_default();
+                            slot.0 += 1;
+                            slot.1 += e.size;
+                            plan = std::mem::take(&mut plan).remove(&e.path, why);
+                        }
+                        _ if p.max_bytes.is_some() => candidates.push(File {
+                            path: e.path,
+                            size: e.size,
+                            mtime: e.mtime,
+                        }),
+                        _ => {
+                            per_dir.entry(top(&e.path)).or_default().2 += 1;
+                            *left.entry(parent(&e.path).to_string()).or_default() += 1;
+                        }
+                    }
                 }
-                _ => staying.push(parent(&e.path).to_string()),
+                _ => *left.entry(parent(&e.path).to_string()).or_default() += 1,
             }
         })
         .map_err(|e| StepError::from(e).param("path"))?;
 
-        let now = host.now();
-        let mut cull = vec![false; files.len()];
-        // Older than the cut means strictly older: as `find -mmin +N`, a file
-        // exactly N minutes old stays.
-        if let Some((secs, _)) = &age {
-            let cut = now - secs;
-            for (i, f) in files.iter().enumerate() {
-                cull[i] = f.mtime < cut;
-            }
-        }
         if let Some(budget) = p.max_bytes {
-            let mut kept: u64 = files
-                .iter()
-                .zip(&cull)
-                .filter(|(_, c)| !**c)
-                .map(|(f, _)| f.size)
-                .sum();
-            let mut order: Vec<usize> = (0..files.len()).filter(|&i| !cull[i]).collect();
-            order.sort_by_key(|&i| (files[i].mtime, files[i].path.clone()));
+            let mut cull = vec![false; candidates.len()];
+            let mut kept: u64 = candidates.iter().map(|f| f.size).sum();
+            let mut order: Vec<usize> = (0..candidates.len()).collect();
+            order.sort_by_key(|&i| (candidates[i].mtime, candidates[i].path.clone()));
             for i in order {
                 if kept <= budget {
                     break;
                 }
                 cull[i] = true;
-                kept -= files[i].size;
+                kept -= candidates[i].size;
+            }
+            for (f, &c) in candidates.iter().zip(&cull) {
+                let slot = per_dir.entry(top(&f.path)).or_default();
+                if c {
+                    slot.0 += 1;
+                    slot.1 += f.size;
+                    plan = plan.remove(&f.path, "over the size budget, oldest first");
+                } else {
+                    slot.2 += 1;
+                    *left.entry(parent(&f.path).to_string()).or_default() += 1;
+                }
             }
         }
 
-        // Per top-level subdirectory: what goes, what stays.
-        let mut per_dir: BTreeMap<&str, (u64, u64, u64)> = BTreeMap::new();
-        let mut plan = Plan::builder();
-        let mut left: BTreeMap<String, usize> = BTreeMap::new(); // dir -> entries kept
-        for dir in staying {
-            *left.entry(dir).or_default() += 1;
-        }
-        for (f, &c) in files.iter().zip(&cull) {
-            let rel = &f.path[root.len() + 1..];
-            let top = rel.split_once('/').map_or(".", |(t, _)| t);
-            let slot = per_dir.entry(top).or_default();
-            if c {
-                slot.0 += 1;
-                slot.1 += f.size;
-                let why = match &age {
-                    Some((secs, why)) if f.mtime < now - secs => why.clone(),
-                    _ => "over the size budget, oldest first".to_string(),
-                };
-                plan = plan.remove(&f.path, &why);
-            } else {
-                slot.2 += 1;
-                *left.entry(parent(&f.path).to_string()).or_default() += 1;
-            }
-        }
         let (count, bytes) = per_dir.values().fold((0, 0), |a, v| (a.0 + v.0, a.1 + v.1));
         for (top, (n, b, kept)) in &per_dir {
             plan = plan.summary(format!(

@@ -11,7 +11,7 @@ use cap_std::fs::Dir;
 use wasmtime::component::Resource;
 
 use super::StepState;
-use super::bindings::mend::runbook::{clock, files, log, probe, progress, types};
+use super::bindings::mend::runbook::{clock, files, log, plan_sink, probe, progress, types};
 use crate::commands::CommandPolicy;
 use crate::grants::Grants;
 use mend_plan::Call;
@@ -21,6 +21,17 @@ use types::HostError;
 pub type LogSink = Arc<dyn Fn(&str, log::Level, &str) + Send + Sync>;
 /// Where a step's progress reports go: (step id, label, done, total).
 pub type ProgressSink = Arc<dyn Fn(&str, &str, u64, u64) + Send + Sync>;
+
+/// Where the actions a step hands over while it plans go (`plan-sink`):
+/// each batch is checked and kept (packed, journaled) as it arrives, so the
+/// plan never sits whole in memory. An error refuses the step's plan.
+pub trait ActionSink: Send {
+    fn emit(&mut self, actions: Vec<types::Action>) -> Result<(), HostError>;
+}
+
+/// A shared [`ActionSink`]: the caller keeps its own handle to read it
+/// back after the step's call.
+pub type PlanSink = Arc<std::sync::Mutex<dyn ActionSink>>;
 
 /// A step's log budget: after this many bytes of messages (per call of the
 /// step), the rest is counted, not kept, so a flood cannot fill memory.
@@ -72,6 +83,16 @@ pub struct HostCtx {
     pub asked: bool,
     /// The reads it ran through `probe`, for the plan: (call, exit status).
     pub probes: Vec<(String, i32)>,
+    /// Where actions handed over during `plan` go; none: into `emitted`.
+    pub plan_sink: Option<PlanSink>,
+    /// Actions handed over during `plan` without a sink, put before the
+    /// returned plan's actions when it returns.
+    pub emitted: Vec<types::Action>,
+    /// Whether the current call is `plan`, the one call that may hand
+    /// actions over.
+    pub(crate) planning: bool,
+    /// The largest linear memory the step's last call grew to, bytes.
+    pub memory_peak: usize,
 }
 
 impl HostCtx {
@@ -99,6 +120,10 @@ impl HostCtx {
             progress: None,
             asked: false,
             probes: Vec::new(),
+            plan_sink: None,
+            emitted: Vec::new(),
+            planning: false,
+            memory_peak: 0,
         }
     }
 }
@@ -175,6 +200,25 @@ fn io_error(path: &str, e: std::io::Error) -> HostError {
 }
 
 impl types::Host for StepState {}
+
+impl plan_sink::Host for StepState {
+    fn emit(&mut self, actions: Vec<types::Action>) -> wasmtime::Result<Result<(), HostError>> {
+        let h = &mut self.host;
+        h.check_deadline()?;
+        if !h.planning {
+            return Ok(Err(HostError::Invalid(
+                "plan-sink.emit is for `plan` only".into(),
+            )));
+        }
+        match &h.plan_sink {
+            Some(sink) => Ok(sink.lock().expect("not poisoned").emit(actions)),
+            None => {
+                h.emitted.extend(actions);
+                Ok(Ok(()))
+            }
+        }
+    }
+}
 
 impl log::Host for StepState {
     fn log(&mut self, level: log::Level, message: String) -> wasmtime::Result<()> {

@@ -20,7 +20,9 @@ use wasmtime::{Config, Engine, Store};
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
 
 pub use component_file::{MAX_COMPONENT_BYTES, read_component};
-pub use host::{HASH_PROGRESS, HostCtx, LogSink, ProgressSink, WalkState, http_get_status};
+pub use host::{
+    ActionSink, HASH_PROGRESS, HostCtx, LogSink, PlanSink, ProgressSink, WalkState, http_get_status,
+};
 
 /// Host bindings for the `mend:runbook/step-core` world: the `step` world
 /// without `validate`, which is looked up by name (a step built before it
@@ -136,6 +138,8 @@ impl WasiView for StepState {
 struct Limiter {
     max: usize,
     denied: Option<usize>,
+    /// The largest memory the step grew to, bytes.
+    peak: usize,
 }
 
 impl wasmtime::ResourceLimiter for Limiter {
@@ -152,6 +156,7 @@ impl wasmtime::ResourceLimiter for Limiter {
                 self.max
             )));
         }
+        self.peak = self.peak.max(desired);
         Ok(true)
     }
     fn table_growing(
@@ -334,6 +339,7 @@ impl Sandbox {
             limiter: Limiter {
                 max: usize::try_from(limits.memory).unwrap_or(usize::MAX),
                 denied: None,
+                peak: 0,
             },
             host,
         };
@@ -379,7 +385,17 @@ impl Sandbox {
             .call(step, host, limits, Request::Plan(cx, params))
             .await?
         {
-            (Reply::Plan(plan), host) => Ok((plan, host)),
+            (Reply::Plan(mut plan), mut host) => {
+                // Handed over without a sink: they come first.
+                if let Ok(p) = &mut plan
+                    && !host.emitted.is_empty()
+                {
+                    let mut all = std::mem::take(&mut host.emitted);
+                    all.append(&mut p.actions);
+                    p.actions = all;
+                }
+                Ok((plan, host))
+            }
             _ => unreachable!("plan answers plan"),
         }
     }
@@ -432,6 +448,7 @@ impl Sandbox {
         let id = host.step_id.clone();
         let mut host = host;
         host.deadline = Some(std::time::Instant::now() + limits.timeout);
+        host.planning = matches!(req, Request::Plan(..));
         let (mut store, inst, raw) = self
             .instantiate(step, host, limits)
             .await
@@ -462,6 +479,7 @@ impl Sandbox {
         let outcome: Result<wasmtime::Result<Reply>, _> =
             tokio::time::timeout(limits.timeout, run).await;
         let denied = store.data().limiter.denied;
+        store.data_mut().host.memory_peak = store.data().limiter.peak;
         store.data_mut().host.finish_log();
         let e = match outcome {
             Ok(Ok(reply)) => return Ok((reply, store.into_data().host)),

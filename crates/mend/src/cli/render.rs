@@ -130,7 +130,11 @@ impl Out {
             let steps: Vec<_> = steps
                 .iter()
                 .map(|(s, r)| match r {
-                    Ok((p, _)) => json!({"id": s.def.id, "uses": s.def.uses.to_string(), "summary": p.summary, "actions": p.actions, "checks": p.checks, "facts": p.facts, "commands": commands_run(p), "reads": p.reads}),
+                    // --json holds the plan whole: it prints every action.
+                    Ok((p, _)) => match crate::plan::spool::all_planned(p) {
+                        Ok(actions) => json!({"id": s.def.id, "uses": s.def.uses.to_string(), "summary": p.summary, "actions": actions, "checks": p.checks, "facts": p.facts, "commands": commands_run(p), "reads": p.reads, "arrival": p.arrival}),
+                        Err(e) => json!({"id": s.def.id, "uses": s.def.uses.to_string(), "error": format!("{e:#}")}),
+                    },
                     Err(e) => json!({"id": s.def.id, "uses": s.def.uses.to_string(), "error": e}),
                 })
                 .collect();
@@ -174,29 +178,47 @@ impl Out {
             for line in &plan.summary {
                 println!("  {line}");
             }
-            if plan.actions.is_empty() {
+            let len = plan.len();
+            if len == 0 {
                 println!("  no actions");
             }
-            let shown = if all {
-                plan.actions.len()
-            } else {
-                SHOWN.min(plan.actions.len())
+            let shown = if all { len } else { SHOWN.min(len) };
+            // One packed batch unpacked at a time, even with --all.
+            let each = |f: &mut dyn FnMut(&Planned)| {
+                let mut k = 0;
+                let listed = crate::plan::spool::each_planned(plan, |a| {
+                    if k < shown {
+                        f(a);
+                    }
+                    k += 1;
+                });
+                if let Err(e) = listed {
+                    println!("  {} {e:#}", self.paint("31", "error:"));
+                }
             };
-            let width = plan
-                .actions
-                .iter()
-                .take(shown)
-                .map(|a| a.action.target().chars().count())
-                .max()
-                .unwrap_or(0)
-                .min(60);
-            for a in plan.actions.iter().take(shown) {
-                println!("  {}", self.action_line(a, width));
+            let mut width = 0;
+            if all {
+                each(&mut |a| width = width.max(a.action.target().chars().count()));
+            } else {
+                for a in crate::plan::spool::first_planned(plan, shown).unwrap_or_default() {
+                    width = width.max(a.action.target().chars().count());
+                }
             }
-            if shown < plan.actions.len() {
+            let width = width.min(60);
+            if all {
+                each(&mut |a| println!("  {}", self.action_line(a, width)));
+            } else {
+                match crate::plan::spool::first_planned(plan, shown) {
+                    Ok(first) => first
+                        .iter()
+                        .for_each(|a| println!("  {}", self.action_line(a, width))),
+                    Err(e) => println!("  {} {e:#}", self.paint("31", "error:")),
+                }
+            }
+            if shown < len {
                 println!(
                     "  ... and {} more (--all lists every action)",
-                    count((plan.actions.len() - shown) as u64)
+                    count((len - shown) as u64)
                 );
             }
             for r in &plan.reads {
@@ -212,9 +234,9 @@ impl Out {
             for c in &plan.checks {
                 println!("  then check: {c}");
             }
-            n_actions += plan.actions.len();
-            n_bytes += plan.actions.iter().map(|a| a.bytes).sum::<u64>();
-            n_irrev += plan.actions.iter().filter(|a| !a.reversible).count();
+            n_actions += plan.len();
+            n_bytes += plan.bytes();
+            n_irrev += plan.irreversible();
         }
         println!();
         let irrev = if n_irrev > 0 {

@@ -2,6 +2,7 @@
 //! and its answer checked by the host; and plans saved for later (`saved`).
 
 pub mod saved;
+pub mod spool;
 
 use std::sync::Arc;
 
@@ -141,10 +142,19 @@ pub async fn plan_step(
         bad_input: false,
     };
     tracing::debug!(step = %step.def.id, uses = %step.def.uses, now, "planning");
+    // What the step hands over while it plans is checked and packed as it
+    // comes: the plan never sits whole in memory.
+    let spool: spool::Shared = Arc::new(std::sync::Mutex::new(spool::Spool::new(
+        step.grants.clone(),
+        step.commands.clone(),
+        &step.def.id,
+    )));
+    let mut host = cx.host();
+    host.plan_sink = Some(spool.clone());
     let (result, host) = sandbox
         .plan(
             &step.loaded,
-            cx.host(),
+            host,
             step.limits,
             cx.context(),
             step.params_json.clone(),
@@ -178,8 +188,12 @@ pub async fn plan_step(
             )
         }
     })?;
-    let mut checked = mend_host::check::check(plan, &step.grants, &step.commands, &step.def.id)
+    let mut checked = spool
+        .lock()
+        .expect("not poisoned")
+        .finish(plan)
         .map_err(|m| err(m, None))?;
+    checked.arrival.step_memory = host.memory_peak;
     checked.reads = host
         .probes
         .iter()

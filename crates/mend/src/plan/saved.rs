@@ -90,7 +90,13 @@ pub fn capture(
                 id: s.def.id.clone(),
                 uses: s.def.uses.to_string(),
                 component_sha256: s.loaded.sha256.clone(),
-                actions: plan.actions.iter().map(|a| a.action.to_string()).collect(),
+                actions: {
+                    // A saved plan pins every action: it holds them all.
+                    let mut all = Vec::with_capacity(plan.len());
+                    crate::plan::spool::each_planned(plan, |a| all.push(a.action.to_string()))
+                        .ok()?;
+                    all
+                },
                 facts: plan.facts.iter().cloned().collect(),
             })
         })

@@ -75,7 +75,7 @@ pub(crate) async fn apply_step(
     let saved = prior
         .and_then(|s| s.plan_json.as_deref())
         .and_then(|j| serde_json::from_str::<SavedStep>(j).ok());
-    let saved = match saved {
+    let mut saved = match saved {
         Some(s) => s,
         None => {
             let (plan, logs) = plan_step(sandbox, &run.prepared.runbook, &step_cx)
@@ -105,12 +105,29 @@ pub(crate) async fn apply_step(
                     }
                 }
             }
-            // The actions go to their own rows; the saved plan keeps the
-            // rest, so no action is journaled twice.
+            // The actions go to their own rows and batches (packed while
+            // the step planned); the saved plan keeps the rest, so no action
+            // is journaled twice.
             let mut saved = SavedStep { plan, roots };
-            let actions = std::mem::take(&mut saved.plan.actions);
+            let rows_and_runs = mend_plan::StepPlan {
+                actions: std::mem::take(&mut saved.plan.actions),
+                packed: std::mem::take(&mut saved.plan.packed),
+                ..Default::default()
+            };
             let json = serde_json::to_string(&saved).map_err(anyhow::Error::from)?;
-            let (rows, bulk) = journal_rows(&actions)?;
+            let mut rows: Vec<Row> = Vec::with_capacity(rows_and_runs.actions.len());
+            for (seq, at) in rows_and_runs.layout() {
+                if let Err(i) = at {
+                    let a = &rows_and_runs.actions[i];
+                    let json = serde_json::to_string(a).map_err(anyhow::Error::from)?;
+                    rows.push((seq, json, a.reversible));
+                }
+            }
+            let bulk: Vec<mend_journal::PlannedBulk> = rows_and_runs
+                .packed
+                .iter()
+                .map(mend_journal::PlannedBulk::of)
+                .collect();
             let planned: Vec<mend_journal::PlannedAction> = rows
                 .iter()
                 .map(|(seq, json, reversible)| mend_journal::PlannedAction {
@@ -132,13 +149,12 @@ pub(crate) async fn apply_step(
             for line in &saved.plan.summary {
                 settings.reporter.line(&format!("  {line}"));
             }
-            saved.plan.actions = actions;
             saved
         }
     };
     journal.set_step_status(run_id, step.idx, StepStatus::Applying, None)?;
     // The step's actions kept one row each, and its batches of removals
-    // (read one batch at a time below).
+    // (read back one batch at a time below: the plan is never held whole).
     let states: HashMap<u32, mend_journal::ActionRecord> = journal
         .step_rows(run_id, step.idx)?
         .into_iter()
@@ -149,26 +165,38 @@ pub(crate) async fn apply_step(
         .into_iter()
         .map(|b| (b.lo, b))
         .collect();
-    let mut saved = saved;
-    if saved.plan.actions.is_empty() && !(states.is_empty() && ranges.is_empty()) {
-        // Planned before a crash: the actions are the step's rows (a journal
-        // from before rows were written at plan time keeps them in the plan).
-        let all: Vec<mend_journal::ActionRecord> = journal
-            .actions(run_id)?
+    let damaged = |e: &dyn std::fmt::Display| {
+        anyhow::anyhow!(
+            "journal records of step {} of run {run_id} are damaged ({e}); refusing to guess its plan",
+            step.idx
+        )
+    };
+    // The actions that are rows, by seq (a journal from before rows were
+    // written at plan time keeps them in the saved plan).
+    let mut rows: HashMap<u32, Planned> = if saved.plan.actions.is_empty() {
+        states
+            .values()
+            .map(|r| {
+                serde_json::from_str::<Planned>(&r.action_json)
+                    .map(|p| (r.seq, p))
+                    .map_err(|e| damaged(&e))
+            })
+            .collect::<anyhow::Result<_>>()?
+    } else {
+        std::mem::take(&mut saved.plan.actions)
             .into_iter()
-            .filter(|a| a.step_idx == step.idx)
-            .collect();
-        saved.plan.actions = all
+            .enumerate()
+            .map(|(i, p)| (i as u32, p))
+            .collect()
+    };
+    let total = rows.len() + ranges.values().map(|r| r.n as usize).sum::<usize>();
+    let batch_of = |range: &mend_journal::BulkRange| -> anyhow::Result<Vec<Planned>> {
+        journal
+            .bulk_records(run_id, step.idx, range.lo)?
             .iter()
-            .map(|r| serde_json::from_str::<Planned>(&r.action_json))
-            .collect::<Result<_, _>>()
-            .map_err(|e| {
-                anyhow::anyhow!(
-                    "journal records of step {} of run {run_id} are damaged ({e}); refusing to guess its plan",
-                    step.idx
-                )
-            })?;
-    }
+            .map(|r| serde_json::from_str::<Planned>(&r.action_json).map_err(|e| damaged(&e)))
+            .collect()
+    };
     let reporter = &settings.reporter;
     let progress = |n: u64| reporter.bytes_done(n);
     let notes = std::cell::RefCell::new(Vec::new());
@@ -181,203 +209,183 @@ pub(crate) async fn apply_step(
         progress: &progress,
         note: &note,
     };
-    let actions = &saved.plan.actions;
     // On overlays: the upper layer's filesystem must hold what the step's
-    // remaining actions write there, before any of them runs.
+    // remaining actions write there, before any of them runs. (A rehearsal
+    // holds the plan whole for this count.)
     if let Some(scratch) = super::overlay::upper_scratch() {
-        let todo: Vec<&Planned> = actions
+        let mut todo: Vec<Planned> = rows
             .iter()
-            .enumerate()
-            .filter(|(i, _)| {
-                !states
-                    .get(&(*i as u32))
-                    .is_some_and(|r| r.state == ActionState::Done)
-            })
-            .map(|(_, a)| a)
+            .filter(|(i, _)| !states.get(i).is_some_and(|r| r.state == ActionState::Done))
+            .map(|(_, a)| a.clone())
             .collect();
+        for r in ranges.values().filter(|r| r.state != ActionState::Done) {
+            todo.extend(batch_of(r)?);
+        }
+        let todo: Vec<&Planned> = todo.iter().collect();
         let fs = mend_host::cow::overlay::fs_name(scratch);
         let need = mend_host::cow::space::need(&todo, fs);
         mend_host::cow::space::check(need, scratch, &step.def.id).map_err(StepFailed)?;
     }
-    settings
-        .reporter
-        .actions_start(&step.def.id, actions.len() as u64);
+    settings.reporter.actions_start(&step.def.id, total as u64);
     let mut seq = 0usize;
-    while seq < actions.len() {
+    while seq < total {
         if let Some(range) = ranges.get(&(seq as u32)) {
-            bulk_batch(run, step, &cx, &actions[seq..seq + range.n as usize], range)?;
+            if range.state != ActionState::Done {
+                bulk_batch(run, step, &cx, &batch_of(range)?, range)?;
+            }
             seq += range.n as usize;
             continue;
         }
-        // A batch: consecutive actions that are cheap to journal together.
-        let mut end = seq + 1;
-        while end < actions.len()
-            && end - seq < BATCH
-            && !ranges.contains_key(&(end as u32))
-            && batchable(&actions[end])
-            && batchable(&actions[seq])
-            && independent(&actions[seq..end], &actions[end])
-        {
-            end += 1;
-        }
-        let mut intents = Vec::new();
-        let mut pres = Vec::new();
-        let mut batch = apply::Batch::default();
-        for (i, planned) in actions.iter().enumerate().take(end).skip(seq) {
-            let i = i as u32;
-            match states.get(&i).filter(|r| r.state != ActionState::Planned) {
-                Some(rec) if rec.state == ActionState::Done => pres.push(None),
-                Some(rec) => {
-                    let j = Journaled::of(rec)?;
-                    pres.push(Some(j.pre));
-                }
-                None => {
-                    let pre = apply::prepare_in(&mut batch, &cx, &planned.action)
-                        .map_err(|e| StepFailed(format!("step `{}`: {e:#}", step.def.id)))?;
-                    let action_json =
-                        serde_json::to_string(planned).map_err(anyhow::Error::from)?;
-                    let key = Key {
-                        run: run_id,
-                        step: step.idx,
-                        seq: i,
-                    };
-                    let undo_json = Journaled {
-                        pre: pre.clone(),
-                        undo: None,
-                    }
-                    .to_json(&planned.action, &key);
-                    intents.push((i, action_json, undo_json, planned.reversible));
-                    pres.push(Some(pre));
-                }
-            }
-        }
-        if !intents.is_empty() {
-            let new: Vec<NewAction> = intents
-                .iter()
-                .map(|(i, a, u, r)| NewAction {
-                    seq: *i,
-                    action_json: a,
-                    reversible: *r,
-                    undo_json: Some(u),
-                })
-                .collect();
-            journal.intend(run_id, step.idx, &new)?;
-        }
-        let mut done = Vec::new();
-        for (k, pre) in pres.into_iter().enumerate() {
-            let i = (seq + k) as u32;
-            let Some(pre) = pre else { continue };
-            mend_faults::crash_point("intent", step.idx, i);
-            let key = Key {
-                run: run_id,
-                step: step.idx,
-                seq: i,
-            };
-            let planned = &actions[seq + k];
-            let bulk = matches!(
-                planned.action,
-                mend_plan::Action::Copy { .. } | mend_plan::Action::Extract { .. }
+        // The rows up to the next batch (or the end), in order.
+        let base = seq;
+        let mut actions: Vec<Planned> = Vec::new();
+        while seq < total && !ranges.contains_key(&(seq as u32)) && actions.len() < BATCH {
+            actions.push(
+                rows.remove(&(seq as u32))
+                    .ok_or_else(|| damaged(&format!("no action {seq}")))?,
             );
-            if bulk {
-                settings
-                    .reporter
-                    .bytes_start(&format!("{:#}", planned.action), planned.bytes);
-            }
-            let performed = apply::perform_in(&mut batch, &cx, &key, &planned.action, &pre);
-            if bulk {
-                settings.reporter.bytes_end();
-            }
-            match performed {
-                Ok(undo) => {
-                    for line in notes.borrow_mut().drain(..) {
-                        settings.reporter.line(&format!("  {line}"));
-                        journal.event(run_id, Some(step.idx), "info", &line)?;
-                    }
-                    let json = Journaled {
-                        pre,
-                        undo: Some(undo),
-                    }
-                    .to_json(&planned.action, &key);
-                    done.push((i, json));
-                    settings.reporter.action_done(planned.bytes);
-                    mend_faults::crash_point("perform", step.idx, i);
-                }
-                Err(e) => {
-                    let e = mend_human::sanitize(&format!("{e:#}"));
-                    // What was performed so far in the batch is done: say so first.
-                    let marks: Vec<(u32, Option<&str>)> =
-                        done.iter().map(|(i, j)| (*i, Some(j.as_str()))).collect();
-                    journal.mark_done(run_id, step.idx, &marks)?;
-                    let msg = e;
-                    journal.set_action_state(
-                        run_id,
-                        step.idx,
-                        i,
-                        ActionState::Failed,
-                        Some(&msg),
-                    )?;
-                    settings.reporter.actions_end();
-                    return Err(StepFailed(format!("{:#}: {msg}", planned.action)));
-                }
-            }
+            seq += 1;
         }
-        let marks: Vec<(u32, Option<&str>)> =
-            done.iter().map(|(i, j)| (*i, Some(j.as_str()))).collect();
-        if !marks.is_empty() {
-            journal.mark_done(run_id, step.idx, &marks)?;
+        let mut at = 0usize;
+        while at < actions.len() {
+            at = row_batch(run, step, &cx, &states, &notes, &actions, base, at)?;
         }
-        seq = end;
     }
     settings.reporter.actions_end();
     journal.set_step_status(run_id, step.idx, StepStatus::Applied, None)?;
     verify(run, &step_cx).await
 }
 
+/// One batch of rows from `seq` (an index into `actions`, whose first is
+/// the step's action `base`): consecutive actions that are cheap to journal
+/// together, intended in one commit, performed, done in one commit. The
+/// index after the batch.
+#[allow(clippy::too_many_arguments)]
+fn row_batch(
+    run: &RunCx<'_>,
+    step: &PreparedStep,
+    cx: &ApplyCtx<'_>,
+    states: &HashMap<u32, mend_journal::ActionRecord>,
+    notes: &std::cell::RefCell<Vec<String>>,
+    actions: &[Planned],
+    base: usize,
+    seq: usize,
+) -> Result<usize, StepStop> {
+    let (journal, run_id, settings) = (run.journal, run.run_id, run.settings);
+    // A batch: consecutive actions that are cheap to journal together.
+    let mut end = seq + 1;
+    while end < actions.len()
+        && end - seq < BATCH
+        && batchable(&actions[end])
+        && batchable(&actions[seq])
+        && independent(&actions[seq..end], &actions[end])
+    {
+        end += 1;
+    }
+    let mut intents = Vec::new();
+    let mut pres = Vec::new();
+    let mut batch = apply::Batch::default();
+    for (i, planned) in actions.iter().enumerate().take(end).skip(seq) {
+        let i = (base + i) as u32;
+        match states.get(&i).filter(|r| r.state != ActionState::Planned) {
+            Some(rec) if rec.state == ActionState::Done => pres.push(None),
+            Some(rec) => {
+                let j = Journaled::of(rec)?;
+                pres.push(Some(j.pre));
+            }
+            None => {
+                let pre = apply::prepare_in(&mut batch, cx, &planned.action)
+                    .map_err(|e| StepFailed(format!("step `{}`: {e:#}", step.def.id)))?;
+                let action_json = serde_json::to_string(planned).map_err(anyhow::Error::from)?;
+                let key = Key {
+                    run: run_id,
+                    step: step.idx,
+                    seq: i,
+                };
+                let undo_json = Journaled {
+                    pre: pre.clone(),
+                    undo: None,
+                }
+                .to_json(&planned.action, &key);
+                intents.push((i, action_json, undo_json, planned.reversible));
+                pres.push(Some(pre));
+            }
+        }
+    }
+    if !intents.is_empty() {
+        let new: Vec<NewAction> = intents
+            .iter()
+            .map(|(i, a, u, r)| NewAction {
+                seq: *i,
+                action_json: a,
+                reversible: *r,
+                undo_json: Some(u),
+            })
+            .collect();
+        journal.intend(run_id, step.idx, &new)?;
+    }
+    let mut done = Vec::new();
+    for (k, pre) in pres.into_iter().enumerate() {
+        let i = (base + seq + k) as u32;
+        let Some(pre) = pre else { continue };
+        mend_faults::crash_point("intent", step.idx, i);
+        let key = Key {
+            run: run_id,
+            step: step.idx,
+            seq: i,
+        };
+        let planned = &actions[seq + k];
+        let bulk = matches!(
+            planned.action,
+            mend_plan::Action::Copy { .. } | mend_plan::Action::Extract { .. }
+        );
+        if bulk {
+            settings
+                .reporter
+                .bytes_start(&format!("{:#}", planned.action), planned.bytes);
+        }
+        let performed = apply::perform_in(&mut batch, cx, &key, &planned.action, &pre);
+        if bulk {
+            settings.reporter.bytes_end();
+        }
+        match performed {
+            Ok(undo) => {
+                for line in notes.borrow_mut().drain(..) {
+                    settings.reporter.line(&format!("  {line}"));
+                    journal.event(run_id, Some(step.idx), "info", &line)?;
+                }
+                let json = Journaled {
+                    pre,
+                    undo: Some(undo),
+                }
+                .to_json(&planned.action, &key);
+                done.push((i, json));
+                settings.reporter.action_done(planned.bytes);
+                mend_faults::crash_point("perform", step.idx, i);
+            }
+            Err(e) => {
+                let e = mend_human::sanitize(&format!("{e:#}"));
+                // What was performed so far in the batch is done: say so first.
+                let marks: Vec<(u32, Option<&str>)> =
+                    done.iter().map(|(i, j)| (*i, Some(j.as_str()))).collect();
+                journal.mark_done(run_id, step.idx, &marks)?;
+                let msg = e;
+                journal.set_action_state(run_id, step.idx, i, ActionState::Failed, Some(&msg))?;
+                settings.reporter.actions_end();
+                return Err(StepFailed(format!("{:#}: {msg}", planned.action)));
+            }
+        }
+    }
+    let marks: Vec<(u32, Option<&str>)> =
+        done.iter().map(|(i, j)| (*i, Some(j.as_str()))).collect();
+    if !marks.is_empty() {
+        journal.mark_done(run_id, step.idx, &marks)?;
+    }
+    Ok(end)
+}
+
 /// An action journaled as a row of its own: seq, JSON, reversible.
 type Row = (u32, String, bool);
-
-/// How a plan is journaled: runs of consecutive removals (all reversible
-/// or none), up to `BATCH` each, as one batch row; the rest a row each.
-fn journal_rows(actions: &[Planned]) -> anyhow::Result<(Vec<Row>, Vec<mend_journal::PlannedBulk>)> {
-    let (mut rows, mut bulk) = (Vec::new(), Vec::new());
-    let removal = |p: &Planned| matches!(p.action, mend_plan::Action::Remove { .. });
-    let mut group: Vec<String> = Vec::new();
-    let mut lo = 0u32;
-    let flush = |group: &mut Vec<String>, lo: u32, bulk: &mut Vec<mend_journal::PlannedBulk>| {
-        if group.is_empty() {
-            return Ok::<_, anyhow::Error>(());
-        }
-        let lines: Vec<&str> = group.iter().map(String::as_str).collect();
-        let reversible = actions[lo as usize].reversible;
-        bulk.push(mend_journal::PlannedBulk::new(lo, reversible, &lines)?);
-        group.clear();
-        Ok(())
-    };
-    for (i, a) in actions.iter().enumerate() {
-        let seq = i as u32;
-        let json = serde_json::to_string(a)?;
-        if removal(a) {
-            let joins = !group.is_empty()
-                && actions[lo as usize].reversible == a.reversible
-                && group.len() < BATCH;
-            if joins {
-                group.push(json);
-                continue;
-            }
-            flush(&mut group, lo, &mut bulk)?;
-            if actions.get(i + 1).is_some_and(removal) {
-                lo = seq;
-                group.push(json);
-                continue;
-            }
-        } else {
-            flush(&mut group, lo, &mut bulk)?;
-        }
-        rows.push((seq, json, a.reversible));
-    }
-    flush(&mut group, lo, &mut bulk)?;
-    Ok((rows, bulk))
-}
 
 /// One batch of removals journaled as one record: intended together (each
 /// action's state before it), performed one by one (each checks the world,

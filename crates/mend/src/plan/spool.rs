@@ -1,0 +1,212 @@
+//! A step's plan as it arrives, batch by batch (`plan-sink.emit`, then the
+//! plan `plan` returns): each action checked against the grants and sized
+//! as it comes, and each run of consecutive removals (all reversible or
+//! none, up to [`BATCH`]) packed as the journal keeps a batch. What stays
+//! unpacked is the current run and the other actions (renames, copies,
+//! commands: a handful in any real plan), so a cull of a million files holds
+//! a batch of actions, not a million.
+
+use std::sync::Arc;
+
+use mend_host::check::{Removals, check_action};
+use mend_host::commands::CommandPolicy;
+use mend_host::grants::Grants;
+use mend_host::sandbox::{ActionSink, wit};
+use mend_plan::{Action, Packed, Planned, StepPlan};
+
+/// Removals per packed run: the journal's batch (one row, one commit).
+pub const BATCH: usize = 2048;
+
+/// The plan of one step, as it arrives.
+pub struct Spool {
+    grants: Arc<Grants>,
+    commands: CommandPolicy,
+    step: String,
+    removals: Removals,
+    /// The seq the next action gets.
+    seq: u32,
+    /// What is kept: unpacked actions and packed runs.
+    plan: StepPlan,
+    /// The current run of removals, packed when it ends or fills.
+    run: Vec<Planned>,
+    /// The first action refused: it refuses the plan.
+    refused: Option<String>,
+    /// The most actions held unpacked at once (the run and the batch being
+    /// checked), for `mend plan --json`: proof that memory does not grow
+    /// with the plan.
+    held_max: usize,
+    /// Batches handed over while the step planned.
+    batches: u32,
+}
+
+impl Spool {
+    pub fn new(grants: Arc<Grants>, commands: CommandPolicy, step: &str) -> Spool {
+        Spool {
+            grants,
+            commands,
+            step: step.to_string(),
+            removals: Removals::default(),
+            seq: 0,
+            plan: StepPlan::default(),
+            run: Vec::new(),
+            refused: None,
+            held_max: 0,
+            batches: 0,
+        }
+    }
+
+    /// Check and keep a batch of actions, in order. After a refusal the
+    /// rest are dropped: the plan is refused.
+    pub fn take(&mut self, actions: Vec<wit::Action>) -> Result<(), String> {
+        if let Some(r) = &self.refused {
+            return Err(r.clone());
+        }
+        self.held_max = self.held_max.max(actions.len() + self.run.len());
+        for a in actions {
+            let checked = check_action(
+                a,
+                &self.grants,
+                &self.commands,
+                &self.step,
+                &mut self.removals,
+            )
+            .and_then(|p| self.keep(p));
+            if let Err(e) = checked {
+                self.run.clear();
+                self.refused = Some(e.clone());
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    fn keep(&mut self, p: Planned) -> Result<(), String> {
+        if matches!(p.action, Action::Remove { .. }) {
+            let joins = self
+                .run
+                .first()
+                .is_none_or(|f| f.reversible == p.reversible && self.run.len() < BATCH);
+            if !joins {
+                self.end_run()?;
+            }
+            self.run.push(p);
+        } else {
+            self.end_run()?;
+            self.plan.actions.push(p);
+            self.seq += 1;
+        }
+        Ok(())
+    }
+
+    /// The current run of removals, packed (a lone removal stays a row).
+    fn end_run(&mut self) -> Result<(), String> {
+        match self.run.len() {
+            0 => {}
+            1 => {
+                self.plan.actions.push(self.run.pop().expect("one"));
+                self.seq += 1;
+            }
+            n => {
+                let lines: Vec<String> = self
+                    .run
+                    .iter()
+                    .map(serde_json::to_string)
+                    .collect::<Result<_, _>>()
+                    .map_err(|e| format!("step `{}`: {e}", self.step))?;
+                let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
+                let mut blob = mend_journal::pack(&lines)
+                    .map_err(|e| format!("step `{}`: {e:#}", self.step))?;
+                // zstd hands back a buffer the size of its input (a batch's
+                // JSON): kept for the plan's life, that was 100 bytes of
+                // memory per removal.
+                blob.shrink_to_fit();
+                self.plan.packed.push(Packed {
+                    lo: self.seq,
+                    n: n as u32,
+                    reversible: self.run[0].reversible,
+                    bytes: self.run.iter().map(|p| p.bytes).sum(),
+                    files: self.run.iter().map(|p| p.files).sum(),
+                    blob,
+                });
+                self.seq += n as u32;
+                self.run.clear();
+            }
+        }
+        Ok(())
+    }
+
+    /// The whole plan: what was handed over, then the returned plan's
+    /// actions; its summary, checks and facts. The first refusal refuses it.
+    pub fn finish(&mut self, plan: wit::Plan) -> Result<StepPlan, String> {
+        let outline = mend_host::check::outline(&plan);
+        self.take(plan.actions)?;
+        self.end_run()?;
+        let mut out = std::mem::take(&mut self.plan);
+        out.summary = outline.summary;
+        out.checks = outline.checks;
+        out.facts = outline.facts;
+        out.arrival = mend_plan::Arrival {
+            batches: self.batches,
+            held_max: self.held_max,
+            step_memory: 0,
+        };
+        Ok(out)
+    }
+}
+
+impl ActionSink for Spool {
+    fn emit(&mut self, actions: Vec<wit::Action>) -> Result<(), wit::HostError> {
+        self.batches += 1;
+        self.take(actions).map_err(wit::HostError::Denied)
+    }
+}
+
+/// Every action of a plan, in order, one packed run unpacked at a time.
+pub fn each_planned(plan: &StepPlan, mut f: impl FnMut(&Planned)) -> anyhow::Result<()> {
+    for (_, at) in plan.layout() {
+        match at {
+            Err(row) => f(&plan.actions[row]),
+            Ok(i) => {
+                let p = &plan.packed[i];
+                for line in mend_journal::unpack(&p.blob, p.n, "actions")? {
+                    f(&serde_json::from_str::<Planned>(&line)?);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The first `n` actions of a plan, in order (unpacking only what they need).
+pub fn first_planned(plan: &StepPlan, n: usize) -> anyhow::Result<Vec<Planned>> {
+    let mut out = Vec::with_capacity(n.min(plan.len()));
+    for (_, at) in plan.layout() {
+        if out.len() >= n {
+            break;
+        }
+        match at {
+            Err(row) => out.push(plan.actions[row].clone()),
+            Ok(i) => {
+                let p = &plan.packed[i];
+                for line in mend_journal::unpack(&p.blob, p.n, "actions")? {
+                    if out.len() >= n {
+                        break;
+                    }
+                    out.push(serde_json::from_str::<Planned>(&line)?);
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Every action of a plan, unpacked: for what must hold it whole (a saved
+/// plan, `--json`).
+pub fn all_planned(plan: &StepPlan) -> anyhow::Result<Vec<Planned>> {
+    let mut out = Vec::with_capacity(plan.len());
+    each_planned(plan, |p| out.push(p.clone()))?;
+    Ok(out)
+}
+
+/// Shared between the step's call (as its plan sink) and `plan_step`.
+pub type Shared = Arc<std::sync::Mutex<Spool>>;

@@ -1,0 +1,168 @@
+//! Plans that stream: a step's plan builder hands its actions to the host
+//! every 2,048 (`plan-sink.emit`) while it plans; the host checks and packs
+//! each batch as it arrives and the run reads the batches back from the
+//! journal one at a time. A cull of 5,000 files arrives in two batches and a
+//! tail. Killed inside the second batch, a resume ends as an uninterrupted
+//! run, every removal done once; a trash run killed there rolls back byte
+//! identical. And neither the host's unpacked actions nor the step's memory
+//! grow with the number of files (deterministic counts, not timings).
+
+use std::time::{Duration, SystemTime};
+
+use crate::common::*;
+
+/// `n` files two hours old in 10 directories, and 10 young ones.
+fn cache(f: &Fixture, n: u32) {
+    let old = SystemTime::now() - Duration::from_secs(7_200);
+    for i in 0..n {
+        let p = f.write(&format!("cache/d{}/f{i:05}", i % 10), &format!("old {i}\n"));
+        std::fs::File::options()
+            .write(true)
+            .open(&p)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+    }
+    for i in 0..10 {
+        f.write(&format!("cache/d{i}/young"), "young\n");
+    }
+}
+
+fn cull(f: &Fixture, disposable: bool) -> std::path::PathBuf {
+    f.runbook(
+        "cull.toml",
+        &format!(
+            r#"[runbook]
+name = "cull"
+version = "1.0.0"
+summary = "cull a big cache"
+
+[grants.cache]
+path = "{{root}}/cache"
+access = "write"
+disposable = {disposable}
+
+[[steps]]
+id = "cull"
+uses = "std:cache-cull"
+grants = ["cache"]
+with = {{ path = "cache", minutes = 60, remove_empty_dirs = false }}
+"#
+        ),
+    )
+}
+
+fn states(f: &Fixture, id: &str) -> Vec<String> {
+    let show: serde_json::Value =
+        serde_json::from_str(&f.mend(&["--json", "show", id]).stdout).unwrap();
+    show["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["state"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn rows(f: &Fixture, table: &str) -> i64 {
+    let db = rusqlite::Connection::open(f.state().join("journal.db")).unwrap();
+    db.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
+        .unwrap()
+}
+
+/// `mend --json plan`'s step: its actions and how they arrived.
+fn planned(f: &Fixture, rb: &std::path::Path) -> serde_json::Value {
+    let ran = f.mend(&["--json", "plan", rb.to_str().unwrap()]);
+    assert_eq!(ran.code, 0, "{}", ran.text());
+    let v: serde_json::Value = serde_json::from_str(&ran.stdout).unwrap();
+    v["steps"][0].clone()
+}
+
+const FILES: u32 = 5_000;
+
+#[test]
+fn a_streamed_cull_killed_inside_its_second_batch_resumes_exactly() {
+    let want = {
+        let f = Fixture::new();
+        cache(&f, FILES);
+        let rb = cull(&f, true);
+        let step = planned(&f, &rb);
+        assert_eq!(step["actions"].as_array().unwrap().len(), FILES as usize);
+        // Two batches of 2,048 handed over while planning; the 904 left came
+        // with the returned plan.
+        assert_eq!(step["arrival"]["batches"], 2, "{}", step["arrival"]);
+        let ran = f.mend(&["run", rb.to_str().unwrap()]);
+        assert_eq!(ran.code, 0, "{}", ran.text());
+        assert_eq!(rows(&f, "bulk"), 3, "5,000 removals in 3 batch records");
+        assert_eq!(rows(&f, "actions"), 0);
+        tree(&f.path("cache"), false)
+    };
+    assert_eq!(want.len(), 1 + 10 + 10, "the dirs and the young files stay");
+    for point in ["intent:0:2048", "perform:0:3000", "perform:0:4095"] {
+        let f = Fixture::new();
+        cache(&f, FILES);
+        let rb = cull(&f, true);
+        let ran = f.mend_env(&["run", rb.to_str().unwrap()], &[("MEND_CRASH_AT", point)]);
+        assert_eq!(ran.code, -1, "{point}: expected a SIGKILL: {}", ran.text());
+        let id = history_id(&f);
+        let resumed = f.mend(&["resume", &id]);
+        assert_eq!(resumed.code, 0, "{point}: {}", resumed.text());
+        assert_same(&want, &tree(&f.path("cache"), false), point);
+        // Every removal listed, each done once, none left intended.
+        assert_eq!(states(&f, &id), vec!["done"; FILES as usize], "{point}");
+    }
+}
+
+#[test]
+fn a_streamed_trash_cull_killed_inside_its_second_batch_rolls_back_byte_identical() {
+    let f = Fixture::new();
+    cache(&f, FILES);
+    let before = tree(&f.path("cache"), true);
+    let rb = cull(&f, false);
+    let ran = f.mend_env(
+        &["run", rb.to_str().unwrap()],
+        &[("MEND_CRASH_AT", "perform:0:3000")],
+    );
+    assert_eq!(ran.code, -1, "expected a SIGKILL: {}", ran.text());
+    let id = history_id(&f);
+    let back = f.mend(&["rollback", &id]);
+    assert_eq!(back.code, 0, "{}", back.text());
+    assert_same(&before, &tree(&f.path("cache"), true), "after the rollback");
+    let undone = states(&f, &id);
+    assert_eq!(undone.len(), FILES as usize);
+    // The first batch and the second up to the kill were undone; the
+    // third was never performed.
+    assert!(undone[..=3000].iter().all(|s| s == "undone"));
+    assert!(
+        undone[4096..].iter().all(|s| s == "planned"),
+        "{:?}",
+        &undone[4096..4100]
+    );
+}
+
+#[test]
+fn memory_does_not_grow_with_the_number_of_files() {
+    let arrival = |n: u32| {
+        let f = Fixture::new();
+        cache(&f, n);
+        let step = planned(&f, &cull(&f, true));
+        assert_eq!(step["actions"].as_array().unwrap().len(), n as usize);
+        let a = &step["arrival"];
+        (
+            a["held_max"].as_u64().unwrap(),
+            a["step_memory"].as_u64().unwrap(),
+        )
+    };
+    let (held_small, mem_small) = arrival(5_000);
+    let (held_big, mem_big) = arrival(20_000);
+    // The host holds at most the batch handed over and the run it is
+    // packing, whatever the plan's size.
+    assert!(held_small <= 2 * 2048, "{held_small}");
+    assert_eq!(held_big, held_small, "unpacked actions held at once");
+    // The step's memory: its walk batch, its plan builder's batch and the
+    // 10 directories, not its 20,000 files. 15,000 more actions held would
+    // be some 2 MB more (wasm memory grows by 64 KiB pages).
+    assert!(
+        mem_big <= mem_small + (512 << 10),
+        "the step grew from {mem_small} to {mem_big} bytes for 4 times the files"
+    );
+}
