@@ -45,6 +45,7 @@ mod schema;
 mod serve;
 mod steps_native;
 mod supply;
+mod synapse_upgrade;
 mod upgrade;
 mod watch;
 
