@@ -51,6 +51,7 @@ mod serve;
 mod steps_native;
 mod stream;
 mod supply;
+mod synapse_upgrade;
 mod upgrade;
 mod watch;
 

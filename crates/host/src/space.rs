@@ -179,6 +179,72 @@ pub fn fits(
         what,
         &format!("grant `{}` ({})", dst.grant.name, dst.grant.root.display()),
     )?;
+    counted()
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(copy_key(src, dst, room.block), u);
+    Ok(u)
+}
+
+/// What the plans made in this process counted, by copy: `mend run` plans
+/// each step just before it performs it, so the copy re-checks the free
+/// space (one statvfs) against the plan's count instead of walking the
+/// tree again. A resumed run, or a saved plan applied by another process,
+/// finds nothing here and counts again.
+fn counted() -> &'static std::sync::Mutex<std::collections::HashMap<CopyKey, Usage>> {
+    static COUNTED: std::sync::OnceLock<
+        std::sync::Mutex<std::collections::HashMap<CopyKey, Usage>>,
+    > = std::sync::OnceLock::new();
+    COUNTED.get_or_init(Default::default)
+}
+
+/// A copy: source (grant root, path), destination (grant root, path), and
+/// the destination's block size the count was made at.
+type CopyKey = (std::path::PathBuf, String, std::path::PathBuf, String, u64);
+
+fn copy_key(src: &crate::grants::Resolved, dst: &crate::grants::Resolved, block: u64) -> CopyKey {
+    (
+        src.grant.root.clone(),
+        src.rel.to_string(),
+        dst.grant.root.clone(),
+        dst.rel.to_string(),
+        block,
+    )
+}
+
+/// [`fits`] at the time of the copy: `planned` is where the plan checked
+/// it would go (the copy writes into a staging path beside it, on the same
+/// filesystem). With the plan's count from this process, only the free
+/// space and inodes are read again; without it, the tree is counted again.
+pub fn fits_at_copy(
+    src: &crate::grants::Resolved,
+    planned: &crate::grants::Resolved,
+    staging: &crate::grants::Resolved,
+    what: &str,
+) -> Result<Usage, String> {
+    let room = room_at(&staging.grant.dir, staging.rel).map_err(|e| {
+        format!(
+            "cannot see the free space for {what} in grant `{}`: {e}",
+            staging.grant.name
+        )
+    })?;
+    let plan = counted()
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .remove(&copy_key(src, planned, room.block));
+    let Some(u) = plan else {
+        return fits(src, staging, what);
+    };
+    check(
+        &u,
+        &room,
+        what,
+        &format!(
+            "grant `{}` ({})",
+            staging.grant.name,
+            staging.grant.root.display()
+        ),
+    )?;
     Ok(u)
 }
 
@@ -305,5 +371,37 @@ mod tests {
             err.contains("12 files (1.1 kB) take 49.2 kB in 4 KiB blocks"),
             "{err}"
         );
+    }
+
+    /// The copy carries the plan's count: the tree is walked once (in the
+    /// plan), and the copy only reads the free space again. Files added
+    /// between plan and copy are not in the count (the copy still copies
+    /// them: it walks the tree itself); a second copy of the same planned
+    /// action (a resumed run) finds no count and walks again.
+    #[test]
+    fn a_copy_carries_the_plans_count_instead_of_walking_again() {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(tmp.path().join("t")).unwrap();
+        std::fs::create_dir_all(tmp.path().join(".staging")).unwrap();
+        for i in 0..3 {
+            std::fs::write(tmp.path().join(format!("t/{i}")), [1u8; 10]).unwrap();
+        }
+        let g = crate::grants::GrantDir {
+            name: "data".into(),
+            root: tmp.path().to_path_buf(),
+            access: mend_runbook::Access::Write,
+            disposable: false,
+            dir: Dir::open_ambient_dir(tmp.path(), cap_std::ambient_authority()).unwrap(),
+        };
+        let at = |rel| crate::grants::Resolved { grant: &g, rel };
+        let planned = fits(&at("t"), &at("snap"), "copy t -> snap").unwrap();
+        assert_eq!(planned.files, 3);
+        for i in 3..5 {
+            std::fs::write(tmp.path().join(format!("t/{i}")), [1u8; 10]).unwrap();
+        }
+        let at_copy = fits_at_copy(&at("t"), &at("snap"), &at(".staging/snap"), "copy").unwrap();
+        assert_eq!(at_copy, planned, "the plan's count, not a second walk");
+        let resumed = fits_at_copy(&at("t"), &at("snap"), &at(".staging/snap"), "copy").unwrap();
+        assert_eq!(resumed.files, 5, "no count left: walked again");
     }
 }

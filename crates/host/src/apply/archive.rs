@@ -7,12 +7,20 @@
 //! them), and compressed by zstd on every core at zstd's default level (as
 //! `tar --zstd` does). The archive's sha256 is computed as it is written.
 //!
+//! Three threads and zstd's workers, as `tar | zstd` is two processes:
+//! one walks and reads (the system calls: open, stat, xattrs, read,
+//! close); one frames the tar entries and feeds zstd (file data straight
+//! in, not through tar's 8 KiB buffer); one hashes the archive's bytes and
+//! writes them to disk. They meet in bounded queues (at most [`DEPTH`]
+//! batches of about [`BATCH`] bytes, and [`DEPTH`] buffers of [`CHUNK`],
+//! in flight), so memory stays small whatever the tree holds.
+//!
 //! Every open is one component relative to an open directory with
 //! `O_NOFOLLOW`, as in `copy.rs`; FIFOs, sockets and devices are refused.
 
 use std::collections::HashMap;
 use std::ffi::{CStr, CString, OsStr};
-use std::io::{Read, Write};
+use std::io::Write;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt as _;
 use std::path::PathBuf;
@@ -50,12 +58,46 @@ pub fn archive(
         .open_with(dst.rel_path(), &opts)
         .with_context(|| format!("create {}/{}", dst.grant.name, dst.rel))?
         .into_std();
-    let digest = std::rc::Rc::new(std::cell::RefCell::new((sha2::Sha256::new(), 0u64)));
-    let hashed = Hashing {
-        inner: file,
-        hash: digest.clone(),
-    };
-    let out = std::io::BufWriter::with_capacity(1 << 20, hashed);
+    std::thread::scope(|scope| {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(DEPTH);
+        let (spare_tx, spare) = std::sync::mpsc::sync_channel::<Vec<u8>>(DEPTH);
+        // The archive's bytes are hashed and written on their own thread:
+        // sha256 of 500 MB of photos is as much work as compressing them.
+        let disk = scope.spawn(move || -> std::io::Result<(sha2::Sha256, u64)> {
+            let mut file = file;
+            let mut hash = sha2::Sha256::new();
+            let mut bytes = 0u64;
+            for buf in rx {
+                hash.update(&buf);
+                file.write_all(&buf)?;
+                bytes += buf.len() as u64;
+                let _ = spare_tx.try_send(buf);
+            }
+            Ok((hash, bytes))
+        });
+        let out = ToDisk {
+            tx,
+            spare,
+            buf: Vec::new(),
+        };
+        let packed = pack(src, out, format, progress);
+        // Its error first: a full disk stops the writing side, and the
+        // framing side only sees that it stopped.
+        let (hash, bytes) = disk
+            .join()
+            .map_err(|_| anyhow::anyhow!("the archive's writing thread panicked"))?
+            .with_context(|| format!("write {}/{}", dst.grant.name, dst.rel))?;
+        let entries = packed?;
+        Ok(Made {
+            sha256: hex::encode(hash.finalize()),
+            bytes,
+            entries,
+        })
+    })
+}
+
+/// Read, frame and compress `src` into `out`; the number of entries.
+fn pack(src: &Resolved, out: ToDisk, format: Format, progress: &dyn Fn(u64)) -> Result<u64> {
     let sink = match format {
         Format::Tar => Out::Tar(out),
         Format::TarZst => {
@@ -87,38 +129,50 @@ pub fn archive(
         let leaf = mend_plan::names::decode(src.rel.rsplit('/').next().unwrap_or(src.rel));
         CString::new(leaf.as_os_str().as_encoded_bytes())?
     };
-    let mut p = Packer {
-        tar: &mut tar,
-        links: HashMap::new(),
-        names: Names::default(),
-        progress,
-        entries: 0,
-        at: PathBuf::from("."),
-        buf: Vec::new(),
-    };
-    p.dir(parent.as_fd(), &leaf)
-        .with_context(|| format!("archive {}/{}", src.grant.name, src.rel))?;
-    let entries = p.entries;
+    let (tx, rx) = std::sync::mpsc::sync_channel(DEPTH);
+    let entries = std::thread::scope(|scope| -> Result<u64> {
+        let reader = scope.spawn(|| {
+            let mut r = Reader {
+                tx,
+                batch: Vec::new(),
+                batched: 0,
+                links: HashMap::new(),
+                at: PathBuf::from("."),
+            };
+            let walked = r.dir(parent.as_fd(), &leaf).and_then(|()| r.flush());
+            if let Err(e) = walked {
+                // Unless the framing side stopped first (its error wins).
+                let _ = r.tx.send(Err(e));
+            }
+        });
+        let mut w = Framer {
+            tar: &mut tar,
+            names: Names::default(),
+            progress,
+            entries: 0,
+        };
+        let framed = w.run(rx);
+        reader
+            .join()
+            .map_err(|_| anyhow::anyhow!("the archive's reading thread panicked"))?;
+        framed.map(|()| w.entries)
+    })
+    .with_context(|| format!("archive {}/{}", src.grant.name, src.rel))?;
     // Every layer finished explicitly: an error (a full disk) at the end
     // is an error, never a short archive dropped in silence.
     let sink = tar.into_inner()?.into_inner().map_err(|e| e.into_error())?;
-    let file = match sink {
-        Out::Tar(b) => b.into_inner().map_err(|e| e.into_error())?,
-        Out::Zst(enc) => enc.finish()?.into_inner().map_err(|e| e.into_error())?,
+    let out = match sink {
+        Out::Tar(out) => out,
+        Out::Zst(enc) => enc.finish()?,
     };
-    drop(file);
-    let (hash, bytes) = std::mem::take(&mut *digest.borrow_mut());
-    Ok(Made {
-        sha256: hex::encode(hash.finalize()),
-        bytes,
-        entries,
-    })
+    out.finish()?;
+    Ok(entries)
 }
 
 /// The archive's byte stream: plain tar, or zstd-compressed.
 enum Out {
-    Tar(std::io::BufWriter<Hashing<std::fs::File>>),
-    Zst(zstd::stream::write::Encoder<'static, std::io::BufWriter<Hashing<std::fs::File>>>),
+    Tar(ToDisk),
+    Zst(zstd::stream::write::Encoder<'static, ToDisk>),
 }
 
 impl Write for Out {
@@ -136,24 +190,53 @@ impl Write for Out {
     }
 }
 
-/// A writer that hashes what passes through it.
-type Digest = std::rc::Rc<std::cell::RefCell<(sha2::Sha256, u64)>>;
-
-struct Hashing<W> {
-    inner: W,
-    hash: Digest,
+/// The archive's bytes on their way to the thread that hashes and
+/// writes them, in buffers of [`CHUNK`] (recycled).
+struct ToDisk {
+    tx: std::sync::mpsc::SyncSender<Vec<u8>>,
+    spare: std::sync::mpsc::Receiver<Vec<u8>>,
+    buf: Vec<u8>,
 }
 
-impl<W: Write> Write for Hashing<W> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        let mut h = self.hash.borrow_mut();
-        h.0.update(&buf[..n]);
-        h.1 += n as u64;
+impl ToDisk {
+    fn send(&mut self) -> std::io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let next = match self.spare.try_recv() {
+            Ok(mut b) => {
+                b.clear();
+                b
+            }
+            Err(_) => Vec::with_capacity(CHUNK as usize),
+        };
+        let full = std::mem::replace(&mut self.buf, next);
+        // The writing thread stopped on an error: it reports it.
+        self.tx
+            .send(full)
+            .map_err(|_| std::io::Error::other("the archive's writing thread stopped"))
+    }
+
+    /// Everything sent; the writing thread then finishes.
+    fn finish(mut self) -> std::io::Result<()> {
+        self.send()
+    }
+}
+
+impl Write for ToDisk {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        if self.buf.capacity() == 0 {
+            self.buf.reserve(CHUNK as usize);
+        }
+        let n = data.len().min(self.buf.capacity() - self.buf.len());
+        self.buf.extend_from_slice(&data[..n]);
+        if self.buf.len() == self.buf.capacity() {
+            self.send()?;
+        }
         Ok(n)
     }
     fn flush(&mut self) -> std::io::Result<()> {
-        self.inner.flush()
+        self.send()
     }
 }
 
@@ -198,68 +281,89 @@ impl Names {
     }
 }
 
-struct Packer<'a> {
-    tar: &'a mut tar::Builder<std::io::BufWriter<Out>>,
-    links: HashMap<(u64, u64), PathBuf>,
-    names: Names,
-    progress: &'a dyn Fn(u64),
-    entries: u64,
-    /// The entry's name in the archive.
-    at: PathBuf,
-    /// Reused for small files.
-    buf: Vec<u8>,
+/// Batches in flight between the reading thread and the framing one.
+const DEPTH: usize = 16;
+/// A batch is sent once it holds this many bytes of file data (or
+/// [`BATCH_ITEMS`] entries): one hand-over per 256 KiB, not per file.
+const BATCH: usize = 256 << 10;
+const BATCH_ITEMS: usize = 1024;
+/// Files up to this size are read whole into one buffer; larger ones in
+/// chunks of this size.
+const CHUNK: u64 = 1 << 20;
+
+/// One archive entry as read: everything its header says, its extended
+/// attributes, and its data (all of it, or the first chunk: the rest
+/// follows as [`Item::More`]).
+struct Meta {
+    kind: tar::EntryType,
+    mode: u32,
+    uid: u32,
+    gid: u32,
+    mtime: i64,
+    size: u64,
+    path: PathBuf,
+    /// A symlink's target, or the first name of a hard-linked file.
+    link: Option<PathBuf>,
+    xattrs: Vec<(CString, Vec<u8>)>,
+    data: Vec<u8>,
 }
 
-/// Files up to this size are read whole into one buffer.
-const SMALL: u64 = 1 << 20;
+enum Item {
+    Entry(Box<Meta>),
+    More(Vec<u8>),
+}
 
-impl Packer<'_> {
-    fn header(&mut self, st: &Stat, ty: tar::EntryType) -> Result<tar::Header> {
-        let mut h = tar::Header::new_gnu();
-        h.set_entry_type(ty);
-        h.set_mode(st.st_mode & 0o7777);
-        h.set_uid(st.st_uid as u64);
-        h.set_gid(st.st_gid as u64);
-        h.set_mtime(st.st_mtime.max(0) as u64);
-        h.set_size(0);
-        if let Some(u) = self.names.user(st.st_uid) {
-            h.set_username(u)?;
-        }
-        if let Some(g) = self.names.group(st.st_gid) {
-            h.set_groupname(g)?;
-        }
-        Ok(h)
+type Batch = Result<Vec<Item>>;
+
+/// The reading side: walks the tree in inode order within each
+/// directory, reads each file once, and sends what it read in batches.
+struct Reader {
+    tx: std::sync::mpsc::SyncSender<Batch>,
+    batch: Vec<Item>,
+    batched: usize,
+    links: HashMap<(u64, u64), PathBuf>,
+    /// The entry's name in the archive.
+    at: PathBuf,
+}
+
+impl Reader {
+    fn meta(&self, st: &Stat, kind: tar::EntryType) -> Box<Meta> {
+        Box::new(Meta {
+            kind,
+            mode: st.st_mode & 0o7777,
+            uid: st.st_uid,
+            gid: st.st_gid,
+            mtime: st.st_mtime,
+            size: 0,
+            path: self.at.clone(),
+            link: None,
+            xattrs: Vec::new(),
+            data: Vec::new(),
+        })
     }
 
-    /// Extended attributes as a PAX header before the entry they belong to.
-    fn xattrs(&mut self, fd: impl AsFd) -> Result<()> {
-        let attrs = super::copy::read_xattrs(fd)?;
-        if attrs.is_empty() {
+    fn push(&mut self, item: Item) -> Result<()> {
+        self.batched += match &item {
+            Item::Entry(m) => m.data.len(),
+            Item::More(d) => d.len(),
+        };
+        self.batch.push(item);
+        if self.batched >= BATCH || self.batch.len() >= BATCH_ITEMS {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        if self.batch.is_empty() {
             return Ok(());
         }
-        let mut body = Vec::new();
-        for (name, value) in attrs {
-            let mut rec = b"SCHILY.xattr.".to_vec();
-            rec.extend_from_slice(name.to_bytes());
-            rec.push(b'=');
-            rec.extend_from_slice(&value);
-            rec.push(b'\n');
-            // "LEN KEY=VALUE\n", LEN counting itself.
-            let mut len = rec.len() + 2;
-            while format!("{len} ").len() + rec.len() != len {
-                len = format!("{len} ").len() + rec.len();
-            }
-            body.extend_from_slice(format!("{len} ").as_bytes());
-            body.extend_from_slice(&rec);
-        }
-        let mut h = tar::Header::new_ustar();
-        h.set_entry_type(tar::EntryType::XHeader);
-        h.set_size(body.len() as u64);
-        h.set_mode(0o644);
-        h.set_path("PaxHeaders/x")?;
-        h.set_cksum();
-        self.tar.append(&h, &body[..])?;
-        Ok(())
+        self.batched = 0;
+        let batch = std::mem::take(&mut self.batch);
+        // The framing side stopped (its own error, a full disk): stop too.
+        self.tx
+            .send(Ok(batch))
+            .map_err(|_| anyhow::anyhow!("the archive's writing side stopped"))
     }
 
     fn entry(&mut self, sdir: BorrowedFd, name: &CStr, ft: FileType) -> Result<()> {
@@ -274,12 +378,9 @@ impl Packer<'_> {
             FileType::Symlink => {
                 let st = rfs::statat(sdir, name, AtFlags::SYMLINK_NOFOLLOW)?;
                 let target = rfs::readlinkat(sdir, name, Vec::new())?;
-                let mut h = self.header(&st, tar::EntryType::Symlink)?;
-                let at = self.at.clone();
-                self.tar
-                    .append_link(&mut h, &at, OsStr::from_bytes(target.to_bytes()))?;
-                self.entries += 1;
-                Ok(())
+                let mut m = self.meta(&st, tar::EntryType::Symlink);
+                m.link = Some(PathBuf::from(OsStr::from_bytes(target.to_bytes())));
+                self.push(Item::Entry(m))
             }
             _ => bail!(
                 "{} is a special file (FIFO, socket or device); mend archives files, directories and symlinks",
@@ -297,11 +398,9 @@ impl Packer<'_> {
         )
         .with_context(|| format!("open directory {}", self.at.display()))?;
         let st = rfs::fstat(&fd)?;
-        self.xattrs(&fd)?;
-        let mut h = self.header(&st, tar::EntryType::Directory)?;
-        let at = self.at.clone();
-        self.tar.append_data(&mut h, &at, std::io::empty())?;
-        self.entries += 1;
+        let mut m = self.meta(&st, tar::EntryType::Directory);
+        m.xattrs = super::copy::read_xattrs(&fd)?;
+        self.push(Item::Entry(m))?;
         let mut entries = Vec::new();
         let mut rd = rfs::Dir::read_from(&fd)?;
         while let Some(e) = rd.read() {
@@ -336,64 +435,354 @@ impl Packer<'_> {
         if ft != FileType::RegularFile {
             return self.entry(sdir, name, ft);
         }
-        let at = self.at.clone();
         if st.st_nlink > 1 {
             let key = (st.st_dev, st.st_ino);
             if let Some(first) = self.links.get(&key).cloned() {
-                let mut h = self.header(&st, tar::EntryType::Link)?;
-                self.tar.append_link(&mut h, &at, first)?;
-                self.entries += 1;
-                return Ok(());
+                let mut m = self.meta(&st, tar::EntryType::Link);
+                m.link = Some(first);
+                return self.push(Item::Entry(m));
             }
-            self.links.insert(key, at.clone());
+            self.links.insert(key, self.at.clone());
         }
-        self.xattrs(&fd)?;
-        let mut h = self.header(&st, tar::EntryType::Regular)?;
+        let mut m = self.meta(&st, tar::EntryType::Regular);
+        m.xattrs = super::copy::read_xattrs(&fd)?;
+        // Exactly the size the header says, even if the file grows meanwhile.
         let size = st.st_size as u64;
-        h.set_size(size);
-        if size <= SMALL {
-            // The usual file of a mail or XMPP spool: one read, no second
-            // one to find the end (the header already says the size).
-            self.buf.resize(size as usize, 0);
-            let mut got = 0;
-            while got < self.buf.len() {
-                let n = rustix::io::read(&fd, &mut self.buf[got..])
-                    .with_context(|| format!("read {}", at.display()))?;
-                if n == 0 {
-                    bail!(
-                        "{} shrank while it was archived; archive it again",
-                        at.display()
-                    );
-                }
-                got += n;
+        m.size = size;
+        m.data = self.read(&fd, size.min(CHUNK))?;
+        let mut left = size - m.data.len() as u64;
+        self.push(Item::Entry(m))?;
+        while left > 0 {
+            let chunk = self.read(&fd, left.min(CHUNK))?;
+            left -= chunk.len() as u64;
+            self.push(Item::More(chunk))?;
+        }
+        Ok(())
+    }
+
+    /// Exactly `n` bytes: the usual file of a mail or XMPP spool in one
+    /// read, no second one to find the end (the header already says it).
+    fn read(&self, fd: &OwnedFd, n: u64) -> Result<Vec<u8>> {
+        let mut buf = vec![0u8; n as usize];
+        let mut got = 0;
+        while got < buf.len() {
+            let r = rustix::io::read(fd, &mut buf[got..])
+                .with_context(|| format!("read {}", self.at.display()))?;
+            if r == 0 {
+                bail!(
+                    "{} shrank while it was archived; archive it again",
+                    self.at.display()
+                );
             }
-            (self.progress)(size);
-            self.tar.append_data(&mut h, &at, &self.buf[..])?;
-        } else {
-            let file = std::fs::File::from(fd);
-            // Exactly the size the header says, even if the file grows meanwhile.
-            let reader = Progress {
-                inner: file.take(size),
-                progress: self.progress,
+            got += r;
+        }
+        Ok(buf)
+    }
+}
+
+/// The framing side: tar headers (and PAX records for extended
+/// attributes) around what the reader sent, into zstd and the hash.
+struct Framer<'a> {
+    tar: &'a mut tar::Builder<std::io::BufWriter<Out>>,
+    names: Names,
+    progress: &'a dyn Fn(u64),
+    entries: u64,
+}
+
+/// The items still to frame: the current batch, then the queue.
+struct Feed {
+    cur: std::vec::IntoIter<Item>,
+    rx: std::sync::mpsc::Receiver<Batch>,
+}
+
+impl Feed {
+    fn next(&mut self) -> Result<Option<Item>> {
+        loop {
+            if let Some(item) = self.cur.next() {
+                return Ok(Some(item));
+            }
+            match self.rx.recv() {
+                Ok(batch) => self.cur = batch?.into_iter(),
+                // The reader is done (or stopped after sending its error).
+                Err(_) => return Ok(None),
+            }
+        }
+    }
+}
+
+impl Framer<'_> {
+    fn run(&mut self, rx: std::sync::mpsc::Receiver<Batch>) -> Result<()> {
+        let mut feed = Feed {
+            cur: Vec::new().into_iter(),
+            rx,
+        };
+        while let Some(item) = feed.next()? {
+            let Item::Entry(m) = item else {
+                bail!("the archive's reading side sent data outside a file");
             };
-            self.tar.append_data(&mut h, &at, reader).with_context(|| {
-                format!("read {} (did it shrink while archived?)", at.display())
-            })?;
+            self.entry(*m, &mut feed)?;
+        }
+        Ok(())
+    }
+
+    fn header(&mut self, m: &Meta) -> Result<tar::Header> {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(m.kind);
+        h.set_mode(m.mode);
+        h.set_uid(m.uid as u64);
+        h.set_gid(m.gid as u64);
+        h.set_mtime(m.mtime.max(0) as u64);
+        h.set_size(0);
+        if let Some(u) = self.names.user(m.uid) {
+            h.set_username(u)?;
+        }
+        if let Some(g) = self.names.group(m.gid) {
+            h.set_groupname(g)?;
+        }
+        Ok(h)
+    }
+
+    /// Extended attributes as a PAX header before the entry they belong to.
+    fn xattrs(&mut self, attrs: &[(CString, Vec<u8>)]) -> Result<()> {
+        if attrs.is_empty() {
+            return Ok(());
+        }
+        let mut body = Vec::new();
+        for (name, value) in attrs {
+            let mut rec = b"SCHILY.xattr.".to_vec();
+            rec.extend_from_slice(name.to_bytes());
+            rec.push(b'=');
+            rec.extend_from_slice(value);
+            rec.push(b'\n');
+            // "LEN KEY=VALUE\n", LEN counting itself.
+            let mut len = rec.len() + 2;
+            while format!("{len} ").len() + rec.len() != len {
+                len = format!("{len} ").len() + rec.len();
+            }
+            body.extend_from_slice(format!("{len} ").as_bytes());
+            body.extend_from_slice(&rec);
+        }
+        let mut h = tar::Header::new_ustar();
+        h.set_entry_type(tar::EntryType::XHeader);
+        h.set_size(body.len() as u64);
+        h.set_mode(0o644);
+        h.set_path("PaxHeaders/x")?;
+        h.set_cksum();
+        self.tar.append(&h, &body[..])?;
+        Ok(())
+    }
+
+    fn entry(&mut self, m: Meta, feed: &mut Feed) -> Result<()> {
+        let mut h = self.header(&m)?;
+        match m.kind {
+            tar::EntryType::Symlink | tar::EntryType::Link => {
+                let target = m.link.as_deref().context("a link without its target")?;
+                self.tar.append_link(&mut h, &m.path, target)?;
+            }
+            tar::EntryType::Directory => {
+                self.xattrs(&m.xattrs)?;
+                self.tar.append_data(&mut h, &m.path, std::io::empty())?;
+            }
+            _ => {
+                self.xattrs(&m.xattrs)?;
+                h.set_size(m.size);
+                // The header (and a long-name entry when the name needs
+                // one) by tar, with no data: tar pads nothing after none.
+                // The data goes straight on, in the pieces the reader
+                // sent (no copy through tar's 8 KiB buffer), then the
+                // padding to the next 512-byte record.
+                self.tar.append_data(&mut h, &m.path, std::io::empty())?;
+                let w = self.tar.get_mut();
+                w.write_all(&m.data)?;
+                (self.progress)(m.data.len() as u64);
+                let mut left = m.size - m.data.len() as u64;
+                while left > 0 {
+                    let Some(Item::More(d)) = feed.next()? else {
+                        bail!(
+                            "the archive's reading side ended inside {}",
+                            m.path.display()
+                        );
+                    };
+                    left = left.saturating_sub(d.len() as u64);
+                    w.write_all(&d)?;
+                    (self.progress)(d.len() as u64);
+                }
+                let rem = (m.size % 512) as usize;
+                if rem != 0 {
+                    w.write_all(&[0u8; 512][..512 - rem])?;
+                }
+            }
         }
         self.entries += 1;
         Ok(())
     }
 }
 
-struct Progress<'a, R> {
-    inner: R,
-    progress: &'a dyn Fn(u64),
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::MetadataExt as _;
+    use std::path::Path;
 
-impl<R: Read> Read for Progress<'_, R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        (self.progress)(n as u64);
-        Ok(n)
+    fn sh(script: &str) {
+        let ok = std::process::Command::new("sh")
+            .args(["-c", script])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "{script}");
+    }
+
+    fn grant(root: &Path) -> crate::grants::GrantDir {
+        crate::grants::GrantDir {
+            name: "g".into(),
+            root: root.to_path_buf(),
+            access: mend_runbook::Access::Write,
+            disposable: false,
+            dir: cap_std::fs::Dir::open_ambient_dir(root, cap_std::ambient_authority()).unwrap(),
+        }
+    }
+
+    fn pack(root: &Path, from: &str, to: &str) -> Result<Made> {
+        let g = grant(root);
+        let at = |rel| Resolved { grant: &g, rel };
+        archive(&at(from), &at(to), Format::TarZst, &|_| {})
+    }
+
+    /// Every entry as `tar -x` should bring it back: owner, mode, mtime (to
+    /// the second, as tar keeps it), links, contents (hashed).
+    fn meta(root: &Path) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut stack = vec![root.to_path_buf()];
+        while let Some(p) = stack.pop() {
+            let md = std::fs::symlink_metadata(&p).unwrap();
+            if md.is_dir() {
+                for e in std::fs::read_dir(&p).unwrap() {
+                    stack.push(e.unwrap().path());
+                }
+            }
+            let rel = p.strip_prefix(root).unwrap().display().to_string();
+            let body = if md.file_type().is_symlink() {
+                std::fs::read_link(&p).unwrap().display().to_string()
+            } else if md.is_file() {
+                hex::encode(sha2::Sha256::digest(std::fs::read(&p).unwrap()))
+            } else {
+                String::new()
+            };
+            let mtime = if md.file_type().is_symlink() {
+                0
+            } else {
+                md.mtime()
+            };
+            out.push(format!(
+                "{rel} mode={:o} uid={} gid={} mtime={mtime} nlink={} {body}",
+                md.mode(),
+                md.uid(),
+                md.gid(),
+                md.nlink()
+            ));
+        }
+        out.sort();
+        out
+    }
+
+    /// Files larger than a chunk and a batch cross the queue in pieces;
+    /// small ones, links and xattrs ride in batches: GNU tar reads all of
+    /// it back as it was, and the recorded sha256 is the file's.
+    #[test]
+    fn an_archive_read_on_one_thread_and_framed_on_another_is_whole() {
+        let tmp = tempfile::tempdir().unwrap();
+        let s = tmp.path().join("src");
+        sh(&format!(
+            "set -e; mkdir -p {s}/sub/deep; for i in $(seq 1 300); do echo \"user $i\" > {s}/sub/f$i; done; \
+             head -c 3500000 /dev/urandom > {s}/big; head -c 1048576 /dev/urandom > {s}/sub/exact-chunk; \
+             : > {s}/empty; ln {s}/sub/f1 {s}/sub/deep/f1-again; ln -s ../big {s}/sub/link; \
+             chmod 640 {s}/big {s}/sub/f2; chmod 2755 {s}/sub/deep; \
+             touch -d '2021-01-01 01:01:01' {s}/big {s}/sub/f2 {s}/sub/deep {s}/sub",
+            s = s.display()
+        ));
+        let xattr = rfs::setxattr(
+            s.join("sub/f2").as_path(),
+            "user.mend-test",
+            b"kept",
+            rfs::XattrFlags::empty(),
+        )
+        .is_ok();
+        if rustix::process::geteuid().is_root() {
+            sh(&format!("chown -R -h 65534:65534 {}/sub", s.display()));
+        }
+        let made = pack(tmp.path(), "src", "a.tar.zst").unwrap();
+        assert_eq!(made.entries, 300 + 8);
+        let file = tmp.path().join("a.tar.zst");
+        let bytes = std::fs::read(&file).unwrap();
+        assert_eq!(made.bytes, bytes.len() as u64);
+        assert_eq!(made.sha256, hex::encode(sha2::Sha256::digest(&bytes)));
+        let out = tmp.path().join("out");
+        std::fs::create_dir(&out).unwrap();
+        sh(&format!(
+            "tar --zstd -xpf {} --xattrs --xattrs-include='*' --numeric-owner -C {}",
+            file.display(),
+            out.display()
+        ));
+        assert_eq!(meta(&out), meta(&s));
+        if xattr {
+            let mut v = [0u8; 16];
+            let n =
+                rfs::getxattr(out.join("sub/f2").as_path(), "user.mend-test", &mut v[..]).unwrap();
+            assert_eq!(&v[..n], b"kept");
+        }
+    }
+
+    /// An error on the reading side (a FIFO, which is never archived)
+    /// stops the archive with its reason; neither thread waits for ever.
+    #[test]
+    fn an_error_while_reading_stops_the_archive_with_its_reason() {
+        let tmp = tempfile::tempdir().unwrap();
+        let s = tmp.path().join("src");
+        sh(&format!(
+            "set -e; mkdir -p {s}; head -c 5000000 /dev/urandom > {s}/a-big; mkfifo {s}/pipe",
+            s = s.display()
+        ));
+        let err = pack(tmp.path(), "src", "a.tar.zst")
+            .err()
+            .expect("a FIFO is refused");
+        assert!(format!("{err:#}").contains("special file"), "{err:#}");
+    }
+
+    /// A disk that fills while the archive is written fails the archive
+    /// (never a short one kept in silence), and the reading side stops.
+    #[test]
+    fn a_full_disk_fails_the_archive() {
+        if !rustix::process::geteuid().is_root() {
+            eprintln!("skipped: mounting a tmpfs needs root");
+            return;
+        }
+        let tmp = tempfile::tempdir().unwrap();
+        let s = tmp.path().join("src");
+        let vol = tmp.path().join("vol");
+        sh(&format!(
+            "set -e; mkdir -p {s} {v}; for i in 1 2 3 4; do head -c 3000000 /dev/urandom > {s}/f$i; done; \
+             mount -t tmpfs -o size=4m tmpfs {v}",
+            s = s.display(),
+            v = vol.display()
+        ));
+        let g = grant(tmp.path());
+        let gv = grant(&vol);
+        let r = archive(
+            &Resolved {
+                grant: &g,
+                rel: "src",
+            },
+            &Resolved {
+                grant: &gv,
+                rel: "a.tar.zst",
+            },
+            Format::TarZst,
+            &|_| {},
+        );
+        drop(gv);
+        sh(&format!("umount {}", vol.display()));
+        let err = r.err().expect("12 MB of random data do not fit in 4 MB");
+        assert!(format!("{err:#}").contains("No space left"), "{err:#}");
     }
 }

@@ -310,9 +310,15 @@ pub fn perform_in(
                     extract::extract(&src, staging, *format, cx.progress)
                 }
                 _ => {
-                    // In blocks and inodes, as the plan counted it.
-                    crate::space::fits(&src, staging, &format!("copy {from} -> {path}"))
-                        .map_err(anyhow::Error::msg)?;
+                    // In blocks and inodes: the plan's count (made moments
+                    // ago in this process) against the space free now.
+                    crate::space::fits_at_copy(
+                        &src,
+                        &dst,
+                        staging,
+                        &format!("copy {from} -> {path}"),
+                    )
+                    .map_err(anyhow::Error::msg)?;
                     fsops::copy_tree(&src, staging, cx.progress)
                 }
             })?;
