@@ -403,3 +403,26 @@ pub fn started_run_if_any(ran: &Ran) -> Option<String> {
         .find_map(|l| l.strip_prefix("run ")?.split(' ').next())
         .map(str::to_string)
 }
+
+/// A shell script in a mount namespace of its own; `MEND` is mend with the
+/// fixture's state and the shared cache, `ROOT` the fixture's directory.
+pub fn in_namespace(f: &Fixture, script: &str) -> std::process::Output {
+    let mend = format!(
+        "{} --state-dir {} --cache-dir {}",
+        mend_bin(),
+        f.state().display(),
+        shared_cache().display()
+    );
+    Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-euc", script])
+        .env("MEND", mend)
+        .env("ROOT", f.dir.path())
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("unshare")
+}
+
+/// A file the test's script wrote, or "" if it did not.
+pub fn read_text(f: &Fixture, rel: &str) -> String {
+    std::fs::read_to_string(f.path(rel)).unwrap_or_default()
+}

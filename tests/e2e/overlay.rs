@@ -28,29 +28,6 @@ fn overlays_on(path: &Path) -> Vec<String> {
     seen
 }
 
-/// A shell script run in a mount namespace of its own (the tmpfs or ramfs
-/// it mounts is gone with it); `MEND` is the mend command with the
-/// fixture's state and the shared cache.
-fn in_namespace(f: &Fixture, script: &str) -> std::process::Output {
-    let mend = format!(
-        "{} --state-dir {} --cache-dir {}",
-        mend_bin(),
-        f.state().display(),
-        shared_cache().display()
-    );
-    Command::new("unshare")
-        .args(["--mount", "--propagation", "private", "sh", "-euc", script])
-        .env("MEND", mend)
-        .env("ROOT", f.dir.path())
-        .env("NO_COLOR", "1")
-        .output()
-        .expect("unshare")
-}
-
-fn read(f: &Fixture, rel: &str) -> String {
-    std::fs::read_to_string(f.path(rel)).unwrap_or_default()
-}
-
 /// The cull fixture: `data/old` holds files 40 days old, `data/config.yml`.
 fn cull(f: &Fixture, data: &str) -> std::path::PathBuf {
     let text = CULL_THEN_CHECK
@@ -94,26 +71,26 @@ ls "$ROOT/disk/data/old" | wc -l > "$ROOT/old-left"
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let apparent: u64 = read(&f, "apparent")
+    let apparent: u64 = read_text(&f, "apparent")
         .split_whitespace()
         .next()
         .unwrap()
         .parse()
         .unwrap();
-    let avail: u64 = read(&f, "avail").trim().parse().unwrap();
+    let avail: u64 = read_text(&f, "avail").trim().parse().unwrap();
     assert!(
         apparent > 1000 && avail <= 64,
         "{apparent} MiB on {avail} MiB free"
     );
     // The copy cannot fit: the fixture is what it claims.
     assert_ne!(
-        read(&f, "copy.code").trim(),
+        read_text(&f, "copy.code").trim(),
         "0",
         "{}",
-        read(&f, "copy.out")
+        read_text(&f, "copy.out")
     );
-    let text = read(&f, "overlay.out");
-    assert_eq!(read(&f, "overlay.code").trim(), "0", "{text}");
+    let text = read_text(&f, "overlay.out");
+    assert_eq!(read_text(&f, "overlay.code").trim(), "0", "{text}");
     assert!(
         text.lines()
             .next()
@@ -123,12 +100,12 @@ ls "$ROOT/disk/data/old" | wc -l > "$ROOT/old-left"
     assert!(text.contains("rolled back 16 actions"), "{text}");
     assert!(text.contains("rehearsal passed"), "{text}");
     assert_eq!(
-        read(&f, "old-left").trim(),
+        read_text(&f, "old-left").trim(),
         "16",
         "the real tree was culled"
     );
     assert_eq!(
-        read(&f, "scratch-left").trim(),
+        read_text(&f, "scratch-left").trim(),
         "",
         "the upper layer stays behind"
     );
@@ -227,8 +204,8 @@ echo $? > "$ROOT/auto.code"
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let forced = read(&f, "forced.out");
-    assert_eq!(read(&f, "forced.code").trim(), "2", "{forced}");
+    let forced = read_text(&f, "forced.out");
+    assert_eq!(read_text(&f, "forced.code").trim(), "2", "{forced}");
     assert!(
         forced.contains("cannot rehearse on overlays:")
             && forced.contains("is on ramfs")
@@ -239,8 +216,8 @@ echo $? > "$ROOT/auto.code"
         !forced.contains("of cull-then-check 1.0.0"),
         "something ran:\n{forced}"
     );
-    let auto = read(&f, "auto.out");
-    assert_eq!(read(&f, "auto.code").trim(), "0", "{auto}");
+    let auto = read_text(&f, "auto.out");
+    assert_eq!(read_text(&f, "auto.code").trim(), "0", "{auto}");
     let first = auto.lines().next().unwrap_or("");
     assert!(
         first.contains("on full copies in")
@@ -383,8 +360,8 @@ echo $? > "$ROOT/small.code"
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let text = read(&f, "small.out");
-    assert_eq!(read(&f, "small.code").trim(), "1", "{text}");
+    let text = read_text(&f, "small.out");
+    assert_eq!(read_text(&f, "small.code").trim(), "1", "{text}");
     assert!(
         text.contains("not enough room for the rehearsal's changes in ")
             && text.contains("(tmpfs): step cull-old needs ~0 B and 20")

@@ -9,26 +9,6 @@ use std::process::Command;
 
 use crate::common::*;
 
-fn in_namespace(f: &Fixture, script: &str) -> std::process::Output {
-    let mend = format!(
-        "{} --state-dir {} --cache-dir {}",
-        mend_bin(),
-        f.state().display(),
-        shared_cache().display()
-    );
-    Command::new("unshare")
-        .args(["--mount", "--propagation", "private", "sh", "-euc", script])
-        .env("MEND", mend)
-        .env("ROOT", f.dir.path())
-        .env("NO_COLOR", "1")
-        .output()
-        .expect("unshare")
-}
-
-fn read(f: &Fixture, rel: &str) -> String {
-    std::fs::read_to_string(f.path(rel)).unwrap_or_default()
-}
-
 /// A cull of `{root}/t/media`, where `vol` is a tmpfs of its own; empty
 /// directories stay (a mount point cannot be removed, by a run or not).
 fn setup(f: &Fixture) {
@@ -88,8 +68,8 @@ grep -c ' - overlay ' /proc/self/mountinfo > "$ROOT/overlays" || true
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let text = read(&f, "out");
-    assert_eq!(read(&f, "code").trim(), "0", "{text}");
+    let text = read_text(&f, "out");
+    assert_eq!(read_text(&f, "code").trim(), "0", "{text}");
     assert!(
         text.lines()
             .next()
@@ -102,12 +82,12 @@ grep -c ' - overlay ' /proc/self/mountinfo > "$ROOT/overlays" || true
     );
     assert!(text.contains("rehearsal passed"), "{text}");
     assert_eq!(
-        read(&f, "before"),
-        read(&f, "after"),
+        read_text(&f, "before"),
+        read_text(&f, "after"),
         "the real tree changed"
     );
-    assert!(read(&f, "before").contains("/vol/top 4 640 www-data"));
-    assert_eq!(read(&f, "overlays").trim(), "0", "an overlay stays mounted");
+    assert!(read_text(&f, "before").contains("/vol/top 4 640 www-data"));
+    assert_eq!(read_text(&f, "overlays").trim(), "0", "an overlay stays mounted");
 }
 
 #[test]
@@ -131,14 +111,14 @@ find "$M" -printf '%p %s %m %u %T@ %y\n' | sort > "$ROOT/after"
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let text = read(&f, "out");
+    let text = read_text(&f, "out");
     assert_eq!(
-        read(&f, "code").trim(),
+        read_text(&f, "code").trim(),
         "0",
         "{}{text}",
-        read(&f, "run.out")
+        read_text(&f, "run.out")
     );
-    assert_same_lines(&read(&f, "before"), &read(&f, "after"));
+    assert_same_lines(&read_text(&f, "before"), &read_text(&f, "after"));
 }
 
 fn assert_same_lines(before: &str, after: &str) {

@@ -9,28 +9,6 @@ use std::process::Command;
 
 use crate::common::*;
 
-/// A shell script in a mount namespace of its own; `MEND` is mend with the
-/// fixture's state and the shared cache, `ROOT` the fixture's directory.
-fn in_namespace(f: &Fixture, script: &str) -> std::process::Output {
-    let mend = format!(
-        "{} --state-dir {} --cache-dir {}",
-        mend_bin(),
-        f.state().display(),
-        shared_cache().display()
-    );
-    Command::new("unshare")
-        .args(["--mount", "--propagation", "private", "sh", "-euc", script])
-        .env("MEND", mend)
-        .env("ROOT", f.dir.path())
-        .env("NO_COLOR", "1")
-        .output()
-        .expect("unshare")
-}
-
-fn read(f: &Fixture, rel: &str) -> String {
-    std::fs::read_to_string(f.path(rel)).unwrap_or_default()
-}
-
 /// A cull of everything older than 30 days in `{root}/{dir}`; `extra`
 /// adds grants.
 fn cull(f: &Fixture, dir: &str, extra: &str) {
@@ -109,8 +87,8 @@ ls -A "$ROOT/xfs" > "$ROOT/left"
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let text = read(&f, "reflink.out");
-    assert_eq!(read(&f, "reflink.code").trim(), "0", "{text}");
+    let text = read_text(&f, "reflink.out");
+    assert_eq!(read_text(&f, "reflink.code").trim(), "0", "{text}");
     let first = text.lines().next().unwrap_or("");
     assert!(
         first.starts_with("rehearsing cull on reflinked copies in ")
@@ -120,16 +98,16 @@ ls -A "$ROOT/xfs" > "$ROOT/left"
     assert!(text.contains("rehearsal passed"), "{text}");
     // Four files, the hard link, the symlink and the name with a newline.
     assert!(text.contains("d: 7 files, 1.5 MB to remove"), "{text}");
-    let frag = read(&f, "frag");
+    let frag = read_text(&f, "frag");
     assert!(
         frag.contains("shared"),
         "the copy's extents are not shared:\n{frag}"
     );
 
     // auto: the overlay is refused by the XFS scratch, reflinks are taken.
-    let auto: serde_json::Value = serde_json::from_str(&read(&f, "auto.json"))
-        .unwrap_or_else(|e| panic!("{e}: {}{}", read(&f, "auto.json"), read(&f, "auto.err")));
-    assert_eq!(read(&f, "auto.code").trim(), "0", "{auto}");
+    let auto: serde_json::Value = serde_json::from_str(&read_text(&f, "auto.json"))
+        .unwrap_or_else(|e| panic!("{e}: {}{}", read_text(&f, "auto.json"), read_text(&f, "auto.err")));
+    assert_eq!(read_text(&f, "auto.code").trim(), "0", "{auto}");
     assert_eq!(auto["report"]["presentation"]["kind"], "reflink", "{auto}");
     let why = auto["report"]["presentation"]["why"].as_str().unwrap();
     assert!(
@@ -138,10 +116,10 @@ ls -A "$ROOT/xfs" > "$ROOT/left"
     );
 
     // The real tree never changed, and no scratch area stays.
-    assert_eq!(read(&f, "before"), read(&f, "after"));
-    assert!(read(&f, "before").contains("640 www-data"));
+    assert_eq!(read_text(&f, "before"), read_text(&f, "after"));
+    assert!(read_text(&f, "before").contains("640 www-data"));
     assert_eq!(
-        read(&f, "left").split_whitespace().collect::<Vec<_>>(),
+        read_text(&f, "left").split_whitespace().collect::<Vec<_>>(),
         ["media"]
     );
 }
@@ -179,16 +157,16 @@ ls -A "$ROOT/t" > "$ROOT/left"
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let forced = read(&f, "forced.out");
-    assert_eq!(read(&f, "forced.code").trim(), "2", "{forced}");
+    let forced = read_text(&f, "forced.out");
+    assert_eq!(read_text(&f, "forced.code").trim(), "2", "{forced}");
     assert!(
         forced.contains("cannot rehearse on reflinked copies: ")
             && forced.contains("is on tmpfs, which cannot share extents")
             && forced.contains("nothing ran"),
         "{forced}"
     );
-    let auto = read(&f, "auto.out");
-    assert_eq!(read(&f, "auto.code").trim(), "0", "{auto}");
+    let auto = read_text(&f, "auto.out");
+    assert_eq!(read_text(&f, "auto.code").trim(), "0", "{auto}");
     let first = auto.lines().next().unwrap_or("");
     assert!(
         first.contains("on full copies in")
@@ -200,8 +178,8 @@ ls -A "$ROOT/t" > "$ROOT/left"
     );
     assert!(auto.contains("rehearsal passed"), "{auto}");
     // Fault variants are not reflinked: refused, not silently copied.
-    let faults = read(&f, "faults.out");
-    assert_eq!(read(&f, "faults.code").trim(), "2", "{faults}");
+    let faults = read_text(&f, "faults.out");
+    assert_eq!(read_text(&f, "faults.code").trim(), "2", "{faults}");
     assert!(
         faults.contains("does not run on reflinked copies yet"),
         "{faults}"
@@ -214,5 +192,5 @@ ls -A "$ROOT/t" > "$ROOT/left"
         "{}",
         history.stdout
     );
-    assert_eq!(read(&f, "left").trim(), "media", "a scratch area stays");
+    assert_eq!(read_text(&f, "left").trim(), "media", "a scratch area stays");
 }

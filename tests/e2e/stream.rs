@@ -9,6 +9,7 @@
 
 use std::time::{Duration, SystemTime};
 
+use crate::bulk::{cull, states};
 use crate::common::*;
 
 /// `n` files two hours old in 10 directories, and 10 young ones.
@@ -26,41 +27,6 @@ fn cache(f: &Fixture, n: u32) {
     for i in 0..10 {
         f.write(&format!("cache/d{i}/young"), "young\n");
     }
-}
-
-fn cull(f: &Fixture, disposable: bool) -> std::path::PathBuf {
-    f.runbook(
-        "cull.toml",
-        &format!(
-            r#"[runbook]
-name = "cull"
-version = "1.0.0"
-summary = "cull a big cache"
-
-[grants.cache]
-path = "{{root}}/cache"
-access = "write"
-disposable = {disposable}
-
-[[steps]]
-id = "cull"
-uses = "std:cache-cull"
-grants = ["cache"]
-with = {{ path = "cache", minutes = 60, remove_empty_dirs = false }}
-"#
-        ),
-    )
-}
-
-fn states(f: &Fixture, id: &str) -> Vec<String> {
-    let show: serde_json::Value =
-        serde_json::from_str(&f.mend(&["--json", "show", id]).stdout).unwrap();
-    show["actions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a["state"].as_str().unwrap().to_string())
-        .collect()
 }
 
 fn rows(f: &Fixture, table: &str) -> i64 {
