@@ -12,9 +12,11 @@ use crate::common::*;
 /// A cull of `{root}/t/media`, where `vol` is a tmpfs of its own; empty
 /// directories stay (a mount point cannot be removed, by a run or not).
 fn setup(f: &Fixture) {
-    f.runbook(
-        "cull.toml",
-        r#"[runbook]
+    setup_removing_empty_dirs(f, false);
+}
+
+fn setup_removing_empty_dirs(f: &Fixture, remove_empty_dirs: bool) {
+    let text = r#"[runbook]
 name = "cull"
 version = "1.0.0"
 summary = "cull old media"
@@ -28,9 +30,52 @@ id = "cull"
 uses = "std:cache-cull"
 grants = ["media"]
 with = { path = "media", days = 30, remove_empty_dirs = false }
-"#,
+"#;
+    let text = text.replace(
+        "remove_empty_dirs = false",
+        &format!("remove_empty_dirs = {remove_empty_dirs}"),
     );
+    f.runbook("cull.toml", &text);
     std::fs::create_dir_all(f.path("t")).unwrap();
+}
+
+/// A cull that removes empty directories empties a volume: the volume's
+/// mount point stays (removing it would fail with EBUSY and roll the whole
+/// run back), and the plan says so; the rest of what was left empty goes.
+#[test]
+fn a_cull_that_empties_a_volume_keeps_its_mount_point() {
+    let f = Fixture::new();
+    setup_removing_empty_dirs(&f, true);
+    let out = in_namespace(
+        &f,
+        &format!(
+            r#"{TREE}
+set +e
+$MEND run "$ROOT/cull.toml" > "$ROOT/out" 2>&1
+echo $? > "$ROOT/code"
+find "$M" -printf '%p %y\n' | sort > "$ROOT/after"
+mountpoint -q "$M/vol" && echo mounted > "$ROOT/mounted"
+"#
+        ),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = read_text(&f, "out");
+    assert_eq!(read_text(&f, "code").trim(), "0", "{text}");
+    assert!(
+        text.contains("1 mount point kept, though left empty"),
+        "{text}"
+    );
+    assert_eq!(read_text(&f, "mounted").trim(), "mounted", "{text}");
+    let root = f.path("t/media");
+    let after: Vec<String> = read_text(&f, "after")
+        .lines()
+        .map(|l| l.replace(root.to_str().unwrap(), "M"))
+        .collect();
+    assert_eq!(after, ["M d", "M/keep f", "M/vol d"], "{text}");
 }
 
 const TREE: &str = r#"
@@ -87,7 +132,11 @@ grep -c ' - overlay ' /proc/self/mountinfo > "$ROOT/overlays" || true
         "the real tree changed"
     );
     assert!(read_text(&f, "before").contains("/vol/top 4 640 www-data"));
-    assert_eq!(read_text(&f, "overlays").trim(), "0", "an overlay stays mounted");
+    assert_eq!(
+        read_text(&f, "overlays").trim(),
+        "0",
+        "an overlay stays mounted"
+    );
 }
 
 #[test]

@@ -105,8 +105,14 @@ ls -A "$ROOT/xfs" > "$ROOT/left"
     );
 
     // auto: the overlay is refused by the XFS scratch, reflinks are taken.
-    let auto: serde_json::Value = serde_json::from_str(&read_text(&f, "auto.json"))
-        .unwrap_or_else(|e| panic!("{e}: {}{}", read_text(&f, "auto.json"), read_text(&f, "auto.err")));
+    let auto: serde_json::Value =
+        serde_json::from_str(&read_text(&f, "auto.json")).unwrap_or_else(|e| {
+            panic!(
+                "{e}: {}{}",
+                read_text(&f, "auto.json"),
+                read_text(&f, "auto.err")
+            )
+        });
     assert_eq!(read_text(&f, "auto.code").trim(), "0", "{auto}");
     assert_eq!(auto["report"]["presentation"]["kind"], "reflink", "{auto}");
     let why = auto["report"]["presentation"]["why"].as_str().unwrap();
@@ -192,5 +198,9 @@ ls -A "$ROOT/t" > "$ROOT/left"
         "{}",
         history.stdout
     );
-    assert_eq!(read_text(&f, "left").trim(), "media", "a scratch area stays");
+    assert_eq!(
+        read_text(&f, "left").trim(),
+        "media",
+        "a scratch area stays"
+    );
 }

@@ -166,6 +166,21 @@ impl Step for CacheCull {
         }
 
         if p.remove_empty_dirs {
+            // A volume's mount point cannot be removed (EBUSY) and must not
+            // be: it stays, and so does every directory above it.
+            let mut mounts = 0;
+            for d in &dirs {
+                if host.mount_point(d).unwrap_or(false) {
+                    left.entry(d.clone()).or_default();
+                    mounts += 1;
+                }
+            }
+            if mounts > 0 {
+                plan = plan.summary(format!(
+                    "{mounts} mount point{} kept, though left empty",
+                    if mounts == 1 { "" } else { "s" }
+                ));
+            }
             // A directory is left empty when no kept file or kept directory is below it.
             for d in &dirs {
                 if left.contains_key(d) {
@@ -259,6 +274,31 @@ mod tests {
         assert!(
             p.summary
                 .contains(&"media: 2 files, 4.0 kB to remove; 1 kept".to_string()),
+            "{:?}",
+            p.summary
+        );
+    }
+
+    #[test]
+    fn a_volume_left_empty_stays_with_the_dirs_above_it() {
+        // cache/media/b is a volume's mount point, at cache/media/b: its only
+        // file goes, the mount point and cache/media stay.
+        let p = plan::<CacheCull>(
+            &host().mount("cache/media/b"),
+            json!({"path": "cache", "days": 30, "exclude": ["*/keep.*"]}),
+        )
+        .unwrap();
+        assert_eq!(
+            removed(&p),
+            [
+                "cache/cards/x.jpg",
+                "cache/media/a/old.png",
+                "cache/media/b/old.png"
+            ]
+        );
+        assert!(
+            p.summary
+                .contains(&"1 mount point kept, though left empty".to_string()),
             "{:?}",
             p.summary
         );
