@@ -5,8 +5,6 @@
 //! removed from it, and a rollback, rehearsed or real, puts that
 //! directory's times back. Mounts are made in `unshare --mount` shells.
 
-use std::process::Command;
-
 use crate::common::*;
 
 /// A cull of `{root}/t/media`, where `vol` is a tmpfs of its own; empty

@@ -5,8 +5,6 @@
 //! cannot share extents, falls back to full copies and says so. Every mount
 //! is made in an `unshare --mount` shell: the machine sees none of them.
 
-use std::process::Command;
-
 use crate::common::*;
 
 /// A cull of everything older than 30 days in `{root}/{dir}`; `extra`
