@@ -142,12 +142,33 @@ impl Step for CacheCull {
         }
 
         let (count, bytes) = per_dir.values().fold((0, 0), |a, v| (a.0 + v.0, a.1 + v.1));
-        for (top, (n, b, kept)) in &per_dir {
+        // The directories that free the most, then one line for the rest: a
+        // cache of a thousand directories is read at 3am, and its total and
+        // free space must not drown below a thousand lines.
+        // (Those shown stay in name order, as a short list always was.)
+        let mut biggest: Vec<(&String, &(u64, u64, u64))> = per_dir.iter().collect();
+        biggest.sort_by(|a, b| b.1.1.cmp(&a.1.1).then(b.1.0.cmp(&a.1.0)).then(a.0.cmp(b.0)));
+        let mut shown = biggest[..biggest.len().min(TOP_DIRS)].to_vec();
+        shown.sort_by_key(|(top, _)| *top);
+        for (top, (n, b, kept)) in shown {
             plan = plan.summary(format!(
                 "{top}: {} files, {} to remove; {} kept",
                 human_count(*n),
                 human_bytes(*b),
                 human_count(*kept)
+            ));
+        }
+        if biggest.len() > TOP_DIRS {
+            let rest = &biggest[TOP_DIRS..];
+            let (n, b, kept) = rest
+                .iter()
+                .fold((0, 0, 0), |a, (_, v)| (a.0 + v.0, a.1 + v.1, a.2 + v.2));
+            plan = plan.summary(format!(
+                "{} more directories: {} files, {} to remove; {} kept",
+                human_count(rest.len() as u64),
+                human_count(n),
+                human_bytes(b),
+                human_count(kept)
             ));
         }
         plan = plan.summary(format!(
@@ -201,6 +222,9 @@ impl Step for CacheCull {
         Ok(plan.check(format!("{root} holds no culled file")).build())
     }
 }
+
+/// Top-level directories named one by one in the plan's summary.
+const TOP_DIRS: usize = 10;
 
 fn parent(path: &str) -> &str {
     path.rsplit_once('/').map_or("", |(p, _)| p)
@@ -299,6 +323,32 @@ mod tests {
         assert!(
             p.summary
                 .contains(&"1 mount point kept, though left empty".to_string()),
+            "{:?}",
+            p.summary
+        );
+    }
+
+    #[test]
+    fn a_cache_of_many_directories_names_the_ten_biggest_and_sums_the_rest() {
+        let mut h = FakeHost::new(NOW).disposable_grant("cache");
+        for i in 0..30u64 {
+            // d00 frees the least, d29 the most.
+            h = h.file(&format!("cache/d{i:02}/old"), 100 * (i + 1), NOW - 40 * DAY);
+        }
+        let p = plan::<CacheCull>(&h, json!({"path": "cache", "days": 30})).unwrap();
+        let dirs: Vec<&String> = p.summary.iter().filter(|l| l.starts_with('d')).collect();
+        assert_eq!(dirs.len(), 10, "{:?}", p.summary);
+        // The ten that free the most, in name order.
+        assert!(dirs[0].starts_with("d20: 1 files, 2.1 kB"), "{:?}", dirs);
+        assert!(dirs[9].starts_with("d29: 1 files, 3.0 kB"), "{:?}", dirs);
+        assert!(
+            p.summary
+                .contains(&"20 more directories: 20 files, 21.0 kB to remove; 0 kept".to_string()),
+            "{:?}",
+            p.summary
+        );
+        assert!(
+            p.summary.iter().any(|l| l == "total: 30 files, 46.5 kB"),
             "{:?}",
             p.summary
         );
