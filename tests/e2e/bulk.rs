@@ -12,8 +12,13 @@ pub(crate) const FILES: u32 = 3_000;
 
 /// 3,000 files two hours old in 10 directories, and 10 young ones.
 pub(crate) fn cache(f: &Fixture) {
+    cache_of(f, FILES);
+}
+
+/// `n` files two hours old in 10 directories, and 10 young ones.
+pub(crate) fn cache_of(f: &Fixture, n: u32) {
     let old = SystemTime::now() - Duration::from_secs(7_200);
-    for i in 0..FILES {
+    for i in 0..n {
         let p = f.write(&format!("cache/d{}/f{i:05}", i % 10), &format!("old {i}\n"));
         std::fs::File::options()
             .write(true)
@@ -81,19 +86,34 @@ fn a_cull_killed_inside_its_second_batch_resumes_exactly() {
         assert_eq!(rows(&f, "actions"), 0);
         tree(&f.path("cache"), false)
     };
+    each_kill_resumes_to(
+        &want,
+        FILES,
+        &["intent:0:2048", "perform:0:2500", "perform:0:2999"],
+    );
+}
+
+/// A disposable cull of `files` old files, SIGKILLed at each of `points`
+/// and resumed, ends as `want` (an uninterrupted run's tree), every removal
+/// listed and done once.
+pub(crate) fn each_kill_resumes_to(
+    want: &std::collections::BTreeMap<String, String>,
+    files: u32,
+    points: &[&str],
+) {
     assert_eq!(want.len(), 1 + 10 + 10, "the dirs and the young files stay");
-    for point in ["intent:0:2048", "perform:0:2500", "perform:0:2999"] {
+    for &point in points {
         let f = Fixture::new();
-        cache(&f);
+        cache_of(&f, files);
         let rb = cull(&f, true);
         let ran = f.mend_env(&["run", rb.to_str().unwrap()], &[("MEND_CRASH_AT", point)]);
         assert_eq!(ran.code, -1, "{point}: expected a SIGKILL: {}", ran.text());
         let id = history_id(&f);
         let resumed = f.mend(&["resume", &id]);
         assert_eq!(resumed.code, 0, "{point}: {}", resumed.text());
-        assert_same(&want, &tree(&f.path("cache"), false), point);
+        assert_same(want, &tree(&f.path("cache"), false), point);
         // Every removal listed, each done once, none left intended.
-        assert_eq!(states(&f, &id), vec!["done"; FILES as usize], "{point}");
+        assert_eq!(states(&f, &id), vec!["done"; files as usize], "{point}");
     }
 }
 

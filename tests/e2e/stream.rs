@@ -7,33 +7,8 @@
 //! identical. And neither the host's unpacked actions nor the step's memory
 //! grow with the number of files (deterministic counts, not timings).
 
-use std::time::{Duration, SystemTime};
-
-use crate::bulk::{cull, states};
+use crate::bulk::{cache_of as cache, cull, each_kill_resumes_to, rows, states};
 use crate::common::*;
-
-/// `n` files two hours old in 10 directories, and 10 young ones.
-fn cache(f: &Fixture, n: u32) {
-    let old = SystemTime::now() - Duration::from_secs(7_200);
-    for i in 0..n {
-        let p = f.write(&format!("cache/d{}/f{i:05}", i % 10), &format!("old {i}\n"));
-        std::fs::File::options()
-            .write(true)
-            .open(&p)
-            .unwrap()
-            .set_modified(old)
-            .unwrap();
-    }
-    for i in 0..10 {
-        f.write(&format!("cache/d{i}/young"), "young\n");
-    }
-}
-
-fn rows(f: &Fixture, table: &str) -> i64 {
-    let db = rusqlite::Connection::open(f.state().join("journal.db")).unwrap();
-    db.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
-        .unwrap()
-}
 
 /// `mend --json plan`'s step: its actions and how they arrived.
 fn planned(f: &Fixture, rb: &std::path::Path) -> serde_json::Value {
@@ -62,20 +37,11 @@ fn a_streamed_cull_killed_inside_its_second_batch_resumes_exactly() {
         assert_eq!(rows(&f, "actions"), 0);
         tree(&f.path("cache"), false)
     };
-    assert_eq!(want.len(), 1 + 10 + 10, "the dirs and the young files stay");
-    for point in ["intent:0:2048", "perform:0:3000", "perform:0:4095"] {
-        let f = Fixture::new();
-        cache(&f, FILES);
-        let rb = cull(&f, true);
-        let ran = f.mend_env(&["run", rb.to_str().unwrap()], &[("MEND_CRASH_AT", point)]);
-        assert_eq!(ran.code, -1, "{point}: expected a SIGKILL: {}", ran.text());
-        let id = history_id(&f);
-        let resumed = f.mend(&["resume", &id]);
-        assert_eq!(resumed.code, 0, "{point}: {}", resumed.text());
-        assert_same(&want, &tree(&f.path("cache"), false), point);
-        // Every removal listed, each done once, none left intended.
-        assert_eq!(states(&f, &id), vec!["done"; FILES as usize], "{point}");
-    }
+    each_kill_resumes_to(
+        &want,
+        FILES,
+        &["intent:0:2048", "perform:0:3000", "perform:0:4095"],
+    );
 }
 
 #[test]
