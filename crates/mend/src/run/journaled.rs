@@ -186,6 +186,25 @@ pub(crate) fn restore_roots(
         let Some(step) = prepared.steps.get(rec.idx as usize) else {
             continue;
         };
+        // Only a root whose time is no longer what it was can need putting
+        // back, and when none is, the step's actions need not be read to
+        // decide: a committed cull of a million files deep in a cache read
+        // every one of them again here.
+        let moved = |t: &&mend_plan::DirTimes| {
+            !step.grants.get(&t.grant).is_some_and(|g| {
+                apply::dir_times(&g.dir, &g.name, &t.rel)
+                    .is_ok_and(|now| (now.secs, now.nanos) == (t.secs, t.nanos))
+            })
+        };
+        let candidates: Vec<_> = saved
+            .roots
+            .iter()
+            .filter(|t| !committed || t.rel.is_empty())
+            .filter(moved)
+            .collect();
+        if candidates.is_empty() {
+            continue;
+        }
         // After a commit, a root the step's own actions changed keeps the
         // time they gave it: only mend's trash and staging folders are
         // taken back. After a rollback, every root's time goes back.
@@ -215,10 +234,9 @@ pub(crate) fn restore_roots(
         // A volume's top (`rel` inside the grant) goes back after a
         // rollback only: after a commit it keeps what the run's actions
         // did to it.
-        for t in saved
-            .roots
-            .iter()
-            .filter(|t| !changed.contains(&t.grant) && (!committed || t.rel.is_empty()))
+        for t in candidates
+            .into_iter()
+            .filter(|t| !changed.contains(&t.grant))
         {
             apply::restore_times(&step.grants, t)?;
         }
