@@ -101,93 +101,159 @@ fn read_until(rx: &std::sync::mpsc::Receiver<Sse>, mut stop: impl FnMut(&Sse) ->
     got
 }
 
+/// A fleet run of one host, started, its host's run held at the gate.
+struct Gated {
+    pg: Pg,
+    f: Fleet,
+    gate_file: std::path::PathBuf,
+    run: Option<std::process::Child>,
+}
+
+impl Gated {
+    fn start() -> Gated {
+        let pg = Pg::start();
+        let dsn = pg.dsn();
+        let f = Fleet::start(1);
+        let h = &f.hosts[0];
+        let gate_file = f.root().join("gate-open");
+        let gate = f.root().join("gate.sh");
+        std::fs::write(
+            &gate,
+            format!(
+                "#!/bin/sh\nwhile [ ! -e '{}' ]; do /bin/sleep 0.05; done\nexit 0\n",
+                gate_file.display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&gate, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        let inv = f.inventory("batches = [\"rest\"]", &|_| {
+            format!(
+                "params = {{ data = \"{}\", gate = \"{}\" }}",
+                h.data().display(),
+                gate.display()
+            )
+        });
+        let text = std::fs::read_to_string(&inv).unwrap().replace(
+            "params = { nginx = \"/bin/true\" }",
+            &format!("params = {{ nginx = \"/bin/true\", token = \"{SECRET}\" }}"),
+        );
+        std::fs::write(&inv, text).unwrap();
+        let stale = h.data().join(format!("live/old-{SECRET}"));
+        std::fs::create_dir_all(&stale).unwrap();
+        for i in 0..FILES {
+            std::fs::write(stale.join(format!("c{i:03}.pem")), "old\n").unwrap();
+        }
+        let ok = std::process::Command::new("find")
+            .arg(&stale)
+            .args([
+                "-type",
+                "f",
+                "-exec",
+                "touch",
+                "-d",
+                "2026-01-02 03:04:05",
+                "{}",
+                "+",
+            ])
+            .status()
+            .unwrap();
+        assert!(ok.success());
+        let rb = f.root().join("live-cull.toml");
+        std::fs::write(&rb, RUNBOOK).unwrap();
+        let plan = f.mend(&[
+            "fleet",
+            "plan",
+            rb.to_str().unwrap(),
+            "-i",
+            "fleet.toml",
+            "--out",
+            "p",
+        ]);
+        assert_eq!(plan.code, 0, "{}", plan.text());
+        let run = f
+            .controller(&["fleet", "run", "p"])
+            .env("MEND_FLEET_JOURNAL", &dsn)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        Gated {
+            pg,
+            f,
+            gate_file,
+            run: Some(run),
+        }
+    }
+
+    fn open_gate(&self) {
+        std::fs::write(&self.gate_file, "").unwrap();
+    }
+
+    /// The controller's exit code and output.
+    fn finish(&mut self) -> (Option<i32>, String) {
+        let out = self.run.take().unwrap().wait_with_output().unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.code(), text)
+    }
+
+    /// The host's run, once the shared journal has it as running.
+    fn running_run(&self) -> String {
+        until("the running run in mend_host_runs", || {
+            let made = self.pg.sql(
+                "postgres",
+                "SELECT to_regclass('mend_host_runs') IS NOT NULL",
+            );
+            if made != "t" {
+                return None;
+            }
+            let t = self.pg.sql(
+                "postgres",
+                "SELECT coalesce(string_agg(run_id, ','), '') FROM mend_host_runs
+                 WHERE status = 'running'",
+            );
+            (!t.is_empty()).then_some(t)
+        })
+    }
+}
+
+impl Drop for Gated {
+    /// A failed test leaves nothing running: the host's run goes on to its
+    /// end, the controller is killed.
+    fn drop(&mut self) {
+        let _ = std::fs::write(&self.gate_file, "");
+        if let Some(mut c) = self.run.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// The host's journal's word on `run_id` (`mend show --json`).
+fn shown(h: &crate::fleet::Host, run_id: &str) -> serde_json::Value {
+    let shown = std::process::Command::new(mend_bin())
+        .arg("--state-dir")
+        .arg(h.state())
+        .args(["--json", "show", run_id])
+        .output()
+        .unwrap();
+    assert!(shown.status.success(), "{shown:?}");
+    serde_json::from_slice(&shown.stdout).unwrap()
+}
+
 #[test]
 fn room_fleet_live_a_running_hosts_run_is_followed_from_the_shared_journal() {
-    let pg = Pg::start();
-    let dsn = pg.dsn();
-    let f = Fleet::start(1);
-    let h = &f.hosts[0];
-    let gate_file = f.root().join("gate-open");
-    let gate = f.root().join("gate.sh");
-    std::fs::write(
-        &gate,
-        format!(
-            "#!/bin/sh\nwhile [ ! -e '{}' ]; do /bin/sleep 0.05; done\nexit 0\n",
-            gate_file.display()
-        ),
-    )
-    .unwrap();
-    std::fs::set_permissions(&gate, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    let inv = f.inventory("batches = [\"rest\"]", &|_| {
-        format!(
-            "params = {{ data = \"{}\", gate = \"{}\" }}",
-            h.data().display(),
-            gate.display()
-        )
-    });
-    let text = std::fs::read_to_string(&inv).unwrap().replace(
-        "params = { nginx = \"/bin/true\" }",
-        &format!("params = {{ nginx = \"/bin/true\", token = \"{SECRET}\" }}"),
-    );
-    std::fs::write(&inv, text).unwrap();
-    let stale = h.data().join(format!("live/old-{SECRET}"));
-    std::fs::create_dir_all(&stale).unwrap();
-    for i in 0..FILES {
-        std::fs::write(stale.join(format!("c{i:03}.pem")), "old\n").unwrap();
-    }
-    let ok = std::process::Command::new("find")
-        .arg(&stale)
-        .args([
-            "-type",
-            "f",
-            "-exec",
-            "touch",
-            "-d",
-            "2026-01-02 03:04:05",
-            "{}",
-            "+",
-        ])
-        .status()
-        .unwrap();
-    assert!(ok.success());
-    let rb = f.root().join("live-cull.toml");
-    std::fs::write(&rb, RUNBOOK).unwrap();
-    let plan = f.mend(&[
-        "fleet",
-        "plan",
-        rb.to_str().unwrap(),
-        "-i",
-        "fleet.toml",
-        "--out",
-        "p",
-    ]);
-    assert_eq!(plan.code, 0, "{}", plan.text());
-    let run = f
-        .controller(&["fleet", "run", "p"])
-        .env("MEND_FLEET_JOURNAL", &dsn)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-
+    let mut g = Gated::start();
+    let dsn = g.pg.dsn();
+    let gate_file = g.gate_file.clone();
     // The host's run reaches the shared journal while it waits at the gate:
     // its first step verified with every action counted.
-    let run_id = until("the running run in mend_host_runs", || {
-        let made = pg.sql(
-            "postgres",
-            "SELECT to_regclass('mend_host_runs') IS NOT NULL",
-        );
-        if made != "t" {
-            return None;
-        }
-        let t = pg.sql(
-            "postgres",
-            "SELECT coalesce(string_agg(run_id, ','), '') FROM mend_host_runs
-             WHERE status = 'running'",
-        );
-        (!t.is_empty()).then_some(t)
-    });
+    let run_id = g.running_run();
     assert!(!gate_file.exists());
     let viewer = Fixture::new();
     let s = Server::start(&viewer, &["--listen", "127.0.0.1:0", "--journal", &dsn]);
@@ -210,7 +276,7 @@ fn room_fleet_live_a_running_hosts_run_is_followed_from_the_shared_journal() {
     );
     assert!(live.contains("<tr id=step-0 class='s-verified'>"), "{live}");
     // The fleet run's page links the running host's run.
-    let fleet_run = pg.sql("postgres", "SELECT id FROM mend_fleet_runs");
+    let fleet_run = g.pg.sql("postgres", "SELECT id FROM mend_fleet_runs");
     let fp = page(&s, &format!("/fleet/{fleet_run}"));
     assert!(fp.contains(&format!("<a href='/runs/{run_id}'>")), "{fp}");
 
@@ -221,18 +287,14 @@ fn room_fleet_live_a_running_hosts_run_is_followed_from_the_shared_journal() {
     let last = first.last().expect("events before the drop").id.clone();
     // Then the gate opens and the run goes on to its end, unwatched; the
     // stream resumes from the last id seen, to the run's end.
-    std::fs::write(&gate_file, "").unwrap();
+    g.open_gate();
     let rest = read_until(&stream(s.port, &run_id, Some(&last)), |e| {
         e.event == "run" && e.data.contains("\"committed\"")
     });
-    let out = run.wait_with_output().unwrap();
-    let run_text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(out.status.code(), Some(0), "{run_text}");
+    let (code, run_text) = g.finish();
+    assert_eq!(code, Some(0), "{run_text}");
     assert!(!run_text.contains(SECRET), "{run_text}");
+    assert!(!run_text.contains("not shipped"), "{run_text}");
     let all: Vec<&Sse> = first.iter().chain(&rest).collect();
     let seqs: Vec<i64> = all.iter().map(|e| e.seq()).collect();
     assert!(
@@ -240,14 +302,7 @@ fn room_fleet_live_a_running_hosts_run_is_followed_from_the_shared_journal() {
         "ids not strictly increasing: {seqs:?}"
     );
     // Every event of the host's journal, once, in order.
-    let shown = std::process::Command::new(mend_bin())
-        .arg("--state-dir")
-        .arg(h.state())
-        .args(["--json", "show", &run_id])
-        .output()
-        .unwrap();
-    assert!(shown.status.success(), "{shown:?}");
-    let shown: serde_json::Value = serde_json::from_slice(&shown.stdout).unwrap();
+    let shown = shown(&g.f.hosts[0], &run_id);
     let want: Vec<(String, String)> = shown["events"]
         .as_array()
         .unwrap()
@@ -317,14 +372,72 @@ fn room_fleet_live_a_running_hosts_run_is_followed_from_the_shared_journal() {
     assert!(names.iter().all(|n| n.contains("old-***")), "{names:?}");
 
     // Nothing was shipped twice: one row per record key, and no secret.
-    let dup = pg.sql(
+    let dup = g.pg.sql(
         "postgres",
         "SELECT count(*) - count(DISTINCT (run_id, seq)) FROM mend_run_records",
     );
     assert_eq!(dup, "0");
-    let with_secret = pg.sql(
+    let with_secret = g.pg.sql(
         "postgres",
         &format!("SELECT count(*) FROM mend_run_records t WHERE t::text LIKE '%{SECRET}%'"),
     );
     assert_eq!(with_secret, "0");
+}
+
+/// The shared journal goes away while the host runs: the run goes on to
+/// its end on the host, and the controller says once that the progress
+/// was not shipped.
+#[test]
+fn room_fleet_live_a_shared_journal_outage_costs_the_live_view_not_the_run() {
+    let mut g = Gated::start();
+    let run_id = g.running_run();
+    let data = std::path::Path::new(&g.pg.sock())
+        .parent()
+        .unwrap()
+        .join("data");
+    let out = crate::pg_cluster::pg_command("pg_ctl")
+        .args([
+            "-D",
+            data.to_str().unwrap(),
+            "-m",
+            "immediate",
+            "-w",
+            "stop",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    // The next shipment fails: wait for the controller's warning, then
+    // let the host go on.
+    let stdout = g.run.as_mut().unwrap().stdout.take().unwrap();
+    let (tx, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for l in std::io::BufRead::lines(std::io::BufReader::new(stdout)).map_while(Result::ok) {
+            if tx.send(l).is_err() {
+                break;
+            }
+        }
+    });
+    let mut said = Vec::new();
+    while let Ok(l) = lines.recv_timeout(Duration::from_secs(240)) {
+        let warned = l.contains("not shipped to the shared journal while it runs");
+        said.push(l);
+        if warned {
+            break;
+        }
+    }
+    g.open_gate();
+    let (code, rest) = g.finish();
+    said.extend(lines.iter());
+    let text = format!("{}\n{rest}", said.join("\n"));
+    let warned = text
+        .matches("progress not shipped to the shared journal while it runs")
+        .count();
+    assert_eq!(warned, 1, "exit {code:?}: {text}");
+    assert!(text.contains("the run goes on"), "{text}");
+    let shown = shown(&g.f.hosts[0], &run_id);
+    assert_eq!(
+        shown["run"]["status"], "committed",
+        "exit {code:?}: {text}\n{shown}"
+    );
 }
