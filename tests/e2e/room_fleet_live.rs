@@ -441,3 +441,67 @@ fn room_fleet_live_a_shared_journal_outage_costs_the_live_view_not_the_run() {
         "exit {code:?}: {text}\n{shown}"
     );
 }
+
+/// In a real browser (Debian's chromium, headless): the fleet page of a
+/// host's run that waits at the gate follows it to its end through the
+/// single-host script, without a reload.
+#[test]
+fn room_fleet_live_a_browser_follows_a_running_hosts_run_to_its_end() {
+    let Some(chromium) = ["chromium", "chromium-browser"].into_iter().find(|c| {
+        std::process::Command::new("sh")
+            .args(["-c", &format!("command -v {c}")])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    }) else {
+        eprintln!("skipped: no chromium (.ci/run installs Debian's chromium)");
+        return;
+    };
+    let mut g = Gated::start();
+    let run_id = g.running_run();
+    let viewer = Fixture::new();
+    let mut s = Server::start(
+        &viewer,
+        &["--listen", "127.0.0.1:0", "--journal", &g.pg.dsn()],
+    );
+    let profile = tempfile::tempdir().unwrap();
+    let browser = std::process::Command::new(chromium)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            // Virtual time waits while the event stream is open, and runs
+            // on once the page closed it at the run's end.
+            "--virtual-time-budget=30000",
+            "--dump-dom",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg(format!("http://127.0.0.1:{}/runs/{run_id}", s.port))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // The page's script follows the run: let the run go.
+    s.until(&format!("stream of run {run_id}"));
+    g.open_gate();
+    let (code, text) = g.finish();
+    assert_eq!(code, Some(0), "{text}");
+    let out = browser.wait_with_output().unwrap();
+    let dom = String::from_utf8_lossy(&out.stdout);
+    assert!(!dom.contains(SECRET), "{dom}");
+    assert!(dom.contains("id=\"step-1\" class=\"s-verified\""), "{dom}");
+    assert!(dom.contains("badge s-committed"), "{dom}");
+    let received = dom
+        .split("data-received=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .unwrap_or_else(|| panic!("the script received nothing:\n{dom}"));
+    let seqs: Vec<i64> = received
+        .split(' ')
+        .map(|i| i.split(':').nth(1).unwrap().parse().unwrap())
+        .collect();
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
+}

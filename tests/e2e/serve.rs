@@ -68,7 +68,7 @@ impl Server {
     }
 
     /// Reads its log until a line contains `what`.
-    fn until(&mut self, what: &str) -> String {
+    pub(crate) fn until(&mut self, what: &str) -> String {
         loop {
             match self.log.recv_timeout(std::time::Duration::from_secs(120)) {
                 Ok(l) if l.contains(what) => return l,

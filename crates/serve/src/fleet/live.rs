@@ -155,8 +155,11 @@ async fn render(c: &Client, rows: Vec<Row>) -> Result<Vec<Arc<Msg>>> {
                     continue;
                 };
                 let end = ends(&run.status, run.finished_at_ms);
+                // The page's script stops following at a `finished_at`: a
+                // held run has one but is not over for its viewers.
+                let finished = run.finished_at_ms.filter(|_| end);
                 let v = json!({"status": run.status, "started_at": run.started_at_ms,
-                               "finished_at": run.finished_at_ms, "error": run.error});
+                               "finished_at": finished, "error": run.error});
                 ("run", v, end)
             }
             "event" => {
