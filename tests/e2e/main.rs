@@ -44,6 +44,7 @@ mod repos;
 mod restore;
 mod room;
 mod room_fleet;
+mod room_fleet_live;
 mod room_short_secret;
 mod runbooks;
 mod schema;

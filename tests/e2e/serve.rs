@@ -68,7 +68,7 @@ impl Server {
     }
 
     /// Reads its log until a line contains `what`.
-    fn until(&mut self, what: &str) -> String {
+    pub(crate) fn until(&mut self, what: &str) -> String {
         loop {
             match self.log.recv_timeout(std::time::Duration::from_secs(120)) {
                 Ok(l) if l.contains(what) => return l,
@@ -152,21 +152,21 @@ fn dechunk(mut body: &str) -> String {
 
 /// One server-sent event.
 #[derive(Debug, Clone)]
-struct Sse {
-    id: String,
-    event: String,
-    data: String,
+pub(crate) struct Sse {
+    pub(crate) id: String,
+    pub(crate) event: String,
+    pub(crate) data: String,
 }
 
 impl Sse {
-    fn seq(&self) -> i64 {
+    pub(crate) fn seq(&self) -> i64 {
         self.id.split_once(':').unwrap().1.parse().unwrap()
     }
 }
 
 /// Opens the run's event stream; events are sent as they come, until the
 /// server ends the stream (the run ended) or the receiver is dropped.
-fn stream(port: u16, run: &str, last_id: Option<&str>) -> mpsc::Receiver<Sse> {
+pub(crate) fn stream(port: u16, run: &str, last_id: Option<&str>) -> mpsc::Receiver<Sse> {
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
     let mut req = format!(
         "GET /runs/{run}/stream HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\

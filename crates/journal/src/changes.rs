@@ -234,6 +234,20 @@ impl Journal {
         Ok(out)
     }
 
+    /// Each step of a run with the seq of its last change (its row or its
+    /// actions): a step's state is named by it, so a reader shipping the
+    /// step as it stands ships it once per change, never twice the same.
+    pub fn step_last_changes(&self, run_id: &str) -> Result<Vec<(u32, i64)>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT step_idx, max(seq) FROM changes
+             WHERE run_id = ?1 AND step_idx IS NOT NULL GROUP BY step_idx ORDER BY step_idx",
+        )?;
+        let rows = stmt
+            .query_map(params![run_id], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<rusqlite::Result<_>>()?;
+        Ok(rows)
+    }
+
     /// SQLite's `data_version`: it changes when another connection commits.
     /// A cheap poll (no I/O) for readers that follow the journal.
     pub fn data_version(&self) -> Result<i64> {

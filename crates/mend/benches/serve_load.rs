@@ -6,8 +6,16 @@
 //! (VmHWM) and what each viewer received; and, for scale, `find -delete`
 //! of the same tree (the native tool, which journals nothing).
 //!
+//! The machine's noise was larger than the effect (the same run alone
+//! spread 0.87 to 1.57 s), so each rep runs both ways back to back, the
+//! order alternating (alone first in even reps, watched first in odd), and
+//! beside wall time it reports the run process's own CPU time (user +
+//! system, from `getrusage(RUSAGE_CHILDREN)` around it): what the server
+//! and the viewers take from the run shows there only as contention, while
+//! a run slowed by its own work shows in both.
+//!
 //! Run: cargo bench -p mend --bench serve_load (MEND_BENCH_REPS=N, default
-//! 5; MEND_BENCH_DIR for where the tree goes, e.g. /dev/shm). The server
+//! 11; MEND_BENCH_DIR for where the tree goes, e.g. /dev/shm). The server
 //! runs at nice 10, as an operator's `nice mend serve` would; the viewers
 //! are threads of this process.
 
@@ -49,7 +57,20 @@ fn populate(dir: &Path) {
     assert!(ok);
 }
 
-fn mend_run(state: &Path, runbook: &Path) -> Duration {
+/// CPU time (user + system) of the children this process has waited for.
+fn children_cpu() -> Duration {
+    // SAFETY: getrusage fills the struct it is given.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut u) };
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    tv(u.ru_utime) + tv(u.ru_stime)
+}
+
+/// One run: its wall time and its own CPU time. Only the run is waited for
+/// between the two `getrusage` calls (the viewers are threads, the server
+/// is waited for later), so the difference is the run's.
+fn mend_run(state: &Path, runbook: &Path) -> (Duration, Duration) {
+    let cpu = children_cpu();
     let start = Instant::now();
     let out = Command::new(MEND)
         .arg("--state-dir")
@@ -61,12 +82,13 @@ fn mend_run(state: &Path, runbook: &Path) -> Duration {
         .output()
         .unwrap();
     let took = start.elapsed();
+    let cpu = children_cpu().saturating_sub(cpu);
     assert!(
         out.status.success(),
         "mend run: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    took
+    (took, cpu)
 }
 
 fn get(port: u16, path: &str) -> usize {
@@ -212,7 +234,7 @@ fn main() {
     let reps: usize = std::env::var("MEND_BENCH_REPS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(5);
+        .unwrap_or(11);
     // How often each viewer fetches the page and a page of actions: 1 s
     // by default (harsher than a page without JavaScript, which reloads
     // every 5 s).
@@ -258,54 +280,87 @@ fn main() {
     mend_run(&state, &runbook);
 
     let (mut alone, mut watched) = (Vec::new(), Vec::new());
+    let (mut alone_cpu, mut watched_cpu, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
     let (mut peak, mut per_viewer, mut serve_cpu) = (0u64, Vec::new(), Vec::new());
     for rep in 0..reps {
-        populate(&cache);
-        let t = mend_run(&state, &runbook);
-        eprintln!("rep {rep}: alone {t:.2?}");
-        alone.push(t);
-
-        populate(&cache);
-        let (mut serve, port) = start_serve(&state);
-        let stop = Arc::new(AtomicBool::new(false));
-        let counters: Vec<_> = (0..VIEWERS)
-            .map(|_| (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0))))
-            .collect();
-        let threads: Vec<_> = counters
-            .iter()
-            .map(|(e, b)| {
-                let (stop, e, b) = (stop.clone(), e.clone(), b.clone());
-                std::thread::spawn(move || viewer(port, every, stop, e, b))
-            })
-            .collect();
-        let t = mend_run(&state, &runbook);
-        eprintln!("rep {rep}: with {VIEWERS} viewers {t:.2?}");
-        watched.push(t);
-        std::thread::sleep(Duration::from_millis(500));
-        stop.store(true, Ordering::Relaxed);
-        peak = peak.max(peak_rss_kib(serve.id()));
-        serve_cpu.push(cpu_secs(serve.id()));
-        // Ends every stream still open (a viewer that came late).
-        let _ = serve.kill();
-        let _ = serve.wait();
-        for th in threads {
-            let _ = th.join();
+        let mut pair = [Duration::ZERO; 2];
+        // Alternate which goes first, so a drift of the machine's load
+        // falls on both sides.
+        let order = if rep % 2 == 0 {
+            [false, true]
+        } else {
+            [true, false]
+        };
+        for with in order {
+            populate(&cache);
+            if !with {
+                let (t, cpu) = mend_run(&state, &runbook);
+                eprintln!("rep {rep}: alone {t:.2?} (run CPU {cpu:.2?})");
+                alone.push(t);
+                alone_cpu.push(cpu);
+                pair[0] = t;
+                continue;
+            }
+            let (mut serve, port) = start_serve(&state);
+            let stop = Arc::new(AtomicBool::new(false));
+            let counters: Vec<_> = (0..VIEWERS)
+                .map(|_| (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0))))
+                .collect();
+            let threads: Vec<_> = counters
+                .iter()
+                .map(|(e, b)| {
+                    let (stop, e, b) = (stop.clone(), e.clone(), b.clone());
+                    std::thread::spawn(move || viewer(port, every, stop, e, b))
+                })
+                .collect();
+            let (t, cpu) = mend_run(&state, &runbook);
+            eprintln!("rep {rep}: with {VIEWERS} viewers {t:.2?} (run CPU {cpu:.2?})");
+            watched.push(t);
+            watched_cpu.push(cpu);
+            pair[1] = t;
+            std::thread::sleep(Duration::from_millis(500));
+            stop.store(true, Ordering::Relaxed);
+            peak = peak.max(peak_rss_kib(serve.id()));
+            serve_cpu.push(cpu_secs(serve.id()));
+            // Ends every stream still open (a viewer that came late).
+            let _ = serve.kill();
+            let _ = serve.wait();
+            for th in threads {
+                let _ = th.join();
+            }
+            per_viewer.extend(counters.iter().map(|(e, _)| e.load(Ordering::Relaxed)));
+            let bytes: u64 = counters
+                .iter()
+                .map(|(_, b)| b.load(Ordering::Relaxed))
+                .sum();
+            eprintln!("rep {rep}: viewers read {} KiB", bytes / 1024);
         }
-        per_viewer.extend(counters.iter().map(|(e, _)| e.load(Ordering::Relaxed)));
-        let bytes: u64 = counters
-            .iter()
-            .map(|(_, b)| b.load(Ordering::Relaxed))
-            .sum();
-        eprintln!("rep {rep}: viewers read {} KiB", bytes / 1024);
+        ratios.push(pair[1].as_secs_f64() / pair[0].as_secs_f64());
     }
+    let spread = |v: &[Duration]| {
+        let lo = v.iter().min().copied().unwrap_or_default();
+        let hi = v.iter().max().copied().unwrap_or_default();
+        format!("{lo:.2?} to {hi:.2?}")
+    };
+    let (alone_spread, watched_spread) = (spread(&alone), spread(&watched));
+    let (ac, wc) = (median(alone_cpu), median(watched_cpu));
+    ratios.sort_by(f64::total_cmp);
+    let paired = ratios[ratios.len() / 2];
     let (a, w) = (median(alone), median(watched));
     per_viewer.sort_unstable();
     println!("serve_load: a cull of {FILES} files ({reps} reps each, medians)");
     println!("  find -delete (native, no journal): {native:.2?}");
-    println!("  mend run alone:                    {a:.2?}");
     println!(
-        "  mend run with {VIEWERS} viewers:          {w:.2?}  ({:+.1}%)",
-        (w.as_secs_f64() / a.as_secs_f64() - 1.0) * 100.0
+        "  mend run alone:                    {a:.2?} wall (spread {alone_spread}), {ac:.2?} CPU"
+    );
+    println!(
+        "  mend run with {VIEWERS} viewers:          {w:.2?} wall (spread {watched_spread}), {wc:.2?} CPU  ({:+.1}% wall, {:+.1}% CPU)",
+        (w.as_secs_f64() / a.as_secs_f64() - 1.0) * 100.0,
+        (wc.as_secs_f64() / ac.as_secs_f64() - 1.0) * 100.0
+    );
+    println!(
+        "  median of the reps' paired ratios: {:+.1}% wall (target: within 10%)",
+        (paired - 1.0) * 100.0
     );
     println!("  mend serve peak RSS:               {} MiB", peak / 1024);
     serve_cpu.sort_by(f64::total_cmp);

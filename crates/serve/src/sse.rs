@@ -32,7 +32,7 @@ pub(crate) const CHANNEL: usize = 256;
 /// Between two polls of the journal.
 const POLL: Duration = Duration::from_millis(100);
 /// Changes read per query.
-const PAGE: usize = 500;
+pub(crate) const PAGE: usize = 500;
 
 #[derive(Debug)]
 pub(crate) struct Msg {
@@ -124,12 +124,12 @@ enum From {
     Reset,
 }
 
-fn resume_point(app: &App, headers: &HeaderMap, after: Option<i64>) -> From {
+fn resume_point(journal_id: &str, headers: &HeaderMap, after: Option<i64>) -> From {
     let Some(last) = headers.get("last-event-id").and_then(|v| v.to_str().ok()) else {
         return From::Seq(after.unwrap_or(0).max(0));
     };
     match last.split_once(':') {
-        Some((jid, seq)) if jid == app.journal_id.as_str() => seq
+        Some((jid, seq)) if jid == journal_id => seq
             .parse()
             .map_or(From::Reset, |s: i64| From::Seq(s.max(0))),
         _ => From::Reset,
@@ -143,8 +143,66 @@ fn reset() -> Response {
     Sse::new(one).into_response()
 }
 
-struct Follow {
-    app: App,
+/// Where a run's stream is read from: this host's journal, or the fleet's
+/// shared one. Everything else (resume, no gap, no double, lag) is the
+/// stream's own, one code for both.
+pub(crate) trait Source: Clone + Send + Sync + 'static {
+    /// Names the journal in event ids (`<journal id>:<seq>`).
+    fn journal_id(&self) -> String;
+    /// The broadcast of rendered changes, subscribed before any catch-up.
+    fn subscribe(&self) -> broadcast::Receiver<Arc<Msg>>;
+    /// Run `id` (or a prefix) as it stands: its full id, whether it is
+    /// over, whether it changed after `after`, and the journal's newest
+    /// seq. Err: no such run.
+    fn open(&self, id: String, after: i64)
+    -> impl Future<Output = Result<Opened, AppError>> + Send;
+    /// A page of the run's messages after `last`, coalesced; None when the
+    /// journal cannot be read (the stream ends, the browser resumes).
+    fn after(
+        &self,
+        run_id: String,
+        last: i64,
+    ) -> impl Future<Output = Option<Vec<Arc<Msg>>>> + Send;
+}
+
+/// What [`Source::open`] found.
+pub(crate) struct Opened {
+    pub run_id: String,
+    pub finished: bool,
+    pub pending: bool,
+    pub newest: i64,
+}
+
+impl Source for App {
+    fn journal_id(&self) -> String {
+        self.journal_id.to_string()
+    }
+    fn subscribe(&self) -> broadcast::Receiver<Arc<Msg>> {
+        self.tx.subscribe()
+    }
+    async fn open(&self, id: String, after: i64) -> Result<Opened, AppError> {
+        self.read(move |j| {
+            let run = j.run(&id)?;
+            let pending = !j.changes_after(after, Some(&run.id), 1)?.is_empty();
+            Ok(Opened {
+                run_id: run.id,
+                finished: run.status.is_terminal(),
+                pending,
+                newest: j.last_seq()?,
+            })
+        })
+        .await
+        .map_err(|e| AppError(StatusCode::NOT_FOUND, e.1))
+    }
+    async fn after(&self, run_id: String, last: i64) -> Option<Vec<Arc<Msg>>> {
+        self.read(move |j| render(j, j.changes_after(last, Some(&run_id), PAGE)?))
+            .await
+            .ok()
+    }
+}
+
+struct Follow<S> {
+    src: S,
     id: String,
     last: i64,
     rx: broadcast::Receiver<Arc<Msg>>,
@@ -159,41 +217,44 @@ pub(crate) async fn stream(
     Query(q): Query<After>,
     headers: HeaderMap,
 ) -> Result<Response, AppError> {
-    let after = match resume_point(&app, &headers, q.after) {
+    follow(app, id, q, headers).await
+}
+
+/// The stream of run `id` from `src`, resumed where the client says.
+pub(crate) async fn follow<S: Source>(
+    src: S,
+    id: String,
+    q: After,
+    headers: HeaderMap,
+) -> Result<Response, AppError> {
+    let jid = src.journal_id();
+    let after = match resume_point(&jid, &headers, q.after) {
         From::Seq(s) => s,
         From::Reset => return Ok(reset()),
     };
     // Before the catch-up read: what commits meanwhile is in the channel.
-    let rx = app.tx.subscribe();
-    let lookup = id.clone();
-    let (run_id, finished, pending, newest) = app
-        .read(move |j| {
-            let run = j.run(&lookup)?;
-            let pending = !j.changes_after(after, Some(&run.id), 1)?.is_empty();
-            Ok((run.id, run.status.is_terminal(), pending, j.last_seq()?))
-        })
-        .await
-        .map_err(|e| AppError(StatusCode::NOT_FOUND, e.1))?;
-    if after > newest {
+    let rx = src.subscribe();
+    let o = src.open(id, after).await?;
+    if after > o.newest {
         // A seq this journal never reached: it was restored from a backup.
         return Ok(reset());
     }
-    if finished && !pending {
+    if o.finished && !o.pending {
         // 204 stops EventSource reconnecting: nothing more will come.
         return Ok(StatusCode::NO_CONTENT.into_response());
     }
     // A line per viewer: who follows what, from where it resumed.
-    eprintln!("mend serve: stream of run {run_id} from change {after}");
-    let jid = app.journal_id.clone();
+    eprintln!("mend serve: stream of run {} from change {after}", o.run_id);
     let st = Follow {
-        app,
-        id: run_id,
+        src,
+        id: o.run_id,
         last: after,
         rx,
         buf: VecDeque::new(),
         catch_up: true,
         ending: false,
     };
+    let jid = Arc::new(jid);
     let events = stream::unfold(st, move |mut st| {
         let jid = jid.clone();
         async move {
@@ -211,12 +272,7 @@ pub(crate) async fn stream(
                     return Some((Ok::<_, Infallible>(ev), st));
                 }
                 if st.catch_up {
-                    let (id, last) = (st.id.clone(), st.last);
-                    let batch = st
-                        .app
-                        .read(move |j| render(j, j.changes_after(last, Some(&id), PAGE)?))
-                        .await
-                        .ok()?;
+                    let batch = st.src.after(st.id.clone(), st.last).await?;
                     if batch.is_empty() {
                         st.catch_up = false;
                     } else {

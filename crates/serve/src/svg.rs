@@ -92,11 +92,32 @@ impl Timeline {
     }
 
     fn of(run: &RunRecord, bars: Vec<Bar>, space: Vec<GrantSpace>) -> Timeline {
-        let end = run.finished_at.unwrap_or_else(mend_journal::now_ms);
-        let rolled = matches!(
-            run.status.as_str(),
-            "rolled-back" | "rollback-failed" | "rolling-back"
+        let title = format!(
+            "{} {} · run {} · {}",
+            run.runbook_name, run.runbook_version, run.id, run.status
         );
+        Timeline::from_parts(
+            title,
+            run.started_at,
+            run.finished_at,
+            run.status.as_str(),
+            bars,
+            space,
+        )
+    }
+
+    /// A run's picture from its parts: what the fleet view has of a host's
+    /// run (it holds no `RunRecord`) draws the same way.
+    pub fn from_parts(
+        title: String,
+        started_at: i64,
+        finished_at: Option<i64>,
+        status: &str,
+        bars: Vec<Bar>,
+        space: Vec<GrantSpace>,
+    ) -> Timeline {
+        let end = finished_at.unwrap_or_else(mend_journal::now_ms);
+        let rolled = matches!(status, "rolled-back" | "rollback-failed" | "rolling-back");
         // The rollback began with its first undo (an action's, or a step
         // without actions marked undone).
         let rollback = rolled
@@ -112,12 +133,9 @@ impl Timeline {
             })
             .flatten();
         Timeline {
-            title: format!(
-                "{} {} · run {} · {}",
-                run.runbook_name, run.runbook_version, run.id, run.status
-            ),
-            start: run.started_at,
-            end: end.max(run.started_at + 1),
+            title,
+            start: started_at,
+            end: end.max(started_at + 1),
             bars,
             rollback,
             space,

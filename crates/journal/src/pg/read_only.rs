@@ -59,6 +59,13 @@ impl ReadOnly {
                 known: SCHEMA_VERSION,
             });
         }
+        if found < SCHEMA_VERSION {
+            // A viewer migrates nothing: the next `mend fleet run` does.
+            return Err(PgError::BadDsn(format!(
+                "shared journal: {target} is at schema {found}, this mend reads {SCHEMA_VERSION}: \
+                 the next `mend fleet run` of this mend brings it up to date"
+            )));
+        }
         Ok(ReadOnly { shared })
     }
 

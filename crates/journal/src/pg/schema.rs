@@ -93,6 +93,24 @@ const MIGRATIONS: &[&str] = &[
         message    text        NOT NULL
     );
     "#,
+    // 1 -> 2: the shared journal's change sequence, so a viewer follows a
+    // host's run as it is shipped (`mend serve --journal`'s event stream).
+    // Every row a shipment inserts or changes takes the next `change`,
+    // allocated under a transaction advisory lock (see `ship`), so changes
+    // become visible in their order. Rows shipped before have none.
+    r#"
+    CREATE SEQUENCE mend_change_seq;
+    ALTER TABLE mend_run_records ADD COLUMN change bigint;
+    ALTER TABLE mend_host_runs ADD COLUMN change bigint;
+    CREATE INDEX mend_run_records_by_change ON mend_run_records (change);
+    CREATE INDEX mend_run_records_by_run_change ON mend_run_records (run_id, change);
+    CREATE INDEX mend_host_runs_by_change ON mend_host_runs (change);
+    -- Names this journal in event ids: a viewer resuming with another
+    -- journal's id starts over.
+    CREATE TABLE mend_journal_id (id text NOT NULL);
+    INSERT INTO mend_journal_id
+        SELECT md5(random()::text || clock_timestamp()::text || pg_backend_pid()::text);
+    "#,
 ];
 
 /// Brings the database to [`SCHEMA_VERSION`]; refuses one that is newer.

@@ -5,7 +5,10 @@
 //! reconciling one host) adds nothing. Not fenced: these are facts a host's
 //! journal already holds, true whoever carries them.
 
-use super::{PgError, Shared, db};
+use super::{LOCK_CLASS, PgError, Shared, db};
+
+/// The advisory key (second half) that orders shipments' changes.
+pub(crate) const CHANGE_KEY: i32 = 1;
 
 /// One immutable fact of a host's run (an event, an action as done),
 /// numbered by the host's journal.
@@ -56,18 +59,27 @@ impl Shared {
     ) -> Result<ShipReport, PgError> {
         let doing = format!("shipping {host}'s run records");
         let c = self.client();
-        c.batch_execute("BEGIN").await.map_err(|e| db(&doing, e))?;
+        // The change lock first, held to COMMIT: changes are allocated in
+        // the order they become visible, so a viewer that read up to change
+        // N never sees a smaller one appear later.
+        c.batch_execute(&format!(
+            "BEGIN; SELECT pg_advisory_xact_lock({LOCK_CLASS}, {CHANGE_KEY});"
+        ))
+        .await
+        .map_err(|e| db(&doing, e))?;
         let result = async {
             let mut report = ShipReport::default();
             for r in runs {
                 report.runs_changed += c
                     .execute(
                         "INSERT INTO mend_host_runs AS h (run_id, host, fleet_run, runbook,
-                             runbook_version, status, started_at_ms, finished_at_ms, error)
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+                             runbook_version, status, started_at_ms, finished_at_ms, error,
+                             change)
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, nextval('mend_change_seq'))
                          ON CONFLICT (run_id) DO UPDATE SET status = EXCLUDED.status,
                              finished_at_ms = EXCLUDED.finished_at_ms,
-                             error = EXCLUDED.error, shipped_at = now()
+                             error = EXCLUDED.error, shipped_at = now(),
+                             change = EXCLUDED.change
                          WHERE (h.status, h.finished_at_ms, h.error) IS DISTINCT FROM
                                (EXCLUDED.status, EXCLUDED.finished_at_ms, EXCLUDED.error)",
                         &[
@@ -90,13 +102,19 @@ impl Shared {
                 let seqs: Vec<i64> = records.iter().map(|r| r.seq).collect();
                 let kinds: Vec<&str> = records.iter().map(|r| r.kind.as_str()).collect();
                 let bodies: Vec<String> = records.iter().map(|r| r.body.to_string()).collect();
-                // One statement for the lot: unnest the columns.
+                // One statement for the lot: unnest the columns. Only the
+                // new rows keep their change (a conflicting one's is a gap),
+                // numbered in the order given (events by their id).
                 report.new_records = c
                     .execute(
-                        "INSERT INTO mend_run_records (run_id, seq, host, fleet_run, kind, body)
-                         SELECT r, s, $3, $4, k, b::jsonb
-                         FROM unnest($1::text[], $2::bigint[], $5::text[], $6::text[])
-                             AS t(r, s, k, b)
+                        "INSERT INTO mend_run_records
+                             (run_id, seq, host, fleet_run, kind, body, change)
+                         SELECT r, s, $3, $4, k, b::jsonb, nextval('mend_change_seq')
+                         FROM (SELECT * FROM unnest($1::text[], $2::bigint[], $5::text[],
+                                   $6::text[]) WITH ORDINALITY AS t(r, s, k, b, n)
+                               WHERE NOT EXISTS (SELECT 1 FROM mend_run_records x
+                                   WHERE x.run_id = t.r AND x.seq = t.s)
+                               ORDER BY n) t
                          ON CONFLICT (run_id, seq) DO NOTHING",
                         &[&run_ids, &seqs, &host, &fleet_run, &kinds, &bodies],
                     )

@@ -185,6 +185,10 @@ pub fn start(state: &Path, fleet_run: &str, plan_sum: &str) -> anyhow::Result<St
 pub fn supervise(state: &Path, fleet_run: &str) -> anyhow::Result<i32> {
     let dir = run_dir(state, fleet_run)?;
     let plan_sum = std::fs::read_to_string(dir.join("plan"))?;
+    // Before the run starts: its run is the first one the journal started
+    // at or after this (runs of one state dir take turns on its lock), so
+    // `host records` finds it while it runs, before out.json names it.
+    std::fs::write(dir.join("started_ms"), mend_journal::now_ms().to_string())?;
     let me = std::env::current_exe()?;
     let status = Command::new(me)
         .arg("--json")
@@ -269,6 +273,31 @@ pub fn status(state: &Path, fleet_run: &str) -> anyhow::Result<Status> {
             run_id: field("run_id"),
         }),
     }
+}
+
+/// The run of this fleet run while it is still running: the first run the
+/// journal started at or after the supervisor's `started_ms`. None before
+/// it has started (or with a supervisor from before `started_ms`).
+pub fn running_run_id(state: &Path, fleet_run: &str) -> anyhow::Result<Option<String>> {
+    let dir = run_dir(state, fleet_run)?;
+    let Some(since) = std::fs::read_to_string(dir.join("started_ms"))
+        .ok()
+        .and_then(|t| t.trim().parse::<i64>().ok())
+    else {
+        return Ok(None);
+    };
+    let Some(j) = mend_journal::Journal::open_read_only(state)? else {
+        return Ok(None);
+    };
+    let runs = j.history(&mend_journal::HistoryFilter {
+        limit: Some(16),
+        ..Default::default()
+    })?;
+    Ok(runs
+        .into_iter()
+        .filter(|r| r.started_at >= since)
+        .min_by_key(|r| r.started_at)
+        .map(|r| r.id))
 }
 
 /// `host wait`: until the run ends (polling the files the detached run

@@ -524,7 +524,7 @@ fn roll(
             let status = r
                 .send(&h.plan_sha256, &plans[i])
                 .and_then(|()| r.start(&id, &h.plan_sha256))
-                .and_then(|_| r.wait(&id));
+                .and_then(|_| wait_shipping(pg, &r, &id, &say));
             let (end, run_id, detail) = match &status {
                 Ok(s) => end_of(s),
                 Err(HostError::Unreachable(t)) => (HostEnd::Unreachable, None, Some(t.clone())),
@@ -623,6 +623,60 @@ fn roll(
         }
     }
     Ok(outcome)
+}
+
+/// Between two shipments of a running host's progress.
+const LIVE_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// `r.wait(id)`, shipping the host run's progress (steps with their
+/// actions counted, events) to the shared journal meanwhile, so a viewer
+/// sees the run as it goes. Shipping is idempotent (records keyed by the
+/// host journal's numbers), and the host's journal stays the truth: a
+/// shared journal that fails only costs the live view, said once.
+fn wait_shipping(
+    pg: Option<&Session>,
+    r: &Remote<'_>,
+    id: &str,
+    say: &(dyn Fn(String) + Sync),
+) -> Result<Status, HostError> {
+    let Some(s) = pg else {
+        return r.wait(id);
+    };
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            let _ = tx.send(r.wait(id));
+        });
+        let mut warned = false;
+        loop {
+            match rx.recv_timeout(LIVE_EVERY) {
+                Ok(status) => return status,
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                    return Err(HostError::Refused("the wait for the host ended".into()));
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+            }
+            let shipped = r
+                .records(id)
+                .map_err(|e| e.to_string())
+                .and_then(|t| shared::parse_records(&t))
+                .and_then(|(runs, recs)| {
+                    s.ship(&r.target.name, runs, recs)
+                        .map_err(|e| e.to_string())
+                });
+            if let Err(e) = shipped
+                && !warned
+            {
+                warned = true;
+                say(format!(
+                    "warning: {}: progress not shipped to the shared journal while it runs \
+                     ({e}); the host's journal keeps it, the run goes on, and it is shipped \
+                     again when the host ends",
+                    r.target.name
+                ));
+            }
+        }
+    })
 }
 
 /// After a host ends: its outcome into the shared journal, then its run's

@@ -344,6 +344,10 @@ pub fn outcome(end: HostEnd) -> HostOutcome {
 /// `-(2k+2)`), apart from events (positive).
 pub const STEP_SEQ_BASE: i64 = -(1 << 52);
 
+/// Where the step records shipped while a run runs are numbered: below
+/// every step record's, one per change of the host journal (`- seq`).
+pub const LIVE_SEQ_BASE: i64 = -(1 << 56);
+
 /// `mend fleet host records --fleet-run F` on a host: the host run's record
 /// (`{"run": ...}`) then its events (`{"seq": ID, "kind": "event", "body":
 /// ...}`), its actions as done and undone, and each step as it stood, one
@@ -351,9 +355,10 @@ pub const STEP_SEQ_BASE: i64 = -(1 << 52);
 /// so shipping the same lines again adds nothing. Secret params' values
 /// are masked here, on the host: the shared journal never holds them.
 pub fn host_records(state: &Path, fleet_run: &str) -> anyhow::Result<Vec<Value>> {
-    let run_id = match host::status(state, fleet_run)? {
-        Status::Ended { run_id, .. } | Status::Lost { run_id } => run_id,
-        Status::Missing | Status::Running => None,
+    let (run_id, running) = match host::status(state, fleet_run)? {
+        Status::Ended { run_id, .. } | Status::Lost { run_id } => (run_id, false),
+        Status::Running => (host::running_run_id(state, fleet_run)?, true),
+        Status::Missing => (None, false),
     };
     let Some(run_id) = run_id else {
         return Ok(vec![]);
@@ -377,6 +382,36 @@ pub fn host_records(state: &Path, fleet_run: &str) -> anyhow::Result<Vec<Value>>
         out.push(json!({"seq": id, "kind": "event", "body": {
             "step_idx": e.step_idx, "at": e.at, "level": e.level, "message": e.message,
         }}));
+    }
+    if running {
+        // While it runs: each step as it stands with its actions counted,
+        // not listed (a step of 50,000 removals ships a few numbers). One
+        // fact per step change, keyed by that change's seq: asked again
+        // with nothing new, it ships nothing new. Actions follow at the end.
+        let changed: std::collections::HashMap<u32, i64> =
+            j.step_last_changes(&run_id)?.into_iter().collect();
+        for s in j.steps(&run_id)? {
+            let Some(&change) = changed.get(&s.idx) else {
+                continue;
+            };
+            let counts = j.action_counts(&run_id, s.idx)?;
+            let n = |f: &dyn Fn(mend_journal::ActionState) -> bool| -> u64 {
+                counts.iter().filter(|(st, _)| f(*st)).map(|(_, n)| n).sum()
+            };
+            use mend_journal::ActionState as S;
+            let done = n(&|st| matches!(st, S::Done | S::Undoing | S::Undone));
+            let undone = n(&|st| st == S::Undone);
+            let total = n(&|_| true);
+            let s = mask.step(s);
+            out.push(
+                json!({"seq": LIVE_SEQ_BASE - change, "kind": "step", "body": {
+                    "idx": s.idx, "id": s.step_id, "uses": s.uses, "status": s.status.as_str(),
+                    "started_at": s.started_at, "finished_at": s.finished_at, "error": s.error,
+                    "observed": change, "done": done, "undone": undone, "planned": total,
+                }}),
+            );
+        }
+        return Ok(out);
     }
     // Actions, numbered apart from events (negative): action k as done is
     // -(2k+1), its undo -(2k+2). Both are facts that never change, so the

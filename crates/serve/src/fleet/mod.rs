@@ -11,9 +11,14 @@
 //! (a host masks its records before they are shipped), and every text is
 //! escaped as on the single-host pages.
 //!
+//! A host's run is shipped as it goes (its steps with their actions
+//! counted, its events), and its page follows it live: the single-host
+//! event stream and script, fed by the shared journal's change sequence.
+//!
 //! Modules: `read` (the queries, one snapshot a page), `pages` (HTML and
-//! JSON handlers).
+//! JSON handlers), `live` (the change feed behind the event stream).
 
+mod live;
 mod pages;
 mod read;
 
@@ -36,6 +41,7 @@ use crate::{AppError, Options, guard};
 pub(crate) struct Fleet {
     dsn: Arc<String>,
     session: Arc<Mutex<Option<ReadOnly>>>,
+    live: Arc<live::Live>,
 }
 
 impl Fleet {
@@ -61,23 +67,39 @@ pub(crate) async fn serve(
     // Refused now, not at the first page: a bad DSN, no mend journal there,
     // or a newer one.
     let first = ReadOnly::connect(&dsn).await?;
+    let journal_id = live::journal_id(first.client()).await?;
+    let start = live::newest(first.client()).await?;
+    let dsn = Arc::new(dsn);
+    let (tx, _) = tokio::sync::broadcast::channel(crate::sse::CHANNEL);
+    live::start_poller(
+        dsn.clone(),
+        ReadOnly::connect(&dsn).await?,
+        start,
+        tx.clone(),
+    );
     let listener = tokio::net::TcpListener::bind(opts.listen)
         .await
         .with_context(|| format!("cannot listen on {}", opts.listen))?;
     let bound = listener.local_addr()?;
     let app = Fleet {
-        dsn: Arc::new(dsn),
+        dsn,
         session: Arc::new(Mutex::new(Some(first))),
+        live: Arc::new(live::Live { journal_id, tx }),
     };
     let router = Router::new()
         .route("/", get(pages::history))
         .route("/fleet/{id}", get(pages::fleet_run))
         .route("/runs/{id}", get(pages::host_run))
+        .route("/runs/{id}/stream", get(pages::stream))
+        .route("/runs/{id}/timeline.svg", get(pages::timeline))
+        .route("/runs/{id}/actions", get(pages::actions))
+        .route("/api/runs/{id}/actions", get(pages::actions_json))
         .route("/api/runs", get(pages::history_json))
         .route("/api/runs/{id}", get(pages::host_run_json))
         .route("/api/fleet", get(pages::fleet_runs_json))
         .route("/api/fleet/{id}", get(pages::fleet_run_json))
         .route("/static/style.css", get(crate::pages::style_css))
+        .route("/static/live.js", get(crate::pages::live_js))
         .layer(axum::middleware::from_fn_with_state(
             guard::Gate::new(opts.token, bound.port()),
             guard::guard,

@@ -1,18 +1,19 @@
 //! The fleet view's pages and JSON: the single-host pages' look (same
-//! style sheet, same escaping), with a host column. A live page reloads
-//! itself every 5 s (the shared journal is written when a host's run ends,
-//! so there is no change stream to follow).
+//! style sheet, same escaping), with a host column. A host run's page
+//! follows the run live with the single-host script and event stream
+//! (without JavaScript it reloads every 5 s); the history and a fleet
+//! run's page reload every 5 s while something is live.
 
 use std::fmt::Write as _;
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use serde::Deserialize;
 
 use super::Fleet;
-use super::read::{self, Filter, FleetView, HostRunView, Step};
+use super::read::{self, Action, Filter, FleetView, HostRunView, Step};
 use crate::AppError;
 use crate::pages::{action_text, duration, esc, head, when};
 
@@ -360,8 +361,10 @@ pub(crate) async fn host_run(
     }
     let v = load_host_run(&app, &id).await?;
     let r = &v.run;
-    let live = r.finished_at_ms.is_none();
-    let mut h = page_head(
+    let live = !super::live::ends(&r.status, r.finished_at_ms);
+    // The single-host head: its script follows the stream while live, and
+    // without JavaScript the page reloads.
+    let mut h = head(
         &format!(
             "{} {} · run {} on {}",
             r.runbook, r.status, r.run_id, r.host
@@ -376,11 +379,15 @@ pub(crate) async fn host_run(
     });
     let _ = write!(
         h,
-        "<body data-run=\"{id}\"><header><h1>{name} <small>{ver}</small> \
+        "<body data-run=\"{id}\" data-seq='{seq}' data-live='{live}'><header><h1>{name} \
+         <small>{ver}</small> \
          <span id=run-status class='badge s-{st}'>{st}</span></h1><table class=meta>\
          <tr><th>run</th><td><code>{id}</code> on <span class=host>{host}</span></td></tr>{fr}\
          <tr><th>started</th><td>{start}</td></tr>\
-         <tr><th>duration</th><td id=run-dur>{dur}</td></tr>",
+         <tr><th>duration</th><td id=run-dur>{dur}</td></tr>\
+         <tr><th>journal</th><td>shared, change <span id=seq>{seq}</span></td></tr>",
+        seq = v.seq,
+        live = u8::from(live),
         id = esc(&r.run_id),
         name = esc(&r.runbook),
         ver = esc(&r.runbook_version),
@@ -396,8 +403,13 @@ pub(crate) async fn host_run(
             esc(e)
         );
     }
-    h.push_str("</table></header><h2>Steps</h2>");
-    steps_table(&mut h, &r.host, &v.steps);
+    let _ = write!(
+        h,
+        "</table></header><h2>Timeline</h2><p class=timeline><img src='/runs/{0}/timeline.svg' \
+         alt='timeline of run {0}: steps as bars on a time axis' width=960></p><h2>Steps</h2>",
+        esc(&r.run_id)
+    );
+    live_steps_table(&mut h, &r.run_id, &v.steps);
     h.push_str("<h2>Events</h2><ol id=events>");
     for e in &v.events {
         let step = e.step.map_or(String::new(), |s| format!("step {s} "));
@@ -412,26 +424,203 @@ pub(crate) async fn host_run(
     }
     let _ = write!(
         h,
-        "</ol><h2>Actions <small>{} of {} done</small></h2><table id=actions><thead><tr>\
-         <th>step</th><th>#</th><th>action</th><th>undone</th></tr></thead><tbody>",
+        "</ol><h2>Actions <small>{} of {} done</small></h2>",
         v.actions.len(),
         v.actions_total
     );
-    for a in &v.actions {
-        let _ = write!(
-            h,
-            "<tr><td>{}</td><td>{}</td><td><code>{}</code></td><td>{}</td></tr>",
-            a.step.map_or(String::new(), |s| (s + 1).to_string()),
-            a.seq.map_or(String::new(), |s| s.to_string()),
-            esc(&action_text(&a.action.to_string())),
-            if a.undone { "undone" } else { "" },
+    actions_table(&mut h, &r.run_id, None, &v.actions);
+    h.push_str("<footer>");
+    if live {
+        h.push_str(
+            "<p class=live id=live>live: this page follows the shared journal \
+             (it reloads every 5 s without JavaScript)</p>",
         );
     }
     let _ = writeln!(
         h,
-        "</tbody></table><footer><p>read from the shared journal · \
-         <a href='/runs/{}.json'>JSON</a></p></footer></body></html>",
+        "<p>read from the shared journal · <a href='/runs/{}.json'>JSON</a></p></footer>\
+         </body></html>",
         esc(&r.run_id)
     );
     Ok(Html(h).into_response())
+}
+
+/// The steps as the single-host page has them (`#steps`, a row `step-N`
+/// each, the same cells), so its script updates them in place.
+fn live_steps_table(h: &mut String, run: &str, steps: &[Step]) {
+    h.push_str(
+        "<table id=steps><thead><tr><th>#</th><th>step</th><th>status</th><th>time</th>\
+         <th>actions</th></tr></thead><tbody>",
+    );
+    for s in steps {
+        let time = s.started_at.map_or(String::new(), |a| {
+            duration(s.finished_at.unwrap_or_else(mend_journal::now_ms) - a)
+        });
+        let actions = if s.undone > 0 {
+            format!("{} done, {} undone", s.done, s.undone)
+        } else if s.planned > s.done {
+            format!("{}/{} done", s.done, s.planned)
+        } else {
+            format!("{} done", s.done)
+        };
+        let _ = write!(
+            h,
+            "<tr id=step-{i} class='s-{st}'><td>{n}</td><td class=name>{id} <small>{uses}</small>\
+             </td><td class=status>{st}</td><td class=dur>{time}</td><td class=actions>\
+             <a href='/runs/{run}/actions?step={i}'>{actions}</a></td></tr>",
+            i = s.idx,
+            n = s.idx + 1,
+            st = esc(&s.status),
+            id = esc(&s.id),
+            uses = esc(&s.uses),
+            run = esc(run),
+        );
+        if let Some(e) = &s.error {
+            let _ = write!(
+                h,
+                "<tr class=plan><td></td><td colspan=4><ul><li class=err>{}</li></ul></td></tr>",
+                esc(e)
+            );
+        }
+    }
+    h.push_str("</tbody></table>");
+}
+
+/// A page of actions, and the link to the next when it is full.
+fn actions_table(h: &mut String, run: &str, step: Option<i64>, rows: &[Action]) {
+    h.push_str(
+        "<table id=actions><thead><tr><th>step</th><th>#</th><th>action</th><th>undone</th>\
+         </tr></thead><tbody>",
+    );
+    for a in rows {
+        let _ = write!(
+            h,
+            "<tr><td>{}</td><td>{}</td><td><code>{}</code></td><td>{}</td></tr>",
+            a.step.map_or(String::new(), |s| (s + 1).to_string()),
+            a.n + 1,
+            esc(&action_text(&a.action.to_string())),
+            if a.undone { "undone" } else { "" },
+        );
+    }
+    h.push_str("</tbody></table>");
+    if let Some(last) = rows
+        .last()
+        .filter(|_| rows.len() as i64 == read::ACTIONS_PAGE)
+    {
+        let step = step.map_or(String::new(), |s| format!("step={s}&"));
+        let _ = write!(
+            h,
+            "<p><a id=next href='/runs/{}/actions?{step}after={}'>next {}</a></p>",
+            esc(run),
+            last.n,
+            read::ACTIONS_PAGE
+        );
+    }
+}
+
+#[derive(Deserialize)]
+pub(crate) struct ActionsQ {
+    step: Option<i64>,
+    /// The plan place of the last action seen.
+    after: Option<i64>,
+}
+
+async fn actions_of(
+    app: &Fleet,
+    id: &str,
+    q: &ActionsQ,
+) -> Result<(String, Vec<Action>), AppError> {
+    let g = app.session().await?;
+    let c = g.as_ref().expect("connected").client();
+    read::snapshot(c, async |c| {
+        let Some(run) = read::host_run_row(c, id).await? else {
+            return Ok(None);
+        };
+        let rows = read::actions_page(c, &run.run_id, q.step, q.after).await?;
+        Ok(Some((run.run_id, rows)))
+    })
+    .await
+    .map_err(internal)?
+    .ok_or_else(|| not_found("run", id))
+}
+
+/// `/runs/ID/actions?step=N&after=K`: the next page of a host run's
+/// actions (of one step, or all), in plan order.
+pub(crate) async fn actions(
+    State(app): State<Fleet>,
+    Path(id): Path<String>,
+    Query(q): Query<ActionsQ>,
+) -> Result<Response, AppError> {
+    let (run, rows) = actions_of(&app, &id, &q).await?;
+    let mut h = head(&format!("actions · run {run}"), false);
+    let _ = write!(
+        h,
+        "<body><h1>Actions{} <small>run <a href='/runs/{r}'><code>{r}</code></a></small></h1>",
+        q.step
+            .map_or(String::new(), |s| format!(" of step {}", s + 1)),
+        r = esc(&run),
+    );
+    actions_table(&mut h, &run, q.step, &rows);
+    h.push_str("</body></html>\n");
+    Ok(Html(h).into_response())
+}
+
+/// `/api/runs/ID/actions?step=N&after=K`.
+pub(crate) async fn actions_json(
+    State(app): State<Fleet>,
+    Path(id): Path<String>,
+    Query(q): Query<ActionsQ>,
+) -> Result<Response, AppError> {
+    let (_, rows) = actions_of(&app, &id, &q).await?;
+    Ok(Json(rows).into_response())
+}
+
+/// `/runs/ID/stream`: the single-host event stream, from the shared
+/// journal's changes.
+pub(crate) async fn stream(
+    State(app): State<Fleet>,
+    Path(id): Path<String>,
+    Query(q): Query<crate::sse::After>,
+    headers: HeaderMap,
+) -> Result<Response, AppError> {
+    crate::sse::follow(app, id, q, headers).await
+}
+
+/// `/runs/ID/timeline.svg`: the single-host drawing, of a shipped run (its
+/// grants' free space is not shipped, so the picture has none).
+pub(crate) async fn timeline(
+    State(app): State<Fleet>,
+    Path(id): Path<String>,
+) -> Result<Response, AppError> {
+    let v = load_host_run(&app, &id).await?;
+    let r = &v.run;
+    let bars = v
+        .steps
+        .iter()
+        .filter_map(|s| {
+            Some(crate::svg::Bar {
+                label: format!("{}. {}", s.idx + 1, s.id),
+                status: s.status.clone(),
+                start: s.started_at?,
+                end: s.finished_at,
+                undo: v.undo.get(&s.idx).copied(),
+            })
+        })
+        .collect();
+    let t = crate::svg::Timeline::from_parts(
+        format!(
+            "{} {} · run {} on {} · {}",
+            r.runbook, r.runbook_version, r.run_id, r.host, r.status
+        ),
+        r.started_at_ms,
+        r.finished_at_ms,
+        &r.status,
+        bars,
+        vec![],
+    );
+    Ok((
+        [(header::CONTENT_TYPE, "image/svg+xml; charset=utf-8")],
+        t.svg(),
+    )
+        .into_response())
 }

@@ -44,6 +44,8 @@ pub(crate) struct Step {
     /// Actions done (undone ones included).
     pub done: i64,
     pub undone: i64,
+    /// Actions the step planned, as shipped while it ran (0 when unknown).
+    pub planned: i64,
 }
 
 #[derive(Serialize, Clone, Debug)]
@@ -56,6 +58,8 @@ pub(crate) struct Event {
 
 #[derive(Serialize, Clone, Debug)]
 pub(crate) struct Action {
+    /// Its place in the run's plan (0, 1, ...): pages go on after it.
+    pub n: i64,
     pub step: Option<i64>,
     pub seq: Option<i64>,
     pub action: Value,
@@ -72,6 +76,12 @@ pub(crate) struct HostRunView {
     /// The first [`ACTIONS_PAGE`] actions done, in order.
     pub actions: Vec<Action>,
     pub actions_total: i64,
+    /// The journal's newest change when read: the page's stream resumes
+    /// after it.
+    pub seq: i64,
+    /// Each step's undo span (first, last undone_at), for the timeline.
+    #[serde(skip)]
+    pub undo: BTreeMap<i64, (i64, i64)>,
 }
 
 /// `/fleet/ID`: a fleet run, each host with its steps.
@@ -93,7 +103,10 @@ pub(crate) struct Filter {
 }
 
 /// `f` in one read-only snapshot.
-async fn snapshot<T>(c: &Client, f: impl AsyncFnOnce(&Client) -> Result<T>) -> Result<T> {
+pub(crate) async fn snapshot<T>(
+    c: &Client,
+    f: impl AsyncFnOnce(&Client) -> Result<T>,
+) -> Result<T> {
     c.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
         .await
         .context("shared journal: starting a read")?;
@@ -162,9 +175,25 @@ pub(crate) async fn fleet_history(c: &Client, f: &Filter) -> Result<Vec<FleetRun
 /// One fleet run with its hosts and their steps; `None` if there is none.
 pub(crate) async fn fleet(c: &Client, id: &str) -> Result<Option<FleetView>> {
     snapshot(c, async |c| {
-        let Some(fleet) = mend_journal::pg::show_on(c, id).await? else {
+        let Some(mut fleet) = mend_journal::pg::show_on(c, id).await? else {
             return Ok(None);
         };
+        // A host still running has no run id in the fleet's rows yet; its
+        // run, shipped as it goes, names it.
+        for h in fleet.hosts.iter_mut().filter(|h| h.run_id.is_none()) {
+            if let Some(r) = c
+                .query_opt(
+                    "SELECT run_id, status FROM mend_host_runs
+                     WHERE fleet_run = $1 AND host = $2 ORDER BY started_at_ms DESC LIMIT 1",
+                    &[&id, &h.host],
+                )
+                .await
+                .context("shared journal: reading a host's run")?
+            {
+                h.run_id = Some(r.get(0));
+                h.run_status = Some(r.get(1));
+            }
+        }
         let run_ids: Vec<String> = fleet
             .hosts
             .iter()
@@ -193,20 +222,73 @@ pub(crate) async fn fleet(c: &Client, id: &str) -> Result<Option<FleetView>> {
     .await
 }
 
+/// One host's run row by its id (or a prefix naming one run).
+pub(crate) async fn host_run_row(c: &Client, id: &str) -> Result<Option<HostRun>> {
+    let rows = c
+        .query(
+            &format!(
+                "SELECT {HOST_RUN_COLUMNS} FROM mend_host_runs
+                 WHERE run_id = $1 OR (length($1) >= 4 AND starts_with(run_id, $1))
+                 ORDER BY run_id = $1 DESC LIMIT 2"
+            ),
+            &[&id],
+        )
+        .await
+        .context("shared journal: reading a host's run")?;
+    Ok(match rows.as_slice() {
+        [one] => Some(host_run(one)),
+        [a, _] if a.get::<_, &str>("run_id") == id => Some(host_run(a)),
+        _ => None,
+    })
+}
+
+/// A page of a host run's actions: those after plan place `after` (all
+/// with None), of one step or all, in plan order, at most [`ACTIONS_PAGE`].
+/// Keyset on the records' key, so page 250 costs what page 1 does.
+pub(crate) async fn actions_page(
+    c: &Client,
+    run_id: &str,
+    step: Option<i64>,
+    after: Option<i64>,
+) -> Result<Vec<Action>> {
+    // Action k as done is seq -(2k+1): after k means below -(2k+1).
+    let below = after.map_or(0, |k| -(2 * k + 1));
+    let rows = c
+        .query(
+            "SELECT a.seq, a.body::text,
+                 EXISTS (SELECT 1 FROM mend_run_records u
+                         WHERE u.run_id = a.run_id AND u.seq = a.seq - 1 AND u.kind = 'undo')
+             FROM mend_run_records a
+             WHERE a.run_id = $1 AND a.kind = 'action' AND a.seq < $2
+               AND ($3::bigint IS NULL OR (a.body->>'step_idx')::bigint = $3)
+             ORDER BY a.seq DESC LIMIT $4",
+            &[&run_id, &below, &step, &ACTIONS_PAGE],
+        )
+        .await
+        .context("shared journal: reading a run's actions")?;
+    Ok(rows
+        .iter()
+        .map(|r| {
+            let seq: i64 = r.get(0);
+            let b: Value = serde_json::from_str(r.get::<_, &str>(1)).unwrap_or(Value::Null);
+            Action {
+                n: (-seq - 1) / 2,
+                step: b["step_idx"].as_i64(),
+                seq: b["seq"].as_i64(),
+                action: b["action"].clone(),
+                done_at: b["at"].as_i64(),
+                undone: r.get(2),
+            }
+        })
+        .collect())
+}
+
 /// One host's run; `None` if none was shipped by that id.
 pub(crate) async fn host_run_view(c: &Client, id: &str) -> Result<Option<HostRunView>> {
     snapshot(c, async |c| {
-        let Some(row) = c
-            .query_opt(
-                &format!("SELECT {HOST_RUN_COLUMNS} FROM mend_host_runs WHERE run_id = $1"),
-                &[&id],
-            )
-            .await
-            .context("shared journal: reading a host's run")?
-        else {
+        let Some(run) = host_run_row(c, id).await? else {
             return Ok(None);
         };
-        let run = host_run(&row);
         let steps = steps_of(c, std::slice::from_ref(&run.run_id))
             .await?
             .remove(&run.run_id)
@@ -231,32 +313,7 @@ pub(crate) async fn host_run_view(c: &Client, id: &str) -> Result<Option<HostRun
                 }
             })
             .collect();
-        // Action k as done is seq -(2k+1), its undo -(2k+2): in plan order
-        // from -1 down.
-        let rows = c
-            .query(
-                "SELECT a.body::text,
-                     EXISTS (SELECT 1 FROM mend_run_records u
-                             WHERE u.run_id = a.run_id AND u.seq = a.seq - 1 AND u.kind = 'undo')
-                 FROM mend_run_records a
-                 WHERE a.run_id = $1 AND a.kind = 'action' ORDER BY a.seq DESC LIMIT $2",
-                &[&run.run_id, &ACTIONS_PAGE],
-            )
-            .await
-            .context("shared journal: reading a run's actions")?;
-        let actions = rows
-            .iter()
-            .map(|r| {
-                let b: Value = serde_json::from_str(r.get::<_, &str>(0)).unwrap_or(Value::Null);
-                Action {
-                    step: b["step_idx"].as_i64(),
-                    seq: b["seq"].as_i64(),
-                    action: b["action"].clone(),
-                    done_at: b["at"].as_i64(),
-                    undone: r.get(1),
-                }
-            })
-            .collect();
+        let actions = actions_page(c, &run.run_id, None, None).await?;
         let actions_total: i64 = c
             .query_one(
                 "SELECT count(*) FROM mend_run_records WHERE run_id = $1 AND kind = 'action'",
@@ -265,12 +322,33 @@ pub(crate) async fn host_run_view(c: &Client, id: &str) -> Result<Option<HostRun
             .await
             .context("shared journal: counting a run's actions")?
             .get(0);
+        let rows = c
+            .query(
+                "SELECT (body->>'step_idx')::bigint, min((body->>'at')::bigint),
+                     max((body->>'at')::bigint)
+                 FROM mend_run_records WHERE run_id = $1 AND kind = 'undo'
+                 GROUP BY 1",
+                &[&run.run_id],
+            )
+            .await
+            .context("shared journal: reading a run's undos")?;
+        let undo = rows
+            .iter()
+            .filter_map(|r| {
+                Some((
+                    r.get::<_, Option<i64>>(0)?,
+                    (r.get::<_, Option<i64>>(1)?, r.get::<_, Option<i64>>(2)?),
+                ))
+            })
+            .collect();
         Ok(Some(HostRunView {
             run,
             steps,
             events,
             actions,
             actions_total,
+            seq: super::live::newest(c).await?,
+            undo,
         }))
     })
     .await
@@ -280,7 +358,10 @@ pub(crate) async fn host_run_view(c: &Client, id: &str) -> Result<Option<HostRun
 /// with the highest `observed`), with its actions counted. A run shipped
 /// by an older mend has no step records: its steps are those its actions
 /// name.
-async fn steps_of(c: &Client, run_ids: &[String]) -> Result<BTreeMap<String, Vec<Step>>> {
+pub(crate) async fn steps_of(
+    c: &Client,
+    run_ids: &[String],
+) -> Result<BTreeMap<String, Vec<Step>>> {
     let mut out: BTreeMap<String, BTreeMap<i64, (i64, Step)>> = BTreeMap::new();
     let rows = c
         .query(
@@ -305,8 +386,11 @@ async fn steps_of(c: &Client, run_ids: &[String]) -> Result<BTreeMap<String, Vec
             started_at: b["started_at"].as_i64(),
             finished_at: b["finished_at"].as_i64(),
             error: b["error"].as_str().map(str::to_string),
-            done: 0,
-            undone: 0,
+            // Shipped while it ran; the actions shipped at its end count
+            // them again below (the larger count holds).
+            done: b["done"].as_i64().unwrap_or(0),
+            undone: b["undone"].as_i64().unwrap_or(0),
+            planned: b["planned"].as_i64().unwrap_or(0),
         };
         let steps = out.entry(r.get(0)).or_default();
         if steps.get(&idx).is_none_or(|(o, _)| observed >= *o) {
@@ -341,8 +425,8 @@ async fn steps_of(c: &Client, run_ids: &[String]) -> Result<BTreeMap<String, Vec
             });
         let n: i64 = r.get(3);
         match r.get::<_, &str>(2) {
-            "action" => step.done += n,
-            _ => step.undone += n,
+            "action" => step.done = step.done.max(n),
+            _ => step.undone = step.undone.max(n),
         }
     }
     Ok(out
