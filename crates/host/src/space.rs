@@ -204,8 +204,8 @@ fn walk(queue: &Queue, block: u64) -> Tally {
                         ft == FileType::Directory,
                         ft == FileType::Symlink,
                         st.st_size as u64,
-                        st.st_nlink as u64,
-                        (st.st_dev as u64, st.st_ino as u64),
+                        st.st_nlink,
+                        (st.st_dev, st.st_ino),
                     );
                     if ft == FileType::Directory {
                         found.push(Todo::In(fd.clone(), n.to_owned()));

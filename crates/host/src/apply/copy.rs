@@ -321,9 +321,8 @@ impl Copier<'_> {
             Mode::from_raw_mode(0o600),
         )
         .with_context(|| format!("create {}", self.what()))?;
-        if st.st_size as u64 >= HAND_OVER && self.pool.is_some() {
-            let what = self.what();
-            let pool = self.pool.as_mut().expect("a pool");
+        let what = (st.st_size as u64 >= HAND_OVER && self.pool.is_some()).then(|| self.what());
+        if let (Some(what), Some(pool)) = (what, self.pool.as_mut()) {
             pool.collect(self.progress);
             if let Some(e) = pool.failed.take() {
                 return Err(e);
