@@ -40,56 +40,184 @@ const INLINE_LINK: u64 = 60;
 /// What `rel` (a file or tree under `dir`) would take at `block`-byte
 /// allocation. Unreadable entries count as nothing: the copy itself then
 /// fails on them and says which.
+///
+/// The walk is the plan's one pass over the tree (a `stat` per entry: 0.2
+/// s for 120,000 files), so it runs on every core: directories are taken
+/// from a shared queue, each opened relative to its parent with
+/// `O_NOFOLLOW`, one component at a time.
 pub fn usage(dir: &Dir, rel: &Path, block: u64) -> Usage {
     use cap_std::fs::MetadataExt as _;
     let block = block.max(1);
-    let round = |n: u64| n.div_ceil(block) * block;
-    let mut u = Usage::default();
-    let mut seen = std::collections::HashSet::new();
-    let mut add = |md: &cap_std::fs::Metadata, u: &mut Usage| {
-        if md.is_dir() {
-            u.inodes += 1;
-            u.allocated += block;
-            return;
-        }
-        u.files += 1;
-        u.bytes += md.len();
-        if md.nlink() > 1 && !seen.insert((md.dev(), md.ino())) {
-            return;
-        }
-        u.inodes += 1;
-        if md.file_type().is_symlink() {
-            if md.len() > INLINE_LINK {
-                u.allocated += block;
-            }
-        } else {
-            u.allocated += round(md.len());
-        }
-    };
     let Ok(md) = dir.symlink_metadata(rel) else {
-        return u;
+        return Usage::default();
     };
-    add(&md, &mut u);
+    let mut tally = Tally::new(block);
+    tally.add(
+        md.is_dir(),
+        md.file_type().is_symlink(),
+        md.len(),
+        md.nlink(),
+        (md.dev(), md.ino()),
+    );
     if !md.is_dir() {
-        return u;
+        return tally.usage(&mut std::collections::HashSet::new());
     }
-    let Ok(sub) = dir.open_dir(rel) else {
-        return u;
+    let Ok(top) = dir.open_dir(rel) else {
+        return tally.usage(&mut std::collections::HashSet::new());
     };
-    let mut stack = vec![sub];
-    while let Some(d) = stack.pop() {
-        let Ok(entries) = d.entries() else { continue };
-        for e in entries.flatten() {
-            let Ok(md) = e.metadata() else { continue };
-            add(&md, &mut u);
-            if md.is_dir()
-                && let Ok(s) = e.open_dir()
-            {
-                stack.push(s);
-            }
-        }
+    let top: std::os::fd::OwnedFd = top.into_std_file().into();
+    let queue = Queue {
+        todo: std::sync::Mutex::new((vec![Todo::In(top.into(), c".".into())], 0)),
+        ready: std::sync::Condvar::new(),
+    };
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
+    let tallies: Vec<Tally> = std::thread::scope(|scope| {
+        let walkers: Vec<_> = (1..threads)
+            .map(|_| scope.spawn(|| walk(&queue, block)))
+            .collect();
+        let mut all = vec![walk(&queue, block)];
+        all.extend(walkers.into_iter().filter_map(|w| w.join().ok()));
+        all
+    });
+    let mut seen = std::collections::HashSet::new();
+    let mut u = tally.usage(&mut seen);
+    for t in tallies {
+        let more = t.usage(&mut seen);
+        u.bytes += more.bytes;
+        u.allocated += more.allocated;
+        u.inodes += more.inodes;
+        u.files += more.files;
     }
     u
+}
+
+/// A directory still to read: a name in an open parent (the top is `.`
+/// in itself: cap-std holds directories as `O_PATH`, which cannot be read).
+enum Todo {
+    In(std::sync::Arc<std::os::fd::OwnedFd>, std::ffi::CString),
+}
+
+/// Directories to read, and how many walkers are reading one (the walk
+/// is over when none is and none is left).
+struct Queue {
+    todo: std::sync::Mutex<(Vec<Todo>, usize)>,
+    ready: std::sync::Condvar,
+}
+
+/// One walker's count; a file with several links is kept aside by
+/// (device, inode) so that it counts once across walkers.
+struct Tally {
+    block: u64,
+    u: Usage,
+    linked: Vec<((u64, u64), u64)>,
+}
+
+impl Tally {
+    fn new(block: u64) -> Self {
+        Tally {
+            block,
+            u: Usage::default(),
+            linked: Vec::new(),
+        }
+    }
+
+    fn add(&mut self, is_dir: bool, is_link: bool, len: u64, nlink: u64, id: (u64, u64)) {
+        let block = self.block;
+        if is_dir {
+            self.u.inodes += 1;
+            self.u.allocated += block;
+            return;
+        }
+        self.u.files += 1;
+        self.u.bytes += len;
+        let allocated = if is_link {
+            if len > INLINE_LINK { block } else { 0 }
+        } else {
+            len.div_ceil(block) * block
+        };
+        if nlink > 1 {
+            self.linked.push((id, allocated));
+            return;
+        }
+        self.u.inodes += 1;
+        self.u.allocated += allocated;
+    }
+
+    /// The count, with each linked file not in `seen` once.
+    fn usage(self, seen: &mut std::collections::HashSet<(u64, u64)>) -> Usage {
+        let mut u = self.u;
+        for (id, allocated) in self.linked {
+            if seen.insert(id) {
+                u.inodes += 1;
+                u.allocated += allocated;
+            }
+        }
+        u
+    }
+}
+
+fn walk(queue: &Queue, block: u64) -> Tally {
+    use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags};
+    use std::sync::Arc;
+    let mut tally = Tally::new(block);
+    loop {
+        let todo = {
+            let mut q = queue.todo.lock().unwrap_or_else(|e| e.into_inner());
+            loop {
+                if let Some(t) = q.0.pop() {
+                    q.1 += 1;
+                    break t;
+                }
+                if q.1 == 0 {
+                    return tally;
+                }
+                q = queue.ready.wait(q).unwrap_or_else(|e| e.into_inner());
+            }
+        };
+        let Todo::In(parent, name) = todo;
+        let fd = rfs::openat(
+            &*parent,
+            name.as_c_str(),
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        );
+        drop(parent);
+        let mut found = Vec::new();
+        if let Ok(fd) = fd {
+            let fd = Arc::new(fd);
+            if let Ok(mut rd) = rfs::Dir::read_from(&*fd) {
+                while let Some(Ok(e)) = rd.read() {
+                    let n = e.file_name();
+                    if n == c"." || n == c".." {
+                        continue;
+                    }
+                    if e.file_type() == FileType::Directory {
+                        tally.add(true, false, 0, 1, (0, 0));
+                        found.push(Todo::In(fd.clone(), n.to_owned()));
+                        continue;
+                    }
+                    let Ok(st) = rfs::statat(&*fd, n, AtFlags::SYMLINK_NOFOLLOW) else {
+                        continue;
+                    };
+                    let ft = FileType::from_raw_mode(st.st_mode);
+                    tally.add(
+                        ft == FileType::Directory,
+                        ft == FileType::Symlink,
+                        st.st_size as u64,
+                        st.st_nlink,
+                        (st.st_dev, st.st_ino),
+                    );
+                    if ft == FileType::Directory {
+                        found.push(Todo::In(fd.clone(), n.to_owned()));
+                    }
+                }
+            }
+        }
+        let mut q = queue.todo.lock().unwrap_or_else(|e| e.into_inner());
+        q.0.extend(found);
+        q.1 -= 1;
+        queue.ready.notify_all();
+    }
 }
 
 /// The room on the filesystem where `rel` (under `dir`) is or would be:
@@ -371,6 +499,32 @@ mod tests {
             err.contains("12 files (1.1 kB) take 49.2 kB in 4 KiB blocks"),
             "{err}"
         );
+    }
+
+    /// Walked on every core, a wide tree counts as it did on one: a file
+    /// linked from every directory is one inode and its blocks once, its
+    /// bytes once a name (as `du --apparent-size` of names would).
+    #[test]
+    fn a_wide_tree_walked_in_parallel_counts_each_inode_once() {
+        let tmp = tempfile::tempdir().unwrap();
+        let d = tmp.path().join("t");
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join("shared"), [7u8; 5000]).unwrap();
+        for i in 0..64 {
+            let sub = d.join(format!("d{i}/deeper"));
+            std::fs::create_dir_all(&sub).unwrap();
+            for j in 0..20 {
+                std::fs::write(sub.join(format!("f{j}")), vec![1u8; 10 + j]).unwrap();
+            }
+            std::fs::hard_link(d.join("shared"), sub.join("shared")).unwrap();
+        }
+        let dir = Dir::open_ambient_dir(tmp.path(), cap_std::ambient_authority()).unwrap();
+        let u = usage(&dir, Path::new("t"), 4096);
+        let per_dir: u64 = (0..20).map(|j| 10 + j).sum();
+        assert_eq!(u.files, 64 * 21 + 1);
+        assert_eq!(u.bytes, 64 * per_dir + 65 * 5000);
+        assert_eq!(u.inodes, 1 + 64 * 2 + 64 * 20 + 1);
+        assert_eq!(u.allocated, (1 + 64 * 2 + 64 * 20) * 4096 + 8192);
     }
 
     /// The copy carries the plan's count: the tree is walked once (in the

@@ -16,7 +16,8 @@
 //!
 //! Run: cargo bench -p mend --bench snapshot; MEND_BENCH_DIR=/dev/shm for
 //! tmpfs (the tools' own cost), the default $TMPDIR for the disk;
-//! MEND_BENCH_RUNS (default 3) runs each. Needs cp, tar with zstd, sync,
+//! MEND_BENCH_RUNS (default 3) runs each; MEND_BENCH_MEND=PATH measures
+//! another build of mend (a "before" in the same harness). Needs cp, tar with zstd, sync,
 //! /usr/bin/time and 3 GiB there.
 
 use std::path::{Path, PathBuf};
@@ -24,7 +25,11 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-const MEND: &str = env!("CARGO_BIN_EXE_mend");
+/// The mend measured: this build's, or `MEND_BENCH_MEND` (another build,
+/// to compare two in the same run and harness).
+fn mend_bin() -> String {
+    std::env::var("MEND_BENCH_MEND").unwrap_or_else(|_| env!("CARGO_BIN_EXE_mend").to_string())
+}
 
 /// Run a command; its wall time and, when wrapped in /usr/bin/time, its
 /// peak RSS in KiB.
@@ -164,7 +169,7 @@ with = {{ source = "data/{name}", into = "snaps", format = "{format}" }}
 fn mend(tmp: &Path, rb: &Path) -> Command {
     static N: AtomicUsize = AtomicUsize::new(0);
     let mut c = Command::new("/usr/bin/time");
-    c.args(["-f", "maxrss=%M", MEND]);
+    c.args(["-f", "maxrss=%M"]).arg(mend_bin());
     c.arg("--state-dir")
         .arg(tmp.join(format!("state-{}", N.fetch_add(1, Ordering::Relaxed))));
     c.arg("--cache-dir").arg(tmp.join("cache"));
@@ -261,5 +266,5 @@ fn main() {
         rm(&dst);
         rm(&tar_file);
     }
-    println!("  mend: {MEND}");
+    println!("  mend: {}", mend_bin());
 }

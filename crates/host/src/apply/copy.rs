@@ -27,27 +27,123 @@ use rustix::io::Errno;
 const COPY_CHUNK: usize = 64 << 20;
 
 /// Copy `sp` (relative to `sd`) to the new path `dp` (relative to `dd`).
+///
+/// The walk (directories, names, links, small files) is one thread; the
+/// data of large files is copied on as many more as there are other
+/// cores, a file each, while the walk goes on: a filesystem serialises
+/// writes to one file (its inode lock), not to two.
 pub fn copy(sd: &Dir, sp: &Path, dd: &Dir, dp: &Path, progress: &dyn Fn(u64)) -> Result<()> {
     let (sparent, sleaf) = split(sd, sp)?;
     let (dparent, dleaf) = split(dd, dp)?;
-    let mut c = Copier {
-        links: HashMap::new(),
-        top: dparent.try_clone()?,
-        rel: PathBuf::from(OsStr::from_bytes(dleaf.to_bytes())),
-        progress,
-        root: rustix::process::geteuid().is_root(),
-        buf: Vec::new(),
-    };
-    let st = rfs::statat(&sparent, sleaf.as_c_str(), AtFlags::SYMLINK_NOFOLLOW)
-        .with_context(|| format!("stat {}", sp.display()))?;
-    c.entry(
-        sparent.as_fd(),
-        &sleaf,
-        FileType::from_raw_mode(st.st_mode),
-        dparent.as_fd(),
-        &dleaf,
-    )
+    let root = rustix::process::geteuid().is_root();
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get()) - 1;
+    let (jobs_tx, jobs) = std::sync::mpsc::sync_channel::<Job>(workers);
+    let jobs = std::sync::Mutex::new(jobs);
+    let (done_tx, done) = std::sync::mpsc::channel::<(String, Result<u64>)>();
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            let done_tx = done_tx.clone();
+            let jobs = &jobs;
+            scope.spawn(move || {
+                let mut buf = Vec::new();
+                loop {
+                    let job = jobs.lock().unwrap_or_else(|e| e.into_inner()).recv();
+                    let Ok(job) = job else { return };
+                    let r = job.run(root, &mut buf);
+                    if done_tx.send((job.what, r)).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+        drop(done_tx);
+        let mut c = Copier {
+            links: HashMap::new(),
+            top: dparent.try_clone()?,
+            rel: PathBuf::from(OsStr::from_bytes(dleaf.to_bytes())),
+            progress,
+            root,
+            buf: Vec::new(),
+            pool: (workers > 0).then_some(Pool {
+                jobs: jobs_tx,
+                done,
+                failed: None,
+            }),
+        };
+        let walked = rfs::statat(&sparent, sleaf.as_c_str(), AtFlags::SYMLINK_NOFOLLOW)
+            .with_context(|| format!("stat {}", sp.display()))
+            .and_then(|st| {
+                c.entry(
+                    sparent.as_fd(),
+                    &sleaf,
+                    FileType::from_raw_mode(st.st_mode),
+                    dparent.as_fd(),
+                    &dleaf,
+                )
+            });
+        // Every file handed over finished (the workers end when the
+        // queue closes), its error kept: a copy is whole or an error.
+        let handed = c.pool.take().map_or(Ok(()), |p| p.finish(progress));
+        walked.and(handed)
+    })
 }
+
+/// A large file's data and attributes, copied on a worker thread: both
+/// files are open (the copy already has its name, so a hard link to it
+/// can be made meanwhile).
+struct Job {
+    src: OwnedFd,
+    dst: OwnedFd,
+    st: Stat,
+    what: String,
+}
+
+impl Job {
+    fn run(&self, root: bool, buf: &mut Vec<u8>) -> Result<u64> {
+        let size = self.st.st_size as u64;
+        let n = data(&self.src, &self.dst, size, &|_| {}, buf)
+            .with_context(|| format!("copy {}", self.what))?;
+        attrs(&self.src, &self.dst, &self.st, root, &self.what)?;
+        Ok(n)
+    }
+}
+
+/// The workers' queue and what they report back.
+struct Pool {
+    jobs: std::sync::mpsc::SyncSender<Job>,
+    done: std::sync::mpsc::Receiver<(String, Result<u64>)>,
+    failed: Option<anyhow::Error>,
+}
+
+impl Pool {
+    /// What finished so far: bytes to the progress, the first error kept.
+    fn collect(&mut self, progress: &dyn Fn(u64)) {
+        while let Ok((_, r)) = self.done.try_recv() {
+            match r {
+                Ok(n) => progress(n),
+                Err(e) => {
+                    self.failed.get_or_insert(e);
+                }
+            }
+        }
+    }
+
+    fn finish(mut self, progress: &dyn Fn(u64)) -> Result<()> {
+        drop(self.jobs);
+        for (_, r) in self.done.iter() {
+            match r {
+                Ok(n) => progress(n),
+                Err(e) => {
+                    self.failed.get_or_insert(e);
+                }
+            }
+        }
+        self.failed.map_or(Ok(()), Err)
+    }
+}
+
+/// Files at least this large are handed to a worker when one is free.
+const HAND_OVER: u64 = 1 << 20;
 
 /// The directory holding `p` (opened beneath `dir` by cap-std) and `p`'s
 /// last component; `.` for `dir` itself.
@@ -76,6 +172,8 @@ struct Copier<'a> {
     /// Only root may give a file away; others keep what they can, as cp -a.
     root: bool,
     buf: Vec<u8>,
+    /// Workers for large files' data, where there is more than one core.
+    pool: Option<Pool>,
 }
 
 fn name_of(n: &CStr) -> String {
@@ -223,54 +321,32 @@ impl Copier<'_> {
             Mode::from_raw_mode(0o600),
         )
         .with_context(|| format!("create {}", self.what()))?;
-        self.data(&src, &dst, st.st_size as u64)
+        let what = (st.st_size as u64 >= HAND_OVER && self.pool.is_some()).then(|| self.what());
+        if let (Some(what), Some(pool)) = (what, self.pool.as_mut()) {
+            pool.collect(self.progress);
+            if let Some(e) = pool.failed.take() {
+                return Err(e);
+            }
+            let job = Job { src, dst, st, what };
+            // Every worker busy: this thread copies it.
+            let job = match pool.jobs.try_send(job) {
+                Ok(()) => return Ok(()),
+                Err(std::sync::mpsc::TrySendError::Full(j)) => j,
+                Err(std::sync::mpsc::TrySendError::Disconnected(j)) => j,
+            };
+            data(
+                &job.src,
+                &job.dst,
+                st.st_size as u64,
+                self.progress,
+                &mut self.buf,
+            )
+            .with_context(|| format!("copy {}", job.what))?;
+            return attrs(&job.src, &job.dst, &st, self.root, &job.what);
+        }
+        data(&src, &dst, st.st_size as u64, self.progress, &mut self.buf)
             .with_context(|| format!("copy {}", self.what()))?;
         self.attrs(&src, &dst, &st)
-    }
-
-    /// The bytes: in the kernel (copy_file_range) where it can, as cp does;
-    /// by read and write where it cannot (across some filesystems).
-    fn data(&mut self, src: &OwnedFd, dst: &OwnedFd, size: u64) -> Result<()> {
-        let mut done = 0u64;
-        loop {
-            let want = if size > done {
-                ((size - done) as usize).min(COPY_CHUNK)
-            } else {
-                COPY_CHUNK
-            };
-            match rfs::copy_file_range(src, None, dst, None, want) {
-                Ok(0) => return Ok(()),
-                Ok(n) => {
-                    done += n as u64;
-                    (self.progress)(n as u64);
-                    // As large as it was when opened: done (no call to see EOF).
-                    if done == size {
-                        return Ok(());
-                    }
-                }
-                Err(Errno::XDEV | Errno::NOSYS | Errno::INVAL | Errno::OPNOTSUPP) if done == 0 => {
-                    return self.read_write(src, dst);
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
-    }
-
-    fn read_write(&mut self, src: &OwnedFd, dst: &OwnedFd) -> Result<()> {
-        if self.buf.is_empty() {
-            self.buf = vec![0; 1 << 20];
-        }
-        loop {
-            let n = rustix::io::read(src, &mut self.buf[..])?;
-            if n == 0 {
-                return Ok(());
-            }
-            let mut at = 0;
-            while at < n {
-                at += rustix::io::write(dst, &self.buf[at..n])?;
-            }
-            (self.progress)(n as u64);
-        }
     }
 
     fn link(&mut self, first: PathBuf, ddir: BorrowedFd, dname: &CStr) -> Result<()> {
@@ -331,39 +407,101 @@ impl Copier<'_> {
         Ok(())
     }
 
-    /// Owner, mode, extended attributes, then times (last: the others
-    /// change the inode's ctime, and a write would change its mtime).
     fn attrs(&mut self, src: &OwnedFd, dst: &OwnedFd, st: &Stat) -> Result<()> {
-        let what = self.what();
-        self.own(
-            rfs::fchown(
-                dst,
-                Some(rfs::Uid::from_raw(st.st_uid)),
-                Some(rfs::Gid::from_raw(st.st_gid)),
-            ),
-            st,
-        )?;
-        // After chown, which clears set-user-ID bits.
-        rfs::fchmod(dst, Mode::from_raw_mode(st.st_mode & 0o7777))
-            .with_context(|| format!("set the mode of {what}"))?;
-        copy_xattrs(src, dst).with_context(|| format!("copy the extended attributes of {what}"))?;
-        rfs::futimens(dst, &times(st)).with_context(|| format!("set the times of {what}"))?;
-        Ok(())
+        attrs(src, dst, st, self.root, &self.what())
     }
 
     fn own(&self, r: rustix::io::Result<()>, st: &Stat) -> Result<()> {
-        match r {
-            Ok(()) => Ok(()),
-            // Not root: the copy is ours, as cp -a leaves it.
-            Err(Errno::PERM) if !self.root => Ok(()),
-            Err(e) => Err(e).with_context(|| {
-                format!(
-                    "give {} to uid {} gid {}",
-                    self.what(),
-                    st.st_uid,
-                    st.st_gid
-                )
-            }),
+        own(r, st, self.root, &self.what())
+    }
+}
+
+/// The bytes: in the kernel (copy_file_range) where it can, as cp does;
+/// by read and write where it cannot (across some filesystems). How many.
+fn data(
+    src: &OwnedFd,
+    dst: &OwnedFd,
+    size: u64,
+    progress: &dyn Fn(u64),
+    buf: &mut Vec<u8>,
+) -> Result<u64> {
+    let mut done = 0u64;
+    loop {
+        let want = if size > done {
+            ((size - done) as usize).min(COPY_CHUNK)
+        } else {
+            COPY_CHUNK
+        };
+        match rfs::copy_file_range(src, None, dst, None, want) {
+            Ok(0) => return Ok(done),
+            Ok(n) => {
+                done += n as u64;
+                progress(n as u64);
+                // As large as it was when opened: done (no call to see EOF).
+                if done == size {
+                    return Ok(done);
+                }
+            }
+            Err(Errno::XDEV | Errno::NOSYS | Errno::INVAL | Errno::OPNOTSUPP) if done == 0 => {
+                return read_write(src, dst, progress, buf);
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+fn read_write(
+    src: &OwnedFd,
+    dst: &OwnedFd,
+    progress: &dyn Fn(u64),
+    buf: &mut Vec<u8>,
+) -> Result<u64> {
+    if buf.is_empty() {
+        *buf = vec![0; 1 << 20];
+    }
+    let mut done = 0;
+    loop {
+        let n = rustix::io::read(src, &mut buf[..])?;
+        if n == 0 {
+            return Ok(done);
+        }
+        let mut at = 0;
+        while at < n {
+            at += rustix::io::write(dst, &buf[at..n])?;
+        }
+        done += n as u64;
+        progress(n as u64);
+    }
+}
+
+/// Owner, mode, extended attributes, then times (last: the others
+/// change the inode's ctime, and a write would change its mtime).
+fn attrs(src: &OwnedFd, dst: &OwnedFd, st: &Stat, root: bool, what: &str) -> Result<()> {
+    own(
+        rfs::fchown(
+            dst,
+            Some(rfs::Uid::from_raw(st.st_uid)),
+            Some(rfs::Gid::from_raw(st.st_gid)),
+        ),
+        st,
+        root,
+        what,
+    )?;
+    // After chown, which clears set-user-ID bits.
+    rfs::fchmod(dst, Mode::from_raw_mode(st.st_mode & 0o7777))
+        .with_context(|| format!("set the mode of {what}"))?;
+    copy_xattrs(src, dst).with_context(|| format!("copy the extended attributes of {what}"))?;
+    rfs::futimens(dst, &times(st)).with_context(|| format!("set the times of {what}"))?;
+    Ok(())
+}
+
+fn own(r: rustix::io::Result<()>, st: &Stat, root: bool, what: &str) -> Result<()> {
+    match r {
+        Ok(()) => Ok(()),
+        // Not root: the copy is ours, as cp -a leaves it.
+        Err(Errno::PERM) if !root => Ok(()),
+        Err(e) => {
+            Err(e).with_context(|| format!("give {what} to uid {} gid {}", st.st_uid, st.st_gid))
         }
     }
 }
@@ -541,6 +679,95 @@ mod tests {
             .unwrap();
             assert_eq!(&v[..n], b"kept");
         }
+    }
+
+    /// Files of 1 MiB and more are copied on worker threads while the walk
+    /// goes on: each still gets its owner, mode, xattrs and times after its
+    /// data, a hard link to one is made while it is being written, and the
+    /// whole matches `cp -a`.
+    #[test]
+    fn large_files_copied_beside_the_walk_keep_what_cp_a_keeps() {
+        let tmp = tempfile::tempdir().unwrap();
+        let src = tmp.path().join("src");
+        sh(&format!(
+            "set -e; mkdir -p {s}/a {s}/b; for i in 1 2 3 4 5 6; do seq 1 $((200000 + i)) > {s}/a/big$i; done; \
+             echo small > {s}/b/small; ln {s}/a/big2 {s}/b/big2-again; chmod 640 {s}/a/big1 {s}/a/big3; \
+             chmod 4755 {s}/a/big4; touch -d '2021-01-01 01:01:01.5' {s}/a/big1 {s}/a/big5 {s}/a {s}/b",
+            s = src.display()
+        ));
+        let xattr_ok = rfs::setxattr(
+            src.join("a/big3").as_path(),
+            "user.mend-test",
+            b"kept",
+            rfs::XattrFlags::empty(),
+        )
+        .is_ok();
+        if rustix::process::geteuid().is_root() {
+            sh(&format!("chown -R -h 65534:65534 {}/a", src.display()));
+            sh(&format!("chmod 4755 {}/a/big4", src.display()));
+            sh(&format!(
+                "touch -d '2021-01-01 01:01:01.5' {s}/a {s}/b",
+                s = src.display()
+            ));
+        }
+        let done = std::sync::atomic::AtomicU64::new(0);
+        let (sd, dd) = (open(tmp.path()), open(tmp.path()));
+        copy(&sd, Path::new("src"), &dd, Path::new("mine"), &|n| {
+            done.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+        })
+        .unwrap();
+        sh(&format!(
+            "cp -a {} {}",
+            src.display(),
+            tmp.path().join("cp").display()
+        ));
+        assert_eq!(meta(&tmp.path().join("mine")), meta(&tmp.path().join("cp")));
+        let big: u64 = (1..=6)
+            .map(|i| {
+                std::fs::metadata(src.join(format!("a/big{i}")))
+                    .unwrap()
+                    .len()
+            })
+            .sum();
+        assert_eq!(
+            done.load(std::sync::atomic::Ordering::Relaxed),
+            big + 6,
+            "every byte reported once, from the workers too"
+        );
+        if xattr_ok {
+            let mut v = [0u8; 16];
+            let n = rfs::getxattr(
+                tmp.path().join("mine/a/big3").as_path(),
+                "user.mend-test",
+                &mut v[..],
+            )
+            .unwrap();
+            assert_eq!(&v[..n], b"kept");
+        }
+    }
+
+    /// A worker's failure fails the copy, with the file's name.
+    #[test]
+    fn a_large_file_that_cannot_be_copied_fails_the_copy() {
+        if !rustix::process::geteuid().is_root() {
+            eprintln!("skipped: mounting a tmpfs needs root");
+            return;
+        }
+        let tmp = tempfile::tempdir().unwrap();
+        let vol = tmp.path().join("vol");
+        sh(&format!(
+            "set -e; mkdir -p {d}/src {v}; for i in 1 2 3; do head -c 2000000 /dev/urandom > {d}/src/f$i; done; \
+             mount -t tmpfs -o size=3m tmpfs {v}",
+            d = tmp.path().display(),
+            v = vol.display()
+        ));
+        let (sd, dd) = (open(tmp.path()), open(&vol));
+        let r = copy(&sd, Path::new("src"), &dd, Path::new("dst"), &|_| {});
+        drop(dd);
+        sh(&format!("umount {}", vol.display()));
+        let err = format!("{:#}", r.expect_err("6 MB do not fit in 3 MB"));
+        assert!(err.contains("No space left"), "{err}");
+        assert!(err.contains("src") || err.contains("dst/f"), "{err}");
     }
 
     #[test]
