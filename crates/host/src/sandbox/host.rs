@@ -4,6 +4,7 @@
 
 use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
+use std::os::unix::ffi::OsStrExt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -277,11 +278,19 @@ type Described = (String, files::EntryKind, u64, i64, u32);
 
 struct Frame {
     dir: Dir,
+    /// The directory opened for reading (cap-std's `Dir` is an `O_PATH`
+    /// handle, which `getdents64` refuses): `.` of `dir`.
+    listing: rustix::fd::OwnedFd,
     prefix: String,
-    /// The rest of the directory, read [`WALK_CHUNK`] entries at a time.
-    rest: Option<cap_std::fs::ReadDir>,
+    /// Whether the directory has been read to its end.
+    read_all: bool,
     entries: std::vec::IntoIter<Described>,
 }
+
+/// Bytes of directory entries read per `getdents64`: about a thousand
+/// names, as `find` reads them (cap-std's reader takes some 25 a call,
+/// and on tmpfs each call costs a search for where the last one stopped).
+const GETDENTS_BUF: usize = 32 << 10;
 
 /// What walk and stat report of an lstat: kind, size, mtime (seconds, nanos).
 fn described(md: &cap_std::fs::Metadata) -> (files::EntryKind, u64, i64, u32) {
@@ -304,11 +313,37 @@ fn described(md: &cap_std::fs::Metadata) -> (files::EntryKind, u64, i64, u32) {
     (kind, md.len(), secs, nanos)
 }
 
+/// [`described`] of a raw `stat`, for the walk's `fstatat` of each name.
+fn described_stat(st: &rustix::fs::Stat) -> (files::EntryKind, u64, i64, u32) {
+    use rustix::fs::FileType as T;
+    let kind = match T::from_raw_mode(st.st_mode) {
+        T::Symlink => files::EntryKind::Symlink,
+        T::Directory => files::EntryKind::Dir,
+        T::RegularFile => files::EntryKind::File,
+        _ => files::EntryKind::Other,
+    };
+    // As `described`: a time before the epoch reads as 0.
+    let (secs, nanos) = if st.st_mtime < 0 {
+        (0, 0)
+    } else {
+        (st.st_mtime as i64, st.st_mtime_nsec as u32)
+    };
+    (kind, st.st_size.max(0) as u64, secs, nanos)
+}
+
 fn frame(dir: Dir, prefix: String) -> std::io::Result<Frame> {
+    use rustix::fs::{Mode, OFlags};
+    let listing = rustix::fs::openat(
+        &dir,
+        ".",
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
     let mut f = Frame {
-        rest: Some(dir.entries()?),
         dir,
+        listing,
         prefix,
+        read_all: false,
         entries: Vec::new().into_iter(),
     };
     f.refill()?;
@@ -316,33 +351,48 @@ fn frame(dir: Dir, prefix: String) -> std::io::Result<Frame> {
 }
 
 impl Frame {
-    /// Read the next chunk of the directory; false at its end.
+    /// Read the next chunk of the directory (at least [`WALK_CHUNK`]
+    /// entries, or the rest; a chunk ends where a `getdents64` buffer
+    /// does, as the directory's offset has moved past it); false at its
+    /// end. Each name is `fstatat`ed in the directory held open.
     fn refill(&mut self) -> std::io::Result<bool> {
-        let Some(rest) = self.rest.as_mut() else {
+        if self.read_all {
             return Ok(false);
-        };
+        }
         let mut entries = Vec::new();
-        // The host's own trash and staging (at a grant's root, and at the
-        // top of a volume mounted in it) are not the step's to see or plan
-        // over: what undo needs lives there.
-        for e in rest.by_ref() {
+        let mut buf = Vec::with_capacity(GETDENTS_BUF);
+        let mut raw = rustix::fs::RawDir::new(&self.listing, buf.spare_capacity_mut());
+        loop {
+            if entries.len() >= WALK_CHUNK && raw.is_buffer_empty() {
+                break;
+            }
+            let Some(e) = raw.next() else {
+                self.read_all = true;
+                break;
+            };
             let e = e?;
-            let raw = e.file_name();
+            let bytes = e.file_name().to_bytes();
+            if bytes == b"." || bytes == b".." {
+                continue;
+            }
             // Never skipped: a name that is not UTF-8 is escaped (see
             // `crate::names`), or its directory would look empty to a step.
-            let name = mend_plan::names::encode(&raw).into_owned();
+            let raw_name = std::ffi::OsStr::from_bytes(bytes);
+            let name = mend_plan::names::encode(raw_name).into_owned();
+            // The host's own trash and staging (at a grant's root, and at
+            // the top of a volume mounted in it) are not the step's to see
+            // or plan over: what undo needs lives there.
             if crate::grants::host_owned(&name).is_some() {
                 continue;
             }
             // lstat: a symlink is reported as a symlink, never followed.
-            let (kind, size, secs, nanos) = described(&e.metadata()?);
+            let st = rustix::fs::statat(
+                &self.dir,
+                e.file_name(),
+                rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+            )?;
+            let (kind, size, secs, nanos) = described_stat(&st);
             entries.push((name, kind, size, secs, nanos));
-            if entries.len() == WALK_CHUNK {
-                break;
-            }
-        }
-        if entries.len() < WALK_CHUNK {
-            self.rest = None;
         }
         entries.sort_by(|a, b| a.0.cmp(&b.0));
         let more = !entries.is_empty();
