@@ -267,9 +267,25 @@ impl clock::Host for StepState {
     }
 }
 
-/// A walk in progress: a stack of open directories, each with its next
-/// chunk of sorted, not yet reported entries.
+/// A walk in progress, read ahead by a thread of its own: while the step
+/// looks at one batch (and the host checks what it plans from it), the
+/// next is being listed and stat'ed. At most [`WALK_AHEAD`] batches wait,
+/// so memory stays bounded; dropping the walk ends the thread at its next
+/// batch.
 pub struct WalkState {
+    ahead: std::sync::mpsc::Receiver<Result<Vec<files::Entry>, HostError>>,
+    held: std::collections::VecDeque<files::Entry>,
+    ended: bool,
+}
+
+/// Entries a read-ahead batch holds.
+const WALK_AHEAD_BATCH: u32 = 4096;
+/// Batches read ahead at most.
+const WALK_AHEAD: usize = 2;
+
+/// The walk itself: a stack of open directories, each with its next chunk
+/// of sorted, not yet reported entries.
+struct Walker {
     error: Option<HostError>,
     stack: Vec<Frame>,
 }
@@ -403,6 +419,57 @@ impl Frame {
 
 impl WalkState {
     fn start(grants: &Grants, root: &str) -> WalkState {
+        let mut walker = Walker::start(grants, root);
+        let (tx, ahead) = std::sync::mpsc::sync_channel(WALK_AHEAD);
+        let spawned = std::thread::Builder::new()
+            .name("mend-walk".into())
+            .spawn(move || {
+                loop {
+                    let batch = walker.next(WALK_AHEAD_BATCH);
+                    let last = !matches!(&batch, Ok(b) if !b.is_empty());
+                    // The walk was dropped: stop reading.
+                    if tx.send(batch).is_err() || last {
+                        return;
+                    }
+                }
+            });
+        let mut state = WalkState {
+            ahead,
+            held: Default::default(),
+            ended: false,
+        };
+        if let Err(e) = spawned {
+            // No thread, no walk: said by the first `next`.
+            let (tx, rx) = std::sync::mpsc::sync_channel(1);
+            let _ = tx.send(Err(HostError::Io(format!(
+                "walk {root}: cannot start a thread: {e}"
+            ))));
+            state.ahead = rx;
+        }
+        state
+    }
+
+    fn next(&mut self, max: u32) -> Result<Vec<files::Entry>, HostError> {
+        let max = max.min(WALK_BATCH_CAP) as usize;
+        while self.held.len() < max && !self.ended {
+            match self.ahead.recv() {
+                Ok(Ok(batch)) if !batch.is_empty() => self.held.extend(batch),
+                // An error ends the walk, as it always did.
+                Ok(Err(e)) => {
+                    self.ended = true;
+                    self.held.clear();
+                    return Err(e);
+                }
+                Ok(Ok(_)) | Err(_) => self.ended = true,
+            }
+        }
+        let n = max.min(self.held.len());
+        Ok(self.held.drain(..n).collect())
+    }
+}
+
+impl Walker {
+    fn start(grants: &Grants, root: &str) -> Walker {
         let opened = grants.read(root).map_err(denied).and_then(|r| {
             let dir = r
                 .grant
@@ -412,11 +479,11 @@ impl WalkState {
             frame(dir, root.trim_end_matches('/').to_string()).map_err(|e| io_error(root, e))
         });
         match opened {
-            Ok(f) => WalkState {
+            Ok(f) => Walker {
                 error: None,
                 stack: vec![f],
             },
-            Err(e) => WalkState {
+            Err(e) => Walker {
                 error: Some(e),
                 stack: Vec::new(),
             },
