@@ -342,7 +342,7 @@ fn described_stat(st: &rustix::fs::Stat) -> (files::EntryKind, u64, i64, u32) {
     let (secs, nanos) = if st.st_mtime < 0 {
         (0, 0)
     } else {
-        (st.st_mtime as i64, st.st_mtime_nsec as u32)
+        (st.st_mtime, st.st_mtime_nsec as u32)
     };
     (kind, st.st_size.max(0) as u64, secs, nanos)
 }

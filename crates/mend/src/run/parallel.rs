@@ -146,10 +146,10 @@ fn serial(
 ) -> Outcomes {
     let mut batch = apply::Batch::default();
     let mut out: Outcomes = (0..actions.len()).map(|_| None).collect();
-    for i in 0..actions.len() {
+    for (i, slot) in out.iter_mut().enumerate() {
         let r = one(&mut batch, cx, (run, step), lo, actions, pres, i);
         let stop = r.is_err();
-        out[i] = Some(r);
+        *slot = Some(r);
         if stop {
             break;
         }
