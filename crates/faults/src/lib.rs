@@ -98,6 +98,20 @@ fn armed() -> Option<&'static Fault> {
     parsed().as_ref().ok().and_then(Option::as_ref)
 }
 
+/// Whether an I/O fault (`MEND_FAULT`), a crash point (`MEND_CRASH_AT`)
+/// or a pause point (`MEND_PAUSE_AT`) is armed: the host then performs one
+/// action at a time, in plan order, so that the fault meets the action it
+/// names and a kill at action N finds exactly the actions before N done,
+/// not whatever parallel workers reached.
+pub fn one_at_a_time() -> bool {
+    static POINTS: OnceLock<bool> = OnceLock::new();
+    armed().is_some()
+        || *POINTS.get_or_init(|| {
+            std::env::var_os("MEND_CRASH_AT").is_some()
+                || std::env::var_os("MEND_PAUSE_AT").is_some()
+        })
+}
+
 /// Reads and checks `MEND_FAULT` at startup: a misspelt fault is an error
 /// the caller stops on (mend exits 2) before it does anything, rather than
 /// run unfaulted and let a test pass that tested nothing.

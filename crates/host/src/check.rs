@@ -117,6 +117,10 @@ pub fn outline(plan: &wit::Plan) -> StepPlan {
 #[derive(Default, Debug)]
 pub struct Removals {
     below: std::collections::HashMap<String, (u64, u64)>,
+    /// The directory the last removal was in, held open (grant, parent
+    /// rel, handle): the next removal in it is sized by one `fstatat` of
+    /// its name, not by a resolution of its whole path from the grant.
+    parent: Option<(String, String, cap_std::fs::Dir)>,
 }
 
 impl Removals {
@@ -127,12 +131,58 @@ impl Removals {
         let (b, f) = (bytes.saturating_sub(eb), files.saturating_sub(ef));
         let mut up = path;
         while let Some((parent, _)) = up.rsplit_once('/') {
-            let slot = self.below.entry(parent.to_string()).or_default();
-            slot.0 += b;
-            slot.1 += f;
+            // A million removals in a thousand directories: look up first,
+            // allocate a key only for a directory not seen yet.
+            match self.below.get_mut(parent) {
+                Some(slot) => {
+                    slot.0 += b;
+                    slot.1 += f;
+                }
+                None => {
+                    self.below.insert(parent.to_string(), (b, f));
+                }
+            }
             up = parent;
         }
         (b, f)
+    }
+
+    /// Bytes and files of what `r` names (a file: its size; a directory:
+    /// its tree), by lstat: a symlink is sized as itself. Nothing there
+    /// sizes as nothing.
+    fn size(&mut self, r: &crate::grants::Resolved) -> (u64, u64) {
+        let whole =
+            |r: &crate::grants::Resolved| crate::space::tree_size(&r.grant.dir, &r.rel_path());
+        let Some((parent, leaf)) = r.rel.rsplit_once('/') else {
+            return whole(r);
+        };
+        let hit = matches!(&self.parent, Some((g, p, _)) if *g == r.grant.name && p == parent);
+        if !hit {
+            // Opened beneath the grant by cap-std, as every host operation.
+            let Ok(dir) = r.grant.dir.open_dir(mend_plan::names::decode(parent)) else {
+                self.parent = None;
+                return whole(r);
+            };
+            self.parent = Some((r.grant.name.clone(), parent.to_string(), dir));
+        }
+        let dir = &self.parent.as_ref().expect("just set").2;
+        // One name, not followed: the lookup cannot leave the directory.
+        match rustix::fs::statat(
+            dir,
+            &*mend_plan::names::decode(leaf),
+            rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+        ) {
+            Ok(st)
+                if rustix::fs::FileType::from_raw_mode(st.st_mode)
+                    != rustix::fs::FileType::Directory =>
+            {
+                (st.st_size.max(0) as u64, 1)
+            }
+            Err(rustix::io::Errno::NOENT) => (0, 0),
+            // A directory (sized by its tree), or an error the general
+            // path words.
+            _ => whole(r),
+        }
     }
 }
 
@@ -158,7 +208,7 @@ pub fn check_action(
                         r.grant.name
                     ));
                 }
-                let (b, f) = crate::space::tree_size(&r.grant.dir, &r.rel_path());
+                let (b, f) = removals.size(&r);
                 let (b, f) = removals.count(path, b, f);
                 (b, f, !r.grant.disposable)
             }

@@ -33,7 +33,8 @@ pub struct Grants {
     /// of 100,000 files in 1,000 folders checks each folder once. Every
     /// operation still goes through cap-std, which refuses an escape made
     /// after the check.
-    checked: std::sync::Mutex<std::collections::HashSet<(String, String)>>,
+    /// By grant, then parent: looked up without allocating a key.
+    checked: std::sync::Mutex<std::collections::HashMap<String, std::collections::HashSet<String>>>,
 }
 
 /// The longest path a step may give (Linux's PATH_MAX). A longer one is
@@ -226,11 +227,16 @@ impl Grants {
             });
         }
         if let Some((parent, _)) = r.rel.rsplit_once('/') {
-            let key = (r.grant.name.clone(), parent.to_string());
             let mut checked = self.checked.lock().expect("not poisoned");
-            if !checked.contains(&key) {
+            let seen = checked
+                .get(&r.grant.name)
+                .is_some_and(|dirs| dirs.contains(parent));
+            if !seen {
                 check_parents(&r, path)?;
-                checked.insert(key);
+                checked
+                    .entry(r.grant.name.clone())
+                    .or_default()
+                    .insert(parent.to_string());
             }
         }
         Ok(r)

@@ -4,6 +4,7 @@
 
 use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
+use std::os::unix::ffi::OsStrExt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -266,9 +267,25 @@ impl clock::Host for StepState {
     }
 }
 
-/// A walk in progress: a stack of open directories, each with its next
-/// chunk of sorted, not yet reported entries.
+/// A walk in progress, read ahead by a thread of its own: while the step
+/// looks at one batch (and the host checks what it plans from it), the
+/// next is being listed and stat'ed. At most [`WALK_AHEAD`] batches wait,
+/// so memory stays bounded; dropping the walk ends the thread at its next
+/// batch.
 pub struct WalkState {
+    ahead: std::sync::mpsc::Receiver<Result<Vec<files::Entry>, HostError>>,
+    held: std::collections::VecDeque<files::Entry>,
+    ended: bool,
+}
+
+/// Entries a read-ahead batch holds.
+const WALK_AHEAD_BATCH: u32 = 4096;
+/// Batches read ahead at most.
+const WALK_AHEAD: usize = 2;
+
+/// The walk itself: a stack of open directories, each with its next chunk
+/// of sorted, not yet reported entries.
+struct Walker {
     error: Option<HostError>,
     stack: Vec<Frame>,
 }
@@ -277,11 +294,19 @@ type Described = (String, files::EntryKind, u64, i64, u32);
 
 struct Frame {
     dir: Dir,
+    /// The directory opened for reading (cap-std's `Dir` is an `O_PATH`
+    /// handle, which `getdents64` refuses): `.` of `dir`.
+    listing: rustix::fd::OwnedFd,
     prefix: String,
-    /// The rest of the directory, read [`WALK_CHUNK`] entries at a time.
-    rest: Option<cap_std::fs::ReadDir>,
+    /// Whether the directory has been read to its end.
+    read_all: bool,
     entries: std::vec::IntoIter<Described>,
 }
+
+/// Bytes of directory entries read per `getdents64`: about a thousand
+/// names, as `find` reads them (cap-std's reader takes some 25 a call,
+/// and on tmpfs each call costs a search for where the last one stopped).
+const GETDENTS_BUF: usize = 32 << 10;
 
 /// What walk and stat report of an lstat: kind, size, mtime (seconds, nanos).
 fn described(md: &cap_std::fs::Metadata) -> (files::EntryKind, u64, i64, u32) {
@@ -304,11 +329,37 @@ fn described(md: &cap_std::fs::Metadata) -> (files::EntryKind, u64, i64, u32) {
     (kind, md.len(), secs, nanos)
 }
 
+/// [`described`] of a raw `stat`, for the walk's `fstatat` of each name.
+fn described_stat(st: &rustix::fs::Stat) -> (files::EntryKind, u64, i64, u32) {
+    use rustix::fs::FileType as T;
+    let kind = match T::from_raw_mode(st.st_mode) {
+        T::Symlink => files::EntryKind::Symlink,
+        T::Directory => files::EntryKind::Dir,
+        T::RegularFile => files::EntryKind::File,
+        _ => files::EntryKind::Other,
+    };
+    // As `described`: a time before the epoch reads as 0.
+    let (secs, nanos) = if st.st_mtime < 0 {
+        (0, 0)
+    } else {
+        (st.st_mtime, st.st_mtime_nsec as u32)
+    };
+    (kind, st.st_size.max(0) as u64, secs, nanos)
+}
+
 fn frame(dir: Dir, prefix: String) -> std::io::Result<Frame> {
+    use rustix::fs::{Mode, OFlags};
+    let listing = rustix::fs::openat(
+        &dir,
+        ".",
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
     let mut f = Frame {
-        rest: Some(dir.entries()?),
         dir,
+        listing,
         prefix,
+        read_all: false,
         entries: Vec::new().into_iter(),
     };
     f.refill()?;
@@ -316,33 +367,48 @@ fn frame(dir: Dir, prefix: String) -> std::io::Result<Frame> {
 }
 
 impl Frame {
-    /// Read the next chunk of the directory; false at its end.
+    /// Read the next chunk of the directory (at least [`WALK_CHUNK`]
+    /// entries, or the rest; a chunk ends where a `getdents64` buffer
+    /// does, as the directory's offset has moved past it); false at its
+    /// end. Each name is `fstatat`ed in the directory held open.
     fn refill(&mut self) -> std::io::Result<bool> {
-        let Some(rest) = self.rest.as_mut() else {
+        if self.read_all {
             return Ok(false);
-        };
+        }
         let mut entries = Vec::new();
-        // The host's own trash and staging (at a grant's root, and at the
-        // top of a volume mounted in it) are not the step's to see or plan
-        // over: what undo needs lives there.
-        for e in rest.by_ref() {
+        let mut buf = Vec::with_capacity(GETDENTS_BUF);
+        let mut raw = rustix::fs::RawDir::new(&self.listing, buf.spare_capacity_mut());
+        loop {
+            if entries.len() >= WALK_CHUNK && raw.is_buffer_empty() {
+                break;
+            }
+            let Some(e) = raw.next() else {
+                self.read_all = true;
+                break;
+            };
             let e = e?;
-            let raw = e.file_name();
+            let bytes = e.file_name().to_bytes();
+            if bytes == b"." || bytes == b".." {
+                continue;
+            }
             // Never skipped: a name that is not UTF-8 is escaped (see
             // `crate::names`), or its directory would look empty to a step.
-            let name = mend_plan::names::encode(&raw).into_owned();
+            let raw_name = std::ffi::OsStr::from_bytes(bytes);
+            let name = mend_plan::names::encode(raw_name).into_owned();
+            // The host's own trash and staging (at a grant's root, and at
+            // the top of a volume mounted in it) are not the step's to see
+            // or plan over: what undo needs lives there.
             if crate::grants::host_owned(&name).is_some() {
                 continue;
             }
             // lstat: a symlink is reported as a symlink, never followed.
-            let (kind, size, secs, nanos) = described(&e.metadata()?);
+            let st = rustix::fs::statat(
+                &self.dir,
+                e.file_name(),
+                rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+            )?;
+            let (kind, size, secs, nanos) = described_stat(&st);
             entries.push((name, kind, size, secs, nanos));
-            if entries.len() == WALK_CHUNK {
-                break;
-            }
-        }
-        if entries.len() < WALK_CHUNK {
-            self.rest = None;
         }
         entries.sort_by(|a, b| a.0.cmp(&b.0));
         let more = !entries.is_empty();
@@ -353,6 +419,57 @@ impl Frame {
 
 impl WalkState {
     fn start(grants: &Grants, root: &str) -> WalkState {
+        let mut walker = Walker::start(grants, root);
+        let (tx, ahead) = std::sync::mpsc::sync_channel(WALK_AHEAD);
+        let spawned = std::thread::Builder::new()
+            .name("mend-walk".into())
+            .spawn(move || {
+                loop {
+                    let batch = walker.next(WALK_AHEAD_BATCH);
+                    let last = !matches!(&batch, Ok(b) if !b.is_empty());
+                    // The walk was dropped: stop reading.
+                    if tx.send(batch).is_err() || last {
+                        return;
+                    }
+                }
+            });
+        let mut state = WalkState {
+            ahead,
+            held: Default::default(),
+            ended: false,
+        };
+        if let Err(e) = spawned {
+            // No thread, no walk: said by the first `next`.
+            let (tx, rx) = std::sync::mpsc::sync_channel(1);
+            let _ = tx.send(Err(HostError::Io(format!(
+                "walk {root}: cannot start a thread: {e}"
+            ))));
+            state.ahead = rx;
+        }
+        state
+    }
+
+    fn next(&mut self, max: u32) -> Result<Vec<files::Entry>, HostError> {
+        let max = max.min(WALK_BATCH_CAP) as usize;
+        while self.held.len() < max && !self.ended {
+            match self.ahead.recv() {
+                Ok(Ok(batch)) if !batch.is_empty() => self.held.extend(batch),
+                // An error ends the walk, as it always did.
+                Ok(Err(e)) => {
+                    self.ended = true;
+                    self.held.clear();
+                    return Err(e);
+                }
+                Ok(Ok(_)) | Err(_) => self.ended = true,
+            }
+        }
+        let n = max.min(self.held.len());
+        Ok(self.held.drain(..n).collect())
+    }
+}
+
+impl Walker {
+    fn start(grants: &Grants, root: &str) -> Walker {
         let opened = grants.read(root).map_err(denied).and_then(|r| {
             let dir = r
                 .grant
@@ -362,11 +479,11 @@ impl WalkState {
             frame(dir, root.trim_end_matches('/').to_string()).map_err(|e| io_error(root, e))
         });
         match opened {
-            Ok(f) => WalkState {
+            Ok(f) => Walker {
                 error: None,
                 stack: vec![f],
             },
-            Err(e) => WalkState {
+            Err(e) => Walker {
                 error: Some(e),
                 stack: Vec::new(),
             },

@@ -406,11 +406,11 @@ fn bulk_batch(
         step: step.idx,
         seq: i,
     };
-    let mut batch = apply::Batch::default();
     let pres: Vec<mend_plan::Pre> = match range.state {
         // Done before a crash: as a row per action, not performed again.
         ActionState::Done => return Ok(()),
         ActionState::Planned => {
+            let mut batch = apply::Batch::default();
             let mut pres = Vec::with_capacity(actions.len());
             let mut lines = Vec::with_capacity(actions.len());
             for (k, planned) in actions.iter().enumerate() {
@@ -436,36 +436,43 @@ fn bulk_batch(
             .map(|rec| Journaled::of(rec).map(|j| j.pre))
             .collect::<anyhow::Result<_>>()?,
     };
+    // Performed by a few threads, each removal between its crash points
+    // (see `parallel`); what each did, in plan order.
+    let outcomes =
+        super::parallel::perform_removals(cx, run_id, step.idx, range.lo, actions, &pres);
     let mut done = Vec::with_capacity(actions.len());
-    for (k, (planned, pre)) in actions.iter().zip(&pres).enumerate() {
+    let mut failure = None;
+    for (k, outcome) in outcomes.into_iter().enumerate() {
         let i = range.lo + k as u32;
-        mend_faults::crash_point("intent", step.idx, i);
-        match apply::perform_in(&mut batch, cx, &key(i), &planned.action, pre) {
-            Ok(undo) => {
+        match outcome {
+            Some(Ok(undo)) => {
                 let json = Journaled {
-                    pre: pre.clone(),
+                    pre: pres[k].clone(),
                     undo: Some(undo),
                 }
-                .to_json(&planned.action, &key(i));
-                done.push(json);
-                reporter.action_done(planned.bytes);
-                mend_faults::crash_point("perform", step.idx, i);
+                .to_json(&actions[k].action, &key(i));
+                done.push((i, json));
+                reporter.action_done(actions[k].bytes);
             }
-            Err(e) => {
-                let msg = mend_human::sanitize(&format!("{e:#}"));
-                let marks: Vec<(u32, Option<&str>)> = done
-                    .iter()
-                    .enumerate()
-                    .map(|(k, j)| (range.lo + k as u32, Some(j.as_str())))
-                    .collect();
-                journal.mark_done(run_id, step.idx, &marks)?;
-                journal.set_action_state(run_id, step.idx, i, ActionState::Failed, Some(&msg))?;
-                reporter.actions_end();
-                return Err(StepFailed(format!("{:#}: {msg}", planned.action)));
-            }
+            Some(Err(e)) if failure.is_none() => failure = Some((k, e)),
+            // Failed after the first failure, or not performed: left
+            // intended, for a resume or rollback to look at the world.
+            _ => {}
         }
     }
-    let lines: Vec<&str> = done.iter().map(String::as_str).collect();
+    if let Some((k, e)) = failure {
+        let i = range.lo + k as u32;
+        let msg = mend_human::sanitize(&format!("{e:#}"));
+        // Every removal performed is done, whichever thread did it (the
+        // batch becomes a row per action), then the failure.
+        let marks: Vec<(u32, Option<&str>)> =
+            done.iter().map(|(i, j)| (*i, Some(j.as_str()))).collect();
+        journal.mark_done(run_id, step.idx, &marks)?;
+        journal.set_action_state(run_id, step.idx, i, ActionState::Failed, Some(&msg))?;
+        reporter.actions_end();
+        return Err(StepFailed(format!("{:#}: {msg}", actions[k].action)));
+    }
+    let lines: Vec<&str> = done.iter().map(|(_, j)| j.as_str()).collect();
     journal.done_bulk(run_id, step.idx, range.lo, &lines)?;
     Ok(())
 }

@@ -10,6 +10,7 @@ pub mod faults;
 mod journaled;
 pub mod lock;
 pub(crate) mod overlay;
+mod parallel;
 pub mod rehearse;
 pub mod rollback;
 

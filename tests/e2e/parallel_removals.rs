@@ -1,0 +1,107 @@
+//! The removals of a journal batch performed by a few threads at once
+//! (`crates/mend/src/run/parallel.rs`): a trash cull that also removes the
+//! folders it empties, nested ones too, in batches of 2,048. Each folder
+//! goes only after what was in it (otherwise its removal would take the
+//! files along, recorded as something else), every removal is journaled
+//! done once, and the rollback puts back the very bytes and times.
+
+use std::time::{Duration, SystemTime};
+
+use crate::bulk::states;
+use crate::common::*;
+
+/// 3,000 old files: half in 10 folders that keep a young file, half in
+/// `zgone/sub`, which the cull empties. Walked last, `zgone/sub`'s files
+/// share the second batch with the two folder removals, as two groups
+/// that two threads would start at once.
+fn cache(f: &Fixture) {
+    let old = SystemTime::now() - Duration::from_secs(7_200);
+    for i in 0..3_000u32 {
+        let path = match i % 2 {
+            0 => format!("cache/kept{}/f{i:05}", i / 2 % 10),
+            _ => format!("cache/zgone/sub/f{i:05}"),
+        };
+        let p = f.write(&path, &format!("old {i}\n"));
+        std::fs::File::options()
+            .write(true)
+            .open(&p)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+    }
+    for i in 0..10 {
+        f.write(&format!("cache/kept{i}/young"), "young\n");
+    }
+}
+
+#[test]
+fn a_parallel_trash_cull_removes_folders_after_their_files_and_rolls_back_byte_identical() {
+    let f = Fixture::new();
+    cache(&f);
+    let before = tree(&f.path("cache"), true);
+    let rb = f.runbook(
+        "cull.toml",
+        r#"[runbook]
+name = "cull"
+version = "1.0.0"
+summary = "cull a big cache and its emptied folders"
+
+[grants.cache]
+path = "{root}/cache"
+access = "write"
+
+[[steps]]
+id = "cull"
+uses = "std:cache-cull"
+grants = ["cache"]
+with = { path = "cache", minutes = 60, remove_empty_dirs = true }
+"#,
+    );
+    // Held: verified, its trash kept for the rollback below.
+    let ran = f.mend(&["run", "--hold", rb.to_str().unwrap()]);
+    assert_eq!(ran.code, 0, "{}", ran.text());
+    let id = history_id(&f);
+    // 3,000 files, then `zgone/sub` and `zgone`: each done once.
+    let states = states(&f, &id);
+    assert_eq!(states.len(), 3_002);
+    let not_done: Vec<_> = states
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| *s != "done")
+        .collect();
+    assert!(
+        not_done.is_empty(),
+        "{:?}",
+        &not_done[..not_done.len().min(5)]
+    );
+    let left = tree(&f.path("cache"), false);
+    let mut got: Vec<&str> = left
+        .keys()
+        .map(String::as_str)
+        .filter(|k| !k.starts_with("./.mend-trash"))
+        .collect();
+    got.sort();
+    let mut want = vec![".".to_string()];
+    want.extend((0..10).flat_map(|i| [format!("./kept{i}"), format!("./kept{i}/young")]));
+    want.sort();
+    assert_eq!(got, want, "only the young files and their folders stay");
+    // Each folder went as an empty folder: every file is a trash entry of
+    // its own (3,000 of them), none went inside a folder's entry (a folder
+    // moved while its files were still being moved out by another thread).
+    let trash = f.path("cache/.mend-trash").join(&id);
+    let entries: Vec<std::path::PathBuf> = std::fs::read_dir(&trash)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(entries.len(), 3_002);
+    let files = entries.iter().filter(|p| p.is_file()).count();
+    assert_eq!(files, 3_000);
+    for d in entries.iter().filter(|p| p.is_dir()) {
+        assert_eq!(std::fs::read_dir(d).unwrap().count(), 0, "{}", d.display());
+    }
+    let back = f.mend(&["--json", "rollback", &id]);
+    assert_eq!(back.code, 0, "{}", back.text());
+    let out: serde_json::Value = serde_json::from_str(&back.stdout).unwrap();
+    assert_eq!(out["rollback"]["undone"], 3_002, "{out}");
+    assert_same(&before, &tree(&f.path("cache"), true), "after the rollback");
+}
