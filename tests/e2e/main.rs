@@ -33,6 +33,7 @@ mod nothing_lost;
 mod oci;
 mod overlay;
 mod overlay_mounts;
+mod overlay_upper;
 mod parallel_removals;
 mod postgres;
 // The private PostgreSQL cluster, shared with crates/journal/tests/pg.rs.

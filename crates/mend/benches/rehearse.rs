@@ -9,7 +9,8 @@
 //! Run as root: cargo bench -p mend --bench rehearse;
 //! MEND_BENCH_FILES=100000,1000000 (default 100000), MEND_BENCH_DIR=/dev/shm
 //! for tmpfs, the default $TMPDIR for the disk (the overlay's upper layer
-//! goes to /dev/shm either way, as mend's default), MEND_BENCH_RUNS
+//! goes to a tmpfs of the rehearsal's own either way, mend's default on
+//! /dev/shm), MEND_BENCH_RUNS
 //! (default 1). Needs cp and room for two copies of the tree.
 
 use std::path::{Path, PathBuf};

@@ -13,6 +13,7 @@ mod batch;
 mod copy;
 mod extract;
 mod fsops;
+mod unbatch;
 
 use std::time::Duration;
 
@@ -26,6 +27,7 @@ pub use attrs::id_of;
 pub use batch::Batch;
 pub use fsops::{copy_entry as copy_between, dir_times, restore_times};
 pub use mend_plan::{DirTimes, Key, Pre, STAGING, TRASH, Undo, under};
+pub use unbatch::Unbatch;
 
 /// What apply needs: the grants and commands of the step, the timeout for
 /// commands, and the free-space headroom for copies.
@@ -632,7 +634,16 @@ fn run_checked(cx: &ApplyCtx, call: &Call) -> Result<()> {
 /// Undo a performed action, then put back the directory times it changed.
 /// Safe to repeat: an undo found already done does nothing.
 pub fn undo(cx: &ApplyCtx, undo: &Undo, pre: &Pre) -> Result<()> {
-    let g = cx.grants;
+    undo_only(cx, undo, pre)?;
+    for d in &pre.dirs {
+        restore_times(cx.grants, d)?;
+    }
+    Ok(())
+}
+
+/// Undo a performed action, leaving the directory times it changed to the
+/// caller. Safe to repeat.
+pub fn undo_only(cx: &ApplyCtx, undo: &Undo, pre: &Pre) -> Result<()> {
     let w = |p| writable(cx, p);
     match undo {
         Undo::Nothing | Undo::Irreversible => {}
@@ -684,9 +695,6 @@ pub fn undo(cx: &ApplyCtx, undo: &Undo, pre: &Pre) -> Result<()> {
         }
         Undo::Exec { call } => run_checked(cx, call)?,
         Undo::Attrs { path, saved } => attrs::undo(&w(path)?, &w(saved)?)?,
-    }
-    for d in &pre.dirs {
-        restore_times(g, d)?;
     }
     Ok(())
 }

@@ -438,6 +438,32 @@ pub fn bind_read_only(path: &Path) -> io::Result<()> {
     })
 }
 
+/// Mount a tmpfs of the rehearsal's own on `at` (in its private mount
+/// namespace, so nobody else sees it and it goes with the namespace), or
+/// raise the limits of the one already there (`remount`). A tmpfs's size
+/// and inode count are caps, not reservations: only what is written takes
+/// memory.
+pub fn mount_tmpfs(at: &Path, bytes: u64, inodes: u64, remount: bool) -> io::Result<()> {
+    let target = cstr(at)?;
+    let opts = if remount {
+        format!("size={bytes},nr_inodes={inodes}")
+    } else {
+        format!("size={bytes},nr_inodes={inodes},mode=700")
+    };
+    let opts = CString::new(opts).expect("no NUL");
+    let flags = libc::MS_NOSUID | libc::MS_NODEV | if remount { libc::MS_REMOUNT } else { 0 };
+    // SAFETY: NUL-terminated strings that outlive the call.
+    ok_or_err(unsafe {
+        libc::mount(
+            c"tmpfs".as_ptr(),
+            target.as_ptr(),
+            c"tmpfs".as_ptr(),
+            flags,
+            opts.as_ptr().cast(),
+        )
+    } as _)
+}
+
 /// Why a directory cannot hold an upper layer, by its filesystem.
 pub fn unfit_upper(dir: &Path) -> Option<String> {
     let st = rustix::fs::statfs(dir).ok()?;

@@ -88,6 +88,68 @@ pub fn need(actions: &[&Planned], fs: &str) -> Need {
     n
 }
 
+/// Kernel memory one tmpfs inode takes with its dentry (shmem inode ~0.8 KiB,
+/// dentry 0.2 KiB): a private tmpfs's inodes cost memory, not a shared
+/// filesystem's inode table.
+const INODE_MEMORY: u64 = 1024;
+
+/// What the kernel says it could still give (`MemAvailable`), in bytes.
+fn mem_available() -> Option<u64> {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("MemAvailable:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .map(|k| k * 1024)
+}
+
+/// On the tmpfs a rehearsal mounted for its upper layers (`at`): raise its
+/// size and inode limits so that they hold `need` on top of what it holds
+/// now (with room for overlayfs's own entries), when memory allows; else
+/// the message. The room check that follows then reads the grown limits.
+pub fn grow_private(need: Need, at: &Path, step: &str) -> Result<(), String> {
+    let Ok(st) = rustix::fs::statvfs(at) else {
+        return Ok(());
+    };
+    let used_inodes = st.f_files.saturating_sub(st.f_ffree);
+    let used_bytes = st.f_blocks.saturating_sub(st.f_bfree) * st.f_frsize;
+    let want_inodes = used_inodes + need.inodes + need.inodes / 8 + 4096;
+    let want_bytes = used_bytes + need.bytes + need.bytes / 8 + (16 << 20);
+    let have_bytes = st.f_blocks * st.f_frsize;
+    if want_inodes <= st.f_files && want_bytes <= have_bytes {
+        return Ok(());
+    }
+    let memory = need.bytes + need.inodes * INODE_MEMORY;
+    if let Some(avail) = mem_available()
+        && memory > avail
+    {
+        return Err(format!(
+            "not enough memory for the rehearsal's changes on its private tmpfs {}: step {step} needs ~{} and {} inodes (~{} of memory), {} available; rehearse with --scratch DIR on a disk",
+            at.display(),
+            mend_human::human_bytes(need.bytes),
+            mend_human::human_count(need.inodes),
+            mend_human::human_bytes(memory),
+            mend_human::human_bytes(avail),
+        ));
+    }
+    super::overlay::mount_tmpfs(
+        at,
+        want_bytes.max(have_bytes),
+        want_inodes.max(st.f_files),
+        true,
+    )
+    .map_err(|e| {
+        format!(
+            "cannot grow the rehearsal's private tmpfs {}: {e}",
+            at.display()
+        )
+    })
+}
+
 /// Whether the filesystem of `scratch` holds `need`; else the message
 /// (naming the step, the sizes, and what to do).
 pub fn check(need: Need, scratch: &Path, step: &str) -> Result<(), String> {

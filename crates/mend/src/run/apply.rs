@@ -212,7 +212,7 @@ pub(crate) async fn apply_step(
     // On overlays: the upper layer's filesystem must hold what the step's
     // remaining actions write there, before any of them runs. (A rehearsal
     // holds the plan whole for this count.)
-    if let Some(scratch) = super::overlay::upper_scratch() {
+    if let Some((scratch, own)) = super::overlay::upper_scratch() {
         let mut todo: Vec<Planned> = rows
             .iter()
             .filter(|(i, _)| !states.get(i).is_some_and(|r| r.state == ActionState::Done))
@@ -224,6 +224,9 @@ pub(crate) async fn apply_step(
         let todo: Vec<&Planned> = todo.iter().collect();
         let fs = mend_host::cow::overlay::fs_name(scratch);
         let need = mend_host::cow::space::need(&todo, fs);
+        if own {
+            mend_host::cow::space::grow_private(need, scratch, &step.def.id).map_err(StepFailed)?;
+        }
         mend_host::cow::space::check(need, scratch, &step.def.id).map_err(StepFailed)?;
     }
     settings.reporter.actions_start(&step.def.id, total as u64);

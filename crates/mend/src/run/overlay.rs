@@ -35,6 +35,12 @@ pub(crate) struct Spec {
     /// The child writes `ok` here once everything is mounted, or
     /// `failed: WHY` (and runs nothing).
     pub status: PathBuf,
+    /// The upper layers go on a tmpfs the child mounts for itself on
+    /// `scratch/layers` (the scratch area is on a tmpfs whose inodes the
+    /// machine shares). Not for `--faults`, whose upper layers outlive a
+    /// killed child.
+    #[serde(default)]
+    pub private_tmpfs: bool,
 }
 
 pub(crate) use mend_host::cow::overlay::STAND_IN_DIR;
@@ -104,7 +110,7 @@ pub(crate) fn precheck(runbook: &Runbook, base: &Path) -> Option<String> {
 }
 
 /// The parent's side; the child's exit code when it ran.
-pub(crate) fn rehearse(runbook: &Runbook, base: &Path) -> Result<i32, Unavailable> {
+pub(crate) fn rehearse(runbook: &Runbook, base: &Path, chosen: bool) -> Result<i32, Unavailable> {
     if let Some(why) = precheck(runbook, base) {
         return Err(Unavailable::Why(why));
     }
@@ -124,7 +130,10 @@ pub(crate) fn rehearse(runbook: &Runbook, base: &Path) -> Result<i32, Unavailabl
     )
     .context("make the scratch area private")?;
     let guard = Scratch(scratch.clone());
-    let spec = spec(runbook, &scratch);
+    let mut spec = spec(runbook, &scratch);
+    // On the default tmpfs only: a --scratch DIR is where the operator
+    // wants the changes, and its room is checked as it is.
+    spec.private_tmpfs = !chosen && overlay::fs_name(base) == "tmpfs";
     let spec_path = scratch.join("spec.json");
     std::fs::write(
         &spec_path,
@@ -187,6 +196,7 @@ pub(crate) fn spec(runbook: &Runbook, scratch: &Path) -> Spec {
         reads,
         scratch: scratch.to_path_buf(),
         status: scratch.join("status"),
+        private_tmpfs: false,
     }
 }
 
@@ -250,15 +260,72 @@ pub(crate) struct Mounted {
     pub grants: Vec<(Layer, overlay::Mounted)>,
     /// For the first line and the report: "redirect_dir, index, metacopy (upper on tmpfs)".
     pub why: String,
+    /// Where the changes go, for the first line.
+    pub upper: String,
 }
 
 /// Where this process's upper layers are, once mounted: each step's
 /// changes are checked against its filesystem's room.
-static UPPER_SCRATCH: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+static UPPER_SCRATCH: std::sync::OnceLock<(PathBuf, bool)> = std::sync::OnceLock::new();
 
-/// The scratch area of the upper layers, in the child that mounted them.
-pub(crate) fn upper_scratch() -> Option<&'static Path> {
-    UPPER_SCRATCH.get().map(PathBuf::as_path)
+/// The filesystem of the upper layers, in the child that mounted them, and
+/// whether it is the rehearsal's own tmpfs (grown to fit each step).
+pub(crate) fn upper_scratch() -> Option<(&'static Path, bool)> {
+    UPPER_SCRATCH.get().map(|(p, own)| (p.as_path(), *own))
+}
+
+/// Initial limits of a rehearsal's own tmpfs; each step's room check grows
+/// them to what its plan writes there.
+/// Bytes: half the memory available, as a tmpfs's default (the host's
+/// own free-space checks read this tmpfs's room, with their headroom).
+fn private_bytes() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find_map(|l| l.strip_prefix("MemAvailable:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .map_or(1 << 30, |k| k * 1024 / 2)
+}
+const PRIVATE_INODES: u64 = 65_536;
+
+/// The upper layers' own tmpfs on `scratch/layers`, when asked for: the
+/// first line's words for where the changes go, and the directory whose
+/// filesystem holds them. Falls back to the scratch area itself, saying why.
+fn private_upper(spec: &Spec) -> (String, PathBuf, bool) {
+    let shared = || {
+        (
+            spec.scratch.display().to_string(),
+            spec.scratch.clone(),
+            false,
+        )
+    };
+    if !spec.private_tmpfs {
+        return shared();
+    }
+    let at = spec.scratch.join("layers");
+    let base = spec.scratch.parent().unwrap_or(&spec.scratch);
+    let free = rustix::fs::statvfs(&spec.scratch)
+        .map(|s| mend_human::human_count(s.f_favail))
+        .unwrap_or_else(|_| "?".into());
+    match std::fs::create_dir_all(&at)
+        .and_then(|()| overlay::mount_tmpfs(&at, private_bytes(), PRIVATE_INODES, false))
+    {
+        Ok(()) => (
+            format!(
+                "{}, a tmpfs of the rehearsal's own in its mount namespace, grown to fit each step's plan: {} is a tmpfs whose {free} free inodes the machine shares",
+                at.display(),
+                base.display()
+            ),
+            at,
+            true,
+        ),
+        Err(e) => {
+            let (words, path, own) = shared();
+            (format!("{words}; no tmpfs of its own: {e}"), path, own)
+        }
+    }
 }
 
 /// The child's side of the mounts: open every grant's real directory
@@ -279,6 +346,7 @@ pub(crate) fn mount_all(spec: &Spec) -> Result<Mounted, String> {
     // Every upper root takes its lower root's owner, mode and times before
     // anything is mounted: a volume's mount point, once the grant's
     // overlay is on, shows the directory beneath the volume.
+    let (upper_words, upper_at, own) = private_upper(spec);
     for l in &spec.layers {
         if let Err(e) = overlay::prepare_upper(l) {
             return fail(format!("cannot prepare {}: {e}", l.upper.display()));
@@ -295,7 +363,7 @@ pub(crate) fn mount_all(spec: &Spec) -> Result<Mounted, String> {
             Err(why) => {
                 return fail(format!(
                     "{why} (upper filesystem {})",
-                    overlay::fs_name(&spec.scratch)
+                    overlay::fs_name(&upper_at)
                 ));
             }
         }
@@ -305,7 +373,7 @@ pub(crate) fn mount_all(spec: &Spec) -> Result<Mounted, String> {
             return fail(format!("cannot bind {} read-only: {e}", r.display()));
         }
     }
-    let _ = UPPER_SCRATCH.set(spec.scratch.clone());
+    let _ = UPPER_SCRATCH.set((upper_at.clone(), own));
     if std::fs::write(&spec.status, "ok").is_err() {
         return Err("cannot write the status".into());
     }
@@ -316,10 +384,12 @@ pub(crate) fn mount_all(spec: &Spec) -> Result<Mounted, String> {
     Ok(Mounted {
         grants,
         why: format!(
-            "overlayfs with {} (upper filesystem {})",
+            "overlayfs with {} (upper filesystem {}{})",
             kept.join(", "),
-            overlay::fs_name(&spec.scratch)
+            if own { "a private " } else { "" },
+            overlay::fs_name(&upper_at)
         ),
+        upper: upper_words,
     })
 }
 
@@ -434,8 +504,7 @@ pub(crate) async fn rehearse_in_overlay(
         Runbook::load(file, sets, &crate::load::bundled_names()).map_err(Failure::BadInput)?;
     settings.reporter.line(&format!(
         "rehearsing {} on overlays (real directories read-only; changes go to {})",
-        runbook.name,
-        spec.scratch.display()
+        runbook.name, mounted.upper
     ));
     let outcome = run(
         sandbox,

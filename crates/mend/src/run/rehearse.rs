@@ -166,7 +166,7 @@ pub async fn rehearse(
         let at = base
             .map(Path::to_path_buf)
             .unwrap_or_else(super::overlay::default_base);
-        match super::overlay::rehearse(&runbook, &at) {
+        match super::overlay::rehearse(&runbook, &at, base.is_some()) {
             Ok(code) => return Ok(Rehearsed::InChild(code)),
             Err(super::overlay::Unavailable::Failed(f)) => return Err(f),
             Err(super::overlay::Unavailable::Why(why)) if on == On::Overlay => {

@@ -318,6 +318,8 @@ fn undo_batch(
         return Ok(Next::On);
     }
     let cx = apply_ctx(step);
+    // Held handles, and directory times put back once at the batch's end.
+    let mut unbatch = apply::Unbatch::default();
     let mut undone = Vec::with_capacity(b.n as usize);
     let mut not_performed = 0u32;
     let recs = journal.bulk_records(run_id, step_idx, b.lo)?;
@@ -335,6 +337,7 @@ fn undo_batch(
             match apply::present(&cx, &key, &planned.action, &j.pre) {
                 Ok(Some(u)) => j.undo = Some(u),
                 Ok(None) => {
+                    unbatch.keep_times(&j.pre);
                     not_performed += 1;
                     undone.push(rec.seq);
                     continue;
@@ -343,6 +346,7 @@ fn undo_batch(
                     let msg = mend_human::sanitize(&format!(
                         "cannot tell how much of it was done: {e:#}"
                     ));
+                    let msg = finish_times(unbatch, &cx, msg);
                     journal.partly_undone_bulk(run_id, step_idx, b.lo, &undone)?;
                     stop(
                         journal, prepared, run_id, step_idx, rec.seq, &what, &msg, out,
@@ -353,8 +357,9 @@ fn undo_batch(
         }
         let undo = noted_undo(&j, &planned, &what, out);
         crash_point("undoing", step_idx, rec.seq);
-        if let Err(e) = apply::undo(&cx, &undo, &j.pre) {
+        if let Err(e) = unbatch.undo(&cx, &undo, &j.pre) {
             let msg = mend_human::sanitize(&format!("{e:#}"));
+            let msg = finish_times(unbatch, &cx, msg);
             journal.partly_undone_bulk(run_id, step_idx, b.lo, &undone)?;
             stop(
                 journal, prepared, run_id, step_idx, rec.seq, &what, &msg, out,
@@ -364,6 +369,21 @@ fn undo_batch(
         crash_point("undo", step_idx, rec.seq);
         undone.push(rec.seq);
         out.undone += 1;
+    }
+    if let Err(e) = unbatch.finish(&cx) {
+        // None is recorded undone: a later rollback undoes each again (the
+        // files are back, so only their directories' times).
+        let msg = mend_human::sanitize(&format!("{e:#}"));
+        let rec = recs.first().map_or(b.lo, |r| r.seq);
+        let what = format!(
+            "{}: the directory times of removals {}-{}",
+            step.def.id,
+            b.lo + 1,
+            b.lo + b.n
+        );
+        journal.partly_undone_bulk(run_id, step_idx, b.lo, &[])?;
+        stop(journal, prepared, run_id, step_idx, rec, &what, &msg, out)?;
+        return Ok(Next::Stopped);
     }
     if not_performed > 0 {
         journal.event(
@@ -381,6 +401,18 @@ fn undo_batch(
     }
     journal.undone_bulk(run_id, step_idx, b.lo)?;
     Ok(Next::On)
+}
+
+/// Before a batch stops part-way: the directory times of the undos done
+/// so far put back, as they are recorded undone; a failure to is added to
+/// the reason.
+fn finish_times(unbatch: apply::Unbatch, cx: &ApplyCtx, msg: String) -> String {
+    match unbatch.finish(cx) {
+        Ok(()) => msg,
+        Err(e) => mend_human::sanitize(&format!(
+            "{msg}; and cannot put back the directories' times: {e:#}"
+        )),
+    }
 }
 
 /// A rollback that cannot go on: the action stays `undoing`, with the
