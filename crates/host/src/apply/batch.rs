@@ -136,8 +136,8 @@ impl Batch {
 }
 
 /// The directory holding `r`, opened once for consecutive paths in it, and
-/// `r`'s last component.
-fn open_parent<'s, 'r>(
+/// `r`'s last component (a batch's removals and a rollback's undos).
+pub(super) fn open_parent<'s, 'r>(
     slot: &'s mut Option<(String, String, Dir)>,
     r: &Resolved<'r>,
 ) -> std::io::Result<(&'s Dir, Cow<'r, Path>)> {

@@ -11,15 +11,13 @@
 //! move back (the file already back, something new in its place, an error)
 //! goes to the general [`super::undo_only`], which looks and words it.
 
-use std::borrow::Cow;
 use std::collections::HashMap;
-use std::path::Path;
 
 use anyhow::Result;
 use cap_std::fs::Dir;
 
+use super::batch::open_parent;
 use super::{ApplyCtx, DirTimes, Pre, Undo, restore_times, undo_only, writable};
-use crate::grants::Resolved;
 
 #[derive(Default)]
 pub struct Unbatch {
@@ -98,25 +96,4 @@ impl Unbatch {
         )
         .is_ok())
     }
-}
-
-/// The directory holding `r`, kept open for consecutive paths in it, and
-/// `r`'s last component.
-fn open_parent<'s, 'r>(
-    slot: &'s mut Option<(String, String, Dir)>,
-    r: &Resolved<'r>,
-) -> std::io::Result<(&'s Dir, Cow<'r, Path>)> {
-    let (parent, leaf) = r.rel.rsplit_once('/').unwrap_or(("", r.rel));
-    let hit = matches!(slot, Some((g, p, _)) if *g == r.grant.name && p == parent);
-    if !hit {
-        *slot = None;
-        let dir = if parent.is_empty() {
-            r.grant.dir.try_clone()?
-        } else {
-            r.grant.dir.open_dir(mend_plan::names::decode(parent))?
-        };
-        *slot = Some((r.grant.name.clone(), parent.to_string(), dir));
-    }
-    let dir = &slot.as_ref().expect("just set").2;
-    Ok((dir, mend_plan::names::decode(leaf)))
 }
