@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use crate::common::*;
 use crate::fleet::Fleet;
 use crate::pg_cluster::Pg;
-use crate::serve::{Server, Sse, stream};
+use crate::serve::{Server, Sse, chromium, dump_dom, stream};
 
 const SECRET: &str = "hunter2-Lv7wQp2m";
 /// More than a page of actions (200).
@@ -447,12 +447,7 @@ fn room_fleet_live_a_shared_journal_outage_costs_the_live_view_not_the_run() {
 /// single-host script, without a reload.
 #[test]
 fn room_fleet_live_a_browser_follows_a_running_hosts_run_to_its_end() {
-    let Some(chromium) = ["chromium", "chromium-browser"].into_iter().find(|c| {
-        std::process::Command::new("sh")
-            .args(["-c", &format!("command -v {c}")])
-            .output()
-            .is_ok_and(|o| o.status.success())
-    }) else {
+    let Some(chromium) = chromium() else {
         eprintln!("skipped: no chromium (.ci/run installs Debian's chromium)");
         return;
     };
@@ -463,27 +458,10 @@ fn room_fleet_live_a_browser_follows_a_running_hosts_run_to_its_end() {
         &viewer,
         &["--listen", "127.0.0.1:0", "--journal", &g.pg.dsn()],
     );
-    let profile = tempfile::tempdir().unwrap();
-    let browser = std::process::Command::new(chromium)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            // Virtual time waits while the event stream is open, and runs
-            // on once the page closed it at the run's end.
-            "--virtual-time-budget=30000",
-            "--dump-dom",
-        ])
-        .arg(format!("--user-data-dir={}", profile.path().display()))
-        .arg(format!("http://127.0.0.1:{}/runs/{run_id}", s.port))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let (browser, _profile) = dump_dom(
+        chromium,
+        &format!("http://127.0.0.1:{}/runs/{run_id}", s.port),
+    );
     // The page's script follows the run: let the run go.
     s.until(&format!("stream of run {run_id}"));
     g.open_gate();

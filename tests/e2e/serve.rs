@@ -448,12 +448,7 @@ fn serve_is_read_only_and_needs_its_token_beyond_loopback() {
 /// reload (a finished page has no script to set them).
 #[test]
 fn a_browser_sees_a_live_run_page_change_without_a_reload() {
-    let Some(chromium) = ["chromium", "chromium-browser"].into_iter().find(|c| {
-        Command::new("sh")
-            .args(["-c", &format!("command -v {c}")])
-            .output()
-            .is_ok_and(|o| o.status.success())
-    }) else {
+    let Some(chromium) = chromium() else {
         eprintln!("skipped: no chromium (.ci/run installs Debian's chromium)");
         return;
     };
@@ -463,27 +458,7 @@ fn a_browser_sees_a_live_run_page_change_without_a_reload() {
     wait_running(&f);
     let id = run_id_of(&f);
     let mut s = Server::start(&f, &["--listen", "127.0.0.1:0"]);
-    let profile = tempfile::tempdir().unwrap();
-    let browser = Command::new(chromium)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            // Virtual time waits while the event stream is open, and runs
-            // on once the page closed it at the run's end.
-            "--virtual-time-budget=30000",
-            "--dump-dom",
-        ])
-        .arg(format!("--user-data-dir={}", profile.path().display()))
-        .arg(format!("http://127.0.0.1:{}/runs/{id}", s.port))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let (browser, _profile) = dump_dom(chromium, &format!("http://127.0.0.1:{}/runs/{id}", s.port));
     // The page's script is following the run: let the run go.
     s.until(&format!("stream of run {id}"));
     std::fs::write(&gate, "").unwrap();
@@ -503,4 +478,42 @@ fn a_browser_sees_a_live_run_page_change_without_a_reload() {
         .map(|i| i.split(':').nth(1).unwrap().parse().unwrap())
         .collect();
     assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
+}
+
+/// Debian's chromium, if installed (.ci/run installs it).
+pub(crate) fn chromium() -> Option<&'static str> {
+    ["chromium", "chromium-browser"].into_iter().find(|c| {
+        Command::new("sh")
+            .args(["-c", &format!("command -v {c}")])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    })
+}
+
+/// Headless chromium loading `url`: it dumps the DOM on stdout when its
+/// virtual time runs out, which waits while the page's event stream is
+/// open. Keep the profile directory until the browser has ended.
+pub(crate) fn dump_dom(chromium: &str, url: &str) -> (std::process::Child, tempfile::TempDir) {
+    let profile = tempfile::tempdir().unwrap();
+    let browser = Command::new(chromium)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            // Virtual time waits while the event stream is open, and runs
+            // on once the page closed it at the run's end.
+            "--virtual-time-budget=30000",
+            "--dump-dom",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg(url)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    (browser, profile)
 }
