@@ -56,6 +56,7 @@ mod stream;
 mod supply;
 mod synapse_upgrade;
 mod upgrade;
+mod walk_edges;
 mod watch;
 
 /// The test that exercises each test step that build.rs compiles (by its

@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime};
 use crate::common::*;
 
 /// 2026-11-18 17:46:40 UTC: the clock every run here sees.
-const NOW: i64 = 1_795_000_000;
+pub(crate) const NOW: i64 = 1_795_000_000;
 
 /// A hang must fail the test, not hang the suite.
 const HANG: Duration = Duration::from_secs(90);
@@ -23,7 +23,7 @@ fn at(f: &Fixture, rel: &[u8]) -> PathBuf {
 }
 
 /// Write a file whose name may be any bytes, with a modification time.
-fn put(f: &Fixture, rel: &[u8], contents: &str, mtime: i64) -> PathBuf {
+pub(crate) fn put(f: &Fixture, rel: &[u8], contents: &str, mtime: i64) -> PathBuf {
     let p = at(f, rel);
     std::fs::create_dir_all(p.parent().unwrap()).unwrap();
     std::fs::write(&p, contents).unwrap();
@@ -37,7 +37,7 @@ fn put(f: &Fixture, rel: &[u8], contents: &str, mtime: i64) -> PathBuf {
 }
 
 /// Directory times fixed too, so rollbacks can be compared with times.
-fn fix_dir_times(f: &Fixture, rel: &str) {
+pub(crate) fn fix_dir_times(f: &Fixture, rel: &str) {
     let status = std::process::Command::new("find")
         .arg(f.path(rel))
         .args([
@@ -66,7 +66,7 @@ fn states(f: &Fixture, id: &str) -> Vec<String> {
         .collect()
 }
 
-const CULL: &str = r#"[runbook]
+pub(crate) const CULL: &str = r#"[runbook]
 name = "cull-odd-names"
 version = "1.0.0"
 summary = "cull a cache whose names are not all UTF-8"

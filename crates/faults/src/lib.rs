@@ -137,7 +137,9 @@ pub fn crash_point(phase: &str, step: u32, seq: u32) {
 /// Blocks until a file exists if `MEND_PAUSE_AT=PHASE:STEP:SEQ@FILE` names
 /// this point: tests of readers that follow a live run (`mend watch`, `mend
 /// serve`) hold the run there, look, then create FILE to let it go on, with
-/// no timing involved. Called with `crash_point`, at the same points.
+/// no timing involved. Called with `crash_point`, at the same points,
+/// and alone at `walk:0:N`, before the stats of the walk's Nth chunk of
+/// names (counted from 0 per process). While held it writes `FILE.waiting`.
 pub fn pause_point(phase: &str, step: u32, seq: u32) {
     static AT: OnceLock<Option<(String, std::path::PathBuf)>> = OnceLock::new();
     let Some((at, gate)) = AT.get_or_init(|| {
@@ -149,6 +151,11 @@ pub fn pause_point(phase: &str, step: u32, seq: u32) {
     };
     if *at == format!("{phase}:{step}:{seq}") {
         tracing::warn!("MEND_PAUSE_AT={at}: paused until {} exists", gate.display());
+        // Says "held here" to a test that must act while the point holds
+        // (not before, not after), with no timing involved.
+        let mut waiting = gate.clone().into_os_string();
+        waiting.push(".waiting");
+        let _ = std::fs::write(&waiting, at);
         while !gate.exists() {
             std::thread::sleep(std::time::Duration::from_millis(20));
         }

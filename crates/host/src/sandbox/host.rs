@@ -378,6 +378,7 @@ impl Frame {
         let mut entries = Vec::new();
         let mut buf = Vec::with_capacity(GETDENTS_BUF);
         let mut raw = rustix::fs::RawDir::new(&self.listing, buf.spare_capacity_mut());
+        let mut listed = false;
         loop {
             if entries.len() >= WALK_CHUNK && raw.is_buffer_empty() {
                 break;
@@ -401,12 +402,29 @@ impl Frame {
             if crate::grants::host_owned(&name).is_some() {
                 continue;
             }
+            if !listed {
+                // Names listed, none stat'ed yet: where a test removes one
+                // under the walk, as a live service does.
+                listed = true;
+                static CHUNKS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+                let n = CHUNKS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                mend_faults::pause_point("walk", 0, n);
+            }
             // lstat: a symlink is reported as a symlink, never followed.
-            let st = rustix::fs::statat(
+            let st = match rustix::fs::statat(
                 &self.dir,
                 e.file_name(),
                 rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
-            )?;
+            ) {
+                Ok(st) => st,
+                // Removed since it was listed (a live service's cache):
+                // nothing there to report, as a walk a moment later sees.
+                Err(rustix::io::Errno::NOENT) => continue,
+                Err(err) => {
+                    let err = std::io::Error::from(err);
+                    return Err(std::io::Error::new(err.kind(), format!("{name}: {err}")));
+                }
+            };
             let (kind, size, secs, nanos) = described_stat(&st);
             entries.push((name, kind, size, secs, nanos));
         }
@@ -521,6 +539,8 @@ impl Walker {
                     .and_then(|d| frame(d, path.clone()));
                 match sub {
                     Ok(f) => self.stack.push(f),
+                    // Removed since it was listed: as a file above.
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
                     Err(e) => return Err(io_error(&path, e)),
                 }
             }
