@@ -177,7 +177,7 @@ impl Fixture {
     }
 }
 
-/// Every entry below `root`: type, mode, owner, size, content hash or link
+/// Every entry below `root`: type, mode, owner and group, size, content hash or link
 /// target, and (when `times`) the modification time in nanoseconds.
 pub fn tree(root: &Path, times: bool) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
@@ -216,7 +216,12 @@ pub fn tree(root: &Path, times: bool) -> BTreeMap<String, String> {
         };
         out.insert(
             rel,
-            format!("{what} mode={:o} uid={}{t}", md.mode(), md.uid()),
+            format!(
+                "{what} mode={:o} uid={} gid={}{t}",
+                md.mode(),
+                md.uid(),
+                md.gid()
+            ),
         );
     }
     out

@@ -42,6 +42,7 @@ mod pg_cluster;
 mod prosody;
 mod prune;
 mod reflink;
+mod removal_shapes;
 mod repos;
 mod restore;
 mod room;
