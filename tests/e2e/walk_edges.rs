@@ -25,7 +25,7 @@ fn name(i: u32) -> Vec<u8> {
 }
 
 fn young(i: u32) -> bool {
-    i % 3 == 0
+    i.is_multiple_of(3)
 }
 
 fn names_in(dir: &std::path::Path) -> BTreeSet<Vec<u8>> {
@@ -84,7 +84,7 @@ fn human_count(n: u64) -> String {
     let s = n.to_string();
     let mut out = String::new();
     for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
