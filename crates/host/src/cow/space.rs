@@ -36,41 +36,69 @@ fn parent(path: &str) -> &str {
 
 /// The estimate for `actions` with the upper layer on `fs`.
 pub fn need(actions: &[&Planned], fs: &str) -> Need {
-    let entry = per_entry(fs);
-    let mut n = Need::default();
-    let mut dirs = BTreeSet::new();
-    let mut touch = |n: &mut Need, path: &str, inodes: u64| {
-        n.inodes += inodes;
-        n.bytes += entry * inodes.min(1);
+    let mut e = Estimate::new(fs);
+    for p in actions {
+        e.add(p);
+    }
+    e.need()
+}
+
+/// [`need`], one action at a time: a step's plan is read a batch at a
+/// time (a million removals are never held whole); only the set of
+/// directories already counted grows, with the tree's folders.
+pub struct Estimate {
+    entry: u64,
+    n: Need,
+    dirs: BTreeSet<String>,
+}
+
+impl Estimate {
+    pub fn new(fs: &str) -> Estimate {
+        Estimate {
+            entry: per_entry(fs),
+            n: Need::default(),
+            dirs: BTreeSet::new(),
+        }
+    }
+
+    pub fn need(&self) -> Need {
+        self.n
+    }
+
+    fn touch(&mut self, path: &str, inodes: u64) {
+        self.n.inodes += inodes;
+        self.n.bytes += self.entry * inodes.min(1);
         // Each directory above a touched entry is copied up once.
         let mut p = parent(path);
-        while !p.is_empty() && dirs.insert(p.to_string()) {
-            n.inodes += 1;
-            n.bytes += entry;
+        while !p.is_empty() && !self.dirs.contains(p) {
+            self.dirs.insert(p.to_string());
+            self.n.inodes += 1;
+            self.n.bytes += self.entry;
             p = parent(p);
         }
-    };
-    for p in actions {
+    }
+
+    pub fn add(&mut self, p: &Planned) {
         match &p.action {
-            Action::Remove { path } => touch(&mut n, path, 2),
+            Action::Remove { path } => self.touch(path, 2),
             Action::Rename { path, to } => {
-                touch(&mut n, path, 2);
-                touch(&mut n, to, 0);
+                self.touch(path, 2);
+                self.touch(to, 0);
             }
             Action::Swap { path, with } => {
-                touch(&mut n, path, 2);
-                touch(&mut n, with, 2);
+                self.touch(path, 2);
+                self.touch(with, 2);
             }
-            Action::CreateDir { path } => touch(&mut n, path, 1),
+            Action::CreateDir { path } => self.touch(path, 1),
             Action::WriteFile { path, contents, .. } => {
-                touch(&mut n, path, 1);
-                n.bytes += contents.len() as u64;
+                self.touch(path, 1);
+                self.n.bytes += contents.len() as u64;
             }
             Action::Copy { path, .. }
             | Action::Extract { path, .. }
             | Action::Archive { path, .. } => {
-                touch(&mut n, path, p.files.max(1));
-                n.bytes += p.bytes;
+                self.touch(path, p.files.max(1));
+                self.n.bytes += p.bytes;
             }
             Action::SetOwner {
                 path, recursive, ..
@@ -79,13 +107,12 @@ pub fn need(actions: &[&Planned], fs: &str) -> Need {
                 path, recursive, ..
             } => {
                 let k = if *recursive { p.files.max(1) } else { 1 };
-                touch(&mut n, path, k);
-                n.bytes += entry * k.saturating_sub(1);
+                self.touch(path, k);
+                self.n.bytes += self.entry * k.saturating_sub(1);
             }
-            Action::Exec { .. } => n.bytes += EXEC_BYTES,
+            Action::Exec { .. } => self.n.bytes += EXEC_BYTES,
         }
     }
-    n
 }
 
 /// Kernel memory one tmpfs inode takes with its dentry (shmem inode ~0.8 KiB,

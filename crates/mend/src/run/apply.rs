@@ -210,20 +210,23 @@ pub(crate) async fn apply_step(
         note: &note,
     };
     // On overlays: the upper layer's filesystem must hold what the step's
-    // remaining actions write there, before any of them runs. (A rehearsal
-    // holds the plan whole for this count.)
+    // remaining actions write there, before any of them runs. Counted a
+    // batch at a time, as they are performed below.
     if let Some((scratch, own)) = super::overlay::upper_scratch() {
-        let mut todo: Vec<Planned> = rows
+        let fs = mend_host::cow::overlay::fs_name(scratch);
+        let mut estimate = mend_host::cow::space::Estimate::new(fs);
+        for (_, a) in rows
             .iter()
             .filter(|(i, _)| !states.get(i).is_some_and(|r| r.state == ActionState::Done))
-            .map(|(_, a)| a.clone())
-            .collect();
-        for r in ranges.values().filter(|r| r.state != ActionState::Done) {
-            todo.extend(batch_of(r)?);
+        {
+            estimate.add(a);
         }
-        let todo: Vec<&Planned> = todo.iter().collect();
-        let fs = mend_host::cow::overlay::fs_name(scratch);
-        let need = mend_host::cow::space::need(&todo, fs);
+        for r in ranges.values().filter(|r| r.state != ActionState::Done) {
+            for a in &batch_of(r)? {
+                estimate.add(a);
+            }
+        }
+        let need = estimate.need();
         if own {
             mend_host::cow::space::grow_private(need, scratch, &step.def.id).map_err(StepFailed)?;
         }
