@@ -65,29 +65,31 @@ struct Meta {
     xattrs: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
+thread_local! {
+    /// One buffer for every xattr read of the check: zeroing a fresh 64 KiB
+    /// for each of a million entries cost more than the reads.
+    static XATTR_BUF: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0u8; 1 << 16]);
+}
+
 fn names(path: &Path) -> Vec<Vec<u8>> {
-    let mut buf = vec![0u8; 4096];
-    let n = match rustix::fs::llistxattr(path, &mut buf[..]) {
-        Ok(n) => n,
-        Err(rustix::io::Errno::RANGE) => {
-            buf = vec![0u8; 1 << 16];
-            rustix::fs::llistxattr(path, &mut buf[..]).unwrap_or(0)
-        }
-        Err(_) => 0,
-    };
-    buf[..n]
-        .split(|b| *b == 0)
-        .filter(|s| !s.is_empty())
-        .map(<[u8]>::to_vec)
-        .collect()
+    XATTR_BUF.with_borrow_mut(|buf| {
+        // 64 KiB is the kernel's own limit for a list; smaller first is
+        // not cheaper (the buffer is reused).
+        let n = rustix::fs::llistxattr(path, &mut buf[..]).unwrap_or(0);
+        buf[..n]
+            .split(|b| *b == 0)
+            .filter(|s| !s.is_empty())
+            .map(<[u8]>::to_vec)
+            .collect()
+    })
 }
 
 fn xattr(path: &Path, name: &[u8]) -> Option<Vec<u8>> {
     let name = std::ffi::OsStr::from_bytes(name);
-    let mut buf = vec![0u8; 1 << 16];
-    let n = rustix::fs::lgetxattr(path, name, &mut buf[..]).ok()?;
-    buf.truncate(n);
-    Some(buf)
+    XATTR_BUF.with_borrow_mut(|buf| {
+        let n = rustix::fs::lgetxattr(path, name, &mut buf[..]).ok()?;
+        Some(buf[..n].to_vec())
+    })
 }
 
 const OVERLAY: &[u8] = b"trusted.overlay.";
