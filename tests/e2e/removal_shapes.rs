@@ -8,7 +8,9 @@
 use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
 use std::path::Path;
 
+use crate::bulk::cull;
 use crate::common::*;
+use crate::nothing_lost::fix_dir_times;
 
 const NOBODY: u32 = 65_534;
 /// Per folder; six folders: each batch of 2,048 spans several of them.
@@ -76,47 +78,9 @@ fn cache(f: &Fixture) -> Vec<String> {
     }
     left.push("./run".into());
     // Directory times fixed last, so a rollback can be compared with times.
-    let status = std::process::Command::new("find")
-        .arg(f.path("cache"))
-        .args([
-            "-type",
-            "d",
-            "-exec",
-            "touch",
-            "-d",
-            "2026-01-02",
-            "{}",
-            "+",
-        ])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    fix_dir_times(f, "cache");
     left.sort();
     left
-}
-
-fn runbook(f: &Fixture, disposable: bool) -> std::path::PathBuf {
-    f.runbook(
-        "cull.toml",
-        &format!(
-            r#"[runbook]
-name = "cull-service-cache"
-version = "1.0.0"
-summary = "cull a service's cache"
-
-[grants.cache]
-path = "{{root}}/cache"
-access = "write"
-disposable = {disposable}
-
-[[steps]]
-id = "cull"
-uses = "std:cache-cull"
-grants = ["cache"]
-with = {{ path = "cache", days = 7 }}
-"#
-        ),
-    )
 }
 
 fn left(f: &Fixture) -> Vec<String> {
@@ -134,7 +98,7 @@ fn a_parallel_cull_of_a_service_users_cache_keeps_owners_and_specials() {
     let f = Fixture::new();
     let want = cache(&f);
     let before = tree(&f.path("cache"), true);
-    let rb = runbook(&f, false);
+    let rb = cull(&f, false);
     let ran = f.mend(&["run", "--hold", rb.to_str().unwrap()]);
     assert_eq!(ran.code, 0, "{}", ran.text());
     assert_eq!(left(&f), want, "only the young files and the specials stay");
@@ -159,7 +123,7 @@ fn a_parallel_cull_of_a_service_users_cache_keeps_owners_and_specials() {
     // Disposable: removed for good, the same names left.
     let f = Fixture::new();
     let want = cache(&f);
-    let rb = runbook(&f, true);
+    let rb = cull(&f, true);
     let ran = f.mend(&["run", rb.to_str().unwrap()]);
     assert_eq!(ran.code, 0, "{}", ran.text());
     assert_eq!(left(&f), want, "only the young files and the specials stay");
