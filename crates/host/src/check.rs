@@ -153,19 +153,24 @@ impl Removals {
     fn size(&mut self, r: &crate::grants::Resolved) -> (u64, u64) {
         let whole =
             |r: &crate::grants::Resolved| crate::space::tree_size(&r.grant.dir, &r.rel_path());
-        let Some((parent, leaf)) = r.rel.rsplit_once('/') else {
-            return whole(r);
+        // A name at the grant's top (a flat WAL archive) is looked up in
+        // the grant's own directory, held open already.
+        let (dir, leaf) = match r.rel.rsplit_once('/') {
+            None => (&r.grant.dir, r.rel),
+            Some((parent, leaf)) => {
+                let hit =
+                    matches!(&self.parent, Some((g, p, _)) if *g == r.grant.name && p == parent);
+                if !hit {
+                    // Opened beneath the grant by cap-std, as every host operation.
+                    let Ok(dir) = r.grant.dir.open_dir(mend_plan::names::decode(parent)) else {
+                        self.parent = None;
+                        return whole(r);
+                    };
+                    self.parent = Some((r.grant.name.clone(), parent.to_string(), dir));
+                }
+                (&self.parent.as_ref().expect("just set").2, leaf)
+            }
         };
-        let hit = matches!(&self.parent, Some((g, p, _)) if *g == r.grant.name && p == parent);
-        if !hit {
-            // Opened beneath the grant by cap-std, as every host operation.
-            let Ok(dir) = r.grant.dir.open_dir(mend_plan::names::decode(parent)) else {
-                self.parent = None;
-                return whole(r);
-            };
-            self.parent = Some((r.grant.name.clone(), parent.to_string(), dir));
-        }
-        let dir = &self.parent.as_ref().expect("just set").2;
         // One name, not followed: the lookup cannot leave the directory.
         match rustix::fs::statat(
             dir,
