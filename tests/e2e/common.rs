@@ -11,6 +11,29 @@ pub fn mend_bin() -> &'static str {
     env!("CARGO_BIN_EXE_mend")
 }
 
+/// A TCP port on 127.0.0.1 for a service a test starts (sshd, nginx, a
+/// registry, PostgreSQL). Not the kernel's `bind(0)` choice, which is free
+/// only until the listener closes: the next test, or any outgoing
+/// connection, may take it before the service binds it, and a test then
+/// talks to another test's sshd ("host key changed"). These come from a
+/// counter of this process, below Linux's ephemeral range (32768 and up),
+/// so no two fixtures of one run and no outgoing connection share one;
+/// each is checked free.
+pub fn free_port() -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    // Runs of tests side by side (two checkouts) start at other places.
+    let base = 20_000 + (std::process::id() % 40) * 300;
+    loop {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = (base + n % 12_000) as u16;
+        if port < 32_000 && std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+        assert!(n < 24_000, "no free port below 32000 on 127.0.0.1");
+    }
+}
+
 /// A file of the repository (a shipped runbook), by its path from the root.
 pub fn repo(rel: &str) -> String {
     format!("{}/../../{rel}", env!("CARGO_MANIFEST_DIR"))

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::common::{mend_bin, shared_cache, tree};
+use crate::common::{free_port, mend_bin, shared_cache, tree};
 
 fn sh(cmd: &mut Command) {
     let out = cmd.output().unwrap();
@@ -24,14 +24,6 @@ fn keygen(path: &Path, comment: &str) {
     sh(Command::new("ssh-keygen")
         .args(["-q", "-t", "ed25519", "-N", "", "-C", comment, "-f"])
         .arg(path));
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// The login the hosts accept: root here (CI), else whoever runs the tests.
@@ -236,10 +228,21 @@ impl Fleet {
             .stderr(log)
             .spawn()
             .unwrap();
+        let mut child = child;
         let t = Instant::now();
         loop {
             use std::io::Read;
-            if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", h.port)) {
+            // This host's own sshd, not another's on the port: it wrote
+            // its pid file once it was listening, and it is still there.
+            assert!(
+                child.try_wait().unwrap().is_none(),
+                "sshd {} exited: {}",
+                h.name,
+                std::fs::read_to_string(h.dir.join("sshd.log")).unwrap_or_default()
+            );
+            let ours = std::fs::read_to_string(h.dir.join("sshd.pid"))
+                .is_ok_and(|p| p.trim() == child.id().to_string());
+            if ours && let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", h.port)) {
                 let mut b = [0u8; 8];
                 if s.read(&mut b).is_ok_and(|n| b[..n].starts_with(b"SSH-2.0")) {
                     break;

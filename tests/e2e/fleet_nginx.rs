@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::common::free_port;
 use crate::fleet::{Fleet, Host, Tree};
 
 const RUNBOOK: &str = "runbooks/nginx/distribute-certificate.toml";
@@ -142,11 +143,7 @@ impl Nginx {
         for d in ["logs", "tmp"] {
             std::fs::create_dir_all(prefix.join(d)).unwrap();
         }
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = free_port();
         let live = h.data().join("live").join(DOMAIN);
         let p = |s: &str| prefix.join(s).display().to_string();
         let user = if rustix::process::geteuid().is_root() {

@@ -7,7 +7,7 @@ use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
-use crate::common::{Fixture, Ran, guest, mend_bin, shared_cache};
+use crate::common::{Fixture, Ran, free_port, guest, mend_bin, shared_cache};
 
 /// A registry of its own: config, storage, port; stopped on drop.
 struct Registry {
@@ -24,11 +24,7 @@ impl Registry {
     }
 
     fn start_as(htpasswd: Option<&str>) -> Registry {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = free_port();
         let mut r = Registry {
             dir: tempfile::tempdir().unwrap(),
             port,

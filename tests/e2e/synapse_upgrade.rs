@@ -108,14 +108,6 @@ fn release(f: &Fixture, version: &str, health: u16) -> String {
     sh(&format!("sha256sum {}", out.display()))[..64].to_string()
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// The version the federation endpoint answers, once it answers.
 fn served(port: u16) -> Option<String> {
     let start = Instant::now();

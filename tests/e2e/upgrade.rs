@@ -95,14 +95,6 @@ fn pack(f: &Fixture, version: &str) -> String {
     String::from_utf8(sum.stdout).unwrap()[..64].to_string()
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// GET `path`: the status and body, or None when nothing answers.
 fn get(port: u16, path: &str) -> Option<(u16, String)> {
     let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
