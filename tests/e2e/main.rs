@@ -6,6 +6,7 @@ mod backups;
 mod bad_input;
 mod bulk;
 mod bulk_rollback;
+mod changed_since_plan;
 mod commands;
 mod crash;
 mod describe;

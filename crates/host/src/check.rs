@@ -2,7 +2,7 @@
 //! checked against the step's grants and commands before anything is done,
 //! and sized.
 
-use mend_plan::{Action, Call, Format, Planned, StepPlan};
+use mend_plan::{Action, Call, Format, Planned, Seen, StepPlan, mtime_ns};
 
 use crate::grants::{Grants, PathError};
 use crate::sandbox::wit;
@@ -148,11 +148,9 @@ impl Removals {
     }
 
     /// Bytes and files of what `r` names (a file: its size; a directory:
-    /// its tree), by lstat: a symlink is sized as itself. Nothing there
-    /// sizes as nothing.
-    fn size(&mut self, r: &crate::grants::Resolved) -> (u64, u64) {
-        let whole =
-            |r: &crate::grants::Resolved| crate::space::tree_size(&r.grant.dir, &r.rel_path());
+    /// its tree), by lstat: a symlink is sized as itself; and what it is,
+    /// for the removal to find again. Nothing there sizes as nothing.
+    fn size(&mut self, r: &crate::grants::Resolved) -> (u64, u64, Option<Seen>) {
         // A name at the grant's top (a flat WAL archive) is looked up in
         // the grant's own directory, held open already.
         let (dir, leaf) = match r.rel.rsplit_once('/') {
@@ -181,14 +179,32 @@ impl Removals {
                 if rustix::fs::FileType::from_raw_mode(st.st_mode)
                     != rustix::fs::FileType::Directory =>
             {
-                (st.st_size.max(0) as u64, 1)
+                let size = st.st_size.max(0) as u64;
+                let mtime_ns = mtime_ns(st.st_mtime, st.st_mtime_nsec as i64);
+                (size, 1, Some(Seen::File { size, mtime_ns }))
             }
-            Err(rustix::io::Errno::NOENT) => (0, 0),
+            Err(rustix::io::Errno::NOENT) => (0, 0, None),
             // A directory (sized by its tree), or an error the general
             // path words.
             _ => whole(r),
         }
     }
+}
+
+/// [`Removals::size`] by cap-std's path walk, for what one `fstatat` in a
+/// held directory cannot answer (a directory, an unopenable parent).
+fn whole(r: &crate::grants::Resolved) -> (u64, u64, Option<Seen>) {
+    use cap_std::fs::MetadataExt as _;
+    let Ok(md) = r.grant.dir.symlink_metadata(r.rel_path()) else {
+        return (0, 0, None);
+    };
+    if md.is_dir() {
+        let (b, f) = crate::space::tree_size(&r.grant.dir, &r.rel_path());
+        return (b, f, Some(Seen::Dir));
+    }
+    let size = md.len();
+    let mtime_ns = mtime_ns(md.mtime(), md.mtime_nsec());
+    (size, 1, Some(Seen::File { size, mtime_ns }))
 }
 
 /// Check one action of a step's plan (see [`check`]) and size it;
@@ -204,6 +220,7 @@ pub fn check_action(
     {
         let reason = mend_human::shown(&a.reason, LINE_CAP);
         let action = Action::from(a.kind);
+        let mut seen = None;
         let (bytes, files, reversible) = match &action {
             Action::Remove { path } => {
                 let r = grants.action(path, true).map_err(refuse)?;
@@ -213,7 +230,8 @@ pub fn check_action(
                         r.grant.name
                     ));
                 }
-                let (b, f) = removals.size(&r);
+                let (b, f, s) = removals.size(&r);
+                seen = s;
                 let (b, f) = removals.count(path, b, f);
                 (b, f, !r.grant.disposable)
             }
@@ -323,6 +341,7 @@ pub fn check_action(
             files,
             reversible,
             reason,
+            seen,
         })
     }
 }

@@ -248,6 +248,50 @@ pub struct Planned {
     pub reversible: bool,
     /// The step's reason.
     pub reason: String,
+    /// A removal: what the plan's check found at its path. The removal
+    /// happens only if it still finds that (journals from before this
+    /// field have none, and are not compared).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seen: Option<Seen>,
+}
+
+/// What a removal's path held when the plan was checked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Seen {
+    /// A file, symlink or special: its size and modification time
+    /// (nanoseconds since the epoch). Rewritten since (a service touched
+    /// it), it is no longer what the plan showed.
+    File { size: u64, mtime_ns: i64 },
+    /// A directory, sized by its tree: `Planned::bytes` and `files` are
+    /// what it must still hold when its turn comes (after the plan's
+    /// earlier removals inside it), nothing more.
+    Dir,
+}
+
+/// Nanoseconds since the epoch, as a removal's [`Seen`] keeps a time.
+pub fn mtime_ns(secs: i64, nanos: i64) -> i64 {
+    secs.saturating_mul(1_000_000_000).saturating_add(nanos)
+}
+
+/// What a removal must find when its turn comes ([`Planned::expect`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Expect {
+    File { size: u64, mtime_ns: i64 },
+    Dir { bytes: u64, files: u64 },
+}
+
+impl Planned {
+    /// What this removal must still find at its path, if the plan saw it.
+    pub fn expect(&self) -> Option<Expect> {
+        match self.seen? {
+            Seen::File { size, mtime_ns } => Some(Expect::File { size, mtime_ns }),
+            Seen::Dir => Some(Expect::Dir {
+                bytes: self.bytes,
+                files: self.files,
+            }),
+        }
+    }
 }
 
 /// A run of consecutive removals (all reversible or none) the host packed

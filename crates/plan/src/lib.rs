@@ -13,5 +13,7 @@ pub mod names;
 pub mod record;
 mod undo;
 
-pub use action::{Action, Arrival, Call, Format, Packed, Planned, StepPlan};
+pub use action::{
+    Action, Arrival, Call, Expect, Format, Packed, Planned, Seen, StepPlan, mtime_ns,
+};
 pub use undo::{DirTimes, Key, Pre, STAGING, TRASH, Undo, under};

@@ -21,6 +21,7 @@ use rustix::io::Errno;
 
 use super::{DirTimes, Key, TRASH, dir_times};
 use crate::grants::Resolved;
+use mend_plan::Expect;
 
 #[derive(Default)]
 pub struct Batch {
@@ -54,6 +55,72 @@ impl Batch {
 
     fn parent<'r>(&mut self, r: &Resolved<'r>) -> std::io::Result<(&Dir, Cow<'r, Path>)> {
         open_parent(&mut self.parent, r)
+    }
+
+    /// Why the removal of `r` must not happen: its path no longer holds
+    /// what the plan's check saw (a live service rewrote the file, put a
+    /// directory in its place, or added to a directory the plan emptied).
+    /// None when it does, or when nothing is there (the removal then finds
+    /// nothing to do).
+    pub fn changed(&mut self, r: &Resolved, expect: Expect) -> Result<Option<String>> {
+        if r.rel.is_empty() {
+            return Ok(None);
+        }
+        let st = match open_parent(&mut self.parent, r) {
+            Ok((dir, leaf)) => {
+                rustix::fs::statat(dir, &*leaf, rustix::fs::AtFlags::SYMLINK_NOFOLLOW)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e).with_context(|| format!("look at {}/{}", r.grant.name, r.rel)),
+        };
+        let st = match st {
+            Ok(st) => st,
+            Err(Errno::NOENT) => return Ok(None),
+            Err(e) => {
+                return Err(std::io::Error::from(e))
+                    .with_context(|| format!("look at {}/{}", r.grant.name, r.rel));
+            }
+        };
+        let is_dir =
+            rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::Directory;
+        Ok(match expect {
+            Expect::File { size, mtime_ns } => {
+                let now_size = st.st_size.max(0) as u64;
+                let now_mtime = mend_plan::mtime_ns(st.st_mtime, st.st_mtime_nsec as i64);
+                if is_dir {
+                    Some("it is a directory now, not the file the plan showed".to_string())
+                } else if (now_size, now_mtime) != (size, mtime_ns) {
+                    Some(format!(
+                        "it changed since the plan ({} then, {} now{})",
+                        mend_human::human_bytes(size),
+                        mend_human::human_bytes(now_size),
+                        if now_mtime != mtime_ns {
+                            ", modified since"
+                        } else {
+                            ""
+                        }
+                    ))
+                } else {
+                    None
+                }
+            }
+            Expect::Dir { bytes, files } => {
+                if !is_dir {
+                    Some("it is not a directory now, as it was when the plan was made".to_string())
+                } else {
+                    let (b, f) = crate::space::tree_size(&r.grant.dir, &r.rel_path());
+                    ((b, f) != (bytes, files)).then(|| {
+                        format!(
+                            "it holds {} of {} now, where the plan left {} of {}",
+                            mend_human::files_text(f),
+                            mend_human::human_bytes(b),
+                            mend_human::files_text(files),
+                            mend_human::human_bytes(bytes)
+                        )
+                    })
+                }
+            }
+        })
     }
 
     /// Unlink a file or symlink. `Some(removed)` when done here, `None` when

@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use anyhow::{Context as _, Result, bail};
 
-use mend_plan::{Action, Call};
+use mend_plan::{Action, Call, Planned};
 
 use crate::commands::CommandPolicy;
 use crate::grants::{Grants, OwnedPath, Resolved};
@@ -137,6 +137,30 @@ pub fn prepare_in(batch: &mut Batch, cx: &ApplyCtx, action: &Action) -> Result<P
 /// Perform an action (again, if a crash left it half done). Returns its undo.
 pub fn perform(cx: &ApplyCtx, key: &Key, action: &Action, pre: &Pre) -> Result<Undo> {
     perform_in(&mut Batch::default(), cx, key, action, pre)
+}
+
+/// [`perform_in`] for an action of a plan: a removal happens only if its
+/// path still holds what the plan's check saw ([`Planned::expect`]); one
+/// that changed since is left in place, said (a warning, and a note the
+/// journal keeps), and done as nothing: mend never removes what it did not
+/// show.
+pub fn perform_planned_in(
+    batch: &mut Batch,
+    cx: &ApplyCtx,
+    key: &Key,
+    planned: &Planned,
+    pre: &Pre,
+) -> Result<Undo> {
+    if let (Action::Remove { path }, Some(expect)) = (&planned.action, planned.expect()) {
+        let r = writable(cx, path)?;
+        if let Some(why) = batch.changed(&r, expect)? {
+            let line = format!("step `{}`: left {path} in place: {why}", cx.step);
+            tracing::warn!("{line}");
+            (cx.note)(line);
+            return Ok(Undo::Nothing);
+        }
+    }
+    perform_in(batch, cx, key, &planned.action, pre)
 }
 
 /// [`perform`], keeping directory handles open across the actions of one

@@ -215,6 +215,7 @@ mod tests {
             files: 1,
             reversible: true,
             reason: String::new(),
+            seen: None,
         }
     }
 

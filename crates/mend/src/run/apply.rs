@@ -350,7 +350,7 @@ fn row_batch(
                 .reporter
                 .bytes_start(&format!("{:#}", planned.action), planned.bytes);
         }
-        let performed = apply::perform_in(&mut batch, cx, &key, &planned.action, &pre);
+        let performed = apply::perform_planned_in(&mut batch, cx, &key, planned, &pre);
         if bulk {
             settings.reporter.bytes_end();
         }

@@ -128,7 +128,7 @@ fn one(
     let seq = lo + i as u32;
     let k = Key { run, step, seq };
     mend_faults::crash_point("intent", step, seq);
-    let r = apply::perform_in(batch, cx, &k, &actions[i].action, &pres[i]);
+    let r = apply::perform_planned_in(batch, cx, &k, &actions[i], &pres[i]);
     if r.is_ok() {
         mend_faults::crash_point("perform", step, seq);
     }
@@ -258,6 +258,7 @@ mod tests {
             files: 1,
             reversible: false,
             reason: String::new(),
+            seen: None,
         }
     }
 

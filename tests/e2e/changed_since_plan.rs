@@ -1,0 +1,129 @@
+//! A removal happens only to what the plan showed. Between the plan and
+//! the removal a live service may rewrite a cached file, put a directory
+//! where a file was, or add a file to a folder the plan empties: each is
+//! left in place and said, and the rest of the cull goes on. (Before, the
+//! rewritten file was removed, and the new directory with everything in it.)
+
+use std::time::{Duration, Instant};
+
+use crate::common::*;
+use crate::nothing_lost::{CULL, NOW, fix_dir_times, put};
+
+fn hold_until_waiting(f: &Fixture, child: &mut std::process::Child) {
+    let waiting = f.path("gate.waiting");
+    let start = Instant::now();
+    while !waiting.exists() {
+        assert!(
+            start.elapsed() < Duration::from_secs(120) && child.try_wait().unwrap().is_none(),
+            "the run never held at its first intent"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_removal_leaves_what_changed_since_the_plan_in_place() {
+    for disposable in ["true", "false"] {
+        let f = Fixture::new();
+        for i in 1..=6 {
+            put(&f, format!("cache/d1/f{i}").as_bytes(), "old\n", 1000);
+        }
+        for i in 1..=3 {
+            put(&f, format!("cache/d2/g{i}").as_bytes(), "old\n", 1000);
+        }
+        std::fs::create_dir_all(f.path("check")).unwrap();
+        fix_dir_times(&f, "cache");
+        let rb = f.runbook(
+            "cull.toml",
+            &CULL
+                .replace("{disposable}", disposable)
+                .replace("{verify}", "pass"),
+        );
+        let gate = f.path("gate");
+        let mut child = std::process::Command::new(mend_bin())
+            .arg("--state-dir")
+            .arg(f.state())
+            .arg("--cache-dir")
+            .arg(shared_cache())
+            .args(["--now", &NOW.to_string(), "run"])
+            .arg(&rb)
+            .env("MEND_PAUSE_AT", format!("intent:0:0@{}", gate.display()))
+            .env("NO_COLOR", "1")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Planned: all nine files, then d1 and d2 emptied. Now the service:
+        hold_until_waiting(&f, &mut child);
+        // rewrites one file (same size: only its time says so),
+        std::fs::write(f.path("cache/d1/f2"), "new\n").unwrap();
+        // grows another,
+        std::fs::write(f.path("cache/d1/f3"), "a new, longer body\n").unwrap();
+        // puts a directory with a file where a file was,
+        std::fs::remove_file(f.path("cache/d1/f4")).unwrap();
+        std::fs::create_dir(f.path("cache/d1/f4")).unwrap();
+        std::fs::write(f.path("cache/d1/f4/inside"), "keep me\n").unwrap();
+        // removes one itself,
+        std::fs::remove_file(f.path("cache/d1/f5")).unwrap();
+        // and adds a file to a folder the plan empties.
+        std::fs::write(f.path("cache/d2/arrived"), "just cached\n").unwrap();
+        std::fs::write(&gate, "").unwrap();
+        let out = child.wait_with_output().unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "disposable={disposable}: {text}"
+        );
+        let mut left: Vec<String> = tree(&f.path("cache"), false)
+            .into_keys()
+            .filter(|k| !k.starts_with("./.mend-trash"))
+            .collect();
+        left.sort();
+        assert_eq!(
+            left,
+            [
+                ".",
+                "./d1",
+                "./d1/f2",
+                "./d1/f3",
+                "./d1/f4",
+                "./d1/f4/inside",
+                "./d2",
+                "./d2/arrived"
+            ],
+            "disposable={disposable}: only what changed since the plan stays: {text}"
+        );
+        assert_eq!(read_text(&f, "cache/d1/f2"), "new\n");
+        assert_eq!(read_text(&f, "cache/d1/f4/inside"), "keep me\n");
+        assert_eq!(read_text(&f, "cache/d2/arrived"), "just cached\n");
+        for (path, why) in [
+            (
+                "cache/d1/f2",
+                "it changed since the plan (4 B then, 4 B now, modified since)",
+            ),
+            (
+                "cache/d1/f3",
+                "it changed since the plan (4 B then, 19 B now, modified since)",
+            ),
+            (
+                "cache/d1/f4",
+                "it is a directory now, not the file the plan showed",
+            ),
+            (
+                "cache/d2",
+                "it holds 1 file of 12 B now, where the plan left 0 files of 0 B",
+            ),
+        ] {
+            let line = format!("step `cull`: left {path} in place: {why}");
+            assert!(
+                text.contains(&line),
+                "disposable={disposable}: no `{line}` in:\n{text}"
+            );
+        }
+    }
+}
