@@ -125,5 +125,18 @@ fn a_removal_leaves_what_changed_since_the_plan_in_place() {
                 "disposable={disposable}: no `{line}` in:\n{text}"
             );
         }
+        // The journal keeps them (d1 too), as warnings of the step.
+        let id = history_id(&f);
+        let show: serde_json::Value =
+            serde_json::from_str(&f.mend(&["--json", "show", &id]).stdout).unwrap();
+        let warned = show["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| {
+                e["level"] == "warn" && e["message"].as_str().unwrap().contains(" in place: ")
+            })
+            .count();
+        assert_eq!(warned, 5, "disposable={disposable}: {show}");
     }
 }

@@ -141,8 +141,8 @@ pub fn perform(cx: &ApplyCtx, key: &Key, action: &Action, pre: &Pre) -> Result<U
 
 /// [`perform_in`] for an action of a plan: a removal happens only if its
 /// path still holds what the plan's check saw ([`Planned::expect`]); one
-/// that changed since is left in place, said (a warning, and a note the
-/// journal keeps), and done as nothing: mend never removes what it did not
+/// that changed since is left in place, said (a note the run prints and
+/// journals), and done as nothing: mend never removes what it did not
 /// show.
 pub fn perform_planned_in(
     batch: &mut Batch,
@@ -154,9 +154,7 @@ pub fn perform_planned_in(
     if let (Action::Remove { path }, Some(expect)) = (&planned.action, planned.expect()) {
         let r = writable(cx, path)?;
         if let Some(why) = batch.changed(&r, expect)? {
-            let line = format!("step `{}`: left {path} in place: {why}", cx.step);
-            tracing::warn!("{line}");
-            (cx.note)(line);
+            (cx.note)(format!("step `{}`: left {path} in place: {why}", cx.step));
             return Ok(Undo::Nothing);
         }
     }

@@ -238,6 +238,11 @@ pub(crate) async fn apply_step(
         if let Some(range) = ranges.get(&(seq as u32)) {
             if range.state != ActionState::Done {
                 bulk_batch(run, step, &cx, &batch_of(range)?, range)?;
+                // What a removal said (left in place: changed since the plan).
+                for line in notes.borrow_mut().drain(..) {
+                    settings.reporter.line(&format!("  {line}"));
+                    journal.event(run_id, Some(step.idx), "warn", &line)?;
+                }
             }
             seq += range.n as usize;
             continue;

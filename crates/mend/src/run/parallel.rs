@@ -74,7 +74,11 @@ pub(crate) fn perform_removals(
             }
         } else {
             let next = AtomicUsize::new(0);
-            let sync_cx = &SyncCtx::of(cx);
+            // A removal's notes (one left in place) go back to the caller's
+            // note on this thread, after the workers.
+            let notes = std::sync::Mutex::new(Vec::new());
+            let note = |line: String| notes.lock().expect("notes").push(line);
+            let sync_cx = &SyncCtx::of(cx, &note);
             let done: Vec<Vec<(usize, anyhow::Result<Undo>)>> = std::thread::scope(|s| {
                 let workers: Vec<_> = (0..threads.min(groups.len()))
                     .map(|_| {
@@ -106,6 +110,9 @@ pub(crate) fn perform_removals(
             });
             for (i, r) in done.into_iter().flatten() {
                 out[i] = Some(r);
+            }
+            for line in notes.into_inner().expect("notes") {
+                (cx.note)(line);
             }
         }
         if failed.load(Ordering::Relaxed) {
@@ -217,22 +224,25 @@ fn groups(actions: &[Planned], seg: std::ops::Range<usize>) -> Vec<Vec<usize>> {
     out
 }
 
-/// What a worker thread needs of [`ApplyCtx`]: its progress and note
-/// callbacks stay on the calling thread (a removal reports neither).
+/// What a worker thread needs of [`ApplyCtx`]: its progress callback
+/// stays on the calling thread (a removal reports none); its notes are
+/// collected for the calling thread.
 struct SyncCtx<'a> {
     grants: &'a mend_host::grants::Grants,
     commands: &'a mend_host::commands::CommandPolicy,
     step: &'a str,
     timeout: std::time::Duration,
+    note: &'a (dyn Fn(String) + Sync),
 }
 
 impl<'a> SyncCtx<'a> {
-    fn of(cx: &ApplyCtx<'a>) -> Self {
+    fn of(cx: &ApplyCtx<'a>, note: &'a (dyn Fn(String) + Sync)) -> Self {
         SyncCtx {
             grants: cx.grants,
             commands: cx.commands,
             step: cx.step,
             timeout: cx.timeout,
+            note,
         }
     }
     fn ctx(&self) -> ApplyCtx<'a> {
@@ -242,7 +252,7 @@ impl<'a> SyncCtx<'a> {
             step: self.step,
             timeout: self.timeout,
             progress: &|_| {},
-            note: &|_| {},
+            note: self.note,
         }
     }
 }
