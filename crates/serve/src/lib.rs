@@ -56,9 +56,6 @@ struct App {
     /// cost the journal one read, not 50 (a view is a consistent snapshot
     /// with its seq; the stream resumes after it).
     views: Arc<std::sync::Mutex<std::collections::HashMap<String, view::Cached>>>,
-    /// The last change the poller has read: a cached view older than it
-    /// is read again, so a page is never behind the stream.
-    seen: Arc<std::sync::atomic::AtomicI64>,
     /// Pages of actions kept while the journal says they still hold.
     actions: Arc<actions_cache::Cache>,
     /// Journal reads at once: more requests wait their turn, so the
@@ -153,15 +150,13 @@ pub async fn serve(opts: Options, ready: impl FnOnce(SocketAddr)) -> Result<()> 
     let bound = listener.local_addr()?;
     let port = bound.port();
     let (tx, _) = broadcast::channel(sse::CHANNEL);
-    let seen = Arc::new(std::sync::atomic::AtomicI64::new(0));
-    sse::start_poller(journal, tx.clone(), seen.clone())?;
+    sse::start_poller(journal, tx.clone())?;
     let app = App {
         state_dir: Arc::new(opts.state_dir),
         journal_id: Arc::new(journal_id),
         tx,
         views: Arc::default(),
         actions: Arc::default(),
-        seen,
         readers: Arc::new(tokio::sync::Semaphore::new(READERS)),
     };
     let router = Router::new()

@@ -184,25 +184,25 @@ pub(crate) async fn history_json(
 }
 
 async fn load(app: &App, id: String) -> Result<std::sync::Arc<RunView>, AppError> {
-    // The cache saves building a view, not asking the journal where it is:
-    // a view older than the journal's last change is never served, so a
-    // viewer whose own stream saw the run end never gets a page saying it
-    // still runs (the poller's `seen` can lag the journal by a poll).
-    let last = app.read(|j| j.last_seq()).await?;
-    let seen = app
-        .seen
-        .load(std::sync::atomic::Ordering::Acquire)
-        .max(last);
-    if let Some(v) = crate::view::cached(&app.views, &id, seen) {
-        return Ok(v);
-    }
+    // One journal read per request, and a view built at most once per
+    // [`crate::view::FRESH`] per run: a live run commits every few
+    // milliseconds, so "no older than the journal's last change" rebuilt
+    // the view (and its HTML) for every one of 50 viewers' requests, and
+    // that work took the cores from the run it was watching. A kept view
+    // is served only while no change since it touched the run's or a
+    // step's row, so a page never says a run (or step) still runs after
+    // the journal said it ended; its counts and events may be up to FRESH
+    // behind, and the page's stream resumes from the view's seq, so a
+    // live page misses nothing.
+    let views = app.views.clone();
     let key = id.clone();
-    let v = app
-        .read(move |j| RunView::load(j, &id))
+    let (v, new) = app
+        .read(move |j| crate::view::current(&views, j, &id))
         .await
         .map_err(|e| AppError(StatusCode::NOT_FOUND, e.1))?;
-    let v = std::sync::Arc::new(v);
-    crate::view::keep(&app.views, &key, v.clone());
+    if new {
+        crate::view::keep(&app.views, &key, v.clone());
+    }
     Ok(v)
 }
 

@@ -61,13 +61,8 @@ fn render(j: &Journal, batch: Vec<ChangeRecord>) -> Result<Vec<Arc<Msg>>> {
 }
 
 /// Starts the one thread that follows the journal for every client.
-pub(crate) fn start_poller(
-    j: Journal,
-    tx: broadcast::Sender<Arc<Msg>>,
-    seen: Arc<std::sync::atomic::AtomicI64>,
-) -> Result<()> {
+pub(crate) fn start_poller(j: Journal, tx: broadcast::Sender<Arc<Msg>>) -> Result<()> {
     let mut last = j.last_seq()?;
-    seen.store(last, std::sync::atomic::Ordering::Release);
     let mut version = j.data_version()?;
     std::thread::Builder::new()
         .name("journal-poller".into())
@@ -92,7 +87,6 @@ pub(crate) fn start_poller(
                     match read {
                         Ok((n, end, msgs)) => {
                             last = end.unwrap_or(last);
-                            seen.store(last, std::sync::atomic::Ordering::Release);
                             for m in msgs {
                                 // No receiver is fine: no one is watching.
                                 let _ = tx.send(m);

@@ -17,18 +17,44 @@ const CACHED_RUNS: usize = 64;
 /// A run view and when it was read.
 pub(crate) type Cached = (std::time::Instant, std::sync::Arc<RunView>);
 
-/// The cached view of `id` if it is fresh.
-/// (Fresh: read less than [`FRESH`] ago, and not older than `seen`, the
-/// journal's last change when the request came.)
+/// The cached view of `id` if it was read less than [`FRESH`] ago.
 pub(crate) fn cached(
     views: &std::sync::Mutex<std::collections::HashMap<String, Cached>>,
     id: &str,
-    seen: i64,
 ) -> Option<std::sync::Arc<RunView>> {
     let g = views.lock().unwrap_or_else(|e| e.into_inner());
     g.get(id)
-        .filter(|(at, v)| at.elapsed() < FRESH && v.seq >= seen)
+        .filter(|(at, _)| at.elapsed() < FRESH)
         .map(|(_, v)| v.clone())
+}
+
+/// Changes read to decide a kept view still holds; more: read it again.
+const SCAN: usize = 2000;
+
+/// Has the run's row or a step's row of `v` changed since `v` was read
+/// (or too much changed to tell)? Call inside `Journal::snapshot`.
+pub(crate) fn status_changed(j: &Journal, v: &RunView) -> Result<bool> {
+    let since = j.changes_after(v.seq, Some(&v.run.id), SCAN)?;
+    Ok(since.len() == SCAN
+        || since
+            .iter()
+            .any(|c| matches!(c.change, Change::Run | Change::Step { .. })))
+}
+
+/// The view of `id` to serve now: the kept one while it holds (false), or
+/// one read from the journal (true: keep it). Call inside
+/// `Journal::snapshot`.
+pub(crate) fn current(
+    views: &std::sync::Mutex<std::collections::HashMap<String, Cached>>,
+    j: &Journal,
+    id: &str,
+) -> Result<(std::sync::Arc<RunView>, bool)> {
+    if let Some(v) = cached(views, id)
+        && !status_changed(j, &v)?
+    {
+        return Ok((v, false));
+    }
+    Ok((std::sync::Arc::new(RunView::load(j, id)?), true))
 }
 
 /// Keeps `v` as the view of `id`, dropping stale ones.
@@ -212,4 +238,81 @@ pub(crate) fn counts_text(counts: &[(String, u64)]) -> String {
         .sum();
     let parts: Vec<String> = counts.iter().map(|(s, n)| format!("{n} {s}")).collect();
     format!("{finished}/{total}: {}", parts.join(", "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mend_journal::{NewAction, NewRun, PlannedAction, RunMode, RunStatus, StepStatus};
+    use std::sync::{Arc, Mutex};
+
+    /// Against a real journal: a kept view is served again while only
+    /// actions and events change (a live run's every few milliseconds),
+    /// and read again as soon as a step's or the run's status changes, so
+    /// no page says "running" after the journal said "committed".
+    #[test]
+    fn a_kept_view_holds_until_a_status_changes() {
+        let tmp = tempfile::tempdir().unwrap();
+        let j = Journal::open(tmp.path()).unwrap();
+        let run = j
+            .new_run(&NewRun {
+                runbook_name: "x",
+                runbook_version: "1.0.0",
+                runbook_path: "/x.toml",
+                runbook_sha256: "00",
+                mode: RunMode::Run,
+                params_json: "{}",
+                now: 1,
+            })
+            .unwrap();
+        let planned: Vec<PlannedAction> = (0..4)
+            .map(|seq| PlannedAction {
+                seq,
+                action_json: r#"{"op":"remove","path":"a"}"#,
+                reversible: true,
+            })
+            .collect();
+        j.save_plan(&run.id, 0, "s", "std:s", "00", "{}", &planned, &[])
+            .unwrap();
+        j.set_step_status(&run.id, 0, StepStatus::Applying, None)
+            .unwrap();
+        let views = Mutex::new(std::collections::HashMap::new());
+        let serve = |j: &Journal| {
+            let (v, new) = j.snapshot(|j| current(&views, j, &run.id)).unwrap();
+            if new {
+                keep(&views, &run.id, v.clone());
+            }
+            (v, new)
+        };
+        let (first, new) = serve(&j);
+        assert!(new);
+        assert_eq!(first.steps[0].step.status, "applying");
+        // Actions done and an event: the kept view is served.
+        for seq in 0..2 {
+            let a = NewAction {
+                seq,
+                action_json: r#"{"op":"remove","path":"a"}"#,
+                reversible: true,
+                undo_json: None,
+            };
+            j.intend(&run.id, 0, &[a]).unwrap();
+            j.mark_done(&run.id, 0, &[(seq, None)]).unwrap();
+        }
+        j.event(&run.id, Some(0), "info", "hello").unwrap();
+        let (again, new) = serve(&j);
+        assert!(!new && Arc::ptr_eq(&first, &again));
+        // The step ends: read again.
+        j.set_step_status(&run.id, 0, StepStatus::Verified, None)
+            .unwrap();
+        let (now, new) = serve(&j);
+        assert!(new && !Arc::ptr_eq(&first, &now));
+        assert_eq!(now.steps[0].step.status, "verified");
+        // The run ends: read again; the page says so at once.
+        j.set_run_status(&run.id, RunStatus::Committed, None)
+            .unwrap();
+        let (last, new) = serve(&j);
+        assert!(new);
+        assert_eq!(last.run.status, RunStatus::Committed);
+        assert_eq!(serve(&j).0.run.status, RunStatus::Committed);
+    }
 }
