@@ -17,9 +17,15 @@ pub(crate) fn cache(f: &Fixture) {
 
 /// `n` files two hours old in 10 directories, and 10 young ones.
 pub(crate) fn cache_of(f: &Fixture, n: u32) {
+    cache_shaped(f, n, |i| format!("cache/d{}/f{i:05}", i % 10), "cache/d");
+}
+
+/// `n` files two hours old, file `i` at `old_at(i)`, and a young file in
+/// each of the 10 folders `{young_in}0` to `{young_in}9`.
+pub(crate) fn cache_shaped(f: &Fixture, n: u32, old_at: impl Fn(u32) -> String, young_in: &str) {
     let old = SystemTime::now() - Duration::from_secs(7_200);
     for i in 0..n {
-        let p = f.write(&format!("cache/d{}/f{i:05}", i % 10), &format!("old {i}\n"));
+        let p = f.write(&old_at(i), &format!("old {i}\n"));
         std::fs::File::options()
             .write(true)
             .open(&p)
@@ -28,7 +34,7 @@ pub(crate) fn cache_of(f: &Fixture, n: u32) {
             .unwrap();
     }
     for i in 0..10 {
-        f.write(&format!("cache/d{i}/young"), "young\n");
+        f.write(&format!("{young_in}{i}/young"), "young\n");
     }
 }
 

@@ -1,11 +1,10 @@
-//! The removals of a journal batch performed by a few threads at once
-//! (`crates/mend/src/run/parallel.rs`): a trash cull that also removes the
+//! The removals of a journal batch, as `crates/mend/src/run/parallel.rs`
+//! orders them (trash moves go one at a time; unlinks go on threads on
+//! machines of 4 cores or more): a trash cull that also removes the
 //! folders it empties, nested ones too, in batches of 2,048. Each folder
 //! goes only after what was in it (otherwise its removal would take the
 //! files along, recorded as something else), every removal is journaled
 //! done once, and the rollback puts back the very bytes and times.
-
-use std::time::{Duration, SystemTime};
 
 use crate::bulk::states;
 use crate::common::*;
@@ -15,23 +14,11 @@ use crate::common::*;
 /// share the second batch with the two folder removals, as two groups
 /// that two threads would start at once.
 fn cache(f: &Fixture) {
-    let old = SystemTime::now() - Duration::from_secs(7_200);
-    for i in 0..3_000u32 {
-        let path = match i % 2 {
-            0 => format!("cache/kept{}/f{i:05}", i / 2 % 10),
-            _ => format!("cache/zgone/sub/f{i:05}"),
-        };
-        let p = f.write(&path, &format!("old {i}\n"));
-        std::fs::File::options()
-            .write(true)
-            .open(&p)
-            .unwrap()
-            .set_modified(old)
-            .unwrap();
-    }
-    for i in 0..10 {
-        f.write(&format!("cache/kept{i}/young"), "young\n");
-    }
+    let old_at = |i: u32| match i % 2 {
+        0 => format!("cache/kept{}/f{i:05}", i / 2 % 10),
+        _ => format!("cache/zgone/sub/f{i:05}"),
+    };
+    crate::bulk::cache_shaped(f, 3_000, old_at, "cache/kept");
 }
 
 #[test]

@@ -263,6 +263,24 @@ impl Journal {
         }
     }
 
+    /// The actions of one batch, as JSON lines: what the apply reads back,
+    /// without the undo data or a record per action.
+    pub fn bulk_actions(&self, run_id: &str, step_idx: u32, lo: u32) -> Result<Vec<String>> {
+        let b: Option<(Vec<u8>, u32)> = self
+            .conn
+            .prepare_cached(
+                "SELECT actions, n FROM bulk WHERE run_id = ?1 AND step_idx = ?2 AND lo = ?3",
+            )?
+            .query_row(params![run_id, step_idx, lo], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .optional()?;
+        match b {
+            Some((blob, n)) => unpack(&blob, n, "actions"),
+            None => bail!("run {run_id} has no batch of actions at {step_idx}.{lo}"),
+        }
+    }
+
     /// Records a planned batch as intended, with each action's undo data
     /// (its state before), in one commit. A batch intended already is left
     /// as it is.

@@ -192,9 +192,9 @@ pub(crate) async fn apply_step(
     let total = rows.len() + ranges.values().map(|r| r.n as usize).sum::<usize>();
     let batch_of = |range: &mend_journal::BulkRange| -> anyhow::Result<Vec<Planned>> {
         journal
-            .bulk_records(run_id, step.idx, range.lo)?
+            .bulk_actions(run_id, step.idx, range.lo)?
             .iter()
-            .map(|r| serde_json::from_str::<Planned>(&r.action_json).map_err(|e| damaged(&e)))
+            .map(|a| serde_json::from_str::<Planned>(a).map_err(|e| damaged(&e)))
             .collect()
     };
     let reporter = &settings.reporter;
