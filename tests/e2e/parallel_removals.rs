@@ -1,5 +1,6 @@
 //! The removals of a journal batch, as `crates/mend/src/run/parallel.rs`
-//! orders them (trash moves go one at a time; unlinks go on threads on
+//! orders them on threads (forced here with `MEND_REMOVAL_THREADS=2`: trash
+//! moves otherwise go one at a time, and unlinks go on threads only on
 //! machines of 4 cores or more): a trash cull that also removes the
 //! folders it empties, nested ones too, in batches of 2,048. Each folder
 //! goes only after what was in it (otherwise its removal would take the
@@ -45,7 +46,12 @@ with = { path = "cache", minutes = 60, remove_empty_dirs = true }
 "#,
     );
     // Held: verified, its trash kept for the rollback below.
-    let ran = f.mend(&["run", "--hold", rb.to_str().unwrap()]);
+    // Two threads on any machine (trash moves and 2 cores are otherwise
+    // one at a time).
+    let ran = f.mend_env(
+        &["run", "--hold", rb.to_str().unwrap()],
+        &[("MEND_REMOVAL_THREADS", "2")],
+    );
     assert_eq!(ran.code, 0, "{}", ran.text());
     let id = history_id(&f);
     // 3,000 files, then `zgone/sub` and `zgone`: each done once.

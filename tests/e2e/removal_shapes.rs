@@ -13,6 +13,9 @@ use crate::common::*;
 use crate::nothing_lost::fix_dir_times;
 
 const NOBODY: u32 = 65_534;
+/// The threaded path on any machine (on 2 cores, or for trash moves, the
+/// host otherwise removes one at a time).
+const THREADED: &[(&str, &str)] = &[("MEND_REMOVAL_THREADS", "2")];
 /// Per folder; six folders: each batch of 2,048 spans several of them.
 const FILES: u32 = 700;
 
@@ -99,7 +102,7 @@ fn a_parallel_cull_of_a_service_users_cache_keeps_owners_and_specials() {
     let want = cache(&f);
     let before = tree(&f.path("cache"), true);
     let rb = cull(&f, false);
-    let ran = f.mend(&["run", "--hold", rb.to_str().unwrap()]);
+    let ran = f.mend_env(&["run", "--hold", rb.to_str().unwrap()], THREADED);
     assert_eq!(ran.code, 0, "{}", ran.text());
     assert_eq!(left(&f), want, "only the young files and the specials stay");
     // What stayed is untouched: owner, group and mode of a young file.
@@ -124,7 +127,7 @@ fn a_parallel_cull_of_a_service_users_cache_keeps_owners_and_specials() {
     let f = Fixture::new();
     let want = cache(&f);
     let rb = cull(&f, true);
-    let ran = f.mend(&["run", rb.to_str().unwrap()]);
+    let ran = f.mend_env(&["run", rb.to_str().unwrap()], THREADED);
     assert_eq!(ran.code, 0, "{}", ran.text());
     assert_eq!(left(&f), want, "only the young files and the specials stay");
     let sock = std::fs::symlink_metadata(f.path("cache/run/socket")).unwrap();

@@ -145,10 +145,31 @@ fn cores() -> usize {
 /// rename lock and both folders' locks, so threads only queue (the profile
 /// of a threaded trash cull shows them spinning on that lock).
 fn threads(cores: usize, actions: &[Planned]) -> usize {
+    if let Some(n) = forced() {
+        return n;
+    }
     if cores < MIN_CORES || actions.iter().any(|a| a.reversible) {
         return 1;
     }
     cores.min(THREADS)
+}
+
+/// `MEND_REMOVAL_THREADS=N` (1 to 16): threads for every batch of
+/// removals, trash moves too, whatever the machine. The tests run the
+/// threaded path with it on 2 cores, where it is otherwise never taken; an
+/// operator can try another count on a machine of their own.
+fn forced() -> Option<usize> {
+    static FORCED: std::sync::OnceLock<Option<usize>> = std::sync::OnceLock::new();
+    *FORCED.get_or_init(|| {
+        let v = std::env::var("MEND_REMOVAL_THREADS").ok()?;
+        match v.trim().parse::<usize>() {
+            Ok(n @ 1..=16) => Some(n),
+            _ => {
+                tracing::warn!("MEND_REMOVAL_THREADS=`{v}` is not 1 to 16: ignored");
+                None
+            }
+        }
+    })
 }
 
 /// One removal, between its crash points, as the serial loop does it.
