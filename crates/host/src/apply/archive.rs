@@ -580,14 +580,16 @@ impl Walker {
             Mode::empty(),
         )
         .with_context(|| format!("open directory {}", self.at.display()))?;
-        let st = rfs::fstat(&fd)?;
+        let st = rfs::fstat(&fd).with_context(|| format!("stat {}", self.at.display()))?;
         let mut m = self.meta(&st, tar::EntryType::Directory);
-        m.xattrs = super::copy::read_xattrs(&fd)?;
+        m.xattrs = super::copy::read_xattrs(&fd)
+            .with_context(|| format!("read the extended attributes of {}", self.at.display()))?;
         self.first.push(Item::Entry(m));
         let mut entries = Vec::new();
-        let mut rd = rfs::Dir::read_from(&fd)?;
+        let mut rd = rfs::Dir::read_from(&fd)
+            .with_context(|| format!("read directory {}", self.at.display()))?;
         while let Some(e) = rd.read() {
-            let e = e?;
+            let e = e.with_context(|| format!("read directory {}", self.at.display()))?;
             let n = e.file_name();
             if n == c"." || n == c".." {
                 continue;
@@ -738,7 +740,7 @@ impl Reader {
             Mode::empty(),
         )
         .with_context(|| format!("open {}", self.at.display()))?;
-        let st = rfs::fstat(&fd)?;
+        let st = rfs::fstat(&fd).with_context(|| format!("stat {}", self.at.display()))?;
         let ft = FileType::from_raw_mode(st.st_mode);
         if ft != FileType::RegularFile {
             return self.entry(sdir, name, ft);
@@ -750,7 +752,8 @@ impl Reader {
         if st.st_nlink > 1 {
             m.id = Some((st.st_dev, st.st_ino));
         }
-        m.xattrs = super::copy::read_xattrs(&fd)?;
+        m.xattrs = super::copy::read_xattrs(&fd)
+            .with_context(|| format!("read the extended attributes of {}", self.at.display()))?;
         // Exactly the size the header says, even if the file grows meanwhile.
         let size = st.st_size as u64;
         m.size = size;
