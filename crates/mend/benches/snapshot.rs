@@ -16,7 +16,8 @@
 //!
 //! Run: cargo bench -p mend --bench snapshot; MEND_BENCH_DIR=/dev/shm for
 //! tmpfs (the tools' own cost), the default $TMPDIR for the disk;
-//! MEND_BENCH_RUNS (default 3) runs each; MEND_BENCH_MEND=PATH measures
+//! MEND_BENCH_RUNS (default 3) runs each, mend's and the native tool's
+//! interleaved; MEND_BENCH_ONLY=prosody or photos one tree; MEND_BENCH_MEND=PATH measures
 //! another build of mend (a "before" in the same harness). Needs cp, tar with zstd, sync,
 //! /usr/bin/time and 3 GiB there.
 
@@ -68,10 +69,17 @@ fn runs() -> usize {
         .unwrap_or(3)
 }
 
-/// Median time and the largest peak RSS of `runs()` runs, `reset` and a
-/// `sync` (untimed) before each.
-fn timed(mut reset: impl FnMut(), mut cmd: impl FnMut() -> Command) -> (Duration, u64) {
+/// Median times (and mend's largest peak RSS) of `runs()` runs of mend
+/// and of the native tool, interleaved (mend, native, mend, ...) so that
+/// both see the same load; `reset` and a `sync` (untimed) before each.
+fn timed(
+    mut reset: impl FnMut(),
+    mut cmd: impl FnMut() -> Command,
+    mut native_reset: impl FnMut(),
+    mut native: impl FnMut() -> Command,
+) -> ((Duration, u64), Duration) {
     let mut t = Vec::new();
+    let mut n = Vec::new();
     let mut rss = 0;
     for _ in 0..runs() {
         reset();
@@ -79,9 +87,13 @@ fn timed(mut reset: impl FnMut(), mut cmd: impl FnMut() -> Command) -> (Duration
         let (d, r) = run(&mut cmd());
         t.push(d);
         rss = rss.max(r.unwrap_or(0));
+        native_reset();
+        run(&mut Command::new("sync"));
+        n.push(run(&mut native()).0);
     }
     t.sort();
-    (t[t.len() / 2], rss)
+    n.sort();
+    ((t[t.len() / 2], rss), n[n.len() / 2])
 }
 
 /// 120 directories of 1,000 small text files.
@@ -205,10 +217,14 @@ fn main() {
         tmp.display(),
         runs()
     );
+    let only = std::env::var("MEND_BENCH_ONLY").unwrap_or_default();
     for (name, make) in [
         ("prosody", prosody as fn(&Path) -> (u64, u64)),
         ("photos", photos),
     ] {
+        if !only.is_empty() && only != name {
+            continue;
+        }
         let (files, bytes) = make(&data.join(name));
         println!("{name}: {files} files, {:.0} MB", bytes as f64 / 1e6);
         let clear = || {
@@ -219,22 +235,27 @@ fn main() {
         let zst_rb = runbook(tmp, &data, &snaps, name, "tar.zst");
         run(&mut mend(tmp, &dir_rb)); // warm the compiled-step cache
         clear();
-        let m = timed(clear, || mend(tmp, &dir_rb));
         let src = data.join(name);
         let dst = tmp.join("native");
         let (s, d) = (src.display(), dst.display());
-        let cp = timed(|| rm(&dst), || sh(&format!("cp -a {s} {d} && sync -f {d}")));
+        let (m, cp) = timed(
+            clear,
+            || mend(tmp, &dir_rb),
+            || rm(&dst),
+            || sh(&format!("cp -a {s} {d} && sync -f {d}")),
+        );
         row(
             "directory: std:snapshot vs cp -a && sync -f",
             bytes,
             m,
-            cp.0,
+            cp,
             0.9,
         );
-        let m = timed(clear, || mend(tmp, &zst_rb));
         let tar_file = tmp.join("native.tar.zst");
         let (parent, t) = (data.display(), tar_file.display());
-        let tar = timed(
+        let (m, tar) = timed(
+            clear,
+            || mend(tmp, &zst_rb),
             || rm(&tar_file),
             || {
                 sh(&format!(
@@ -246,7 +267,7 @@ fn main() {
             "tar.zst: std:snapshot vs tar --zstd -cf && sync -f",
             bytes,
             m,
-            tar.0,
+            tar,
             1.0,
         );
         let ours = std::fs::read_dir(&snaps)

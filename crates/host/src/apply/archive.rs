@@ -7,13 +7,16 @@
 //! them), and compressed by zstd on every core at zstd's default level (as
 //! `tar --zstd` does). The archive's sha256 is computed as it is written.
 //!
-//! Three threads and zstd's workers, as `tar | zstd` is two processes:
-//! one walks and reads (the system calls: open, stat, xattrs, read,
-//! close); one frames the tar entries and feeds zstd (file data straight
-//! in, not through tar's 8 KiB buffer); one hashes the archive's bytes and
+//! Threads, as `tar | zstd` is two processes: one walks the directories;
+//! a few readers (one per core, at most 4) do each file's system calls
+//! (open, stat, xattrs, read, close: most of an archive of small files)
+//! for runs of 16 names at a time; one frames the tar entries in the
+//! walk's order and feeds zstd's workers (file data straight in, not
+//! through tar's 8 KiB buffer); one hashes the archive's bytes and one
 //! writes them to disk. They meet in bounded queues (at most [`DEPTH`]
-//! batches of about [`BATCH`] bytes, and [`DEPTH`] buffers of [`CHUNK`],
-//! in flight), so memory stays small whatever the tree holds.
+//! batches of about [`BATCH`] bytes per stage, [`AHEAD`] per reader, and
+//! [`DEPTH`] buffers of [`CHUNK`]), so memory stays small whatever the
+//! tree holds. Set `MEND_ARCHIVE_READERS` to change the readers' number.
 //!
 //! Every open is one component relative to an open directory with
 //! `O_NOFOLLOW`, as in `copy.rs`; FIFOs, sockets and devices are refused.
@@ -149,32 +152,45 @@ fn pack(src: &Resolved, out: ToDisk, format: Format, progress: &dyn Fn(u64)) -> 
         let leaf = mend_plan::names::decode(src.rel.rsplit('/').next().unwrap_or(src.rel));
         CString::new(leaf.as_os_str().as_encoded_bytes())?
     };
-    let (tx, rx) = std::sync::mpsc::sync_channel(DEPTH);
+    let (jobs_tx, jobs_rx) = std::sync::mpsc::sync_channel::<Job>(DEPTH);
+    let (slots_tx, rx) = std::sync::mpsc::sync_channel(DEPTH);
+    let jobs_rx = std::sync::Mutex::new(jobs_rx);
     let entries = std::thread::scope(|scope| -> Result<u64> {
-        let reader = scope.spawn(|| {
-            let mut r = Reader {
-                tx,
-                batch: Vec::new(),
-                batched: 0,
-                links: HashMap::new(),
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let readers = std::env::var("MEND_ARCHIVE_READERS")
+            .ok()
+            .and_then(|w| w.parse().ok())
+            .unwrap_or(cores.clamp(1, 4));
+        let jobs_rx = &jobs_rx;
+        for _ in 0..readers.max(1) {
+            scope.spawn(move || reader(jobs_rx));
+        }
+        let parent = &parent;
+        let leaf = &leaf;
+        let walker = scope.spawn(move || {
+            let mut w = Walker {
+                jobs: jobs_tx,
+                slots: slots_tx,
+                first: Vec::new(),
                 at: PathBuf::from("."),
             };
-            let walked = r.dir(parent.as_fd(), &leaf).and_then(|()| r.flush());
-            if let Err(e) = walked {
-                // Unless the framing side stopped first (its error wins).
-                let _ = r.tx.send(Err(e));
-            }
+            let r = w.dir(parent.as_fd(), leaf);
+            w.end(r);
         });
         let mut w = Framer {
             tar: &mut tar,
             names: Names::default(),
             progress,
+            unreported: 0,
+            links: HashMap::new(),
             entries: 0,
         };
         let framed = w.run(rx);
-        reader
+        // The queues are dropped with the feed: a walker or reader still
+        // going stops at its next hand-over.
+        walker
             .join()
-            .map_err(|_| anyhow::anyhow!("the archive's reading thread panicked"))?;
+            .map_err(|_| anyhow::anyhow!("the archive's walking thread panicked"))?;
         framed.map(|()| w.entries)
     })
     .with_context(|| format!("archive {}/{}", src.grant.name, src.rel))?;
@@ -455,6 +471,8 @@ struct Meta {
     path: PathBuf,
     /// A symlink's target, or the first name of a hard-linked file.
     link: Option<PathBuf>,
+    /// (device, inode) of a file with several names.
+    id: Option<(u64, u64)>,
     xattrs: Vec<(CString, Vec<u8>)>,
     data: Vec<u8>,
 }
@@ -466,31 +484,205 @@ enum Item {
 
 type Batch = Result<Vec<Item>>;
 
-/// The reading side: walks the tree in inode order within each
-/// directory, reads each file once, and sends what it read in batches.
+/// The reading side, in two parts. One thread walks the tree (opens and
+/// lists each directory, in inode order) and cuts each directory's other
+/// entries into [`Job`]s of at most [`JOB`] names; a few reader threads
+/// take the jobs in turn and do each file's system calls (open, stat,
+/// xattrs, read, close: most of an archive of small files), so that
+/// they run on every core, not one. Each job has its own bounded queue,
+/// and the framing side takes the queues in the walk's order: the
+/// archive's order does not depend on which reader was fastest.
+///
+/// No reader waits for ever: the jobs are taken in order, so the one the
+/// framing side waits on has been taken before any later one, and its
+/// reader only ever waits for the framing side to take what it read.
+struct Walker {
+    jobs: std::sync::mpsc::SyncSender<Job>,
+    /// Each job's queue, in the archive's order, to the framing side.
+    slots: std::sync::mpsc::SyncSender<std::sync::mpsc::Receiver<Batch>>,
+    /// Entries the walker made itself (directories), to go out before
+    /// the next job's.
+    first: Vec<Item>,
+    /// The entry's name in the archive.
+    at: PathBuf,
+}
+
+/// Entries of one directory, in order, for one reader.
+struct Job {
+    first: Vec<Item>,
+    dir: std::sync::Arc<OwnedFd>,
+    names: Vec<(CString, FileType)>,
+    /// The archive name of the directory.
+    at: PathBuf,
+    out: std::sync::mpsc::SyncSender<Batch>,
+}
+
+/// Names per job: enough to be worth a hand-over, few enough that large
+/// files in one directory are read by every reader.
+const JOB: usize = 16;
+/// Batches a reader may read ahead in one job.
+const AHEAD: usize = 4;
+
+impl Walker {
+    fn meta(&self, st: &Stat, kind: tar::EntryType) -> Box<Meta> {
+        meta(st, kind, self.at.clone())
+    }
+
+    /// A job's queue in the archive's order; the sending side.
+    fn slot(&mut self) -> Result<std::sync::mpsc::SyncSender<Batch>> {
+        let (tx, rx) = std::sync::mpsc::sync_channel(AHEAD);
+        self.slots
+            .send(rx)
+            .map_err(|_| anyhow::anyhow!("the archive's writing side stopped"))?;
+        Ok(tx)
+    }
+
+    fn send(
+        &mut self,
+        dir: &std::sync::Arc<OwnedFd>,
+        names: &mut Vec<(CString, FileType)>,
+    ) -> Result<()> {
+        if names.is_empty() {
+            return Ok(());
+        }
+        let out = self.slot()?;
+        let job = Job {
+            first: std::mem::take(&mut self.first),
+            dir: dir.clone(),
+            names: std::mem::take(names),
+            at: self.at.clone(),
+            out,
+        };
+        self.jobs
+            .send(job)
+            .map_err(|_| anyhow::anyhow!("the archive's reading threads stopped"))
+    }
+
+    /// What is left of the walker's own entries, and an error (a
+    /// directory that could not be read) in its place in the order.
+    fn end(&mut self, r: Result<()>) {
+        let first = std::mem::take(&mut self.first);
+        if let Ok(tx) = self.slot() {
+            if !first.is_empty() {
+                let _ = tx.send(Ok(first));
+            }
+            if let Err(e) = r {
+                let _ = tx.send(Err(e));
+            }
+        }
+    }
+
+    fn dir(&mut self, sdir: BorrowedFd, name: &CStr) -> Result<()> {
+        let fd: OwnedFd = rfs::openat(
+            sdir,
+            name,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .with_context(|| format!("open directory {}", self.at.display()))?;
+        let st = rfs::fstat(&fd).with_context(|| format!("stat {}", self.at.display()))?;
+        let mut m = self.meta(&st, tar::EntryType::Directory);
+        m.xattrs = super::copy::read_xattrs(&fd)
+            .with_context(|| format!("read the extended attributes of {}", self.at.display()))?;
+        self.first.push(Item::Entry(m));
+        let mut entries = Vec::new();
+        let mut rd = rfs::Dir::read_from(&fd)
+            .with_context(|| format!("read directory {}", self.at.display()))?;
+        while let Some(e) = rd.read() {
+            let e = e.with_context(|| format!("read directory {}", self.at.display()))?;
+            let n = e.file_name();
+            if n == c"." || n == c".." {
+                continue;
+            }
+            entries.push((e.ino(), e.file_type(), n.to_owned()));
+        }
+        drop(rd);
+        entries.sort_unstable_by_key(|(ino, _, _)| *ino);
+        let fd = std::sync::Arc::new(fd);
+        let mut names = Vec::new();
+        for (_, ft, n) in entries {
+            // A filesystem that does not say the type in its listing.
+            let ft = if ft == FileType::Unknown {
+                FileType::from_raw_mode(rfs::statat(&*fd, &n, AtFlags::SYMLINK_NOFOLLOW)?.st_mode)
+            } else {
+                ft
+            };
+            if ft == FileType::Directory {
+                self.send(&fd, &mut names)?;
+                self.at.push(OsStr::from_bytes(n.to_bytes()));
+                let r = self.dir(fd.as_fd(), &n);
+                self.at.pop();
+                r?;
+                continue;
+            }
+            names.push((n, ft));
+            if names.len() >= JOB {
+                self.send(&fd, &mut names)?;
+            }
+        }
+        self.send(&fd, &mut names)
+    }
+}
+
+fn meta(st: &Stat, kind: tar::EntryType, path: PathBuf) -> Box<Meta> {
+    Box::new(Meta {
+        kind,
+        mode: st.st_mode & 0o7777,
+        uid: st.st_uid,
+        gid: st.st_gid,
+        mtime: st.st_mtime,
+        size: 0,
+        path,
+        link: None,
+        id: None,
+        xattrs: Vec::new(),
+        data: Vec::new(),
+    })
+}
+
+/// A reader thread: jobs in turn until there are none, or the framing
+/// side stopped.
+fn reader(jobs: &std::sync::Mutex<std::sync::mpsc::Receiver<Job>>) {
+    loop {
+        let job = match jobs.lock().unwrap_or_else(|e| e.into_inner()).recv() {
+            Ok(job) => job,
+            Err(_) => return,
+        };
+        let mut r = Reader {
+            tx: job.out,
+            batch: job.first,
+            batched: 0,
+            at: job.at,
+        };
+        let mut done = Ok(());
+        for (name, ft) in &job.names {
+            r.at.push(OsStr::from_bytes(name.to_bytes()));
+            done = r.entry(job.dir.as_fd(), name, *ft);
+            r.at.pop();
+            if done.is_err() {
+                break;
+            }
+        }
+        let done = done.and_then(|()| r.flush());
+        if let Err(e) = done {
+            // Unless the framing side stopped first (its error wins).
+            let _ = r.tx.send(Err(e));
+        }
+    }
+}
+
+/// One reader's job: its entries read and sent in batches.
 struct Reader {
     tx: std::sync::mpsc::SyncSender<Batch>,
     batch: Vec<Item>,
     batched: usize,
-    links: HashMap<(u64, u64), PathBuf>,
     /// The entry's name in the archive.
     at: PathBuf,
 }
 
 impl Reader {
     fn meta(&self, st: &Stat, kind: tar::EntryType) -> Box<Meta> {
-        Box::new(Meta {
-            kind,
-            mode: st.st_mode & 0o7777,
-            uid: st.st_uid,
-            gid: st.st_gid,
-            mtime: st.st_mtime,
-            size: 0,
-            path: self.at.clone(),
-            link: None,
-            xattrs: Vec::new(),
-            data: Vec::new(),
-        })
+        meta(st, kind, self.at.clone())
     }
 
     fn push(&mut self, item: Item) -> Result<()> {
@@ -518,59 +710,26 @@ impl Reader {
     }
 
     fn entry(&mut self, sdir: BorrowedFd, name: &CStr, ft: FileType) -> Result<()> {
-        let ft = if ft == FileType::Unknown {
-            FileType::from_raw_mode(rfs::statat(sdir, name, AtFlags::SYMLINK_NOFOLLOW)?.st_mode)
-        } else {
-            ft
-        };
         match ft {
-            FileType::Directory => self.dir(sdir, name),
             FileType::RegularFile => self.file(sdir, name),
             FileType::Symlink => {
-                let st = rfs::statat(sdir, name, AtFlags::SYMLINK_NOFOLLOW)?;
-                let target = rfs::readlinkat(sdir, name, Vec::new())?;
+                let st = rfs::statat(sdir, name, AtFlags::SYMLINK_NOFOLLOW)
+                    .with_context(|| format!("stat {}", self.at.display()))?;
+                let target = rfs::readlinkat(sdir, name, Vec::new())
+                    .with_context(|| format!("read link {}", self.at.display()))?;
                 let mut m = self.meta(&st, tar::EntryType::Symlink);
                 m.link = Some(PathBuf::from(OsStr::from_bytes(target.to_bytes())));
                 self.push(Item::Entry(m))
             }
+            FileType::Directory => bail!(
+                "{} became a directory while it was archived; archive it again",
+                self.at.display()
+            ),
             _ => bail!(
                 "{} is a special file (FIFO, socket or device); mend archives files, directories and symlinks",
                 self.at.display()
             ),
         }
-    }
-
-    fn dir(&mut self, sdir: BorrowedFd, name: &CStr) -> Result<()> {
-        let fd: OwnedFd = rfs::openat(
-            sdir,
-            name,
-            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::empty(),
-        )
-        .with_context(|| format!("open directory {}", self.at.display()))?;
-        let st = rfs::fstat(&fd)?;
-        let mut m = self.meta(&st, tar::EntryType::Directory);
-        m.xattrs = super::copy::read_xattrs(&fd)?;
-        self.push(Item::Entry(m))?;
-        let mut entries = Vec::new();
-        let mut rd = rfs::Dir::read_from(&fd)?;
-        while let Some(e) = rd.read() {
-            let e = e?;
-            let n = e.file_name();
-            if n == c"." || n == c".." {
-                continue;
-            }
-            entries.push((e.ino(), e.file_type(), n.to_owned()));
-        }
-        drop(rd);
-        entries.sort_unstable_by_key(|(ino, _, _)| *ino);
-        for (_, ft, n) in entries {
-            self.at.push(OsStr::from_bytes(n.to_bytes()));
-            let r = self.entry(fd.as_fd(), &n, ft);
-            self.at.pop();
-            r?;
-        }
-        Ok(())
     }
 
     fn file(&mut self, sdir: BorrowedFd, name: &CStr) -> Result<()> {
@@ -581,22 +740,20 @@ impl Reader {
             Mode::empty(),
         )
         .with_context(|| format!("open {}", self.at.display()))?;
-        let st = rfs::fstat(&fd)?;
+        let st = rfs::fstat(&fd).with_context(|| format!("stat {}", self.at.display()))?;
         let ft = FileType::from_raw_mode(st.st_mode);
         if ft != FileType::RegularFile {
             return self.entry(sdir, name, ft);
         }
-        if st.st_nlink > 1 {
-            let key = (st.st_dev, st.st_ino);
-            if let Some(first) = self.links.get(&key).cloned() {
-                let mut m = self.meta(&st, tar::EntryType::Link);
-                m.link = Some(first);
-                return self.push(Item::Entry(m));
-            }
-            self.links.insert(key, self.at.clone());
-        }
         let mut m = self.meta(&st, tar::EntryType::Regular);
-        m.xattrs = super::copy::read_xattrs(&fd)?;
+        // Which of its names comes first in the archive is the framing
+        // side's to say (readers finish out of order): it is read here
+        // all the same, and dropped there if it is a second name.
+        if st.st_nlink > 1 {
+            m.id = Some((st.st_dev, st.st_ino));
+        }
+        m.xattrs = super::copy::read_xattrs(&fd)
+            .with_context(|| format!("read the extended attributes of {}", self.at.display()))?;
         // Exactly the size the header says, even if the file grows meanwhile.
         let size = st.st_size as u64;
         m.size = size;
@@ -639,13 +796,27 @@ struct Framer<'a> {
     tar: &'a mut tar::Builder<std::io::BufWriter<Out>>,
     names: Names,
     progress: &'a dyn Fn(u64),
+    /// Bytes framed and not yet reported (reported a MiB at a time).
+    unreported: u64,
+    /// The first name of each file with several, by (device, inode).
+    links: HashMap<(u64, u64), PathBuf>,
     entries: u64,
 }
 
-/// The items still to frame: the current batch, then the queue.
+/// Progress a MiB at a time, not per file: the reporter formats its line.
+fn report(unreported: &mut u64, progress: &dyn Fn(u64), n: u64) {
+    *unreported += n;
+    if *unreported >= 1 << 20 {
+        progress(std::mem::take(unreported));
+    }
+}
+
+/// The items still to frame: the current batch, then the current job's
+/// queue, then the next job's.
 struct Feed {
     cur: std::vec::IntoIter<Item>,
-    rx: std::sync::mpsc::Receiver<Batch>,
+    job: Option<std::sync::mpsc::Receiver<Batch>>,
+    rx: std::sync::mpsc::Receiver<std::sync::mpsc::Receiver<Batch>>,
 }
 
 impl Feed {
@@ -654,9 +825,19 @@ impl Feed {
             if let Some(item) = self.cur.next() {
                 return Ok(Some(item));
             }
+            if let Some(job) = &self.job {
+                match job.recv() {
+                    Ok(batch) => {
+                        self.cur = batch?.into_iter();
+                        continue;
+                    }
+                    // That job is read.
+                    Err(_) => self.job = None,
+                }
+            }
             match self.rx.recv() {
-                Ok(batch) => self.cur = batch?.into_iter(),
-                // The reader is done (or stopped after sending its error).
+                Ok(job) => self.job = Some(job),
+                // The walk is done (or stopped after sending its error).
                 Err(_) => return Ok(None),
             }
         }
@@ -664,9 +845,13 @@ impl Feed {
 }
 
 impl Framer<'_> {
-    fn run(&mut self, rx: std::sync::mpsc::Receiver<Batch>) -> Result<()> {
+    fn run(
+        &mut self,
+        rx: std::sync::mpsc::Receiver<std::sync::mpsc::Receiver<Batch>>,
+    ) -> Result<()> {
         let mut feed = Feed {
             cur: Vec::new().into_iter(),
+            job: None,
             rx,
         };
         while let Some(item) = feed.next()? {
@@ -675,6 +860,7 @@ impl Framer<'_> {
             };
             self.entry(*m, &mut feed)?;
         }
+        (self.progress)(std::mem::take(&mut self.unreported));
         Ok(())
     }
 
@@ -725,7 +911,29 @@ impl Framer<'_> {
         Ok(())
     }
 
-    fn entry(&mut self, m: Meta, feed: &mut Feed) -> Result<()> {
+    fn entry(&mut self, mut m: Meta, feed: &mut Feed) -> Result<()> {
+        if let Some(id) = m.id {
+            if let Some(first) = self.links.get(&id) {
+                // A second name: a link to the first, without the data
+                // its reader read.
+                let mut left = m.size - m.data.len() as u64;
+                while left > 0 {
+                    let Some(Item::More(d)) = feed.next()? else {
+                        bail!(
+                            "the archive's reading side ended inside {}",
+                            m.path.display()
+                        );
+                    };
+                    left = left.saturating_sub(d.len() as u64);
+                }
+                m.kind = tar::EntryType::Link;
+                m.link = Some(first.clone());
+                m.size = 0;
+                m.data = Vec::new();
+            } else {
+                self.links.insert(id, m.path.clone());
+            }
+        }
         let mut h = self.header(&m)?;
         match m.kind {
             tar::EntryType::Symlink | tar::EntryType::Link => {
@@ -747,7 +955,7 @@ impl Framer<'_> {
                 self.tar.append_data(&mut h, &m.path, std::io::empty())?;
                 let w = self.tar.get_mut();
                 piece(w, &m.data)?;
-                (self.progress)(m.data.len() as u64);
+                let first = m.data.len() as u64;
                 let mut left = m.size - m.data.len() as u64;
                 while left > 0 {
                     let Some(Item::More(d)) = feed.next()? else {
@@ -758,12 +966,13 @@ impl Framer<'_> {
                     };
                     left = left.saturating_sub(d.len() as u64);
                     piece(w, &d)?;
-                    (self.progress)(d.len() as u64);
+                    report(&mut self.unreported, self.progress, d.len() as u64);
                 }
                 let rem = (m.size % 512) as usize;
                 if rem != 0 {
                     w.write_all(&[0u8; 512][..512 - rem])?;
                 }
+                report(&mut self.unreported, self.progress, first);
             }
         }
         self.entries += 1;
@@ -884,6 +1093,42 @@ mod tests {
                 rfs::getxattr(out.join("sub/f2").as_path(), "user.mend-test", &mut v[..]).unwrap();
             assert_eq!(&v[..n], b"kept");
         }
+    }
+
+    /// Several readers finish out of order: each file with several names
+    /// comes out whole under the name the archive reaches first and as a
+    /// link under the others, large ones (read in chunks) too, and GNU tar
+    /// brings the links back as links.
+    #[test]
+    fn hard_links_read_by_several_readers_come_out_once() {
+        let tmp = tempfile::tempdir().unwrap();
+        let s = tmp.path().join("src");
+        sh(&format!(
+            "set -e; mkdir -p {s}/a {s}/b; for i in $(seq 1 200); do echo \"file $i\" > {s}/a/f$i; ln {s}/a/f$i {s}/a/g$i; done; \
+             head -c 3000000 /dev/urandom > {s}/b/big; ln {s}/b/big {s}/b/big2; ln {s}/b/big {s}/a/big3; \
+             for i in $(seq 1 50); do ln {s}/a/f$i {s}/b/h$i; done",
+            s = s.display()
+        ));
+        let made = pack(tmp.path(), "src", "a.tar.zst").unwrap();
+        assert_eq!(made.entries, 3 + 400 + 3 + 50);
+        let file = tmp.path().join("a.tar.zst");
+        let out = tmp.path().join("out");
+        std::fs::create_dir(&out).unwrap();
+        sh(&format!(
+            "tar --zstd -xpf {} -C {}",
+            file.display(),
+            out.display()
+        ));
+        assert_eq!(meta(&out), meta(&s));
+        // One copy of the data per file: 201 files, the large one once.
+        let listing = std::process::Command::new("tar")
+            .args(["--zstd", "-tvf"])
+            .arg(&file)
+            .output()
+            .unwrap();
+        let listing = String::from_utf8(listing.stdout).unwrap();
+        let linked = listing.lines().filter(|l| l.starts_with('h')).count();
+        assert_eq!(linked, 200 + 2 + 50, "{listing}");
     }
 
     /// Photos go out as raw blocks without being compressed, text as
