@@ -4,22 +4,8 @@
 //! left in place and said, and the rest of the cull goes on. (Before, the
 //! rewritten file was removed, and the new directory with everything in it.)
 
-use std::time::{Duration, Instant};
-
 use crate::common::*;
 use crate::nothing_lost::{CULL, NOW, fix_dir_times, put};
-
-fn hold_until_waiting(f: &Fixture, child: &mut std::process::Child) {
-    let waiting = f.path("gate.waiting");
-    let start = Instant::now();
-    while !waiting.exists() {
-        assert!(
-            start.elapsed() < Duration::from_secs(120) && child.try_wait().unwrap().is_none(),
-            "the run never held at its first intent"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
 
 #[test]
 fn a_removal_leaves_what_changed_since_the_plan_in_place() {
@@ -39,22 +25,14 @@ fn a_removal_leaves_what_changed_since_the_plan_in_place() {
                 .replace("{disposable}", disposable)
                 .replace("{verify}", "pass"),
         );
-        let gate = f.path("gate");
-        let mut child = std::process::Command::new(mend_bin())
-            .arg("--state-dir")
-            .arg(f.state())
-            .arg("--cache-dir")
-            .arg(shared_cache())
-            .args(["--now", &NOW.to_string(), "run"])
-            .arg(&rb)
-            .env("MEND_PAUSE_AT", format!("intent:0:0@{}", gate.display()))
-            .env("NO_COLOR", "1")
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
+        let now = NOW.to_string();
+        let mut held = Held::start(
+            &f,
+            &["--now", &now, "run", rb.to_str().unwrap()],
+            "intent:0:0",
+        );
         // Planned: all nine files, then d1 and d2 emptied. Now the service:
-        hold_until_waiting(&f, &mut child);
+        held.wait();
         // rewrites one file (same size: only its time says so),
         std::fs::write(f.path("cache/d1/f2"), "new\n").unwrap();
         // grows another,
@@ -67,18 +45,8 @@ fn a_removal_leaves_what_changed_since_the_plan_in_place() {
         std::fs::remove_file(f.path("cache/d1/f5")).unwrap();
         // and adds a file to a folder the plan empties.
         std::fs::write(f.path("cache/d2/arrived"), "just cached\n").unwrap();
-        std::fs::write(&gate, "").unwrap();
-        let out = child.wait_with_output().unwrap();
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "disposable={disposable}: {text}"
-        );
+        let (code, text) = held.release();
+        assert_eq!(code, Some(0), "disposable={disposable}: {text}");
         let mut left: Vec<String> = tree(&f.path("cache"), false)
             .into_keys()
             .filter(|k| !k.starts_with("./.mend-trash"))

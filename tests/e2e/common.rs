@@ -34,6 +34,76 @@ pub fn free_port() -> u16 {
     }
 }
 
+/// `mend ARGS` held at a point (`MEND_PAUSE_AT=POINT@gate`) while a test
+/// changes the world under it: [`Held::wait`] returns once the run holds
+/// there, [`Held::release`] lets it go on and returns its exit code and
+/// output. No timing: the run says where it is by `gate.waiting`.
+pub struct Held {
+    child: std::process::Child,
+    gate: PathBuf,
+    point: String,
+}
+
+impl Held {
+    pub fn start(f: &Fixture, args: &[&str], point: &str) -> Held {
+        let gate = f.path("gate");
+        let child = Command::new(mend_bin())
+            .arg("--state-dir")
+            .arg(f.state())
+            .arg("--cache-dir")
+            .arg(shared_cache())
+            .args(args)
+            .env("MEND_PAUSE_AT", format!("{point}@{}", gate.display()))
+            .env("NO_COLOR", "1")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        Held {
+            child,
+            gate,
+            point: point.to_string(),
+        }
+    }
+
+    /// Until the run holds at its point; panics with its output if it
+    /// ends first (the point was never reached), or after 120 s.
+    pub fn wait(&mut self) {
+        let mut waiting = self.gate.clone().into_os_string();
+        waiting.push(".waiting");
+        let start = std::time::Instant::now();
+        while !Path::new(&waiting).exists() {
+            let ended = self.child.try_wait().unwrap().is_some();
+            if ended || start.elapsed() > std::time::Duration::from_secs(120) {
+                use std::io::Read as _;
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                let mut text = String::new();
+                if let Some(mut o) = self.child.stdout.take() {
+                    let _ = o.read_to_string(&mut text);
+                }
+                if let Some(mut e) = self.child.stderr.take() {
+                    let _ = e.read_to_string(&mut text);
+                }
+                panic!("the run never held at {}:\n{text}", self.point);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
+    /// Let the run go on; its exit code and its stdout and stderr.
+    pub fn release(self) -> (Option<i32>, String) {
+        std::fs::write(&self.gate, "").unwrap();
+        let out = self.child.wait_with_output().unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.code(), text)
+    }
+}
+
 /// A file of the repository (a shipped runbook), by its path from the root.
 pub fn repo(rel: &str) -> String {
     format!("{}/../../{rel}", env!("CARGO_MANIFEST_DIR"))

@@ -4,7 +4,6 @@
 
 use std::collections::BTreeSet;
 use std::os::unix::ffi::OsStrExt as _;
-use std::time::{Duration, Instant};
 
 use crate::common::*;
 use crate::nothing_lost::{CULL, NOW, fix_dir_times, put};
@@ -110,47 +109,20 @@ fn a_name_removed_under_the_walk_is_not_an_error() {
     );
     // Chunk 0 lists `cache` (d1, d2); chunk 1 lists `cache/d1`, and holds
     // there before it looks at any of its names, and before d2 is opened.
-    let gate = f.path("gate");
-    let mut child = std::process::Command::new(mend_bin())
-        .arg("--state-dir")
-        .arg(f.state())
-        .arg("--cache-dir")
-        .arg(shared_cache())
-        .args(["--now", &NOW.to_string(), "run"])
-        .arg(&rb)
-        .env("MEND_PAUSE_AT", format!("walk:0:1@{}", gate.display()))
-        .env("NO_COLOR", "1")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let waiting = f.path("gate.waiting");
-    let start = Instant::now();
-    while !waiting.exists() {
-        if start.elapsed() > Duration::from_secs(120) || child.try_wait().unwrap().is_some() {
-            let _ = child.kill();
-            let out = child.wait_with_output().unwrap();
-            panic!(
-                "the walk never held at walk:0:1:\n{}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let now = NOW.to_string();
+    let mut held = Held::start(
+        &f,
+        &["--now", &now, "run", rb.to_str().unwrap()],
+        "walk:0:1",
+    );
+    held.wait();
     // The service removes one old file and one young one, after the walk
     // listed them, and a whole directory the walk listed but did not open.
     std::fs::remove_file(f.path("cache/d1/f07.jpg")).unwrap();
     std::fs::remove_file(f.path("cache/d1/f08.jpg")).unwrap();
     std::fs::remove_dir_all(f.path("cache/d2")).unwrap();
-    std::fs::write(&gate, "").unwrap();
-    let out = child.wait_with_output().unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(out.status.code(), Some(0), "{text}");
+    let (code, text) = held.release();
+    assert_eq!(code, Some(0), "{text}");
     let left: BTreeSet<String> = names_in(&f.path("cache/d1"))
         .into_iter()
         .map(|n| String::from_utf8(n).unwrap())

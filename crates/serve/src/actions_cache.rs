@@ -176,29 +176,10 @@ mod tests {
     /// own actions, then read again, never stale.
     #[test]
     fn a_kept_page_is_served_until_its_own_actions_change() {
-        use mend_journal::{ActionState, NewAction, NewRun, PlannedAction, RunMode};
+        use mend_journal::{ActionState, NewAction};
         let tmp = tempfile::tempdir().unwrap();
         let j = Journal::open(tmp.path()).unwrap();
-        let run = j
-            .new_run(&NewRun {
-                runbook_name: "x",
-                runbook_version: "1.0.0",
-                runbook_path: "/x.toml",
-                runbook_sha256: "00",
-                mode: RunMode::Run,
-                params_json: "{}",
-                now: 1,
-            })
-            .unwrap();
-        let planned: Vec<PlannedAction> = (0..4)
-            .map(|seq| PlannedAction {
-                seq,
-                action_json: r#"{"op":"remove","path":"a"}"#,
-                reversible: true,
-            })
-            .collect();
-        j.save_plan(&run.id, 0, "s", "std:s", "00", "{}", &planned, &[])
-            .unwrap();
+        let run = crate::testing::run_of_four_removals(&j);
         let cache = Cache::default();
         // A full page of two: actions 0 and 1.
         let first = cache.load(&j, &run.id, 0, None, 2).unwrap();

@@ -17,6 +17,9 @@ mod sse;
 pub mod svg;
 mod view;
 
+#[cfg(test)]
+mod testing;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -243,7 +243,7 @@ pub(crate) fn counts_text(counts: &[(String, u64)]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use mend_journal::{NewAction, NewRun, PlannedAction, RunMode, RunStatus, StepStatus};
+    use mend_journal::{NewAction, RunStatus, StepStatus};
     use std::sync::{Arc, Mutex};
 
     /// Against a real journal: a kept view is served again while only
@@ -254,26 +254,7 @@ mod tests {
     fn a_kept_view_holds_until_a_status_changes() {
         let tmp = tempfile::tempdir().unwrap();
         let j = Journal::open(tmp.path()).unwrap();
-        let run = j
-            .new_run(&NewRun {
-                runbook_name: "x",
-                runbook_version: "1.0.0",
-                runbook_path: "/x.toml",
-                runbook_sha256: "00",
-                mode: RunMode::Run,
-                params_json: "{}",
-                now: 1,
-            })
-            .unwrap();
-        let planned: Vec<PlannedAction> = (0..4)
-            .map(|seq| PlannedAction {
-                seq,
-                action_json: r#"{"op":"remove","path":"a"}"#,
-                reversible: true,
-            })
-            .collect();
-        j.save_plan(&run.id, 0, "s", "std:s", "00", "{}", &planned, &[])
-            .unwrap();
+        let run = crate::testing::run_of_four_removals(&j);
         j.set_step_status(&run.id, 0, StepStatus::Applying, None)
             .unwrap();
         let views = Mutex::new(std::collections::HashMap::new());
