@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use crate::common::*;
 use crate::fleet::Fleet;
 use crate::pg_cluster::Pg;
-use crate::serve::{Server, Sse, chromium, dump_dom, stream};
+use crate::serve::{Server, Sse, assert_received_in_order, chromium, dump_dom, stream};
 
 const SECRET: &str = "hunter2-Lv7wQp2m";
 /// More than a page of actions (200).
@@ -472,14 +472,5 @@ fn room_fleet_live_a_browser_follows_a_running_hosts_run_to_its_end() {
     assert!(!dom.contains(SECRET), "{dom}");
     assert!(dom.contains("id=\"step-1\" class=\"s-verified\""), "{dom}");
     assert!(dom.contains("badge s-committed"), "{dom}");
-    let received = dom
-        .split("data-received=\"")
-        .nth(1)
-        .and_then(|r| r.split('"').next())
-        .unwrap_or_else(|| panic!("the script received nothing:\n{dom}"));
-    let seqs: Vec<i64> = received
-        .split(' ')
-        .map(|i| i.split(':').nth(1).unwrap().parse().unwrap())
-        .collect();
-    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
+    assert_received_in_order(&dom);
 }

@@ -468,16 +468,7 @@ fn a_browser_sees_a_live_run_page_change_without_a_reload() {
     assert!(dom.contains("id=\"step-0\" class=\"s-verified\""), "{dom}");
     assert!(dom.contains("id=\"step-1\" class=\"s-verified\""), "{dom}");
     assert!(dom.contains("badge s-committed"), "{dom}");
-    let received = dom
-        .split("data-received=\"")
-        .nth(1)
-        .and_then(|r| r.split('"').next())
-        .unwrap_or_else(|| panic!("the script received nothing:\n{dom}"));
-    let seqs: Vec<i64> = received
-        .split(' ')
-        .map(|i| i.split(':').nth(1).unwrap().parse().unwrap())
-        .collect();
-    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
+    assert_received_in_order(&dom);
 }
 
 /// Debian's chromium, if installed (.ci/run installs it).
@@ -516,4 +507,20 @@ pub(crate) fn dump_dom(chromium: &str, url: &str) -> (std::process::Child, tempf
         .spawn()
         .unwrap();
     (browser, profile)
+}
+
+/// The page's script lists the event ids it received (`data-received`):
+/// there must be some, each seq after the one before (none lost to a
+/// reorder, none doubled).
+pub(crate) fn assert_received_in_order(dom: &str) {
+    let received = dom
+        .split("data-received=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .unwrap_or_else(|| panic!("the script received nothing:\n{dom}"));
+    let seqs: Vec<i64> = received
+        .split(' ')
+        .map(|i| i.split(':').nth(1).unwrap().parse().unwrap())
+        .collect();
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
 }
