@@ -55,6 +55,7 @@ mod schema;
 mod serve;
 mod steps_native;
 mod stream;
+mod stream_end;
 mod supply;
 mod synapse_upgrade;
 mod upgrade;

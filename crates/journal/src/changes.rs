@@ -12,7 +12,7 @@
 use std::ops::Deref;
 
 use anyhow::{Context, Result, bail};
-use rusqlite::{Transaction, params};
+use rusqlite::{OptionalExtension as _, Transaction, params};
 
 use super::{Journal, now_ms};
 
@@ -28,6 +28,11 @@ pub enum Change {
     Actions { step: u32, lo: u32, hi: u32 },
     /// One event (`events.id`).
     Event { id: i64 },
+    /// The run's writer is done with it: written last, after its terminal
+    /// status and whatever follows that status (the free space after a
+    /// commit's purge, a held run's event). Followers stop here, not at the
+    /// status, so they miss nothing written after it.
+    End,
 }
 
 impl Change {
@@ -48,6 +53,7 @@ impl Change {
             Change::Step { .. } => "step",
             Change::Actions { .. } => "actions",
             Change::Event { .. } => "event",
+            Change::End => "end",
         }
     }
 
@@ -57,6 +63,7 @@ impl Change {
             Change::Step { step } => (Some(step), None, None),
             Change::Actions { step, lo, hi } => (Some(step), Some(lo.into()), Some(hi.into())),
             Change::Event { id } => (None, Some(id), Some(id)),
+            Change::End => (None, None, None),
         }
     }
 
@@ -75,6 +82,7 @@ impl Change {
                 hi: u32::try_from(hi?).ok()?,
             },
             "event" => Change::Event { id: lo? },
+            "end" => Change::End,
             _ => return None,
         })
     }
@@ -143,7 +151,7 @@ pub fn coalesce(batch: Vec<ChangeRecord>) -> Vec<ChangeRecord> {
         Change::Run => Some((0, 0)),
         Change::Step { step } => Some((1, step)),
         Change::Actions { step, .. } => Some((2, step)),
-        Change::Event { .. } => None,
+        Change::Event { .. } | Change::End => None,
     };
     let mut last = std::collections::HashMap::new();
     for (i, c) in batch.iter().enumerate() {
@@ -193,6 +201,27 @@ impl Journal {
                 r.get(0)
             })
             .context("cannot read the journal's change log")
+    }
+
+    /// Marks run `run_id` ended ([`Change::End`]): its writer has written
+    /// everything it will. Call after the last write of a command that
+    /// settled the run; again after a later command settles it again.
+    pub fn end_run(&self, run_id: &str) -> Result<()> {
+        let tx = self.write_tx()?;
+        tx.commit(run_id, Change::End)
+            .with_context(|| format!("cannot mark run {run_id} ended"))?;
+        Ok(())
+    }
+
+    /// Whether run `run_id`'s last change is its end mark: its writer is
+    /// done and nothing more will come until a command settles it again.
+    pub fn ended(&self, run_id: &str) -> Result<bool> {
+        let kind: Option<String> = self
+            .conn
+            .prepare_cached("SELECT kind FROM changes WHERE run_id = ?1 ORDER BY seq DESC LIMIT 1")?
+            .query_row(params![run_id], |r| r.get(0))
+            .optional()?;
+        Ok(kind.as_deref() == Some("end"))
     }
 
     /// Changes after `seq` (of one run, or all), oldest first, at most

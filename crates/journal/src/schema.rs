@@ -338,6 +338,33 @@ const MIGRATIONS: &[&str] = &[
         WHERE run_id = NEW.run_id AND step_idx = NEW.step_idx AND lo = NEW.lo;
     END;
     "#,
+    // 10: a run's end mark (`Change::End`, kind `end`): followers stop at
+    // it, not at the terminal status, after which a commit still writes the
+    // free space its purge left. The change log is rebuilt for the wider
+    // CHECK, its seqs and AUTOINCREMENT counter kept (a viewer's
+    // Last-Event-ID must still mean the same change); every run already
+    // over gets its end mark, so old runs read as ended.
+    r#"
+    CREATE TABLE changes_v10 (
+        seq      INTEGER PRIMARY KEY AUTOINCREMENT,
+        run_id   TEXT    NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+        kind     TEXT    NOT NULL CHECK (kind IN ('run', 'step', 'actions', 'event', 'end')),
+        step_idx INTEGER CHECK (step_idx >= 0),
+        lo       INTEGER,
+        hi       INTEGER,
+        at       INTEGER NOT NULL
+    ) STRICT;
+    INSERT INTO changes_v10 SELECT seq, run_id, kind, step_idx, lo, hi, at FROM changes;
+    DELETE FROM sqlite_sequence WHERE name = 'changes_v10';
+    INSERT INTO sqlite_sequence (name, seq)
+        SELECT 'changes_v10', seq FROM sqlite_sequence WHERE name = 'changes';
+    DROP TABLE changes;
+    ALTER TABLE changes_v10 RENAME TO changes;
+    CREATE INDEX changes_by_run ON changes (run_id, seq);
+    INSERT INTO changes (run_id, kind, at)
+        SELECT id, 'end', coalesce(finished_at, started_at) FROM runs
+        WHERE status NOT IN ('running', 'rolling-back') ORDER BY started_at, id;
+    "#,
 ];
 
 /// The schema the migrations leave, as `sqlite_master` holds it, in the
@@ -555,5 +582,75 @@ mod tests {
             })
             .unwrap();
         assert_eq!(fk, 0);
+    }
+
+    /// Migration 10 rebuilds the change log: every seq stays, the counter
+    /// stays above changes a prune removed (a viewer's Last-Event-ID must
+    /// keep meaning the same change), and only runs that are over get their
+    /// end mark, after every change they had.
+    #[test]
+    fn the_end_mark_migration_keeps_seqs_and_marks_only_finished_runs() {
+        let conn = Connection::open_in_memory().unwrap();
+        crate::integrity::register_functions(&conn).unwrap();
+        for sql in &MIGRATIONS[..9] {
+            conn.execute_batch(sql).unwrap();
+        }
+        let run = |id: &str, status: &str| {
+            conn.execute(
+                "INSERT INTO runs (id, runbook_name, runbook_version, runbook_path,
+                     runbook_sha256, mode, status, params_json, now, started_at, finished_at)
+                 VALUES (?1, 'r', '1', '/r.toml', 'x', 'run', ?2, '{}', 0, 10, 20)",
+                rusqlite::params![id, status],
+            )
+            .unwrap();
+        };
+        run("done", "committed");
+        run("live", "running");
+        for (run_id, kind) in [
+            ("done", "run"),
+            ("live", "run"),
+            ("done", "event"),
+            ("live", "step"),
+        ] {
+            conn.execute(
+                "INSERT INTO changes (run_id, kind, at) VALUES (?1, ?2, 1)",
+                rusqlite::params![run_id, kind],
+            )
+            .unwrap();
+        }
+        // Changes 5 to 7 were pruned with their run: the counter is at 7.
+        conn.execute(
+            "UPDATE sqlite_sequence SET seq = 7 WHERE name = 'changes'",
+            [],
+        )
+        .unwrap();
+        conn.execute_batch(MIGRATIONS[9]).unwrap();
+        let rows: Vec<(i64, String, String)> = conn
+            .prepare("SELECT seq, run_id, kind FROM changes ORDER BY seq")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let want = [
+            (1, "done", "run"),
+            (2, "live", "run"),
+            (3, "done", "event"),
+            (4, "live", "step"),
+            (8, "done", "end"),
+        ];
+        let want: Vec<(i64, String, String)> = want
+            .iter()
+            .map(|(s, r, k)| (*s, r.to_string(), k.to_string()))
+            .collect();
+        assert_eq!(rows, want);
+        let counter: i64 = conn
+            .query_row(
+                "SELECT seq FROM sqlite_sequence WHERE name = 'changes'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(counter, 8);
     }
 }

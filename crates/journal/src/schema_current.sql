@@ -1,4 +1,4 @@
--- schema version 9
+-- schema version 10
 -- Generated from the migrations in schema.rs: do not edit; see CURRENT.
 CREATE TABLE steps (
         run_id           TEXT    NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
@@ -55,16 +55,6 @@ CREATE TRIGGER actions_sum_update AFTER UPDATE OF run_id, step_idx, seq, action_
         UPDATE actions SET sum = mend_row_sum(NEW.run_id, NEW.step_idx, NEW.seq, NEW.action_json, NEW.reversible, NEW.state, NEW.undo_json, NEW.intended_at, NEW.done_at, NEW.undone_at, NEW.error)
         WHERE run_id = NEW.run_id AND step_idx = NEW.step_idx AND seq = NEW.seq;
     END;
-CREATE TABLE changes (
-        seq      INTEGER PRIMARY KEY AUTOINCREMENT,
-        run_id   TEXT    NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
-        kind     TEXT    NOT NULL CHECK (kind IN ('run', 'step', 'actions', 'event')),
-        step_idx INTEGER CHECK (step_idx >= 0),
-        lo       INTEGER,
-        hi       INTEGER,
-        at       INTEGER NOT NULL
-    ) STRICT;
-CREATE INDEX changes_by_run ON changes (run_id, seq);
 CREATE TABLE journal_meta (id TEXT NOT NULL) STRICT;
 CREATE TABLE "runs" (
         id              TEXT    NOT NULL PRIMARY KEY,
@@ -125,4 +115,14 @@ CREATE TRIGGER bulk_sum_update AFTER UPDATE OF run_id, step_idx, lo, n, reversib
         UPDATE bulk SET sum = mend_row_sum(NEW.run_id, NEW.step_idx, NEW.lo, NEW.n, NEW.reversible, NEW.state, NEW.actions, NEW.undo, NEW.intended_at, NEW.done_at, NEW.undone_at)
         WHERE run_id = NEW.run_id AND step_idx = NEW.step_idx AND lo = NEW.lo;
     END;
+CREATE TABLE "changes" (
+        seq      INTEGER PRIMARY KEY AUTOINCREMENT,
+        run_id   TEXT    NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+        kind     TEXT    NOT NULL CHECK (kind IN ('run', 'step', 'actions', 'event', 'end')),
+        step_idx INTEGER CHECK (step_idx >= 0),
+        lo       INTEGER,
+        hi       INTEGER,
+        at       INTEGER NOT NULL
+    ) STRICT;
+CREATE INDEX changes_by_run ON changes (run_id, seq);
 INSERT INTO journal_meta (id) VALUES (lower(hex(randomblob(8))));

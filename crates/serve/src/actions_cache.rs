@@ -49,7 +49,7 @@ fn touches(c: &ChangeRecord, step: u32, after: Option<u32>, page: &Page, full: b
             let first = after.map_or(0, |a| a.saturating_add(1));
             lo <= last.seq && hi >= first
         }
-        Change::Run | Change::Event { .. } => false,
+        Change::Run | Change::Event { .. } | Change::End => false,
     }
 }
 

@@ -244,7 +244,7 @@ pub(crate) async fn run_json(
 
 fn run_page(v: &RunView) -> String {
     let r = &v.run;
-    let live = !r.status.is_terminal();
+    let live = !v.ended;
     let mut h = head(
         &format!("{} {} · run {}", r.runbook_name, r.status, r.id),
         live,

@@ -40,7 +40,8 @@ pub(crate) struct Msg {
     pub run_id: String,
     pub kind: &'static str,
     pub data: String,
-    /// The run's status is final: nothing more will come.
+    /// The run's writer is done (its end mark, or a fleet host run's final
+    /// status): nothing more will come.
     pub ends: bool,
 }
 
@@ -179,8 +180,8 @@ impl Source for App {
             let run = j.run(&id)?;
             let pending = !j.changes_after(after, Some(&run.id), 1)?.is_empty();
             Ok(Opened {
+                finished: j.ended(&run.id)?,
                 run_id: run.id,
-                finished: run.status.is_terminal(),
                 pending,
                 newest: j.last_seq()?,
             })
@@ -203,6 +204,8 @@ struct Follow<S> {
     buf: VecDeque<Arc<Msg>>,
     catch_up: bool,
     ending: bool,
+    /// The `end` event went out: the stream closes after it.
+    end_sent: bool,
 }
 
 pub(crate) async fn stream(
@@ -247,6 +250,7 @@ pub(crate) async fn follow<S: Source>(
         buf: VecDeque::new(),
         catch_up: true,
         ending: false,
+        end_sent: false,
     };
     let jid = Arc::new(jid);
     let events = stream::unfold(st, move |mut st| {
@@ -259,6 +263,7 @@ pub(crate) async fn follow<S: Source>(
                     }
                     st.last = m.seq;
                     st.ending |= m.ends;
+                    st.end_sent |= m.kind == "end";
                     let ev = Event::default()
                         .id(format!("{jid}:{}", m.seq))
                         .event(m.kind)
@@ -275,8 +280,15 @@ pub(crate) async fn follow<S: Source>(
                     continue;
                 }
                 if st.ending {
-                    // The run ended and everything up to now was sent.
-                    return None;
+                    // The run ended and everything up to now was sent. The
+                    // page stops at `end` (not at a final status, after
+                    // which more may come); a source without its own end
+                    // message gets one, with no id of its own.
+                    if st.end_sent {
+                        return None;
+                    }
+                    st.end_sent = true;
+                    return Some((Ok(Event::default().event("end").data("{}")), st));
                 }
                 match st.rx.recv().await {
                     Ok(m) if m.run_id == st.id && m.seq > st.last => st.buf.push_back(m),

@@ -38,7 +38,7 @@ pub(crate) fn status_changed(j: &Journal, v: &RunView) -> Result<bool> {
     Ok(since.len() == SCAN
         || since
             .iter()
-            .any(|c| matches!(c.change, Change::Run | Change::Step { .. })))
+            .any(|c| matches!(c.change, Change::Run | Change::Step { .. } | Change::End)))
 }
 
 /// The view of `id` to serve now: the kept one while it holds (false), or
@@ -80,6 +80,10 @@ pub(crate) struct RunView {
     /// resume point for the event stream.
     pub seq: i64,
     pub run: RunRecord,
+    /// The run's writer is done with it ([`Change::End`]): the page stops
+    /// following. A terminal status alone is not the end: a commit writes
+    /// the free space after its purge later.
+    pub ended: bool,
     pub params: Vec<(String, String)>,
     pub steps: Vec<StepView>,
     pub events: Vec<EventRecord>,
@@ -136,10 +140,12 @@ impl RunView {
             .collect::<Result<_>>()?;
         let events = j.events(&run.id)?.into_iter().map(|e| r.event(e)).collect();
         let space = j.grant_spaces(&run.id)?;
+        let ended = j.ended(&run.id)?;
         Ok(RunView {
             journal_id: j.journal_id()?,
             seq,
             run,
+            ended,
             params,
             steps,
             events,
@@ -200,11 +206,12 @@ fn message_of(j: &Journal, c: &ChangeRecord) -> Result<Option<(&'static str, Val
     Ok(Some(match c.change {
         Change::Run => {
             let r = j.run(&c.run_id)?;
-            let ends = r.status.is_terminal();
             let v = json!({"status": r.status, "started_at": r.started_at,
                            "finished_at": r.finished_at, "error": r.error});
-            ("run", v, ends)
+            ("run", v, false)
         }
+        // The stream ends here: everything the run's writer wrote is sent.
+        Change::End => ("end", json!({}), true),
         Change::Step { step } | Change::Actions { step, .. } => {
             let Some(s) = j.steps(&c.run_id)?.into_iter().find(|s| s.idx == step) else {
                 return Ok(None);

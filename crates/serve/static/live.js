@@ -62,11 +62,13 @@
       seen(e);
       const d = JSON.parse(e.data), s = $('run-status');
       s.textContent = d.status; s.className = 'badge s-' + d.status;
-      if (d.finished_at) {
-        $('run-dur').textContent = dur(d.finished_at - d.started_at);
-        es.close(); body.dataset.live = '0';
-        const l = $('live'); if (l) l.textContent = 'finished: ' + d.status;
-      }
+      if (d.finished_at) $('run-dur').textContent = dur(d.finished_at - d.started_at);
+    });
+    // The run's writer is done: what followed its final status (the free
+    // space after a commit's purge) has come, and nothing more will.
+    es.addEventListener('end', () => {
+      es.close(); body.dataset.live = '0';
+      const l = $('live'); if (l) l.textContent = 'finished: ' + $('run-status').textContent;
     });
     // Another journal (restored or replaced): start over from the page.
     es.addEventListener('reset', () => { es.close(); location.reload(); });

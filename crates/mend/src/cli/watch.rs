@@ -71,6 +71,8 @@ struct Watch<'a> {
     json: bool,
     state: &'a Path,
     last_seq: i64,
+    /// The last change read is the run's end mark: its writer is done.
+    ended: bool,
     /// What was last printed, so a change that changed nothing shown is quiet.
     shown_status: Option<RunStatus>,
     steps: HashMap<u32, StepStatus>,
@@ -91,6 +93,7 @@ impl<'a> Watch<'a> {
             json,
             state,
             last_seq: 0,
+            ended: false,
             shown_status: None,
             steps: HashMap::new(),
             counts: HashMap::new(),
@@ -128,7 +131,9 @@ impl<'a> Watch<'a> {
                 quiet_since = Instant::now();
                 continue;
             }
-            if self.run.status.is_terminal() {
+            // The end mark, not the terminal status: a commit still writes
+            // the free space its purge left after it says "committed".
+            if self.ended {
                 return Ok(self.end());
             }
             self.flush_counts(false);
@@ -145,6 +150,11 @@ impl<'a> Watch<'a> {
                     if !run_is_held(self.state, &self.run) {
                         // One more look: it may have ended as it let go.
                         if self.journal.data_version()? == version {
+                            // Settled, but its writer died before the end
+                            // mark: nothing more will come.
+                            if self.run.status.is_terminal() {
+                                return Ok(self.end());
+                            }
                             return Ok(self.abandoned());
                         }
                         break;
@@ -166,10 +176,12 @@ impl<'a> Watch<'a> {
         };
         for (i, c) in batch.iter().enumerate() {
             self.last_seq = c.seq;
-            if !matches!(c.change, Change::Event { .. }) && last_of(&c.change) != i {
+            self.ended = c.change == Change::End;
+            if !matches!(c.change, Change::Event { .. } | Change::End) && last_of(&c.change) != i {
                 continue;
             }
             match c.change {
+                Change::End => self.run = self.journal.run(&c.run_id)?,
                 Change::Run => {
                     self.run = self.journal.run(&c.run_id)?;
                     if self.shown_status != Some(self.run.status) {
@@ -353,6 +365,7 @@ fn kind(c: &Change) -> &'static str {
         Change::Step { .. } => "step",
         Change::Actions { .. } => "actions",
         Change::Event { .. } => "event",
+        Change::End => "end",
     }
 }
 

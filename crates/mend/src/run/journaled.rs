@@ -86,6 +86,25 @@ pub(crate) fn free_space_event(
     Ok(())
 }
 
+/// The run's end mark, after the last thing a command wrote for it: a
+/// follower (`mend watch`, `mend serve`) stops there, not at the terminal
+/// status, which a commit writes before the purge and the free space after
+/// it. Only for a run that is over (a failed or killed one is not: a resume
+/// goes on writing), and only once. The run is settled whether or not this
+/// is written: a follower then sees the writer gone, or `mend resume`
+/// writes it.
+pub(crate) fn mark_end(journal: &Journal, run_id: &str) {
+    let mark = || -> anyhow::Result<()> {
+        if journal.run(run_id)?.status.is_terminal() && !journal.ended(run_id)? {
+            journal.end_run(run_id)?;
+        }
+        Ok(())
+    };
+    if let Err(e) = mark() {
+        tracing::warn!("cannot mark run {run_id} ended: {e:#}");
+    }
+}
+
 /// Open the journal, find a run, check its runbook is unchanged, prepare it
 /// again with the same inputs and take its lock. `trust` decides about the
 /// components' signatures and capabilities (a rollback's checks none).

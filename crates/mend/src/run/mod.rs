@@ -29,7 +29,7 @@ use crate::load::{Prepared, prepare};
 use crate::outcome::{Failure, Outcome};
 use crate::settings::Settings;
 use apply::{StepStop, apply_step};
-use journaled::{absolute, free_space_event, lock, reopen, restore_roots};
+use journaled::{absolute, free_space_event, lock, mark_end, reopen, restore_roots};
 use rollback::{RollbackOutcome, rollback_prepared};
 
 /// The event journaled when a step's actions are applied and its verify
@@ -137,17 +137,20 @@ pub async fn run(
         run_id: &record.id,
         now,
     };
-    let outcome = drive(&cx, mode, hold)
-        .await
-        .map_err(|f| f.in_run(&record.id))?;
-    // For the report only: the run is over, whether or not this is written.
-    if let Err(e) = free_space_event(&journal, &record.id, &prepared, "after") {
-        tracing::warn!(
-            "cannot journal the free space after run {}: {e:#}",
-            record.id
-        );
+    let outcome = drive(&cx, mode, hold).await;
+    if outcome.is_ok() {
+        // Between the run's terminal status and what follows it.
+        mend_faults::crash_point("ended", 0, 0);
+        // For the report only: the run is over, whether or not this is written.
+        if let Err(e) = free_space_event(&journal, &record.id, &prepared, "after") {
+            tracing::warn!(
+                "cannot journal the free space after run {}: {e:#}",
+                record.id
+            );
+        }
     }
-    Ok(outcome)
+    mark_end(&journal, &record.id);
+    outcome.map_err(|f| f.in_run(&record.id))
 }
 
 /// Finish a run that was interrupted (killed, crashed, out of space) or
@@ -188,17 +191,17 @@ pub async fn resume(
             };
             // A held run killed before it was held holds again.
             let hold = serde_json::from_str::<RunInputs>(&record.params_json).is_ok_and(|i| i.hold);
-            drive(&cx, record.mode, hold)
-                .await
-                .map_err(|f| f.in_run(&record.id))
+            let outcome = drive(&cx, record.mode, hold).await;
+            mark_end(&journal, &record.id);
+            outcome.map_err(|f| f.in_run(&record.id))
         }
         RunStatus::RollingBack => {
             settings
                 .reporter
                 .line(&format!("resuming the rollback of run {}", record.id));
-            let rb = rollback_prepared(settings, &journal, &prepared, &record.id)
-                .await
-                .map_err(|f| f.in_run(&record.id))?;
+            let rb = rollback_prepared(settings, &journal, &prepared, &record.id).await;
+            mark_end(&journal, &record.id);
+            let rb = rb.map_err(|f| f.in_run(&record.id))?;
             Ok(outcome(
                 &journal,
                 &prepared,
@@ -220,15 +223,20 @@ pub async fn resume(
                 record.id
             )),
         )),
-        other => Err(Failure::input(
-            &record.id,
-            format!(
-                "run {} is {}; there is nothing to resume",
-                record.id,
-                other.as_str()
-            ),
-            Some(format!("see it with `mend show {}`", record.id)),
-        )),
+        other => {
+            // Killed between its terminal status and its end mark:
+            // followers still wait for the mark.
+            mark_end(&journal, &record.id);
+            Err(Failure::input(
+                &record.id,
+                format!(
+                    "run {} is {}; there is nothing to resume",
+                    record.id,
+                    other.as_str()
+                ),
+                Some(format!("see it with `mend show {}`", record.id)),
+            ))
+        }
     }
 }
 
@@ -390,7 +398,9 @@ pub async fn commit_held(
             Some(format!("see it with `mend show {}`", record.id)),
         ));
     }
-    commit(settings, &journal, &prepared, &record.id).map_err(|f| f.in_run(&record.id))?;
+    let done = commit(settings, &journal, &prepared, &record.id);
+    mark_end(&journal, &record.id);
+    done.map_err(|f| f.in_run(&record.id))?;
     outcome(&journal, &prepared, &record.id, None, None, None)
 }
 

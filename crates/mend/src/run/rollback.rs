@@ -63,9 +63,9 @@ pub async fn rollback(
         ));
     }
     journal.set_run_status(&record.id, RunStatus::RollingBack, None)?;
-    let out = rollback_prepared(settings, &journal, &prepared, &record.id)
-        .await
-        .map_err(|f| f.in_run(&record.id))?;
+    let out = rollback_prepared(settings, &journal, &prepared, &record.id).await;
+    super::journaled::mark_end(&journal, &record.id);
+    let out = out.map_err(|f| f.in_run(&record.id))?;
     Ok((record.id, out))
 }
 
