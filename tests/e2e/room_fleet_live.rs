@@ -339,6 +339,25 @@ fn room_fleet_live_a_running_hosts_run_is_followed_from_the_shared_journal() {
         svg.contains("1. cull-stale") && svg.contains("2. wait-for-gate"),
         "{svg}"
     );
+    // And the write grant's free space before and after, shipped from the
+    // host's journal (the JSON has the same figures).
+    let space = end["space"].as_array().expect("space in the JSON");
+    let moments: Vec<&str> = space
+        .iter()
+        .map(|g| g["moment"].as_str().unwrap())
+        .collect();
+    assert_eq!(moments, ["before", "after"], "{end}");
+    assert!(
+        space.iter().all(|g| g["free"].as_u64().unwrap() > 0),
+        "{end}"
+    );
+    let grant = space[0]["grant"].as_str().unwrap();
+    for moment in ["before", "after"] {
+        assert!(
+            svg.contains(&format!("{grant} {moment}</text>")),
+            "no {grant} {moment} row in the timeline: {svg}"
+        );
+    }
     // Actions page on past the first 200, each once.
     let done = page(&s, &format!("/runs/{run_id}"));
     assert_eq!(done.matches("<tr><td>1</td>").count(), 200, "{done}");

@@ -7,7 +7,7 @@ use rusqlite::params;
 use super::{Change, Journal, now_ms};
 
 /// A write grant's free space at one moment of a run.
-#[derive(Clone, Debug, serde::Serialize)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct GrantSpace {
     pub grant: String,
     /// `before` or `after`.

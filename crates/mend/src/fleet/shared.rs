@@ -344,13 +344,27 @@ pub fn outcome(end: HostEnd) -> HostOutcome {
 /// `-(2k+2)`), apart from events (positive).
 pub const STEP_SEQ_BASE: i64 = -(1 << 52);
 
+/// Where the grants' free space records are numbered: between the step
+/// records and the live ones, one per (grant, moment), keyed by the grant's
+/// name so the same fact keeps its number whichever shipment carries it.
+pub const SPACE_SEQ_BASE: i64 = -(1 << 54);
+
+/// The seq of grant `grant`'s free space at `moment`: FNV-1a of the name
+/// (32 bits, so the range stays clear of the others), two per grant.
+fn space_seq(grant: &str, moment: &str) -> i64 {
+    let h = grant.bytes().fold(0x811c_9dc5_u32, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    });
+    SPACE_SEQ_BASE - 2 * i64::from(h) - i64::from(moment == "after")
+}
+
 /// Where the step records shipped while a run runs are numbered: below
 /// every step record's, one per change of the host journal (`- seq`).
 pub const LIVE_SEQ_BASE: i64 = -(1 << 56);
 
 /// `mend fleet host records --fleet-run F` on a host: the host run's record
 /// (`{"run": ...}`) then its events (`{"seq": ID, "kind": "event", "body":
-/// ...}`), its actions as done and undone, and each step as it stood, one
+/// ...}`), its grants' free space, its actions as done and undone, and each step as it stood, one
 /// JSON document a line; `seq` is the fact's number in the host's journal,
 /// so shipping the same lines again adds nothing. Secret params' values
 /// are masked here, on the host: the shared journal never holds them.
@@ -382,6 +396,11 @@ pub fn host_records(state: &Path, fleet_run: &str) -> anyhow::Result<Vec<Value>>
         out.push(json!({"seq": id, "kind": "event", "body": {
             "step_idx": e.step_idx, "at": e.at, "level": e.level, "message": e.message,
         }}));
+    }
+    // The write grants' free space before (and after) it: the timeline's
+    // bottom rows, as on one host.
+    for g in j.grant_spaces(&run_id)? {
+        out.push(json!({"seq": space_seq(&g.grant, &g.moment), "kind": "space", "body": g}));
     }
     if running {
         // While it runs: each step as it stands with its actions counted,

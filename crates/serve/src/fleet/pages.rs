@@ -586,8 +586,7 @@ pub(crate) async fn stream(
     crate::sse::follow(app, id, q, headers).await
 }
 
-/// `/runs/ID/timeline.svg`: the single-host drawing, of a shipped run (its
-/// grants' free space is not shipped, so the picture has none).
+/// `/runs/ID/timeline.svg`: the single-host drawing, of a shipped run.
 pub(crate) async fn timeline(
     State(app): State<Fleet>,
     Path(id): Path<String>,
@@ -616,7 +615,7 @@ pub(crate) async fn timeline(
         r.finished_at_ms,
         &r.status,
         bars,
-        vec![],
+        v.space.clone(),
     );
     Ok((
         [(header::CONTENT_TYPE, "image/svg+xml; charset=utf-8")],

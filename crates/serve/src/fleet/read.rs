@@ -82,6 +82,9 @@ pub(crate) struct HostRunView {
     /// Each step's undo span (first, last undone_at), for the timeline.
     #[serde(skip)]
     pub undo: BTreeMap<i64, (i64, i64)>,
+    /// Free space of each write grant before and after the run, as the
+    /// host journaled it (by grant, then moment: `after` last).
+    pub space: Vec<mend_journal::GrantSpace>,
 }
 
 /// `/fleet/ID`: a fleet run, each host with its steps.
@@ -341,7 +344,21 @@ pub(crate) async fn host_run_view(c: &Client, id: &str) -> Result<Option<HostRun
                 ))
             })
             .collect();
+        let rows = c
+            .query(
+                "SELECT body::text FROM mend_run_records
+                 WHERE run_id = $1 AND kind = 'space'
+                 ORDER BY body->>'grant', body->>'moment' DESC",
+                &[&run.run_id],
+            )
+            .await
+            .context("shared journal: reading a run's free space")?;
+        let space = rows
+            .iter()
+            .filter_map(|r| serde_json::from_str(r.get::<_, &str>(0)).ok())
+            .collect();
         Ok(Some(HostRunView {
+            space,
             run,
             steps,
             events,
