@@ -61,6 +61,7 @@ mod synapse_upgrade;
 mod upgrade;
 mod walk_edges;
 mod watch;
+mod written_over;
 
 /// The test that exercises each test step that build.rs compiles (by its
 /// crate name, `-` as `_`). `foreach_test_guest!` is generated from

@@ -207,6 +207,21 @@ fn whole(r: &crate::grants::Resolved) -> (u64, u64, Option<Seen>) {
     (size, 1, Some(Seen::File { size, mtime_ns }))
 }
 
+/// What a write-file's path holds at the plan: a file's size and time, or
+/// nothing. A directory is left to the write, which refuses it.
+fn written_over(r: &crate::grants::Resolved) -> Option<Seen> {
+    use cap_std::fs::MetadataExt as _;
+    match r.grant.dir.symlink_metadata(r.rel_path()) {
+        Ok(md) if md.is_dir() => None,
+        Ok(md) => Some(Seen::File {
+            size: md.len(),
+            mtime_ns: mtime_ns(md.mtime(), md.mtime_nsec()),
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Some(Seen::Absent),
+        Err(_) => None,
+    }
+}
+
 /// Check one action of a step's plan (see [`check`]) and size it;
 /// `removals` carries what the plan's earlier removals freed.
 pub fn check_action(
@@ -266,6 +281,7 @@ pub fn check_action(
                         r.grant.name
                     ));
                 }
+                seen = written_over(&r);
                 (contents.len() as u64, 1, true)
             }
             Action::Copy { from, path } => {

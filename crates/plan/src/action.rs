@@ -248,14 +248,15 @@ pub struct Planned {
     pub reversible: bool,
     /// The step's reason.
     pub reason: String,
-    /// A removal: what the plan's check found at its path. The removal
-    /// happens only if it still finds that (journals from before this
-    /// field have none, and are not compared).
+    /// A removal or a write-file: what the plan's check found at its
+    /// path. The removal happens only if it still finds that; a write-file
+    /// over a file someone changed since fails its step (journals from
+    /// before this field have none, and are not compared).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seen: Option<Seen>,
 }
 
-/// What a removal's path held when the plan was checked.
+/// What a removal's (or a write-file's) path held when the plan was checked.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Seen {
@@ -267,6 +268,9 @@ pub enum Seen {
     /// what it must still hold when its turn comes (after the plan's
     /// earlier removals inside it), nothing more.
     Dir,
+    /// Nothing: a write-file creates the file. One put there since is
+    /// someone else's, not the plan's to replace.
+    Absent,
 }
 
 /// Nanoseconds since the epoch, as a removal's [`Seen`] keeps a time.
@@ -279,6 +283,7 @@ pub fn mtime_ns(secs: i64, nanos: i64) -> i64 {
 pub enum Expect {
     File { size: u64, mtime_ns: i64 },
     Dir { bytes: u64, files: u64 },
+    Absent,
 }
 
 impl Planned {
@@ -290,6 +295,7 @@ impl Planned {
                 bytes: self.bytes,
                 files: self.files,
             }),
+            Seen::Absent => Some(Expect::Absent),
         }
     }
 }

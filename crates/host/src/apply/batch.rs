@@ -104,6 +104,7 @@ impl Batch {
                     None
                 }
             }
+            Expect::Absent => Some("something is there now, where the plan saw nothing".into()),
             Expect::Dir { bytes, files } => {
                 if !is_dir {
                     Some("it is not a directory now, as it was when the plan was made".to_string())

@@ -22,6 +22,56 @@ pub fn exists(r: &Resolved) -> Result<bool> {
     }
 }
 
+/// Why a write-file of `contents` at `r` must not go ahead: the path no
+/// longer holds what the plan saw (`expect`), and not because this run
+/// already wrote it (a resumed write finds its own contents there). None:
+/// write. A file gone since the plan loses nobody's work: write.
+pub fn written_over_changed(
+    r: &Resolved,
+    expect: mend_plan::Expect,
+    contents: &[u8],
+) -> Result<Option<String>> {
+    use cap_std::fs::MetadataExt as _;
+    use mend_plan::Expect;
+    let md = match r.grant.dir.symlink_metadata(r.rel_path()) {
+        Ok(md) => md,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).with_context(|| format!("stat {}/{}", r.grant.name, r.rel)),
+    };
+    let now = (md.len(), mend_plan::mtime_ns(md.mtime(), md.mtime_nsec()));
+    let why = match expect {
+        Expect::File { size, mtime_ns } if (size, mtime_ns) == now => return Ok(None),
+        Expect::File { size, mtime_ns } => format!(
+            "it changed since the plan ({} then, {} now{})",
+            mend_human::human_bytes(size),
+            mend_human::human_bytes(now.0),
+            if now.1 != mtime_ns {
+                ", modified since"
+            } else {
+                ""
+            }
+        ),
+        Expect::Absent => format!(
+            "a file of {} was put there since the plan, which saw nothing there",
+            mend_human::human_bytes(now.0)
+        ),
+        // Removals only.
+        Expect::Dir { .. } => return Ok(None),
+    };
+    // This run's own write, resumed after a crash: the same bytes.
+    Ok((!holds(r, contents)).then_some(why))
+}
+
+/// Whether `r` is a file of exactly `contents`: a write-file's own work
+/// (it renames a whole staged file into place, so never a part of it).
+pub fn holds(r: &Resolved, contents: &[u8]) -> bool {
+    r.grant
+        .dir
+        .symlink_metadata(r.rel_path())
+        .is_ok_and(|md| md.is_file() && md.len() == contents.len() as u64)
+        && r.grant.dir.read(r.rel_path()).is_ok_and(|b| b == contents)
+}
+
 /// The inode of a path (not following a final symlink).
 pub fn ino(r: &Resolved) -> Result<u64> {
     use cap_std::fs::MetadataExt as _;

@@ -158,6 +158,18 @@ pub fn perform_planned_in(
             return Ok(Undo::Nothing);
         }
     }
+    if let (Action::WriteFile { path, contents, .. }, Some(expect)) =
+        (&planned.action, planned.expect())
+    {
+        let r = writable(cx, path)?;
+        if let Some(why) = fsops::written_over_changed(&r, expect, contents)? {
+            // Someone's edit would go to the trash, purged at commit: the
+            // step stops, and the file stays as they left it.
+            anyhow::bail!(
+                "not written: {why}; someone changed it after the plan: look at it, then run the runbook again to plan over what is there now"
+            );
+        }
+    }
     perform_in(batch, cx, key, &planned.action, pre)
 }
 
@@ -579,7 +591,7 @@ pub fn present(cx: &ApplyCtx, key: &Key, action: &Action, pre: &Pre) -> Result<O
             }
             (!dirs.is_empty()).then_some(Undo::RemoveDirs { dirs })
         }
-        Action::WriteFile { path, .. } => {
+        Action::WriteFile { path, contents, .. } => {
             let r = w(path)?;
             let trash = OwnedPath {
                 grant: r.grant,
@@ -591,7 +603,9 @@ pub fn present(cx: &ApplyCtx, key: &Key, action: &Action, pre: &Pre) -> Result<O
                     path: path.clone(),
                 })
             } else {
-                fsops::exists(&r)?.then(|| Undo::RemoveCreated { path: path.clone() })
+                // Only its own bytes: a file someone put there after the
+                // intent (the write then refused to replace it) is theirs.
+                fsops::holds(&r, contents).then(|| Undo::RemoveCreated { path: path.clone() })
             }
         }
         Action::Copy { path, .. } | Action::Extract { path, .. } | Action::Archive { path, .. } => {
