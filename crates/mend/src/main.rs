@@ -1,3 +1,9 @@
+// See Cargo.toml: allocations that cross threads (the archive's readers
+// and its framer, the removal workers and the journal) cost glibc's arenas
+// far more than mimalloc's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     // As `find` and `cat` do: when whoever reads mend's output goes away
     // (`mend --json plan | head`), mend ends by SIGPIPE, quietly. Rust's
