@@ -432,17 +432,24 @@ fn a_restore_drill_passes_within_its_budget_and_fails_over_it() {
         "{}",
         over.text()
     );
-    // Copies in $TMPDIR, upper layers in /dev/shm.
+    // Copies in $TMPDIR, upper layers in /dev/shm: the ones these two
+    // drills named in their first line (not another suite's, running
+    // beside this one on a shared machine).
+    let mut named = Vec::new();
+    for out in [ok.text(), over.text()] {
+        for (i, _) in out.match_indices("mend-rehearsal-restore-data-") {
+            let rest = &out[i..];
+            let end = rest
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '-'))
+                .unwrap_or(rest.len());
+            named.push(rest[..end].to_string());
+        }
+    }
+    assert!(!named.is_empty(), "no scratch named in:\n{}", ok.text());
     let scratch: Vec<_> = [std::env::temp_dir(), "/dev/shm".into()]
         .iter()
-        .filter_map(|d| std::fs::read_dir(d).ok())
-        .flatten()
-        .filter_map(|e| e.ok())
-        .filter(|e| {
-            e.file_name()
-                .to_string_lossy()
-                .starts_with("mend-rehearsal-restore-data-")
-        })
+        .flat_map(|d| named.iter().map(move |n| d.join(n)))
+        .filter(|p| p.symlink_metadata().is_ok())
         .collect();
     assert!(
         scratch.is_empty(),
