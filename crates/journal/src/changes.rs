@@ -377,6 +377,32 @@ mod tests {
 
     /// A failed write leaves no change behind: the change is part of the
     /// transaction.
+    /// A run is ended while its end mark is its last change: a later
+    /// write (a resume of a stopped run, a commit of a held one) opens it
+    /// again, until that command marks it ended again.
+    #[test]
+    fn a_run_is_ended_only_while_its_end_mark_is_its_last_change() {
+        let tmp = tempfile::tempdir().unwrap();
+        let j = Journal::open(tmp.path()).unwrap();
+        let run = j.new_run(&new_run("x")).unwrap();
+        let other = j.new_run(&new_run("y")).unwrap();
+        assert!(!j.ended(&run.id).unwrap());
+        j.set_run_status(&run.id, RunStatus::Held, None).unwrap();
+        assert!(!j.ended(&run.id).unwrap(), "a status is not the end");
+        j.end_run(&run.id).unwrap();
+        assert!(j.ended(&run.id).unwrap());
+        // Another run's writes do not open this one.
+        j.event(&other.id, None, "info", "elsewhere").unwrap();
+        assert!(j.ended(&run.id).unwrap() && !j.ended(&other.id).unwrap());
+        j.set_run_status(&run.id, RunStatus::Committed, None)
+            .unwrap();
+        assert!(!j.ended(&run.id).unwrap());
+        j.end_run(&run.id).unwrap();
+        assert!(j.ended(&run.id).unwrap());
+        let last = j.changes_after(0, Some(&run.id), 100).unwrap();
+        assert_eq!(last.last().unwrap().change, Change::End);
+    }
+
     #[test]
     fn a_failed_write_appends_nothing() {
         let tmp = tempfile::tempdir().unwrap();
