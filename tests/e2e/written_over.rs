@@ -115,3 +115,72 @@ fn a_write_resumed_after_a_kill_finds_its_own_bytes_and_goes_on() {
         "cache = on\n"
     );
 }
+
+fn copies(f: &Fixture) -> std::path::PathBuf {
+    f.write("data/release/app.bin", "v2\n");
+    f.runbook(
+        "copies.toml",
+        r#"[runbook]
+name = "copies"
+version = "1.0.0"
+summary = "a release copied into place"
+
+[grants.data]
+path = "{root}/data"
+access = "write"
+
+[[steps]]
+id = "install"
+{guest:scripted}
+grants = ["data"]
+
+[steps.with]
+actions = [{ copy = ["data/release", "data/current"] }]
+"#,
+    )
+}
+
+/// A copy finds its destination made by someone else after the plan (a
+/// container recreated its data directory): the step fails, and neither
+/// the copy nor the rollback touches what they put there. Before, the copy
+/// took it for its own earlier work, said done, and a rollback removed it.
+#[test]
+fn a_copy_whose_destination_appeared_after_the_plan_leaves_it_alone() {
+    let f = Fixture::new();
+    let rb = copies(&f);
+    let mut run = Held::start(&f, &["run", rb.to_str().unwrap()], "intent:0:0");
+    run.wait();
+    f.write("data/current/theirs.db", "their data\n");
+    let (code, text) = run.release();
+    assert_eq!(code, Some(1), "{text}");
+    assert!(
+        text.contains("not made: data/current appeared after the plan, which saw nothing there"),
+        "{text}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(f.path("data/current/theirs.db")).unwrap(),
+        "their data\n"
+    );
+    assert!(!f.path("data/current/app.bin").exists());
+}
+
+/// Killed after the copy was renamed into place, before it was journaled
+/// done: the resume finds its own copy there and goes on.
+#[test]
+fn a_copy_resumed_after_a_kill_takes_its_own_copy_for_done() {
+    let f = Fixture::new();
+    let rb = copies(&f);
+    let ran = f.mend_env(
+        &["run", rb.to_str().unwrap()],
+        &[("MEND_CRASH_AT", "perform:0:0")],
+    );
+    assert_eq!(ran.code, -1, "killed: {}", ran.text());
+    let h: serde_json::Value =
+        serde_json::from_str(&f.mend(&["--json", "history"]).stdout).unwrap();
+    let resumed = f.mend(&["resume", h[0]["id"].as_str().unwrap()]);
+    assert_eq!(resumed.code, 0, "{}", resumed.text());
+    assert_eq!(
+        std::fs::read_to_string(f.path("data/current/app.bin")).unwrap(),
+        "v2\n"
+    );
+}

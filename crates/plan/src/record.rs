@@ -217,6 +217,8 @@ pub fn decode(action: &Action, key: &Key, json: &str) -> Result<(Pre, Option<Und
         ino: s.ino,
         created: s.created,
         dirs: s.dirs,
+        // Read back from the journal: a resume's, not this moment's.
+        fresh: false,
     };
     if s.made > 0 {
         let Action::CreateDir { path } = action else {

@@ -63,6 +63,11 @@ pub struct Pre {
     /// Modification times of the directories the action changes, restored on undo.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub dirs: Vec<DirTimes>,
+    /// Taken by this process just before the action (not read back from
+    /// the journal by a resume): what is at the target now that was not
+    /// then is someone else's, not this run's earlier work.
+    #[serde(skip)]
+    pub fresh: bool,
 }
 
 /// How to undo a performed action.

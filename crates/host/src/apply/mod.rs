@@ -131,6 +131,7 @@ pub fn prepare_in(batch: &mut Batch, cx: &ApplyCtx, action: &Action) -> Result<P
         }
         _ => {}
     }
+    pre.fresh = true;
     Ok(pre)
 }
 
@@ -165,9 +166,10 @@ pub fn perform_planned_in(
         if let Some(why) = fsops::written_over_changed(&r, expect, contents)? {
             // Someone's edit would go to the trash, purged at commit: the
             // step stops, and the file stays as they left it.
-            anyhow::bail!(
+            return Err(Refused(format!(
                 "not written: {why}; someone changed it after the plan: look at it, then run the runbook again to plan over what is there now"
-            );
+            ))
+            .into());
         }
     }
     perform_in(batch, cx, key, &planned.action, pre)
@@ -495,8 +497,31 @@ fn made_before(dst: &Resolved, pre: &Pre, step: &str, path: &str, what: &str) ->
     if pre.existed {
         bail!("step `{step}`: {path} already exists; {what} never overwrite");
     }
+    if pre.fresh {
+        // Not there when this process looked just before: someone put it
+        // there since. Only a resumed action finds its own earlier work.
+        return Err(Refused(format!(
+            "not made: {path} appeared after the plan, which saw nothing there; {what} never overwrite. Look at it, then run the runbook again"
+        ))
+        .into());
+    }
     Ok(true)
 }
+
+/// An action refused just before it was performed, having done nothing:
+/// what is at its path changed since the plan. The step fails; the
+/// journal records the action undone (not in effect), so a rollback
+/// leaves what is there alone.
+#[derive(Debug)]
+pub struct Refused(pub String);
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Refused {}
 
 /// Make `dst` whole in this action's staging path (on `dst`'s filesystem,
 /// emptied of what a crash left), synced, then renamed into place: a crash

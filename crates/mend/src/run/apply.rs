@@ -375,13 +375,21 @@ fn row_batch(
                 mend_faults::crash_point("perform", step.idx, i);
             }
             Err(e) => {
+                let performed_err_is_refusal = e.downcast_ref::<apply::Refused>().is_some();
                 let e = mend_human::sanitize(&format!("{e:#}"));
                 // What was performed so far in the batch is done: say so first.
                 let marks: Vec<(u32, Option<&str>)> =
                     done.iter().map(|(i, j)| (*i, Some(j.as_str()))).collect();
                 journal.mark_done(run_id, step.idx, &marks)?;
                 let msg = e;
-                journal.set_action_state(run_id, step.idx, i, ActionState::Failed, Some(&msg))?;
+                // Refused with nothing done: not in effect, so a rollback
+                // leaves alone what someone else put at its path.
+                let state = if performed_err_is_refusal {
+                    ActionState::Undone
+                } else {
+                    ActionState::Failed
+                };
+                journal.set_action_state(run_id, step.idx, i, state, Some(&msg))?;
                 settings.reporter.actions_end();
                 return Err(StepFailed(format!("{:#}: {msg}", planned.action)));
             }
