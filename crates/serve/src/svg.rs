@@ -178,7 +178,7 @@ impl Timeline {
                 "<line x1=\"{tx:.1}\" y1=\"{TOP}\" x2=\"{tx:.1}\" y2=\"{axis_y}\" stroke=\"#e0e0e0\"/>\
                  <text x=\"{tx:.1}\" y=\"{:.1}\" text-anchor=\"middle\" fill=\"#555\">{}</text>",
                 axis_y + 16.0,
-                xml(&clock(t))
+                xml(&clock(t, step))
             );
             t += step;
         }
@@ -203,7 +203,7 @@ impl Timeline {
                 colour(&b.status),
                 xml(&b.label),
                 xml(&b.status),
-                xml(&clock(b.end.unwrap_or(self.end) - b.start))
+                xml(&duration(b.end.unwrap_or(self.end) - b.start))
             );
             if let Some((u0, u1)) = b.undo {
                 let (ux0, ux1) = (x(u0), x(u1));
@@ -228,7 +228,7 @@ impl Timeline {
                 y + 3.0,
                 (x1 - x0).max(2.0),
                 ROW - 8.0,
-                xml(&clock(r1 - r0))
+                xml(&duration(r1 - r0))
             );
         }
         self.space_svg(&mut s, space_top, W - RIGHT);
@@ -317,10 +317,18 @@ fn tick_step(span: i64) -> i64 {
         .unwrap_or_else(|| (span / 8).max(1))
 }
 
-/// `+1.5 s`, `+2:05`, `+1:02:03`: time since the run began.
-fn clock(ms: i64) -> String {
+/// A bar's length: in ms when under a tenth of a second.
+fn duration(ms: i64) -> String {
+    clock(ms, ms)
+}
+
+/// `+20 ms`, `+1.5 s`, `+2:05`, `+1:02:03`: time since the run began, as
+/// exact as the ticks are apart (a run of 0.1 s is not eight `+0.0 s`).
+fn clock(ms: i64, step: i64) -> String {
     let secs = ms / 1000;
-    if ms < 10_000 {
+    if step < 100 {
+        format!("+{ms} ms")
+    } else if ms < 10_000 {
         format!("+{:.1} s", ms as f64 / 1000.0)
     } else if secs < 3600 {
         format!("+{}:{:02}", secs / 60, secs % 60)
@@ -369,6 +377,10 @@ mod tests {
         assert!(svg.contains("class=\"rollback\""));
         assert_eq!(svg.matches("class=\"bar\"").count(), 1);
         assert!(tick_step(61_000) >= 61_000 / 8);
-        assert_eq!(clock(125_000), "+2:05");
+        assert_eq!(clock(125_000, 15_000), "+2:05");
+        // A run of a tenth of a second: ticks 20 ms apart, each its own.
+        assert_eq!(tick_step(120), 20);
+        assert_eq!(clock(40, 20), "+40 ms");
+        assert_eq!(clock(400, 100), "+0.4 s");
     }
 }
