@@ -59,6 +59,7 @@ mod supply;
 mod synapse_upgrade;
 mod upgrade;
 mod walk_edges;
+mod walk_seen;
 mod watch;
 
 /// The test that exercises each test step that build.rs compiles (by its
