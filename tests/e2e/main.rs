@@ -60,6 +60,7 @@ mod supply;
 mod synapse_upgrade;
 mod upgrade;
 mod walk_edges;
+mod walk_seen;
 mod watch;
 mod written_over;
 

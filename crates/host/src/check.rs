@@ -88,8 +88,14 @@ pub fn check(
     let mut out = outline(&plan);
     let mut removals = Removals::default();
     for a in plan.actions {
-        out.actions
-            .push(check_action(a, grants, commands, step, &mut removals)?);
+        out.actions.push(check_action(
+            a,
+            grants,
+            commands,
+            step,
+            &mut removals,
+            None,
+        )?);
     }
     Ok(out)
 }
@@ -223,13 +229,16 @@ fn written_over(r: &crate::grants::Resolved) -> Option<Seen> {
 }
 
 /// Check one action of a step's plan (see [`check`]) and size it;
-/// `removals` carries what the plan's earlier removals freed.
+/// `removals` carries what the plan's earlier removals freed; `walked`, what
+/// the step's walk last handed over: a removal of an entry of it is sized
+/// and seen as the walk saw it, not stat'ed again.
 pub fn check_action(
     a: wit::Action,
     grants: &Grants,
     commands: &crate::commands::CommandPolicy,
     step: &str,
     removals: &mut Removals,
+    walked: Option<&crate::walked::Walked>,
 ) -> Result<Planned, String> {
     let refuse = |e: PathError| format!("step `{step}`: {e}");
     {
@@ -245,7 +254,10 @@ pub fn check_action(
                         r.grant.name
                     ));
                 }
-                let (b, f, s) = removals.size(&r);
+                let (b, f, s) = match walked.and_then(|w| w.get(path)) {
+                    Some((size, mtime_ns)) => (size, 1, Some(Seen::File { size, mtime_ns })),
+                    None => removals.size(&r),
+                };
                 seen = s;
                 let (b, f) = removals.count(path, b, f);
                 (b, f, !r.grant.disposable)

@@ -12,6 +12,7 @@
 //! - [`space`]: free space, and what a copy needs, in blocks and inodes
 //! - [`files`]: files opened for reading, special files refused
 //! - [`cow`]: rehearsals on overlays (copy-on-write) instead of copies
+//! - [`walked`]: what a walk saw, for the check of what is planned from it
 //!
 //! It knows no CLI and no journal: what it performs, the caller records.
 
@@ -23,3 +24,4 @@ pub mod files;
 pub mod grants;
 pub mod sandbox;
 pub mod space;
+pub mod walked;

@@ -152,12 +152,17 @@ pub fn perform_planned_in(
     planned: &Planned,
     pre: &Pre,
 ) -> Result<Undo> {
-    if let (Action::Remove { path }, Some(expect)) = (&planned.action, planned.expect()) {
+    if let Action::Remove { path } = &planned.action {
+        // Resolved through the grants once, for the check and the removal.
         let r = writable(cx, path)?;
-        if let Some(why) = batch.changed(&r, expect)? {
+        if let Some(expect) = planned.expect()
+            && let Some(why) = batch.changed(&r, expect)?
+        {
             (cx.note)(format!("step `{}`: left {path} in place: {why}", cx.step));
             return Ok(Undo::Nothing);
         }
+        mend_faults::action(key.step)?;
+        return remove_resolved(batch, cx, key, path, r);
     }
     if let (Action::WriteFile { path, contents, .. }, Some(expect)) =
         (&planned.action, planned.expect())
@@ -173,6 +178,57 @@ pub fn perform_planned_in(
         }
     }
     perform_in(batch, cx, key, &planned.action, pre)
+}
+
+/// A removal whose path is already resolved through the grants.
+fn remove_resolved(
+    batch: &mut Batch,
+    cx: &ApplyCtx,
+    key: &Key,
+    path: &str,
+    r: Resolved,
+) -> Result<Undo> {
+    if r.grant.disposable {
+        if batch.unlink_file(&r)?.is_none() {
+            fsops::remove_if_exists(&r)?;
+        }
+        return Ok(Undo::Irreversible);
+    }
+    let undo = Undo::Restore {
+        trash: format!("{}/{}", r.grant.name, key.trash()),
+        path: path.to_string(),
+    };
+    match batch.trash_file(&r, key)? {
+        Some(true) => return Ok(undo),
+        Some(false) => return Ok(Undo::Nothing),
+        None => {}
+    }
+    // The general path: into the trash of the filesystem the path
+    // is on (the grant's, or a volume's mounted in it).
+    let trash = OwnedPath {
+        grant: r.grant,
+        rel: under(&fsops::fs_top(&r)?, key.trash()),
+    };
+    let undo = Undo::Restore {
+        trash: trash.display(),
+        path: path.to_string(),
+    };
+    match (fsops::exists(&trash.borrow())?, fsops::exists(&r)?) {
+        // Moved before a crash.
+        (true, false) => return Ok(undo),
+        // The trash entry is this action's alone; one that is there
+        // while the path is too was not made by it.
+        (true, true) => bail!(
+            "step `{}`: cannot remove {path}: its trash entry {} already exists, and mend never takes another entry for its own",
+            cx.step,
+            trash.display()
+        ),
+        (false, false) => return Ok(Undo::Nothing),
+        (false, true) => {}
+    }
+    fsops::ensure_parent(&trash.borrow())?;
+    fsops::rename_noreplace(&r, &trash.borrow())?;
+    Ok(undo)
 }
 
 /// [`perform`], keeping directory handles open across the actions of one
@@ -193,47 +249,7 @@ pub fn perform_in(
     match action {
         Action::Remove { path } => {
             let r = w(path)?;
-            if r.grant.disposable {
-                if batch.unlink_file(&r)?.is_none() {
-                    fsops::remove_if_exists(&r)?;
-                }
-                return Ok(Undo::Irreversible);
-            }
-            let undo = Undo::Restore {
-                trash: format!("{}/{}", r.grant.name, key.trash()),
-                path: path.clone(),
-            };
-            match batch.trash_file(&r, key)? {
-                Some(true) => return Ok(undo),
-                Some(false) => return Ok(Undo::Nothing),
-                None => {}
-            }
-            // The general path: into the trash of the filesystem the path
-            // is on (the grant's, or a volume's mounted in it).
-            let trash = OwnedPath {
-                grant: r.grant,
-                rel: under(&fsops::fs_top(&r)?, key.trash()),
-            };
-            let undo = Undo::Restore {
-                trash: trash.display(),
-                path: path.clone(),
-            };
-            match (fsops::exists(&trash.borrow())?, fsops::exists(&r)?) {
-                // Moved before a crash.
-                (true, false) => return Ok(undo),
-                // The trash entry is this action's alone; one that is there
-                // while the path is too was not made by it.
-                (true, true) => bail!(
-                    "step `{}`: cannot remove {path}: its trash entry {} already exists, and mend never takes another entry for its own",
-                    cx.step,
-                    trash.display()
-                ),
-                (false, false) => return Ok(Undo::Nothing),
-                (false, true) => {}
-            }
-            fsops::ensure_parent(&trash.borrow())?;
-            fsops::rename_noreplace(&r, &trash.borrow())?;
-            Ok(undo)
+            remove_resolved(batch, cx, key, path, r)
         }
         Action::Rename { path, to } => {
             let a = w(path)?;

@@ -27,7 +27,13 @@ pub type ProgressSink = Arc<dyn Fn(&str, &str, u64, u64) + Send + Sync>;
 /// each batch is checked and kept (packed, journaled) as it arrives, so the
 /// plan never sits whole in memory. An error refuses the step's plan.
 pub trait ActionSink: Send {
-    fn emit(&mut self, actions: Vec<types::Action>) -> Result<(), HostError>;
+    /// `walked`: what the step's walk last handed over (see
+    /// [`crate::walked`]).
+    fn emit(
+        &mut self,
+        actions: Vec<types::Action>,
+        walked: &crate::walked::Walked,
+    ) -> Result<(), HostError>;
 }
 
 /// A shared [`ActionSink`]: the caller keeps its own handle to read it
@@ -94,6 +100,9 @@ pub struct HostCtx {
     pub(crate) planning: bool,
     /// The largest linear memory the step's last call grew to, bytes.
     pub memory_peak: usize,
+    /// What the step's walk last handed over, for the check of what it
+    /// plans from it ([`crate::walked`]).
+    pub walked: crate::walked::Walked,
 }
 
 impl HostCtx {
@@ -125,6 +134,7 @@ impl HostCtx {
             emitted: Vec::new(),
             planning: false,
             memory_peak: 0,
+            walked: Default::default(),
         }
     }
 }
@@ -211,8 +221,13 @@ impl plan_sink::Host for StepState {
                 "plan-sink.emit is for `plan` only".into(),
             )));
         }
+        // Handed over, not yet checked: where a test rewrites a file the
+        // walk saw, as a live service does (`MEND_PAUSE_AT=emit:0:N`).
+        static EMITS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = EMITS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        mend_faults::pause_point("emit", 0, n);
         match &h.plan_sink {
-            Some(sink) => Ok(sink.lock().expect("not poisoned").emit(actions)),
+            Some(sink) => Ok(sink.lock().expect("not poisoned").emit(actions, &h.walked)),
             None => {
                 h.emitted.extend(actions);
                 Ok(Ok(()))
@@ -569,6 +584,17 @@ impl files::HostWalk for StepState {
     ) -> wasmtime::Result<Result<Vec<files::Entry>, HostError>> {
         self.host.check_deadline()?;
         let batch = self.table.get_mut(&walk)?.next(max);
+        if let Ok(b) = &batch {
+            self.host
+                .walked
+                .keep(b.iter().map(|e| crate::walked::Entry {
+                    path: &e.path,
+                    dir: e.kind == files::EntryKind::Dir,
+                    size: e.size,
+                    secs: e.mtime,
+                    nanos: e.mtime_nanos,
+                }));
+        }
         self.host.check_deadline()?;
         Ok(batch)
     }

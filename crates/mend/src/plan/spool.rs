@@ -12,6 +12,7 @@ use mend_host::check::{Removals, check_action};
 use mend_host::commands::CommandPolicy;
 use mend_host::grants::Grants;
 use mend_host::sandbox::{ActionSink, wit};
+use mend_host::walked::Walked;
 use mend_plan::{Action, Packed, Planned, StepPlan};
 
 /// Removals per packed run: the journal's batch (one row, one commit).
@@ -57,7 +58,11 @@ impl Spool {
 
     /// Check and keep a batch of actions, in order. After a refusal the
     /// rest are dropped: the plan is refused.
-    pub fn take(&mut self, actions: Vec<wit::Action>) -> Result<(), String> {
+    pub fn take(
+        &mut self,
+        actions: Vec<wit::Action>,
+        walked: Option<&Walked>,
+    ) -> Result<(), String> {
         if let Some(r) = &self.refused {
             return Err(r.clone());
         }
@@ -69,6 +74,7 @@ impl Spool {
                 &self.commands,
                 &self.step,
                 &mut self.removals,
+                walked,
             )
             .and_then(|p| self.keep(p));
             if let Err(e) = checked {
@@ -139,7 +145,7 @@ impl Spool {
     /// actions; its summary, checks and facts. The first refusal refuses it.
     pub fn finish(&mut self, plan: wit::Plan) -> Result<StepPlan, String> {
         let outline = mend_host::check::outline(&plan);
-        self.take(plan.actions)?;
+        self.take(plan.actions, None)?;
         self.end_run()?;
         let mut out = std::mem::take(&mut self.plan);
         out.summary = outline.summary;
@@ -155,9 +161,10 @@ impl Spool {
 }
 
 impl ActionSink for Spool {
-    fn emit(&mut self, actions: Vec<wit::Action>) -> Result<(), wit::HostError> {
+    fn emit(&mut self, actions: Vec<wit::Action>, walked: &Walked) -> Result<(), wit::HostError> {
         self.batches += 1;
-        self.take(actions).map_err(wit::HostError::Denied)
+        self.take(actions, Some(walked))
+            .map_err(wit::HostError::Denied)
     }
 }
 

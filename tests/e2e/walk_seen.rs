@@ -1,0 +1,59 @@
+//! The check of a removal planned from a walk keeps what the walk saw
+//! (issue 18): a file rewritten after the walk stat'ed it, before the
+//! check, is not what the step chose and the plan showed, so it is left in
+//! place and said. (Before, the check stat'ed it again and recorded the
+//! rewritten file as "what the plan showed", and it was removed.)
+
+use crate::common::*;
+use crate::nothing_lost::{CULL, NOW, fix_dir_times, put};
+
+/// More than one batch a step hands over (the SDK's 2,048), so the cull's
+/// first removals reach the host while it still plans.
+const FILES: u32 = 2_100;
+
+#[test]
+fn a_file_rewritten_between_the_walk_and_the_check_is_left_in_place() {
+    for disposable in ["true", "false"] {
+        let f = Fixture::new();
+        for i in 0..FILES {
+            put(&f, format!("cache/d1/f{i:05}").as_bytes(), "old\n", 1000);
+        }
+        std::fs::create_dir_all(f.path("check")).unwrap();
+        fix_dir_times(&f, "cache");
+        let rb = f.runbook(
+            "cull.toml",
+            &CULL
+                .replace("{disposable}", disposable)
+                .replace("{verify}", "pass"),
+        );
+        let now = NOW.to_string();
+        // Held when the first batch of removals is handed over, before the
+        // host checks it: the walk has stat'ed f00000 (old, 4 B).
+        let mut held = Held::start(
+            &f,
+            &["--now", &now, "run", rb.to_str().unwrap()],
+            "emit:0:0",
+        );
+        held.wait();
+        // The service rewrites it: new body, new time.
+        std::fs::write(f.path("cache/d1/f00000"), "a new, longer body\n").unwrap();
+        let (code, text) = held.release();
+        assert_eq!(code, Some(0), "disposable={disposable}: {text}");
+        assert_eq!(
+            read_text(&f, "cache/d1/f00000"),
+            "a new, longer body\n",
+            "disposable={disposable}: the rewritten file stays: {text}"
+        );
+        let line = "step `cull`: left cache/d1/f00000 in place: it changed since the plan (4 B then, 19 B now, modified since)";
+        assert!(
+            text.contains(line),
+            "disposable={disposable}: {line}\n{text}"
+        );
+        // The rest went: the walk's stats were right for them.
+        let left: Vec<_> = std::fs::read_dir(f.path("cache/d1"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(left.len(), 1, "disposable={disposable}: {left:?}\n{text}");
+    }
+}
