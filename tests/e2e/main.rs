@@ -43,6 +43,7 @@ mod pg_cluster;
 mod prosody;
 mod prune;
 mod reflink;
+mod rehearse_cost;
 mod removal_shapes;
 mod repos;
 mod restore;

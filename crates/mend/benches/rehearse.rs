@@ -19,6 +19,14 @@ use std::time::{Duration, Instant, SystemTime};
 
 const MEND: &str = env!("CARGO_BIN_EXE_mend");
 
+fn mend_bin() -> std::ffi::OsString {
+    std::env::var_os("MEND_BENCH_MEND").unwrap_or_else(|| MEND.into())
+}
+
+fn flag(name: &str, default: bool) -> bool {
+    std::env::var(name).map_or(default, |v| v != "0" && !v.is_empty())
+}
+
 /// Wall time and peak RSS (KiB) of a command, which must succeed.
 fn measure(cmd: &mut Command) -> (Duration, u64) {
     let log = std::env::temp_dir().join(format!("mend-bench-rehearse-{}.err", std::process::id()));
@@ -92,7 +100,7 @@ fn tree(root: &Path, n: usize) {
 }
 
 fn mend(state: &Path, args: &[&str]) -> Command {
-    let mut c = Command::new(MEND);
+    let mut c = Command::new(mend_bin());
     c.arg("--state-dir").arg(state).args(args);
     c
 }
@@ -156,6 +164,7 @@ summary = "cull every file older than 30 days"
 [grants.media]
 path = "{}/media"
 access = "write"
+disposable = {}
 
 [[steps]]
 id = "cull"
@@ -163,7 +172,8 @@ uses = "std:cache-cull"
 grants = ["media"]
 with = {{ path = "media", days = 30 }}
 "#,
-                live.display()
+                live.display(),
+                flag("MEND_BENCH_DISPOSABLE", false)
             ),
         )
         .unwrap();
@@ -180,18 +190,20 @@ with = {{ path = "media", days = 30 }}
         let overlay = timed(fresh, || {
             mend(&state, &["rehearse", "--on", "overlay", &rb])
         });
-        let copy = timed(fresh, || {
-            mend(
-                &state,
-                &[
-                    "rehearse",
-                    "--on",
-                    "copy",
-                    "--scratch",
-                    scratch.to_str().unwrap(),
-                    &rb,
-                ],
-            )
+        let copy = flag("MEND_BENCH_COPY", true).then(|| {
+            timed(fresh, || {
+                mend(
+                    &state,
+                    &[
+                        "rehearse",
+                        "--on",
+                        "copy",
+                        "--scratch",
+                        scratch.to_str().unwrap(),
+                        &rb,
+                    ],
+                )
+            })
         });
         let target = base.join("cp-target");
         let native = timed(
@@ -203,19 +215,32 @@ with = {{ path = "media", days = 30 }}
             },
         );
         println!(
-            "rehearsal of a cull of {n} files of 100 B in {} (median of {}):",
+            "rehearsal of a {} cull of {n} files of 100 B in {} by {} (median of {}):",
+            if flag("MEND_BENCH_DISPOSABLE", false) {
+                "disposable"
+            } else {
+                "trash"
+            },
             base.display(),
+            mend_bin().to_string_lossy(),
             runs()
         );
         row("mend run (the run itself)", run, run.0);
         row("mend rehearse --on overlay", overlay, run.0);
-        row("mend rehearse --on copy", copy, run.0);
+        if let Some(copy) = copy {
+            row("mend rehearse --on copy", copy, run.0);
+        }
         row("cp -a of the tree", native, run.0);
         println!(
-            "  overlay rehearsal / run: {:.2}x (target <= 2x); copying rehearsal / overlay: {:.2}x",
+            "  overlay rehearsal / run: {:.2}x (target <= 2x)",
             overlay.0.as_secs_f64() / run.0.as_secs_f64(),
-            copy.0.as_secs_f64() / overlay.0.as_secs_f64()
         );
+        if let Some(copy) = copy {
+            println!(
+                "  copying rehearsal / overlay: {:.2}x",
+                copy.0.as_secs_f64() / overlay.0.as_secs_f64()
+            );
+        }
     }
     rm(&base);
 }

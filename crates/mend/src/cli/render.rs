@@ -502,8 +502,17 @@ impl Out {
                 "irreversible by the plan ({}), not compared:",
                 r.irreversible.len()
             );
-            for w in &r.irreversible {
+            // A disposable cull of a million files would print a million
+            // lines (a write each): the first few, then the count; --json
+            // and `mend show --all` list every one.
+            for w in r.irreversible.iter().take(SHOWN) {
                 println!("  {w}");
+            }
+            if r.irreversible.len() > SHOWN {
+                println!(
+                    "  ... and {} more (--json lists them all)",
+                    count((r.irreversible.len() - SHOWN) as u64)
+                );
             }
         }
         if let Some(e) = r.elapsed_ms {
