@@ -5,7 +5,7 @@
 //! rewritten file was removed, and the new directory with everything in it.)
 
 use crate::common::*;
-use crate::nothing_lost::{CULL, NOW, fix_dir_times, put};
+use crate::nothing_lost::{held_cull, put};
 
 #[test]
 fn a_removal_leaves_what_changed_since_the_plan_in_place() {
@@ -17,20 +17,7 @@ fn a_removal_leaves_what_changed_since_the_plan_in_place() {
         for i in 1..=3 {
             put(&f, format!("cache/d2/g{i}").as_bytes(), "old\n", 1000);
         }
-        std::fs::create_dir_all(f.path("check")).unwrap();
-        fix_dir_times(&f, "cache");
-        let rb = f.runbook(
-            "cull.toml",
-            &CULL
-                .replace("{disposable}", disposable)
-                .replace("{verify}", "pass"),
-        );
-        let now = NOW.to_string();
-        let mut held = Held::start(
-            &f,
-            &["--now", &now, "run", rb.to_str().unwrap()],
-            "intent:0:0",
-        );
+        let mut held = held_cull(&f, disposable == "true", "intent:0:0");
         // Planned: all nine files, then d1 and d2 emptied. Now the service:
         held.wait();
         // rewrites one file (same size: only its time says so),

@@ -66,6 +66,22 @@ fn states(f: &Fixture, id: &str) -> Vec<String> {
         .collect()
 }
 
+/// The cull of `cache` (disposable or trash) started with `--now NOW` and
+/// held at pause point `point`, its `cache` times fixed first: for tests
+/// that change the cache exactly there, as a live service would.
+pub(crate) fn held_cull(f: &Fixture, disposable: bool, point: &str) -> Held {
+    std::fs::create_dir_all(f.path("check")).unwrap();
+    fix_dir_times(f, "cache");
+    let rb = f.runbook(
+        "cull.toml",
+        &CULL
+            .replace("{disposable}", if disposable { "true" } else { "false" })
+            .replace("{verify}", "pass"),
+    );
+    let now = NOW.to_string();
+    Held::start(f, &["--now", &now, "run", rb.to_str().unwrap()], point)
+}
+
 pub(crate) const CULL: &str = r#"[runbook]
 name = "cull-odd-names"
 version = "1.0.0"

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use std::os::unix::ffi::OsStrExt as _;
 
 use crate::common::*;
-use crate::nothing_lost::{CULL, NOW, fix_dir_times, put};
+use crate::nothing_lost::{CULL, NOW, fix_dir_times, held_cull, put};
 
 /// Names in one directory: more than two of the walk's chunks (4,096), in
 /// some 70 buffers of 32 KiB, lengths 6 to 255 bytes so entries end at
@@ -99,22 +99,9 @@ fn a_name_removed_under_the_walk_is_not_an_error() {
         put(&f, format!("cache/d1/f{i:02}.jpg").as_bytes(), "x", mtime);
         put(&f, format!("cache/d2/f{i:02}.jpg").as_bytes(), "x", mtime);
     }
-    std::fs::create_dir_all(f.path("check")).unwrap();
-    fix_dir_times(&f, "cache");
-    let rb = f.runbook(
-        "cull.toml",
-        &CULL
-            .replace("{disposable}", "false")
-            .replace("{verify}", "pass"),
-    );
     // Chunk 0 lists `cache` (d1, d2); chunk 1 lists `cache/d1`, and holds
     // there before it looks at any of its names, and before d2 is opened.
-    let now = NOW.to_string();
-    let mut held = Held::start(
-        &f,
-        &["--now", &now, "run", rb.to_str().unwrap()],
-        "walk:0:1",
-    );
+    let mut held = held_cull(&f, false, "walk:0:1");
     held.wait();
     // The service removes one old file and one young one, after the walk
     // listed them, and a whole directory the walk listed but did not open.

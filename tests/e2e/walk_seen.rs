@@ -5,7 +5,7 @@
 //! rewritten file as "what the plan showed", and it was removed.)
 
 use crate::common::*;
-use crate::nothing_lost::{CULL, NOW, fix_dir_times, put};
+use crate::nothing_lost::{held_cull, put};
 
 /// More than one batch a step hands over (the SDK's 2,048), so the cull's
 /// first removals reach the host while it still plans.
@@ -18,22 +18,9 @@ fn a_file_rewritten_between_the_walk_and_the_check_is_left_in_place() {
         for i in 0..FILES {
             put(&f, format!("cache/d1/f{i:05}").as_bytes(), "old\n", 1000);
         }
-        std::fs::create_dir_all(f.path("check")).unwrap();
-        fix_dir_times(&f, "cache");
-        let rb = f.runbook(
-            "cull.toml",
-            &CULL
-                .replace("{disposable}", disposable)
-                .replace("{verify}", "pass"),
-        );
-        let now = NOW.to_string();
         // Held when the first batch of removals is handed over, before the
         // host checks it: the walk has stat'ed f00000 (old, 4 B).
-        let mut held = Held::start(
-            &f,
-            &["--now", &now, "run", rb.to_str().unwrap()],
-            "emit:0:0",
-        );
+        let mut held = held_cull(&f, disposable == "true", "emit:0:0");
         held.wait();
         // The service rewrites it: new body, new time.
         std::fs::write(f.path("cache/d1/f00000"), "a new, longer body\n").unwrap();
