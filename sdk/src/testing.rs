@@ -228,11 +228,16 @@ impl Host for FakeHost {
             return Err(HostError::NotFound(root.to_string()));
         }
         let prefix = format!("{root}/");
-        // BTreeMap order puts `a` before `a/b`: directories before contents.
-        for (path, node) in self.nodes.range(prefix.clone()..) {
-            if !path.starts_with(&prefix) {
-                break;
-            }
+        // Depth first, as the host walks: by path component, so `a/b`
+        // comes before `a-c` (byte order would put `a-c` between `a` and
+        // its tree).
+        let mut tree: Vec<(&String, &Node)> = self
+            .nodes
+            .range(prefix.clone()..)
+            .take_while(|(path, _)| path.starts_with(&prefix))
+            .collect();
+        tree.sort_by(|a, b| a.0.split('/').cmp(b.0.split('/')));
+        for (path, node) in tree {
             let (kind, size, mtime) = match node {
                 Node::File { size, mtime, .. } => (EntryKind::File, *size, *mtime),
                 Node::Dir { mtime } => (EntryKind::Dir, 0, *mtime),

@@ -176,8 +176,14 @@ fn a_walk_never_hides_a_name_that_is_not_utf8() {
         );
         let plan = f.mend(&["--now", &now, "plan", "--all", rb.to_str().unwrap()]);
         assert_eq!(plan.code, 0, "{}", plan.text());
+        // d2 goes whole (its one file is old); d6's old file alone.
         assert!(
-            plan.stdout.contains("cache/d2/old\\xff.jpg"),
+            plan.stdout.contains("cache/d2 ") && plan.stdout.contains("all 1 file in it"),
+            "{}",
+            plan.stdout
+        );
+        assert!(
+            plan.stdout.contains("cache/d6/old back\\\\slash.jpg"),
             "{}",
             plan.stdout
         );
@@ -688,6 +694,16 @@ fn a_path_is_journaled_once_per_action() {
         );
         put(&f, rel.as_bytes(), "x", 1000);
         files.push(rel);
+    }
+    // A young file in each folder: the old ones go one by one, not with
+    // their folder whole.
+    for k in 0..4 {
+        put(
+            &f,
+            format!("data/cache/{deep}{k}/young").as_bytes(),
+            "y",
+            NOW - 60,
+        );
     }
     let rb = f.runbook(
         "cull.toml",

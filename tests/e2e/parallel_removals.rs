@@ -42,7 +42,10 @@ access = "write"
 id = "cull"
 uses = "std:cache-cull"
 grants = ["cache"]
-with = { path = "cache", minutes = 60, remove_empty_dirs = true }
+# A size budget of the young files' 60 B: every old file goes, chosen
+# after the walk, so the emptied folders go as empty folders after their
+# files (an age cut would remove `zgone` whole, in one action).
+with = { path = "cache", max_bytes = 60, remove_empty_dirs = true }
 "#,
     );
     // Held: verified, its trash kept for the rollback below.

@@ -254,9 +254,25 @@ pub fn check_action(
                         r.grant.name
                     ));
                 }
+                let whole = !removals.below.contains_key(path.as_str());
                 let (b, f, s) = match walked.and_then(|w| w.get(path)) {
                     Some((size, mtime_ns)) => (size, 1, Some(Seen::File { size, mtime_ns })),
-                    None => removals.size(&r),
+                    None => match walked.and_then(|w| w.tree(path)).filter(|_| whole) {
+                        // A folder removed whole, as the walk saw its tree.
+                        Some(t) => (t.bytes, t.files, Some(Seen::Tree { digest: t.digest })),
+                        None => match removals.size(&r) {
+                            // Nothing of it removed before: kept whole.
+                            (_, _, Some(Seen::Dir)) if whole => {
+                                match crate::apply::tree::read(&r.grant.dir, &r.rel_path(), path) {
+                                    Some((t, _)) => {
+                                        (t.bytes, t.files, Some(Seen::Tree { digest: t.digest }))
+                                    }
+                                    None => removals.size(&r),
+                                }
+                            }
+                            other => other,
+                        },
+                    },
                 };
                 seen = s;
                 let (b, f) = removals.count(path, b, f);

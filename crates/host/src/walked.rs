@@ -14,6 +14,33 @@ use std::collections::HashMap;
 pub struct Walked {
     last: HashMap<String, (u64, i64)>,
     before: HashMap<String, (u64, i64)>,
+    /// Trees that ended in the last two batches.
+    trees: HashMap<String, Tree>,
+    trees_before: HashMap<String, Tree>,
+    /// The directories the walk is inside, outermost first.
+    open: Vec<(String, Tree)>,
+}
+
+/// What a walk saw below a directory: bytes and files (as a removal counts
+/// them: everything but directories), and the digest of every entry
+/// ([`mend_plan::tree_entry`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Tree {
+    pub bytes: u64,
+    pub files: u64,
+    pub digest: u64,
+    /// An entry's time could not be trusted (see [`Walked::keep`]): the
+    /// check reads the tree itself.
+    pub unsure: bool,
+}
+
+impl Tree {
+    fn add(&mut self, other: &Tree) {
+        self.bytes += other.bytes;
+        self.files += other.files;
+        self.digest = self.digest.wrapping_add(other.digest);
+        self.unsure |= other.unsure;
+    }
 }
 
 /// One walk entry as [`Walked::keep`] takes it: path, whether it is a
@@ -32,7 +59,11 @@ impl Walked {
     pub fn keep<'a>(&mut self, batch: impl IntoIterator<Item = Entry<'a>>) {
         self.before = std::mem::take(&mut self.last);
         self.last.clear();
+        self.trees_before = std::mem::take(&mut self.trees);
+        let mut empty = true;
         for e in batch {
+            empty = false;
+            self.pass(&e);
             // A directory is sized by its tree, which the walk did not see
             // whole. A time of 0 may be a time before the epoch the walk
             // reported as 0: stat again rather than record the wrong one.
@@ -42,6 +73,66 @@ impl Walked {
             let ns = mend_plan::mtime_ns(e.secs, i64::from(e.nanos));
             self.last.insert(e.path.to_string(), (e.size, ns));
         }
+        // The walk's end: every tree still open ended.
+        if empty {
+            while let Some((path, tree)) = self.open.pop() {
+                self.ended(path, tree);
+            }
+        }
+    }
+
+    /// A new walk starts: the trees a walk dropped half way never ended.
+    pub fn start(&mut self) {
+        self.open.clear();
+    }
+
+    /// Count `e` into the trees it is in, ending those it is not in.
+    fn pass(&mut self, e: &Entry) {
+        while let Some((top, _)) = self.open.last() {
+            let inside = e.path.len() > top.len()
+                && e.path.as_bytes()[top.len()] == b'/'
+                && e.path.starts_with(top.as_str());
+            if inside {
+                break;
+            }
+            let (path, tree) = self.open.pop().expect("just seen");
+            self.ended(path, tree);
+        }
+        if let Some((_, tree)) = self.open.last_mut() {
+            let ns = mend_plan::mtime_ns(e.secs, i64::from(e.nanos));
+            tree.digest = tree.digest.wrapping_add(mend_plan::tree_entry(
+                e.path.as_bytes(),
+                e.dir,
+                e.size,
+                ns,
+            ));
+            if !e.dir {
+                tree.bytes += e.size;
+                tree.files += 1;
+                tree.unsure |= e.secs == 0 && e.nanos == 0;
+            }
+        }
+        if e.dir {
+            self.open.push((e.path.to_string(), Tree::default()));
+        }
+    }
+
+    fn ended(&mut self, path: String, tree: Tree) {
+        if let Some((_, parent)) = self.open.last_mut() {
+            parent.add(&tree);
+        }
+        if !tree.unsure {
+            self.trees.insert(path, tree);
+        }
+    }
+
+    /// What the walk saw below the directory `path`, if its tree ended in
+    /// one of the last two batches.
+    pub fn tree(&self, path: &str) -> Option<Tree> {
+        self.trees
+            .get(path)
+            .or_else(|| self.trees_before.get(path))
+            .copied()
     }
 
     /// What the walk saw at `path`, if it handed it over lately and it was
@@ -55,7 +146,7 @@ impl Walked {
 
     /// Entries held (for the tests of its bound).
     pub fn len(&self) -> usize {
-        self.last.len() + self.before.len()
+        self.last.len() + self.before.len() + self.trees.len() + self.trees_before.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -92,7 +183,61 @@ mod tests {
         assert!(w.get("g/a").is_some() && w.get("g/b").is_some());
         w.keep([file("g/c")]);
         assert_eq!(w.get("g/a"), None, "the batch before the last is forgotten");
+        // g/b, g/c, and g/d's tree, which ended when g/b came.
+        assert_eq!(w.len(), 3);
+        w.keep([file("g/e")]);
         assert_eq!(w.len(), 2);
+    }
+
+    #[test]
+    fn a_tree_is_summed_as_the_walk_passes_and_kept_two_batches() {
+        let mut w = Walked::default();
+        let dir = |path| Entry {
+            path,
+            dir: true,
+            size: 4096,
+            secs: 1_700_000_000,
+            nanos: 0,
+        };
+        let ns = 1_700_000_000_000_000_005;
+        w.keep([dir("g/d"), file("g/d/a"), dir("g/d/e")]);
+        assert_eq!(w.tree("g/d"), None, "not ended yet");
+        w.keep([file("g/d/e/b"), file("g/z")]);
+        let e = w.tree("g/d/e").expect("ended at g/z");
+        assert_eq!((e.bytes, e.files), (7, 1));
+        assert_eq!(e.digest, mend_plan::tree_entry(b"g/d/e/b", false, 7, ns));
+        let d = w.tree("g/d").unwrap();
+        assert_eq!((d.bytes, d.files), (14, 2));
+        assert_eq!(
+            d.digest,
+            mend_plan::tree_entry(b"g/d/a", false, 7, ns)
+                .wrapping_add(mend_plan::tree_entry(b"g/d/e", true, 0, 0))
+                .wrapping_add(e.digest)
+        );
+        // The walk's end closes what is open.
+        w.keep([dir("g/y"), file("g/y/c")]);
+        assert_eq!(w.tree("g/y"), None);
+        w.keep([]);
+        assert_eq!(w.tree("g/y").map(|t| t.files), Some(1));
+        assert_eq!(w.tree("g/d"), None, "two batches later, forgotten");
+    }
+
+    #[test]
+    fn a_tree_with_an_untrusted_time_is_read_again() {
+        let mut w = Walked::default();
+        let d = Entry {
+            path: "g/d",
+            dir: true,
+            ..file("g/d")
+        };
+        let old = Entry {
+            secs: 0,
+            nanos: 0,
+            ..file("g/d/old")
+        };
+        w.keep([d, old]);
+        w.keep([]);
+        assert_eq!(w.tree("g/d"), None);
     }
 
     #[test]

@@ -268,6 +268,11 @@ pub enum Seen {
     /// what it must still hold when its turn comes (after the plan's
     /// earlier removals inside it), nothing more.
     Dir,
+    /// A directory removed whole, with no earlier removal inside it: its
+    /// tree as the walk saw it (every entry's path, kind, size and time,
+    /// see [`tree_digest`]). One file added, removed or rewritten below
+    /// it since, even to the same size, and it is not what the plan showed.
+    Tree { digest: u64 },
     /// Nothing: a write-file creates the file. One put there since is
     /// someone else's, not the plan's to replace.
     Absent,
@@ -283,7 +288,38 @@ pub fn mtime_ns(secs: i64, nanos: i64) -> i64 {
 pub enum Expect {
     File { size: u64, mtime_ns: i64 },
     Dir { bytes: u64, files: u64 },
+    Tree { bytes: u64, files: u64, digest: u64 },
     Absent,
+}
+
+/// One entry of a tree's digest (see [`Seen::Tree`]): its path as a walk
+/// writes it (`GRANT/rel`, names escaped as [`crate::names`] does),
+/// whether it is a directory, and for anything else its size and time.
+/// The digest of a tree is the wrapping sum of its entries' (so the walk
+/// that planned and the check that performs may list in any order).
+pub fn tree_entry(path: &[u8], dir: bool, size: u64, mtime_ns: i64) -> u64 {
+    // FNV-1a, 64-bit: stable across builds and machines, which a journal
+    // read by another mend needs; strength against a chosen collision is
+    // not the point (the digest guards against change, not an attacker
+    // who could as well have changed the files before the plan).
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut eat = |bytes: &[u8]| {
+        for b in bytes {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    };
+    eat(path);
+    eat(&[0, u8::from(dir)]);
+    if !dir {
+        eat(&size.to_le_bytes());
+        eat(&mtime_ns.to_le_bytes());
+    }
+    // A final mix, so that sums of nearby values do not cancel.
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^= h >> 33;
+    h
 }
 
 impl Planned {
@@ -294,6 +330,11 @@ impl Planned {
             Seen::Dir => Some(Expect::Dir {
                 bytes: self.bytes,
                 files: self.files,
+            }),
+            Seen::Tree { digest } => Some(Expect::Tree {
+                bytes: self.bytes,
+                files: self.files,
+                digest,
             }),
             Seen::Absent => Some(Expect::Absent),
         }

@@ -14,6 +14,6 @@ pub mod record;
 mod undo;
 
 pub use action::{
-    Action, Arrival, Call, Expect, Format, Packed, Planned, Seen, StepPlan, mtime_ns,
+    Action, Arrival, Call, Expect, Format, Packed, Planned, Seen, StepPlan, mtime_ns, tree_entry,
 };
 pub use undo::{DirTimes, Key, Pre, STAGING, TRASH, Undo, under};

@@ -2,6 +2,11 @@
 //! `tootctl media remove --days N` would: remove files older than N days, or
 //! the oldest first until the tree fits a size budget, or both; then remove
 //! the directories that were left empty. Symlinks are never followed.
+//!
+//! A folder whose every file goes (nothing kept, excluded or mounted below
+//! it) is removed whole, in one action: the host checks its tree is still
+//! exactly what the walk saw, and moves it to the trash in one rename
+//! instead of a rename per file.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -45,6 +50,117 @@ struct File {
     mtime: i64,
 }
 
+/// A folder the walk is inside.
+struct Open {
+    path: String,
+    /// Every file below it goes, so far, and it is no mount point.
+    whole: bool,
+    /// Where its removals start in [`Whole::held`].
+    start: usize,
+    /// Files culled below it.
+    files: u64,
+}
+
+/// A removal held back while its folder may still go whole.
+enum Held {
+    File(String),
+    Folder(String, u64),
+}
+
+/// The folders the walk is inside and the removals held for them: at most
+/// [`HELD_CAP`], whatever the cache's size (a folder of more goes file by
+/// file, as before).
+struct Whole<'a> {
+    open: Vec<Open>,
+    held: Vec<Held>,
+    why: &'a str,
+}
+
+/// Removals held back at most (see [`Whole`]).
+const HELD_CAP: usize = 4096;
+
+impl Whole<'_> {
+    /// Close the folders `path` is not in.
+    fn enter(&mut self, path: &str, plan: &mut PlanBuilder, dirs: &mut BTreeSet<String>) {
+        while let Some(top) = self.open.last() {
+            let inside = path.len() > top.path.len()
+                && path.as_bytes()[top.path.len()] == b'/'
+                && path.starts_with(top.path.as_str());
+            if inside {
+                break;
+            }
+            self.close(plan, dirs);
+        }
+    }
+
+    fn close(&mut self, plan: &mut PlanBuilder, dirs: &mut BTreeSet<String>) {
+        let Some(o) = self.open.pop() else { return };
+        // A folder with no file below is left to the empty-folder pass.
+        if !o.whole || o.files == 0 {
+            return;
+        }
+        self.held.truncate(o.start);
+        match self.open.last_mut() {
+            Some(up) if up.whole => {
+                up.files += o.files;
+                self.held.push(Held::Folder(o.path, o.files));
+            }
+            _ => self.emit(Held::Folder(o.path, o.files), plan, dirs),
+        }
+    }
+
+    /// A culled file.
+    fn file(&mut self, path: String, plan: &mut PlanBuilder, dirs: &mut BTreeSet<String>) {
+        match self.open.last_mut() {
+            Some(o) if o.whole => {
+                o.files += 1;
+                self.held.push(Held::File(path));
+                if self.held.len() > HELD_CAP {
+                    self.spoil(plan, dirs);
+                }
+            }
+            _ => *plan = std::mem::take(plan).remove(&path, self.why),
+        }
+    }
+
+    /// Something below every open folder stays: none of them goes whole,
+    /// and what was held goes file by file.
+    fn spoil(&mut self, plan: &mut PlanBuilder, dirs: &mut BTreeSet<String>) {
+        for o in &mut self.open {
+            o.whole = false;
+        }
+        for h in std::mem::take(&mut self.held) {
+            self.emit(h, plan, dirs);
+        }
+    }
+
+    fn emit(&self, h: Held, plan: &mut PlanBuilder, dirs: &mut BTreeSet<String>) {
+        *plan = match h {
+            Held::File(path) => std::mem::take(plan).remove(&path, self.why),
+            Held::Folder(path, n) => {
+                // Its tree goes with it: no empty-folder removal below it.
+                let below: Vec<String> = dirs
+                    .range(format!("{path}/")..format!("{path}0"))
+                    .cloned()
+                    .collect();
+                for d in below {
+                    dirs.remove(&d);
+                }
+                dirs.remove(&path);
+                std::mem::take(plan).remove(
+                    &path,
+                    &format!(
+                        "all {} file{} in it {}",
+                        human_count(n),
+                        if n == 1 { "" } else { "s" },
+                        self.why
+                    ),
+                )
+            }
+        };
+    }
+}
+
 impl Step for CacheCull {
     type Params = Params;
     const SUMMARY: &'static str = "Remove cache files by age and size budget";
@@ -86,35 +202,76 @@ impl Step for CacheCull {
             let rel = &path[root.len() + 1..];
             rel.split_once('/').map_or(".", |(t, _)| t).to_string()
         };
+        // Folders go whole only when emptied ones are removed at all, and
+        // only by the age cut (a size budget's choice waits for the walk's end).
+        let wholes = p.remove_empty_dirs && cut.is_some();
+        let mut mount_points = BTreeSet::new();
+        let mut whole = Whole {
+            open: Vec::new(),
+            held: Vec::new(),
+            why: cut.map_or("", |(_, why)| why),
+        };
         host.walk(root, &mut |e| {
             let rel = &e.path[root.len() + 1..];
+            if wholes {
+                whole.enter(&e.path, &mut plan, &mut dirs);
+            }
             match e.kind {
                 EntryKind::Dir => {
+                    if wholes {
+                        // A volume's mount point stays (see below), and so
+                        // does every folder above it.
+                        let mount = host.mount_point(&e.path).unwrap_or(false);
+                        if mount {
+                            mount_points.insert(e.path.clone());
+                            whole.spoil(&mut plan, &mut dirs);
+                        }
+                        whole.open.push(Open {
+                            path: e.path.clone(),
+                            whole: !mount,
+                            start: whole.held.len(),
+                            files: 0,
+                        });
+                    }
                     dirs.insert(e.path);
                 }
                 EntryKind::File | EntryKind::Symlink if selected(rel, &p.include, &p.exclude) => {
                     match cut {
-                        Some((cut, why)) if e.mtime < cut => {
+                        Some((cut, _)) if e.mtime < cut => {
                             let slot = per_dir.entry(top(&e.path)).or_default();
                             slot.0 += 1;
                             slot.1 += e.size;
-                            plan = std::mem::take(&mut plan).remove(&e.path, why);
+                            if wholes {
+                                whole.file(e.path, &mut plan, &mut dirs);
+                            } else {
+                                plan = std::mem::take(&mut plan).remove(&e.path, whole.why);
+                            }
                         }
-                        _ if p.max_bytes.is_some() => candidates.push(File {
-                            path: e.path,
-                            size: e.size,
-                            mtime: e.mtime,
-                        }),
+                        _ if p.max_bytes.is_some() => {
+                            whole.spoil(&mut plan, &mut dirs);
+                            candidates.push(File {
+                                path: e.path,
+                                size: e.size,
+                                mtime: e.mtime,
+                            })
+                        }
                         _ => {
+                            whole.spoil(&mut plan, &mut dirs);
                             per_dir.entry(top(&e.path)).or_default().2 += 1;
                             *left.entry(parent(&e.path).to_string()).or_default() += 1;
                         }
                     }
                 }
-                _ => *left.entry(parent(&e.path).to_string()).or_default() += 1,
+                _ => {
+                    whole.spoil(&mut plan, &mut dirs);
+                    *left.entry(parent(&e.path).to_string()).or_default() += 1
+                }
             }
         })
         .map_err(|e| StepError::from(e).param("path"))?;
+        while !whole.open.is_empty() {
+            whole.close(&mut plan, &mut dirs);
+        }
 
         if let Some(budget) = p.max_bytes {
             let mut cull = vec![false; candidates.len()];
@@ -191,7 +348,12 @@ impl Step for CacheCull {
             // be: it stays, and so does every directory above it.
             let mut mounts = 0;
             for d in &dirs {
-                if host.mount_point(d).unwrap_or(false) {
+                let mount = if wholes {
+                    mount_points.contains(d)
+                } else {
+                    host.mount_point(d).unwrap_or(false)
+                };
+                if mount {
                     left.entry(d.clone()).or_default();
                     mounts += 1;
                 }
@@ -291,7 +453,6 @@ mod tests {
             [
                 "cache/cards/x.jpg",
                 "cache/media/a/old.png",
-                "cache/media/b/old.png",
                 "cache/media/b"
             ]
         );
@@ -362,6 +523,86 @@ mod tests {
         )
         .unwrap();
         // 7000 bytes in all; the oldest go until at most 3000 are left.
+        assert_eq!(
+            removed(&p),
+            [
+                "cache/cards/keep.jpg",
+                "cache/cards/x.jpg",
+                "cache/media/a/old.png",
+                "cache/media/b/old.png"
+            ]
+        );
+    }
+
+    fn reason(p: &Plan, path: &str) -> String {
+        p.actions
+            .iter()
+            .find(|a| matches!(&a.kind, mend_sdk::ActionKind::Remove(r) if r == path))
+            .map(|a| a.reason.clone())
+            .unwrap_or_else(|| panic!("no removal of {path}"))
+    }
+
+    #[test]
+    fn a_folder_whose_every_file_goes_is_removed_whole_once() {
+        let old = NOW - 40 * DAY;
+        let h = FakeHost::new(NOW)
+            .disposable_grant("cache")
+            .file("cache/m/1/a/x", 10, old)
+            .file("cache/m/1/a/y", 10, old)
+            .file("cache/m/1/b/z", 10, old)
+            // Sorts between `m/1` and `m/1/a` byte by byte: the walk is
+            // depth first, so it comes after m/1's tree.
+            .file("cache/m/1-2/keep", 10, NOW - DAY)
+            .file("cache/m/2/old", 10, old)
+            .file("cache/m/2/new", 10, NOW - DAY);
+        let p = plan::<CacheCull>(&h, json!({"path": "cache", "days": 30})).unwrap();
+        assert_eq!(removed(&p), ["cache/m/1", "cache/m/2/old"]);
+        assert_eq!(
+            reason(&p, "cache/m/1"),
+            "all 3 files in it older than 30 days"
+        );
+        assert!(
+            p.summary
+                .contains(&"m: 4 files, 40 B to remove; 2 kept".to_string()),
+            "{:?}",
+            p.summary
+        );
+    }
+
+    #[test]
+    fn a_folder_with_a_volume_inside_goes_file_by_file() {
+        let old = NOW - 40 * DAY;
+        let h = FakeHost::new(NOW)
+            .disposable_grant("cache")
+            .file("cache/v/f", 10, old)
+            .file("cache/v/inner/g", 10, old)
+            .mount("cache/v/inner");
+        let p = plan::<CacheCull>(&h, json!({"path": "cache", "days": 30})).unwrap();
+        assert_eq!(removed(&p), ["cache/v/f", "cache/v/inner/g"]);
+    }
+
+    #[test]
+    fn a_folder_of_more_files_than_are_held_goes_file_by_file() {
+        let mut h = FakeHost::new(NOW).disposable_grant("cache");
+        let n = HELD_CAP + 5;
+        for i in 0..n {
+            h = h.file(&format!("cache/big/{i:05}"), 1, NOW - 40 * DAY);
+        }
+        let p = plan::<CacheCull>(&h, json!({"path": "cache", "days": 30})).unwrap();
+        let r = removed(&p);
+        assert_eq!(r.len(), n + 1, "every file, then the folder left empty");
+        assert_eq!(r[0], "cache/big/00000");
+        assert_eq!(r[n], "cache/big");
+        assert_eq!(reason(&p, "cache/big"), "left empty");
+    }
+
+    #[test]
+    fn without_empty_folder_removal_every_file_goes_on_its_own() {
+        let p = plan::<CacheCull>(
+            &host(),
+            json!({"path": "cache", "days": 30, "remove_empty_dirs": false}),
+        )
+        .unwrap();
         assert_eq!(
             removed(&p),
             [

@@ -105,6 +105,17 @@ impl Batch {
                 }
             }
             Expect::Absent => Some("something is there now, where the plan saw nothing".into()),
+            Expect::Tree {
+                bytes,
+                files,
+                digest,
+            } => {
+                if !is_dir {
+                    Some("it is not a directory now, as it was when the plan was made".to_string())
+                } else {
+                    super::tree::changed(r, bytes, files, digest)
+                }
+            }
             Expect::Dir { bytes, files } => {
                 if !is_dir {
                     Some("it is not a directory now, as it was when the plan was made".to_string())

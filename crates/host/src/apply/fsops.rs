@@ -56,7 +56,7 @@ pub fn written_over_changed(
             mend_human::human_bytes(now.0)
         ),
         // Removals only.
-        Expect::Dir { .. } => return Ok(None),
+        Expect::Dir { .. } | Expect::Tree { .. } => return Ok(None),
     };
     // This run's own write, resumed after a crash: the same bytes.
     Ok((!holds(r, contents)).then_some(why))

@@ -13,13 +13,14 @@ mod batch;
 mod copy;
 mod extract;
 mod fsops;
+pub(crate) mod tree;
 mod unbatch;
 
 use std::time::Duration;
 
 use anyhow::{Context as _, Result, bail};
 
-use mend_plan::{Action, Call, Planned};
+use mend_plan::{Action, Call, Expect, Planned};
 
 use crate::commands::CommandPolicy;
 use crate::grants::{Grants, OwnedPath, Resolved};
@@ -162,7 +163,11 @@ pub fn perform_planned_in(
             return Ok(Undo::Nothing);
         }
         mend_faults::action(key.step)?;
-        return remove_resolved(batch, cx, key, path, r);
+        let whole = match planned.expect() {
+            Some(Expect::Tree { digest, .. }) => Some(digest),
+            _ => None,
+        };
+        return remove_resolved(batch, cx, key, path, r, whole);
     }
     if let (Action::WriteFile { path, contents, .. }, Some(expect)) =
         (&planned.action, planned.expect())
@@ -181,13 +186,27 @@ pub fn perform_planned_in(
 }
 
 /// A removal whose path is already resolved through the grants.
+///
+/// `whole`: a directory the plan removes whole, by the digest of its tree
+/// ([`mend_plan::Seen::Tree`]): a disposable grant's loses exactly the
+/// entries the plan saw; one moved into the trash is read again there, and
+/// put back if anything in it is not what the plan saw (something put in
+/// between the check and the move).
 fn remove_resolved(
     batch: &mut Batch,
     cx: &ApplyCtx,
     key: &Key,
     path: &str,
     r: Resolved,
+    whole: Option<u64>,
 ) -> Result<Undo> {
+    if let Some(digest) = whole {
+        batch.forget();
+        if r.grant.disposable {
+            tree::remove_exactly(&r, digest).with_context(|| format!("step `{}`", cx.step))?;
+            return Ok(Undo::Irreversible);
+        }
+    }
     if r.grant.disposable {
         if batch.unlink_file(&r)?.is_none() {
             fsops::remove_if_exists(&r)?;
@@ -199,7 +218,13 @@ fn remove_resolved(
         path: path.to_string(),
     };
     match batch.trash_file(&r, key)? {
-        Some(true) => return Ok(undo),
+        Some(true) => {
+            if let Some(digest) = whole {
+                batch.forget();
+                moved_whole(cx, &r, key, path, digest)?;
+            }
+            return Ok(undo);
+        }
         Some(false) => return Ok(Undo::Nothing),
         None => {}
     }
@@ -231,6 +256,36 @@ fn remove_resolved(
     Ok(undo)
 }
 
+/// A tree moved whole into the trash, read there as it was read at its
+/// path: anything in it the plan did not see (put in between the check and
+/// the move) sends it back, and the removal is refused.
+fn moved_whole(cx: &ApplyCtx, r: &Resolved, key: &Key, path: &str, digest: u64) -> Result<()> {
+    let trash = std::path::PathBuf::from(key.trash());
+    let same = tree::read(&r.grant.dir, &trash, path).is_some_and(|(t, _)| t.digest == digest);
+    if same {
+        return Ok(());
+    }
+    // Back, never over anything: a folder made at its path meanwhile keeps
+    // the trash entry where it is, and the rollback words the conflict.
+    let moved = OwnedPath {
+        grant: r.grant,
+        rel: key.trash(),
+    };
+    match fsops::rename_noreplace(&moved.borrow(), r) {
+        Ok(()) => Err(Refused(format!(
+            "step `{}`: left {path} in place: something in it changed between the check and the removal",
+            cx.step
+        ))
+        .into()),
+        Err(e) => Err(e.context(format!(
+            "step `{}`: {path} changed between the check and its move into the trash, and could not be put back: it is in {}/{}",
+            cx.step,
+            r.grant.name,
+            key.trash()
+        ))),
+    }
+}
+
 /// [`perform`], keeping directory handles open across the actions of one
 /// batch: culling a directory of many files opens it once.
 pub fn perform_in(
@@ -249,7 +304,7 @@ pub fn perform_in(
     match action {
         Action::Remove { path } => {
             let r = w(path)?;
-            remove_resolved(batch, cx, key, path, r)
+            remove_resolved(batch, cx, key, path, r, None)
         }
         Action::Rename { path, to } => {
             let a = w(path)?;

@@ -574,6 +574,7 @@ impl Walker {
 impl files::HostWalk for StepState {
     fn new(&mut self, root: String) -> wasmtime::Result<Resource<WalkState>> {
         self.host.asked = true;
+        self.host.walked.start();
         let state = WalkState::start(&self.host.grants, &root);
         Ok(self.table.push(state)?)
     }
