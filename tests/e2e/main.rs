@@ -63,6 +63,7 @@ mod upgrade;
 mod walk_edges;
 mod walk_seen;
 mod watch;
+mod whole_folders;
 mod written_over;
 
 /// The test that exercises each test step that build.rs compiles (by its

@@ -140,8 +140,9 @@ pub fn crash_point(phase: &str, step: u32, seq: u32) {
 /// no timing involved. Called with `crash_point`, at the same points,
 /// and alone at `walk:0:N`, before the stats of the walk's Nth chunk of
 /// names (counted from 0 per process), and at `emit:0:N`, when the Nth batch
-/// a step hands over (`plan-sink.emit`) is not yet checked. While held it
-/// writes `FILE.waiting`.
+/// a step hands over (`plan-sink.emit`) is not yet checked, and at
+/// `whole:STEP:SEQ`, when a folder removed whole was found as the plan saw
+/// it and is not yet moved or removed. While held it writes `FILE.waiting`.
 pub fn pause_point(phase: &str, step: u32, seq: u32) {
     static AT: OnceLock<Option<(String, std::path::PathBuf)>> = OnceLock::new();
     let Some((at, gate)) = AT.get_or_init(|| {

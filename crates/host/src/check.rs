@@ -263,7 +263,11 @@ pub fn check_action(
                         None => match removals.size(&r) {
                             // Nothing of it removed before: kept whole.
                             (_, _, Some(Seen::Dir)) if whole => {
-                                match crate::apply::tree::read(&r.grant.dir, &r.rel_path(), path) {
+                                match crate::apply::tree::read(
+                                    &r.grant.dir,
+                                    &r.rel_path(),
+                                    &format!("{}/{}", r.grant.name, r.rel),
+                                ) {
                                     Some((t, _)) => {
                                         (t.bytes, t.files, Some(Seen::Tree { digest: t.digest }))
                                     }

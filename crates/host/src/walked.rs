@@ -5,6 +5,14 @@
 //! the check's), and a cull of a million files stats each once while it
 //! plans. Bounded: the last two batches a walk handed over, whatever the
 //! plan's size.
+//!
+//! The same for a folder the step removes whole: the walk hands a folder's
+//! tree over right after it (depth first), so the tree's size, count and
+//! digest ([`mend_plan::Seen::Tree`]) are summed as it passes. A folder's
+//! removal reaches the check up to a whole batch of actions after its tree
+//! ended (thousands of walk batches later, if the folders between keep
+//! their files), so trees are kept until the second check after they
+//! ended ([`Walked::checked`]), at most [`TREES`] of them per generation.
 
 use std::collections::HashMap;
 
@@ -14,7 +22,7 @@ use std::collections::HashMap;
 pub struct Walked {
     last: HashMap<String, (u64, i64)>,
     before: HashMap<String, (u64, i64)>,
-    /// Trees that ended in the last two batches.
+    /// Trees that ended since the last check, and before it.
     trees: HashMap<String, Tree>,
     trees_before: HashMap<String, Tree>,
     /// The directories the walk is inside, outermost first.
@@ -43,6 +51,11 @@ impl Tree {
     }
 }
 
+/// Trees kept at most per generation (about 100 bytes each): a walk that
+/// passes more folders than that between a folder's end and the check of
+/// its removal has the check read the folder again.
+const TREES: usize = 65_536;
+
 /// One walk entry as [`Walked::keep`] takes it: path, whether it is a
 /// directory, size, mtime (seconds, nanoseconds).
 pub struct Entry<'a> {
@@ -59,7 +72,6 @@ impl Walked {
     pub fn keep<'a>(&mut self, batch: impl IntoIterator<Item = Entry<'a>>) {
         self.before = std::mem::take(&mut self.last);
         self.last.clear();
-        self.trees_before = std::mem::take(&mut self.trees);
         let mut empty = true;
         for e in batch {
             empty = false;
@@ -122,8 +134,17 @@ impl Walked {
             parent.add(&tree);
         }
         if !tree.unsure {
+            if self.trees.len() >= TREES {
+                self.trees_before = std::mem::take(&mut self.trees);
+            }
             self.trees.insert(path, tree);
         }
+    }
+
+    /// The host checked what the step handed over: trees that ended before
+    /// the check before are forgotten.
+    pub fn checked(&mut self) {
+        self.trees_before = std::mem::take(&mut self.trees);
     }
 
     /// What the walk saw below the directory `path`, if its tree ended in
@@ -185,8 +206,6 @@ mod tests {
         assert_eq!(w.get("g/a"), None, "the batch before the last is forgotten");
         // g/b, g/c, and g/d's tree, which ended when g/b came.
         assert_eq!(w.len(), 3);
-        w.keep([file("g/e")]);
-        assert_eq!(w.len(), 2);
     }
 
     #[test]
@@ -219,7 +238,11 @@ mod tests {
         assert_eq!(w.tree("g/y"), None);
         w.keep([]);
         assert_eq!(w.tree("g/y").map(|t| t.files), Some(1));
-        assert_eq!(w.tree("g/d"), None, "two batches later, forgotten");
+        // Kept across walk batches, until the second check after.
+        w.checked();
+        assert!(w.tree("g/d").is_some());
+        w.checked();
+        assert_eq!(w.tree("g/d"), None, "two checks later, forgotten");
     }
 
     #[test]

@@ -201,6 +201,7 @@ fn remove_resolved(
     whole: Option<u64>,
 ) -> Result<Undo> {
     if let Some(digest) = whole {
+        mend_faults::pause_point("whole", key.step, key.seq);
         batch.forget();
         if r.grant.disposable {
             tree::remove_exactly(&r, digest).with_context(|| format!("step `{}`", cx.step))?;
@@ -261,7 +262,9 @@ fn remove_resolved(
 /// the move) sends it back, and the removal is refused.
 fn moved_whole(cx: &ApplyCtx, r: &Resolved, key: &Key, path: &str, digest: u64) -> Result<()> {
     let trash = std::path::PathBuf::from(key.trash());
-    let same = tree::read(&r.grant.dir, &trash, path).is_some_and(|(t, _)| t.digest == digest);
+    // Read with the names it had at its path, as the check read it.
+    let at = format!("{}/{}", r.grant.name, r.rel);
+    let same = tree::read(&r.grant.dir, &trash, &at).is_some_and(|(t, _)| t.digest == digest);
     if same {
         return Ok(());
     }

@@ -227,7 +227,11 @@ impl plan_sink::Host for StepState {
         let n = EMITS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         mend_faults::pause_point("emit", 0, n);
         match &h.plan_sink {
-            Some(sink) => Ok(sink.lock().expect("not poisoned").emit(actions, &h.walked)),
+            Some(sink) => {
+                let checked = sink.lock().expect("not poisoned").emit(actions, &h.walked);
+                h.walked.checked();
+                Ok(checked)
+            }
             None => {
                 h.emitted.extend(actions);
                 Ok(Ok(()))

@@ -191,7 +191,7 @@ pub async fn plan_step(
     let mut checked = spool
         .lock()
         .expect("not poisoned")
-        .finish(plan)
+        .finish(plan, &host.walked)
         .map_err(|m| err(m, None))?;
     checked.arrival.step_memory = host.memory_peak;
     checked.reads = host

@@ -143,9 +143,9 @@ impl Spool {
 
     /// The whole plan: what was handed over, then the returned plan's
     /// actions; its summary, checks and facts. The first refusal refuses it.
-    pub fn finish(&mut self, plan: wit::Plan) -> Result<StepPlan, String> {
+    pub fn finish(&mut self, plan: wit::Plan, walked: &Walked) -> Result<StepPlan, String> {
         let outline = mend_host::check::outline(&plan);
-        self.take(plan.actions, None)?;
+        self.take(plan.actions, Some(walked))?;
         self.end_run()?;
         let mut out = std::mem::take(&mut self.plan);
         out.summary = outline.summary;
