@@ -13,6 +13,7 @@ mod batch;
 mod copy;
 mod extract;
 mod fsops;
+mod tar_frame;
 mod unbatch;
 
 use std::time::Duration;
