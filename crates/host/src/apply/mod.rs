@@ -14,6 +14,8 @@ mod copy;
 mod extract;
 mod fsops;
 mod tar_frame;
+#[cfg(test)]
+mod tar_roundtrip;
 mod unbatch;
 
 use std::time::Duration;
