@@ -81,28 +81,28 @@ pub fn write_header(out: &mut impl Write, e: &Entry, pax: &mut Vec<u8>) -> std::
     let mut h = [0u8; RECORD];
     pax.clear();
     let split = split_path(e.path);
+    let long_link = e.link.filter(|l| l.len() > LINKNAME.1);
+    // Raw bytes in a PAX record are marked once, before the records.
+    let not_utf8 = |v: &[u8]| std::str::from_utf8(v).is_err();
+    if (split.is_none() && not_utf8(e.path)) || long_link.is_some_and(not_utf8) {
+        record(pax, b"hdrcharset", b"BINARY");
+    }
     match split {
         Some((prefix, name)) => {
             put(&mut h, PREFIX, prefix);
             put(&mut h, NAME, name);
         }
         None => {
-            binary(pax, e.path);
             record(pax, b"path", e.path);
             // For a reader that skips PAX: as much of the name as fits.
             put(&mut h, NAME, &e.path[..e.path.len().min(NAME.1)]);
         }
     }
-    if let Some(link) = e.link {
-        if link.len() <= LINKNAME.1 {
-            put(&mut h, LINKNAME, link);
-        } else {
-            if split.is_some() {
-                binary(pax, link);
-            }
-            record(pax, b"linkpath", link);
-            put(&mut h, LINKNAME, &link[..LINKNAME.1]);
-        }
+    if let Some(link) = long_link {
+        record(pax, b"linkpath", link);
+        put(&mut h, LINKNAME, &link[..LINKNAME.1]);
+    } else if let Some(link) = e.link {
+        put(&mut h, LINKNAME, link);
     }
     octal(&mut h, MODE, u64::from(e.mode & 0o7777));
     number(&mut h, pax, UID, b"uid", e.uid);
@@ -211,14 +211,6 @@ fn checksum(h: &mut [u8; RECORD]) {
     let sum: u32 = h.iter().map(|&b| u32::from(b)).sum();
     octal(h, (CHKSUM.0, 7), u64::from(sum));
     h[CHKSUM.0 + 7] = b' ';
-}
-
-/// `hdrcharset=BINARY` before a path or link target that is not UTF-8,
-/// once per header.
-fn binary(pax: &mut Vec<u8>, v: &[u8]) {
-    if std::str::from_utf8(v).is_err() && !pax.ends_with(b"hdrcharset=BINARY\n") {
-        record(pax, b"hdrcharset", b"BINARY");
-    }
 }
 
 /// One PAX record, "LEN KEY=VALUE\n", where LEN counts the whole record,
@@ -424,6 +416,20 @@ mod tests {
                 (b"hdrcharset".to_vec(), b"BINARY".to_vec()),
                 (b"path".to_vec(), bad.clone()),
                 (b"linkpath".to_vec(), target.clone()),
+            ]
+        );
+        // A long link target that is not UTF-8 is marked too.
+        let mut bad_target = target.clone();
+        bad_target[0] = 0xfe;
+        let mut e = entry(b"short");
+        e.kind = Kind::Symlink;
+        e.size = 0;
+        e.link = Some(&bad_target);
+        assert_eq!(
+            records(&pax_of(&bytes(&e))),
+            vec![
+                (b"hdrcharset".to_vec(), b"BINARY".to_vec()),
+                (b"linkpath".to_vec(), bad_target.clone()),
             ]
         );
         // The tar crate (mend's extract) reads them back.
