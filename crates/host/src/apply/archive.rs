@@ -1,10 +1,11 @@
 //! Packing a granted directory into one archive (`tar` or `tar.zst`),
 //! streamed: files are read in inode order within each directory (close to
-//! their order on disk), written as GNU tar entries with owner and group
-//! (numbers and names), mode, modification time (to the second, as GNU
-//! tar keeps it), symlinks as symlinks, hard links as links, extended
-//! attributes as PAX `SCHILY.xattr.*` records (as GNU tar and bsdtar write
-//! them), and compressed by zstd on every core at zstd's default level (as
+//! their order on disk), written as POSIX ustar entries framed by mend
+//! ([`super::tar_frame`]) with owner and group (numbers and names), mode,
+//! modification time (to the second, as GNU tar keeps it), symlinks as
+//! symlinks, hard links as links, extended attributes as PAX
+//! `SCHILY.xattr.*` records (as GNU tar and bsdtar write them), PAX
+//! records for long names and large numbers, and compressed by zstd on every core at zstd's default level (as
 //! `tar --zstd` does). The archive's sha256 is computed as it is written.
 //!
 //! Threads, as `tar | zstd` is two processes: one walks the directories;
@@ -33,6 +34,7 @@ use cap_std::fs::OpenOptions;
 use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags, Stat};
 use sha2::Digest as _;
 
+use super::tar_frame::{self, Kind};
 use crate::grants::Resolved;
 use mend_plan::Format;
 
@@ -137,10 +139,9 @@ fn pack(src: &Resolved, out: ToDisk, format: Format, progress: &dyn Fn(u64)) -> 
         }
         Format::TarGz => bail!("mend writes tar and tar.zst archives, not tar.gz"),
     };
-    // tar writes a 512-byte header, the data and its padding one call each:
-    // gathered here, so zstd sees a call per MiB, not three per file.
-    let mut tar = tar::Builder::new(std::io::BufWriter::with_capacity(1 << 20, sink));
-    tar.mode(tar::HeaderMode::Complete);
+    // Each file's header, data and padding gathered here, so zstd sees a
+    // call per MiB, not three per file.
+    let mut tar = std::io::BufWriter::with_capacity(1 << 20, sink);
     let parent = match src.rel.rsplit_once('/') {
         Some((p, _)) => src.grant.dir.open_dir(mend_plan::names::decode(p))?,
         None if src.rel.is_empty() => src.grant.dir.open_dir(".")?,
@@ -178,7 +179,9 @@ fn pack(src: &Resolved, out: ToDisk, format: Format, progress: &dyn Fn(u64)) -> 
             w.end(r);
         });
         let mut w = Framer {
-            tar: &mut tar,
+            w: &mut tar,
+            pax: Vec::new(),
+            name: Vec::new(),
             names: Names::default(),
             progress,
             unreported: 0,
@@ -196,7 +199,9 @@ fn pack(src: &Resolved, out: ToDisk, format: Format, progress: &dyn Fn(u64)) -> 
     .with_context(|| format!("archive {}/{}", src.grant.name, src.rel))?;
     // Every layer finished explicitly: an error (a full disk) at the end
     // is an error, never a short archive dropped in silence.
-    let sink = tar.into_inner()?.into_inner().map_err(|e| e.into_error())?;
+    // The end of the archive: two zero records (what `tar` writes).
+    tar.write_all(&[0u8; 2 * tar_frame::RECORD])?;
+    let sink = tar.into_inner().map_err(|e| e.into_error())?;
     let out = match sink {
         Out::Tar(out) => out,
         Out::Zst(z) => z.finish()?,
@@ -434,17 +439,14 @@ pub fn ids_by_name(path: &str) -> HashMap<String, u32> {
 }
 
 impl Names {
-    fn user(&mut self, uid: u32) -> Option<&str> {
-        self.users
-            .get_or_insert_with(|| read_db("/etc/passwd"))
-            .get(&uid)
-            .map(String::as_str)
-    }
-    fn group(&mut self, gid: u32) -> Option<&str> {
-        self.groups
-            .get_or_insert_with(|| read_db("/etc/group"))
-            .get(&gid)
-            .map(String::as_str)
+    /// The names of a user and a group, when this host has them.
+    fn of(&mut self, uid: u32, gid: u32) -> (Option<&str>, Option<&str>) {
+        let users = self.users.get_or_insert_with(|| read_db("/etc/passwd"));
+        let groups = self.groups.get_or_insert_with(|| read_db("/etc/group"));
+        (
+            users.get(&uid).map(String::as_str),
+            groups.get(&gid).map(String::as_str),
+        )
     }
 }
 
@@ -462,7 +464,7 @@ const CHUNK: u64 = 1 << 20;
 /// attributes, and its data (all of it, or the first chunk: the rest
 /// follows as [`Item::More`]).
 struct Meta {
-    kind: tar::EntryType,
+    kind: Kind,
     mode: u32,
     uid: u32,
     gid: u32,
@@ -524,7 +526,7 @@ const JOB: usize = 16;
 const AHEAD: usize = 4;
 
 impl Walker {
-    fn meta(&self, st: &Stat, kind: tar::EntryType) -> Box<Meta> {
+    fn meta(&self, st: &Stat, kind: Kind) -> Box<Meta> {
         meta(st, kind, self.at.clone())
     }
 
@@ -581,7 +583,7 @@ impl Walker {
         )
         .with_context(|| format!("open directory {}", self.at.display()))?;
         let st = rfs::fstat(&fd).with_context(|| format!("stat {}", self.at.display()))?;
-        let mut m = self.meta(&st, tar::EntryType::Directory);
+        let mut m = self.meta(&st, Kind::Dir);
         m.xattrs = super::copy::read_xattrs(&fd)
             .with_context(|| format!("read the extended attributes of {}", self.at.display()))?;
         self.first.push(Item::Entry(m));
@@ -624,7 +626,7 @@ impl Walker {
     }
 }
 
-fn meta(st: &Stat, kind: tar::EntryType, path: PathBuf) -> Box<Meta> {
+fn meta(st: &Stat, kind: Kind, path: PathBuf) -> Box<Meta> {
     Box::new(Meta {
         kind,
         mode: st.st_mode & 0o7777,
@@ -681,7 +683,7 @@ struct Reader {
 }
 
 impl Reader {
-    fn meta(&self, st: &Stat, kind: tar::EntryType) -> Box<Meta> {
+    fn meta(&self, st: &Stat, kind: Kind) -> Box<Meta> {
         meta(st, kind, self.at.clone())
     }
 
@@ -717,7 +719,7 @@ impl Reader {
                     .with_context(|| format!("stat {}", self.at.display()))?;
                 let target = rfs::readlinkat(sdir, name, Vec::new())
                     .with_context(|| format!("read link {}", self.at.display()))?;
-                let mut m = self.meta(&st, tar::EntryType::Symlink);
+                let mut m = self.meta(&st, Kind::Symlink);
                 m.link = Some(PathBuf::from(OsStr::from_bytes(target.to_bytes())));
                 self.push(Item::Entry(m))
             }
@@ -745,7 +747,7 @@ impl Reader {
         if ft != FileType::RegularFile {
             return self.entry(sdir, name, ft);
         }
-        let mut m = self.meta(&st, tar::EntryType::Regular);
+        let mut m = self.meta(&st, Kind::File);
         // Which of its names comes first in the archive is the framing
         // side's to say (readers finish out of order): it is read here
         // all the same, and dropped there if it is a second name.
@@ -793,7 +795,10 @@ impl Reader {
 /// The framing side: tar headers (and PAX records for extended
 /// attributes) around what the reader sent, into zstd and the hash.
 struct Framer<'a> {
-    tar: &'a mut tar::Builder<std::io::BufWriter<Out>>,
+    w: &'a mut std::io::BufWriter<Out>,
+    /// Scratch space for PAX records and for a directory's name with its `/`.
+    pax: Vec<u8>,
+    name: Vec<u8>,
     names: Names,
     progress: &'a dyn Fn(u64),
     /// Bytes framed and not yet reported (reported a MiB at a time).
@@ -864,50 +869,33 @@ impl Framer<'_> {
         Ok(())
     }
 
-    fn header(&mut self, m: &Meta) -> Result<tar::Header> {
-        let mut h = tar::Header::new_gnu();
-        h.set_entry_type(m.kind);
-        h.set_mode(m.mode);
-        h.set_uid(m.uid as u64);
-        h.set_gid(m.gid as u64);
-        h.set_mtime(m.mtime.max(0) as u64);
-        h.set_size(0);
-        if let Some(u) = self.names.user(m.uid) {
-            h.set_username(u)?;
-        }
-        if let Some(g) = self.names.group(m.gid) {
-            h.set_groupname(g)?;
-        }
-        Ok(h)
-    }
-
-    /// Extended attributes as a PAX header before the entry they belong to.
-    fn xattrs(&mut self, attrs: &[(CString, Vec<u8>)]) -> Result<()> {
-        if attrs.is_empty() {
-            return Ok(());
-        }
-        let mut body = Vec::new();
-        for (name, value) in attrs {
-            let mut rec = b"SCHILY.xattr.".to_vec();
-            rec.extend_from_slice(name.to_bytes());
-            rec.push(b'=');
-            rec.extend_from_slice(value);
-            rec.push(b'\n');
-            // "LEN KEY=VALUE\n", LEN counting itself.
-            let mut len = rec.len() + 2;
-            while format!("{len} ").len() + rec.len() != len {
-                len = format!("{len} ").len() + rec.len();
-            }
-            body.extend_from_slice(format!("{len} ").as_bytes());
-            body.extend_from_slice(&rec);
-        }
-        let mut h = tar::Header::new_ustar();
-        h.set_entry_type(tar::EntryType::XHeader);
-        h.set_size(body.len() as u64);
-        h.set_mode(0o644);
-        h.set_path("PaxHeaders/x")?;
-        h.set_cksum();
-        self.tar.append(&h, &body[..])?;
+    /// The entry's header (and PAX records) straight into the output.
+    fn header(&mut self, m: &Meta) -> Result<()> {
+        let path = m.path.as_os_str().as_bytes();
+        // A directory's name ends in `/`, as GNU tar writes it.
+        let path = if m.kind == Kind::Dir {
+            self.name.clear();
+            self.name.extend_from_slice(path);
+            self.name.push(b'/');
+            &self.name[..]
+        } else {
+            path
+        };
+        let (uname, gname) = self.names.of(m.uid, m.gid);
+        let e = tar_frame::Entry {
+            kind: m.kind,
+            path,
+            link: m.link.as_deref().map(|l| l.as_os_str().as_bytes()),
+            mode: m.mode,
+            uid: m.uid.into(),
+            gid: m.gid.into(),
+            size: m.size,
+            mtime: m.mtime,
+            uname: uname.map(str::as_bytes),
+            gname: gname.map(str::as_bytes),
+            xattrs: &m.xattrs,
+        };
+        tar_frame::write_header(self.w, &e, &mut self.pax)?;
         Ok(())
     }
 
@@ -926,54 +914,43 @@ impl Framer<'_> {
                     };
                     left = left.saturating_sub(d.len() as u64);
                 }
-                m.kind = tar::EntryType::Link;
+                m.kind = Kind::Link;
                 m.link = Some(first.clone());
                 m.size = 0;
+                // The first name carried them.
+                m.xattrs = Vec::new();
                 m.data = Vec::new();
             } else {
                 self.links.insert(id, m.path.clone());
             }
         }
-        let mut h = self.header(&m)?;
-        match m.kind {
-            tar::EntryType::Symlink | tar::EntryType::Link => {
-                let target = m.link.as_deref().context("a link without its target")?;
-                self.tar.append_link(&mut h, &m.path, target)?;
+        if m.kind != Kind::File {
+            m.size = 0;
+        }
+        if matches!(m.kind, Kind::Symlink | Kind::Link) && m.link.is_none() {
+            bail!("{}: a link without its target", m.path.display());
+        }
+        self.header(&m)?;
+        if m.kind == Kind::File {
+            // The data goes straight on, in the pieces the reader sent,
+            // then the padding to the next 512-byte record.
+            let w = &mut *self.w;
+            piece(w, &m.data)?;
+            let first = m.data.len() as u64;
+            let mut left = m.size - m.data.len() as u64;
+            while left > 0 {
+                let Some(Item::More(d)) = feed.next()? else {
+                    bail!(
+                        "the archive's reading side ended inside {}",
+                        m.path.display()
+                    );
+                };
+                left = left.saturating_sub(d.len() as u64);
+                piece(w, &d)?;
+                report(&mut self.unreported, self.progress, d.len() as u64);
             }
-            tar::EntryType::Directory => {
-                self.xattrs(&m.xattrs)?;
-                self.tar.append_data(&mut h, &m.path, std::io::empty())?;
-            }
-            _ => {
-                self.xattrs(&m.xattrs)?;
-                h.set_size(m.size);
-                // The header (and a long-name entry when the name needs
-                // one) by tar, with no data: tar pads nothing after none.
-                // The data goes straight on, in the pieces the reader
-                // sent (no copy through tar's 8 KiB buffer), then the
-                // padding to the next 512-byte record.
-                self.tar.append_data(&mut h, &m.path, std::io::empty())?;
-                let w = self.tar.get_mut();
-                piece(w, &m.data)?;
-                let first = m.data.len() as u64;
-                let mut left = m.size - m.data.len() as u64;
-                while left > 0 {
-                    let Some(Item::More(d)) = feed.next()? else {
-                        bail!(
-                            "the archive's reading side ended inside {}",
-                            m.path.display()
-                        );
-                    };
-                    left = left.saturating_sub(d.len() as u64);
-                    piece(w, &d)?;
-                    report(&mut self.unreported, self.progress, d.len() as u64);
-                }
-                let rem = (m.size % 512) as usize;
-                if rem != 0 {
-                    w.write_all(&[0u8; 512][..512 - rem])?;
-                }
-                report(&mut self.unreported, self.progress, first);
-            }
+            w.write_all(&[0u8; tar_frame::RECORD][..tar_frame::padding(m.size)])?;
+            report(&mut self.unreported, self.progress, first);
         }
         self.entries += 1;
         Ok(())

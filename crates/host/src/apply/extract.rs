@@ -6,7 +6,8 @@
 //! entry's name on this host, else its number, as GNU tar), modes,
 //! modification times of files and directories (a directory's once its
 //! contents are in), hard links as links, extended attributes written as
-//! PAX `SCHILY.xattr.*` records, and the archive root's own attributes.
+//! PAX `SCHILY.xattr.*` records, times before 1970 and long user and group
+//! names from PAX records, and the archive root's own attributes.
 
 use std::io::{Read, Write};
 use std::path::{Component, Path};
@@ -72,14 +73,18 @@ pub fn extract(
             .components()
             .filter(|c| matches!(c, Component::Normal(_)))
             .collect::<std::path::PathBuf>();
-        let owner = owners.of(entry.header());
-        let xattrs = xattrs_of(&mut entry)?;
+        let pax = pax_of(&mut entry)?;
+        let owner = owners.of(entry.header(), &pax);
+        // A time before 1970 (or after 2242) is only in the PAX record.
+        let mtime = pax
+            .mtime
+            .or_else(|| entry.header().mtime().ok().map(|t| t as i64));
+        let xattrs = pax.xattrs;
         if path.as_os_str().is_empty() {
             // The archive's root (`./`): its attributes are the directory's.
             if entry.header().entry_type() == tar::EntryType::Directory {
                 let mode = entry.header().mode().unwrap_or(0o755) & 0o7777;
-                let mtime = entry.header().mtime().unwrap_or(0) as i64;
-                dirs.push((path, mode, owner, mtime));
+                dirs.push((path, mode, owner, mtime.unwrap_or(0)));
             }
             continue;
         }
@@ -106,8 +111,7 @@ pub fn extract(
                     let d = out.open_dir(&path)?.open(".")?;
                     set_xattrs(&d, &xattrs)?;
                 }
-                let mtime = entry.header().mtime().unwrap_or(0) as i64;
-                dirs.push((path.clone(), mode, owner, mtime));
+                dirs.push((path.clone(), mode, owner, mtime.unwrap_or(0)));
             }
             tar::EntryType::Link => {
                 let target = entry
@@ -161,8 +165,8 @@ pub fn extract(
                 drop(f);
                 // The archive's times, as tar -x keeps them. Durability comes
                 // from one syncfs when the whole archive is out.
-                if let Ok(mtime) = entry.header().mtime() {
-                    super::fsops::set_times(&out, &path, mtime as i64, 0)?;
+                if let Some(mtime) = mtime {
+                    super::fsops::set_times(&out, &path, mtime, 0)?;
                 }
             }
             tar::EntryType::Symlink => {
@@ -197,8 +201,8 @@ pub fn extract(
                         rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
                     )?;
                 }
-                if let Ok(mtime) = entry.header().mtime() {
-                    super::fsops::set_times(&out, &path, mtime as i64, 0)?;
+                if let Some(mtime) = mtime {
+                    super::fsops::set_times(&out, &path, mtime, 0)?;
                 }
             }
             other => bail!(
@@ -317,7 +321,7 @@ struct Owners {
 }
 
 impl Owners {
-    fn of(&mut self, h: &tar::Header) -> Option<(u32, u32)> {
+    fn of(&mut self, h: &tar::Header, pax: &Pax) -> Option<(u32, u32)> {
         if !rustix::process::geteuid().is_root() {
             return None;
         }
@@ -327,32 +331,55 @@ impl Owners {
                 super::archive::ids_by_name("/etc/group"),
             )
         });
-        let uid = h
-            .username()
-            .ok()
-            .flatten()
+        let uid = pax
+            .uname
+            .as_deref()
+            .or_else(|| h.username().ok().flatten())
             .and_then(|n| users.get(n).copied())
             .or_else(|| h.uid().ok().map(|u| u as u32))?;
-        let gid = h
-            .groupname()
-            .ok()
-            .flatten()
+        let gid = pax
+            .gname
+            .as_deref()
+            .or_else(|| h.groupname().ok().flatten())
             .and_then(|n| groups.get(n).copied())
             .or_else(|| h.gid().ok().map(|g| g as u32))?;
         Some((uid, gid))
     }
 }
 
-/// The entry's `SCHILY.xattr.*` PAX records.
-fn xattrs_of<R: Read>(entry: &mut tar::Entry<R>) -> Result<Vec<(String, Vec<u8>)>> {
-    let mut out = Vec::new();
+/// What an entry's PAX records add to its header that the `tar` crate
+/// does not apply itself (it does `path`, `linkpath`, `size`, `uid` and
+/// `gid`): extended attributes, a time outside the octal field (before
+/// 1970), user and group names over 31 bytes.
+#[derive(Default)]
+struct Pax {
+    xattrs: Vec<(String, Vec<u8>)>,
+    mtime: Option<i64>,
+    uname: Option<String>,
+    gname: Option<String>,
+}
+
+fn pax_of<R: Read>(entry: &mut tar::Entry<R>) -> Result<Pax> {
+    let mut out = Pax::default();
     if let Some(exts) = entry.pax_extensions()? {
         for ext in exts {
             let ext = ext?;
-            if let Ok(key) = ext.key()
-                && let Some(name) = key.strip_prefix("SCHILY.xattr.")
-            {
-                out.push((name.to_string(), ext.value_bytes().to_vec()));
+            let (Ok(key), value) = (ext.key(), ext.value_bytes()) else {
+                continue;
+            };
+            let text = || std::str::from_utf8(value).ok().map(str::to_owned);
+            match key {
+                // Seconds, maybe with a fraction: tar keeps whole seconds.
+                "mtime" => {
+                    out.mtime = text().and_then(|t| t.split('.').next()?.parse().ok());
+                }
+                "uname" => out.uname = text(),
+                "gname" => out.gname = text(),
+                _ => {
+                    if let Some(name) = key.strip_prefix("SCHILY.xattr.") {
+                        out.xattrs.push((name.to_string(), value.to_vec()));
+                    }
+                }
             }
         }
     }

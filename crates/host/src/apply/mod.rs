@@ -13,6 +13,9 @@ mod batch;
 mod copy;
 mod extract;
 mod fsops;
+mod tar_frame;
+#[cfg(test)]
+mod tar_roundtrip;
 pub(crate) mod tree;
 mod unbatch;
 
