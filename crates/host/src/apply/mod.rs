@@ -159,6 +159,32 @@ pub fn perform_planned_in(
     if let Action::Remove { path } = &planned.action {
         // Resolved through the grants once, for the check and the removal.
         let r = writable(cx, path)?;
+        // A disposable folder removed whole is read once, by the removal.
+        if let (
+            true,
+            Some(Expect::Tree {
+                bytes,
+                files,
+                digest,
+            }),
+        ) = (r.grant.disposable, planned.expect())
+        {
+            mend_faults::action(key.step)?;
+            batch.forget();
+            return match tree::remove_exactly(&r, key, (bytes, files, digest))
+                .with_context(|| format!("step `{}`", cx.step))?
+            {
+                tree::Removed::Whole => Ok(Undo::Irreversible),
+                tree::Removed::Left { why, some } => {
+                    (cx.note)(format!("step `{}`: left {path} in place: {why}", cx.step));
+                    Ok(if some {
+                        Undo::Irreversible
+                    } else {
+                        Undo::Nothing
+                    })
+                }
+            };
+        }
         if let Some(expect) = planned.expect()
             && let Some(why) = batch.changed(&r, expect)?
         {
@@ -190,11 +216,11 @@ pub fn perform_planned_in(
 
 /// A removal whose path is already resolved through the grants.
 ///
-/// `whole`: a directory the plan removes whole, by the digest of its tree
-/// ([`mend_plan::Seen::Tree`]): a disposable grant's loses exactly the
-/// entries the plan saw; one moved into the trash is read again there, and
-/// put back if anything in it is not what the plan saw (something put in
-/// between the check and the move).
+/// `whole`: a directory the plan removes whole into the trash, by the
+/// digest of its tree ([`mend_plan::Seen::Tree`]): read again in the
+/// trash, and put back if anything in it is not what the plan saw
+/// (something put in between the check and the move). A disposable one
+/// goes by [`tree::remove_exactly`] instead.
 fn remove_resolved(
     batch: &mut Batch,
     cx: &ApplyCtx,
@@ -203,13 +229,9 @@ fn remove_resolved(
     r: Resolved,
     whole: Option<u64>,
 ) -> Result<Undo> {
-    if let Some(digest) = whole {
+    if whole.is_some() {
         mend_faults::pause_point("whole", key.step, key.seq);
         batch.forget();
-        if r.grant.disposable {
-            tree::remove_exactly(&r, digest).with_context(|| format!("step `{}`", cx.step))?;
-            return Ok(Undo::Irreversible);
-        }
     }
     if r.grant.disposable {
         if batch.unlink_file(&r)?.is_none() {

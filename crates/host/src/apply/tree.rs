@@ -90,24 +90,51 @@ pub fn changed(r: &crate::grants::Resolved, bytes: u64, files: u64, digest: u64)
     }
 }
 
+/// What [`remove_exactly`] did.
+pub enum Removed {
+    /// Gone, or nothing was there.
+    Whole,
+    /// Left in place, and why; `some` when its planned entries were
+    /// removed and only the folder stays (something was put in it).
+    Left { why: String, some: bool },
+}
+
 /// Remove the tree at `r` (a disposable grant's: nothing kept) only as the
-/// plan saw it: each entry read, the whole compared, then exactly those
-/// entries removed, deepest first. Something put inside meanwhile is never
-/// removed: its folder stays, and the removal says so. `false` when nothing
-/// was there.
-pub fn remove_exactly(r: &crate::grants::Resolved, digest: u64) -> Result<bool> {
+/// plan saw it: each entry read once, the whole compared, then exactly
+/// those entries removed, deepest first. Something put inside meanwhile is
+/// never removed: its folder stays, and the removal says so.
+pub fn remove_exactly(
+    r: &crate::grants::Resolved,
+    key: &mend_plan::Key,
+    (bytes, files, digest): (u64, u64, u64),
+) -> Result<Removed> {
     let path = format!("{}/{}", r.grant.name, r.rel);
     let top = r.rel_path();
     match r.grant.dir.symlink_metadata(&top) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Removed::Whole),
+        Ok(md) if !md.is_dir() => {
+            return Ok(Removed::Left {
+                why: "it is not a directory now, as it was when the plan was made".into(),
+                some: false,
+            });
+        }
         _ => {}
     }
-    let Some((t, listed)) = read(&r.grant.dir, &top, &path) else {
-        anyhow::bail!("{path} cannot be read whole now: left in place");
+    // One read, for the comparison and the removal: on an overlay (a
+    // rehearsal) each stat is a lookup in two layers.
+    let (t, listed) = match read(&r.grant.dir, &top, &path) {
+        Some((t, listed)) if t.digest == digest && (t.bytes, t.files) == (bytes, files) => {
+            (t, listed)
+        }
+        _ => {
+            let why = changed(r, bytes, files, digest).unwrap_or_default();
+            return Ok(Removed::Left { why, some: false });
+        }
     };
-    if t.digest != digest {
-        anyhow::bail!("{path} changed while it was being removed: left in place");
-    }
+    debug_assert_eq!(t.digest, digest);
+    // Found as the plan saw it, not yet removed: where a test puts a file
+    // in, as a live service would.
+    mend_faults::pause_point("whole", key.step, key.seq);
     for l in listed.iter().filter(|l| !l.dir) {
         let p = top.join(&l.rel);
         match r.grant.dir.remove_file(&p) {
@@ -117,27 +144,30 @@ pub fn remove_exactly(r: &crate::grants::Resolved, digest: u64) -> Result<bool> 
         }
     }
     // Deepest first: a directory's entries were listed after it.
-    for l in listed.iter().rev().filter(|l| l.dir) {
-        let p = top.join(&l.rel);
-        r.grant
-            .dir
-            .remove_dir(&p)
-            .with_context(|| removed_meanwhile(&path, &l.rel))?;
+    let dirs = listed
+        .iter()
+        .rev()
+        .filter(|l| l.dir)
+        .map(|l| top.join(&l.rel));
+    for d in dirs.chain(std::iter::once(top.to_path_buf())) {
+        match r.grant.dir.remove_dir(&d) {
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(libc::ENOTEMPTY) => {
+                let at = d.strip_prefix(&top).unwrap_or(&d);
+                let folder = if at.as_os_str().is_empty() {
+                    String::new()
+                } else {
+                    format!(" (in {})", at.display())
+                };
+                return Ok(Removed::Left {
+                    why: format!(
+                        "something was put in it while its planned files were removed{folder}; the folder and what is new in it stay"
+                    ),
+                    some: true,
+                });
+            }
+            Err(e) => return Err(e).with_context(|| format!("remove the folder {path}")),
+        }
     }
-    r.grant
-        .dir
-        .remove_dir(&top)
-        .with_context(|| removed_meanwhile(&path, Path::new("")))?;
-    Ok(true)
-}
-
-fn removed_meanwhile(path: &str, rel: &Path) -> String {
-    let at = if rel.as_os_str().is_empty() {
-        path.to_string()
-    } else {
-        format!("{path}/{}", rel.display())
-    };
-    format!(
-        "remove the folder {at}: something was put in it while its planned files were removed; it is left in place"
-    )
+    Ok(Removed::Whole)
 }
