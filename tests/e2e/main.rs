@@ -32,6 +32,7 @@ mod layout;
 mod lifecycle;
 mod nothing_lost;
 mod oci;
+mod overlap;
 mod overlay;
 mod overlay_mounts;
 mod overlay_upper;

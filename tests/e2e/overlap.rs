@@ -1,0 +1,125 @@
+//! Issue 18's overlap of plan and apply, before it lands: what must stay
+//! whole-plan-first whatever `mend run` later does with disposable removals.
+//! A step hands over three batches of 2,048 removals while it plans, then
+//! proposes a path it may not touch. `mend plan` and a run whose grant is not
+//! disposable (trash) refuse the whole plan and change nothing: no removal of
+//! the earlier batches happens. The disposable run does the same today; once
+//! overlap lands it is the test to change (the lead's ruling: fail naming the
+//! step, the action, the rule and how many removals were already done).
+
+use crate::bulk::cache_of as cache;
+use crate::common::*;
+
+/// Three full stream batches and a tail.
+const FILES: u32 = 3 * 2048 + 100;
+
+/// A scripted step removing every file of the cache, then `refused` (if any).
+fn late_refusal(f: &Fixture, disposable: bool, refused: Option<&str>) -> std::path::PathBuf {
+    let mut actions: Vec<String> = (0..FILES)
+        .map(|i| format!("{{ remove = \"cache/d{}/f{i:05}\" }}", i % 10))
+        .collect();
+    if let Some(r) = refused {
+        actions.push(r.to_string());
+    }
+    std::fs::create_dir_all(f.path("other")).unwrap();
+    f.write("other/canary", "canary\n");
+    f.runbook(
+        "late.toml",
+        &format!(
+            r#"[runbook]
+name = "late"
+version = "1.0.0"
+summary = "a cull whose last action is refused"
+
+[grants.cache]
+path = "{{root}}/cache"
+access = "write"
+disposable = {disposable}
+
+[grants.other]
+path = "{{root}}/other"
+access = "read"
+
+[[steps]]
+id = "cull"
+{{guest:scripted}}
+grants = ["cache", "other"]
+with = {{ actions = [{}] }}
+"#,
+            actions.join(", ")
+        ),
+    )
+}
+
+/// Everything under the fixture but mend's own state, with times.
+fn world(f: &Fixture) -> std::collections::BTreeMap<String, String> {
+    tree(f.dir.path(), true)
+        .into_iter()
+        .filter(|(k, _)| !k.starts_with("./state") && k != "." && !k.ends_with(".toml"))
+        .collect()
+}
+
+const REFUSED: &str = "{ remove = \"other/canary\" }";
+const RULE: &str = "is in grant `other`, which is read-only";
+
+/// The step really streams: three batches arrive before its plan returns.
+#[test]
+fn the_late_refusal_fixture_streams_three_batches_first() {
+    let f = Fixture::new();
+    cache(&f, FILES);
+    let rb = late_refusal(&f, true, None);
+    let ran = f.mend(&["--json", "plan", rb.to_str().unwrap()]);
+    assert_eq!(ran.code, 0, "{}", ran.text());
+    let v: serde_json::Value = serde_json::from_str(&ran.stdout).unwrap();
+    assert_eq!(
+        v["steps"][0]["arrival"]["batches"], 3,
+        "{}",
+        v["steps"][0]["arrival"]
+    );
+}
+
+/// Refused after three batches: exit 1, the message names the step, the
+/// path and the rule, and nothing anywhere changed.
+fn refused_whole(mode: &str, disposable: bool) {
+    let f = Fixture::new();
+    cache(&f, FILES);
+    let rb = late_refusal(&f, disposable, Some(REFUSED));
+    let before = world(&f);
+    let ran = f.mend(&[mode, rb.to_str().unwrap()]);
+    assert_eq!(ran.code, 1, "{mode}: {}", ran.text());
+    let said = ran
+        .stdout
+        .lines()
+        .find(|l| l.contains("step `cull`") && l.contains(RULE))
+        .unwrap_or_else(|| panic!("{mode}: expected `{RULE}` in:\n{}", ran.text()));
+    assert!(said.contains("`other/canary`"), "{mode}: {said}");
+    let after = world(&f);
+    let changed: Vec<_> = before
+        .iter()
+        .filter(|(k, v)| after.get(*k) != Some(v))
+        .map(|(k, _)| k)
+        .take(5)
+        .collect();
+    assert!(
+        changed.is_empty() && after.len() == before.len(),
+        "{mode} (disposable {disposable}): changed {changed:?}, {} entries before, {} after",
+        before.len(),
+        after.len()
+    );
+}
+
+#[test]
+fn plan_refuses_a_streamed_disposable_cull_whole() {
+    refused_whole("plan", true);
+}
+
+#[test]
+fn a_trash_run_refuses_a_streamed_cull_whole() {
+    refused_whole("run", false);
+}
+
+/// Today's behaviour, to be changed by the overlap (see the module doc).
+#[test]
+fn a_disposable_run_refuses_a_streamed_cull_whole_today() {
+    refused_whole("run", true);
+}
