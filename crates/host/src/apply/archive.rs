@@ -808,6 +808,23 @@ struct Framer<'a> {
     entries: u64,
 }
 
+/// The data of `m` after the first piece its reader sent, piece by piece
+/// as the reader sends it.
+fn rest(feed: &mut Feed, m: &Meta, mut each: impl FnMut(&[u8]) -> Result<()>) -> Result<()> {
+    let mut left = m.size - m.data.len() as u64;
+    while left > 0 {
+        let Some(Item::More(d)) = feed.next()? else {
+            bail!(
+                "the archive's reading side ended inside {}",
+                m.path.display()
+            );
+        };
+        left = left.saturating_sub(d.len() as u64);
+        each(&d)?;
+    }
+    Ok(())
+}
+
 /// Progress a MiB at a time, not per file: the reporter formats its line.
 fn report(unreported: &mut u64, progress: &dyn Fn(u64), n: u64) {
     *unreported += n;
@@ -904,16 +921,7 @@ impl Framer<'_> {
             if let Some(first) = self.links.get(&id) {
                 // A second name: a link to the first, without the data
                 // its reader read.
-                let mut left = m.size - m.data.len() as u64;
-                while left > 0 {
-                    let Some(Item::More(d)) = feed.next()? else {
-                        bail!(
-                            "the archive's reading side ended inside {}",
-                            m.path.display()
-                        );
-                    };
-                    left = left.saturating_sub(d.len() as u64);
-                }
+                rest(feed, &m, |_| Ok(()))?;
                 m.kind = Kind::Link;
                 m.link = Some(first.clone());
                 m.size = 0;
@@ -937,18 +945,12 @@ impl Framer<'_> {
             let w = &mut *self.w;
             piece(w, &m.data)?;
             let first = m.data.len() as u64;
-            let mut left = m.size - m.data.len() as u64;
-            while left > 0 {
-                let Some(Item::More(d)) = feed.next()? else {
-                    bail!(
-                        "the archive's reading side ended inside {}",
-                        m.path.display()
-                    );
-                };
-                left = left.saturating_sub(d.len() as u64);
-                piece(w, &d)?;
-                report(&mut self.unreported, self.progress, d.len() as u64);
-            }
+            let (unreported, progress) = (&mut self.unreported, self.progress);
+            rest(feed, &m, |d| {
+                piece(w, d)?;
+                report(unreported, progress, d.len() as u64);
+                Ok(())
+            })?;
             w.write_all(&[0u8; tar_frame::RECORD][..tar_frame::padding(m.size)])?;
             report(&mut self.unreported, self.progress, first);
         }
