@@ -156,7 +156,10 @@ impl Removals {
     /// Bytes and files of what `r` names (a file: its size; a directory:
     /// its tree), by lstat: a symlink is sized as itself; and what it is,
     /// for the removal to find again. Nothing there sizes as nothing.
-    fn size(&mut self, r: &crate::grants::Resolved) -> (u64, u64, Option<Seen>) {
+    ///
+    /// `tree`: a directory is kept whole (`Seen::Tree`, its digest), not
+    /// only by its totals (`Seen::Dir`).
+    fn size(&mut self, r: &crate::grants::Resolved, tree: bool) -> (u64, u64, Option<Seen>) {
         // A name at the grant's top (a flat WAL archive) is looked up in
         // the grant's own directory, held open already.
         let (dir, leaf) = match r.rel.rsplit_once('/') {
@@ -168,7 +171,7 @@ impl Removals {
                     // Opened beneath the grant by cap-std, as every host operation.
                     let Ok(dir) = r.grant.dir.open_dir(mend_plan::names::decode(parent)) else {
                         self.parent = None;
-                        return whole(r);
+                        return whole(r, tree);
                     };
                     self.parent = Some((r.grant.name.clone(), parent.to_string(), dir));
                 }
@@ -192,18 +195,25 @@ impl Removals {
             Err(rustix::io::Errno::NOENT) => (0, 0, None),
             // A directory (sized by its tree), or an error the general
             // path words.
-            _ => whole(r),
+            _ => whole(r, tree),
         }
     }
 }
 
 /// [`Removals::size`] by cap-std's path walk, for what one `fstatat` in a
 /// held directory cannot answer (a directory, an unopenable parent).
-fn whole(r: &crate::grants::Resolved) -> (u64, u64, Option<Seen>) {
+fn whole(r: &crate::grants::Resolved, tree: bool) -> (u64, u64, Option<Seen>) {
     use cap_std::fs::MetadataExt as _;
     let Ok(md) = r.grant.dir.symlink_metadata(r.rel_path()) else {
         return (0, 0, None);
     };
+    let path = format!("{}/{}", r.grant.name, r.rel);
+    if md.is_dir()
+        && tree
+        && let Some((t, _)) = crate::apply::tree::read(&r.grant.dir, &r.rel_path(), &path)
+    {
+        return (t.bytes, t.files, Some(Seen::Tree { digest: t.digest }));
+    }
     if md.is_dir() {
         let (b, f) = crate::space::tree_size(&r.grant.dir, &r.rel_path());
         return (b, f, Some(Seen::Dir));
@@ -260,22 +270,9 @@ pub fn check_action(
                     None => match walked.and_then(|w| w.tree(path)).filter(|_| whole) {
                         // A folder removed whole, as the walk saw its tree.
                         Some(t) => (t.bytes, t.files, Some(Seen::Tree { digest: t.digest })),
-                        None => match removals.size(&r) {
-                            // Nothing of it removed before: kept whole.
-                            (_, _, Some(Seen::Dir)) if whole => {
-                                match crate::apply::tree::read(
-                                    &r.grant.dir,
-                                    &r.rel_path(),
-                                    &format!("{}/{}", r.grant.name, r.rel),
-                                ) {
-                                    Some((t, _)) => {
-                                        (t.bytes, t.files, Some(Seen::Tree { digest: t.digest }))
-                                    }
-                                    None => removals.size(&r),
-                                }
-                            }
-                            other => other,
-                        },
+                        // A folder nothing of which was removed before is
+                        // read for its digest as it stands.
+                        None => removals.size(&r, whole),
                     },
                 };
                 seen = s;

@@ -67,12 +67,23 @@ pub fn read(dir: &Dir, rel: &Path, path: &str) -> Option<(Tree, Vec<Listed>)> {
 /// Why the tree at `r` is not the one the plan showed; None when it is.
 pub fn changed(r: &crate::grants::Resolved, bytes: u64, files: u64, digest: u64) -> Option<String> {
     let path = format!("{}/{}", r.grant.name, r.rel);
-    match read(&r.grant.dir, &r.rel_path(), &path) {
+    differs(
+        read(&r.grant.dir, &r.rel_path(), &path).map(|(t, _)| t),
+        bytes,
+        files,
+        digest,
+    )
+}
+
+/// Why a tree read as `now` (`None`: not readable whole) is not the one
+/// the plan showed.
+fn differs(now: Option<Tree>, bytes: u64, files: u64, digest: u64) -> Option<String> {
+    match now {
         None => Some(
             "part of it cannot be read now, or holds mend's own trash or staging: it is removed whole only as the plan saw it".into(),
         ),
-        Some((t, _)) if t.digest == digest && (t.bytes, t.files) == (bytes, files) => None,
-        Some((t, _)) => Some(if (t.bytes, t.files) == (bytes, files) {
+        Some(t) if t.digest == digest && (t.bytes, t.files) == (bytes, files) => None,
+        Some(t) => Some(if (t.bytes, t.files) == (bytes, files) {
             format!(
                 "a file in it was rewritten or replaced since the plan ({} of {} then and now)",
                 mend_human::files_text(files),
@@ -122,16 +133,11 @@ pub fn remove_exactly(
     }
     // One read, for the comparison and the removal: on an overlay (a
     // rehearsal) each stat is a lookup in two layers.
-    let (t, listed) = match read(&r.grant.dir, &top, &path) {
-        Some((t, listed)) if t.digest == digest && (t.bytes, t.files) == (bytes, files) => {
-            (t, listed)
-        }
-        _ => {
-            let why = changed(r, bytes, files, digest).unwrap_or_default();
-            return Ok(Removed::Left { why, some: false });
-        }
-    };
-    debug_assert_eq!(t.digest, digest);
+    let (now, listed) = read(&r.grant.dir, &top, &path).unzip();
+    if let Some(why) = differs(now, bytes, files, digest) {
+        return Ok(Removed::Left { why, some: false });
+    }
+    let listed = listed.unwrap_or_default();
     // Found as the plan saw it, not yet removed: where a test puts a file
     // in, as a live service would.
     mend_faults::pause_point("whole", key.step, key.seq);
