@@ -399,11 +399,20 @@ impl Out {
                 );
                 if !r.irreversible.is_empty() {
                     println!(
-                        "{} these could not be undone by design:",
-                        self.paint("33", "irreversible:")
+                        "{} {} could not be undone by design:",
+                        self.paint("33", "irreversible:"),
+                        plural(r.irreversible.len() as u64, "action")
                     );
-                    for w in &r.irreversible {
+                    // A disposable cull that failed after its removals:
+                    // the first few, then the count (as a rehearsal does).
+                    for w in r.irreversible.iter().take(SHOWN) {
                         println!("  {w}");
+                    }
+                    if r.irreversible.len() > SHOWN {
+                        println!(
+                            "  ... and {} more (--json and `mend show {run} --all` list them all)",
+                            count((r.irreversible.len() - SHOWN) as u64)
+                        );
                     }
                 }
             }
