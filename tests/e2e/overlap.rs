@@ -1,11 +1,11 @@
-//! Issue 18's overlap of plan and apply, before it lands: what must stay
-//! whole-plan-first whatever `mend run` later does with disposable removals.
-//! A step hands over three batches of 2,048 removals while it plans, then
-//! proposes a path it may not touch. `mend plan` and a run whose grant is not
-//! disposable (trash) refuse the whole plan and change nothing: no removal of
-//! the earlier batches happens. The disposable run does the same today; once
-//! overlap lands it is the test to change (the lead's ruling: fail naming the
-//! step, the action, the rule and how many removals were already done).
+//! Issue 18's overlap of plan and apply: what stays whole-plan-first, and
+//! what a disposable run does early. A step hands over three batches of
+//! 2,048 removals while it plans, then proposes a path it may not touch.
+//! `mend plan` and a run whose grant is not disposable (trash) refuse the
+//! whole plan and change nothing: no removal of the earlier batches happens.
+//! A disposable run performs the batches as they arrive (`run::early`): it
+//! fails naming the step, the action, the rule and how many removals were
+//! already done, and nothing outside those removals changed.
 
 use crate::bulk::cache_of as cache;
 use crate::common::*;
@@ -118,8 +118,68 @@ fn a_trash_run_refuses_a_streamed_cull_whole() {
     refused_whole("run", false);
 }
 
-/// Today's behaviour, to be changed by the overlap (see the module doc).
+/// The three batches handed over before the refusal were performed while
+/// the step planned: the step fails naming the refused path, the rule and
+/// the 6,144 removals done; exactly their files are gone, the tail of 100
+/// (not yet handed over) and the canary are untouched, the journal lists
+/// the removals, and the rollback says them irreversible in a few lines.
 #[test]
-fn a_disposable_run_refuses_a_streamed_cull_whole_today() {
-    refused_whole("run", true);
+fn a_disposable_run_refused_late_says_the_removals_it_already_did() {
+    let f = Fixture::new();
+    cache(&f, FILES);
+    let rb = late_refusal(&f, true, Some(REFUSED));
+    let before = world(&f);
+    let ran = f.mend(&["run", rb.to_str().unwrap()]);
+    assert_eq!(ran.code, 1, "{}", ran.text());
+    let text = ran.text();
+    assert!(
+        text.contains("step `cull`") && text.contains(RULE) && text.contains("`other/canary`"),
+        "expected the step, the path and `{RULE}` in:\n{text}"
+    );
+    assert!(
+        text.contains("6,144 removals in its disposable grants were done while it planned"),
+        "expected the removals already done in:\n{text}"
+    );
+    let after = world(&f);
+    let gone: Vec<&String> = before.keys().filter(|k| !after.contains_key(*k)).collect();
+    let want: Vec<String> = (0..3 * 2048u32)
+        .map(|i| format!("./cache/d{}/f{i:05}", i % 10))
+        .collect();
+    let mut want_sorted: Vec<&String> = want.iter().collect();
+    want_sorted.sort();
+    assert_eq!(gone, want_sorted, "removed: exactly the three batches");
+    // The folders lost files, so their times moved; nothing else changed.
+    let folder = |k: &str| k.strip_prefix("./cache/d").is_some_and(|d| d.len() == 1);
+    let changed: Vec<_> = after
+        .iter()
+        .filter(|(k, v)| before.get(*k) != Some(v) && !folder(k))
+        .map(|(k, _)| k)
+        .take(5)
+        .collect();
+    assert!(
+        changed.is_empty(),
+        "changed besides the removals: {changed:?}"
+    );
+    let id = history_id(&f);
+    let states = crate::bulk::states(&f, &id);
+    let mut runs: Vec<(String, usize)> = Vec::new();
+    for s in &states {
+        match runs.last_mut() {
+            Some((last, n)) if last == s => *n += 1,
+            _ => runs.push((s.clone(), 1)),
+        }
+    }
+    // The failed step rolled the run back: each removal journaled, marked
+    // undone as far as it goes, and said irreversible, in a few lines.
+    assert_eq!(
+        runs,
+        vec![("undone".to_string(), 3 * 2048)],
+        "journaled: the three batches"
+    );
+    assert!(
+        text.contains("irreversible: 6,144 actions could not be undone by design")
+            && text.contains("... and 6,132 more"),
+        "{text}"
+    );
+    assert!(text.lines().count() < 40, "one line per removal:\n{text}");
 }

@@ -44,6 +44,37 @@ fn a_streamed_cull_killed_inside_its_second_batch_resumes_exactly() {
     );
 }
 
+/// A disposable cull performs its batches while it still plans: killed
+/// inside the second batch, the journal holds the first batch done and the
+/// second intended, and nothing of the tail (the whole plan journaled first
+/// would list all 5,000). The step is left applying with no plan; the
+/// resume finishes the second batch, plans again from seq 4,096 and ends as
+/// an uninterrupted run, each removal done once.
+#[test]
+fn a_disposable_cull_performs_its_batches_while_it_plans() {
+    let f = Fixture::new();
+    cache(&f, FILES);
+    let rb = cull(&f, true);
+    let ran = f.mend_env(
+        &["run", rb.to_str().unwrap()],
+        &[("MEND_CRASH_AT", "perform:0:3000")],
+    );
+    assert_eq!(ran.code, -1, "expected a SIGKILL: {}", ran.text());
+    let id = history_id(&f);
+    let at_kill = states(&f, &id);
+    let done = at_kill.iter().filter(|s| *s == "done").count();
+    let intended = at_kill.iter().filter(|s| *s == "intended").count();
+    assert_eq!(
+        (at_kill.len(), done, intended),
+        (4096, 2048, 2048),
+        "journaled at the kill: the first batch done, the second intended, no tail"
+    );
+    let resumed = f.mend(&["resume", &id]);
+    assert_eq!(resumed.code, 0, "{}", resumed.text());
+    assert_eq!(states(&f, &id), vec!["done"; FILES as usize]);
+    assert_eq!(tree(&f.path("cache"), false).len(), 1 + 10 + 10);
+}
+
 #[test]
 fn a_streamed_trash_cull_killed_inside_its_second_batch_rolls_back_byte_identical() {
     let f = Fixture::new();

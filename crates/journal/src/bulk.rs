@@ -231,6 +231,16 @@ pub(crate) fn explode(
 }
 
 impl Journal {
+    /// Journals one batch of a step that is still planning (see
+    /// [`Journal::start_step`]), as planned: its intent follows.
+    pub fn plan_bulk(&self, run_id: &str, step_idx: u32, bulk: &PlannedBulk) -> Result<()> {
+        let tx = self.write_tx()?;
+        save_planned(&tx, run_id, step_idx, std::slice::from_ref(bulk))?;
+        tx.commit(run_id, Change::Step { step: step_idx })
+            .context("cannot commit a batch of the step's plan")?;
+        Ok(())
+    }
+
     /// A step's batches, by first seq, without their actions.
     pub fn bulk_ranges(&self, run_id: &str, step_idx: u32) -> Result<Vec<BulkRange>> {
         let mut stmt = self.conn.prepare_cached(

@@ -19,7 +19,30 @@ impl Journal {
         plan_json: &str,
     ) -> Result<()> {
         let tx = self.write_tx()?;
-        upsert_step(&tx, run_id, idx, step_id, uses, component_sha256, plan_json)?;
+        let row = (step_id, uses, component_sha256);
+        upsert_step(&tx, run_id, idx, row, Some(plan_json), StepStatus::Planned)?;
+        tx.commit(run_id, Change::Step { step: idx })
+            .context("cannot commit the step")?;
+        Ok(())
+    }
+
+    /// The step row of a step that performs removals while it plans
+    /// (status applying, no plan yet): its batches of removals are
+    /// journaled one by one as they arrive ([`Journal::plan_bulk`]), and
+    /// `save_plan` adds the rest of the plan when planning ends. A resume
+    /// finds no plan, finishes the batches journaled and plans again from
+    /// the seq after them.
+    pub fn start_step(
+        &self,
+        run_id: &str,
+        idx: u32,
+        step_id: &str,
+        uses: &str,
+        component_sha256: &str,
+    ) -> Result<()> {
+        let tx = self.write_tx()?;
+        let row = (step_id, uses, component_sha256);
+        upsert_step(&tx, run_id, idx, row, None, StepStatus::Applying)?;
         tx.commit(run_id, Change::Step { step: idx })
             .context("cannot commit the step")?;
         Ok(())
@@ -42,7 +65,8 @@ impl Journal {
         bulk: &[super::PlannedBulk],
     ) -> Result<()> {
         let tx = self.write_tx()?;
-        upsert_step(&tx, run_id, idx, step_id, uses, component_sha256, plan_json)?;
+        let row = (step_id, uses, component_sha256);
+        upsert_step(&tx, run_id, idx, row, Some(plan_json), StepStatus::Planned)?;
         {
             let mut stmt = tx.prepare_cached(
                 "INSERT INTO actions (run_id, step_idx, seq, action_json, reversible, state)
@@ -124,10 +148,9 @@ fn upsert_step(
     tx: &rusqlite::Connection,
     run_id: &str,
     idx: u32,
-    step_id: &str,
-    uses: &str,
-    component_sha256: &str,
-    plan_json: &str,
+    (step_id, uses, component_sha256): (&str, &str, &str),
+    plan_json: Option<&str>,
+    status: StepStatus,
 ) -> Result<()> {
     tx.execute(
         "INSERT INTO steps (run_id, idx, step_id, uses, component_sha256, status,
@@ -144,7 +167,7 @@ fn upsert_step(
             step_id,
             uses,
             component_sha256,
-            StepStatus::Planned,
+            status,
             plan_json,
             now_ms()
         ],

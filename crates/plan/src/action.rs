@@ -394,6 +394,12 @@ pub struct StepPlan {
     /// exit status: `systemctl is-active x (exit 0)`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub reads: Vec<String>,
+    /// The grants whose top folder one of the actions changes (a path
+    /// right under the grant), noted as the plan arrived, so a commit need
+    /// not read a million actions back to know. `None` in a plan journaled
+    /// before it was noted: those actions are read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tops_changed: Option<Vec<String>>,
 }
 
 impl StepPlan {

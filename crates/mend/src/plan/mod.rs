@@ -133,6 +133,19 @@ pub async fn plan_step(
     runbook: &Runbook,
     cx: &StepCx<'_>,
 ) -> Result<(StepPlan, Vec<(String, String)>), PlanError> {
+    plan_step_from(sandbox, runbook, cx, 0, None).await
+}
+
+/// Plan one step, its first action numbered `seq`, handing irreversible
+/// removals to `early` as they arrive (`mend run` performs them while the
+/// step still plans; see `run::early`).
+pub async fn plan_step_from(
+    sandbox: &Sandbox,
+    runbook: &Runbook,
+    cx: &StepCx<'_>,
+    seq: u32,
+    early: Option<spool::Early>,
+) -> Result<(StepPlan, Vec<(String, String)>), PlanError> {
     let (step, now) = (cx.step, cx.now);
     // Everything here may carry a step's words or paths: neutralised.
     let err = |message: String, hint: Option<String>| PlanError {
@@ -144,10 +157,12 @@ pub async fn plan_step(
     tracing::debug!(step = %step.def.id, uses = %step.def.uses, now, "planning");
     // What the step hands over while it plans is checked and packed as it
     // comes: the plan never sits whole in memory.
-    let spool: spool::Shared = Arc::new(std::sync::Mutex::new(spool::Spool::new(
+    let spool: spool::Shared = Arc::new(std::sync::Mutex::new(spool::Spool::from_seq(
         step.grants.clone(),
         step.commands.clone(),
         &step.def.id,
+        seq,
+        early,
     )));
     let mut host = cx.host();
     host.plan_sink = Some(spool.clone());

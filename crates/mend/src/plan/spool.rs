@@ -38,21 +38,51 @@ pub struct Spool {
     held_max: usize,
     /// Batches handed over while the step planned.
     batches: u32,
+    /// The grants whose top folder an action changes (see
+    /// `StepPlan::tops_changed`).
+    tops: Vec<String>,
+    /// Where irreversible removals go while the step still plans (`mend
+    /// run`): performed as they arrive, see `run::early`.
+    early: Option<Early>,
+}
+
+/// The hand-over of a `mend run` to its early performer: each packed run of
+/// irreversible removals (a disposable grant's), as long as nothing else
+/// came before it in the plan, so the order the plan gives is kept.
+pub struct Early {
+    pub to: std::sync::mpsc::Sender<Packed>,
+    /// Set by the performer when a removal failed: the plan stops there.
+    pub failed: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Spool {
     pub fn new(grants: Arc<Grants>, commands: CommandPolicy, step: &str) -> Spool {
+        Self::from_seq(grants, commands, step, 0, None)
+    }
+
+    /// A spool whose first action gets `seq` (a step planned again after a
+    /// crash keeps the batches it had journaled), handing irreversible
+    /// removals to `early` while it can.
+    pub fn from_seq(
+        grants: Arc<Grants>,
+        commands: CommandPolicy,
+        step: &str,
+        seq: u32,
+        early: Option<Early>,
+    ) -> Spool {
         Spool {
             grants,
             commands,
             step: step.to_string(),
             removals: Removals::default(),
-            seq: 0,
+            seq,
             plan: StepPlan::default(),
             run: Vec::new(),
             refused: None,
             held_max: 0,
             batches: 0,
+            tops: Vec::new(),
+            early,
         }
     }
 
@@ -65,6 +95,14 @@ impl Spool {
     ) -> Result<(), String> {
         if let Some(r) = &self.refused {
             return Err(r.clone());
+        }
+        if let Some(e) = &self.early
+            && e.failed.load(std::sync::atomic::Ordering::Relaxed)
+        {
+            // What failed is said by the performer; planning stops here.
+            let r = format!("step `{}`: stopped: a removal failed", self.step);
+            self.refused = Some(r.clone());
+            return Err(r);
         }
         self.held_max = self.held_max.max(actions.len() + self.run.len());
         for a in actions {
@@ -87,6 +125,14 @@ impl Spool {
     }
 
     fn keep(&mut self, p: Planned) -> Result<(), String> {
+        for path in p.action.changed_paths() {
+            if let Ok((grant, rel)) = mend_host::grants::split(path)
+                && !rel.contains('/')
+                && !self.tops.iter().any(|g| g == grant)
+            {
+                self.tops.push(grant.to_string());
+            }
+        }
         if matches!(p.action, Action::Remove { .. }) {
             let joins = self
                 .run
@@ -126,14 +172,28 @@ impl Spool {
                 // JSON): kept for the plan's life, that was 100 bytes of
                 // memory per removal.
                 blob.shrink_to_fit();
-                self.plan.packed.push(Packed {
+                let packed = Packed {
                     lo: self.seq,
                     n: n as u32,
                     reversible: self.run[0].reversible,
                     bytes: self.run.iter().map(|p| p.bytes).sum(),
                     files: self.run.iter().map(|p| p.files).sum(),
                     blob,
-                });
+                };
+                // Performed now if nothing came before it in the plan but
+                // batches performed now; else kept, and so is all after it.
+                let first = self.plan.actions.is_empty() && self.plan.packed.is_empty();
+                let packed = match &self.early {
+                    Some(e) if first && !packed.reversible => match e.to.send(packed) {
+                        Ok(()) => None,
+                        Err(back) => Some(back.0),
+                    },
+                    _ => Some(packed),
+                };
+                if let Some(p) = packed {
+                    self.early = None;
+                    self.plan.packed.push(p);
+                }
                 self.seq += n as u32;
                 self.run.clear();
             }
@@ -147,10 +207,13 @@ impl Spool {
         let outline = mend_host::check::outline(&plan);
         self.take(plan.actions, Some(walked))?;
         self.end_run()?;
+        // The performer ends when it has done what it was handed.
+        self.early = None;
         let mut out = std::mem::take(&mut self.plan);
         out.summary = outline.summary;
         out.checks = outline.checks;
         out.facts = outline.facts;
+        out.tops_changed = Some(std::mem::take(&mut self.tops));
         out.arrival = mend_plan::Arrival {
             batches: self.batches,
             held_max: self.held_max,

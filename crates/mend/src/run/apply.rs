@@ -11,7 +11,7 @@ use mend_plan::Planned;
 use super::RunCx;
 use crate::load::PreparedStep;
 use crate::outcome::Failure;
-use crate::plan::{StepCx, plan_step};
+use crate::plan::{StepCx, plan_step_from};
 
 /// Actions journaled per commit when they are many and small. Each commit
 /// costs an fsync (a few milliseconds on a real disk); a crash inside a batch
@@ -75,15 +75,103 @@ pub(crate) async fn apply_step(
     let saved = prior
         .and_then(|s| s.plan_json.as_deref())
         .and_then(|j| serde_json::from_str::<SavedStep>(j).ok());
+    let damaged = |e: &dyn std::fmt::Display| {
+        anyhow::anyhow!(
+            "journal records of step {} of run {run_id} are damaged ({e}); refusing to guess its plan",
+            step.idx
+        )
+    };
+    let batch_of = |range: &mend_journal::BulkRange| -> anyhow::Result<Vec<Planned>> {
+        journal
+            .bulk_actions(run_id, step.idx, range.lo)?
+            .iter()
+            .map(|a| serde_json::from_str::<Planned>(a).map_err(|e| damaged(&e)))
+            .collect()
+    };
+    let reporter = &settings.reporter;
+    let progress = |n: u64| reporter.bytes_done(n);
+    let notes = std::cell::RefCell::new(Vec::new());
+    let note = |line: String| notes.borrow_mut().push(line);
+    let cx = ApplyCtx {
+        grants: &step.grants,
+        commands: &step.commands,
+        step: &step.def.id,
+        timeout: step.limits.timeout,
+        progress: &progress,
+        note: &note,
+    };
+    let bc = BulkCx {
+        journal,
+        run_id,
+        reporter: reporter.as_ref(),
+        step_idx: step.idx,
+        step_id: &step.def.id,
+    };
     let mut saved = match saved {
         Some(s) => s,
         None => {
-            let (plan, logs) = plan_step(sandbox, &run.prepared.runbook, &step_cx)
-                .await
-                .map_err(|e| match e.bad_input {
-                    true => StepStop::BadInput(e.to_string()),
-                    false => StepFailed(e.to_string()),
-                })?;
+            // A step that performed removals while it planned and was cut
+            // before its plan was whole (a crash, a refusal): the batches
+            // it journaled are finished first, and the step is planned
+            // again from the seq after them, against the world they left.
+            let before = journal.bulk_ranges(run_id, step.idx)?;
+            for r in before.iter().filter(|r| r.state != ActionState::Done) {
+                bulk_batch(&bc, &cx, &batch_of(r)?, r)?;
+            }
+            let from = before.iter().map(|r| r.lo + r.n).max().unwrap_or(0);
+            // Removals in a disposable grant are performed as they arrive,
+            // by a thread of their own, while the step plans (see `early`).
+            let performer = if super::early::wanted(step) {
+                journal.start_step(
+                    run_id,
+                    step.idx,
+                    &step.def.id,
+                    &step.def.uses.to_string(),
+                    &step.loaded.sha256,
+                )?;
+                Some(super::early::start(
+                    journal,
+                    run_id,
+                    step,
+                    settings.reporter.clone(),
+                )?)
+            } else {
+                None
+            };
+            let (early, performer) = match performer {
+                Some((e, p)) => (Some(e), Some(p)),
+                None => (None, None),
+            };
+            let planned =
+                plan_step_from(sandbox, &run.prepared.runbook, &step_cx, from, early).await;
+            // Planning ended, so did the hand-over: the batches handed
+            // over are all done (or one failed) once the performer ends.
+            let early = performer.map(super::early::Performer::join).transpose()?;
+            let early = early.unwrap_or_default();
+            for line in &early.notes {
+                settings.reporter.line(&format!("  {line}"));
+                journal.event(run_id, Some(step.idx), "warn", line)?;
+            }
+            let (plan, logs) = planned.map_err(|e| {
+                let mut message = e.to_string();
+                if early.actions > 0 {
+                    message.push_str(&format!(
+                        "\n  = note: {} removals in its disposable grants were done while it planned; they cannot be undone",
+                        mend_human::human_count(early.actions)
+                    ));
+                }
+                match e.bad_input {
+                    true => StepStop::BadInput(message),
+                    false => StepFailed(message),
+                }
+            })?;
+            if early.actions > 0 {
+                settings.reporter.line(&format!(
+                    "  {} removals done while it planned ({} batches)",
+                    mend_human::human_count(early.actions),
+                    early.batches
+                ));
+            }
             for (level, msg) in &logs {
                 journal.event(run_id, Some(step.idx), level, msg)?;
             }
@@ -109,6 +197,11 @@ pub(crate) async fn apply_step(
             // the step planned); the saved plan keeps the rest, so no action
             // is journaled twice.
             let mut saved = SavedStep { plan, roots };
+            if from > 0 {
+                // Planned again after a crash: the batches done before are
+                // not in this plan, so a commit reads the actions instead.
+                saved.plan.tops_changed = None;
+            }
             let rows_and_runs = mend_plan::StepPlan {
                 actions: std::mem::take(&mut saved.plan.actions),
                 packed: std::mem::take(&mut saved.plan.packed),
@@ -165,12 +258,6 @@ pub(crate) async fn apply_step(
         .into_iter()
         .map(|b| (b.lo, b))
         .collect();
-    let damaged = |e: &dyn std::fmt::Display| {
-        anyhow::anyhow!(
-            "journal records of step {} of run {run_id} are damaged ({e}); refusing to guess its plan",
-            step.idx
-        )
-    };
     // The actions that are rows, by seq (a journal from before rows were
     // written at plan time keeps them in the saved plan).
     let mut rows: HashMap<u32, Planned> = if saved.plan.actions.is_empty() {
@@ -190,25 +277,13 @@ pub(crate) async fn apply_step(
             .collect()
     };
     let total = rows.len() + ranges.values().map(|r| r.n as usize).sum::<usize>();
-    let batch_of = |range: &mend_journal::BulkRange| -> anyhow::Result<Vec<Planned>> {
-        journal
-            .bulk_actions(run_id, step.idx, range.lo)?
-            .iter()
-            .map(|a| serde_json::from_str::<Planned>(a).map_err(|e| damaged(&e)))
-            .collect()
-    };
-    let reporter = &settings.reporter;
-    let progress = |n: u64| reporter.bytes_done(n);
-    let notes = std::cell::RefCell::new(Vec::new());
-    let note = |line: String| notes.borrow_mut().push(line);
-    let cx = ApplyCtx {
-        grants: &step.grants,
-        commands: &step.commands,
-        step: &step.def.id,
-        timeout: step.limits.timeout,
-        progress: &progress,
-        note: &note,
-    };
+    // Batches done before (while it planned, or before a crash) are not
+    // counted again by the progress bar.
+    let done_before: usize = ranges
+        .values()
+        .filter(|r| r.state == ActionState::Done)
+        .map(|r| r.n as usize)
+        .sum();
     // On overlays: the upper layer's filesystem must hold what the step's
     // remaining actions write there, before any of them runs. Counted a
     // batch at a time, as they are performed below.
@@ -232,12 +307,14 @@ pub(crate) async fn apply_step(
         }
         mend_host::cow::space::check(need, scratch, &step.def.id).map_err(StepFailed)?;
     }
-    settings.reporter.actions_start(&step.def.id, total as u64);
+    settings
+        .reporter
+        .actions_start(&step.def.id, (total - done_before) as u64);
     let mut seq = 0usize;
     while seq < total {
         if let Some(range) = ranges.get(&(seq as u32)) {
             if range.state != ActionState::Done {
-                bulk_batch(run, step, &cx, &batch_of(range)?, range)?;
+                bulk_batch(&bc, &cx, &batch_of(range)?, range)?;
                 // What a removal said (left in place: changed since the plan).
                 for line in notes.borrow_mut().drain(..) {
                     settings.reporter.line(&format!("  {line}"));
@@ -412,17 +489,16 @@ type Row = (u32, String, bool);
 /// removal that fails turns the batch into a row per action (the journal
 /// does it) so the failure and what was done before it are recorded as
 /// exactly as in any other batch.
-fn bulk_batch(
-    run: &RunCx<'_>,
-    step: &PreparedStep,
+pub(crate) fn bulk_batch(
+    bc: &BulkCx<'_>,
     cx: &ApplyCtx<'_>,
     actions: &[Planned],
     range: &mend_journal::BulkRange,
 ) -> Result<(), StepStop> {
-    let (journal, run_id, reporter) = (run.journal, run.run_id, &run.settings.reporter);
+    let (journal, run_id, reporter) = (bc.journal, bc.run_id, bc.reporter);
     let key = |i: u32| Key {
         run: run_id,
-        step: step.idx,
+        step: bc.step_idx,
         seq: i,
     };
     let pres: Vec<mend_plan::Pre> = match range.state {
@@ -434,7 +510,7 @@ fn bulk_batch(
             let mut lines = Vec::with_capacity(actions.len());
             for (k, planned) in actions.iter().enumerate() {
                 let pre = apply::prepare_in(&mut batch, cx, &planned.action)
-                    .map_err(|e| StepFailed(format!("step `{}`: {e:#}", step.def.id)))?;
+                    .map_err(|e| StepFailed(format!("step `{}`: {e:#}", bc.step_id)))?;
                 let k = key(range.lo + k as u32);
                 lines.push(
                     Journaled {
@@ -446,11 +522,11 @@ fn bulk_batch(
                 pres.push(pre);
             }
             let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
-            journal.intend_bulk(run_id, step.idx, range.lo, &lines)?;
+            journal.intend_bulk(run_id, bc.step_idx, range.lo, &lines)?;
             pres
         }
         _ => journal
-            .bulk_records(run_id, step.idx, range.lo)?
+            .bulk_records(run_id, bc.step_idx, range.lo)?
             .iter()
             .map(|rec| Journaled::of(rec).map(|j| j.pre))
             .collect::<anyhow::Result<_>>()?,
@@ -458,7 +534,7 @@ fn bulk_batch(
     // Performed by a few threads, each removal between its crash points
     // (see `parallel`); what each did, in plan order.
     let outcomes =
-        super::parallel::perform_removals(cx, run_id, step.idx, range.lo, actions, &pres);
+        super::parallel::perform_removals(cx, run_id, bc.step_idx, range.lo, actions, &pres);
     let mut done = Vec::with_capacity(actions.len());
     let mut failure = None;
     for (k, outcome) in outcomes.into_iter().enumerate() {
@@ -486,14 +562,24 @@ fn bulk_batch(
         // batch becomes a row per action), then the failure.
         let marks: Vec<(u32, Option<&str>)> =
             done.iter().map(|(i, j)| (*i, Some(j.as_str()))).collect();
-        journal.mark_done(run_id, step.idx, &marks)?;
-        journal.set_action_state(run_id, step.idx, i, ActionState::Failed, Some(&msg))?;
+        journal.mark_done(run_id, bc.step_idx, &marks)?;
+        journal.set_action_state(run_id, bc.step_idx, i, ActionState::Failed, Some(&msg))?;
         reporter.actions_end();
         return Err(StepFailed(format!("{:#}: {msg}", actions[k].action)));
     }
     let lines: Vec<&str> = done.iter().map(|(_, j)| j.as_str()).collect();
-    journal.done_bulk(run_id, step.idx, range.lo, &lines)?;
+    journal.done_bulk(run_id, bc.step_idx, range.lo, &lines)?;
     Ok(())
+}
+
+/// Where a batch of removals is journaled and told: the run's journal, or
+/// the early performer's own connection to it (see `early`).
+pub(crate) struct BulkCx<'a> {
+    pub journal: &'a Journal,
+    pub run_id: &'a str,
+    pub reporter: &'a dyn crate::settings::Reporter,
+    pub step_idx: u32,
+    pub step_id: &'a str,
 }
 
 /// Whether `next` can share a batch with `batch`: every intent of a batch

@@ -241,7 +241,9 @@ pub(crate) fn restore_roots(
                 }
             }
         };
-        if committed && saved.plan.actions.is_empty() {
+        if let (true, Some(tops)) = (committed, &saved.plan.tops_changed) {
+            changed.extend(tops.iter().cloned());
+        } else if committed && saved.plan.actions.is_empty() {
             journal.each_action(run_id, rec.idx, |a| {
                 if let Ok(p) = serde_json::from_str::<Planned>(&a.action_json) {
                     note(&p);

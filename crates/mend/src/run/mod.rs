@@ -6,6 +6,7 @@
 //! per runbook, `journaled` is what they share of the journal.
 
 mod apply;
+mod early;
 pub mod faults;
 mod journaled;
 pub mod lock;

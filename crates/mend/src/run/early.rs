@@ -1,0 +1,157 @@
+//! Removals performed while their step still plans (`mend run`).
+//!
+//! A cull of a million files plans for as long as its walk takes, then
+//! removes for as long as its unlinks take; `find -delete` does both at
+//! once. Here a thread of its own performs each batch of irreversible
+//! removals (a disposable grant's) as soon as the step has handed it over
+//! and the host has checked it, while the step goes on planning on the
+//! other core. Each batch is journaled exactly as after planning: as
+//! planned, intended (one commit), performed (each removal checks the
+//! world), done (one commit), through the performer's own connection to
+//! the journal; the planning thread writes nothing until the plan ends.
+//!
+//! Only a plan's first batches go early, while nothing else came before
+//! them: an action of another kind (a rename, a command, a trash move)
+//! ends the early part, and everything after it waits for the whole plan,
+//! as before. A refusal later in the plan still fails the step, but the
+//! removals done by then stay done: they were in a disposable grant, each
+//! checked, and are said in the step's error. A crash leaves the step
+//! applying with no plan: a resume finishes the batches journaled and plans
+//! the step again from the seq after them.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+
+use mend_host::apply::ApplyCtx;
+use mend_journal::{ActionState, BulkRange, Journal, PlannedBulk};
+use mend_plan::{Packed, Planned};
+
+use super::apply::{BulkCx, StepStop, bulk_batch};
+use crate::load::PreparedStep;
+use crate::plan::spool::Early;
+use crate::settings::Reporter;
+
+/// What the performer did while the step planned.
+#[derive(Debug, Default)]
+pub(crate) struct Done {
+    pub batches: u32,
+    pub actions: u64,
+    /// What removals said (a folder left: changed since the plan).
+    pub notes: Vec<String>,
+}
+
+/// The thread that performs the early batches.
+pub(crate) struct Performer {
+    thread: JoinHandle<Result<Done, StepStop>>,
+}
+
+/// Whether a step may perform removals while it plans: it holds a
+/// disposable write grant (only those removals are irreversible, and only
+/// they go early).
+pub(crate) fn wanted(step: &PreparedStep) -> bool {
+    step.grants
+        .iter()
+        .any(|g| g.disposable && g.access == mend_runbook::Access::Write)
+}
+
+/// Starts the performer of step `step` of run `run_id`, journaling through
+/// a connection of its own to `journal`'s file. The step row must exist
+/// (`Journal::start_step`).
+pub(crate) fn start(
+    journal: &Journal,
+    run_id: &str,
+    step: &PreparedStep,
+    reporter: Arc<dyn Reporter>,
+) -> anyhow::Result<(Early, Performer)> {
+    let state_dir = journal
+        .path()
+        .parent()
+        .map(std::path::Path::to_path_buf)
+        .unwrap_or_default();
+    let own = Journal::open(&state_dir)?;
+    let (to, from) = mpsc::channel::<Packed>();
+    let failed = Arc::new(AtomicBool::new(false));
+    let early = Early {
+        to,
+        failed: failed.clone(),
+    };
+    let (run_id, grants, commands) = (
+        run_id.to_string(),
+        step.grants.clone(),
+        step.commands.clone(),
+    );
+    let (idx, id, timeout) = (step.idx, step.def.id.clone(), step.limits.timeout);
+    let thread = std::thread::Builder::new()
+        .name("mend-early".into())
+        .spawn(move || {
+            let notes = std::cell::RefCell::new(Vec::new());
+            let note = |line: String| notes.borrow_mut().push(line);
+            let progress = |_: u64| {};
+            let cx = ApplyCtx {
+                grants: &grants,
+                commands: &commands,
+                step: &id,
+                timeout,
+                progress: &progress,
+                note: &note,
+            };
+            let bc = BulkCx {
+                journal: &own,
+                run_id: &run_id,
+                reporter: reporter.as_ref(),
+                step_idx: idx,
+                step_id: &id,
+            };
+            let mut done = Done::default();
+            for packed in from {
+                // After a failure the rest is neither journaled nor done:
+                // planning stops at its next hand-over.
+                if failed.load(Ordering::Relaxed) {
+                    continue;
+                }
+                let r = perform(&bc, &cx, &packed);
+                if let Err(e) = r {
+                    failed.store(true, Ordering::Relaxed);
+                    return Err(e);
+                }
+                done.batches += 1;
+                done.actions += u64::from(packed.n);
+            }
+            done.notes = notes.take();
+            Ok(done)
+        })
+        .map_err(|e| anyhow::anyhow!("cannot start a thread for step {}: {e}", step.def.id))?;
+    Ok((early, Performer { thread }))
+}
+
+impl Performer {
+    /// Waits for the batches handed over (the plan's sender is gone once
+    /// planning ended, whichever way).
+    pub(crate) fn join(self) -> Result<Done, StepStop> {
+        self.thread.join().unwrap_or_else(|_| {
+            Err(StepStop::Failed(
+                "the early removals' thread panicked".into(),
+            ))
+        })
+    }
+}
+
+/// One batch: journaled as planned, then intended, performed and done as
+/// any batch of removals is (`bulk_batch`).
+fn perform(bc: &BulkCx<'_>, cx: &ApplyCtx<'_>, packed: &Packed) -> Result<(), StepStop> {
+    bc.journal
+        .plan_bulk(bc.run_id, bc.step_idx, &PlannedBulk::of(packed))?;
+    let what = format!("step {} batch {}", bc.step_idx, packed.lo);
+    let actions: Vec<Planned> = mend_journal::unpack(&packed.blob, packed.n, &what)?
+        .iter()
+        .map(|a| serde_json::from_str::<Planned>(a).map_err(anyhow::Error::from))
+        .collect::<anyhow::Result<_>>()?;
+    let range = BulkRange {
+        lo: packed.lo,
+        n: packed.n,
+        state: ActionState::Planned,
+    };
+    bulk_batch(bc, cx, &actions, &range)
+}
