@@ -183,3 +183,38 @@ fn a_disposable_run_refused_late_says_the_removals_it_already_did() {
     );
     assert!(text.lines().count() < 40, "one line per removal:\n{text}");
 }
+
+/// Batches performed while the step planned, then an action of another
+/// kind: the rest of the plan keeps the seqs after the batches (seen
+/// failing when it was numbered from 0: "journal records of step 0 are
+/// damaged (no action 6244)"). All 6,244 removals went early (the tail's
+/// run ends when the other action arrives); every file goes, the folder is
+/// made, each action is journaled once, in order, done.
+#[test]
+fn a_disposable_run_goes_on_after_its_early_batches_in_plan_order() {
+    let f = Fixture::new();
+    cache(&f, FILES);
+    let rb = late_refusal(&f, true, Some("{ create_dir = \"cache/after\" }"));
+    let ran = f.mend(&["run", rb.to_str().unwrap()]);
+    assert_eq!(ran.code, 0, "{}", ran.text());
+    assert!(
+        ran.text()
+            .contains("6,244 removals done while it planned (4 batches)"),
+        "{}",
+        ran.text()
+    );
+    assert!(f.path("cache/after").is_dir());
+    let left = tree(&f.path("cache"), false);
+    assert!(
+        left.keys().all(|k| !k.contains("/f")),
+        "files left: {:?}",
+        left.keys()
+            .filter(|k| k.contains("/f"))
+            .take(3)
+            .collect::<Vec<_>>()
+    );
+    let id = history_id(&f);
+    let states = crate::bulk::states(&f, &id);
+    assert_eq!(states.len(), FILES as usize + 1);
+    assert!(states.iter().all(|s| s == "done"), "not all done");
+}

@@ -31,6 +31,11 @@ pub struct RunInputs {
 pub struct SavedStep {
     pub plan: StepPlan,
     pub roots: Vec<DirTimes>,
+    /// Journaled when the step began performing removals while it planned
+    /// (see `Journal::start_step`): the roots' times before anything, and
+    /// no plan yet. A resume that finds it plans the step again.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub planning: bool,
 }
 
 /// The undo data journaled with an action.

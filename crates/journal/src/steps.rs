@@ -27,7 +27,8 @@ impl Journal {
     }
 
     /// The step row of a step that performs removals while it plans
-    /// (status applying, no plan yet): its batches of removals are
+    /// (status applying; `plan_json` holds the roots' times and no plan,
+    /// `SavedStep::planning`): its batches of removals are
     /// journaled one by one as they arrive ([`Journal::plan_bulk`]), and
     /// `save_plan` adds the rest of the plan when planning ends. A resume
     /// finds no plan, finishes the batches journaled and plans again from
@@ -39,10 +40,11 @@ impl Journal {
         step_id: &str,
         uses: &str,
         component_sha256: &str,
+        plan_json: &str,
     ) -> Result<()> {
         let tx = self.write_tx()?;
         let row = (step_id, uses, component_sha256);
-        upsert_step(&tx, run_id, idx, row, None, StepStatus::Applying)?;
+        upsert_step(&tx, run_id, idx, row, Some(plan_json), StepStatus::Applying)?;
         tx.commit(run_id, Change::Step { step: idx })
             .context("cannot commit the step")?;
         Ok(())

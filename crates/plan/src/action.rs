@@ -400,6 +400,10 @@ pub struct StepPlan {
     /// before it was noted: those actions are read.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tops_changed: Option<Vec<String>>,
+    /// The seq of the first action here: the batches before it were
+    /// performed while the step planned (or before a crash), not kept.
+    #[serde(skip)]
+    pub first: u32,
 }
 
 impl StepPlan {
@@ -435,7 +439,7 @@ impl StepPlan {
     pub fn layout(&self) -> impl Iterator<Item = (u32, Result<usize, usize>)> + '_ {
         let mut packed = self.packed.iter().enumerate().peekable();
         let mut row = 0usize;
-        let mut seq = 0u32;
+        let mut seq = self.first;
         std::iter::from_fn(move || {
             if let Some((i, p)) = packed.peek().copied()
                 && p.lo == seq
@@ -478,6 +482,38 @@ impl std::fmt::Display for Call {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A plan whose first batches were performed while the step planned
+    /// starts at their end: its rows and runs keep the seqs the step gave
+    /// them (numbered from 0, the rows of a resumed step's plan named
+    /// actions that did not exist: "no action 7").
+    #[test]
+    fn a_plan_after_early_batches_is_laid_out_from_its_first_seq() {
+        let row = |p: &str| Planned {
+            action: Action::CreateDir { path: p.into() },
+            bytes: 0,
+            files: 0,
+            reversible: true,
+            reason: String::new(),
+            seen: None,
+        };
+        let packed = |lo, n| Packed {
+            lo,
+            n,
+            reversible: false,
+            bytes: 0,
+            files: 0,
+            blob: Vec::new(),
+        };
+        let plan = StepPlan {
+            actions: vec![row("g/a"), row("g/b")],
+            packed: vec![packed(5, 3)],
+            first: 4,
+            ..Default::default()
+        };
+        let seqs: Vec<(u32, Result<usize, usize>)> = plan.layout().collect();
+        assert_eq!(seqs, vec![(4, Err(0)), (5, Ok(0)), (8, Err(1))]);
+    }
 
     #[test]
     fn an_action_is_said_in_full_or_by_what_it_changes() {

@@ -214,6 +214,8 @@ impl Spool {
         out.checks = outline.checks;
         out.facts = outline.facts;
         out.tops_changed = Some(std::mem::take(&mut self.tops));
+        let kept = out.actions.len() as u32 + out.packed.iter().map(|p| p.n).sum::<u32>();
+        out.first = self.seq - kept;
         out.arrival = mend_plan::Arrival {
             batches: self.batches,
             held_max: self.held_max,

@@ -75,6 +75,12 @@ pub(crate) async fn apply_step(
     let saved = prior
         .and_then(|s| s.plan_json.as_deref())
         .and_then(|j| serde_json::from_str::<SavedStep>(j).ok());
+    // A step cut while it still planned (see `early`) kept the roots'
+    // times from before anything, and no plan: it is planned again.
+    let (saved, kept_roots) = match saved {
+        Some(s) if s.planning => (None, Some(s.roots)),
+        s => (s, None),
+    };
     let damaged = |e: &dyn std::fmt::Display| {
         anyhow::anyhow!(
             "journal records of step {} of run {run_id} are damaged ({e}); refusing to guess its plan",
@@ -119,15 +125,26 @@ pub(crate) async fn apply_step(
                 bulk_batch(&bc, &cx, &batch_of(r)?, r)?;
             }
             let from = before.iter().map(|r| r.lo + r.n).max().unwrap_or(0);
+            // The roots' times before anything of the step is done.
+            let roots = match kept_roots {
+                Some(r) => r,
+                None => roots_now(step)?,
+            };
             // Removals in a disposable grant are performed as they arrive,
             // by a thread of their own, while the step plans (see `early`).
             let performer = if super::early::wanted(step) {
+                let pending = SavedStep {
+                    plan: mend_plan::StepPlan::default(),
+                    roots: roots.clone(),
+                    planning: true,
+                };
                 journal.start_step(
                     run_id,
                     step.idx,
                     &step.def.id,
                     &step.def.uses.to_string(),
                     &step.loaded.sha256,
+                    &serde_json::to_string(&pending).map_err(anyhow::Error::from)?,
                 )?;
                 Some(super::early::start(
                     journal,
@@ -175,28 +192,14 @@ pub(crate) async fn apply_step(
             for (level, msg) in &logs {
                 journal.event(run_id, Some(step.idx), level, msg)?;
             }
-            let mut roots = Vec::new();
-            for g in step
-                .grants
-                .iter()
-                .filter(|g| g.access == mend_runbook::Access::Write)
-            {
-                roots.push(apply::dir_times(&g.dir, &g.name, "")?);
-                // A volume mounted inside the grant holds its own trash at
-                // its top: a rollback puts that directory's times back too.
-                let real = std::fs::canonicalize(&g.root).unwrap_or_else(|_| g.root.clone());
-                for m in mend_host::cow::overlay::mounts_inside(&g.root) {
-                    if let Some(rel) = m.strip_prefix(&real).ok().and_then(|r| r.to_str())
-                        && let Ok(t) = apply::dir_times(&g.dir, &g.name, rel)
-                    {
-                        roots.push(t);
-                    }
-                }
-            }
             // The actions go to their own rows and batches (packed while
             // the step planned); the saved plan keeps the rest, so no action
             // is journaled twice.
-            let mut saved = SavedStep { plan, roots };
+            let mut saved = SavedStep {
+                plan,
+                roots,
+                planning: false,
+            };
             if from > 0 {
                 // Planned again after a crash: the batches done before are
                 // not in this plan, so a commit reads the actions instead.
@@ -205,6 +208,7 @@ pub(crate) async fn apply_step(
             let rows_and_runs = mend_plan::StepPlan {
                 actions: std::mem::take(&mut saved.plan.actions),
                 packed: std::mem::take(&mut saved.plan.packed),
+                first: saved.plan.first,
                 ..Default::default()
             };
             let json = serde_json::to_string(&saved).map_err(anyhow::Error::from)?;
@@ -342,6 +346,29 @@ pub(crate) async fn apply_step(
     settings.reporter.actions_end();
     journal.set_step_status(run_id, step.idx, StepStatus::Applied, None)?;
     verify(run, &step_cx).await
+}
+
+/// The times of the step's write grants' roots (and of each volume
+/// mounted inside one: it holds its own trash at its top), for a rollback
+/// to put back.
+fn roots_now(step: &PreparedStep) -> anyhow::Result<Vec<mend_plan::DirTimes>> {
+    let mut roots = Vec::new();
+    for g in step
+        .grants
+        .iter()
+        .filter(|g| g.access == mend_runbook::Access::Write)
+    {
+        roots.push(apply::dir_times(&g.dir, &g.name, "")?);
+        let real = std::fs::canonicalize(&g.root).unwrap_or_else(|_| g.root.clone());
+        for m in mend_host::cow::overlay::mounts_inside(&g.root) {
+            if let Some(rel) = m.strip_prefix(&real).ok().and_then(|r| r.to_str())
+                && let Ok(t) = apply::dir_times(&g.dir, &g.name, rel)
+            {
+                roots.push(t);
+            }
+        }
+    }
+    Ok(roots)
 }
 
 /// One batch of rows from `seq` (an index into `actions`, whose first is

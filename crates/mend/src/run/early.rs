@@ -49,7 +49,8 @@ pub(crate) struct Performer {
 
 /// Whether a step may perform removals while it plans: it holds a
 /// disposable write grant (only those removals are irreversible, and only
-/// they go early).
+/// they go early; moves to the trash wait for the whole plan, so a refused
+/// plan leaves a trash grant as it was).
 pub(crate) fn wanted(step: &PreparedStep) -> bool {
     step.grants
         .iter()
