@@ -18,12 +18,8 @@ impl Journal {
         component_sha256: &str,
         plan_json: &str,
     ) -> Result<()> {
-        let tx = self.write_tx()?;
         let row = (step_id, uses, component_sha256);
-        upsert_step(&tx, run_id, idx, row, Some(plan_json), StepStatus::Planned)?;
-        tx.commit(run_id, Change::Step { step: idx })
-            .context("cannot commit the step")?;
-        Ok(())
+        self.put_step(run_id, idx, row, plan_json, StepStatus::Planned)
     }
 
     /// The step row of a step that performs removals while it plans
@@ -42,9 +38,21 @@ impl Journal {
         component_sha256: &str,
         plan_json: &str,
     ) -> Result<()> {
-        let tx = self.write_tx()?;
         let row = (step_id, uses, component_sha256);
-        upsert_step(&tx, run_id, idx, row, Some(plan_json), StepStatus::Applying)?;
+        self.put_step(run_id, idx, row, plan_json, StepStatus::Applying)
+    }
+
+    /// The step row alone, in a commit of its own.
+    fn put_step(
+        &self,
+        run_id: &str,
+        idx: u32,
+        row: (&str, &str, &str),
+        plan_json: &str,
+        status: StepStatus,
+    ) -> Result<()> {
+        let tx = self.write_tx()?;
+        upsert_step(&tx, run_id, idx, row, plan_json, status)?;
         tx.commit(run_id, Change::Step { step: idx })
             .context("cannot commit the step")?;
         Ok(())
@@ -68,7 +76,7 @@ impl Journal {
     ) -> Result<()> {
         let tx = self.write_tx()?;
         let row = (step_id, uses, component_sha256);
-        upsert_step(&tx, run_id, idx, row, Some(plan_json), StepStatus::Planned)?;
+        upsert_step(&tx, run_id, idx, row, plan_json, StepStatus::Planned)?;
         {
             let mut stmt = tx.prepare_cached(
                 "INSERT INTO actions (run_id, step_idx, seq, action_json, reversible, state)
@@ -151,7 +159,7 @@ fn upsert_step(
     run_id: &str,
     idx: u32,
     (step_id, uses, component_sha256): (&str, &str, &str),
-    plan_json: Option<&str>,
+    plan_json: &str,
     status: StepStatus,
 ) -> Result<()> {
     tx.execute(
