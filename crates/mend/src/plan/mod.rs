@@ -133,10 +133,11 @@ pub async fn plan_step(
     runbook: &Runbook,
     cx: &StepCx<'_>,
 ) -> Result<(StepPlan, Vec<(String, String)>), PlanError> {
-    plan_step_from(sandbox, runbook, cx, 0, None).await
+    plan_step_from(sandbox, runbook, cx, 0, Default::default(), None).await
 }
 
-/// Plan one step, its first action numbered `seq`, handing irreversible
+/// Plan one step, its first action numbered `seq` (removals of `done`, the
+/// paths a resumed step's journaled batches removed, dropped), handing
 /// removals to `early` as they arrive (`mend run` performs them while the
 /// step still plans; see `run::early`).
 pub async fn plan_step_from(
@@ -144,6 +145,7 @@ pub async fn plan_step_from(
     runbook: &Runbook,
     cx: &StepCx<'_>,
     seq: u32,
+    done: std::collections::HashSet<String>,
     early: Option<spool::Early>,
 ) -> Result<(StepPlan, Vec<(String, String)>), PlanError> {
     let (step, now) = (cx.step, cx.now);
@@ -162,6 +164,7 @@ pub async fn plan_step_from(
         step.commands.clone(),
         &step.def.id,
         seq,
+        done,
         early,
     )));
     let mut host = cx.host();

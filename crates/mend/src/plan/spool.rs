@@ -41,33 +41,42 @@ pub struct Spool {
     /// The grants whose top folder an action changes (see
     /// `StepPlan::tops_changed`).
     tops: Vec<String>,
-    /// Where irreversible removals go while the step still plans (`mend
-    /// run`): performed as they arrive, see `run::early`.
+    /// Removals a resumed step already journaled before its crash (their
+    /// paths): planned again, they are dropped, not done twice.
+    done: std::collections::HashSet<String>,
+    /// Where removals go while the step still plans (`mend run`):
+    /// performed as they arrive, see `run::early`.
     early: Option<Early>,
 }
 
 /// The hand-over of a `mend run` to its early performer: each packed run of
-/// irreversible removals (a disposable grant's), as long as nothing else
-/// came before it in the plan, so the order the plan gives is kept.
+/// removals (a disposable grant's, and moves to the trash outside a
+/// rehearsal), as long as nothing else came before it in the plan, so the
+/// order the plan gives is kept.
 pub struct Early {
     pub to: std::sync::mpsc::Sender<Packed>,
+    /// Whether moves to the trash go early too (not in a rehearsal on
+    /// overlays: there a move copies its file up, and the room for that is
+    /// checked for the whole plan before anything is done).
+    pub trash: bool,
     /// Set by the performer when a removal failed: the plan stops there.
     pub failed: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Spool {
     pub fn new(grants: Arc<Grants>, commands: CommandPolicy, step: &str) -> Spool {
-        Self::from_seq(grants, commands, step, 0, None)
+        Self::from_seq(grants, commands, step, 0, Default::default(), None)
     }
 
     /// A spool whose first action gets `seq` (a step planned again after a
-    /// crash keeps the batches it had journaled), handing irreversible
-    /// removals to `early` while it can.
+    /// crash keeps the batches it had journaled, whose removals `done` are
+    /// dropped if planned again), handing removals to `early` while it can.
     pub fn from_seq(
         grants: Arc<Grants>,
         commands: CommandPolicy,
         step: &str,
         seq: u32,
+        done: std::collections::HashSet<String>,
         early: Option<Early>,
     ) -> Spool {
         Spool {
@@ -82,6 +91,7 @@ impl Spool {
             held_max: 0,
             batches: 0,
             tops: Vec::new(),
+            done,
             early,
         }
     }
@@ -125,6 +135,12 @@ impl Spool {
     }
 
     fn keep(&mut self, p: Planned) -> Result<(), String> {
+        if let Action::Remove { path } = &p.action
+            && !self.done.is_empty()
+            && self.done.remove(path)
+        {
+            return Ok(());
+        }
         for path in p.action.changed_paths() {
             if let Ok((grant, rel)) = mend_host::grants::split(path)
                 && !rel.contains('/')
@@ -184,10 +200,12 @@ impl Spool {
                 // batches performed now; else kept, and so is all after it.
                 let first = self.plan.actions.is_empty() && self.plan.packed.is_empty();
                 let packed = match &self.early {
-                    Some(e) if first && !packed.reversible => match e.to.send(packed) {
-                        Ok(()) => None,
-                        Err(back) => Some(back.0),
-                    },
+                    Some(e) if first && (e.trash || !packed.reversible) => {
+                        match e.to.send(packed) {
+                            Ok(()) => None,
+                            Err(back) => Some(back.0),
+                        }
+                    }
                     _ => Some(packed),
                 };
                 if let Some(p) = packed {

@@ -121,8 +121,18 @@ pub(crate) async fn apply_step(
             // it journaled are finished first, and the step is planned
             // again from the seq after them, against the world they left.
             let before = journal.bulk_ranges(run_id, step.idx)?;
-            for r in before.iter().filter(|r| r.state != ActionState::Done) {
-                bulk_batch(&bc, &cx, &batch_of(r)?, r)?;
+            let mut done = std::collections::HashSet::new();
+            for r in &before {
+                let batch = batch_of(r)?;
+                if r.state != ActionState::Done {
+                    bulk_batch(&bc, &cx, &batch, r)?;
+                }
+                // A step whose plan does not follow the world (a list of
+                // paths) plans them again: they are not done twice.
+                done.extend(batch.into_iter().filter_map(|p| match p.action {
+                    mend_plan::Action::Remove { path } => Some(path),
+                    _ => None,
+                }));
             }
             let from = before.iter().map(|r| r.lo + r.n).max().unwrap_or(0);
             // The roots' times before anything of the step is done.
@@ -130,8 +140,8 @@ pub(crate) async fn apply_step(
                 Some(r) => r,
                 None => roots_now(step)?,
             };
-            // Removals in a disposable grant are performed as they arrive,
-            // by a thread of their own, while the step plans (see `early`).
+            // Removals are performed as they arrive, by a thread of their
+            // own, while the step plans (see `early`).
             let performer = if super::early::wanted(step) {
                 let pending = SavedStep {
                     plan: mend_plan::StepPlan::default(),
@@ -160,7 +170,7 @@ pub(crate) async fn apply_step(
                 None => (None, None),
             };
             let planned =
-                plan_step_from(sandbox, &run.prepared.runbook, &step_cx, from, early).await;
+                plan_step_from(sandbox, &run.prepared.runbook, &step_cx, from, done, early).await;
             // Planning ended, so did the hand-over: the batches handed
             // over are all done (or one failed) once the performer ends.
             let early = performer.map(super::early::Performer::join).transpose()?;
@@ -171,10 +181,17 @@ pub(crate) async fn apply_step(
             }
             let (plan, logs) = planned.map_err(|e| {
                 let mut message = e.to_string();
-                if early.actions > 0 {
+                let gone = early.actions - early.reversible;
+                if gone > 0 {
                     message.push_str(&format!(
                         "\n  = note: {} removals in its disposable grants were done while it planned; they cannot be undone",
-                        mend_human::human_count(early.actions)
+                        mend_human::human_count(gone)
+                    ));
+                }
+                if early.reversible > 0 {
+                    message.push_str(&format!(
+                        "\n  = note: {} files were moved to the trash while it planned; a rollback of the run puts them back",
+                        mend_human::human_count(early.reversible)
                     ));
                 }
                 match e.bad_input {
@@ -184,9 +201,10 @@ pub(crate) async fn apply_step(
             })?;
             if early.actions > 0 {
                 settings.reporter.line(&format!(
-                    "  {} removals done while it planned ({} batches)",
+                    "  {} removals done while it planned ({} batch{})",
                     mend_human::human_count(early.actions),
-                    early.batches
+                    early.batches,
+                    if early.batches == 1 { "" } else { "es" }
                 ));
             }
             for (level, msg) in &logs {

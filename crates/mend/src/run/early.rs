@@ -2,22 +2,25 @@
 //!
 //! A cull of a million files plans for as long as its walk takes, then
 //! removes for as long as its unlinks take; `find -delete` does both at
-//! once. Here a thread of its own performs each batch of irreversible
-//! removals (a disposable grant's) as soon as the step has handed it over
-//! and the host has checked it, while the step goes on planning on the
-//! other core. Each batch is journaled exactly as after planning: as
-//! planned, intended (one commit), performed (each removal checks the
-//! world), done (one commit), through the performer's own connection to
-//! the journal; the planning thread writes nothing until the plan ends.
+//! once. Here a thread of its own performs each batch of removals (a
+//! disposable grant's unlinks, a plain grant's moves to the trash) as soon
+//! as the step has handed it over and the host has checked it, while the
+//! step goes on planning on the other core. Each batch is journaled exactly
+//! as after planning: as planned, intended (one commit), performed (each
+//! removal checks the world), done (one commit), through the performer's
+//! own connection to the journal; the planning thread writes nothing until
+//! the plan ends.
 //!
 //! Only a plan's first batches go early, while nothing else came before
-//! them: an action of another kind (a rename, a command, a trash move)
-//! ends the early part, and everything after it waits for the whole plan,
-//! as before. A refusal later in the plan still fails the step, but the
-//! removals done by then stay done: they were in a disposable grant, each
-//! checked, and are said in the step's error. A crash leaves the step
-//! applying with no plan: a resume finishes the batches journaled and plans
-//! the step again from the seq after them.
+//! them: an action of another kind (a rename, a command) ends it, and
+//! everything after it waits for the whole plan, as before. In a rehearsal
+//! on overlays moves to the trash wait too: each copies its file up, and
+//! the room for that is checked for the whole plan before anything is done.
+//! A refusal later in the plan fails the step: the run's rollback puts the
+//! moves back, and the unlinks done by then are said. A crash leaves the
+//! step applying with the roots' times and no plan: a resume finishes the
+//! batches journaled and plans the step again from the seq after them,
+//! dropping the removals it had already journaled.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -38,6 +41,8 @@ use crate::settings::Reporter;
 pub(crate) struct Done {
     pub batches: u32,
     pub actions: u64,
+    /// Of them, moves to the trash (a rollback puts them back).
+    pub reversible: u64,
     /// What removals said (a folder left: changed since the plan).
     pub notes: Vec<String>,
 }
@@ -47,14 +52,12 @@ pub(crate) struct Performer {
     thread: JoinHandle<Result<Done, StepStop>>,
 }
 
-/// Whether a step may perform removals while it plans: it holds a
-/// disposable write grant (only those removals are irreversible, and only
-/// they go early; moves to the trash wait for the whole plan, so a refused
-/// plan leaves a trash grant as it was).
+/// Whether a step may perform removals while it plans: it holds a write
+/// grant.
 pub(crate) fn wanted(step: &PreparedStep) -> bool {
     step.grants
         .iter()
-        .any(|g| g.disposable && g.access == mend_runbook::Access::Write)
+        .any(|g| g.access == mend_runbook::Access::Write)
 }
 
 /// Starts the performer of step `step` of run `run_id`, journaling through
@@ -76,6 +79,7 @@ pub(crate) fn start(
     let failed = Arc::new(AtomicBool::new(false));
     let early = Early {
         to,
+        trash: super::overlay::upper_scratch().is_none(),
         failed: failed.clone(),
     };
     let (run_id, grants, commands) = (
@@ -119,6 +123,9 @@ pub(crate) fn start(
                 }
                 done.batches += 1;
                 done.actions += u64::from(packed.n);
+                if packed.reversible {
+                    done.reversible += u64::from(packed.n);
+                }
             }
             done.notes = notes.take();
             Ok(done)
