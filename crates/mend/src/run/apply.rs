@@ -57,7 +57,6 @@ pub(crate) async fn apply_step(
     prior: Option<&mend_journal::StepRecord>,
 ) -> Result<(), StepStop> {
     let RunCx {
-        sandbox,
         settings,
         journal,
         run_id,
@@ -115,157 +114,7 @@ pub(crate) async fn apply_step(
     };
     let mut saved = match saved {
         Some(s) => s,
-        None => {
-            // A step that performed removals while it planned and was cut
-            // before its plan was whole (a crash, a refusal): the batches
-            // it journaled are finished first, and the step is planned
-            // again from the seq after them, against the world they left.
-            let before = journal.bulk_ranges(run_id, step.idx)?;
-            let mut done = std::collections::HashSet::new();
-            for r in &before {
-                let batch = batch_of(r)?;
-                if r.state != ActionState::Done {
-                    bulk_batch(&bc, &cx, &batch, r)?;
-                }
-                // A step whose plan does not follow the world (a list of
-                // paths) plans them again: they are not done twice.
-                done.extend(batch.into_iter().filter_map(|p| match p.action {
-                    mend_plan::Action::Remove { path } => Some(path),
-                    _ => None,
-                }));
-            }
-            let from = before.iter().map(|r| r.lo + r.n).max().unwrap_or(0);
-            // The roots' times before anything of the step is done.
-            let roots = match kept_roots {
-                Some(r) => r,
-                None => roots_now(step)?,
-            };
-            // Removals are performed as they arrive, by a thread of their
-            // own, while the step plans (see `early`).
-            let performer = if super::early::wanted(step) {
-                let pending = SavedStep {
-                    plan: mend_plan::StepPlan::default(),
-                    roots: roots.clone(),
-                    planning: true,
-                };
-                journal.start_step(
-                    run_id,
-                    step.idx,
-                    &step.def.id,
-                    &step.def.uses.to_string(),
-                    &step.loaded.sha256,
-                    &serde_json::to_string(&pending).map_err(anyhow::Error::from)?,
-                )?;
-                Some(super::early::start(
-                    journal,
-                    run_id,
-                    step,
-                    settings.reporter.clone(),
-                )?)
-            } else {
-                None
-            };
-            let (early, performer) = match performer {
-                Some((e, p)) => (Some(e), Some(p)),
-                None => (None, None),
-            };
-            let planned =
-                plan_step_from(sandbox, &run.prepared.runbook, &step_cx, from, done, early).await;
-            // Planning ended, so did the hand-over: the batches handed
-            // over are all done (or one failed) once the performer ends.
-            let early = performer.map(super::early::Performer::join).transpose()?;
-            let early = early.unwrap_or_default();
-            for line in &early.notes {
-                settings.reporter.line(&format!("  {line}"));
-                journal.event(run_id, Some(step.idx), "warn", line)?;
-            }
-            let (plan, logs) = planned.map_err(|e| {
-                let mut message = e.to_string();
-                let gone = early.actions - early.reversible;
-                if gone > 0 {
-                    message.push_str(&format!(
-                        "\n  = note: {} removals in its disposable grants were done while it planned; they cannot be undone",
-                        mend_human::human_count(gone)
-                    ));
-                }
-                if early.reversible > 0 {
-                    message.push_str(&format!(
-                        "\n  = note: {} files were moved to the trash while it planned; a rollback of the run puts them back",
-                        mend_human::human_count(early.reversible)
-                    ));
-                }
-                match e.bad_input {
-                    true => StepStop::BadInput(message),
-                    false => StepFailed(message),
-                }
-            })?;
-            if early.actions > 0 {
-                settings.reporter.line(&format!(
-                    "  {} removals done while it planned ({} batch{})",
-                    mend_human::human_count(early.actions),
-                    early.batches,
-                    if early.batches == 1 { "" } else { "es" }
-                ));
-            }
-            for (level, msg) in &logs {
-                journal.event(run_id, Some(step.idx), level, msg)?;
-            }
-            // The actions go to their own rows and batches (packed while
-            // the step planned); the saved plan keeps the rest, so no action
-            // is journaled twice.
-            let mut saved = SavedStep {
-                plan,
-                roots,
-                planning: false,
-            };
-            if from > 0 {
-                // Planned again after a crash: the batches done before are
-                // not in this plan, so a commit reads the actions instead.
-                saved.plan.tops_changed = None;
-            }
-            let rows_and_runs = mend_plan::StepPlan {
-                actions: std::mem::take(&mut saved.plan.actions),
-                packed: std::mem::take(&mut saved.plan.packed),
-                first: saved.plan.first,
-                ..Default::default()
-            };
-            let json = serde_json::to_string(&saved).map_err(anyhow::Error::from)?;
-            let mut rows: Vec<Row> = Vec::with_capacity(rows_and_runs.actions.len());
-            for (seq, at) in rows_and_runs.layout() {
-                if let Err(i) = at {
-                    let a = &rows_and_runs.actions[i];
-                    let json = serde_json::to_string(a).map_err(anyhow::Error::from)?;
-                    rows.push((seq, json, a.reversible));
-                }
-            }
-            let bulk: Vec<mend_journal::PlannedBulk> = rows_and_runs
-                .packed
-                .iter()
-                .map(mend_journal::PlannedBulk::of)
-                .collect();
-            let planned: Vec<mend_journal::PlannedAction> = rows
-                .iter()
-                .map(|(seq, json, reversible)| mend_journal::PlannedAction {
-                    seq: *seq,
-                    action_json: json,
-                    reversible: *reversible,
-                })
-                .collect();
-            journal.save_plan(
-                run_id,
-                step.idx,
-                &step.def.id,
-                &step.def.uses.to_string(),
-                &step.loaded.sha256,
-                &json,
-                &planned,
-                &bulk,
-            )?;
-            for line in &saved.plan.summary {
-                settings.reporter.line(&format!("  {line}"));
-            }
-            saved
-        }
+        None => plan_and_save(run, step, &step_cx, kept_roots, &bc, &cx, &batch_of).await?,
     };
     journal.set_step_status(run_id, step.idx, StepStatus::Applying, None)?;
     // The step's actions kept one row each, and its batches of removals
@@ -364,6 +213,176 @@ pub(crate) async fn apply_step(
     settings.reporter.actions_end();
     journal.set_step_status(run_id, step.idx, StepStatus::Applied, None)?;
     verify(run, &step_cx).await
+}
+
+/// Plan the step now (again, after a crash in its early phase: the batches
+/// it journaled finished first, their removals not planned twice), with
+/// its first removals performed as they arrive (see `early`), then journal
+/// the plan and show its summary.
+async fn plan_and_save(
+    run: &RunCx<'_>,
+    step: &PreparedStep,
+    step_cx: &StepCx<'_>,
+    kept_roots: Option<Vec<mend_plan::DirTimes>>,
+    bc: &BulkCx<'_>,
+    cx: &ApplyCtx<'_>,
+    batch_of: &dyn Fn(&mend_journal::BulkRange) -> anyhow::Result<Vec<Planned>>,
+) -> Result<SavedStep, StepStop> {
+    let RunCx {
+        sandbox,
+        settings,
+        journal,
+        run_id,
+        ..
+    } = *run;
+    // A step that performed removals while it planned and was cut
+    // before its plan was whole (a crash, a refusal): the batches
+    // it journaled are finished first, and the step is planned
+    // again from the seq after them, against the world they left.
+    let before = journal.bulk_ranges(run_id, step.idx)?;
+    let mut done = std::collections::HashSet::new();
+    for r in &before {
+        let batch = batch_of(r)?;
+        if r.state != ActionState::Done {
+            bulk_batch(bc, cx, &batch, r)?;
+        }
+        // A step whose plan does not follow the world (a list of
+        // paths) plans them again: they are not done twice.
+        done.extend(batch.into_iter().filter_map(|p| match p.action {
+            mend_plan::Action::Remove { path } => Some(path),
+            _ => None,
+        }));
+    }
+    let from = before.iter().map(|r| r.lo + r.n).max().unwrap_or(0);
+    // The roots' times before anything of the step is done.
+    let roots = match kept_roots {
+        Some(r) => r,
+        None => roots_now(step)?,
+    };
+    // Removals are performed as they arrive, by a thread of their
+    // own, while the step plans (see `early`).
+    let performer = if super::early::wanted(step) {
+        let pending = SavedStep {
+            plan: mend_plan::StepPlan::default(),
+            roots: roots.clone(),
+            planning: true,
+        };
+        journal.start_step(
+            run_id,
+            step.idx,
+            &step.def.id,
+            &step.def.uses.to_string(),
+            &step.loaded.sha256,
+            &serde_json::to_string(&pending).map_err(anyhow::Error::from)?,
+        )?;
+        Some(super::early::start(
+            journal,
+            run_id,
+            step,
+            settings.reporter.clone(),
+        )?)
+    } else {
+        None
+    };
+    let (early, performer) = match performer {
+        Some((e, p)) => (Some(e), Some(p)),
+        None => (None, None),
+    };
+    let planned = plan_step_from(sandbox, &run.prepared.runbook, step_cx, from, done, early).await;
+    // Planning ended, so did the hand-over: the batches handed
+    // over are all done (or one failed) once the performer ends.
+    let early = performer.map(super::early::Performer::join).transpose()?;
+    let early = early.unwrap_or_default();
+    for line in &early.notes {
+        settings.reporter.line(&format!("  {line}"));
+        journal.event(run_id, Some(step.idx), "warn", line)?;
+    }
+    let (plan, logs) = planned.map_err(|e| {
+            let mut message = e.to_string();
+            let gone = early.actions - early.reversible;
+            if gone > 0 {
+                message.push_str(&format!(
+                    "\n  = note: {} removals in its disposable grants were done while it planned; they cannot be undone",
+                    mend_human::human_count(gone)
+                ));
+            }
+            if early.reversible > 0 {
+                message.push_str(&format!(
+                    "\n  = note: {} files were moved to the trash while it planned; a rollback of the run puts them back",
+                    mend_human::human_count(early.reversible)
+                ));
+            }
+            match e.bad_input {
+                true => StepStop::BadInput(message),
+                false => StepFailed(message),
+            }
+        })?;
+    if early.actions > 0 {
+        settings.reporter.line(&format!(
+            "  {} removals done while it planned ({} batch{})",
+            mend_human::human_count(early.actions),
+            early.batches,
+            if early.batches == 1 { "" } else { "es" }
+        ));
+    }
+    for (level, msg) in &logs {
+        journal.event(run_id, Some(step.idx), level, msg)?;
+    }
+    // The actions go to their own rows and batches (packed while
+    // the step planned); the saved plan keeps the rest, so no action
+    // is journaled twice.
+    let mut saved = SavedStep {
+        plan,
+        roots,
+        planning: false,
+    };
+    if from > 0 {
+        // Planned again after a crash: the batches done before are
+        // not in this plan, so a commit reads the actions instead.
+        saved.plan.tops_changed = None;
+    }
+    let rows_and_runs = mend_plan::StepPlan {
+        actions: std::mem::take(&mut saved.plan.actions),
+        packed: std::mem::take(&mut saved.plan.packed),
+        first: saved.plan.first,
+        ..Default::default()
+    };
+    let json = serde_json::to_string(&saved).map_err(anyhow::Error::from)?;
+    let mut rows: Vec<Row> = Vec::with_capacity(rows_and_runs.actions.len());
+    for (seq, at) in rows_and_runs.layout() {
+        if let Err(i) = at {
+            let a = &rows_and_runs.actions[i];
+            let json = serde_json::to_string(a).map_err(anyhow::Error::from)?;
+            rows.push((seq, json, a.reversible));
+        }
+    }
+    let bulk: Vec<mend_journal::PlannedBulk> = rows_and_runs
+        .packed
+        .iter()
+        .map(mend_journal::PlannedBulk::of)
+        .collect();
+    let planned: Vec<mend_journal::PlannedAction> = rows
+        .iter()
+        .map(|(seq, json, reversible)| mend_journal::PlannedAction {
+            seq: *seq,
+            action_json: json,
+            reversible: *reversible,
+        })
+        .collect();
+    journal.save_plan(
+        run_id,
+        step.idx,
+        &step.def.id,
+        &step.def.uses.to_string(),
+        &step.loaded.sha256,
+        &json,
+        &planned,
+        &bulk,
+    )?;
+    for line in &saved.plan.summary {
+        settings.reporter.line(&format!("  {line}"));
+    }
+    Ok(saved)
 }
 
 /// The times of the step's write grants' roots (and of each volume
