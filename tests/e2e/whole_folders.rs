@@ -225,3 +225,88 @@ fn a_file_put_in_a_folder_while_it_is_removed_whole_is_never_removed() {
         }
     }
 }
+
+/// Every entry below `dir` that is an overlay whiteout (a character
+/// device 0/0), as a path relative to it.
+fn whiteouts(dir: &std::path::Path) -> Vec<String> {
+    use std::os::unix::fs::{FileTypeExt as _, MetadataExt as _};
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            let md = std::fs::symlink_metadata(&p).unwrap();
+            if md.is_dir() {
+                stack.push(p);
+            } else if md.file_type().is_char_device() && md.rdev() == 0 {
+                out.push(p.strip_prefix(dir).unwrap().display().to_string());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// A rehearsal on overlays removes a disposable folder whole by one
+/// rename out of sight (overlayfs: one whiteout and a redirect), not a
+/// whiteout per file, and still proves the rollback on everything else.
+/// Held after the run and its rollback, its upper layer (in the --scratch
+/// area, where the test can read it) shows which it did.
+#[test]
+fn a_rehearsal_moves_a_disposable_folder_out_of_sight_in_one_rename() {
+    let now = NOW.to_string();
+    let f = Fixture::new();
+    cache(&f);
+    let before = tree(&f.path("cache"), true);
+    let scratch = f.path("scratch");
+    std::fs::create_dir_all(&scratch).unwrap();
+    let rb = runbook(&f, true, "pass");
+    let mut held = Held::start(
+        &f,
+        &[
+            "--now",
+            &now,
+            "rehearse",
+            "--scratch",
+            scratch.to_str().unwrap(),
+            &rb,
+        ],
+        "ended:0:0",
+    );
+    held.wait();
+    let area = std::fs::read_dir(&scratch)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.is_dir())
+        .expect("the rehearsal's scratch area");
+    let upper = area.join("layers/cache/upper");
+    // The folder and the single old file: one whiteout each, none for
+    // the four files and two folders below `gone`.
+    assert_eq!(whiteouts(&upper), ["gone", "kept/old"]);
+    let graveyard = upper.join(".mend-trash/rehearsal-removed");
+    let runs: Vec<_> = std::fs::read_dir(&graveyard)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    let moved: Vec<_> = std::fs::read_dir(&runs[0])
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(moved.len(), 1, "{moved:?}");
+    let redirect = rustix::fs::getxattr(&moved[0], "trusted.overlay.redirect", &mut [0u8; 256])
+        .expect("the moved folder is a redirect to the lower one");
+    assert!(redirect > 0);
+    let (code, text) = held.release();
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("rehearsal passed"), "{text}");
+    assert_same(
+        &before,
+        &tree(&f.path("cache"), true),
+        "after the rehearsal",
+    );
+    assert!(
+        std::fs::read_dir(&scratch).unwrap().next().is_none(),
+        "the scratch area is left behind"
+    );
+}

@@ -45,6 +45,10 @@ pub struct ApplyCtx<'a> {
     /// Told what an action made that the journal should keep (an
     /// archive's sha256), one line each.
     pub note: &'a dyn Fn(String),
+    /// The write grants are a rehearsal's overlays: a disposable folder
+    /// removed whole goes into the graveyard in one rename
+    /// ([`tree::remove_exactly`]).
+    pub on_overlay: bool,
 }
 
 fn writable<'a>(cx: &ApplyCtx<'a>, path: &'a str) -> Result<Resolved<'a>> {
@@ -171,7 +175,7 @@ pub fn perform_planned_in(
         {
             mend_faults::action(key.step)?;
             batch.forget();
-            return match tree::remove_exactly(&r, key, (bytes, files, digest))
+            return match tree::remove_exactly(&r, key, (bytes, files, digest), cx.on_overlay)
                 .with_context(|| format!("step `{}`", cx.step))?
             {
                 tree::Removed::Whole => Ok(Undo::Irreversible),
@@ -909,6 +913,7 @@ mod tests {
             timeout: Duration::from_secs(5),
             progress: &|_| {},
             note: &|_| {},
+            on_overlay: false,
         }
     }
 

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context as _, Result};
 use cap_std::fs::{Dir, MetadataExt as _};
 
+use crate::cow::skip::GRAVEYARD;
 use crate::walked::Tree;
 
 /// One entry read below the tree's top: its path relative to the top, and
@@ -114,10 +115,20 @@ pub enum Removed {
 /// plan saw it: each entry read once, the whole compared, then exactly
 /// those entries removed, deepest first. Something put inside meanwhile is
 /// never removed: its folder stays, and the removal says so.
+///
+/// `hide`: the grant is a rehearsal's overlay. The folder, once checked, is
+/// renamed into the [`GRAVEYARD`] instead: overlayfs records that as one
+/// whiteout and a redirect, where removing it costs a whiteout per file (a
+/// rehearsal of a disposable cull of a million files spent most of its
+/// time there). Nothing else writes in a rehearsal's private overlay
+/// between the check and the rename. A folder on another filesystem (a
+/// volume mounted inside) cannot be renamed there and is removed as in a
+/// run.
 pub fn remove_exactly(
     r: &crate::grants::Resolved,
     key: &mend_plan::Key,
     (bytes, files, digest): (u64, u64, u64),
+    hide: bool,
 ) -> Result<Removed> {
     let path = format!("{}/{}", r.grant.name, r.rel);
     let top = r.rel_path();
@@ -141,6 +152,9 @@ pub fn remove_exactly(
     // Found as the plan saw it, not yet removed: where a test puts a file
     // in, as a live service would.
     mend_faults::pause_point("whole", key.step, key.seq);
+    if hide && to_graveyard(r, key, &top).with_context(|| format!("move {path} out of sight"))? {
+        return Ok(Removed::Whole);
+    }
     for l in listed.iter().filter(|l| !l.dir) {
         let p = top.join(&l.rel);
         match r.grant.dir.remove_file(&p) {
@@ -176,4 +190,100 @@ pub fn remove_exactly(
         }
     }
     Ok(Removed::Whole)
+}
+
+/// Rename the folder `top` into the graveyard; false when it is on another
+/// filesystem than the grant's root.
+fn to_graveyard(r: &crate::grants::Resolved, key: &mend_plan::Key, top: &Path) -> Result<bool> {
+    let at = Path::new(GRAVEYARD).join(key.run);
+    r.grant.dir.create_dir_all(&at)?;
+    match r.grant.dir.rename(top, &r.grant.dir, at.join(key.leaf())) {
+        Ok(()) => Ok(true),
+        Err(e) if e.raw_os_error() == Some(libc::EXDEV) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::grants::{GrantDir, Grants};
+
+    fn grants(root: &Path) -> Grants {
+        Grants::from_dirs(vec![GrantDir {
+            name: "data".into(),
+            root: root.to_path_buf(),
+            access: mend_runbook::Access::Write,
+            disposable: true,
+            dir: Dir::open_ambient_dir(root, cap_std::ambient_authority()).unwrap(),
+        }])
+    }
+
+    fn folder(root: &Path, name: &str) {
+        std::fs::create_dir_all(root.join(name).join("b")).unwrap();
+        std::fs::write(root.join(name).join("a"), "a").unwrap();
+        std::fs::write(root.join(name).join("b/c"), "cc").unwrap();
+    }
+
+    const KEY: mend_plan::Key = mend_plan::Key {
+        run: "r1",
+        step: 0,
+        seq: 4,
+    };
+
+    /// Hidden (a rehearsal's overlay): the checked folder is renamed into
+    /// the graveyard whole, under the run and the action's name; a folder
+    /// changed since the plan stays where it is, as in a run.
+    #[test]
+    fn a_hidden_folder_goes_to_the_graveyard_whole_and_only_as_planned() {
+        let tmp = tempfile::tempdir().unwrap();
+        folder(tmp.path(), "gone");
+        folder(tmp.path(), "changed");
+        let g = grants(tmp.path());
+        let seen = |rel: &str| {
+            let (t, _) = read(
+                &g.iter().next().unwrap().dir,
+                Path::new(rel),
+                &format!("data/{rel}"),
+            )
+            .unwrap();
+            (t.bytes, t.files, t.digest)
+        };
+        let (gone, changed) = (seen("gone"), seen("changed"));
+        std::fs::write(tmp.path().join("changed/new"), "n").unwrap();
+
+        let r = g.write("data/gone").unwrap();
+        assert!(matches!(
+            remove_exactly(&r, &KEY, gone, true).unwrap(),
+            Removed::Whole
+        ));
+        assert!(!tmp.path().join("gone").exists());
+        let at = tmp.path().join(GRAVEYARD).join("r1/0-4");
+        assert_eq!(std::fs::read_to_string(at.join("b/c")).unwrap(), "cc");
+        assert_eq!(std::fs::read_to_string(at.join("a")).unwrap(), "a");
+
+        let r = g.write("data/changed").unwrap();
+        let left = remove_exactly(&r, &KEY, changed, true).unwrap();
+        assert!(matches!(left, Removed::Left { some: false, .. }));
+        assert!(tmp.path().join("changed/b/c").exists());
+    }
+
+    /// Not hidden (a run): every file and folder unlinked, no graveyard.
+    #[test]
+    fn a_folder_in_a_run_is_unlinked_and_no_graveyard_is_made() {
+        let tmp = tempfile::tempdir().unwrap();
+        folder(tmp.path(), "gone");
+        let g = grants(tmp.path());
+        let (t, _) = read(
+            &g.iter().next().unwrap().dir,
+            Path::new("gone"),
+            "data/gone",
+        )
+        .unwrap();
+        let r = g.write("data/gone").unwrap();
+        let removed = remove_exactly(&r, &KEY, (t.bytes, t.files, t.digest), false).unwrap();
+        assert!(matches!(removed, Removed::Whole));
+        assert!(!tmp.path().join("gone").exists());
+        assert!(!tmp.path().join(mend_plan::TRASH).exists());
+    }
 }

@@ -6,11 +6,13 @@
 //!
 //! - [`overlay`]: the namespace, the mounts, what the kernel really mounted
 //! - [`upper`]: the proof after a rollback, read from the upper layer only
+//! - [`skip`]: what that proof leaves out (irreversible by the plan)
 //! - [`space`]: what a step's changes need in the upper layer
 //! - [`reflink`]: where overlays cannot be had, copies whose files share
 //!   the grant's extents (btrfs, XFS)
 
 pub mod overlay;
 pub mod reflink;
+pub mod skip;
 pub mod space;
 pub mod upper;

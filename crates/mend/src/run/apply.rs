@@ -104,6 +104,7 @@ pub(crate) async fn apply_step(
         timeout: step.limits.timeout,
         progress: &progress,
         note: &note,
+        on_overlay: super::overlay::upper_scratch().is_some(),
     };
     let bc = BulkCx {
         journal,

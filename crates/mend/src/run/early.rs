@@ -101,6 +101,7 @@ pub(crate) fn start(
                 timeout,
                 progress: &progress,
                 note: &note,
+                on_overlay: crate::run::overlay::upper_scratch().is_some(),
             };
             let bc = BulkCx {
                 journal: &own,

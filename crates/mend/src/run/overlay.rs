@@ -21,6 +21,7 @@ use super::{RunOutcome, run};
 use crate::outcome::Failure;
 use crate::settings::Settings;
 use mend_host::cow::overlay::{self, Layer};
+use mend_host::cow::skip::{GRAVEYARD, Skip};
 use mend_host::cow::upper;
 use mend_host::sandbox::Sandbox;
 use mend_journal::RunMode;
@@ -398,6 +399,11 @@ pub(crate) fn mount_all(spec: &Spec) -> Result<Mounted, String> {
 pub(crate) fn check_all(m: &Mounted, skip: &[String]) -> anyhow::Result<(Vec<String>, u64)> {
     let mut differences = Vec::new();
     let mut entries = 0;
+    let mut skip = Skip::new(skip.iter().cloned());
+    // Where disposable folders went in one rename each.
+    for (l, _) in &m.grants {
+        skip.insert(format!("{}/{GRAVEYARD}", l.name));
+    }
     for (l, mounted) in &m.grants {
         let v = upper::check(&upper::Layers {
             name: &l.name,
@@ -405,7 +411,7 @@ pub(crate) fn check_all(m: &Mounted, skip: &[String]) -> anyhow::Result<(Vec<Str
             lower: &mounted.lower,
             merged: &l.grant,
             links: mounted.index,
-            skip,
+            skip: &skip,
         })
         .with_context(|| format!("check grant {}'s upper layer", l.name))?;
         differences.extend(v.differences);

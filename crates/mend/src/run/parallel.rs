@@ -303,6 +303,7 @@ impl<'a> SyncCtx<'a> {
             timeout: self.timeout,
             progress: &|_| {},
             note: self.note,
+            on_overlay: crate::run::overlay::upper_scratch().is_some(),
         }
     }
 }

@@ -465,6 +465,7 @@ pub(super) fn compare(
     before: &BTreeMap<String, BTreeMap<String, Meta>>,
     skip: &[String],
 ) -> anyhow::Result<(Vec<String>, u64)> {
+    let skip = mend_host::cow::skip::Skip::new(skip.iter().cloned());
     let mut differences = Vec::new();
     let mut files = 0;
     for (name, copy) in copies {
@@ -473,10 +474,7 @@ pub(super) fn compare(
         files += was.len() as u64;
         for (path, meta) in was {
             let full = format!("{name}{}{path}", if path.is_empty() { "" } else { "/" });
-            if skip
-                .iter()
-                .any(|s| full == *s || full.starts_with(&format!("{s}/")))
-            {
+            if skip.covers(&full) {
                 continue;
             }
             match after.get(path) {
@@ -488,7 +486,7 @@ pub(super) fn compare(
                     if m.kind == 'd'
                         && meta.kind == 'd'
                         && (m.mode, m.uid, m.gid) == (meta.mode, meta.uid, meta.gid)
-                        && skip.iter().any(|s| s.starts_with(&format!("{full}/"))) => {}
+                        && skip.is_above(&full) => {}
                 Some(m) if m != meta => {
                     differences.push(format!("{full}: {}", describe_change(meta, m)))
                 }
@@ -497,10 +495,7 @@ pub(super) fn compare(
         }
         for path in after.keys().filter(|p| !was.contains_key(*p)) {
             let full = format!("{name}/{path}");
-            if !skip
-                .iter()
-                .any(|s| full == *s || full.starts_with(&format!("{s}/")))
-            {
+            if !skip.covers(&full) {
                 differences.push(format!("{full}: left behind by the run"));
             }
         }

@@ -171,6 +171,7 @@ fn apply_ctx<'a>(step: &'a crate::load::PreparedStep) -> ApplyCtx<'a> {
         timeout: step.limits.timeout,
         progress: &|_| {},
         note: &|_| {},
+        on_overlay: crate::run::overlay::upper_scratch().is_some(),
     }
 }
 
