@@ -83,46 +83,49 @@ impl Step for ArchiveCleanup {
         }
         let exts = &p.extension;
         let root = p.path.trim_end_matches('/');
+        // Given the oldest segment kept, each entry is decided as the walk
+        // reads it, and its removal is handed over at once: the host
+        // removes while the walk goes on, as pg_archivecleanup removes as
+        // it reads. Otherwise the newest .backup must be found first.
+        let given = p
+            .oldest_kept
+            .as_deref()
+            .map(|g| cut_given(g, exts))
+            .transpose()?;
+        let young_since = p
+            .keep_days
+            .map(|d| host.now().saturating_sub(d.saturating_mul(86_400)));
+        let mut tally = Tally::default();
+        let mut plan = Plan::builder();
         let mut files = Vec::new();
+        let reason = given.as_ref().map(|(cut, _)| format!("precedes {cut}"));
         host.walk(root, &mut |e| {
             // The archive's own entries only: not subdirectories nor their contents.
             let top = e.path.strip_prefix(root).and_then(|r| r.strip_prefix('/'));
-            if let Some(name) = top.filter(|n| !n.contains('/'))
-                && !matches!(e.kind, EntryKind::Dir)
-            {
-                let name = name.to_string();
-                files.push(Archived {
+            let Some(name) = top.filter(|n| !n.contains('/')) else {
+                return;
+            };
+            if matches!(e.kind, EntryKind::Dir) {
+                return;
+            }
+            match (&given, &reason) {
+                (Some((cut, _)), Some(reason)) => {
+                    if tally.old(trim(name, exts), e.size, e.mtime, cut, young_since) {
+                        plan = std::mem::take(&mut plan).remove(&e.path, reason);
+                    }
+                }
+                _ => files.push(Archived {
+                    name: name.to_string(),
                     path: e.path,
-                    name,
                     size: e.size,
                     mtime: e.mtime,
-                });
+                }),
             }
         })
         .map_err(|e| StepError::from(e).param("path"))?;
 
-        let (cut, why) = match &p.oldest_kept {
-            Some(given) => {
-                let trimmed = trim(given, exts);
-                if !is_segment(trimmed) && !is_backup(trimmed) {
-                    return Err(StepError::new(format!(
-                        "`oldest_kept` is not a WAL file name: {given:?}"
-                    ))
-                    .hint(
-                        "give a segment like 000000010000000000000010 (24 upper-case hex \
-                         digits), its .partial, or a .backup file like \
-                         000000010000000000000010.00000020.backup",
-                    )
-                    .param("oldest_kept"));
-                }
-                let cut = &trimmed[..SEGMENT_LEN];
-                let why = if cut == given {
-                    "as `oldest_kept` says".to_string()
-                } else {
-                    format!("from {given}, as `oldest_kept` says")
-                };
-                (cut.to_string(), why)
-            }
+        let (cut, why) = match given {
+            Some(given) => given,
             None => {
                 let newest = files
                     .iter()
@@ -141,44 +144,37 @@ impl Step for ArchiveCleanup {
                     )
                     .param("oldest_kept"));
                 };
+                let cut = backup[..SEGMENT_LEN].to_string();
                 let why = format!("from {name}, the newest base backup");
-                (backup[..SEGMENT_LEN].to_string(), why)
+                let mut old: Vec<&Archived> = files
+                    .iter()
+                    .filter(|f| tally.old(trim(&f.name, exts), f.size, f.mtime, &cut, young_since))
+                    .collect();
+                old.sort_by_key(|f| (position(trim(&f.name, exts)), &f.name));
+                let reason = format!("precedes {cut}");
+                for f in old {
+                    plan = plan.remove(&f.path, &reason);
+                }
+                (cut, why)
             }
         };
 
-        let young_since = p
-            .keep_days
-            .map(|d| host.now().saturating_sub(d.saturating_mul(86_400)));
-        let (mut old, mut later, mut young, mut other) = (Vec::new(), 0, 0, 0);
-        let mut young_bytes = 0u64;
-        for f in &files {
-            let name = trim(&f.name, exts);
-            if !is_segment(name) {
-                other += 1;
-            } else if position(name) >= position(&cut) {
-                later += 1;
-            } else if young_since.is_some_and(|since| f.mtime >= since) {
-                young += 1;
-                young_bytes += f.size;
-            } else {
-                old.push((position(name), f));
-            }
-        }
-        old.sort_by_key(|&(pos, f)| (pos, &f.name));
-
-        let bytes = old.iter().map(|(_, f)| f.size).sum();
+        let Tally {
+            later,
+            young,
+            young_bytes,
+            other,
+            old,
+            bytes,
+        } = tally;
         let mut kept = format!("kept: {later} segments from {cut} on");
         if let Some(d) = p.keep_days {
             kept += &format!(", {young} older ones modified within {d} days");
         }
         kept += &format!(", {other} files that are not segments (.history, .backup, others)");
-        let mut plan = Plan::builder()
+        plan = plan
             .summary(format!("oldest segment kept: {cut}, {why}"))
-            .summary(format!(
-                "to remove: {} segments, {}",
-                old.len(),
-                human_bytes(bytes)
-            ))
+            .summary(format!("to remove: {old} segments, {}", human_bytes(bytes)))
             .summary(kept);
         // What the margin costs: on a full disk the operator must see that
         // the segments keep_days holds are what would free it.
@@ -188,11 +184,68 @@ impl Step for ArchiveCleanup {
                 human_bytes(young_bytes)
             ));
         }
-        let reason = format!("precedes {cut}");
-        for (_, f) in old {
-            plan = plan.remove(&f.path, &reason);
-        }
         Ok(plan.build())
+    }
+}
+
+/// The oldest segment kept as `oldest_kept` gives it (a segment, its
+/// `.partial`, or a `.backup` file), and why.
+fn cut_given(given: &str, exts: &[String]) -> Result<(String, String), StepError> {
+    let trimmed = trim(given, exts);
+    if !is_segment(trimmed) && !is_backup(trimmed) {
+        return Err(
+            StepError::new(format!("`oldest_kept` is not a WAL file name: {given:?}"))
+                .hint(
+                    "give a segment like 000000010000000000000010 (24 upper-case hex \
+             digits), its .partial, or a .backup file like \
+             000000010000000000000010.00000020.backup",
+                )
+                .param("oldest_kept"),
+        );
+    }
+    let cut = &trimmed[..SEGMENT_LEN];
+    let why = if cut == given {
+        "as `oldest_kept` says".to_string()
+    } else {
+        format!("from {given}, as `oldest_kept` says")
+    };
+    Ok((cut.to_string(), why))
+}
+
+/// What the plan keeps and removes, counted as entries are decided.
+#[derive(Default)]
+struct Tally {
+    later: u64,
+    young: u64,
+    young_bytes: u64,
+    other: u64,
+    old: u64,
+    bytes: u64,
+}
+
+impl Tally {
+    /// Whether the file `name` (extension trimmed) goes, counting it.
+    fn old(
+        &mut self,
+        name: &str,
+        size: u64,
+        mtime: i64,
+        cut: &str,
+        young_since: Option<i64>,
+    ) -> bool {
+        if !is_segment(name) {
+            self.other += 1;
+        } else if position(name) >= position(cut) {
+            self.later += 1;
+        } else if young_since.is_some_and(|since| mtime >= since) {
+            self.young += 1;
+            self.young_bytes += size;
+        } else {
+            self.old += 1;
+            self.bytes += size;
+            return true;
+        }
+        false
     }
 }
 
