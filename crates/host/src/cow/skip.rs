@@ -13,16 +13,17 @@ use std::collections::BTreeSet;
 /// real run.
 pub const GRAVEYARD: &str = ".mend-trash/rehearsal-removed";
 
-/// Irreversible paths, as `NAME/rel`.
+/// Irreversible paths, as `NAME/rel`, borrowed from the run's outcome (a
+/// copy of half a million paths would double a rehearsal's memory).
 #[derive(Debug, Default, Clone)]
-pub struct Skip(BTreeSet<String>);
+pub struct Skip<'a>(BTreeSet<&'a str>);
 
-impl Skip {
-    pub fn new(paths: impl IntoIterator<Item = String>) -> Self {
+impl<'a> Skip<'a> {
+    pub fn new(paths: impl IntoIterator<Item = &'a str>) -> Self {
         Skip(paths.into_iter().collect())
     }
 
-    pub fn insert(&mut self, path: String) {
+    pub fn insert(&mut self, path: &'a str) {
         self.0.insert(path);
     }
 
@@ -43,7 +44,7 @@ impl Skip {
         // ('0' follows '/'): the first one at or after "full/" tells.
         let prefix = format!("{full}/");
         self.0
-            .range(prefix.clone()..)
+            .range(prefix.as_str()..)
             .next()
             .is_some_and(|s| s.starts_with(&prefix))
     }
@@ -55,7 +56,7 @@ mod tests {
 
     #[test]
     fn a_skipped_path_covers_itself_and_below_only() {
-        let s = Skip::new(["media/a".to_string(), "media/x/y".to_string()]);
+        let s = Skip::new(["media/a", "media/x/y"]);
         assert!(s.covers("media/a"));
         assert!(s.covers("media/a/b"));
         assert!(s.covers("media/a/b/c"));
@@ -70,10 +71,10 @@ mod tests {
     fn a_directory_is_above_only_what_is_strictly_below_it() {
         // "media/a-b" and "media/a.b" sort between "media/a" and
         // "media/a/": neither is below "media/a".
-        let s = Skip::new(["media/a-b".to_string(), "media/a.b".to_string()]);
+        let s = Skip::new(["media/a-b", "media/a.b"]);
         assert!(!s.is_above("media/a"));
         assert!(s.is_above("media"));
-        let s = Skip::new(["media/a/b/c".to_string()]);
+        let s = Skip::new(["media/a/b/c"]);
         assert!(s.is_above("media/a"));
         assert!(s.is_above("media/a/b"));
         assert!(!s.is_above("media/a/b/c"));
@@ -91,7 +92,7 @@ mod tests {
                 .filter(|i| k & (1 << i) != 0)
                 .map(|i| paths[i].clone())
                 .collect();
-            let s = Skip::new(chosen.clone());
+            let s = Skip::new(chosen.iter().map(String::as_str));
             for p in paths.iter().map(String::as_str).chain(["g"]) {
                 let covers = chosen.iter().any(|c| {
                     p.strip_prefix(c.as_str())

@@ -53,7 +53,7 @@ pub struct Layers<'a> {
     /// Hard links kept by the overlay (`index=on`): link counts compared.
     pub links: bool,
     /// `NAME/rel` paths irreversible by the plan.
-    pub skip: &'a Skip,
+    pub skip: &'a Skip<'a>,
 }
 
 #[derive(Debug, PartialEq)]

@@ -150,17 +150,37 @@ impl Performer {
 /// One batch: journaled as planned, then intended, performed and done as
 /// any batch of removals is (`bulk_batch`).
 fn perform(bc: &BulkCx<'_>, cx: &ApplyCtx<'_>, packed: &Packed) -> Result<(), StepStop> {
-    bc.journal
-        .plan_bulk(bc.run_id, bc.step_idx, &PlannedBulk::of(packed))?;
     let what = format!("step {} batch {}", bc.step_idx, packed.lo);
     let actions: Vec<Planned> = mend_journal::unpack(&packed.blob, packed.n, &what)?
         .iter()
         .map(|a| serde_json::from_str::<Planned>(a).map_err(anyhow::Error::from))
         .collect::<anyhow::Result<_>>()?;
+    room(bc.step_id, &actions)?;
+    bc.journal
+        .plan_bulk(bc.run_id, bc.step_idx, &PlannedBulk::of(packed))?;
     let range = BulkRange {
         lo: packed.lo,
         n: packed.n,
         state: ActionState::Planned,
     };
     bulk_batch(bc, cx, &actions, &range)
+}
+
+/// On overlays: room in the upper layer's filesystem for what the batch
+/// writes there (a whiteout per removal, its folders copied up), the
+/// rehearsal's own tmpfs grown first, as `apply_step` does for what is
+/// left once the plan is whole. Without it a rehearsal of a cull of a
+/// million mixed files ran out of its tmpfs's first 65,536 inodes while
+/// the step still planned.
+fn room(step: &str, actions: &[Planned]) -> Result<(), StepStop> {
+    let Some((scratch, own)) = super::overlay::upper_scratch() else {
+        return Ok(());
+    };
+    let actions: Vec<&Planned> = actions.iter().collect();
+    let fs = mend_host::cow::overlay::fs_name(scratch);
+    let need = mend_host::cow::space::need(&actions, fs);
+    if own {
+        mend_host::cow::space::grow_private(need, scratch, step).map_err(StepStop::Failed)?;
+    }
+    mend_host::cow::space::check(need, scratch, step).map_err(StepStop::Failed)
 }

@@ -291,6 +291,15 @@ fn private_bytes() -> u64 {
 }
 const PRIVATE_INODES: u64 = 65_536;
 
+/// [`PRIVATE_INODES`], or `MEND_REHEARSAL_TMPFS_INODES`: a test reaches the
+/// growth of the tmpfs with a few thousand files rather than 65,536.
+fn private_inodes() -> u64 {
+    std::env::var("MEND_REHEARSAL_TMPFS_INODES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(PRIVATE_INODES)
+}
+
 /// The upper layers' own tmpfs on `scratch/layers`, when asked for: the
 /// first line's words for where the changes go, and the directory whose
 /// filesystem holds them. Falls back to the scratch area itself, saying why.
@@ -311,7 +320,7 @@ fn private_upper(spec: &Spec) -> (String, PathBuf, bool) {
         .map(|s| mend_human::human_count(s.f_favail))
         .unwrap_or_else(|_| "?".into());
     match std::fs::create_dir_all(&at)
-        .and_then(|()| overlay::mount_tmpfs(&at, private_bytes(), PRIVATE_INODES, false))
+        .and_then(|()| overlay::mount_tmpfs(&at, private_bytes(), private_inodes(), false))
     {
         Ok(()) => (
             format!(
@@ -399,10 +408,15 @@ pub(crate) fn mount_all(spec: &Spec) -> Result<Mounted, String> {
 pub(crate) fn check_all(m: &Mounted, skip: &[String]) -> anyhow::Result<(Vec<String>, u64)> {
     let mut differences = Vec::new();
     let mut entries = 0;
-    let mut skip = Skip::new(skip.iter().cloned());
     // Where disposable folders went in one rename each.
-    for (l, _) in &m.grants {
-        skip.insert(format!("{}/{GRAVEYARD}", l.name));
+    let graveyards: Vec<String> = m
+        .grants
+        .iter()
+        .map(|(l, _)| format!("{}/{GRAVEYARD}", l.name))
+        .collect();
+    let mut skip = Skip::new(skip.iter().map(String::as_str));
+    for g in &graveyards {
+        skip.insert(g);
     }
     for (l, mounted) in &m.grants {
         let v = upper::check(&upper::Layers {
@@ -454,12 +468,12 @@ fn checked(
     mounted: &Mounted,
     spec: &Spec,
 ) -> Result<RehearsalReport, Failure> {
-    let skip: Vec<String> = outcome
+    // Borrowed: half a million paths are not copied for the check.
+    let skip: &[String] = outcome
         .rollback
         .as_ref()
-        .map(|r| r.irreversible_paths.clone())
-        .unwrap_or_default();
-    let (differences, entries) = check_all(mounted, &skip)?;
+        .map_or(&[], |r| r.irreversible_paths.as_slice());
+    let (differences, entries) = check_all(mounted, skip)?;
     let presentation = Presentation {
         kind: "overlay",
         why: mounted.why.clone(),

@@ -370,12 +370,12 @@ async fn on_copies(
         false,
     )
     .await?;
-    let skip: Vec<String> = outcome
+    // Borrowed: half a million paths are not copied for the check.
+    let skip: &[String] = outcome
         .rollback
         .as_ref()
-        .map(|r| r.irreversible_paths.clone())
-        .unwrap_or_default();
-    let (differences, files) = compare(overrides, &before, &skip)?;
+        .map_or(&[], |r| r.irreversible_paths.as_slice());
+    let (differences, files) = compare(overrides, &before, skip)?;
     let presentation = Presentation {
         kind: how.kind,
         why,
@@ -465,7 +465,7 @@ pub(super) fn compare(
     before: &BTreeMap<String, BTreeMap<String, Meta>>,
     skip: &[String],
 ) -> anyhow::Result<(Vec<String>, u64)> {
-    let skip = mend_host::cow::skip::Skip::new(skip.iter().cloned());
+    let skip = mend_host::cow::skip::Skip::new(skip.iter().map(String::as_str));
     let mut differences = Vec::new();
     let mut files = 0;
     for (name, copy) in copies {
