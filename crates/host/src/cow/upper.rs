@@ -301,10 +301,7 @@ impl Walk<'_> {
             // mend's trash made only to hold the graveyard of a rehearsal
             // (see [`GRAVEYARD`]): what else is in it was left behind.
             if rel == Path::new(mend_plan::TRASH) && umd.is_dir() && self.above_skipped(&full) {
-                for e in std::fs::read_dir(&up)? {
-                    self.walk(&rel.join(e?.file_name()))?;
-                }
-                return Ok(());
+                return self.children(rel, &up);
             }
             self.v
                 .differences
@@ -338,15 +335,21 @@ impl Walk<'_> {
             if opaque || foreign {
                 self.subtree(rel)?;
             } else {
-                let mut children = Vec::new();
-                for e in std::fs::read_dir(&up)? {
-                    children.push(e?.file_name());
-                }
-                children.sort();
-                for name in children {
-                    self.walk(&rel.join(name))?;
-                }
+                self.children(rel, &up)?;
             }
+        }
+        Ok(())
+    }
+
+    /// Each entry of the upper directory `up` (at `rel`), in name order.
+    fn children(&mut self, rel: &Path, up: &Path) -> anyhow::Result<()> {
+        let mut children = Vec::new();
+        for e in std::fs::read_dir(up)? {
+            children.push(e?.file_name());
+        }
+        children.sort();
+        for name in children {
+            self.walk(&rel.join(name))?;
         }
         Ok(())
     }

@@ -159,8 +159,7 @@ pub(crate) async fn apply_step(
     // On overlays: the upper layer's filesystem must hold what the step's
     // remaining actions write there, before any of them runs. Counted a
     // batch at a time, as they are performed below.
-    if let Some((scratch, own)) = super::overlay::upper_scratch() {
-        let fs = mend_host::cow::overlay::fs_name(scratch);
+    super::overlay::make_room(&step.def.id, |fs| {
         let mut estimate = mend_host::cow::space::Estimate::new(fs);
         for (_, a) in rows
             .iter()
@@ -173,12 +172,8 @@ pub(crate) async fn apply_step(
                 estimate.add(a);
             }
         }
-        let need = estimate.need();
-        if own {
-            mend_host::cow::space::grow_private(need, scratch, &step.def.id).map_err(StepFailed)?;
-        }
-        mend_host::cow::space::check(need, scratch, &step.def.id).map_err(StepFailed)?;
-    }
+        Ok(estimate.need())
+    })?;
     settings
         .reporter
         .actions_start(&step.def.id, (total - done_before) as u64);
@@ -299,25 +294,12 @@ async fn plan_and_save(
         journal.event(run_id, Some(step.idx), "warn", line)?;
     }
     let (plan, logs) = planned.map_err(|e| {
-            let mut message = e.to_string();
-            let gone = early.actions - early.reversible;
-            if gone > 0 {
-                message.push_str(&format!(
-                    "\n  = note: {} removals in its disposable grants were done while it planned; they cannot be undone",
-                    mend_human::human_count(gone)
-                ));
-            }
-            if early.reversible > 0 {
-                message.push_str(&format!(
-                    "\n  = note: {} files were moved to the trash while it planned; a rollback of the run puts them back",
-                    mend_human::human_count(early.reversible)
-                ));
-            }
-            match e.bad_input {
-                true => StepStop::BadInput(message),
-                false => StepFailed(message),
-            }
-        })?;
+        let message = format!("{e}{}", early.refusal_notes());
+        match e.bad_input {
+            true => StepStop::BadInput(message),
+            false => StepFailed(message),
+        }
+    })?;
     if early.actions > 0 {
         settings.reporter.line(&format!(
             "  {} removals done while it planned ({} batch{})",

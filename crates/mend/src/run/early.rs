@@ -47,6 +47,28 @@ pub(crate) struct Done {
     pub notes: Vec<String>,
 }
 
+impl Done {
+    /// What a step refused after its early batches says of them: which
+    /// cannot be undone, and which a rollback puts back.
+    pub(crate) fn refusal_notes(&self) -> String {
+        let mut notes = String::new();
+        let gone = self.actions - self.reversible;
+        if gone > 0 {
+            notes += &format!(
+                "\n  = note: {} removals in its disposable grants were done while it planned; they cannot be undone",
+                mend_human::human_count(gone)
+            );
+        }
+        if self.reversible > 0 {
+            notes += &format!(
+                "\n  = note: {} files were moved to the trash while it planned; a rollback of the run puts them back",
+                mend_human::human_count(self.reversible)
+            );
+        }
+        notes
+    }
+}
+
 /// The thread that performs the early batches.
 pub(crate) struct Performer {
     thread: JoinHandle<Result<Done, StepStop>>,
@@ -167,20 +189,13 @@ fn perform(bc: &BulkCx<'_>, cx: &ApplyCtx<'_>, packed: &Packed) -> Result<(), St
 }
 
 /// On overlays: room in the upper layer's filesystem for what the batch
-/// writes there (a whiteout per removal, its folders copied up), the
-/// rehearsal's own tmpfs grown first, as `apply_step` does for what is
-/// left once the plan is whole. Without it a rehearsal of a cull of a
-/// million mixed files ran out of its tmpfs's first 65,536 inodes while
-/// the step still planned.
+/// writes there (a whiteout per removal, its folders copied up), as
+/// `apply_step` makes for what is left once the plan is whole. Without it
+/// a rehearsal of a cull of a million mixed files ran out of its tmpfs's
+/// first 65,536 inodes while the step still planned.
 fn room(step: &str, actions: &[Planned]) -> Result<(), StepStop> {
-    let Some((scratch, own)) = super::overlay::upper_scratch() else {
-        return Ok(());
-    };
-    let actions: Vec<&Planned> = actions.iter().collect();
-    let fs = mend_host::cow::overlay::fs_name(scratch);
-    let need = mend_host::cow::space::need(&actions, fs);
-    if own {
-        mend_host::cow::space::grow_private(need, scratch, step).map_err(StepStop::Failed)?;
-    }
-    mend_host::cow::space::check(need, scratch, step).map_err(StepStop::Failed)
+    super::overlay::make_room(step, |fs| {
+        let actions: Vec<&Planned> = actions.iter().collect();
+        Ok(mend_host::cow::space::need(&actions, fs))
+    })
 }

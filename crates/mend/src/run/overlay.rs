@@ -275,6 +275,25 @@ pub(crate) fn upper_scratch() -> Option<(&'static Path, bool)> {
     UPPER_SCRATCH.get().map(|(p, own)| (p.as_path(), *own))
 }
 
+/// On overlays: room in the upper layer's filesystem for `need(fs)` (what
+/// the actions about to be performed write there, on filesystem `fs`), the
+/// rehearsal's own tmpfs grown to it first. Nothing outside a rehearsal on
+/// overlays.
+pub(crate) fn make_room(
+    step: &str,
+    need: impl FnOnce(&str) -> anyhow::Result<mend_host::cow::space::Need>,
+) -> Result<(), super::apply::StepStop> {
+    let Some((scratch, own)) = upper_scratch() else {
+        return Ok(());
+    };
+    let need = need(overlay::fs_name(scratch))?;
+    if own {
+        mend_host::cow::space::grow_private(need, scratch, step)
+            .map_err(super::apply::StepStop::Failed)?;
+    }
+    mend_host::cow::space::check(need, scratch, step).map_err(super::apply::StepStop::Failed)
+}
+
 /// Initial limits of a rehearsal's own tmpfs; each step's room check grows
 /// them to what its plan writes there.
 /// Bytes: half the memory available, as a tmpfs's default (the host's
