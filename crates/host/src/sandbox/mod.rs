@@ -6,6 +6,7 @@
 mod component_file;
 mod host;
 mod host_fs;
+mod walk;
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
@@ -21,8 +22,9 @@ use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
 
 pub use component_file::{MAX_COMPONENT_BYTES, read_component};
 pub use host::{
-    ActionSink, HASH_PROGRESS, HostCtx, LogSink, PlanSink, ProgressSink, WalkState, http_get_status,
+    ActionSink, HASH_PROGRESS, HostCtx, LogSink, PlanSink, ProgressSink, http_get_status,
 };
+pub use walk::{WALK_MAX_DEPTH, WalkState};
 
 /// Host bindings for the `mend:runbook/step-core` world: the `step` world
 /// without `validate`, which is looked up by name (a step built before it

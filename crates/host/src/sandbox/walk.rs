@@ -1,0 +1,311 @@
+//! A step's walk (`files.walk`): a stack of open directories read in
+//! chunks, each chunk sorted and every name `lstat`ed, by a thread of its
+//! own that reads ahead. On a rehearsal's overlay, what the run has not
+//! touched is read from the lower layer (see [`crate::cow::lower`]).
+
+use std::os::unix::ffi::OsStrExt;
+
+use cap_std::fs::Dir;
+
+use super::bindings::mend::runbook::files;
+use super::bindings::mend::runbook::types::HostError;
+use super::host::{denied, io_error};
+use crate::grants::Grants;
+
+/// At most this many walk entries per call.
+const WALK_BATCH_CAP: u32 = 8192;
+/// A walk reads a directory this many entries at a time (each chunk sorted),
+/// so a directory of ten million files never sits whole in the host.
+const WALK_CHUNK: usize = 4096;
+/// A walk goes at most this deep: each level holds open directories and a
+/// chunk of names, so depth times [`WALK_CHUNK`] bounds a walk's memory.
+pub const WALK_MAX_DEPTH: usize = 256;
+
+/// A walk in progress, read ahead by a thread of its own: while the step
+/// looks at one batch (and the host checks what it plans from it), the
+/// next is being listed and stat'ed. At most [`WALK_AHEAD`] batches wait,
+/// so memory stays bounded; dropping the walk ends the thread at its next
+/// batch.
+pub struct WalkState {
+    ahead: std::sync::mpsc::Receiver<Result<Vec<files::Entry>, HostError>>,
+    held: std::collections::VecDeque<files::Entry>,
+    ended: bool,
+}
+
+/// Entries a read-ahead batch holds.
+const WALK_AHEAD_BATCH: u32 = 4096;
+/// Batches read ahead at most.
+const WALK_AHEAD: usize = 2;
+
+/// The walk itself: a stack of open directories, each with its next chunk
+/// of sorted, not yet reported entries.
+struct Walker {
+    error: Option<HostError>,
+    stack: Vec<Frame>,
+}
+
+type Described = (String, files::EntryKind, u64, i64, u32);
+
+struct Frame {
+    dir: Dir,
+    /// The directory opened for reading (cap-std's `Dir` is an `O_PATH`
+    /// handle, which `getdents64` refuses): `.` of `dir`.
+    listing: rustix::fd::OwnedFd,
+    prefix: String,
+    /// Whether the directory has been read to its end.
+    read_all: bool,
+    entries: std::vec::IntoIter<Described>,
+}
+
+/// Bytes of directory entries read per `getdents64`: about a thousand
+/// names, as `find` reads them (cap-std's reader takes some 25 a call,
+/// and on tmpfs each call costs a search for where the last one stopped).
+const GETDENTS_BUF: usize = 32 << 10;
+
+/// What walk and stat report of an lstat: kind, size, mtime (seconds, nanos).
+pub(super) fn described(md: &cap_std::fs::Metadata) -> (files::EntryKind, u64, i64, u32) {
+    let ft = md.file_type();
+    let kind = if ft.is_symlink() {
+        files::EntryKind::Symlink
+    } else if ft.is_dir() {
+        files::EntryKind::Dir
+    } else if ft.is_file() {
+        files::EntryKind::File
+    } else {
+        files::EntryKind::Other
+    };
+    let (secs, nanos) = md
+        .modified()
+        .map(|t| t.into_std())
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or((0, 0), |d| (d.as_secs() as i64, d.subsec_nanos()));
+    (kind, md.len(), secs, nanos)
+}
+
+/// [`described`] of a raw `stat`, for the walk's `fstatat` of each name.
+fn described_stat(st: &rustix::fs::Stat) -> (files::EntryKind, u64, i64, u32) {
+    use rustix::fs::FileType as T;
+    let kind = match T::from_raw_mode(st.st_mode) {
+        T::Symlink => files::EntryKind::Symlink,
+        T::Directory => files::EntryKind::Dir,
+        T::RegularFile => files::EntryKind::File,
+        _ => files::EntryKind::Other,
+    };
+    // As `described`: a time before the epoch reads as 0.
+    let (secs, nanos) = if st.st_mtime < 0 {
+        (0, 0)
+    } else {
+        (st.st_mtime, st.st_mtime_nsec as u32)
+    };
+    (kind, st.st_size.max(0) as u64, secs, nanos)
+}
+
+fn frame(dir: Dir, prefix: String) -> std::io::Result<Frame> {
+    use rustix::fs::{Mode, OFlags};
+    let listing = rustix::fs::openat(
+        &dir,
+        ".",
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    let mut f = Frame {
+        dir,
+        listing,
+        prefix,
+        read_all: false,
+        entries: Vec::new().into_iter(),
+    };
+    f.refill()?;
+    Ok(f)
+}
+
+impl Frame {
+    /// Read the next chunk of the directory (at least [`WALK_CHUNK`]
+    /// entries, or the rest; a chunk ends where a `getdents64` buffer
+    /// does, as the directory's offset has moved past it); false at its
+    /// end. Each name is `fstatat`ed in the directory held open.
+    fn refill(&mut self) -> std::io::Result<bool> {
+        if self.read_all {
+            return Ok(false);
+        }
+        let mut entries = Vec::new();
+        let mut buf = Vec::with_capacity(GETDENTS_BUF);
+        let mut raw = rustix::fs::RawDir::new(&self.listing, buf.spare_capacity_mut());
+        let mut listed = false;
+        loop {
+            if entries.len() >= WALK_CHUNK && raw.is_buffer_empty() {
+                break;
+            }
+            let Some(e) = raw.next() else {
+                self.read_all = true;
+                break;
+            };
+            let e = e?;
+            let bytes = e.file_name().to_bytes();
+            if bytes == b"." || bytes == b".." {
+                continue;
+            }
+            // Never skipped: a name that is not UTF-8 is escaped (see
+            // `crate::names`), or its directory would look empty to a step.
+            let raw_name = std::ffi::OsStr::from_bytes(bytes);
+            let name = mend_plan::names::encode(raw_name).into_owned();
+            // The host's own trash and staging (at a grant's root, and at
+            // the top of a volume mounted in it) are not the step's to see
+            // or plan over: what undo needs lives there.
+            if crate::grants::host_owned(&name).is_some() {
+                continue;
+            }
+            if !listed {
+                // Names listed, none stat'ed yet: where a test removes one
+                // under the walk, as a live service does.
+                listed = true;
+                static CHUNKS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+                let n = CHUNKS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                mend_faults::pause_point("walk", 0, n);
+            }
+            // lstat: a symlink is reported as a symlink, never followed.
+            let st = match rustix::fs::statat(
+                &self.dir,
+                e.file_name(),
+                rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+            ) {
+                Ok(st) => st,
+                // Removed since it was listed (a live service's cache):
+                // nothing there to report, as a walk a moment later sees.
+                Err(rustix::io::Errno::NOENT) => continue,
+                Err(err) => {
+                    let err = std::io::Error::from(err);
+                    return Err(std::io::Error::new(err.kind(), format!("{name}: {err}")));
+                }
+            };
+            let (kind, size, secs, nanos) = described_stat(&st);
+            entries.push((name, kind, size, secs, nanos));
+        }
+        entries.sort_by(|a, b| a.0.cmp(&b.0));
+        let more = !entries.is_empty();
+        self.entries = entries.into_iter();
+        Ok(more)
+    }
+}
+
+impl WalkState {
+    pub(super) fn start(grants: &Grants, root: &str) -> WalkState {
+        let mut walker = Walker::start(grants, root);
+        let (tx, ahead) = std::sync::mpsc::sync_channel(WALK_AHEAD);
+        let spawned = std::thread::Builder::new()
+            .name("mend-walk".into())
+            .spawn(move || {
+                loop {
+                    let batch = walker.next(WALK_AHEAD_BATCH);
+                    let last = !matches!(&batch, Ok(b) if !b.is_empty());
+                    // The walk was dropped: stop reading.
+                    if tx.send(batch).is_err() || last {
+                        return;
+                    }
+                }
+            });
+        let mut state = WalkState {
+            ahead,
+            held: Default::default(),
+            ended: false,
+        };
+        if let Err(e) = spawned {
+            // No thread, no walk: said by the first `next`.
+            let (tx, rx) = std::sync::mpsc::sync_channel(1);
+            let _ = tx.send(Err(HostError::Io(format!(
+                "walk {root}: cannot start a thread: {e}"
+            ))));
+            state.ahead = rx;
+        }
+        state
+    }
+
+    pub(super) fn next(&mut self, max: u32) -> Result<Vec<files::Entry>, HostError> {
+        let max = max.min(WALK_BATCH_CAP) as usize;
+        while self.held.len() < max && !self.ended {
+            match self.ahead.recv() {
+                Ok(Ok(batch)) if !batch.is_empty() => self.held.extend(batch),
+                // An error ends the walk, as it always did.
+                Ok(Err(e)) => {
+                    self.ended = true;
+                    self.held.clear();
+                    return Err(e);
+                }
+                Ok(Ok(_)) | Err(_) => self.ended = true,
+            }
+        }
+        let n = max.min(self.held.len());
+        Ok(self.held.drain(..n).collect())
+    }
+}
+
+impl Walker {
+    fn start(grants: &Grants, root: &str) -> Walker {
+        let opened = grants.read(root).map_err(denied).and_then(|r| {
+            let dir = r
+                .grant
+                .dir
+                .open_dir(r.rel_path())
+                .map_err(|e| io_error(root, e))?;
+            frame(dir, root.trim_end_matches('/').to_string()).map_err(|e| io_error(root, e))
+        });
+        match opened {
+            Ok(f) => Walker {
+                error: None,
+                stack: vec![f],
+            },
+            Err(e) => Walker {
+                error: Some(e),
+                stack: Vec::new(),
+            },
+        }
+    }
+
+    fn next(&mut self, max: u32) -> Result<Vec<files::Entry>, HostError> {
+        if let Some(e) = self.error.take() {
+            return Err(e);
+        }
+        let mut out = Vec::new();
+        while out.len() < max.min(WALK_BATCH_CAP) as usize {
+            let depth = self.stack.len();
+            let Some(top) = self.stack.last_mut() else {
+                break;
+            };
+            let Some((name, kind, size, mtime, mtime_nanos)) = top.entries.next() else {
+                let prefix = top.prefix.clone();
+                if !top.refill().map_err(|e| io_error(&prefix, e))? {
+                    self.stack.pop();
+                }
+                continue;
+            };
+            let path = format!("{}/{}", top.prefix, name);
+            if kind == files::EntryKind::Dir {
+                if depth >= WALK_MAX_DEPTH {
+                    return Err(HostError::Invalid(format!(
+                        "walk: {} is more than {WALK_MAX_DEPTH} directories deep; walk its deeper parts one by one",
+                        mend_human::shown(&path, 256)
+                    )));
+                }
+                let sub = top
+                    .dir
+                    .open_dir(mend_plan::names::decode(&name))
+                    .and_then(|d| frame(d, path.clone()));
+                match sub {
+                    Ok(f) => self.stack.push(f),
+                    // Removed since it was listed: as a file above.
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(io_error(&path, e)),
+                }
+            }
+            out.push(files::Entry {
+                path,
+                kind,
+                size,
+                mtime,
+                mtime_nanos,
+            });
+        }
+        Ok(out)
+    }
+}
