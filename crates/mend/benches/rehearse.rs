@@ -3,7 +3,8 @@
 //! (issue 20; target: the overlay rehearsal costs at most 2x the run).
 //! The tree: N files of 100 B, 1,000 to a directory, all older than the
 //! cull's 30 days (so every file is culled, then put back by the
-//! rollback). Each figure is wall time and peak RSS (wait4's rusage of the
+//! rollback); with MEND_BENCH_MIXED=1 every other file is a day old, as
+//! in a media cache, so the cull removes files one by one. Each figure is wall time and peak RSS (wait4's rusage of the
 //! child, its own children included).
 //!
 //! Run as root: cargo bench -p mend --bench rehearse;
@@ -79,9 +80,12 @@ fn timed(mut reset: impl FnMut(), mut cmd: impl FnMut() -> Command) -> (Duration
     (t[t.len() / 2], rss)
 }
 
-/// N files of 100 B in directories of 1,000, 40 days old.
-fn tree(root: &Path, n: usize) {
+/// N files of 100 B in directories of 1,000, 40 days old; when `mixed`,
+/// every other one is a day old instead (a media cache mixes ages in every
+/// folder, so the cull removes files one by one and no folder whole).
+fn tree(root: &Path, n: usize, mixed: bool) {
     let old = SystemTime::now() - Duration::from_secs(40 * 86_400);
+    let young = SystemTime::now() - Duration::from_secs(86_400);
     let body = [b'x'; 100];
     for i in 0..n {
         let dir = root.join(format!("d{:04}", i / 1000));
@@ -94,7 +98,7 @@ fn tree(root: &Path, n: usize) {
             .write(true)
             .open(&p)
             .unwrap()
-            .set_modified(old)
+            .set_modified(if mixed && i % 2 == 1 { young } else { old })
             .unwrap();
     }
 }
@@ -150,7 +154,7 @@ fn main() {
         let pristine = base.join("pristine");
         let data = pristine.join("media");
         std::fs::create_dir_all(&data).unwrap();
-        tree(&data, n);
+        tree(&data, n, flag("MEND_BENCH_MIXED", false));
         let runbook = base.join("cull.toml");
         let live = base.join("live");
         std::fs::write(
@@ -215,11 +219,16 @@ with = {{ path = "media", days = 30 }}
             },
         );
         println!(
-            "rehearsal of a {} cull of {n} files of 100 B in {} by {} (median of {}):",
+            "rehearsal of a {} cull of {n} files of 100 B{} in {} by {} (median of {}):",
             if flag("MEND_BENCH_DISPOSABLE", false) {
                 "disposable"
             } else {
                 "trash"
+            },
+            if flag("MEND_BENCH_MIXED", false) {
+                ", half of them old"
+            } else {
+                ""
             },
             base.display(),
             mend_bin().to_string_lossy(),
