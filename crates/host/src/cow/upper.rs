@@ -272,13 +272,15 @@ impl Walk<'_> {
     }
 
     fn walk(&mut self, rel: &Path) -> anyhow::Result<()> {
-        let up = self.l.upper.join(rel);
-        let umd = std::fs::symlink_metadata(&up)?;
         self.v.entries += 1;
         let full = self.full(rel);
+        // Irreversible by the plan (a whiteout per file a disposable cull
+        // removed): decided by its name, never stat'ed.
         if self.skipped(&full) {
             return Ok(());
         }
+        let up = self.l.upper.join(rel);
+        let umd = std::fs::symlink_metadata(&up)?;
         let ovl: Vec<Vec<u8>> = names(&up)
             .into_iter()
             .filter(|n| n.starts_with(OVERLAY))
