@@ -36,6 +36,7 @@ mod overlap;
 mod overlay;
 mod overlay_mounts;
 mod overlay_upper;
+mod overlay_walk;
 mod parallel_removals;
 mod postgres;
 // The private PostgreSQL cluster, shared with crates/journal/tests/pg.rs.

@@ -5,11 +5,14 @@
 
 use std::os::unix::ffi::OsStrExt;
 
+use std::path::{Path, PathBuf};
+
 use cap_std::fs::Dir;
 
 use super::bindings::mend::runbook::files;
 use super::bindings::mend::runbook::types::HostError;
 use super::host::{denied, io_error};
+use crate::cow::lower::{self, Place, View};
 use crate::grants::Grants;
 
 /// At most this many walk entries per call.
@@ -55,6 +58,113 @@ struct Frame {
     /// Whether the directory has been read to its end.
     read_all: bool,
     entries: std::vec::IntoIter<Described>,
+    /// On a rehearsal's overlay: where `dir` is read from.
+    layered: Option<Layered>,
+}
+
+/// A directory of a walk on a rehearsal's overlay.
+struct Layered {
+    view: &'static View,
+    /// Its path in the overlay.
+    rel: PathBuf,
+    place: Place,
+}
+
+impl Layered {
+    /// A file of this directory whose attributes the lower layer may not
+    /// give as the overlay does: with `index=on`, a file with other links
+    /// shows the attributes of whichever link the run copied up.
+    fn read_through(&self, st: &rustix::fs::Stat) -> bool {
+        self.place == Place::Below
+            && st.st_nlink > 1
+            && rustix::fs::FileType::from_raw_mode(st.st_mode) != rustix::fs::FileType::Directory
+    }
+}
+
+/// The walk's root, and where it is read from on a rehearsal's overlay.
+fn open_root(grant: &Dir, rel: &Path) -> std::io::Result<(Dir, Option<Layered>)> {
+    let Some(view) = lower::id_of(grant).ok().and_then(lower::view) else {
+        return Ok((grant.open_dir(rel)?, None));
+    };
+    let rel = if rel == Path::new(".") {
+        PathBuf::new()
+    } else {
+        rel.to_path_buf()
+    };
+    let place = view.place(&rel);
+    if place == Place::Below
+        && let Some(d) = view.open_lower(&rel)
+    {
+        return Ok((d, Some(Layered { view, rel, place })));
+    }
+    let dir = grant.open_dir(if rel.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        &rel
+    })?;
+    if rustix::fs::fstat(&dir)?.st_dev != view.merged_dev() {
+        // Inside a mount in the grant, below its own overlay's root:
+        // read through the overlay.
+        return Ok((dir, None));
+    }
+    let place = match place {
+        Place::Below => Place::Merged { clear: true },
+        p => p,
+    };
+    Ok((dir, Some(Layered { view, rel, place })))
+}
+
+/// Subdirectory `name` of `parent`, and where it is read from: below when
+/// the run has put nothing of it in the upper layer and nothing above
+/// hides the lower layer; else through the overlay.
+fn open_child(parent: &Frame, name: &Path) -> std::io::Result<(Dir, Option<Layered>)> {
+    let Some(l) = &parent.layered else {
+        return Ok((parent.dir.open_dir(name)?, None));
+    };
+    let rel = l.rel.join(name);
+    let clear = l.place != Place::Merged { clear: false };
+    let untouched = clear && l.view.untouched(&rel);
+    if untouched {
+        let below = match l.place {
+            Place::Below => l.view.open_below(&parent.dir, name),
+            Place::Merged { .. } => l.view.open_lower(&rel),
+        };
+        if let Some(d) = below {
+            return Ok((
+                d,
+                Some(Layered {
+                    view: l.view,
+                    rel,
+                    place: Place::Below,
+                }),
+            ));
+        }
+    }
+    let dir = match l.place {
+        Place::Below => l.view.merged.open_dir(&rel)?,
+        Place::Merged { .. } => parent.dir.open_dir(name)?,
+    };
+    if rustix::fs::fstat(&dir)?.st_dev != l.view.merged_dev() {
+        // A filesystem mounted in the grant (a volume): its own overlay.
+        let layered = lower::id_of(&dir)
+            .ok()
+            .and_then(lower::view)
+            .map(|view| Layered {
+                view,
+                rel: PathBuf::new(),
+                place: view.place(Path::new("")),
+            });
+        return Ok((dir, layered));
+    }
+    let clear = clear && (untouched || !l.view.hides_lower(&rel));
+    Ok((
+        dir,
+        Some(Layered {
+            view: l.view,
+            rel,
+            place: Place::Merged { clear },
+        }),
+    ))
 }
 
 /// Bytes of directory entries read per `getdents64`: about a thousand
@@ -101,7 +211,7 @@ fn described_stat(st: &rustix::fs::Stat) -> (files::EntryKind, u64, i64, u32) {
     (kind, st.st_size.max(0) as u64, secs, nanos)
 }
 
-fn frame(dir: Dir, prefix: String) -> std::io::Result<Frame> {
+fn frame(dir: Dir, prefix: String, layered: Option<Layered>) -> std::io::Result<Frame> {
     use rustix::fs::{Mode, OFlags};
     let listing = rustix::fs::openat(
         &dir,
@@ -115,6 +225,7 @@ fn frame(dir: Dir, prefix: String) -> std::io::Result<Frame> {
         prefix,
         read_all: false,
         entries: Vec::new().into_iter(),
+        layered,
     };
     f.refill()?;
     Ok(f)
@@ -179,7 +290,18 @@ impl Frame {
                     return Err(std::io::Error::new(err.kind(), format!("{name}: {err}")));
                 }
             };
-            let (kind, size, secs, nanos) = described_stat(&st);
+            let (kind, size, secs, nanos) = match &self.layered {
+                Some(l) if l.read_through(&st) => {
+                    match l.view.merged.symlink_metadata(l.rel.join(raw_name)) {
+                        Ok(md) => described(&md),
+                        Err(err) if err.kind() == std::io::ErrorKind::NotFound => continue,
+                        Err(err) => {
+                            return Err(std::io::Error::new(err.kind(), format!("{name}: {err}")));
+                        }
+                    }
+                }
+                _ => described_stat(&st),
+            };
             entries.push((name, kind, size, secs, nanos));
         }
         entries.sort_by(|a, b| a.0.cmp(&b.0));
@@ -243,12 +365,10 @@ impl WalkState {
 impl Walker {
     fn start(grants: &Grants, root: &str) -> Walker {
         let opened = grants.read(root).map_err(denied).and_then(|r| {
-            let dir = r
-                .grant
-                .dir
-                .open_dir(r.rel_path())
-                .map_err(|e| io_error(root, e))?;
-            frame(dir, root.trim_end_matches('/').to_string()).map_err(|e| io_error(root, e))
+            let (dir, layered) =
+                open_root(&r.grant.dir, &r.rel_path()).map_err(|e| io_error(root, e))?;
+            frame(dir, root.trim_end_matches('/').to_string(), layered)
+                .map_err(|e| io_error(root, e))
         });
         match opened {
             Ok(f) => Walker {
@@ -287,10 +407,8 @@ impl Walker {
                         mend_human::shown(&path, 256)
                     )));
                 }
-                let sub = top
-                    .dir
-                    .open_dir(mend_plan::names::decode(&name))
-                    .and_then(|d| frame(d, path.clone()));
+                let sub = open_child(top, &mend_plan::names::decode(&name))
+                    .and_then(|(d, layered)| frame(d, path.clone(), layered));
                 match sub {
                     Ok(f) => self.stack.push(f),
                     // Removed since it was listed: as a file above.

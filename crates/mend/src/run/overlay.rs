@@ -402,6 +402,16 @@ pub(crate) fn mount_all(spec: &Spec) -> Result<Mounted, String> {
             return fail(format!("cannot bind {} read-only: {e}", r.display()));
         }
     }
+    // Walks read what the run has not touched from the lower layers. A
+    // view that cannot be opened only means that overlay is read through.
+    mend_host::cow::lower::register(
+        grants
+            .iter()
+            .filter_map(|(l, m)| {
+                mend_host::cow::lower::View::new(&l.grant, &m.lower, &l.upper).ok()
+            })
+            .collect(),
+    );
     let _ = UPPER_SCRATCH.set((upper_at.clone(), own));
     if std::fs::write(&spec.status, "ok").is_err() {
         return Err("cannot write the status".into());
