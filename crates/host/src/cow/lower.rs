@@ -20,7 +20,7 @@ use std::path::{Component, Path, PathBuf};
 use std::sync::OnceLock;
 
 use cap_std::fs::Dir;
-use rustix::fs::{AtFlags, Mode, OFlags};
+use rustix::fs::{Mode, OFlags};
 
 /// One overlay, as a walk may read it.
 #[derive(Debug)]
@@ -36,7 +36,7 @@ pub struct View {
     /// crossed in the real tree, never read this way.
     lower_dev: u64,
     /// The upper layer's root.
-    upper: OwnedFd,
+    upper: PathBuf,
 }
 
 static VIEWS: OnceLock<Vec<View>> = OnceLock::new();
@@ -55,42 +55,27 @@ impl View {
         let id = id_of(&merged)?;
         let lower = Dir::from_std_file(std::fs::File::from(lower.try_clone()?));
         let lower_dev = rustix::fs::fstat(&lower)?.st_dev;
-        let upper = super::overlay::open_path(upper)?;
         Ok(View {
             merged,
             id,
             lower,
             lower_dev,
-            upper,
+            upper: upper.to_path_buf(),
         })
     }
 
     /// Whether `rel` (in this overlay) has no entry in the upper layer.
     pub fn untouched(&self, rel: &Path) -> bool {
         matches!(
-            rustix::fs::statat(&self.upper, rel, AtFlags::SYMLINK_NOFOLLOW),
+            rustix::fs::lstat(self.upper.join(rel)),
             Err(rustix::io::Errno::NOENT | rustix::io::Errno::NOTDIR)
         )
     }
 
     /// Whether the upper directory `rel` (which exists) changes what lies
-    /// beneath it: an opaque or redirect marker, or anything unreadable.
+    /// beneath it (see [`super::upper::hides_lower`]).
     pub fn hides_lower(&self, rel: &Path) -> bool {
-        let Ok(fd) = rustix::fs::openat(
-            &self.upper,
-            rel,
-            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::empty(),
-        ) else {
-            return true;
-        };
-        let mut buf = [0u8; 8];
-        MARKERS.iter().any(|name| {
-            !matches!(
-                rustix::fs::fgetxattr(&fd, *name, &mut buf[..]),
-                Err(rustix::io::Errno::NODATA)
-            )
-        })
+        super::upper::hides_lower(&self.upper.join(rel))
     }
 
     /// `rel`, opened in the lower layer, if it is a directory on the lower
@@ -149,15 +134,6 @@ pub enum Place {
     Below,
     Merged { clear: bool },
 }
-
-/// The overlay markers that make an upper directory more than a place for
-/// copies and whiteouts (`user.` ones for a `userxattr` mount).
-const MARKERS: [&str; 4] = [
-    "trusted.overlay.opaque",
-    "trusted.overlay.redirect",
-    "user.overlay.opaque",
-    "user.overlay.redirect",
-];
 
 /// Register this process's overlays once they are mounted; a second call
 /// changes nothing.

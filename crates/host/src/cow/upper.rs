@@ -123,6 +123,21 @@ fn xattr(path: &Path, name: &[u8]) -> Option<Vec<u8>> {
 
 const OVERLAY: &[u8] = b"trusted.overlay.";
 
+/// Whether an upper directory changes what lies beneath it, so the lower
+/// layer at its path is not what the overlay shows there: an opaque or a
+/// redirect marker. One whose markers cannot be listed counts as one.
+pub(crate) fn hides_lower(path: &Path) -> bool {
+    with_buf(
+        |b| rustix::fs::llistxattr(path, b),
+        |list| {
+            list.split(|b| *b == 0)
+                .filter_map(|n| n.strip_prefix(OVERLAY))
+                .any(|n| n == b"opaque" || n == b"redirect")
+        },
+    )
+    .unwrap_or(true)
+}
+
 fn meta(dir: &OwnedFd, rel: &Path, abs: &Path, links: bool) -> Option<Meta> {
     let at = if rel.as_os_str().is_empty() {
         Path::new(".")

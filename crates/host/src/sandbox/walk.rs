@@ -86,22 +86,15 @@ fn open_root(grant: &Dir, rel: &Path) -> std::io::Result<(Dir, Option<Layered>)>
     let Some(view) = lower::id_of(grant).ok().and_then(lower::view) else {
         return Ok((grant.open_dir(rel)?, None));
     };
-    let rel = if rel == Path::new(".") {
-        PathBuf::new()
-    } else {
-        rel.to_path_buf()
-    };
+    // `.` for the grant's root, as `Resolved::rel_path` gives it.
+    let rel = rel.to_path_buf();
     let place = view.place(&rel);
     if place == Place::Below
         && let Some(d) = view.open_lower(&rel)
     {
         return Ok((d, Some(Layered { view, rel, place })));
     }
-    let dir = grant.open_dir(if rel.as_os_str().is_empty() {
-        Path::new(".")
-    } else {
-        &rel
-    })?;
+    let dir = grant.open_dir(&rel)?;
     if rustix::fs::fstat(&dir)?.st_dev != view.merged_dev() {
         // Inside a mount in the grant, below its own overlay's root:
         // read through the overlay.
@@ -151,8 +144,8 @@ fn open_child(parent: &Frame, name: &Path) -> std::io::Result<(Dir, Option<Layer
             .and_then(lower::view)
             .map(|view| Layered {
                 view,
-                rel: PathBuf::new(),
-                place: view.place(Path::new("")),
+                rel: PathBuf::from("."),
+                place: view.place(Path::new(".")),
             });
         return Ok((dir, layered));
     }
