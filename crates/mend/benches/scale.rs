@@ -12,7 +12,8 @@
 //! Run: cargo bench -p mend --bench scale
 //! Env: MEND_BENCH_DIR (where the trees go; default $TMPDIR; /dev/shm shows
 //! the engine's own cost, a disk adds the disk's), MEND_BENCH_FILES (tree
-//! sizes, default `100000,1000000`), MEND_BENCH_MEND (a mend binary to time
+//! sizes, default `100000,1000000`;
+//! empty for archive-cleanup alone), MEND_BENCH_MEND (a mend binary to time
 //! instead of the one cargo built, e.g. an older build for a before/after).
 //! Targets (issue 18): disposable run <= 1.3x find on tmpfs, trash + purge
 //! <= 2x, peak RSS < 64 MB and journal < 16 MB at 1,000,000 files;
@@ -332,6 +333,7 @@ fn main() {
     let sizes: Vec<u32> = std::env::var("MEND_BENCH_FILES")
         .unwrap_or_else(|_| "100000,1000000".into())
         .split(',')
+        .filter(|s| !s.trim().is_empty())
         .map(|s| {
             s.trim()
                 .parse()
