@@ -3,8 +3,8 @@
 //! [`mend_plan::Seen`] from that one `fstatat`, not a second: the plan then
 //! shows and keeps what the step saw (no window between the walk's stat and
 //! the check's), and a cull of a million files stats each once while it
-//! plans. Bounded: the last two batches a walk handed over, whatever the
-//! plan's size.
+//! plans. Bounded: the files of the last two generations of what a walk
+//! handed over ([`GENERATION`] files each), whatever the plan's size.
 //!
 //! The same for a folder the step removes whole: the walk hands a folder's
 //! tree over right after it (depth first), so the tree's size, count and
@@ -51,6 +51,12 @@ impl Tree {
     }
 }
 
+/// Files a generation holds: a walk hands over its entries in batches of a
+/// few hundred (as soon as they are stat'ed), while a step hands its plan
+/// over every 2,048 actions, so at least this many of the files the walk
+/// handed over last are kept.
+pub const GENERATION: usize = 4096;
+
 /// Trees kept at most per generation (about 100 bytes each): a walk that
 /// passes more folders than that between a folder's end and the check of
 /// its removal has the check read the folder again.
@@ -67,11 +73,13 @@ pub struct Entry<'a> {
 }
 
 impl Walked {
-    /// Keep a batch the walk hands over; the batch before the last is
-    /// forgotten.
+    /// Keep a batch the walk hands over. The files of the last two
+    /// generations are kept: a generation ends once it holds
+    /// [`GENERATION`] files, and the one before it is then forgotten.
     pub fn keep<'a>(&mut self, batch: impl IntoIterator<Item = Entry<'a>>) {
-        self.before = std::mem::take(&mut self.last);
-        self.last.clear();
+        if self.last.len() >= GENERATION {
+            self.before = std::mem::take(&mut self.last);
+        }
         let mut empty = true;
         for e in batch {
             empty = false;
@@ -190,22 +198,43 @@ mod tests {
     }
 
     #[test]
-    fn keeps_the_last_two_batches_of_files_only() {
+    fn keeps_the_files_of_the_last_two_generations_only() {
         let mut w = Walked::default();
         let dir = Entry {
             path: "g/d",
             dir: true,
             ..file("g/d")
         };
-        w.keep([file("g/a"), dir]);
+        let many = |from: usize| -> Vec<String> {
+            (from..from + GENERATION - 1)
+                .map(|i| format!("g/f{i}"))
+                .collect()
+        };
+        let first = many(0);
+        w.keep(std::iter::once(file("g/a")).chain(first.iter().map(|p| file(p))));
+        w.keep([dir]);
         assert_eq!(w.get("g/a"), Some((7, 1_700_000_000_000_000_005)));
         assert_eq!(w.get("g/d"), None, "a directory is sized by its tree");
+        // A generation is full: the next batches start another.
         w.keep([file("g/b")]);
-        assert!(w.get("g/a").is_some() && w.get("g/b").is_some());
         w.keep([file("g/c")]);
-        assert_eq!(w.get("g/a"), None, "the batch before the last is forgotten");
-        // g/b, g/c, and g/d's tree, which ended when g/b came.
-        assert_eq!(w.len(), 3);
+        assert!(w.get("g/a").is_some() && w.get("g/b").is_some() && w.get("g/c").is_some());
+        let second = many(GENERATION);
+        w.keep(second.iter().map(|p| file(p)));
+        assert!(
+            w.get("g/a").is_some(),
+            "kept while its generation is the one before"
+        );
+        w.keep([file("g/e")]);
+        assert_eq!(
+            w.get("g/a"),
+            None,
+            "the generation before the last is forgotten"
+        );
+        assert!(w.get("g/b").is_some() && w.get("g/e").is_some());
+        // The second generation (b, c and the rest), e, and g/d's tree,
+        // which ended when g/b came.
+        assert_eq!(w.len(), 2 + (GENERATION - 1) + 1 + 1);
     }
 
     #[test]

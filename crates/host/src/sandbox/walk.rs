@@ -35,10 +35,11 @@ pub struct WalkState {
     ended: bool,
 }
 
-/// Entries a read-ahead batch holds.
-const WALK_AHEAD_BATCH: u32 = 4096;
-/// Batches read ahead at most.
-const WALK_AHEAD: usize = 2;
+/// Entries a read-ahead batch holds: small, so that the step gets to work
+/// on a chunk's first entries while the rest are stat'ed.
+const WALK_AHEAD_BATCH: u32 = 256;
+/// Batches read ahead at most (8,192 entries).
+const WALK_AHEAD: usize = 32;
 
 /// The walk itself: a stack of open directories, each with its next chunk
 /// of sorted, not yet reported entries.
@@ -57,7 +58,8 @@ struct Frame {
     prefix: String,
     /// Whether the directory has been read to its end.
     read_all: bool,
-    entries: std::vec::IntoIter<Described>,
+    /// The current chunk's names not yet reported, sorted.
+    names: std::vec::IntoIter<String>,
     /// On a rehearsal's overlay: where `dir` is read from.
     layered: Option<Layered>,
 }
@@ -217,7 +219,7 @@ fn frame(dir: Dir, prefix: String, layered: Option<Layered>) -> std::io::Result<
         listing,
         prefix,
         read_all: false,
-        entries: Vec::new().into_iter(),
+        names: Vec::new().into_iter(),
         layered,
     };
     f.refill()?;
@@ -225,20 +227,21 @@ fn frame(dir: Dir, prefix: String, layered: Option<Layered>) -> std::io::Result<
 }
 
 impl Frame {
-    /// Read the next chunk of the directory (at least [`WALK_CHUNK`]
-    /// entries, or the rest; a chunk ends where a `getdents64` buffer
-    /// does, as the directory's offset has moved past it); false at its
-    /// end. Each name is `fstatat`ed in the directory held open.
+    /// Read the next chunk of the directory's names (at least
+    /// [`WALK_CHUNK`], or the rest; a chunk ends where a `getdents64`
+    /// buffer does, as the directory's offset has moved past it), sorted;
+    /// false at its end. Each is `fstatat`ed when the walk reaches it
+    /// ([`Frame::next_described`]), so the step sees a chunk's first entries
+    /// without waiting for the whole chunk's stats.
     fn refill(&mut self) -> std::io::Result<bool> {
         if self.read_all {
             return Ok(false);
         }
-        let mut entries = Vec::new();
+        let mut names = Vec::new();
         let mut buf = Vec::with_capacity(GETDENTS_BUF);
         let mut raw = rustix::fs::RawDir::new(&self.listing, buf.spare_capacity_mut());
-        let mut listed = false;
         loop {
-            if entries.len() >= WALK_CHUNK && raw.is_buffer_empty() {
+            if names.len() >= WALK_CHUNK && raw.is_buffer_empty() {
                 break;
             }
             let Some(e) = raw.next() else {
@@ -252,31 +255,41 @@ impl Frame {
             }
             // Never skipped: a name that is not UTF-8 is escaped (see
             // `crate::names`), or its directory would look empty to a step.
-            let raw_name = std::ffi::OsStr::from_bytes(bytes);
-            let name = mend_plan::names::encode(raw_name).into_owned();
+            let name = mend_plan::names::encode(std::ffi::OsStr::from_bytes(bytes)).into_owned();
             // The host's own trash and staging (at a grant's root, and at
             // the top of a volume mounted in it) are not the step's to see
             // or plan over: what undo needs lives there.
             if crate::grants::host_owned(&name).is_some() {
                 continue;
             }
-            if !listed {
-                // Names listed, none stat'ed yet: where a test removes one
-                // under the walk, as a live service does.
-                listed = true;
-                static CHUNKS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-                let n = CHUNKS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                mend_faults::pause_point("walk", 0, n);
-            }
-            // lstat: a symlink is reported as a symlink, never followed.
+            names.push(name);
+        }
+        if !names.is_empty() {
+            // Names listed, none stat'ed yet: where a test removes one
+            // under the walk, as a live service does.
+            static CHUNKS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+            let n = CHUNKS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            mend_faults::pause_point("walk", 0, n);
+        }
+        names.sort_unstable();
+        let more = !names.is_empty();
+        self.names = names.into_iter();
+        Ok(more)
+    }
+
+    /// The next entry of the chunk, `lstat`ed now (a symlink is reported as
+    /// a symlink, never followed); None at the chunk's end. A name removed
+    /// since it was listed (a live service's cache) is passed over, as a
+    /// walk a moment later sees.
+    fn next_described(&mut self) -> std::io::Result<Option<Described>> {
+        for name in self.names.by_ref() {
+            let raw_name = mend_plan::names::decode(&name);
             let st = match rustix::fs::statat(
                 &self.dir,
-                e.file_name(),
+                &*raw_name,
                 rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
             ) {
                 Ok(st) => st,
-                // Removed since it was listed (a live service's cache):
-                // nothing there to report, as a walk a moment later sees.
                 Err(rustix::io::Errno::NOENT) => continue,
                 Err(err) => {
                     let err = std::io::Error::from(err);
@@ -285,7 +298,7 @@ impl Frame {
             };
             let (kind, size, secs, nanos) = match &self.layered {
                 Some(l) if l.read_through(&st) => {
-                    match l.view.merged.symlink_metadata(l.rel.join(raw_name)) {
+                    match l.view.merged.symlink_metadata(l.rel.join(&*raw_name)) {
                         Ok(md) => described(&md),
                         Err(err) if err.kind() == std::io::ErrorKind::NotFound => continue,
                         Err(err) => {
@@ -295,12 +308,9 @@ impl Frame {
                 }
                 _ => described_stat(&st),
             };
-            entries.push((name, kind, size, secs, nanos));
+            return Ok(Some((name, kind, size, secs, nanos)));
         }
-        entries.sort_by(|a, b| a.0.cmp(&b.0));
-        let more = !entries.is_empty();
-        self.entries = entries.into_iter();
-        Ok(more)
+        Ok(None)
     }
 }
 
@@ -336,18 +346,28 @@ impl WalkState {
         state
     }
 
+    /// Up to `max` entries: those read ahead by now, waiting only while
+    /// there are none. A step sees the first entries of a big directory
+    /// as soon as they are stat'ed, not once a full batch is.
     pub(super) fn next(&mut self, max: u32) -> Result<Vec<files::Entry>, HostError> {
+        use std::sync::mpsc::TryRecvError;
         let max = max.min(WALK_BATCH_CAP) as usize;
         while self.held.len() < max && !self.ended {
-            match self.ahead.recv() {
+            let got = if self.held.is_empty() {
+                self.ahead.recv().map_err(|_| TryRecvError::Disconnected)
+            } else {
+                self.ahead.try_recv()
+            };
+            match got {
                 Ok(Ok(batch)) if !batch.is_empty() => self.held.extend(batch),
+                Err(TryRecvError::Empty) => break,
                 // An error ends the walk, as it always did.
                 Ok(Err(e)) => {
                     self.ended = true;
                     self.held.clear();
                     return Err(e);
                 }
-                Ok(Ok(_)) | Err(_) => self.ended = true,
+                Ok(Ok(_)) | Err(TryRecvError::Disconnected) => self.ended = true,
             }
         }
         let n = max.min(self.held.len());
@@ -385,7 +405,10 @@ impl Walker {
             let Some(top) = self.stack.last_mut() else {
                 break;
             };
-            let Some((name, kind, size, mtime, mtime_nanos)) = top.entries.next() else {
+            let next = top.next_described();
+            let Some((name, kind, size, mtime, mtime_nanos)) =
+                next.map_err(|e| io_error(&top.prefix, e))?
+            else {
                 let prefix = top.prefix.clone();
                 if !top.refill().map_err(|e| io_error(&prefix, e))? {
                     self.stack.pop();
