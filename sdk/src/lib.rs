@@ -71,7 +71,7 @@ pub use host::{Host, HostErrorExt, WasmHost, tree_size};
 pub use mend_human::{copy_headroom, files_text, human_bytes, human_count};
 pub use mend_sdk_derive::Params;
 pub use params::{NoParams, ParamSpecExt, Params};
-pub use plan::{PlanBuilder, STREAM_BATCH, StepErrorExt};
+pub use plan::{FIRST_HAND_OVER, PlanBuilder, STREAM_BATCH, StepErrorExt};
 
 /// Everything a step usually needs, in one `use`.
 pub mod prelude {

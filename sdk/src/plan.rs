@@ -1,7 +1,8 @@
 //! Building a plan, one action per line. While a step plans, the builder
 //! hands its actions to the host every [`STREAM_BATCH`] of them
-//! (`plan-sink.emit`), so a plan of a million removals never sits whole in
-//! the step's memory; the step's code does not change.
+//! (`plan-sink.emit`; the first hand-overs smaller, see
+//! [`FIRST_HAND_OVER`]), so a plan of a million removals never sits whole
+//! in the step's memory; the step's code does not change.
 
 use std::cell::RefCell;
 
@@ -14,6 +15,12 @@ use crate::{
 /// How many actions a builder holds before it hands them to the host: the
 /// host journals removals in batches of this size.
 pub const STREAM_BATCH: usize = 2048;
+
+/// The first hand-over's size. The hand-overs then grow (256, 256, 512,
+/// 1,024, then [`STREAM_BATCH`]): in `mend run` the host removes each
+/// batch of removals as it arrives, while the step plans on, so the first
+/// removal waits for 256 actions planned, not 2,048.
+pub const FIRST_HAND_OVER: usize = 256;
 
 /// Where a builder hands its actions while a step plans.
 pub(crate) type Emit = Box<dyn FnMut(Vec<Action>) -> Result<(), HostError>>;
@@ -80,7 +87,7 @@ impl PlanBuilder {
 
     /// Hand the actions held to the host, when a step is planning.
     fn hand_over(&mut self) {
-        if self.plan().actions.len() < STREAM_BATCH {
+        if self.plan().actions.len() < self.handed.clamp(FIRST_HAND_OVER, STREAM_BATCH) {
             return;
         }
         let actions = &mut self.plan.as_mut().expect("made above").actions;
@@ -335,9 +342,10 @@ mod tests {
             b.summary("s").build()
         });
         let batches = got.borrow();
+        // Growing from FIRST_HAND_OVER to STREAM_BATCH.
         assert_eq!(
             batches.iter().map(Vec::len).collect::<Vec<_>>(),
-            [STREAM_BATCH, STREAM_BATCH]
+            [256, 256, 512, 1024, STREAM_BATCH]
         );
         assert_eq!(plan.actions.len(), 5);
         let mut all: Vec<String> = batches.concat();

@@ -22,24 +22,25 @@ fn a_trash_rollback_keeps_its_batches_one_row_each() {
     let back = f.mend(&["--json", "rollback", &id]);
     assert_eq!(back.code, 0, "{}", back.text());
     let out: serde_json::Value = serde_json::from_str(&back.stdout).unwrap();
-    // 0..=2500 were removed; the rest of the second batch never was.
+    // 0..=2500 were removed; the rest of the last batch never was.
     assert_eq!(out["rollback"]["undone"], 2501, "{out}");
     assert_same(&before, &tree(&f.path("cache"), true), "after the rollback");
-    assert_eq!(rows(&f, "bulk"), 2, "the batches stay one row each");
+    assert_eq!(rows(&f, "bulk"), 5, "the batches stay one row each");
     assert_eq!(rows(&f, "actions"), 0);
     assert_eq!(states(&f, &id), vec!["undone"; FILES as usize]);
 }
 
 #[test]
 fn a_rollback_killed_inside_a_batch_resumes_byte_identical_undoing_each_once() {
-    // The rollback goes newest first: the second batch (2048-2999,
-    // intended when the run was killed at 2500), then the first (done).
-    // (kill point, actions the resumed rollback still has to undo)
+    // The rollback goes newest first: the last batch (2048-2999,
+    // intended when the run was killed at 2500), then the ones the step
+    // handed over while it planned (1024-2047, 512-1023, 256-511, 0-255,
+    // done). (kill point, actions the resumed rollback still has to undo)
     for (point, left) in [
         ("undo:0:2200", 2200),
         ("undoing:0:2048", 2049),
-        ("undo:0:1000", 2048),
-        ("undo:0:0", 2048),
+        ("undo:0:1000", 1024),
+        ("undo:0:0", 256),
     ] {
         let f = Fixture::new();
         cache(&f);
@@ -65,7 +66,7 @@ fn a_rollback_killed_inside_a_batch_resumes_byte_identical_undoing_each_once() {
         // inside is undone whole (its undone removals are no-ops).
         assert_eq!(out["rollback"]["undone"], left, "{point}: {out}");
         assert_same(&before, &tree(&f.path("cache"), true), point);
-        assert_eq!(rows(&f, "bulk"), 2, "{point}");
+        assert_eq!(rows(&f, "bulk"), 5, "{point}");
         assert_eq!(
             states(&f, &id),
             vec!["undone"; FILES as usize],

@@ -1,5 +1,5 @@
-//! Issue 18's overlap of plan and apply. A step hands over three batches of
-//! 2,048 removals while it plans, then proposes a path it may not touch.
+//! Issue 18's overlap of plan and apply. A step hands over 6,144 removals
+//! in six batches while it plans, then proposes a path it may not touch.
 //! `mend plan` refuses the whole plan and changes nothing. A run performs
 //! the batches as they arrive (`run::early`), then fails naming the step,
 //! the action and the rule: with a trash grant the moves are rolled back
@@ -9,7 +9,7 @@
 use crate::bulk::cache_of as cache;
 use crate::common::*;
 
-/// Three full stream batches and a tail.
+/// Six stream batches (256, 256, 512, 1,024, 2,048, 2,048) and a tail.
 const FILES: u32 = 3 * 2048 + 100;
 
 /// A scripted step removing every file of the cache, then `refused` (if any).
@@ -61,9 +61,10 @@ fn world(f: &Fixture) -> std::collections::BTreeMap<String, String> {
 const REFUSED: &str = "{ remove = \"other/canary\" }";
 const RULE: &str = "is in grant `other`, which is read-only";
 
-/// The step really streams: three batches arrive before its plan returns.
+/// The step really streams: six batches (256, 256, 512, 1,024, 2,048 and
+/// 2,048) arrive before its plan returns.
 #[test]
-fn the_late_refusal_fixture_streams_three_batches_first() {
+fn the_late_refusal_fixture_streams_six_batches_first() {
     let f = Fixture::new();
     cache(&f, FILES);
     let rb = late_refusal(&f, true, None);
@@ -71,13 +72,13 @@ fn the_late_refusal_fixture_streams_three_batches_first() {
     assert_eq!(ran.code, 0, "{}", ran.text());
     let v: serde_json::Value = serde_json::from_str(&ran.stdout).unwrap();
     assert_eq!(
-        v["steps"][0]["arrival"]["batches"], 3,
+        v["steps"][0]["arrival"]["batches"], 6,
         "{}",
         v["steps"][0]["arrival"]
     );
 }
 
-/// Refused after three batches: exit 1, the message names the step, the
+/// Refused after six batches: exit 1, the message names the step, the
 /// path and the rule, and nothing anywhere changed. What mend said.
 fn refused_whole(mode: &str, disposable: bool) -> String {
     let f = Fixture::new();
@@ -125,7 +126,7 @@ fn a_trash_run_refuses_a_streamed_cull_whole() {
     );
 }
 
-/// The three batches handed over before the refusal were performed while
+/// The six batches handed over before the refusal were performed while
 /// the step planned: the step fails naming the refused path, the rule and
 /// the 6,144 removals done; exactly their files are gone, the tail of 100
 /// (not yet handed over) and the canary are untouched, the journal lists
@@ -154,7 +155,7 @@ fn a_disposable_run_refused_late_says_the_removals_it_already_did() {
         .collect();
     let mut want_sorted: Vec<&String> = want.iter().collect();
     want_sorted.sort();
-    assert_eq!(gone, want_sorted, "removed: exactly the three batches");
+    assert_eq!(gone, want_sorted, "removed: exactly the six batches");
     // The folders lost files, so their times moved; nothing else changed.
     let folder = |k: &str| k.strip_prefix("./cache/d").is_some_and(|d| d.len() == 1);
     let changed: Vec<_> = after
@@ -181,7 +182,7 @@ fn a_disposable_run_refused_late_says_the_removals_it_already_did() {
     assert_eq!(
         runs,
         vec![("undone".to_string(), 3 * 2048)],
-        "journaled: the three batches"
+        "journaled: the six batches"
     );
     assert!(
         text.contains("irreversible: 6,144 actions could not be undone by design")
@@ -206,7 +207,7 @@ fn a_disposable_run_goes_on_after_its_early_batches_in_plan_order() {
     assert_eq!(ran.code, 0, "{}", ran.text());
     assert!(
         ran.text()
-            .contains("6,244 removals done while it planned (4 batches)"),
+            .contains("6,244 removals done while it planned (7 batches)"),
         "{}",
         ran.text()
     );

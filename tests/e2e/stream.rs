@@ -1,8 +1,9 @@
 //! Plans that stream: a step's plan builder hands its actions to the host
-//! every 2,048 (`plan-sink.emit`) while it plans; the host checks and packs
-//! each batch as it arrives and the run reads the batches back from the
-//! journal one at a time. A cull of 5,000 files arrives in two batches and a
-//! tail. Killed inside the second batch, a resume ends as an uninterrupted
+//! every 2,048 (`plan-sink.emit`; the first hand-overs 256, 256, 512 and
+//! 1,024) while it plans; the host checks and packs each batch as it
+//! arrives and the run reads the batches back from the journal one at a
+//! time. A cull of 5,000 files arrives in five batches and a tail. Killed
+//! inside the batch from 2,048 to 4,095, a resume ends as an uninterrupted
 //! run, every removal done once; a trash run killed there rolls back byte
 //! identical. And neither the host's unpacked actions nor the step's memory
 //! grow with the number of files (deterministic counts, not timings).
@@ -21,19 +22,19 @@ fn planned(f: &Fixture, rb: &std::path::Path) -> serde_json::Value {
 const FILES: u32 = 5_000;
 
 #[test]
-fn a_streamed_cull_killed_inside_its_second_batch_resumes_exactly() {
+fn a_streamed_cull_killed_inside_a_later_batch_resumes_exactly() {
     let want = {
         let f = Fixture::new();
         cache(&f, FILES);
         let rb = cull(&f, true);
         let step = planned(&f, &rb);
         assert_eq!(step["actions"].as_array().unwrap().len(), FILES as usize);
-        // Two batches of 2,048 handed over while planning; the 904 left came
-        // with the returned plan.
-        assert_eq!(step["arrival"]["batches"], 2, "{}", step["arrival"]);
+        // 256, 256, 512, 1,024 and 2,048 handed over while planning; the
+        // 904 left came with the returned plan.
+        assert_eq!(step["arrival"]["batches"], 5, "{}", step["arrival"]);
         let ran = f.mend(&["run", rb.to_str().unwrap()]);
         assert_eq!(ran.code, 0, "{}", ran.text());
-        assert_eq!(rows(&f, "bulk"), 3, "5,000 removals in 3 batch records");
+        assert_eq!(rows(&f, "bulk"), 6, "5,000 removals in 6 batch records");
         assert_eq!(rows(&f, "actions"), 0);
         tree(&f.path("cache"), false)
     };
@@ -45,10 +46,10 @@ fn a_streamed_cull_killed_inside_its_second_batch_resumes_exactly() {
 }
 
 /// A disposable cull performs its batches while it still plans: killed
-/// inside the second batch, the journal holds the first batch done and the
-/// second intended, and nothing of the tail (the whole plan journaled first
-/// would list all 5,000). The step is left applying with no plan; the
-/// resume finishes the second batch, plans again from seq 4,096 and ends as
+/// inside the batch from 2,048, the journal holds the four before it done
+/// (2,048 removals) and that one intended, and nothing of the tail (the
+/// whole plan journaled first would list all 5,000). The step is left
+/// applying with no plan; the resume finishes the intended batch, plans again from seq 4,096 and ends as
 /// an uninterrupted run, each removal done once.
 #[test]
 fn a_disposable_cull_performs_its_batches_while_it_plans() {
@@ -67,7 +68,7 @@ fn a_disposable_cull_performs_its_batches_while_it_plans() {
     assert_eq!(
         (at_kill.len(), done, intended),
         (4096, 2048, 2048),
-        "journaled at the kill: the first batch done, the second intended, no tail"
+        "journaled at the kill: the batches before 2,048 done, the one from 2,048 intended, no tail"
     );
     let resumed = f.mend(&["resume", &id]);
     assert_eq!(resumed.code, 0, "{}", resumed.text());
@@ -76,7 +77,7 @@ fn a_disposable_cull_performs_its_batches_while_it_plans() {
 }
 
 #[test]
-fn a_streamed_trash_cull_killed_inside_its_second_batch_rolls_back_byte_identical() {
+fn a_streamed_trash_cull_killed_inside_a_later_batch_rolls_back_byte_identical() {
     let f = Fixture::new();
     cache(&f, FILES);
     let before = tree(&f.path("cache"), true);
@@ -92,9 +93,9 @@ fn a_streamed_trash_cull_killed_inside_its_second_batch_rolls_back_byte_identica
     assert_same(&before, &tree(&f.path("cache"), true), "after the rollback");
     let undone = states(&f, &id);
     // The moves went to the trash while the step planned: the kill inside
-    // the second batch left the tail unjournaled (the whole plan first
-    // would list all 5,000, the tail planned). The first batch and the
-    // second up to the kill were undone.
+    // the batch from 2,048 left the tail unjournaled (the whole plan first
+    // would list all 5,000, the tail planned). The batches before it and
+    // that one up to the kill were undone.
     assert_eq!(undone.len(), 4096);
     assert!(undone.iter().all(|s| s == "undone"), "{:?}", &undone[..3]);
 }

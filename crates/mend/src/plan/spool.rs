@@ -247,7 +247,15 @@ impl ActionSink for Spool {
     fn emit(&mut self, actions: Vec<wit::Action>, walked: &Walked) -> Result<(), wit::HostError> {
         self.batches += 1;
         self.take(actions, Some(walked))
-            .map_err(wit::HostError::Denied)
+            .map_err(wit::HostError::Denied)?;
+        // While removals go early, each hand-over's run goes as it is (the
+        // step's first hand-overs are small, so the first removal is not
+        // held back for a full batch). A lone removal waits for the next:
+        // packed alone it would stay a row and end the early hand-overs.
+        if self.early.is_some() && self.run.len() > 1 {
+            self.end_run().map_err(wit::HostError::Denied)?;
+        }
+        Ok(())
     }
 }
 
