@@ -54,7 +54,10 @@ pub struct Spool {
 /// rehearsal), as long as nothing else came before it in the plan, so the
 /// order the plan gives is kept.
 pub struct Early {
-    pub to: std::sync::mpsc::Sender<Packed>,
+    pub to: std::sync::mpsc::Sender<Handed>,
+    /// Batches handed over with their actions unpacked and not yet taken
+    /// by the performer (see [`Handed`]).
+    pub unpacked: Arc<std::sync::atomic::AtomicUsize>,
     /// Whether moves to the trash go early too (not in a rehearsal on
     /// overlays: there a move copies its file up, and the room for that is
     /// checked for the whole plan before anything is done).
@@ -62,6 +65,20 @@ pub struct Early {
     /// Set by the performer when a removal failed: the plan stops there.
     pub failed: Arc<std::sync::atomic::AtomicBool>,
 }
+
+/// A batch handed to the early performer: packed, as the journal keeps it,
+/// and while the performer keeps up (at most [`UNPACKED_AHEAD`] batches
+/// waiting) its actions as they are, so that it need not unpack and parse
+/// them again before it removes. When it falls behind (a cull of a million
+/// files plans faster than it removes), batches wait packed: a few bytes an
+/// action, not a few hundred.
+pub struct Handed {
+    pub packed: Packed,
+    pub actions: Option<Vec<Planned>>,
+}
+
+/// Batches that may wait for the performer with their actions unpacked.
+pub const UNPACKED_AHEAD: usize = 2;
 
 impl Spool {
     pub fn new(grants: Arc<Grants>, commands: CommandPolicy, step: &str) -> Spool {
@@ -201,9 +218,21 @@ impl Spool {
                 let first = self.plan.actions.is_empty() && self.plan.packed.is_empty();
                 let packed = match &self.early {
                     Some(e) if first && (e.trash || !packed.reversible) => {
-                        match e.to.send(packed) {
+                        use std::sync::atomic::Ordering;
+                        let actions = (e.unpacked.load(Ordering::Acquire) < UNPACKED_AHEAD)
+                            .then(|| std::mem::take(&mut self.run));
+                        let unpacked = actions.is_some();
+                        if unpacked {
+                            e.unpacked.fetch_add(1, Ordering::AcqRel);
+                        }
+                        match e.to.send(Handed { packed, actions }) {
                             Ok(()) => None,
-                            Err(back) => Some(back.0),
+                            Err(back) => {
+                                if unpacked {
+                                    e.unpacked.fetch_sub(1, Ordering::AcqRel);
+                                }
+                                Some(back.0.packed)
+                            }
                         }
                     }
                     _ => Some(packed),

@@ -23,7 +23,7 @@
 //! dropping the removals it had already journaled.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 
@@ -33,7 +33,7 @@ use mend_plan::{Packed, Planned};
 
 use super::apply::{BulkCx, StepStop, bulk_batch};
 use crate::load::PreparedStep;
-use crate::plan::spool::Early;
+use crate::plan::spool::{Early, Handed};
 use crate::settings::Reporter;
 
 /// What the performer did while the step planned.
@@ -97,10 +97,12 @@ pub(crate) fn start(
         .map(std::path::Path::to_path_buf)
         .unwrap_or_default();
     let own = Journal::open(&state_dir)?;
-    let (to, from) = mpsc::channel::<Packed>();
+    let (to, from) = mpsc::channel::<Handed>();
     let failed = Arc::new(AtomicBool::new(false));
+    let unpacked = Arc::new(AtomicUsize::new(0));
     let early = Early {
         to,
+        unpacked: unpacked.clone(),
         trash: super::overlay::upper_scratch().is_none(),
         failed: failed.clone(),
     };
@@ -133,13 +135,17 @@ pub(crate) fn start(
                 step_id: &id,
             };
             let mut done = Done::default();
-            for packed in from {
+            for handed in from {
+                if handed.actions.is_some() {
+                    unpacked.fetch_sub(1, Ordering::AcqRel);
+                }
                 // After a failure the rest is neither journaled nor done:
                 // planning stops at its next hand-over.
                 if failed.load(Ordering::Relaxed) {
                     continue;
                 }
-                let r = perform(&bc, &cx, &packed);
+                let packed = &handed.packed;
+                let r = perform(&bc, &cx, packed, handed.actions);
                 if let Err(e) = r {
                     failed.store(true, Ordering::Relaxed);
                     return Err(e);
@@ -171,12 +177,22 @@ impl Performer {
 
 /// One batch: journaled as planned, then intended, performed and done as
 /// any batch of removals is (`bulk_batch`).
-fn perform(bc: &BulkCx<'_>, cx: &ApplyCtx<'_>, packed: &Packed) -> Result<(), StepStop> {
-    let what = format!("step {} batch {}", bc.step_idx, packed.lo);
-    let actions: Vec<Planned> = mend_journal::unpack(&packed.blob, packed.n, &what)?
-        .iter()
-        .map(|a| serde_json::from_str::<Planned>(a).map_err(anyhow::Error::from))
-        .collect::<anyhow::Result<_>>()?;
+fn perform(
+    bc: &BulkCx<'_>,
+    cx: &ApplyCtx<'_>,
+    packed: &Packed,
+    actions: Option<Vec<Planned>>,
+) -> Result<(), StepStop> {
+    let actions = match actions {
+        Some(a) => a,
+        None => {
+            let what = format!("step {} batch {}", bc.step_idx, packed.lo);
+            mend_journal::unpack(&packed.blob, packed.n, &what)?
+                .iter()
+                .map(|a| serde_json::from_str::<Planned>(a).map_err(anyhow::Error::from))
+                .collect::<anyhow::Result<_>>()?
+        }
+    };
     room(bc.step_id, &actions)?;
     bc.journal
         .plan_bulk(bc.run_id, bc.step_idx, &PlannedBulk::of(packed))?;
