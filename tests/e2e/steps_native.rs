@@ -353,3 +353,105 @@ with = { files = { "rel/a file.tar.gz" = "sha256:d41d8cd98f00b204e9800998ecf8427
         ran.stdout
     );
 }
+
+/// A run of std:archive-cleanup SIGKILLed while it removes (inside the
+/// second batch the step hands over, with the walk still going) and then
+/// resumed leaves the archive exactly as pg_archivecleanup leaves a copy of
+/// it: segments of the server's user with mode 640, an old `.partial`, a
+/// `.history` and a `.backup` file, a FIFO named like an old segment of
+/// another timeline, a name that is not UTF-8. Each removal is journaled
+/// done once.
+#[test]
+fn archive_cleanup_killed_while_it_removes_resumes_to_what_pg_archivecleanup_leaves() {
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::fs::PermissionsExt;
+    let tool = pg_archivecleanup()
+        .expect("pg_archivecleanup (Debian's postgresql-15; .ci/run installs it)");
+    let f = Fixture::new();
+    let root = rustix::process::geteuid().is_root();
+    const OLD: u32 = 600;
+    let segment = |i: u32| format!("00000001{:08X}{:08X}", i / 256, i % 256);
+    for dir in ["mend", "native"] {
+        for i in 0..2 * OLD {
+            let p = f.write(&format!("{dir}/{}", segment(i)), &format!("wal {i}\n"));
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o640)).unwrap();
+            if root {
+                std::os::unix::fs::chown(&p, Some(65534), Some(65534)).unwrap();
+            }
+        }
+        f.write(
+            &format!("{dir}/000000010000000100000010.partial"),
+            "partial\n",
+        );
+        f.write(&format!("{dir}/00000002.history"), "history\n");
+        f.write(
+            &format!("{dir}/000000010000000200000058.00000028.backup"),
+            "backup\n",
+        );
+        let fifo = f.path(&format!("{dir}/000000030000000000000010"));
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(made.success(), "mkfifo {}", fifo.display());
+        let odd = f
+            .path(dir)
+            .join(std::ffi::OsStr::from_bytes(b"00000001\xff not a segment"));
+        std::fs::write(odd, "odd\n").unwrap();
+    }
+    let cut = segment(OLD);
+    let rb = f.runbook(
+        "wal.toml",
+        &format!(
+            r#"
+[runbook]
+name = "wal"
+version = "1.0.0"
+summary = "archive cleanup, killed and resumed"
+
+[grants.archive]
+path = "{{root}}/mend"
+access = "write"
+disposable = true
+
+[[steps]]
+id = "clean"
+uses = "std:archive-cleanup"
+grants = ["archive"]
+with = {{ path = "archive", oldest_kept = "{cut}" }}
+"#
+        ),
+    );
+    let killed = f.mend_env(
+        &["run", rb.to_str().unwrap()],
+        &[("MEND_CRASH_AT", "perform:0:300")],
+    );
+    assert_eq!(killed.code, -1, "expected a SIGKILL: {}", killed.text());
+    let id = history_id(&f);
+    let resumed = f.mend(&["resume", &id]);
+    assert_eq!(resumed.code, 0, "{}", resumed.text());
+    let out = std::process::Command::new(&tool)
+        .arg(f.path("native"))
+        .arg(&cut)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (mine, native) = (tree(&f.path("mend"), false), tree(&f.path("native"), false));
+    // The root, the segments from the cut on, .history, .backup, the odd name.
+    assert_eq!(native.len(), 1 + OLD as usize + 3, "{native:#?}");
+    assert_same(&native, &mine, "the archive after the resumed run");
+    // The old segments, the .partial and the FIFO: each done once.
+    let show: serde_json::Value =
+        serde_json::from_str(&f.mend(&["--json", "show", &id]).stdout).unwrap();
+    let states: Vec<&str> = show["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(states, vec!["done"; OLD as usize + 2]);
+}
