@@ -2,7 +2,7 @@
 //! [`FakeHost`](crate::testing::FakeHost) instead of the engine.
 
 use crate::bindings::mend::runbook::{clock, files, log, probe, progress};
-use crate::{Algorithm, CommandCall, Entry, HostError, Level, Output, Space};
+use crate::{Algorithm, CommandCall, Entry, HostError, Level, Listed, Output, Space};
 
 /// The host's helpers. In a component this is [`WasmHost`]; in a native test,
 /// [`testing::FakeHost`](crate::testing::FakeHost).
@@ -13,8 +13,30 @@ pub trait Host {
     /// every entry; directories come before their contents. Symlinks are
     /// reported, never followed.
     fn walk(&self, root: &str, each: &mut dyn FnMut(Entry)) -> Result<(), HostError>;
+    /// List the entries of the directory `dir` (a `GRANT/path`), not its
+    /// subdirectories', calling `each` with each name and kind; no sizes or
+    /// times. Much cheaper than a walk, which stats every entry: for steps
+    /// that decide by name, then [`stat`](Host::stat) what they pick.
+    /// Each chunk of a few thousand names comes sorted. The default walks
+    /// `dir` and keeps its own entries.
+    fn list(&self, dir: &str, each: &mut dyn FnMut(Listed)) -> Result<(), HostError> {
+        let prefix = format!("{}/", dir.trim_end_matches('/'));
+        self.walk(dir, &mut |e| {
+            if e.path
+                .strip_prefix(&prefix)
+                .is_some_and(|n| !n.contains('/'))
+            {
+                each(Listed {
+                    path: e.path,
+                    kind: e.kind,
+                });
+            }
+        })
+    }
     /// What one granted path is (a symlink is reported, not followed);
     /// `NotFound` when nothing is there. Cheaper than a walk of its parent.
+    /// A removal planned of a file the step stat'ed is checked against what
+    /// this saw, as a walked one is.
     fn stat(&self, path: &str) -> Result<Entry, HostError>;
     /// The lowercase hex digest of a granted file, computed by the host.
     fn digest(&self, path: &str, algorithm: Algorithm) -> Result<String, HostError>;
@@ -68,6 +90,16 @@ impl Host for WasmHost {
         let walk = files::Walk::new(root);
         loop {
             let batch = walk.next(WALK_BATCH)?;
+            if batch.is_empty() {
+                return Ok(());
+            }
+            batch.into_iter().for_each(&mut *each);
+        }
+    }
+    fn list(&self, dir: &str, each: &mut dyn FnMut(Listed)) -> Result<(), HostError> {
+        let listing = files::Listing::new(dir);
+        loop {
+            let batch = listing.next(WALK_BATCH)?;
             if batch.is_empty() {
                 return Ok(());
             }

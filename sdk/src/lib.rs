@@ -59,7 +59,7 @@ pub mod bindings {
     });
 }
 
-pub use bindings::mend::runbook::files::{Algorithm, Entry, EntryKind, Space};
+pub use bindings::mend::runbook::files::{Algorithm, Entry, EntryKind, Listed, Space};
 pub use bindings::mend::runbook::log::Level;
 pub use bindings::mend::runbook::probe::Output;
 pub use bindings::mend::runbook::types::{
@@ -77,8 +77,9 @@ pub use plan::{FIRST_HAND_OVER, PlanBuilder, STREAM_BATCH, StepErrorExt};
 pub mod prelude {
     pub use crate::{
         Access, Algorithm, ArchiveFormat, Check, Context, Entry, EntryKind, Host, HostError,
-        HostErrorExt, Level, NoParams, ParamSpec, ParamSpecExt, Params, Plan, PlanBuilder, Step,
-        StepError, StepErrorExt, copy_headroom, files_text, human_bytes, human_count, tree_size,
+        HostErrorExt, Level, Listed, NoParams, ParamSpec, ParamSpecExt, Params, Plan, PlanBuilder,
+        Step, StepError, StepErrorExt, copy_headroom, files_text, human_bytes, human_count,
+        tree_size,
     };
     pub use serde::Deserialize;
 }

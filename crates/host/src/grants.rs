@@ -157,6 +157,18 @@ pub fn split(path: &str) -> Result<(&str, &str), PathError> {
 }
 
 impl Grants {
+    /// One writable grant `data` at `root`, for the host's own unit tests.
+    #[cfg(test)]
+    pub(crate) fn one_for_tests(root: &Path, disposable: bool) -> Grants {
+        Grants::from_dirs(vec![GrantDir {
+            name: "data".into(),
+            root: root.to_path_buf(),
+            access: mend_runbook::Access::Write,
+            disposable,
+            dir: Dir::open_ambient_dir(root, ambient_authority()).unwrap(),
+        }])
+    }
+
     /// Open the named grants of a runbook. A missing directory is an error
     /// that names the grant and its path.
     pub fn open<'a>(

@@ -101,6 +101,20 @@ impl Walked {
         }
     }
 
+    /// An entry the step asked `stat` for: kept as a walk's file is (a
+    /// directory is not: its tree was not read), so that a removal the
+    /// step plans from it is checked against what the step saw.
+    pub fn saw(&mut self, e: Entry<'_>) {
+        if e.dir || (e.secs == 0 && e.nanos == 0) {
+            return;
+        }
+        if self.last.len() >= GENERATION {
+            self.before = std::mem::take(&mut self.last);
+        }
+        let ns = mend_plan::mtime_ns(e.secs, i64::from(e.nanos));
+        self.last.insert(e.path.to_string(), (e.size, ns));
+    }
+
     /// A new walk starts: the trees a walk dropped half way never ended.
     pub fn start(&mut self) {
         self.open.clear();

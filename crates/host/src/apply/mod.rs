@@ -892,16 +892,9 @@ pub fn purge(grants: &Grants, run: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::grants::GrantDir;
 
     fn grants(root: &std::path::Path, disposable: bool) -> Grants {
-        Grants::from_dirs(vec![GrantDir {
-            name: "data".into(),
-            root: root.to_path_buf(),
-            access: mend_runbook::Access::Write,
-            disposable,
-            dir: cap_std::fs::Dir::open_ambient_dir(root, cap_std::ambient_authority()).unwrap(),
-        }])
+        Grants::one_for_tests(root, disposable)
     }
 
     fn cx(g: &Grants) -> ApplyCtx<'_> {

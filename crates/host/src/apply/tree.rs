@@ -207,16 +207,10 @@ fn to_graveyard(r: &crate::grants::Resolved, key: &mend_plan::Key, top: &Path) -
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::grants::{GrantDir, Grants};
+    use crate::grants::Grants;
 
     fn grants(root: &Path) -> Grants {
-        Grants::from_dirs(vec![GrantDir {
-            name: "data".into(),
-            root: root.to_path_buf(),
-            access: mend_runbook::Access::Write,
-            disposable: true,
-            dir: Dir::open_ambient_dir(root, cap_std::ambient_authority()).unwrap(),
-        }])
+        Grants::one_for_tests(root, true)
     }
 
     fn folder(root: &Path, name: &str) {

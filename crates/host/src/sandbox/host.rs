@@ -11,7 +11,7 @@ use wasmtime::component::Resource;
 
 use super::StepState;
 use super::bindings::mend::runbook::{clock, files, log, plan_sink, probe, progress, types};
-use super::walk::{WalkState, described};
+use super::walk::{ListingState, WalkState, described};
 use crate::commands::CommandPolicy;
 use crate::grants::Grants;
 use mend_plan::Call;
@@ -311,6 +311,28 @@ impl files::HostWalk for StepState {
     }
 }
 
+impl files::HostListing for StepState {
+    fn new(&mut self, dir: String) -> wasmtime::Result<Resource<ListingState>> {
+        self.host.asked = true;
+        let state = ListingState::start(&self.host.grants, &dir);
+        Ok(self.table.push(state)?)
+    }
+    fn next(
+        &mut self,
+        listing: Resource<ListingState>,
+        max: u32,
+    ) -> wasmtime::Result<Result<Vec<files::Listed>, HostError>> {
+        self.host.check_deadline()?;
+        let batch = self.table.get_mut(&listing)?.next(max);
+        self.host.check_deadline()?;
+        Ok(batch)
+    }
+    fn drop(&mut self, listing: Resource<ListingState>) -> wasmtime::Result<()> {
+        self.table.delete(listing)?;
+        Ok(())
+    }
+}
+
 /// What one granted path is, by lstat.
 pub fn stat(grants: &Grants, path: &str) -> Result<files::Entry, HostError> {
     let r = grants.read(path).map_err(denied)?;
@@ -413,7 +435,18 @@ impl files::Host for StepState {
     fn stat(&mut self, path: String) -> wasmtime::Result<Result<files::Entry, HostError>> {
         self.host.asked = true;
         self.host.check_deadline()?;
-        Ok(stat(&self.host.grants, &path))
+        let st = stat(&self.host.grants, &path);
+        if let Ok(e) = &st {
+            // A removal the step plans from it is checked against it.
+            self.host.walked.saw(crate::walked::Entry {
+                path: &e.path,
+                dir: e.kind == files::EntryKind::Dir,
+                size: e.size,
+                secs: e.mtime,
+                nanos: e.mtime_nanos,
+            });
+        }
+        Ok(st)
     }
     fn digest(
         &mut self,

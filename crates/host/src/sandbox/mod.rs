@@ -24,7 +24,7 @@ pub use component_file::{MAX_COMPONENT_BYTES, read_component};
 pub use host::{
     ActionSink, HASH_PROGRESS, HostCtx, LogSink, PlanSink, ProgressSink, http_get_status,
 };
-pub use walk::{WALK_MAX_DEPTH, WalkState};
+pub use walk::{ListingState, WALK_MAX_DEPTH, WalkState};
 
 /// Host bindings for the `mend:runbook/step-core` world: the `step` world
 /// without `validate`, which is looked up by name (a step built before it
@@ -35,7 +35,10 @@ pub mod bindings {
         world: "step-core",
         imports: { default: trappable },
         exports: { default: async },
-        with: { "mend:runbook/files.walk": super::WalkState },
+        with: {
+            "mend:runbook/files.walk": super::WalkState,
+            "mend:runbook/files.listing": super::ListingState,
+        },
     });
 }
 

@@ -8,6 +8,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use cap_std::fs::Dir;
+use rustix::fs::FileType;
 
 use super::bindings::mend::runbook::files;
 use super::bindings::mend::runbook::types::HostError;
@@ -58,8 +59,9 @@ struct Frame {
     prefix: String,
     /// Whether the directory has been read to its end.
     read_all: bool,
-    /// The current chunk's names not yet reported, sorted.
-    names: std::vec::IntoIter<String>,
+    /// The current chunk's names not yet reported, sorted, with the type
+    /// the directory gives (a listing's kind; a walk stats each).
+    names: std::vec::IntoIter<(String, FileType)>,
     /// On a rehearsal's overlay: where `dir` is read from.
     layered: Option<Layered>,
 }
@@ -262,7 +264,7 @@ impl Frame {
             if crate::grants::host_owned(&name).is_some() {
                 continue;
             }
-            names.push(name);
+            names.push((name, e.file_type()));
         }
         if !names.is_empty() {
             // Names listed, none stat'ed yet: where a test removes one
@@ -271,7 +273,7 @@ impl Frame {
             let n = CHUNKS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             mend_faults::pause_point("walk", 0, n);
         }
-        names.sort_unstable();
+        names.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         let more = !names.is_empty();
         self.names = names.into_iter();
         Ok(more)
@@ -282,7 +284,7 @@ impl Frame {
     /// since it was listed (a live service's cache) is passed over, as a
     /// walk a moment later sees.
     fn next_described(&mut self) -> std::io::Result<Option<Described>> {
-        for name in self.names.by_ref() {
+        for (name, _) in self.names.by_ref() {
             let raw_name = mend_plan::names::decode(&name);
             let st = match rustix::fs::statat(
                 &self.dir,
@@ -375,14 +377,95 @@ impl WalkState {
     }
 }
 
+/// The first frame of a walk or a listing of `root`: opened, its first
+/// chunk of names read.
+fn root_frame(grants: &Grants, root: &str) -> Result<Frame, HostError> {
+    grants.read(root).map_err(denied).and_then(|r| {
+        let (dir, layered) =
+            open_root(&r.grant.dir, &r.rel_path()).map_err(|e| io_error(root, e))?;
+        frame(dir, root.trim_end_matches('/').to_string(), layered).map_err(|e| io_error(root, e))
+    })
+}
+
+/// A step's listing of one directory (`files.listing`): the walk's sorted
+/// chunks of names, each with the kind the directory gives, none stat'ed
+/// (but where the filesystem gives no type). Read as the step asks: a
+/// chunk's `getdents64` takes about what one stat of each name would.
+pub struct ListingState {
+    frame: Option<Frame>,
+    error: Option<HostError>,
+}
+
+impl ListingState {
+    pub(super) fn start(grants: &Grants, dir: &str) -> ListingState {
+        match root_frame(grants, dir) {
+            Ok(f) => ListingState {
+                frame: Some(f),
+                error: None,
+            },
+            Err(e) => ListingState {
+                frame: None,
+                error: Some(e),
+            },
+        }
+    }
+
+    pub(super) fn next(&mut self, max: u32) -> Result<Vec<files::Listed>, HostError> {
+        if let Some(e) = self.error.take() {
+            self.frame = None;
+            return Err(e);
+        }
+        let mut out = Vec::new();
+        while out.len() < max.min(WALK_BATCH_CAP) as usize {
+            let Some(f) = &mut self.frame else { break };
+            let Some((name, ty)) = f.names.next() else {
+                let prefix = f.prefix.clone();
+                match f.refill() {
+                    Ok(true) => continue,
+                    Ok(false) => self.frame = None,
+                    Err(e) => {
+                        self.frame = None;
+                        return Err(io_error(&prefix, e));
+                    }
+                }
+                continue;
+            };
+            let kind = match ty {
+                FileType::RegularFile => files::EntryKind::File,
+                FileType::Directory => files::EntryKind::Dir,
+                FileType::Symlink => files::EntryKind::Symlink,
+                FileType::Unknown => {
+                    // A filesystem that does not say (some network ones):
+                    // lstat it, as a walk does.
+                    match rustix::fs::statat(
+                        &f.dir,
+                        &*mend_plan::names::decode(&name),
+                        rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+                    ) {
+                        Ok(st) => described_stat(&st).0,
+                        Err(rustix::io::Errno::NOENT) => continue,
+                        Err(err) => {
+                            let err = std::io::Error::from(err);
+                            let path = format!("{}/{name}", f.prefix);
+                            self.frame = None;
+                            return Err(io_error(&path, err));
+                        }
+                    }
+                }
+                _ => files::EntryKind::Other,
+            };
+            out.push(files::Listed {
+                path: format!("{}/{}", f.prefix, name),
+                kind,
+            });
+        }
+        Ok(out)
+    }
+}
+
 impl Walker {
     fn start(grants: &Grants, root: &str) -> Walker {
-        let opened = grants.read(root).map_err(denied).and_then(|r| {
-            let (dir, layered) =
-                open_root(&r.grant.dir, &r.rel_path()).map_err(|e| io_error(root, e))?;
-            frame(dir, root.trim_end_matches('/').to_string(), layered)
-                .map_err(|e| io_error(root, e))
-        });
+        let opened = root_frame(grants, root);
         match opened {
             Ok(f) => Walker {
                 error: None,
@@ -441,5 +524,80 @@ impl Walker {
             });
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::grants::Grants;
+
+    fn listed(grants: &Grants, dir: &str) -> Result<Vec<(String, files::EntryKind)>, HostError> {
+        let mut l = ListingState::start(grants, dir);
+        let mut out = Vec::new();
+        loop {
+            let batch = l.next(1000)?;
+            if batch.is_empty() {
+                return Ok(out);
+            }
+            out.extend(batch.into_iter().map(|e| (e.path, e.kind)));
+        }
+    }
+
+    /// A listing names every entry of its directory (more than two chunks,
+    /// names that are not UTF-8 or hold a newline, a FIFO, a symlink, a
+    /// folder) with the kind the directory gives, and nothing below it nor
+    /// the host's own trash.
+    #[test]
+    fn a_listing_names_every_entry_with_its_kind_and_nothing_below() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        const MANY: usize = 9_000;
+        for i in 0..MANY {
+            std::fs::write(root.join(format!("f{i:05}")), "x").unwrap();
+        }
+        std::fs::write(
+            root.join(std::ffi::OsStr::from_bytes(b"odd\xff\nname")),
+            "x",
+        )
+        .unwrap();
+        std::fs::create_dir_all(root.join("sub/deeper")).unwrap();
+        std::fs::write(root.join("sub/inside"), "x").unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", root.join("link")).unwrap();
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            root.join("fifo"),
+            FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o640),
+            0,
+        )
+        .unwrap();
+        std::fs::create_dir_all(root.join(".mend-trash/run")).unwrap();
+        let g = Grants::one_for_tests(root, true);
+        let all = listed(&g, "data").unwrap();
+        assert_eq!(all.len(), MANY + 4, "every entry, once");
+        let kind = |p: &str| all.iter().find(|(q, _)| q == p).map(|(_, k)| *k);
+        assert_eq!(kind("data/f00000"), Some(files::EntryKind::File));
+        assert_eq!(kind("data/f08999"), Some(files::EntryKind::File));
+        assert_eq!(kind("data/sub"), Some(files::EntryKind::Dir));
+        assert_eq!(kind("data/link"), Some(files::EntryKind::Symlink));
+        assert_eq!(kind("data/fifo"), Some(files::EntryKind::Other));
+        assert_eq!(kind("data/odd\\xff\nname"), Some(files::EntryKind::File));
+        assert!(kind("data/sub/inside").is_none() && kind("data/.mend-trash").is_none());
+        let distinct: std::collections::BTreeSet<_> = all.iter().map(|(p, _)| p).collect();
+        assert_eq!(distinct.len(), all.len());
+        // A folder below, and what is not there or not granted.
+        assert_eq!(
+            listed(&g, "data/sub").unwrap(),
+            vec![
+                ("data/sub/deeper".to_string(), files::EntryKind::Dir),
+                ("data/sub/inside".to_string(), files::EntryKind::File),
+            ]
+        );
+        assert!(matches!(
+            listed(&g, "data/none"),
+            Err(HostError::NotFound(_))
+        ));
+        assert!(matches!(listed(&g, "other"), Err(HostError::Denied(_))));
     }
 }
