@@ -47,3 +47,67 @@ fn a_file_rewritten_between_the_walk_and_the_check_is_left_in_place() {
         assert_eq!(left.len(), 2, "disposable={disposable}: {left:?}\n{text}");
     }
 }
+
+/// The same for a step that lists its directory and stats what it picks
+/// (std:archive-cleanup): the check keeps the step's own stat. A segment
+/// rewritten after the step stat'ed it, before the check of the first
+/// batch handed over, is left in place and said.
+#[test]
+fn a_segment_rewritten_after_the_step_looked_at_it_is_left_in_place() {
+    for disposable in ["true", "false"] {
+        let f = Fixture::new();
+        let segment = |i: u32| format!("00000001{:08X}{:08X}", i / 256, i % 256);
+        for i in 0..310u32 {
+            put(&f, format!("wal/{}", segment(i)).as_bytes(), "old\n", 1000);
+        }
+        let rb = f.runbook(
+            "wal.toml",
+            &format!(
+                r#"[runbook]
+name = "wal"
+version = "1.0.0"
+summary = "archive cleanup"
+
+[grants.wal]
+path = "{{root}}/wal"
+access = "write"
+disposable = {disposable}
+
+[[steps]]
+id = "clean"
+uses = "std:archive-cleanup"
+grants = ["wal"]
+with = {{ path = "wal", oldest_kept = "{}" }}
+"#,
+                segment(300)
+            ),
+        );
+        // Held when the first 256 removals are handed over, before the
+        // host checks them: the step has stat'ed segment 0 (old, 4 B).
+        let mut held = Held::start(
+            &f,
+            &["--now", &NOW.to_string(), "run", rb.to_str().unwrap()],
+            "emit:0:0",
+        );
+        held.wait();
+        let first = format!("wal/{}", segment(0));
+        std::fs::write(f.path(&first), "a new, longer body\n").unwrap();
+        let (code, text) = held.release();
+        assert_eq!(code, Some(0), "disposable={disposable}: {text}");
+        assert_eq!(
+            read_text(&f, &first),
+            "a new, longer body\n",
+            "disposable={disposable}: the rewritten segment stays: {text}"
+        );
+        let line = format!(
+            "step `clean`: left {first} in place: it changed since the plan (4 B then, 19 B now, modified since)"
+        );
+        assert!(
+            text.contains(&line),
+            "disposable={disposable}: {line}\n{text}"
+        );
+        // The other 299 before the cut went; the 10 from it on stay.
+        let left = std::fs::read_dir(f.path("wal")).unwrap().count();
+        assert_eq!(left, 1 + 10, "disposable={disposable}\n{text}");
+    }
+}

@@ -9,7 +9,8 @@
 //! file name, as pg_archivecleanup's argument) or else the one that the newest
 //! `.backup` file in the archive names. Supersets of pg_archivecleanup: several
 //! `extension`s at once, and `keep_days`. Only the archive's own entries count:
-//! subdirectories are skipped, symlinks are names like any other.
+//! subdirectories are skipped, symlinks are names like any other. The archive
+//! is listed, not walked: only the segments that go are stat'ed.
 
 use mend_sdk::prelude::*;
 use serde::de::{Deserializer, Error as _};
@@ -54,8 +55,6 @@ pub struct ArchiveCleanup;
 struct Archived {
     path: String,
     name: String,
-    size: u64,
-    mtime: i64,
 }
 
 /// `XLOG_FNAME_LEN`: timeline, log and segment, 8 hex digits each.
@@ -98,31 +97,37 @@ impl Step for ArchiveCleanup {
         let mut tally = Tally::default();
         let mut plan = Plan::builder();
         let mut files = Vec::new();
+        let mut failed = None;
         let reason = given.as_ref().map(|(cut, _)| format!("precedes {cut}"));
-        host.walk(root, &mut |e| {
-            // The archive's own entries only: not subdirectories nor their contents.
-            let top = e.path.strip_prefix(root).and_then(|r| r.strip_prefix('/'));
-            let Some(name) = top.filter(|n| !n.contains('/')) else {
-                return;
-            };
-            if matches!(e.kind, EntryKind::Dir) {
+        // The archive's own entries, by name, as pg_archivecleanup reads
+        // them: a listing stats nothing, and only the segments before the
+        // cut are stat'ed (their size for the summary, their time for
+        // keep_days), not the thousands that stay.
+        host.list(root, &mut |e| {
+            if failed.is_some() || matches!(e.kind, EntryKind::Dir) {
                 return;
             }
+            let Some(name) = e.path.strip_prefix(root).and_then(|r| r.strip_prefix('/')) else {
+                return;
+            };
             match (&given, &reason) {
                 (Some((cut, _)), Some(reason)) => {
-                    if tally.old(trim(name, exts), e.size, e.mtime, cut, young_since) {
-                        plan = std::mem::take(&mut plan).remove(&e.path, reason);
+                    match tally.old(trim(name, exts), &e.path, cut, young_since, host) {
+                        Ok(true) => plan = std::mem::take(&mut plan).remove(&e.path, reason),
+                        Ok(false) => {}
+                        Err(err) => failed = Some(err),
                     }
                 }
                 _ => files.push(Archived {
                     name: name.to_string(),
                     path: e.path,
-                    size: e.size,
-                    mtime: e.mtime,
                 }),
             }
         })
         .map_err(|e| StepError::from(e).param("path"))?;
+        if let Some(e) = failed {
+            return Err(StepError::from(e).param("path"));
+        }
 
         let (cut, why) = match given {
             Some(given) => given,
@@ -146,10 +151,16 @@ impl Step for ArchiveCleanup {
                 };
                 let cut = backup[..SEGMENT_LEN].to_string();
                 let why = format!("from {name}, the newest base backup");
-                let mut old: Vec<&Archived> = files
-                    .iter()
-                    .filter(|f| tally.old(trim(&f.name, exts), f.size, f.mtime, &cut, young_since))
-                    .collect();
+                let mut old: Vec<&Archived> = Vec::new();
+                for f in &files {
+                    let name = trim(&f.name, exts);
+                    if tally
+                        .old(name, &f.path, &cut, young_since, host)
+                        .map_err(|e| StepError::from(e).param("path"))?
+                    {
+                        old.push(f);
+                    }
+                }
                 old.sort_by_key(|f| (position(trim(&f.name, exts)), &f.name));
                 let reason = format!("precedes {cut}");
                 for f in old {
@@ -224,28 +235,39 @@ struct Tally {
 }
 
 impl Tally {
-    /// Whether the file `name` (extension trimmed) goes, counting it.
+    /// Whether the file at `path`, named `name` (extension trimmed), goes,
+    /// counting it. Only a segment before the cut is stat'ed.
     fn old(
         &mut self,
         name: &str,
-        size: u64,
-        mtime: i64,
+        path: &str,
         cut: &str,
         young_since: Option<i64>,
-    ) -> bool {
+        host: &dyn Host,
+    ) -> Result<bool, HostError> {
         if !is_segment(name) {
             self.other += 1;
-        } else if position(name) >= position(cut) {
-            self.later += 1;
-        } else if young_since.is_some_and(|since| mtime >= since) {
-            self.young += 1;
-            self.young_bytes += size;
-        } else {
-            self.old += 1;
-            self.bytes += size;
-            return true;
+            return Ok(false);
         }
-        false
+        if position(name) >= position(cut) {
+            self.later += 1;
+            return Ok(false);
+        }
+        let e = match host.stat(path) {
+            Ok(e) => e,
+            // Gone since it was listed (another cleanup at the same time):
+            // nothing left to remove.
+            Err(HostError::NotFound(_)) => return Ok(false),
+            Err(e) => return Err(e),
+        };
+        if young_since.is_some_and(|since| e.mtime >= since) {
+            self.young += 1;
+            self.young_bytes += e.size;
+            return Ok(false);
+        }
+        self.old += 1;
+        self.bytes += e.size;
+        Ok(true)
     }
 }
 
