@@ -445,13 +445,5 @@ with = {{ path = "archive", oldest_kept = "{cut}" }}
     assert_eq!(native.len(), 1 + OLD as usize + 3, "{native:#?}");
     assert_same(&native, &mine, "the archive after the resumed run");
     // The old segments, the .partial and the FIFO: each done once.
-    let show: serde_json::Value =
-        serde_json::from_str(&f.mend(&["--json", "show", &id]).stdout).unwrap();
-    let states: Vec<&str> = show["actions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a["state"].as_str().unwrap())
-        .collect();
-    assert_eq!(states, vec!["done"; OLD as usize + 2]);
+    assert_eq!(crate::bulk::states(&f, &id), vec!["done"; OLD as usize + 2]);
 }
