@@ -77,21 +77,12 @@ impl Walked {
     /// generations are kept: a generation ends once it holds
     /// [`GENERATION`] files, and the one before it is then forgotten.
     pub fn keep<'a>(&mut self, batch: impl IntoIterator<Item = Entry<'a>>) {
-        if self.last.len() >= GENERATION {
-            self.before = std::mem::take(&mut self.last);
-        }
+        self.rotate();
         let mut empty = true;
         for e in batch {
             empty = false;
             self.pass(&e);
-            // A directory is sized by its tree, which the walk did not see
-            // whole. A time of 0 may be a time before the epoch the walk
-            // reported as 0: stat again rather than record the wrong one.
-            if e.dir || (e.secs == 0 && e.nanos == 0) {
-                continue;
-            }
-            let ns = mend_plan::mtime_ns(e.secs, i64::from(e.nanos));
-            self.last.insert(e.path.to_string(), (e.size, ns));
+            self.file(&e);
         }
         // The walk's end: every tree still open ended.
         if empty {
@@ -103,13 +94,27 @@ impl Walked {
 
     /// An entry the step asked `stat` for: kept as a walk's file is (a
     /// directory is not: its tree was not read), so that a removal the
-    /// step plans from it is checked against what the step saw.
+    /// step plans from it is checked against what the step saw. One stat
+    /// is a batch of its own.
     pub fn saw(&mut self, e: Entry<'_>) {
-        if e.dir || (e.secs == 0 && e.nanos == 0) {
-            return;
-        }
+        self.rotate();
+        self.file(&e);
+    }
+
+    /// A new generation, once the last holds [`GENERATION`] files.
+    fn rotate(&mut self) {
         if self.last.len() >= GENERATION {
             self.before = std::mem::take(&mut self.last);
+        }
+    }
+
+    /// Keep what `e` is, when it is a file whose time can be trusted.
+    fn file(&mut self, e: &Entry) {
+        // A directory is sized by its tree, which the walk did not see
+        // whole. A time of 0 may be a time before the epoch the walk
+        // reported as 0: stat again rather than record the wrong one.
+        if e.dir || (e.secs == 0 && e.nanos == 0) {
+            return;
         }
         let ns = mend_plan::mtime_ns(e.secs, i64::from(e.nanos));
         self.last.insert(e.path.to_string(), (e.size, ns));

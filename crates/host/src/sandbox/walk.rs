@@ -421,7 +421,7 @@ impl ListingState {
             let Some((name, ty)) = f.names.next() else {
                 let prefix = f.prefix.clone();
                 match f.refill() {
-                    Ok(true) => continue,
+                    Ok(true) => {}
                     Ok(false) => self.frame = None,
                     Err(e) => {
                         self.frame = None;
