@@ -72,7 +72,22 @@ pub fn pack(lines: &[&str]) -> Result<Vec<u8>> {
         text.extend_from_slice(l.as_bytes());
         text.push(b'\n');
     }
-    zstd::bulk::compress(&text, LEVEL).context("cannot compress a batch of actions")
+    // One compression context per thread, reused: a fresh one per batch
+    // allocated and cleared its tables each time (2% of a run's samples
+    // for the 10,000-segment WAL archive).
+    thread_local! {
+        static COMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Compressor<'static>>> =
+            const { std::cell::RefCell::new(None) };
+    }
+    COMPRESSOR
+        .with_borrow_mut(|c| {
+            let c = match c {
+                Some(c) => c,
+                None => c.insert(zstd::bulk::Compressor::new(LEVEL)?),
+            };
+            c.compress(&text)
+        })
+        .context("cannot compress a batch of actions")
 }
 
 /// The `n` lines of a packed batch; `what` names them in errors.
