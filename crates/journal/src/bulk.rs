@@ -245,17 +245,69 @@ pub(crate) fn explode(
     Ok(())
 }
 
-impl Journal {
-    /// Journals one batch of a step that is still planning (see
-    /// [`Journal::start_step`]), as planned: its intent follows.
-    pub fn plan_bulk(&self, run_id: &str, step_idx: u32, bulk: &PlannedBulk) -> Result<()> {
-        let tx = self.write_tx()?;
-        save_planned(&tx, run_id, step_idx, std::slice::from_ref(bulk))?;
-        tx.commit(run_id, Change::Step { step: step_idx })
-            .context("cannot commit a batch of the step's plan")?;
-        Ok(())
+/// Moves batch `lo` on to `state` (intended from planned, done from
+/// intended) with its actions' undo data. Intending a batch intended
+/// already leaves it as it is; a batch that was never intended cannot be
+/// done.
+fn set_state(
+    tx: &rusqlite::Transaction<'_>,
+    run_id: &str,
+    step_idx: u32,
+    lo: u32,
+    state: ActionState,
+    undo: &[&str],
+) -> Result<()> {
+    let (from, at) = match state {
+        ActionState::Intended => ("planned", "intended_at"),
+        _ => ("intended", "done_at"),
+    };
+    let blob = pack(undo)?;
+    let n = tx.execute(
+        &format!(
+            "UPDATE bulk SET state = ?4, undo = ?5, {at} = ?6
+             WHERE run_id = ?1 AND step_idx = ?2 AND lo = ?3 AND n = ?7 AND state = '{from}'"
+        ),
+        params![
+            run_id,
+            step_idx,
+            lo,
+            state,
+            blob,
+            now_ms(),
+            undo.len() as u32
+        ],
+    )?;
+    if n == 0 && state == ActionState::Done {
+        bail!(
+            "actions {step_idx}.{lo}.. of run {run_id} were never intended as a batch of {}",
+            undo.len()
+        );
     }
+    Ok(())
+}
 
+/// Commits a change to the `n` actions of batch `lo`.
+fn commit_batch(
+    tx: crate::changes::JournalTx<'_>,
+    run_id: &str,
+    step_idx: u32,
+    lo: u32,
+    n: usize,
+) -> Result<()> {
+    let hi = lo + n.saturating_sub(1) as u32;
+    tx.commit(
+        run_id,
+        Change::Actions {
+            step: step_idx,
+            lo,
+            hi,
+        },
+    )
+    .context("cannot commit a batch of actions")?;
+    Ok(())
+}
+
+impl Journal {
     /// A step's batches, by first seq, without their actions.
     pub fn bulk_ranges(&self, run_id: &str, step_idx: u32) -> Result<Vec<BulkRange>> {
         let mut stmt = self.conn.prepare_cached(
@@ -310,54 +362,34 @@ impl Journal {
     /// (its state before), in one commit. A batch intended already is left
     /// as it is.
     pub fn intend_bulk(&self, run_id: &str, step_idx: u32, lo: u32, undo: &[&str]) -> Result<()> {
-        self.bulk_state(run_id, step_idx, lo, ActionState::Intended, undo)
+        let tx = self.write_tx()?;
+        set_state(&tx, run_id, step_idx, lo, ActionState::Intended, undo)?;
+        commit_batch(tx, run_id, step_idx, lo, undo.len())
+    }
+
+    /// Journals one batch of a step that is still planning (see
+    /// [`Journal::start_step`]) as planned and intended at once, with each
+    /// action's undo data, in one commit: the early performer's, where
+    /// nothing happens between the two.
+    pub fn plan_and_intend_bulk(
+        &self,
+        run_id: &str,
+        step_idx: u32,
+        bulk: &PlannedBulk,
+        undo: &[&str],
+    ) -> Result<()> {
+        let tx = self.write_tx()?;
+        save_planned(&tx, run_id, step_idx, std::slice::from_ref(bulk))?;
+        set_state(&tx, run_id, step_idx, bulk.lo, ActionState::Intended, undo)?;
+        commit_batch(tx, run_id, step_idx, bulk.lo, undo.len())
     }
 
     /// Records an intended batch as done, with each action's undo data, in
     /// one commit.
     pub fn done_bulk(&self, run_id: &str, step_idx: u32, lo: u32, undo: &[&str]) -> Result<()> {
-        self.bulk_state(run_id, step_idx, lo, ActionState::Done, undo)
-    }
-
-    fn bulk_state(
-        &self,
-        run_id: &str,
-        step_idx: u32,
-        lo: u32,
-        state: ActionState,
-        undo: &[&str],
-    ) -> Result<()> {
-        let now = now_ms();
-        let (from, at) = match state {
-            ActionState::Intended => ("planned", "intended_at"),
-            _ => ("intended", "done_at"),
-        };
-        let blob = pack(undo)?;
         let tx = self.write_tx()?;
-        let n = tx.execute(
-            &format!(
-                "UPDATE bulk SET state = ?4, undo = ?5, {at} = ?6
-                 WHERE run_id = ?1 AND step_idx = ?2 AND lo = ?3 AND n = ?7 AND state = '{from}'"
-            ),
-            params![run_id, step_idx, lo, state, blob, now, undo.len() as u32],
-        )?;
-        if n == 0 && state == ActionState::Done {
-            bail!(
-                "actions {step_idx}.{lo}.. of run {run_id} were never intended as a batch of {}",
-                undo.len()
-            );
-        }
-        let hi = lo + undo.len().saturating_sub(1) as u32;
-        tx.commit(
-            run_id,
-            Change::Actions {
-                step: step_idx,
-                lo,
-                hi,
-            },
-        )
-        .context("cannot commit a batch of actions")?;
-        Ok(())
+        set_state(&tx, run_id, step_idx, lo, ActionState::Done, undo)?;
+        commit_batch(tx, run_id, step_idx, lo, undo.len())
     }
 
     /// Records a batch the rollback undid, every action of it, as undone in

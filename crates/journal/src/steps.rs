@@ -25,7 +25,7 @@ impl Journal {
     /// The step row of a step that performs removals while it plans
     /// (status applying; `plan_json` holds the roots' times and no plan,
     /// `SavedStep::planning`): its batches of removals are
-    /// journaled one by one as they arrive ([`Journal::plan_bulk`]), and
+    /// journaled one by one as they arrive ([`Journal::plan_and_intend_bulk`]), and
     /// `save_plan` adds the rest of the plan when planning ends. A resume
     /// finds no plan, finishes the batches journaled and plans again from
     /// the seq after them.

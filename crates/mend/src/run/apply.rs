@@ -181,7 +181,7 @@ pub(crate) async fn apply_step(
     while seq < total {
         if let Some(range) = ranges.get(&(seq as u32)) {
             if range.state != ActionState::Done {
-                bulk_batch(&bc, &cx, &batch_of(range)?, range)?;
+                bulk_batch(&bc, &cx, &batch_of(range)?, range, None)?;
                 // What a removal said (left in place: changed since the plan).
                 for line in notes.borrow_mut().drain(..) {
                     settings.reporter.line(&format!("  {line}"));
@@ -240,7 +240,7 @@ async fn plan_and_save(
     for r in &before {
         let batch = batch_of(r)?;
         if r.state != ActionState::Done {
-            bulk_batch(bc, cx, &batch, r)?;
+            bulk_batch(bc, cx, &batch, r, None)?;
         }
         // A step whose plan does not follow the world (a list of
         // paths) plans them again: they are not done twice.
@@ -535,12 +535,14 @@ type Row = (u32, String, bool);
 /// so a batch cut by a crash is simply performed again), done together. A
 /// removal that fails turns the batch into a row per action (the journal
 /// does it) so the failure and what was done before it are recorded as
-/// exactly as in any other batch.
+/// exactly as in any other batch. A batch `unjournaled` yet (the early
+/// performer's) is journaled as planned with its intent, in one commit.
 pub(crate) fn bulk_batch(
     bc: &BulkCx<'_>,
     cx: &ApplyCtx<'_>,
     actions: &[Planned],
     range: &mend_journal::BulkRange,
+    unjournaled: Option<&mend_journal::PlannedBulk>,
 ) -> Result<(), StepStop> {
     let (journal, run_id, reporter) = (bc.journal, bc.run_id, bc.reporter);
     let key = |i: u32| Key {
@@ -569,7 +571,10 @@ pub(crate) fn bulk_batch(
                 pres.push(pre);
             }
             let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
-            journal.intend_bulk(run_id, bc.step_idx, range.lo, &lines)?;
+            match unjournaled {
+                Some(b) => journal.plan_and_intend_bulk(run_id, bc.step_idx, b, &lines)?,
+                None => journal.intend_bulk(run_id, bc.step_idx, range.lo, &lines)?,
+            }
             pres
         }
         _ => journal

@@ -175,8 +175,8 @@ impl Performer {
     }
 }
 
-/// One batch: journaled as planned, then intended, performed and done as
-/// any batch of removals is (`bulk_batch`).
+/// One batch: journaled as planned and intended in one commit, performed
+/// and done as any batch of removals is (`bulk_batch`).
 fn perform(
     bc: &BulkCx<'_>,
     cx: &ApplyCtx<'_>,
@@ -194,14 +194,12 @@ fn perform(
         }
     };
     room(bc.step_id, &actions)?;
-    bc.journal
-        .plan_bulk(bc.run_id, bc.step_idx, &PlannedBulk::of(packed))?;
     let range = BulkRange {
         lo: packed.lo,
         n: packed.n,
         state: ActionState::Planned,
     };
-    bulk_batch(bc, cx, &actions, &range)
+    bulk_batch(bc, cx, &actions, &range, Some(&PlannedBulk::of(packed)))
 }
 
 /// On overlays: room in the upper layer's filesystem for what the batch
