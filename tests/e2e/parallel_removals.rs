@@ -1,7 +1,7 @@
 //! The removals of a journal batch, as `crates/mend/src/run/parallel.rs`
 //! orders them on threads (forced here with `MEND_REMOVAL_THREADS=2`: trash
 //! moves otherwise go one at a time, and unlinks go on threads only on
-//! machines of 4 cores or more): a trash cull that also removes the
+//! cores the step's planning does not hold): a trash cull that also removes the
 //! folders it empties, nested ones too, in batches of 2,048. Each folder
 //! goes only after what was in it (otherwise its removal would take the
 //! files along, recorded as something else), every removal is journaled
@@ -49,8 +49,8 @@ with = { path = "cache", max_bytes = 60, remove_empty_dirs = true }
 "#,
     );
     // Held: verified, its trash kept for the rollback below.
-    // Two threads on any machine (trash moves and 2 cores are otherwise
-    // one at a time).
+    // Two threads on any machine (trash moves are otherwise one at a
+    // time).
     let ran = f.mend_env(
         &["run", "--hold", rb.to_str().unwrap()],
         &[("MEND_REMOVAL_THREADS", "2")],

@@ -13,8 +13,9 @@ use crate::common::*;
 use crate::nothing_lost::fix_dir_times;
 
 const NOBODY: u32 = 65_534;
-/// The threaded path on any machine (on 2 cores, or for trash moves, the
-/// host otherwise removes one at a time).
+/// The threaded path on any machine (for trash moves, and for unlinks on
+/// a machine without 2 free cores, the host otherwise removes one at a
+/// time).
 const THREADED: &[(&str, &str)] = &[("MEND_REMOVAL_THREADS", "2")];
 /// Per folder; six folders: each batch of 2,048 spans several of them.
 const FILES: u32 = 700;

@@ -112,6 +112,7 @@ pub(crate) async fn apply_step(
         reporter: reporter.as_ref(),
         step_idx: step.idx,
         step_id: &step.def.id,
+        planning: None,
     };
     let mut saved = match saved {
         Some(s) => s,
@@ -585,8 +586,13 @@ pub(crate) fn bulk_batch(
     };
     // Performed by a few threads, each removal between its crash points
     // (see `parallel`); what each did, in plan order.
-    let outcomes =
-        super::parallel::perform_removals(cx, run_id, bc.step_idx, range.lo, actions, &pres);
+    let outcomes = super::parallel::perform_removals(
+        cx,
+        (run_id, bc.step_idx, range.lo),
+        actions,
+        &pres,
+        bc.planning,
+    );
     let mut done = Vec::with_capacity(actions.len());
     let mut failure = None;
     for (k, outcome) in outcomes.into_iter().enumerate() {
@@ -632,6 +638,9 @@ pub(crate) struct BulkCx<'a> {
     pub reporter: &'a dyn crate::settings::Reporter,
     pub step_idx: u32,
     pub step_id: &'a str,
+    /// Set while the step still plans beside the batch (the early
+    /// performer's): its walk keeps a core, and removals take the others.
+    pub planning: Option<&'a std::sync::atomic::AtomicBool>,
 }
 
 /// Whether `next` can share a batch with `batch`: every intent of a batch

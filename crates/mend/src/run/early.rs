@@ -72,6 +72,8 @@ impl Done {
 /// The thread that performs the early batches.
 pub(crate) struct Performer {
     thread: JoinHandle<Result<Done, StepStop>>,
+    /// Set while the step plans: its removals leave the step's core alone.
+    planning: Arc<AtomicBool>,
 }
 
 /// Whether a step may perform removals while it plans: it holds a write
@@ -100,6 +102,7 @@ pub(crate) fn start(
     let (to, from) = mpsc::channel::<Handed>();
     let failed = Arc::new(AtomicBool::new(false));
     let unpacked = Arc::new(AtomicUsize::new(0));
+    let planning = Arc::new(AtomicBool::new(true));
     let early = Early {
         to,
         unpacked: unpacked.clone(),
@@ -112,6 +115,7 @@ pub(crate) fn start(
         step.commands.clone(),
     );
     let (idx, id, timeout) = (step.idx, step.def.id.clone(), step.limits.timeout);
+    let still = planning.clone();
     let thread = std::thread::Builder::new()
         .name("mend-early".into())
         .spawn(move || {
@@ -133,6 +137,7 @@ pub(crate) fn start(
                 reporter: reporter.as_ref(),
                 step_idx: idx,
                 step_id: &id,
+                planning: Some(&still),
             };
             let mut done = Done::default();
             for handed in from {
@@ -160,13 +165,14 @@ pub(crate) fn start(
             Ok(done)
         })
         .map_err(|e| anyhow::anyhow!("cannot start a thread for step {}: {e}", step.def.id))?;
-    Ok((early, Performer { thread }))
+    Ok((early, Performer { thread, planning }))
 }
 
 impl Performer {
     /// Waits for the batches handed over (the plan's sender is gone once
-    /// planning ended, whichever way).
+    /// planning ended, whichever way), on every core from now on.
     pub(crate) fn join(self) -> Result<Done, StepStop> {
+        self.planning.store(false, Ordering::Relaxed);
         self.thread.join().unwrap_or_else(|_| {
             Err(StepStop::Failed(
                 "the early removals' thread panicked".into(),

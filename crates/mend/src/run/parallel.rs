@@ -8,13 +8,17 @@
 //! of the batch (a cull removes the folders it emptied, after their files)
 //! or lies inside an earlier one: such a removal starts a new segment, and
 //! segments run one after the other. Inside a segment the removals are
-//! grouped by the directory they are in (so threads do not queue on one
-//! directory's lock), and each thread takes whole groups, in order, with
-//! its own directory handles.
+//! grouped by the directory they are in, each group cut into runs of at
+//! most [`RUN`], and each thread takes whole runs, in order, with its own
+//! directory handles.
 //!
-//! `find -delete` removes one file at a time; on a cache of a million files
-//! the unlinks are most of its time, and unlinks in different directories
-//! do not wait for each other.
+//! `find -delete` and `pg_archivecleanup` remove one file at a time; the
+//! unlinks are most of their time, and two unlinks wait for each other only
+//! while the directory is changed: the check before each (a stat) and the
+//! freeing of the inode after it (its pages, its cache entries) run beside
+//! the other. Measured on 2 cores (tmpfs, one folder, a stat before each
+//! unlink): 5,000 files in 30 ms on one thread, 16.5 ms on two; 100,000 in
+//! 645 ms and 330 ms. On ext4, 20,000 files: 1.2 s and 0.8 s.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -25,15 +29,8 @@ use mend_plan::{Planned, Pre, Undo};
 /// Threads per batch at most: the unlinks of a cull scale to a few cores,
 /// and a server has other work.
 const THREADS: usize = 4;
-/// Cores a machine needs before unlinks go on threads. Measured on 2 cores
-/// (tmpfs, 1,000 folders): two unlink threads gained 10% on 100,000 files
-/// and lost 30% on 1,000,000. Each unlink leaves work the kernel finishes on
-/// every core (the inode and dentry are freed by RCU callbacks, the page
-/// goes back through the zone's lock, the inode leaves the superblock's
-/// list), and on 2 cores the second thread takes the core that work needs;
-/// a profile of the threaded run shows those locks and callbacks, not ours.
-/// Decided by the machine, never by timing, so a run is the same every time.
-const MIN_CORES: usize = 4;
+/// Removals a thread takes at a time: one directory's, in plan order.
+const RUN: usize = 128;
 /// Batches smaller than this go one removal at a time: threads would cost
 /// more than they save.
 const PARALLEL_FROM: usize = 256;
@@ -44,35 +41,46 @@ pub(crate) type Outcomes = Vec<Option<anyhow::Result<Undo>>>;
 
 /// Perform the removals `actions` (step `step`'s actions from seq `lo`, with
 /// their journaled states before), with the crash points of every action.
+/// While `planning` is set the step's walk keeps a core; when it ends,
+/// threads join for the runs left.
 pub(crate) fn perform_removals(
     cx: &ApplyCtx<'_>,
-    run: &str,
-    step: u32,
-    lo: u32,
+    (run, step, lo): (&str, u32, u32),
     actions: &[Planned],
     pres: &[Pre],
+    planning: Option<&AtomicBool>,
 ) -> Outcomes {
     // An armed fault or crash point must meet the action it names: one at
     // a time (see `mend_faults::one_at_a_time`).
     if actions.len() < PARALLEL_FROM || mend_faults::one_at_a_time() {
         return serial(cx, run, step, lo, actions, pres);
     }
-    let threads = threads(cores(), actions);
-    if threads < 2 {
+    let busy = || usize::from(planning.is_some_and(|p| p.load(Ordering::Relaxed)));
+    if threads(cores(), 0, actions) < 2 {
         return serial(cx, run, step, lo, actions, pres);
     }
     let mut out: Outcomes = (0..actions.len()).map(|_| None).collect();
     let failed = AtomicBool::new(false);
+    let sync_cx = SyncCtx::of(cx);
     for seg in segments(actions) {
         let groups = groups(actions, seg.clone());
-        if groups.len() < 2 {
-            for i in seg {
+        let next = AtomicUsize::new(0);
+        // One run of one directory's removals; false when none is left or
+        // one failed.
+        let take = |work: &mut Work, batch: &mut apply::Batch| {
+            let Some(group) = groups.get(next.fetch_add(1, Ordering::Relaxed)) else {
+                return false;
+            };
+            batch.forget();
+            for &i in group {
                 if failed.load(Ordering::Relaxed) {
-                    break;
+                    return false;
                 }
+                let lines = std::cell::RefCell::new(Vec::new());
+                let note = |line: String| lines.borrow_mut().push(line);
                 let r = one(
-                    &mut apply::Batch::default(),
-                    cx,
+                    batch,
+                    &sync_cx.ctx(&note),
                     (run, step),
                     lo,
                     actions,
@@ -80,56 +88,64 @@ pub(crate) fn perform_removals(
                     i,
                 );
                 failed.fetch_or(r.is_err(), Ordering::Relaxed);
-                out[i] = Some(r);
+                work.notes
+                    .extend(lines.into_inner().into_iter().map(|l| (i, l)));
+                work.outcomes.push((i, r));
             }
-        } else {
-            let next = AtomicUsize::new(0);
-            // A removal's notes (one left in place) go back to the caller's
-            // note on this thread, after the workers.
-            let notes = std::sync::Mutex::new(Vec::new());
-            let note = |line: String| notes.lock().expect("notes").push(line);
-            let sync_cx = &SyncCtx::of(cx, &note);
-            let done: Vec<Vec<(usize, anyhow::Result<Undo>)>> = std::thread::scope(|s| {
-                let workers: Vec<_> = (0..threads.min(groups.len()))
-                    .map(|_| {
-                        s.spawn(|| {
-                            let cx = sync_cx.ctx();
-                            let mut batch = apply::Batch::default();
-                            let mut mine = Vec::new();
-                            loop {
-                                let g = next.fetch_add(1, Ordering::Relaxed);
-                                let Some(group) = groups.get(g) else { break };
-                                batch.forget();
-                                for &i in group {
-                                    if failed.load(Ordering::Relaxed) {
-                                        return mine;
-                                    }
-                                    let r = one(&mut batch, &cx, (run, step), lo, actions, pres, i);
-                                    failed.fetch_or(r.is_err(), Ordering::Relaxed);
-                                    mine.push((i, r));
-                                }
-                            }
-                            mine
-                        })
-                    })
-                    .collect();
-                workers
+            true
+        };
+        let work = || {
+            let (mut work, mut batch) = (Work::default(), apply::Batch::default());
+            while take(&mut work, &mut batch) {}
+            work
+        };
+        // The calling thread is one of the workers, and between its runs
+        // starts the others the free cores allow.
+        let done: Vec<Work> = std::thread::scope(|s| {
+            let mut others = Vec::new();
+            let (mut mine, mut batch) = (Work::default(), apply::Batch::default());
+            loop {
+                let wanted = threads(cores(), busy(), actions).min(groups.len());
+                while 1 + others.len() < wanted {
+                    others.push(s.spawn(work));
+                }
+                if !take(&mut mine, &mut batch) {
+                    break;
+                }
+            }
+            let mut done = vec![mine];
+            done.extend(
+                others
                     .into_iter()
-                    .map(|w| w.join().expect("a removal thread panicked"))
-                    .collect()
-            });
-            for (i, r) in done.into_iter().flatten() {
+                    .map(|w| w.join().expect("a removal thread panicked")),
+            );
+            done
+        });
+        // What removals said (one left in place) goes to the caller in plan
+        // order, whichever thread did them.
+        let mut notes = Vec::new();
+        for w in done {
+            for (i, r) in w.outcomes {
                 out[i] = Some(r);
             }
-            for line in notes.into_inner().expect("notes") {
-                (cx.note)(line);
-            }
+            notes.extend(w.notes);
+        }
+        notes.sort_by_key(|(i, _)| *i);
+        for (_, line) in notes {
+            (cx.note)(line);
         }
         if failed.load(Ordering::Relaxed) {
             break;
         }
     }
     out
+}
+
+/// What one thread did, each by the removal's index in the batch.
+#[derive(Default)]
+struct Work {
+    outcomes: Vec<(usize, anyhow::Result<Undo>)>,
+    notes: Vec<(usize, String)>,
 }
 
 /// The machine's cores, read once: `available_parallelism` reads the
@@ -139,19 +155,26 @@ fn cores() -> usize {
     *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
 
-/// Threads for a batch of removals on a machine of `cores` cores (1: one
-/// at a time). Trash moves never go on threads: every one renames into the
-/// same trash folder, and a rename across folders holds the filesystem's
-/// rename lock and both folders' locks, so threads only queue (the profile
-/// of a threaded trash cull shows them spinning on that lock).
-fn threads(cores: usize, actions: &[Planned]) -> usize {
+/// Threads for a batch of removals on a machine of `cores` cores, `busy` of
+/// them with other work of the run (1: one at a time). Trash moves never
+/// go on threads: every one renames into the same trash folder, and a
+/// rename across folders holds the filesystem's rename lock and both
+/// folders' locks, so threads only queue (the profile of a threaded trash
+/// cull shows them spinning on that lock). No more threads than free
+/// cores: each unlink leaves work the kernel finishes (the inode and dentry
+/// freed by RCU callbacks, the pages given back through the zone's lock),
+/// and a thread that takes the core of the step's walk slows both. The
+/// count never changes what is done, only how fast: each removal checks
+/// the world, and the outcomes are read in plan order.
+fn threads(cores: usize, busy: usize, actions: &[Planned]) -> usize {
     if let Some(n) = forced() {
         return n;
     }
-    if cores < MIN_CORES || actions.iter().any(|a| a.reversible) {
+    let free = cores.saturating_sub(busy);
+    if free < 2 || actions.iter().any(|a| a.reversible) {
         return 1;
     }
-    cores.min(THREADS)
+    free.min(THREADS)
 }
 
 /// `MEND_REMOVAL_THREADS=N` (1 to 16): threads for every batch of
@@ -259,7 +282,8 @@ fn segments(actions: &[Planned]) -> Vec<std::ops::Range<usize>> {
 }
 
 /// A segment's removals by the directory they are in, each group in plan
-/// order, groups in order of their first removal.
+/// order and cut into runs of at most [`RUN`], groups in order of their
+/// first removal.
 fn groups(actions: &[Planned], seg: std::ops::Range<usize>) -> Vec<Vec<usize>> {
     let mut at: HashMap<&str, usize> = HashMap::new();
     let mut out: Vec<Vec<usize>> = Vec::new();
@@ -271,39 +295,44 @@ fn groups(actions: &[Planned], seg: std::ops::Range<usize>) -> Vec<Vec<usize>> {
         });
         out[g].push(i);
     }
-    out
+    out.into_iter()
+        .flat_map(|g| g.chunks(RUN).map(<[usize]>::to_vec).collect::<Vec<_>>())
+        .collect()
 }
 
 /// What a worker thread needs of [`ApplyCtx`]: its progress callback
-/// stays on the calling thread (a removal reports none); its notes are
-/// collected for the calling thread.
+/// stays on the calling thread (a removal reports none), and each removal
+/// gets a note of its own (see `perform_removals`).
 struct SyncCtx<'a> {
     grants: &'a mend_host::grants::Grants,
     commands: &'a mend_host::commands::CommandPolicy,
     step: &'a str,
     timeout: std::time::Duration,
-    note: &'a (dyn Fn(String) + Sync),
+    on_overlay: bool,
 }
 
 impl<'a> SyncCtx<'a> {
-    fn of(cx: &ApplyCtx<'a>, note: &'a (dyn Fn(String) + Sync)) -> Self {
+    fn of(cx: &ApplyCtx<'a>) -> Self {
         SyncCtx {
             grants: cx.grants,
             commands: cx.commands,
             step: cx.step,
             timeout: cx.timeout,
-            note,
+            on_overlay: cx.on_overlay,
         }
     }
-    fn ctx(&self) -> ApplyCtx<'a> {
+    fn ctx<'n>(&self, note: &'n dyn Fn(String)) -> ApplyCtx<'n>
+    where
+        'a: 'n,
+    {
         ApplyCtx {
             grants: self.grants,
             commands: self.commands,
             step: self.step,
             timeout: self.timeout,
             progress: &|_| {},
-            note: self.note,
-            on_overlay: crate::run::overlay::upper_scratch().is_some(),
+            note,
+            on_overlay: self.on_overlay,
         }
     }
 }
@@ -337,7 +366,7 @@ mod tests {
     }
 
     #[test]
-    fn threads_only_for_unlinks_on_machines_with_cores_to_spare() {
+    fn threads_only_for_unlinks_and_only_on_free_cores() {
         let unlinks: Vec<Planned> = (0..300)
             .map(|i| rm(&format!("c/d{}/f{i}", i % 9)))
             .collect();
@@ -349,19 +378,104 @@ mod tests {
                 ..p
             })
             .collect();
-        assert_eq!(threads(1, &unlinks), 1);
+        assert_eq!(threads(1, 0, &unlinks), 1);
+        assert_eq!(threads(2, 0, &unlinks), 2);
         assert_eq!(
-            threads(2, &unlinks),
+            threads(2, 1, &unlinks),
             1,
-            "2 cores: the kernel needs the other"
+            "2 cores, one planning: the step's walk keeps its core"
         );
-        assert_eq!(threads(4, &unlinks), 4);
-        assert_eq!(threads(64, &unlinks), THREADS);
+        assert_eq!(threads(4, 0, &unlinks), 4);
+        assert_eq!(threads(4, 1, &unlinks), 3);
+        assert_eq!(threads(64, 0, &unlinks), THREADS);
         assert_eq!(
-            threads(64, &moves),
+            threads(64, 0, &moves),
             1,
             "trash moves queue on the rename lock"
         );
+    }
+
+    #[test]
+    fn one_directory_is_cut_into_runs_in_plan_order() {
+        let a: Vec<Planned> = (0..300)
+            .map(|i| rm(&format!("wal/{i:024X}")))
+            .chain(std::iter::once(rm("other/x")))
+            .collect();
+        let g = groups(&a, 0..a.len());
+        let lens: Vec<usize> = g.iter().map(Vec::len).collect();
+        assert_eq!(lens, vec![RUN, RUN, 300 - 2 * RUN, 1]);
+        let flat: Vec<usize> = g.concat();
+        let mut wal: Vec<usize> = flat[..300].to_vec();
+        wal.sort_unstable();
+        assert_eq!(flat[..300], wal[..], "each run and the runs in plan order");
+        assert_eq!(flat[300], 300);
+    }
+
+    /// On threads (2 free cores or more), files rewritten since the plan
+    /// are each left in place and said, in plan order, and every other one
+    /// is removed once.
+    #[test]
+    fn what_threads_say_comes_back_in_plan_order() {
+        use std::os::unix::fs::MetadataExt as _;
+        let tmp = tempfile::tempdir().unwrap();
+        let n = 600;
+        let seen = |i: usize| {
+            let p = tmp.path().join(format!("f{i:03}"));
+            std::fs::write(&p, b"x").unwrap();
+            let m = std::fs::metadata(&p).unwrap();
+            mend_plan::Seen::File {
+                size: m.len(),
+                mtime_ns: m.mtime() * 1_000_000_000 + m.mtime_nsec(),
+            }
+        };
+        let actions: Vec<Planned> = (0..n)
+            .map(|i| Planned {
+                seen: Some(seen(i)),
+                ..rm(&format!("data/f{i:03}"))
+            })
+            .collect();
+        // Rewritten after the plan saw them: a service touched them.
+        let changed: Vec<usize> = (0..n).filter(|i| i % 97 == 5).collect();
+        for i in &changed {
+            std::fs::write(tmp.path().join(format!("f{i:03}")), b"longer").unwrap();
+        }
+        let grants = mend_host::grants::Grants::from_dirs(vec![mend_host::grants::GrantDir {
+            name: "data".into(),
+            root: tmp.path().to_path_buf(),
+            access: mend_runbook::Access::Write,
+            disposable: true,
+            dir: cap_std::fs::Dir::open_ambient_dir(tmp.path(), cap_std::ambient_authority())
+                .unwrap(),
+        }]);
+        let notes = std::cell::RefCell::new(Vec::new());
+        let note = |line: String| notes.borrow_mut().push(line);
+        let cx = ApplyCtx {
+            grants: &grants,
+            commands: &Default::default(),
+            step: "cull",
+            timeout: std::time::Duration::from_secs(60),
+            progress: &|_| {},
+            note: &note,
+            on_overlay: false,
+        };
+        let pres: Vec<Pre> = vec![Pre::default(); n];
+        let out = perform_removals(&cx, ("run", 0, 0), &actions, &pres, None);
+        assert!(out.iter().all(|o| matches!(o, Some(Ok(_)))));
+        let said: Vec<String> = notes.into_inner();
+        let want: Vec<String> = changed.iter().map(|i| format!("data/f{i:03}")).collect();
+        assert_eq!(said.len(), want.len(), "{said:#?}");
+        for (line, path) in said.iter().zip(&want) {
+            assert!(
+                line.contains(path.as_str()),
+                "{line} is not about {path}: {said:#?}"
+            );
+        }
+        let mut left: Vec<String> = std::fs::read_dir(tmp.path())
+            .unwrap()
+            .map(|e| format!("data/{}", e.unwrap().file_name().to_string_lossy()))
+            .collect();
+        left.sort();
+        assert_eq!(left, want, "exactly the rewritten files are left");
     }
 
     #[test]
