@@ -286,6 +286,27 @@ fn set_state(
     Ok(())
 }
 
+/// Commits a change to actions `lo..=hi` of a step; `what` names it in
+/// the error.
+fn commit_actions(
+    tx: crate::changes::JournalTx<'_>,
+    run_id: &str,
+    step_idx: u32,
+    (lo, hi): (u32, u32),
+    what: &str,
+) -> Result<()> {
+    tx.commit(
+        run_id,
+        Change::Actions {
+            step: step_idx,
+            lo,
+            hi,
+        },
+    )
+    .with_context(|| format!("cannot commit {what}"))?;
+    Ok(())
+}
+
 /// Commits a change to the `n` actions of batch `lo`.
 fn commit_batch(
     tx: crate::changes::JournalTx<'_>,
@@ -295,16 +316,7 @@ fn commit_batch(
     n: usize,
 ) -> Result<()> {
     let hi = lo + n.saturating_sub(1) as u32;
-    tx.commit(
-        run_id,
-        Change::Actions {
-            step: step_idx,
-            lo,
-            hi,
-        },
-    )
-    .context("cannot commit a batch of actions")?;
-    Ok(())
+    commit_actions(tx, run_id, step_idx, (lo, hi), "a batch of actions")
 }
 
 impl Journal {
@@ -412,16 +424,14 @@ impl Journal {
         let Some(n) = n else {
             bail!("run {run_id} has no performed batch of actions at {step_idx}.{lo}");
         };
-        tx.commit(
+        let span = (lo, lo + n - 1);
+        commit_actions(
+            tx,
             run_id,
-            Change::Actions {
-                step: step_idx,
-                lo,
-                hi: lo + n - 1,
-            },
+            step_idx,
+            span,
+            "the undoing of a batch of actions",
         )
-        .context("cannot commit the undoing of a batch of actions")?;
-        Ok(())
     }
 
     /// A rollback stopped inside a batch: the batch becomes a row per action
@@ -445,17 +455,14 @@ impl Journal {
             set.execute(params![run_id, step_idx, seq, now])?;
         }
         drop(set);
-        let hi = undone.iter().copied().max().unwrap_or(lo);
-        tx.commit(
+        let span = (lo, undone.iter().copied().max().unwrap_or(lo));
+        commit_actions(
+            tx,
             run_id,
-            Change::Actions {
-                step: step_idx,
-                lo,
-                hi,
-            },
+            step_idx,
+            span,
+            "the undoing of a batch of actions",
         )
-        .context("cannot commit the undoing of a batch of actions")?;
-        Ok(())
     }
 
     /// Every batch of a run as records, by (step, seq).
