@@ -522,3 +522,50 @@ with = { inspect = ["clock:"] }
     // The same clock, moving on from `--now` while the step runs.
     assert!((now..now + 60).contains(&wall), "{line}");
 }
+
+/// mend keeps its own memory in 4 KiB pages (`PR_SET_THP_DISABLE`, which
+/// every child keeps across exec); a command it runs, and any service that
+/// command starts, has transparent huge pages as whoever started mend had
+/// them.
+#[test]
+fn a_command_gets_huge_pages_as_mend_found_them() {
+    let f = Fixture::new();
+    std::fs::create_dir_all(f.path("data")).unwrap();
+    let ours = std::fs::read_to_string("/proc/self/status").unwrap();
+    let Some(want) = ours.lines().find(|l| l.starts_with("THP_enabled:")) else {
+        // A kernel before 5.0 does not say.
+        return;
+    };
+    let rb = f.runbook(
+        "thp.toml",
+        r#"
+[runbook]
+name = "thp"
+version = "1.0.0"
+summary = "a command reads its own huge page setting"
+
+[grants.data]
+path = "{root}/data"
+access = "read"
+
+[commands.status]
+program = "/bin/grep"
+reads = [["THP_enabled", "/proc/self/status"]]
+
+[[steps]]
+id = "look"
+{guest:scripted}
+grants = ["data"]
+commands = ["status"]
+with = { probe = [["status", ["THP_enabled", "/proc/self/status"]]] }
+"#,
+    );
+    let ran = f.mend(&["plan", rb.to_str().unwrap()]);
+    assert_eq!(ran.code, 0, "{}", ran.text());
+    let said = want.replace('\t', "\\t");
+    assert!(
+        ran.stdout.contains(&format!("stdout \"{said}\\n\"")),
+        "the command should see `{said}`:\n{}",
+        ran.stdout
+    );
+}

@@ -22,6 +22,7 @@ pub mod commands;
 pub mod cow;
 pub mod files;
 pub mod grants;
+pub mod huge_pages;
 pub mod sandbox;
 pub mod space;
 pub mod walked;

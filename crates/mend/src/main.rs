@@ -12,5 +12,9 @@ fn main() {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
+    // 4 KiB pages for mend's own memory; the commands it runs get the
+    // machine's setting back (see `mend_host::huge_pages`).
+    // SAFETY: at the very start of main, before any thread exists.
+    unsafe { mend_host::huge_pages::off_for_mend() };
     std::process::exit(mend::cli::main());
 }

@@ -66,12 +66,16 @@ pub fn run(spawn: &Spawn) -> Result<Output, String> {
         (me.is_root() || me.as_raw() != a.uid).then(|| (a.uid, a.gid, a.groups.clone()))
     });
     let confine = spawn.confine.map(AsRawFd::as_raw_fd);
-    if drop_to.is_some() || confine.is_some() {
+    let huge_pages = crate::huge_pages::turned_off();
+    if drop_to.is_some() || confine.is_some() || huge_pages {
         // SAFETY: between fork and exec only async-signal-safe calls are
         // made (setgroups, setgid, setuid, prctl, a raw syscall); the group
         // list was built before the fork.
         unsafe {
             cmd.pre_exec(move || {
+                // What the command starts (a service) has huge pages as
+                // the machine gives them, not as mend keeps them for itself.
+                crate::huge_pages::restore_in_child()?;
                 if let Some((uid, gid, groups)) = &drop_to {
                     if libc::setgroups(groups.len(), groups.as_ptr()) != 0
                         || libc::setgid(*gid) != 0
