@@ -87,7 +87,11 @@ pub(crate) fn perform_removals(
                     pres,
                     i,
                 );
-                failed.fetch_or(r.is_err(), Ordering::Relaxed);
+                // Written only on a failure: a write per removal kept the
+                // line the other threads read bouncing between cores.
+                if r.is_err() {
+                    failed.store(true, Ordering::Relaxed);
+                }
                 work.notes
                     .extend(lines.into_inner().into_iter().map(|l| (i, l)));
                 work.outcomes.push((i, r));
