@@ -245,47 +245,6 @@ pub(crate) fn explode(
     Ok(())
 }
 
-/// Moves batch `lo` on to `state` (intended from planned, done from
-/// intended) with its actions' undo data. Intending a batch intended
-/// already leaves it as it is; a batch that was never intended cannot be
-/// done.
-fn set_state(
-    tx: &rusqlite::Transaction<'_>,
-    run_id: &str,
-    step_idx: u32,
-    lo: u32,
-    state: ActionState,
-    undo: &[&str],
-) -> Result<()> {
-    let (from, at) = match state {
-        ActionState::Intended => ("planned", "intended_at"),
-        _ => ("intended", "done_at"),
-    };
-    let blob = pack(undo)?;
-    let n = tx.execute(
-        &format!(
-            "UPDATE bulk SET state = ?4, undo = ?5, {at} = ?6
-             WHERE run_id = ?1 AND step_idx = ?2 AND lo = ?3 AND n = ?7 AND state = '{from}'"
-        ),
-        params![
-            run_id,
-            step_idx,
-            lo,
-            state,
-            blob,
-            now_ms(),
-            undo.len() as u32
-        ],
-    )?;
-    if n == 0 && state == ActionState::Done {
-        bail!(
-            "actions {step_idx}.{lo}.. of run {run_id} were never intended as a batch of {}",
-            undo.len()
-        );
-    }
-    Ok(())
-}
-
 /// Commits a change to actions `lo..=hi` of a step; `what` names it in
 /// the error.
 fn commit_actions(
@@ -305,18 +264,6 @@ fn commit_actions(
     )
     .with_context(|| format!("cannot commit {what}"))?;
     Ok(())
-}
-
-/// Commits a change to the `n` actions of batch `lo`.
-fn commit_batch(
-    tx: crate::changes::JournalTx<'_>,
-    run_id: &str,
-    step_idx: u32,
-    lo: u32,
-    n: usize,
-) -> Result<()> {
-    let hi = lo + n.saturating_sub(1) as u32;
-    commit_actions(tx, run_id, step_idx, (lo, hi), "a batch of actions")
 }
 
 impl Journal {
@@ -374,9 +321,7 @@ impl Journal {
     /// (its state before), in one commit. A batch intended already is left
     /// as it is.
     pub fn intend_bulk(&self, run_id: &str, step_idx: u32, lo: u32, undo: &[&str]) -> Result<()> {
-        let tx = self.write_tx()?;
-        set_state(&tx, run_id, step_idx, lo, ActionState::Intended, undo)?;
-        commit_batch(tx, run_id, step_idx, lo, undo.len())
+        self.bulk_state(run_id, step_idx, lo, ActionState::Intended, undo, None)
     }
 
     /// Journals one batch of a step that is still planning (see
@@ -390,18 +335,55 @@ impl Journal {
         bulk: &PlannedBulk,
         undo: &[&str],
     ) -> Result<()> {
-        let tx = self.write_tx()?;
-        save_planned(&tx, run_id, step_idx, std::slice::from_ref(bulk))?;
-        set_state(&tx, run_id, step_idx, bulk.lo, ActionState::Intended, undo)?;
-        commit_batch(tx, run_id, step_idx, bulk.lo, undo.len())
+        let (lo, state) = (bulk.lo, ActionState::Intended);
+        self.bulk_state(run_id, step_idx, lo, state, undo, Some(bulk))
     }
 
     /// Records an intended batch as done, with each action's undo data, in
     /// one commit.
     pub fn done_bulk(&self, run_id: &str, step_idx: u32, lo: u32, undo: &[&str]) -> Result<()> {
+        self.bulk_state(run_id, step_idx, lo, ActionState::Done, undo, None)
+    }
+
+    /// Moves batch `lo` on to `state` (intended from planned, done from
+    /// intended) with its actions' undo data, in one commit; a batch not
+    /// yet journaled (`planned`) is saved first, in the same commit.
+    fn bulk_state(
+        &self,
+        run_id: &str,
+        step_idx: u32,
+        lo: u32,
+        state: ActionState,
+        undo: &[&str],
+        planned: Option<&PlannedBulk>,
+    ) -> Result<()> {
+        let now = now_ms();
+        let (from, at) = match state {
+            ActionState::Intended => ("planned", "intended_at"),
+            _ => ("intended", "done_at"),
+        };
+        // Packed before the write transaction, which it would only hold
+        // longer.
+        let blob = pack(undo)?;
         let tx = self.write_tx()?;
-        set_state(&tx, run_id, step_idx, lo, ActionState::Done, undo)?;
-        commit_batch(tx, run_id, step_idx, lo, undo.len())
+        if let Some(b) = planned {
+            save_planned(&tx, run_id, step_idx, std::slice::from_ref(b))?;
+        }
+        let n = tx.execute(
+            &format!(
+                "UPDATE bulk SET state = ?4, undo = ?5, {at} = ?6
+                 WHERE run_id = ?1 AND step_idx = ?2 AND lo = ?3 AND n = ?7 AND state = '{from}'"
+            ),
+            params![run_id, step_idx, lo, state, blob, now, undo.len() as u32],
+        )?;
+        if n == 0 && state == ActionState::Done {
+            bail!(
+                "actions {step_idx}.{lo}.. of run {run_id} were never intended as a batch of {}",
+                undo.len()
+            );
+        }
+        let hi = lo + undo.len().saturating_sub(1) as u32;
+        commit_actions(tx, run_id, step_idx, (lo, hi), "a batch of actions")
     }
 
     /// Records a batch the rollback undid, every action of it, as undone in
