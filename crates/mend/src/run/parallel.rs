@@ -109,7 +109,7 @@ pub(crate) fn perform_removals(
             let mut others = Vec::new();
             let (mut mine, mut batch) = (Work::default(), apply::Batch::default());
             loop {
-                let wanted = threads(cores(), busy(), actions).min(groups.len());
+                let wanted = on_free_cores(cores(), busy()).min(groups.len());
                 while 1 + others.len() < wanted {
                     others.push(s.spawn(work));
                 }
@@ -171,20 +171,28 @@ fn cores() -> usize {
 /// count never changes what is done, only how fast: each removal checks
 /// the world, and the outcomes are read in plan order.
 fn threads(cores: usize, busy: usize, actions: &[Planned]) -> usize {
+    if forced().is_none() && actions.iter().any(|a| a.reversible) {
+        return 1;
+    }
+    on_free_cores(cores, busy)
+}
+
+/// Threads for unlinks on `cores` cores, `busy` of them with other work:
+/// what [`threads`] gives once a batch is known to hold no trash moves,
+/// asked again between runs as the step's planning ends.
+fn on_free_cores(cores: usize, busy: usize) -> usize {
     if let Some(n) = forced() {
         return n;
     }
     let free = cores.saturating_sub(busy);
-    if free < 2 || actions.iter().any(|a| a.reversible) {
-        return 1;
-    }
-    free.min(THREADS)
+    if free < 2 { 1 } else { free.min(THREADS) }
 }
 
 /// `MEND_REMOVAL_THREADS=N` (1 to 16): threads for every batch of
-/// removals, trash moves too, whatever the machine. The tests run the
-/// threaded path with it on 2 cores, where it is otherwise never taken; an
-/// operator can try another count on a machine of their own.
+/// removals, trash moves too, whatever the machine and however busy. The
+/// tests run the threaded path with it for trash moves, and for unlinks
+/// while a step plans, where it is otherwise never taken; an operator can
+/// try another count on a machine of their own.
 fn forced() -> Option<usize> {
     static FORCED: std::sync::OnceLock<Option<usize>> = std::sync::OnceLock::new();
     *FORCED.get_or_init(|| {
