@@ -199,12 +199,9 @@ impl Spool {
                     .collect::<Result<_, _>>()
                     .map_err(|e| format!("step `{}`: {e}", self.step))?;
                 let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
-                let mut blob = mend_journal::pack(&lines)
+                // As long as it is compressed: kept for the plan's life.
+                let blob = mend_journal::pack(&lines)
                     .map_err(|e| format!("step `{}`: {e:#}", self.step))?;
-                // zstd hands back a buffer the size of its input (a batch's
-                // JSON): kept for the plan's life, that was 100 bytes of
-                // memory per removal.
-                blob.shrink_to_fit();
                 let packed = Packed {
                     lo: self.seq,
                     n: n as u32,
