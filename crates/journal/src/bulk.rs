@@ -399,13 +399,22 @@ impl Journal {
         if let Some(b) = planned {
             save_planned(&tx, run_id, step_idx, std::slice::from_ref(b))?;
         }
-        let n = tx.execute(
-            &format!(
+        // Cached: a run writes it twice a batch, and each prepare compiles
+        // the table's checksum triggers again.
+        let n = tx
+            .prepare_cached(&format!(
                 "UPDATE bulk SET state = ?4, undo = ?5, {at} = ?6
                  WHERE run_id = ?1 AND step_idx = ?2 AND lo = ?3 AND n = ?7 AND state = '{from}'"
-            ),
-            params![run_id, step_idx, lo, state, blob, now, undo.len() as u32],
-        )?;
+            ))?
+            .execute(params![
+                run_id,
+                step_idx,
+                lo,
+                state,
+                blob,
+                now,
+                undo.len() as u32
+            ])?;
         if n == 0 && state == ActionState::Done {
             bail!(
                 "actions {step_idx}.{lo}.. of run {run_id} were never intended as a batch of {}",

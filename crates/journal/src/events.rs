@@ -15,10 +15,10 @@ impl Journal {
         message: &str,
     ) -> Result<()> {
         let tx = self.write_tx()?;
-        tx.execute(
+        tx.prepare_cached(
             "INSERT INTO events (run_id, step_idx, at, level, message) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![run_id, step_idx, now_ms(), level, message],
-        )
+        )?
+        .execute(params![run_id, step_idx, now_ms(), level, message])
         .with_context(|| format!("cannot record an event of run {run_id}"))?;
         let id = tx.last_insert_rowid();
         tx.commit(run_id, Change::Event { id })

@@ -118,12 +118,13 @@ impl Journal {
         let finished_at = status.is_terminal().then(now_ms);
         let keep_error = status != RunStatus::Running;
         let tx = self.write_tx()?;
-        let n = tx.execute(
-            "UPDATE runs SET status = ?2, finished_at = ?3,
-                 error = CASE WHEN ?4 IS NOT NULL THEN ?4 WHEN ?5 THEN error END
-             WHERE id = ?1",
-            params![run_id, status, finished_at, error, keep_error],
-        )?;
+        let n = tx
+            .prepare_cached(
+                "UPDATE runs SET status = ?2, finished_at = ?3,
+                     error = CASE WHEN ?4 IS NOT NULL THEN ?4 WHEN ?5 THEN error END
+                 WHERE id = ?1",
+            )?
+            .execute(params![run_id, status, finished_at, error, keep_error])?;
         if n == 0 {
             bail!("no run with id `{run_id}`");
         }

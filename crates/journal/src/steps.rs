@@ -110,12 +110,13 @@ impl Journal {
         let finished = status.is_finished();
         let finished_at = finished.then(now_ms);
         let tx = self.write_tx()?;
-        let n = tx.execute(
-            "UPDATE steps SET status = ?3, finished_at = ?4,
-                 error = CASE WHEN ?5 IS NOT NULL THEN ?5 WHEN ?6 THEN error END
-             WHERE run_id = ?1 AND idx = ?2",
-            params![run_id, idx, status, finished_at, error, finished],
-        )?;
+        let n = tx
+            .prepare_cached(
+                "UPDATE steps SET status = ?3, finished_at = ?4,
+                     error = CASE WHEN ?5 IS NOT NULL THEN ?5 WHEN ?6 THEN error END
+                 WHERE run_id = ?1 AND idx = ?2",
+            )?
+            .execute(params![run_id, idx, status, finished_at, error, finished])?;
         if n == 0 {
             bail!("run {run_id} has no step {idx} in the journal");
         }
