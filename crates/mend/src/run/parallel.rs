@@ -66,13 +66,14 @@ pub(crate) fn perform_removals(
         let groups = groups(actions, seg.clone());
         let next = AtomicUsize::new(0);
         // One run of one directory's removals; false when none is left or
-        // one failed.
-        let take = |work: &mut Work, batch: &mut apply::Batch| {
+        // one failed. `between` is called after each removal.
+        let take = |work: &mut Work, batch: &mut apply::Batch, between: &mut dyn FnMut()| {
             let Some(group) = groups.get(next.fetch_add(1, Ordering::Relaxed)) else {
                 return false;
             };
             batch.forget();
             for &i in group {
+                between();
                 if failed.load(Ordering::Relaxed) {
                     return false;
                 }
@@ -100,23 +101,27 @@ pub(crate) fn perform_removals(
         };
         let work = || {
             let (mut work, mut batch) = (Work::default(), apply::Batch::default());
-            while take(&mut work, &mut batch) {}
+            while take(&mut work, &mut batch, &mut || {}) {}
             work
         };
-        // The calling thread is one of the workers, and between its runs
-        // starts the others the free cores allow.
+        // The calling thread is one of the workers, and starts the others
+        // the free cores allow: before its first run, and once the step's
+        // planning ends, after the removal it was doing (not at the end of
+        // its run: a run of 128 unlinks is a millisecond).
+        let most = on_free_cores(cores(), 0).min(groups.len());
         let done: Vec<Work> = std::thread::scope(|s| {
             let mut others = Vec::new();
+            let more = |others: &mut Vec<_>| {
+                if 1 + others.len() < most {
+                    let wanted = on_free_cores(cores(), busy()).min(groups.len());
+                    while 1 + others.len() < wanted {
+                        others.push(s.spawn(work));
+                    }
+                }
+            };
             let (mut mine, mut batch) = (Work::default(), apply::Batch::default());
-            loop {
-                let wanted = on_free_cores(cores(), busy()).min(groups.len());
-                while 1 + others.len() < wanted {
-                    others.push(s.spawn(work));
-                }
-                if !take(&mut mine, &mut batch) {
-                    break;
-                }
-            }
+            more(&mut others);
+            while take(&mut mine, &mut batch, &mut || more(&mut others)) {}
             let mut done = vec![mine];
             done.extend(
                 others
