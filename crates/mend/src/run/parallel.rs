@@ -184,7 +184,8 @@ fn threads(cores: usize, busy: usize, actions: &[Planned]) -> usize {
 
 /// Threads for unlinks on `cores` cores, `busy` of them with other work:
 /// what [`threads`] gives once a batch is known to hold no trash moves,
-/// asked again between runs as the step's planning ends.
+/// asked again after each removal of the calling thread's until the step's
+/// planning ends.
 fn on_free_cores(cores: usize, busy: usize) -> usize {
     if let Some(n) = forced() {
         return n;
