@@ -56,7 +56,9 @@ pub(crate) fn perform_removals(
         return serial(cx, run, step, lo, actions, pres);
     }
     let busy = || usize::from(planning.is_some_and(|p| p.load(Ordering::Relaxed)));
-    if threads(cores(), 0, actions) < 2 {
+    // The most threads the batch may have, once no step plans beside it.
+    let most = threads(cores(), 0, actions);
+    if most < 2 {
         return serial(cx, run, step, lo, actions, pres);
     }
     let mut out: Outcomes = (0..actions.len()).map(|_| None).collect();
@@ -108,7 +110,7 @@ pub(crate) fn perform_removals(
         // the free cores allow: before its first run, and once the step's
         // planning ends, after the removal it was doing (not at the end of
         // its run: a run of 128 unlinks is a millisecond).
-        let most = on_free_cores(cores(), 0).min(groups.len());
+        let most = most.min(groups.len());
         let done: Vec<Work> = std::thread::scope(|s| {
             let mut others = Vec::new();
             let more = |others: &mut Vec<_>| {
